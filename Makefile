@@ -1,0 +1,51 @@
+# astrid-go: `make run` builds everything and runs the host on examples/; `make test` runs the tests.
+export GOFLAGS := -buildvcs=false
+GO ?= go
+BIN := bin
+STATE := $(BIN)/state
+
+# Every directory under examples/ with a main.go is a capsule built with standard Go.
+EXAMPLES := $(patsubst %/main.go,%,$(wildcard examples/*/main.go))
+
+.PHONY: all build binaries capsules run test bench fuzz proto clean
+
+all: build
+
+build: binaries capsules
+
+# The host is pure Go; the shim links wasmtime (cgo).
+binaries:
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/astrid-host ./cmd/astrid-host
+	$(GO) build -o $(BIN)/astrid-shim ./cmd/astrid-shim
+
+capsules:
+	@for d in $(EXAMPLES); do \
+		echo "GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d"; \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d || exit 1; \
+	done
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/go/
+
+run: build
+	$(BIN)/astrid-host call examples/hello greet --input world --state $(STATE); echo
+	$(BIN)/astrid-host run --state $(STATE) examples/
+
+test: build
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Benchmarks report ratios against baselines measured in the same run.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 1 -timeout 20m ./tests/
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./host/manifest/
+
+# Regenerates the committed protocol code (needs protoc from Debian's protobuf-compiler).
+proto:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.2
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative shared/pb/shim.proto
+
+clean:
+	rm -rf $(BIN) examples/*/*.wasm

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/host/manifest"
+)
+
+const callSynopsis = `Usage: astrid-host call [flags] TARGET EXPORT
+
+Runs TARGET (a capsule directory, or a bare .wasm file with a default manifest that grants
+nothing) in a full host, with its own shim and the same checks as 'run', and calls EXPORT once.
+The output bytes go to stdout unchanged; diagnostics go to stderr.
+
+Exit status: 0 on success; 1 when the guest failed ("error: " and the guest's message or the
+trap on stderr); 2 for usage, manifest or load errors.
+
+Example:
+  astrid-host call examples/hello greet --input world`
+
+func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("call", callSynopsis, stderr)
+	var hf hostFlags
+	hf.register(fs, "warn")
+	config := keyValues{}
+	fs.Var(config, "config", "`KEY=VALUE` the guest reads with config_get; repeatable; overrides the capsule's [env] defaults")
+	input := fs.String("input", "", "input `TEXT` of the call")
+	inputFile := fs.String("input-file", "", "read the input from `FILE` ('-' for stdin)")
+	timeout := fs.Duration("timeout", 0, "time limit of the call, e.g. 2s or 500ms (default: the capsule's [limits] call_timeout)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return usageError(fs, stderr, err)
+	}
+	if len(pos) != 2 {
+		return usageError(fs, stderr, fmt.Errorf("want TARGET and EXPORT, got %d argument(s): %s", len(pos), strings.Join(pos, " ")))
+	}
+	target, export := pos[0], pos[1]
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if set["input"] && set["input-file"] {
+		return usageError(fs, stderr, errors.New("--input and --input-file cannot both be given"))
+	}
+	if *timeout < 0 {
+		return usageError(fs, stderr, fmt.Errorf("--timeout %s: must be positive", *timeout))
+	}
+	in := []byte(*input)
+	if set["input-file"] {
+		if in, err = readInput(*inputFile, stdin); err != nil {
+			fmt.Fprintf(stderr, "astrid-host call: %v\n", err)
+			return exitUsage
+		}
+	}
+
+	m, err := loadTarget(target, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitUsage
+	}
+	h, _, err := hf.newHost(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitUsage
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	defer h.Shutdown(context.Background())
+
+	inst, _, err := h.Load(ctx, m, host.LoadOptions{Config: config})
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitUsage
+	}
+	out, err := inst.Call(ctx, export, in, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		var ge *host.GuestError
+		if errors.As(err, &ge) && ge.Backtrace != "" {
+			fmt.Fprintf(stderr, "wasm backtrace:\n  %s\n", strings.ReplaceAll(ge.Backtrace, "\n", "\n  "))
+		}
+		return exitFailure
+	}
+	if _, err := stdout.Write(out); err != nil {
+		fmt.Fprintf(stderr, "error: write output: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// loadTarget reads the manifest of a capsule directory, or builds the default one for a .wasm.
+func loadTarget(target string, stderr io.Writer) (*manifest.Manifest, error) {
+	fi, err := os.Stat(target)
+	if err != nil {
+		return nil, fmt.Errorf("target %s: %w", target, err)
+	}
+	if !fi.IsDir() {
+		if !strings.HasSuffix(target, ".wasm") {
+			return nil, fmt.Errorf("target %s is neither a capsule directory nor a .wasm file", target)
+		}
+		return manifest.ForWasm(target)
+	}
+	m, warnings, err := manifest.Load(target)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
+	return m, err
+}
+
+func readInput(path string, stdin io.Reader) ([]byte, error) {
+	var r io.Reader = stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("--input-file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	data, err := io.ReadAll(io.LimitReader(r, host.MaxInputBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("--input-file %s: %w", path, err)
+	}
+	if len(data) > host.MaxInputBytes {
+		return nil, fmt.Errorf("--input-file %s is larger than %d bytes (10 MiB), the largest input a call takes", path, host.MaxInputBytes)
+	}
+	return data, nil
+}

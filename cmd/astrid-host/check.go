@@ -1,0 +1,58 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/host/manifest"
+)
+
+const checkSynopsis = `Usage: astrid-host check PATH...
+
+Validates the Capsule.toml of each capsule: PATH is a capsule directory, a Capsule.toml, or a
+directory of capsule directories. Prints every problem as FILE:LINE: KEY: MESSAGE, warnings
+(unknown keys) included, and "ok" for each valid capsule.
+
+Exit status: 0 when every capsule is valid, 1 when any has an error, 2 for usage errors.`
+
+func checkCommand(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("check", checkSynopsis, stderr)
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return usageError(fs, stderr, err)
+	}
+	if len(pos) == 0 {
+		return usageError(fs, stderr, fmt.Errorf("want at least one PATH"))
+	}
+	status := exitOK
+	for _, p := range pos {
+		dirs, err := host.DiscoverCapsules([]string{p})
+		if err != nil {
+			fmt.Fprintf(stdout, "error: %v\n", err)
+			status = exitFailure
+			continue
+		}
+		for _, dir := range dirs {
+			m, warnings, err := manifest.Load(dir)
+			for _, w := range warnings {
+				fmt.Fprintf(stdout, "warning: %s\n", w)
+			}
+			if err != nil {
+				var problems manifest.Errors
+				if errors.As(err, &problems) {
+					for _, p := range problems {
+						fmt.Fprintf(stdout, "error: %s\n", p)
+					}
+				} else {
+					fmt.Fprintf(stdout, "error: %v\n", err)
+				}
+				status = exitFailure
+				continue
+			}
+			fmt.Fprintf(stdout, "ok: %s %s (%s)\n", m.ID(), m.Package.Version, m.Path)
+		}
+	}
+	return status
+}

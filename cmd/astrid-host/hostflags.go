@@ -1,0 +1,105 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/astrid-go/astrid/host"
+)
+
+// hostFlags are the flags of every command that starts a host.
+type hostFlags struct {
+	shim      string
+	state     string
+	workspace string
+	logLevel  string
+}
+
+func (f *hostFlags) register(fs *flag.FlagSet, defaultLevel string) {
+	fs.StringVar(&f.shim, "shim", "", "astrid-shim executable (default: astrid-shim next to astrid-host)")
+	fs.StringVar(&f.state, "state", "", "state directory; compiled modules are cached in STATE/modules (default: $ASTRID_STATE_DIR, else $XDG_STATE_HOME/astrid, else ~/.local/state/astrid)")
+	fs.StringVar(&f.workspace, "workspace", "", "workspace directory capsules work in (default: the current directory)")
+	fs.StringVar(&f.logLevel, "log-level", defaultLevel, "log level: trace, debug, info, warn or error")
+}
+
+// newHost verifies the shim and builds a host from the flags.
+func (f *hostFlags) newHost(stderr io.Writer) (*host.Host, hclog.Logger, error) {
+	level := hclog.LevelFromString(f.logLevel)
+	if level == hclog.NoLevel {
+		return nil, nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", f.logLevel)
+	}
+	logger := hclog.New(&hclog.LoggerOptions{Name: "astrid-host", Output: stderr, Level: level})
+	shimPath := f.shim
+	if shimPath == "" {
+		p, err := host.FindShim()
+		if err != nil {
+			return nil, nil, err
+		}
+		shimPath = p
+	}
+	shim, err := host.VerifyShim(shimPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	state := f.state
+	if state == "" {
+		if state, err = defaultStateDir(); err != nil {
+			return nil, nil, err
+		}
+	}
+	workspace := f.workspace
+	if workspace == "" {
+		if workspace, err = os.Getwd(); err != nil {
+			return nil, nil, err
+		}
+	}
+	if fi, err := os.Stat(workspace); err != nil || !fi.IsDir() {
+		return nil, nil, fmt.Errorf("--workspace %s: not a directory", workspace)
+	}
+	h, err := host.New(host.Config{Shim: shim, StateDir: state, Workspace: workspace, Logger: logger, ShimLogLevel: level})
+	if err != nil {
+		return nil, nil, err
+	}
+	logger.Debug("host ready", "shim", shim.Path, "shim_sha256", shim.SHA256, "state", state, "module_cache", h.Cache().Dir())
+	return h, logger, nil
+}
+
+func defaultStateDir() (string, error) {
+	if d := os.Getenv("ASTRID_STATE_DIR"); d != "" {
+		return d, nil
+	}
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "astrid"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no state directory: set --state or $ASTRID_STATE_DIR (%w)", err)
+	}
+	return filepath.Join(home, ".local", "state", "astrid"), nil
+}
+
+// keyValues is a repeatable K=V flag.
+type keyValues map[string]string
+
+func (kv keyValues) String() string {
+	var parts []string
+	for k, v := range kv {
+		parts = append(parts, k+"="+v)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (kv keyValues) Set(s string) error {
+	k, v, ok := strings.Cut(s, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not KEY=VALUE", s)
+	}
+	kv[k] = v
+	return nil
+}

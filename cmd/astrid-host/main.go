@@ -1,0 +1,108 @@
+// Command astrid-host runs capsules: sandboxed WebAssembly programs, each in its own astrid-shim
+// process.
+//
+//	astrid-host run   [flags] PATH...          load capsules and run until a signal
+//	astrid-host call  [flags] TARGET EXPORT    run a capsule and call one export
+//	astrid-host check PATH...                  validate capsule manifests
+//
+// Run `astrid-host COMMAND --help` for each command's flags. Flags may come before or after the
+// positional arguments.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Exit codes shared by every command.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the capsule failed (call), or problems were found (check)
+	exitUsage   = 2 // bad flags or arguments, or a manifest or load error
+)
+
+const usage = `astrid-host runs capsules: sandboxed WebAssembly programs, each in its own
+astrid-shim process.
+
+Usage:
+  astrid-host run   [flags] PATH...          load capsules and run until SIGINT/SIGTERM
+  astrid-host call  [flags] TARGET EXPORT    run a capsule (or a bare .wasm) and call one export
+  astrid-host check PATH...                  validate Capsule.toml files and print every problem
+
+Run 'astrid-host COMMAND --help' for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return runCommand(rest, stderr)
+	case "call":
+		return callCommand(rest, stdin, stdout, stderr)
+	case "check":
+		return checkCommand(rest, stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call and check\n\n%s", cmd, usage)
+		return exitUsage
+	}
+}
+
+// parseArgs parses flags that may appear before, between or after positional arguments, as the
+// Extism CLI allows (`astrid-host call plugin.wasm count_vowels --input hello`). Everything after
+// "--" is positional.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// newFlagSet makes a flag set that prints its usage to stderr and reports errors instead of
+// exiting, so every command controls its exit code.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "%s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// usageError reports a usage problem and returns exitUsage; -h/--help returns exitOK.
+func usageError(fs *flag.FlagSet, stderr io.Writer, err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "astrid-host %s: %v\n", fs.Name(), err)
+	}
+	fmt.Fprintf(stderr, "Run 'astrid-host %s --help' for usage.\n", fs.Name())
+	return exitUsage
+}

@@ -1,0 +1,40 @@
+// Command astrid-shim runs one capsule's WebAssembly guest for astrid-host. It is started by the
+// host through go-plugin and is not meant to be run by hand.
+//
+// The shim logs JSON lines on stderr, which the host relays under the capsule's name. Its stdout
+// belongs to go-plugin's handshake, so nothing else may write there.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/pb"
+	"github.com/astrid-go/astrid/shim"
+)
+
+func main() {
+	logger := hclog.New(&hclog.LoggerOptions{
+		Name:       "astrid-shim",
+		Output:     os.Stderr,
+		JSONFormat: true,
+		Level:      hclog.LevelFromString(os.Getenv(shared.EnvShimLogLevel)),
+	})
+	engine, err := shim.NewEngine(shim.EngineOptions{Fuel: os.Getenv(shared.EnvShimFuel) == "1"})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
+		os.Exit(1)
+	}
+	plugin.Serve(&plugin.ServeConfig{
+		HandshakeConfig: shared.Handshake,
+		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
+			NewShimServer: func(broker *plugin.GRPCBroker) pb.ShimServer { return shim.NewServer(logger, engine, broker) },
+		}},
+		GRPCServer: shared.NewServer,
+		Logger:     logger,
+	})
+}

@@ -1,0 +1,277 @@
+// Package host is astrid-host's runtime: it loads capsules, starts one astrid-shim process per
+// capsule through go-plugin, serves the host functions each shim calls back into, tracks every
+// instance's state and stops everything it started.
+//
+// The host is the only authority. A shim is never trusted with anything: what it may do is decided
+// here, keyed on the connection a request came from (each shim gets its own HostServices server).
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// Config configures a Host.
+type Config struct {
+	// Shim is the verified astrid-shim executable (see VerifyShim).
+	Shim *ShimBinary
+	// StateDir holds the host's persistent state; compiled modules are cached in StateDir/modules.
+	StateDir string
+	// Workspace is the directory capsules work in (used by later host functions).
+	Workspace string
+	// Logger receives the host's log and every capsule's, each capsule as a named sub-logger.
+	Logger hclog.Logger
+	// ShimLogLevel is the level of the shims' own logs (default info).
+	ShimLogLevel hclog.Level
+}
+
+// Host runs capsules.
+type Host struct {
+	cfg    Config
+	log    hclog.Logger
+	cache  *ModuleCache
+	runDir string
+
+	mu        sync.Mutex
+	instances []*Instance // in load order
+	closed    bool
+}
+
+// New prepares a host: the module cache under cfg.StateDir and a private runtime directory for
+// the shims' sockets.
+func New(cfg Config) (*Host, error) {
+	if cfg.Shim == nil {
+		return nil, errors.New("host: no shim configured")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.ShimLogLevel == hclog.NoLevel {
+		cfg.ShimLogLevel = hclog.Info
+	}
+	cache, err := OpenModuleCache(filepath.Join(cfg.StateDir, "modules"))
+	if err != nil {
+		return nil, err
+	}
+	runDir, err := runDirFor()
+	if err != nil {
+		return nil, err
+	}
+	return &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir}, nil
+}
+
+// Cache is the host's compiled-module cache.
+func (h *Host) Cache() *ModuleCache { return h.cache }
+
+// Instances returns the loaded instances in load order.
+func (h *Host) Instances() []*Instance {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]*Instance(nil), h.instances...)
+}
+
+// MaxInputBytes is the largest input of one call: 10 MiB.
+const MaxInputBytes = shared.MaxPayloadBytes
+
+// LoadOptions are the operator's choices for one load.
+type LoadOptions struct {
+	// Config overrides the capsule's [env] defaults in what the guest reads with config_get.
+	Config map[string]string
+}
+
+// LoadResult tells how a capsule was loaded.
+type LoadResult struct {
+	// Compiled is true when the module was compiled for this load; false when the cached artefact
+	// was used.
+	Compiled bool
+	// Took is the time from launching the shim to the capsule being Ready.
+	Took time.Duration
+}
+
+// Load starts a shim for the capsule described by m and loads its module. The instance is
+// returned even when loading fails, in state Failed with the reason; the error says the same.
+func (h *Host) Load(ctx context.Context, m *manifest.Manifest, opts LoadOptions) (*Instance, LoadResult, error) {
+	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, LoadResult{}, errors.New("host: shutting down")
+	}
+	h.instances = append(h.instances, inst)
+	h.mu.Unlock()
+	inst.log.Info("capsule state", "state", StateLoading, "dir", m.Dir)
+
+	start := time.Now()
+	res, err := h.load(ctx, inst, opts)
+	res.Took = time.Since(start)
+	if err != nil {
+		err = fmt.Errorf("load capsule %s: %w", m.ID(), err)
+		inst.setState(StateFailed, err.Error())
+		if inst.proc != nil {
+			inst.Stop(ctx)
+		}
+		return inst, res, err
+	}
+	inst.setState(StateReady, "")
+	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took)
+	return inst, res, nil
+}
+
+func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (LoadResult, error) {
+	m := inst.manifest
+	wasm, sum, err := readModule(m.WasmPath())
+	if err != nil {
+		return LoadResult{}, err
+	}
+	proc, err := h.launchShim(m.ID(), inst.log, m.Limits.Fuel > 0)
+	if err != nil {
+		return LoadResult{}, err
+	}
+	inst.proc = proc
+	inst.watched = make(chan struct{})
+	go inst.watchExit()
+
+	info, err := proc.shim.Info(ctx, &pb.InfoRequest{})
+	if err != nil {
+		return LoadResult{}, fmt.Errorf("shim info: %w", err)
+	}
+	artefact := h.cache.Path(sum, info.WasmtimeVersion, info.EngineConfig)
+	var res LoadResult
+	if !h.cache.Has(artefact) {
+		if err := h.compile(ctx, proc, wasm, artefact); err != nil {
+			return res, err
+		}
+		res.Compiled = true
+	}
+	req := &pb.LoadRequest{
+		CapsuleId:        m.ID(),
+		ArtefactPath:     artefact,
+		MemoryLimitBytes: m.Limits.Memory,
+		CallTimeoutMs:    uint64(m.Limits.CallTimeout.Milliseconds()),
+		Fuel:             m.Limits.Fuel,
+		HostServicesId:   proc.shim.ServeHostServices(&hostServices{inst: inst}),
+		Config:           guestConfig(m, opts.Config),
+	}
+	resp, err := proc.shim.Load(ctx, req)
+	if status.Code(err) == codes.DataLoss && !res.Compiled {
+		// A cached artefact this shim cannot load (corrupt, or from another build): replace it.
+		inst.log.Warn("cached artefact unusable; compiling again", "artefact", artefact, "error", status.Convert(err).Message())
+		if err := h.cache.Remove(artefact); err != nil {
+			return res, err
+		}
+		if err := h.compile(ctx, proc, wasm, artefact); err != nil {
+			return res, err
+		}
+		res.Compiled = true
+		resp, err = proc.shim.Load(ctx, req)
+	}
+	if err != nil {
+		return res, errors.New(status.Convert(err).Message())
+	}
+	inst.mu.Lock()
+	inst.exports = resp.Exports
+	inst.mu.Unlock()
+	return res, nil
+}
+
+// guestConfig is what the guest reads with config_get: each [env] key's default (a string as
+// is, null as "", other values as JSON), then the operator's overrides.
+func guestConfig(m *manifest.Manifest, overrides map[string]string) map[string]string {
+	cfg := map[string]string{}
+	for k, def := range m.Env {
+		switch v := def.Default.(type) {
+		case nil:
+			cfg[k] = ""
+		case string:
+			cfg[k] = v
+		default:
+			b, err := json.Marshal(v)
+			if err != nil {
+				b = []byte(fmt.Sprint(v))
+			}
+			cfg[k] = string(b)
+		}
+	}
+	maps.Copy(cfg, overrides)
+	return cfg
+}
+
+// compile has the (fresh) shim compile wasm and stores the artefact in the cache.
+func (h *Host) compile(ctx context.Context, proc *shimProcess, wasm []byte, artefact string) error {
+	stream, err := proc.shim.Compile(ctx)
+	if err != nil {
+		return fmt.Errorf("compile: %w", err)
+	}
+	for rest := wasm; len(rest) > 0; {
+		n := min(len(rest), shared.ChunkBytes)
+		if err := stream.Send(&pb.Chunk{Data: rest[:n]}); err != nil {
+			return fmt.Errorf("compile: send module: %w", err)
+		}
+		rest = rest[n:]
+	}
+	if err := stream.CloseSend(); err != nil {
+		return fmt.Errorf("compile: %w", err)
+	}
+	var out []byte
+	for {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("compile: %s", status.Convert(err).Message())
+		}
+		out = append(out, c.Data...)
+	}
+	return h.cache.Store(artefact, out)
+}
+
+// readModule reads a capsule's module and hashes it. The host hashes the bytes it sends to the
+// shim, so the cache key always matches what was compiled.
+func readModule(path string) ([]byte, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, "", fmt.Errorf("read module: %w", err)
+	}
+	defer f.Close()
+	wasm, err := io.ReadAll(io.LimitReader(f, shared.MaxModuleBytes+1))
+	if err != nil {
+		return nil, "", fmt.Errorf("read module %s: %w", path, err)
+	}
+	if len(wasm) > shared.MaxModuleBytes {
+		return nil, "", fmt.Errorf("module %s is larger than %d bytes (256 MiB)", path, shared.MaxModuleBytes)
+	}
+	sum := sha256.Sum256(wasm)
+	return wasm, hex.EncodeToString(sum[:]), nil
+}
+
+// Shutdown stops every instance, newest first, and removes the runtime directory. Nothing the
+// host started is left running when it returns.
+func (h *Host) Shutdown(ctx context.Context) {
+	h.mu.Lock()
+	h.closed = true
+	insts := append([]*Instance(nil), h.instances...)
+	h.mu.Unlock()
+	for k := len(insts) - 1; k >= 0; k-- {
+		insts[k].Stop(ctx)
+	}
+	os.RemoveAll(h.runDir)
+}

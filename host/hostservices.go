@@ -1,0 +1,28 @@
+package host
+
+import (
+	"context"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// hostServices serves the host functions to one shim. Each shim connection gets its own value, so
+// every request is attributed to the instance the connection belongs to, whatever the shim claims.
+type hostServices struct {
+	pb.UnimplementedHostServicesServer
+	inst *Instance
+}
+
+// Log writes the capsule's log lines to its logger, in order.
+func (s *hostServices) Log(_ context.Context, req *pb.LogRequest) (*pb.LogResponse, error) {
+	for _, e := range req.Entries {
+		level := hclog.Level(e.Level) + hclog.Trace
+		if level < hclog.Trace || level > hclog.Error {
+			level = hclog.Info
+		}
+		s.inst.log.Log(level, e.Message, "source", e.Source)
+	}
+	return &pb.LogResponse{}, nil
+}

@@ -1,0 +1,248 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// State is where a capsule instance is in its life.
+type State int
+
+// The states of an instance: Loading → Ready → Stopped, or Failed (with a reason) from either.
+const (
+	StateLoading State = iota
+	StateReady
+	StateStopped
+	StateFailed
+)
+
+func (s State) String() string {
+	switch s {
+	case StateLoading:
+		return "loading"
+	case StateReady:
+		return "ready"
+	case StateStopped:
+		return "stopped"
+	case StateFailed:
+		return "failed"
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// shimAnswerGrace is how much longer than a call's own time limit the host waits for the shim's
+// answer before it declares the shim hung.
+const shimAnswerGrace = 5 * time.Second
+
+// stopRPCTimeout bounds the Shutdown RPC when an instance stops.
+const stopRPCTimeout = 2 * time.Second
+
+// Instance is one loaded capsule: its manifest, its shim process and its state.
+type Instance struct {
+	manifest *manifest.Manifest
+	log      hclog.Logger
+	proc     *shimProcess
+	watched  chan struct{} // closed when the exit watcher has finished
+
+	mu       sync.Mutex
+	state    State
+	reason   string
+	exports  []string
+	stopping bool
+}
+
+// ID is the capsule id (package.name).
+func (i *Instance) ID() string { return i.manifest.ID() }
+
+// Manifest is the capsule's manifest.
+func (i *Instance) Manifest() *manifest.Manifest { return i.manifest }
+
+// State returns the instance's state and, for Failed, why.
+func (i *Instance) State() (State, string) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.state, i.reason
+}
+
+// Pid is the shim's process id (0 if no shim was started).
+func (i *Instance) Pid() int {
+	if i.proc == nil {
+		return 0
+	}
+	return i.proc.pid
+}
+
+// Exports lists the guest exports that can be called by name.
+func (i *Instance) Exports() []string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return append([]string(nil), i.exports...)
+}
+
+func (i *Instance) setState(s State, reason string) {
+	i.mu.Lock()
+	changed := i.state != s
+	i.state, i.reason = s, reason
+	i.mu.Unlock()
+	if !changed {
+		return
+	}
+	if s == StateFailed {
+		i.log.Error("capsule failed", "state", s, "reason", reason)
+	} else {
+		i.log.Info("capsule state", "state", s)
+	}
+}
+
+// fail marks the instance Failed unless it is being stopped deliberately.
+func (i *Instance) fail(reason string) {
+	i.mu.Lock()
+	stopping := i.stopping
+	i.mu.Unlock()
+	if !stopping {
+		i.setState(StateFailed, reason)
+	}
+}
+
+// watchExit marks the instance Failed as soon as its shim exits without being asked to.
+func (i *Instance) watchExit() {
+	defer close(i.watched)
+	<-i.proc.shim.Exited.Done()
+	i.fail(i.proc.exitReason())
+}
+
+// CallError is returned by Call when the capsule could not run the call at all: it is not Ready,
+// or its shim died or stopped answering. A guest that ran and failed gives a *GuestError instead.
+type CallError struct {
+	Capsule string
+	Export  string
+	Reason  string
+}
+
+func (e *CallError) Error() string {
+	return fmt.Sprintf("capsule %s: call to %s: %s", e.Capsule, e.Export, e.Reason)
+}
+
+// GuestError is returned by Call when the guest ran and failed: it reported an error, trapped,
+// ran out of time or memory, or the export does not exist.
+type GuestError struct {
+	Capsule   string
+	Export    string
+	Kind      pb.GuestError_Kind
+	Message   string
+	Backtrace string
+	ExitCode  int32
+}
+
+func (e *GuestError) Error() string { return e.Message }
+
+// Call invokes export with input and returns the guest's output. timeout overrides the capsule's
+// [limits] call_timeout when positive.
+func (i *Instance) Call(ctx context.Context, export string, input []byte, timeout time.Duration) ([]byte, error) {
+	if st, reason := i.State(); st != StateReady {
+		msg := fmt.Sprintf("the capsule is %s", st)
+		if reason != "" {
+			msg += ": " + reason
+		}
+		return nil, &CallError{Capsule: i.ID(), Export: export, Reason: msg}
+	}
+	limit := timeout
+	if limit <= 0 {
+		limit = i.manifest.Limits.CallTimeout
+	}
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit+shimAnswerGrace)
+		defer cancel()
+	}
+	resp, err := i.proc.shim.Invoke(ctx, &pb.InvokeRequest{Export: export, Input: input, TimeoutMs: uint64(timeout.Milliseconds())})
+	if err != nil {
+		return nil, i.rpcFailure(ctx, export, err)
+	}
+	if ge := resp.Error; ge != nil {
+		return nil, &GuestError{Capsule: i.ID(), Export: export, Kind: ge.Kind, Message: ge.Message, Backtrace: ge.Backtrace, ExitCode: ge.ExitCode}
+	}
+	return resp.Output, nil
+}
+
+// rpcFailure turns a failed Invoke RPC into a CallError and, when the shim is gone or hung, marks
+// the instance Failed.
+func (i *Instance) rpcFailure(ctx context.Context, export string, err error) error {
+	code := status.Code(err)
+	switch {
+	case i.proc.waitExited(0) || code == codes.Unavailable || code == codes.Canceled && ctx.Err() == nil:
+		// The connection broke: the shim died. Wait briefly for it to be reaped to say how.
+		reason := "the shim stopped answering: " + status.Convert(err).Message()
+		if i.proc.waitExited(2 * time.Second) {
+			reason = i.proc.exitReason()
+		}
+		i.fail(reason)
+		return &CallError{Capsule: i.ID(), Export: export, Reason: reason + " during the call"}
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		reason := "the shim did not answer in time; it was killed"
+		i.fail(reason)
+		i.proc.kill()
+		return &CallError{Capsule: i.ID(), Export: export, Reason: reason}
+	case ctx.Err() != nil:
+		return &CallError{Capsule: i.ID(), Export: export, Reason: ctx.Err().Error()}
+	default:
+		return &CallError{Capsule: i.ID(), Export: export, Reason: status.Convert(err).Message()}
+	}
+}
+
+// ErrBusy is returned by Health when the capsule's Store stayed held past the deadline: a call
+// is running, or the Store is wedged.
+var ErrBusy = errors.New("the capsule's Store is busy")
+
+// Health asks the shim to take the Store within ctx's deadline. It returns nil when the shim
+// answered, ErrBusy (wrapped) when the Store stayed held, and another error when the shim is gone.
+func (i *Instance) Health(ctx context.Context) error {
+	if i.proc == nil || i.proc.shim == nil {
+		return &CallError{Capsule: i.ID(), Export: "health", Reason: "no shim is running"}
+	}
+	_, err := i.proc.shim.Health(ctx, &pb.HealthRequest{})
+	switch code := status.Code(err); {
+	case err == nil:
+		return nil
+	case code == codes.DeadlineExceeded:
+		return fmt.Errorf("capsule %s: %w", i.ID(), ErrBusy)
+	default:
+		return &CallError{Capsule: i.ID(), Export: "health", Reason: status.Convert(err).Message()}
+	}
+}
+
+// Stop unloads the capsule: the shim interrupts the guest and drops its Store, then the shim
+// process and its whole process group are ended. A Failed instance keeps its state and reason.
+func (i *Instance) Stop(ctx context.Context) {
+	i.mu.Lock()
+	if i.stopping {
+		i.mu.Unlock()
+		return
+	}
+	i.stopping = true
+	i.mu.Unlock()
+	if i.proc != nil {
+		if i.proc.shim != nil {
+			rctx, cancel := context.WithTimeout(ctx, stopRPCTimeout)
+			_, _ = i.proc.shim.Shutdown(rctx, &pb.ShutdownRequest{})
+			cancel()
+		}
+		i.proc.kill()
+		if i.watched != nil {
+			<-i.watched
+		}
+	}
+	if st, _ := i.State(); st != StateFailed {
+		i.setState(StateStopped, "")
+	}
+}

@@ -1,0 +1,23 @@
+//go:build !wasip1
+
+package astrid
+
+// Outside a capsule (GOOS other than wasip1) there is no kernel: the package
+// still compiles, so that go vet, go doc and editors see the whole API on the
+// host, but any call that would reach the kernel panics.
+
+const noKernel = "astrid: the capsule kernel is only available when built with GOOS=wasip1 GOARCH=wasm and run by astrid-host"
+
+func kernelAlloc(uint64) uint64        { panic(noKernel) }
+func kernelFree(uint64)                { panic(noKernel) }
+func kernelLength(uint64) uint64       { panic(noKernel) }
+func kernelLoadU8(uint64) uint32       { panic(noKernel) }
+func kernelLoadU64(uint64) uint64      { panic(noKernel) }
+func kernelStoreU8(uint64, uint32)     { panic(noKernel) }
+func kernelStoreU64(uint64, uint64)    { panic(noKernel) }
+func kernelInputLength() uint64        { panic(noKernel) }
+func kernelInputOffset() uint64        { panic(noKernel) }
+func kernelInputLoadU8(uint64) uint32  { panic(noKernel) }
+func kernelInputLoadU64(uint64) uint64 { panic(noKernel) }
+func kernelOutputSet(uint64, uint64)   { panic(noKernel) }
+func kernelErrorSet(uint64)            { panic(noKernel) }

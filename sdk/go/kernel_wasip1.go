@@ -1,0 +1,47 @@
+//go:build wasip1
+
+package astrid
+
+// The Extism kernel imports (ABI.md §1). A handle is a u64 offset of a block
+// in the kernel memory, which is separate from the guest's linear memory; 0
+// means none. Go's wasmimport does not allow uint8, so byte values cross as
+// uint32.
+
+//go:wasmimport extism:host/env alloc
+func kernelAlloc(n uint64) uint64
+
+//go:wasmimport extism:host/env free
+func kernelFree(h uint64)
+
+//go:wasmimport extism:host/env length
+func kernelLength(h uint64) uint64
+
+//go:wasmimport extism:host/env load_u8
+func kernelLoadU8(addr uint64) uint32
+
+//go:wasmimport extism:host/env load_u64
+func kernelLoadU64(addr uint64) uint64
+
+//go:wasmimport extism:host/env store_u8
+func kernelStoreU8(addr uint64, v uint32)
+
+//go:wasmimport extism:host/env store_u64
+func kernelStoreU64(addr uint64, v uint64)
+
+//go:wasmimport extism:host/env input_length
+func kernelInputLength() uint64
+
+//go:wasmimport extism:host/env input_offset
+func kernelInputOffset() uint64
+
+//go:wasmimport extism:host/env input_load_u8
+func kernelInputLoadU8(i uint64) uint32
+
+//go:wasmimport extism:host/env input_load_u64
+func kernelInputLoadU64(i uint64) uint64
+
+//go:wasmimport extism:host/env output_set
+func kernelOutputSet(h, n uint64)
+
+//go:wasmimport extism:host/env error_set
+func kernelErrorSet(h uint64)

@@ -1,0 +1,123 @@
+package astrid
+
+import (
+	"encoding/binary"
+	"strconv"
+)
+
+// Memory is a block of the kernel memory: the memory, separate from the
+// capsule's own linear memory, through which the capsule and the host
+// exchange data. Host functions take and return blocks by their handle.
+//
+// A Memory is a small value (a handle and a length) and may be copied freely;
+// the copies refer to the same block. The zero Memory is the empty block with
+// handle 0. Blocks live until they are freed or the current call ends (the
+// kernel is reset between calls), so a Memory must not be kept across calls.
+type Memory struct {
+	handle uint64
+	length uint64
+}
+
+// Allocate returns a new block of n bytes whose content is unspecified.
+// Allocate(0) returns the zero Memory without calling the kernel. It panics
+// if n is negative or the kernel memory is exhausted.
+func Allocate(n int) Memory {
+	if n < 0 {
+		panic("astrid: Allocate: negative size " + strconv.Itoa(n))
+	}
+	if n == 0 {
+		return Memory{}
+	}
+	h := kernelAlloc(uint64(n))
+	if h == 0 {
+		panic("astrid: kernel memory exhausted allocating " + strconv.Itoa(n) + " bytes")
+	}
+	return Memory{handle: h, length: uint64(n)}
+}
+
+// AllocateBytes returns a new block holding a copy of b (the zero Memory if
+// b is empty). It panics if the kernel memory is exhausted.
+func AllocateBytes(b []byte) Memory {
+	m := Allocate(len(b))
+	m.Store(b)
+	return m
+}
+
+// AllocateString returns a new block holding the bytes of s (the zero Memory
+// if s is empty). It panics if the kernel memory is exhausted.
+func AllocateString(s string) Memory {
+	return AllocateBytes([]byte(s))
+}
+
+// FindMemory returns the block with handle h, typically one returned by a
+// host function, with the length the kernel reports for it. It returns the
+// zero Memory if h is 0 or not a live block.
+func FindMemory(h uint64) Memory {
+	if h == 0 {
+		return Memory{}
+	}
+	n := kernelLength(h)
+	if n == 0 {
+		return Memory{}
+	}
+	return Memory{handle: h, length: n}
+}
+
+// Handle returns the block's handle (0 for the zero Memory), the value that
+// host functions take as a parameter.
+func (m Memory) Handle() uint64 { return m.handle }
+
+// Len returns the block's length in bytes.
+func (m Memory) Len() int { return int(m.length) }
+
+// Bytes returns a copy of the block's content.
+func (m Memory) Bytes() []byte {
+	b := make([]byte, m.length)
+	m.Load(b)
+	return b
+}
+
+// Load copies the first len(dst) bytes of the block into dst. It panics if
+// dst is longer than the block.
+func (m Memory) Load(dst []byte) {
+	m.check("Load", len(dst))
+	n := len(dst)
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], kernelLoadU64(m.handle+uint64(i)))
+	}
+	for ; i < n; i++ {
+		dst[i] = byte(kernelLoadU8(m.handle + uint64(i)))
+	}
+}
+
+// Store copies src to the start of the block. It panics if src is longer
+// than the block.
+func (m Memory) Store(src []byte) {
+	m.check("Store", len(src))
+	n := len(src)
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		kernelStoreU64(m.handle+uint64(i), binary.LittleEndian.Uint64(src[i:]))
+	}
+	for ; i < n; i++ {
+		kernelStoreU8(m.handle+uint64(i), uint32(src[i]))
+	}
+}
+
+// Free releases the block. Freeing the zero Memory does nothing; a block must
+// not be used after it is freed, through this Memory or any copy of it.
+func (m Memory) Free() {
+	if m.handle != 0 {
+		kernelFree(m.handle)
+	}
+}
+
+// check panics if n bytes do not fit in the block. The kernel would trap on
+// an access outside the block anyway; the panic says where and why.
+func (m Memory) check(op string, n int) {
+	if uint64(n) > m.length {
+		panic("astrid: Memory." + op + ": " + strconv.Itoa(n) + " bytes do not fit in a block of " +
+			strconv.FormatUint(m.length, 10) + " bytes")
+	}
+}

@@ -1,0 +1,124 @@
+// Package shared is the protocol between astrid-host and astrid-shim, in one place: the go-plugin
+// handshake, the plugin definition and the gRPC settings both sides must agree on. The messages and
+// services themselves are protobuf, in package shared/pb.
+//
+// The host (package host) and the shim (package shim) are thin adapters over what is defined here,
+// in the manner of go-plugin's own examples: the host dispenses a *ShimClient; the shim serves the
+// pb.ShimServer it builds from the broker.
+package shared
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// PluginName is the name under which the shim's service is dispensed.
+const PluginName = "shim"
+
+// MaxPayloadBytes is the largest input, output or log batch that crosses the host↔shim channel:
+// 10 MiB, upstream's MAX_GUEST_PAYLOAD_LEN.
+const MaxPayloadBytes = 10 << 20
+
+// MaxMessageBytes is gRPC's message limit on both sides: a 10 MiB payload plus room for the
+// envelope around it. gRPC's default of 4 MiB would refuse legitimate payloads.
+const MaxMessageBytes = MaxPayloadBytes + 1<<20
+
+// ChunkBytes is the size of the pieces in which modules and artefacts are streamed by Compile.
+const ChunkBytes = 1 << 20
+
+// MaxModuleBytes is the largest WebAssembly module the host will compile: 256 MiB.
+const MaxModuleBytes = 256 << 20
+
+// Environment variables the host sets for the shim; the shim inherits no other environment.
+const (
+	// EnvShimLogLevel is the shim's hclog level name (default info).
+	EnvShimLogLevel = "ASTRID_SHIM_LOG_LEVEL"
+	// EnvShimFuel set to "1" starts the shim's engine with fuel metering, for [limits] fuel.
+	EnvShimFuel = "ASTRID_SHIM_FUEL"
+)
+
+// Handshake makes sure astrid-host only talks to astrid-shim of the same protocol version. The
+// cookie is not a security boundary; it keeps the shim from being run by hand.
+var Handshake = plugin.HandshakeConfig{
+	ProtocolVersion:  1,
+	MagicCookieKey:   "ASTRID_SHIM_COOKIE",
+	MagicCookieValue: "astrid-go capsule shim: start me through astrid-host",
+}
+
+// ServerOptions adds the protocol's limits to the options go-plugin passes to a gRPC server.
+func ServerOptions(opts []grpc.ServerOption) []grpc.ServerOption {
+	return append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))
+}
+
+// NewServer builds a gRPC server with the protocol's limits; go-plugin calls it for every server it
+// starts (the shim's main server and the host's broker servers).
+func NewServer(opts []grpc.ServerOption) *grpc.Server {
+	return grpc.NewServer(ServerOptions(opts)...)
+}
+
+// DialOptions raise the client side's limits to match the servers'.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(
+		grpc.MaxCallRecvMsgSize(MaxMessageBytes),
+		grpc.MaxCallSendMsgSize(MaxMessageBytes),
+	)}
+}
+
+// ShimPlugin is the go-plugin definition of the shim. The shim sets NewShimServer; the host leaves it nil.
+type ShimPlugin struct {
+	plugin.NetRPCUnsupportedPlugin
+
+	// NewShimServer builds the shim's service. The broker lets it dial the host's services.
+	NewShimServer func(broker *plugin.GRPCBroker) pb.ShimServer
+}
+
+// GRPCServer registers the shim's service (shim side).
+func (p *ShimPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
+	if p.NewShimServer == nil {
+		return fmt.Errorf("shared.ShimPlugin: no NewShimServer set")
+	}
+	pb.RegisterShimServer(s, p.NewShimServer(broker))
+	return nil
+}
+
+// GRPCClient returns a *ShimClient (host side). ctx is go-plugin's done context: it is cancelled
+// when the shim process has exited.
+func (p *ShimPlugin) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
+	return &ShimClient{ShimClient: pb.NewShimClient(conn), Broker: broker, Exited: ctx}, nil
+}
+
+// ShimClient is the host's handle on one shim.
+type ShimClient struct {
+	pb.ShimClient
+	// Broker serves the host's callbacks to this shim.
+	Broker *plugin.GRPCBroker
+	// Exited is done once the shim process has exited.
+	Exited context.Context
+}
+
+// ServeHostServices starts serving impl to this shim through the broker and returns the id the
+// shim dials. The server lives as long as the broker, which go-plugin closes when the client is
+// killed.
+func (c *ShimClient) ServeHostServices(impl pb.HostServicesServer) uint32 {
+	id := c.Broker.NextId()
+	go c.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
+		s := NewServer(opts)
+		pb.RegisterHostServicesServer(s, impl)
+		return s
+	})
+	return id
+}
+
+// DialHostServices connects the shim to the host's services served under id.
+func DialHostServices(broker *plugin.GRPCBroker, id uint32) (pb.HostServicesClient, *grpc.ClientConn, error) {
+	conn, err := broker.DialWithOptions(id, DialOptions()...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial host services (broker id %d): %w", id, err)
+	}
+	return pb.NewHostServicesClient(conn), conn, nil
+}

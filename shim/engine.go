@@ -1,0 +1,104 @@
+// Package shim runs one capsule's WebAssembly guest under wasmtime-go and serves it to
+// astrid-host over go-plugin (see package shared for the protocol).
+//
+// A shim holds one Engine and at most one Store. It has no authority of its own: everything a
+// guest asks for beyond computing (logging today; the bus and processes later) is an RPC to the
+// host, which decides. Every use of the Store is serialised by one lock, because gRPC handlers run
+// concurrently and a wasmtime Store must not be used from two goroutines at once.
+package shim
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/astrid-go/astrid/shim/kernel"
+)
+
+// wasmtimeModule is the Go module path of the wasmtime binding; its version keys the artefact cache.
+const wasmtimeModule = "github.com/bytecodealliance/wasmtime-go/v39"
+
+// EngineOptions are the engine settings chosen when the shim starts. Everything here changes
+// the compiled code, so it is part of the artefact cache key (see Engine.Config).
+type EngineOptions struct {
+	// Fuel turns on fuel metering, for capsules that set [limits] fuel.
+	Fuel bool
+}
+
+// Engine is the shim's one wasmtime engine, with epoch interruption always on so that every call
+// can be given a deadline, and the kernel module compiled for it.
+type Engine struct {
+	opts   EngineOptions
+	engine *wasmtime.Engine
+	kernel *wasmtime.Module
+}
+
+// NewEngine creates the engine and compiles the kernel for it.
+func NewEngine(opts EngineOptions) (*Engine, error) {
+	cfg := wasmtime.NewConfig()
+	cfg.SetEpochInterruption(true)
+	cfg.SetConsumeFuel(opts.Fuel)
+	engine := wasmtime.NewEngineWithConfig(cfg)
+	k, err := kernel.Compile(engine)
+	if err != nil {
+		return nil, fmt.Errorf("compile the extism kernel: %w", err)
+	}
+	return &Engine{opts: opts, engine: engine, kernel: k}, nil
+}
+
+// WasmtimeVersion is the version of the wasmtime-go module this shim was built with.
+func WasmtimeVersion() string {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, dep := range info.Deps {
+			if dep.Path == wasmtimeModule {
+				if dep.Replace != nil {
+					return dep.Replace.Version
+				}
+				return dep.Version
+			}
+		}
+	}
+	// Tests and `go run` builds may lack module information; name the major version at least.
+	return "v39 (unknown minor)"
+}
+
+// Config describes every engine setting that changes compiled code. Artefacts compiled under one
+// Config cannot be loaded under another.
+func (e *Engine) Config() string {
+	fuel := "off"
+	if e.opts.Fuel {
+		fuel = "on"
+	}
+	return fmt.Sprintf("epoch=on fuel=%s target=%s/%s", fuel, runtime.GOOS, runtime.GOARCH)
+}
+
+// Compile compiles WebAssembly bytes and returns the serialised artefact.
+func (e *Engine) Compile(wasm []byte) ([]byte, error) {
+	m, err := wasmtime.NewModule(e.engine, wasm)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	defer m.Close()
+	art, err := m.Serialize()
+	if err != nil {
+		return nil, fmt.Errorf("serialise: %w", err)
+	}
+	return art, nil
+}
+
+// Deserialize loads an artefact written by Compile (of the same build and Config).
+func (e *Engine) Deserialize(path string) (*wasmtime.Module, error) {
+	m, err := wasmtime.NewModuleDeserializeFile(e.engine, path)
+	if err != nil {
+		return nil, fmt.Errorf("load artefact %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// interrupt makes the guest call running now (if any) trap at its next epoch check. Every call
+// runs with an epoch deadline of one tick (see callTimer), so one increment is enough.
+func (e *Engine) interrupt() {
+	e.engine.IncrementEpoch()
+}

@@ -1,0 +1,230 @@
+package shim
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/pb"
+	"github.com/astrid-go/astrid/shim/kernel"
+)
+
+// guestConfig is what Load tells the shim about the capsule.
+type guestConfig struct {
+	capsuleID   string
+	memLimit    uint64
+	callTimeout time.Duration // 0: no deadline
+	fuel        uint64        // 0: no fuel metering
+}
+
+// guest is one instantiation of the capsule's module: a Store with the kernel and the guest in it.
+// A guest that trapped is thrown away and instantiated afresh, never reused.
+type guest struct {
+	store    *wasmtime.Store
+	kernel   *kernel.Kernel
+	instance *wasmtime.Instance
+	exports  []string // callable exports, sorted
+}
+
+// instantiate builds a fresh Store for module: memory limit, WASI with no ambient authority
+// (no preopens, environment or arguments; stdout and stderr captured by io), the kernel, and then
+// the guest, whose _initialize runs once if it exports one.
+func (e *Engine) instantiate(module *wasmtime.Module, cfg guestConfig, io *stdio) (*guest, error) {
+	store := wasmtime.NewStore(e.engine)
+	store.Limiter(int64(cfg.memLimit), -1, -1, -1, -1)
+	store.SetWasi(wasmtime.NewWasiConfig())
+	g := &guest{store: store}
+	ok := false
+	defer func() {
+		if !ok {
+			store.Close()
+		}
+	}()
+
+	k, err := kernel.New(store, e.kernel)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate the kernel: %w", err)
+	}
+	g.kernel = k
+	linker := wasmtime.NewLinker(e.engine)
+	defer linker.Close()
+	if err := linker.DefineWasi(); err != nil {
+		return nil, fmt.Errorf("define WASI: %w", err)
+	}
+	linker.AllowShadowing(true)
+	if err := io.define(linker); err != nil {
+		return nil, fmt.Errorf("define fd_write: %w", err)
+	}
+	if err := k.Define(store, linker); err != nil {
+		return nil, fmt.Errorf("define the kernel: %w", err)
+	}
+	if err := checkImports(module, linker, store); err != nil {
+		return nil, err
+	}
+	inst, err := linker.Instantiate(store, module)
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %w", err)
+	}
+	g.instance = inst
+	g.exports = callableExports(module)
+	if init := inst.GetFunc(store, "_initialize"); init != nil {
+		io.beginCall()
+		err := e.runWithDeadline(store, cfg.callTimeout, func() error { _, err := init.Call(store); return err })
+		io.flush()
+		if err != nil {
+			ge := classify(err, failure{export: "_initialize", timeout: cfg.callTimeout, memLimit: cfg.memLimit, memSize: g.memorySize(), stderrTail: io.stderrTail()})
+			return nil, errors.New(ge.Message)
+		}
+	}
+	ok = true
+	return g, nil
+}
+
+// close releases the Store at once rather than at the next garbage collection.
+func (g *guest) close() { g.store.Close() }
+
+// runWithDeadline runs f (a call into the guest) with an epoch deadline: every call runs with a
+// deadline of one epoch tick and the engine's epoch is only incremented by this call's timer (or
+// by an interrupt), so the guest traps exactly when its time is up, and an idle shim has no ticker.
+func (e *Engine) runWithDeadline(store *wasmtime.Store, timeout time.Duration, f func() error) error {
+	store.SetEpochDeadline(1)
+	if timeout <= 0 {
+		return f()
+	}
+	fired := make(chan struct{})
+	t := time.AfterFunc(timeout, func() {
+		e.engine.IncrementEpoch()
+		close(fired)
+	})
+	err := f()
+	if !t.Stop() {
+		// The timer fired (or is firing): wait until its increment is done, so it cannot land in
+		// the next call's deadline.
+		<-fired
+	}
+	return err
+}
+
+// call runs export with input and returns its output or why it failed. trapped reports that the
+// Store may be inconsistent and must not be used again.
+func (e *Engine) call(g *guest, cfg guestConfig, io *stdio, export string, input []byte, timeout time.Duration, cancelled func() bool) (output []byte, gerr *pb.GuestError, trapped bool) {
+	f := g.instance.GetFunc(g.store, export)
+	if f == nil || export == "_initialize" || !callable(f.Type(g.store)) {
+		what := "does not exist"
+		switch {
+		case export == "_initialize" && f != nil:
+			what = "runs once when the capsule loads and cannot be called by name"
+		case f != nil:
+			what = "has a signature other than () -> i32 or () -> ()"
+		}
+		return nil, &pb.GuestError{Kind: pb.GuestError_NO_SUCH_EXPORT,
+			Message: fmt.Sprintf("export %q %s; the capsule's callable exports are: %s", export, what, listOrNone(g.exports))}, false
+	}
+	if err := g.kernel.BeginCall(g.store, input); err != nil {
+		return nil, &pb.GuestError{Kind: pb.GuestError_OUT_OF_MEMORY, Message: fmt.Sprintf("call to %s: the %d-byte input does not fit in the capsule's memory: %v", export, len(input), err)}, false
+	}
+	if cfg.fuel > 0 {
+		if err := g.store.SetFuel(cfg.fuel); err != nil {
+			return nil, &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("set fuel: %v", err)}, false
+		}
+	}
+	io.beginCall()
+	var rc any
+	err := e.runWithDeadline(g.store, timeout, func() error {
+		var err error
+		rc, err = f.Call(g.store)
+		return err
+	})
+	io.flush()
+	if err != nil {
+		var werr *wasmtime.Error
+		if errors.As(err, &werr) {
+			if status, ok := werr.ExitStatus(); ok && status == 0 {
+				err = nil // proc_exit(0) is a successful end of the call
+			}
+		}
+	}
+	if err != nil {
+		return nil, classify(err, failure{export: export, timeout: timeout, cancelled: cancelled(), memLimit: cfg.memLimit,
+			memSize: g.memorySize(), stderrTail: io.stderrTail()}), true
+	}
+	out, msg, failed, kerr := g.kernel.Output(g.store)
+	switch {
+	case kerr != nil:
+		return nil, &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("call to %s: read its output: %v", export, kerr)}, false
+	case failed:
+		return nil, &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR, Message: msg}, false
+	case rc != nil && rc.(int32) != 0:
+		return nil, &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR,
+			Message: fmt.Sprintf("call to %s returned %d without an error message", export, rc.(int32))}, false
+	case len(out) > shared.MaxPayloadBytes:
+		return nil, &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR,
+			Message: fmt.Sprintf("call to %s produced %d bytes of output; the limit is %d bytes (10 MiB)", export, len(out), shared.MaxPayloadBytes)}, false
+	}
+	return out, nil, false
+}
+
+// memorySize is the guest's linear memory size in bytes (0 if it exports none).
+func (g *guest) memorySize() uint64 {
+	if g.instance == nil {
+		return 0
+	}
+	ext := g.instance.GetExport(g.store, "memory")
+	if ext == nil || ext.Memory() == nil {
+		return 0
+	}
+	return uint64(ext.Memory().DataSize(g.store))
+}
+
+// checkImports names every import of module that linker cannot satisfy, so a capsule built against
+// host functions this runtime lacks fails to load with a list instead of wasmtime's first miss.
+func checkImports(module *wasmtime.Module, linker *wasmtime.Linker, store *wasmtime.Store) error {
+	var missing []string
+	for _, imp := range module.Imports() {
+		name := ""
+		if imp.Name() != nil {
+			name = *imp.Name()
+		}
+		if linker.Get(store, imp.Module(), name) == nil {
+			missing = append(missing, fmt.Sprintf("%s::%s", imp.Module(), name))
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the module imports %s, which this host does not provide (it provides %s: %s; and %s)",
+		strings.Join(missing, ", "), kernel.ModuleName, strings.Join(kernel.Imports, ", "), "wasi_snapshot_preview1")
+}
+
+// callable reports whether an export can be called by name: () -> i32 (Extism's convention, 0 is
+// success) or () -> ().
+func callable(ty *wasmtime.FuncType) bool {
+	if len(ty.Params()) != 0 {
+		return false
+	}
+	res := ty.Results()
+	return len(res) == 0 || (len(res) == 1 && res[0].Kind() == wasmtime.KindI32)
+}
+
+func callableExports(module *wasmtime.Module) []string {
+	var names []string
+	for _, exp := range module.Exports() {
+		if ft := exp.Type().FuncType(); ft != nil && callable(ft) && exp.Name() != "_initialize" {
+			names = append(names, exp.Name())
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "(none)"
+	}
+	return strings.Join(names, ", ")
+}

@@ -1,0 +1,358 @@
+// Package kernel is the Extism-compatible kernel of the shim: the memory a guest and the host
+// exchange data in (ABI.md §1, the `extism:host/env` functions alloc, free, length, load_*,
+// store_*, input_*, output_set and error_set).
+//
+// A guest moves data 8 bytes per kernel call, so the kernel is a small WebAssembly module of our
+// own (kernel.wat), instantiated next to the guest in the same Store and linked to the guest's
+// imports: loads and stores never cross into Go. The Go side reads and writes the kernel's
+// memories directly and never executes kernel code, so BeginCall, Output, Alloc and Read work
+// whatever the Store's epoch deadline or fuel is (the shim sets those after BeginCall).
+//
+// A handle is the offset of a block's first byte in the kernel's data memory; 0 means none.
+// Blocks live for one call: BeginCall forgets all of them. See kernel.wat for the layout.
+package kernel
+
+import (
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+)
+
+// ModuleName is the import module guests use for kernel functions.
+const ModuleName = "extism:host/env"
+
+// Imports lists the function names the kernel provides under ModuleName.
+var Imports = []string{
+	"alloc", "free", "length", "length_unsafe",
+	"load_u8", "load_u64", "store_u8", "store_u64",
+	"input_length", "input_offset", "input_load_u8", "input_load_u64",
+	"output_set", "error_set",
+}
+
+// FaultModule and FaultName name the one function the kernel module imports: it raises the
+// kernel's traps with a readable message. New provides it; guests never see it.
+const (
+	FaultModule = "astrid:kernel"
+	FaultName   = "fault"
+)
+
+//go:embed kernel.wat
+var kernelWAT string
+
+var (
+	wasmOnce  sync.Once
+	kernelBin []byte
+	wasmErr   error
+)
+
+// Layout of the state words and the block index in the "index" memory; see kernel.wat.
+const (
+	offLoadCache  = 0
+	offStoreCache = 24
+	offInStart    = 48
+	offInLen      = 56
+	offInLen8     = 64
+	offTop        = 72
+	offCount      = 80
+	offOutH       = 88
+	offOutN       = 96
+	offOutSet     = 104
+	offErrH       = 112
+	stateSize     = 128 // entries start here
+	entrySize     = 16  // +0 u64 start, +8 u32 length, +12 u32 live
+	firstBlock    = 16  // the first block's offset in the data memory; keeps handles non-zero
+	maxEnd        = 1 << 32
+	wasmPage      = 64 << 10
+)
+
+// Compile compiles the kernel for an engine; do it once per engine and share the module.
+// The kernel uses two memories, so the engine must allow multi-memory (wasmtime's default).
+func Compile(engine *wasmtime.Engine) (*wasmtime.Module, error) {
+	wasmOnce.Do(func() { kernelBin, wasmErr = wasmtime.Wat2Wasm(kernelWAT) })
+	if wasmErr != nil {
+		return nil, fmt.Errorf("extism kernel: assemble kernel.wat: %w", wasmErr)
+	}
+	m, err := wasmtime.NewModule(engine, kernelBin)
+	if err != nil {
+		return nil, fmt.Errorf("extism kernel: compile (the engine must allow multi-memory): %w", err)
+	}
+	return m, nil
+}
+
+// Kernel is one instance of the kernel in one Store. Not safe for concurrent use (the Store isn't
+// either).
+type Kernel struct {
+	instance *wasmtime.Instance
+	mem      *wasmtime.Memory // block data; handles are offsets in it
+	idx      *wasmtime.Memory // state words and the block index
+	funcs    map[string]*wasmtime.Func
+}
+
+// New instantiates the kernel module in store.
+func New(store *wasmtime.Store, module *wasmtime.Module) (*Kernel, error) {
+	i64 := wasmtime.NewValType(wasmtime.KindI64)
+	faultType := wasmtime.NewFuncType(
+		[]*wasmtime.ValType{wasmtime.NewValType(wasmtime.KindI32), i64, i64, i64, i64}, nil)
+	fault := wasmtime.NewFunc(store, faultType, func(_ *wasmtime.Caller, args []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
+		return nil, wasmtime.NewTrap(faultMessage(args[0].I32(), uint64(args[1].I64()), uint64(args[2].I64()),
+			uint64(args[3].I64()), args[4].I64()))
+	})
+	inst, err := wasmtime.NewInstance(store, module, []wasmtime.AsExtern{fault})
+	if err != nil {
+		return nil, fmt.Errorf("extism kernel: instantiate: %w", err)
+	}
+	k := &Kernel{instance: inst, funcs: make(map[string]*wasmtime.Func, len(Imports))}
+	for _, name := range Imports {
+		f := inst.GetFunc(store, name)
+		if f == nil {
+			return nil, fmt.Errorf("extism kernel: the kernel module does not export %s", name)
+		}
+		k.funcs[name] = f
+	}
+	for name, dst := range map[string]**wasmtime.Memory{"memory": &k.mem, "index": &k.idx} {
+		ext := inst.GetExport(store, name)
+		if ext == nil || ext.Memory() == nil {
+			return nil, fmt.Errorf("extism kernel: the kernel module does not export memory %q", name)
+		}
+		*dst = ext.Memory()
+	}
+	k.reset(store)
+	return k, nil
+}
+
+// Define defines the kernel's guest-facing functions (exactly Imports) in linker under
+// ModuleName. The kernel's memories are not defined: guests cannot see them.
+func (k *Kernel) Define(store *wasmtime.Store, linker *wasmtime.Linker) error {
+	for _, name := range Imports {
+		if err := linker.Define(store, ModuleName, name, k.funcs[name]); err != nil {
+			return fmt.Errorf("extism kernel: define %s::%s: %w", ModuleName, name, err)
+		}
+	}
+	return nil
+}
+
+// BeginCall resets the kernel (all blocks from the previous call become invalid), allocates the
+// input block and copies input into it. An empty input gives input_length 0 and input_offset 0.
+// It fails only when the input does not fit in the kernel memory (the Store's memory limit).
+func (k *Kernel) BeginCall(store *wasmtime.Store, input []byte) error {
+	k.reset(store)
+	if len(input) == 0 {
+		return nil
+	}
+	h, err := k.allocRaw(store, uint64(len(input)))
+	if err != nil {
+		return err
+	}
+	st := k.idx.UnsafeData(store)
+	n := uint64(len(input))
+	put64(st, offInStart, h)
+	put64(st, offInLen, n)
+	put64(st, offInLen8, len8(n))
+	copy(k.mem.UnsafeData(store)[h:], input)
+	return nil
+}
+
+// reset forgets every block and the output and error of the previous call. Memory is not
+// shrunk (WebAssembly memories cannot shrink), so the next calls reuse it.
+func (k *Kernel) reset(store wasmtime.Storelike) {
+	st := k.idx.UnsafeData(store)
+	clear(st[:stateSize])
+	put64(st, offTop, firstBlock)
+}
+
+// Output returns a copy of the call's output bytes (nil if output_set was never called; empty,
+// not nil, after output_set(0, 0)), and errMsg/failed when error_set was called with a live
+// block. Call it after the guest export returned. err reports an output or error block the
+// guest freed after setting it.
+func (k *Kernel) Output(store *wasmtime.Store) (output []byte, errMsg string, failed bool, err error) {
+	st := k.idx.UnsafeData(store)
+	if eh := get64(st, offErrH); eh != 0 {
+		failed = true
+		msg, rerr := k.read(store, eh)
+		if rerr != nil {
+			msg = []byte(fmt.Sprintf("(the guest freed the block %#x holding its error message)", eh))
+		}
+		errMsg = strings.ToValidUTF8(string(msg), "\uFFFD")
+	}
+	if get64(st, offOutSet) == 0 {
+		return nil, errMsg, failed, nil
+	}
+	h, n := get64(st, offOutH), get64(st, offOutN)
+	if h == 0 {
+		return []byte{}, errMsg, failed, nil
+	}
+	start, length, ok := k.lookup(store, h)
+	if !ok || start != h {
+		return nil, errMsg, failed, fmt.Errorf("extism kernel: the output block %#x was freed after output_set", h)
+	}
+	if n > length {
+		return nil, errMsg, failed, fmt.Errorf("extism kernel: the output block %#x is %d bytes, shorter than the %d set by output_set", h, length, n)
+	}
+	out := make([]byte, n)
+	copy(out, k.mem.UnsafeData(store)[h:h+n])
+	return out, errMsg, failed, nil
+}
+
+// Alloc allocates a block holding a copy of data and returns its handle (0 for empty data); for
+// host functions that return data to the guest. It fails when the kernel memory cannot grow.
+//
+// Alloc and Read only touch the kernel's memories (never run kernel code), so calling them with
+// the Store from inside a host function works; AllocCaller and ReadCaller do the same through the
+// host function's Caller, which is the form wasmtime documents for use during a call.
+func (k *Kernel) Alloc(store *wasmtime.Store, data []byte) (uint64, error) {
+	return k.alloc(store, data)
+}
+
+// Read copies a live block's bytes out (error for 0, an unknown or a freed handle).
+func (k *Kernel) Read(store *wasmtime.Store, handle uint64) ([]byte, error) {
+	return k.read(store, handle)
+}
+
+// AllocCaller is Alloc through the Caller of a running host function.
+func (k *Kernel) AllocCaller(caller *wasmtime.Caller, data []byte) (uint64, error) {
+	return k.alloc(caller, data)
+}
+
+// ReadCaller is Read through the Caller of a running host function.
+func (k *Kernel) ReadCaller(caller *wasmtime.Caller, handle uint64) ([]byte, error) {
+	return k.read(caller, handle)
+}
+
+func (k *Kernel) alloc(s wasmtime.Storelike, data []byte) (uint64, error) {
+	if len(data) == 0 {
+		return 0, nil
+	}
+	h, err := k.allocRaw(s, uint64(len(data)))
+	if err != nil {
+		return 0, err
+	}
+	copy(k.mem.UnsafeData(s)[h:], data)
+	return h, nil
+}
+
+func (k *Kernel) read(s wasmtime.Storelike, h uint64) ([]byte, error) {
+	start, n, ok := k.lookup(s, h)
+	if !ok || start != h {
+		return nil, fmt.Errorf("extism kernel: handle %#x is not a live block", h)
+	}
+	out := make([]byte, n)
+	copy(out, k.mem.UnsafeData(s)[h:h+n])
+	return out, nil
+}
+
+// ErrOutOfMemory is returned (wrapped) when a block does not fit in the kernel memory.
+var ErrOutOfMemory = errors.New("extism kernel: out of memory")
+
+// allocRaw is $alloc_raw of kernel.wat: a new block of n >= 1 bytes, not zeroed.
+func (k *Kernel) allocRaw(s wasmtime.Storelike, n uint64) (uint64, error) {
+	st := k.idx.UnsafeData(s)
+	start := get64(st, offTop)
+	end := start + n
+	if n > 0xffffffff || end > maxEnd {
+		return 0, fmt.Errorf("%w: a %d-byte block does not fit in 4 GiB", ErrOutOfMemory, n)
+	}
+	count := get64(st, offCount)
+	e := stateSize + count*entrySize
+	if e+entrySize > uint64(len(st)) {
+		if _, err := k.idx.Grow(s, 1); err != nil {
+			return 0, fmt.Errorf("%w: grow the block index: %v", ErrOutOfMemory, firstLine(err))
+		}
+	}
+	if have := uint64(k.mem.DataSize(s)); end > have {
+		if _, err := k.mem.Grow(s, (end-have+wasmPage-1)/wasmPage); err != nil {
+			return 0, fmt.Errorf("%w: grow to %d bytes for a %d-byte block: %v", ErrOutOfMemory, end, n, firstLine(err))
+		}
+	}
+	st = k.idx.UnsafeData(s)
+	put64(st, int(e), start)
+	binary.LittleEndian.PutUint32(st[e+8:], uint32(n))
+	binary.LittleEndian.PutUint32(st[e+12:], 1)
+	put64(st, offCount, count+1)
+	put64(st, offTop, (end+7)&^7)
+	return start, nil
+}
+
+// lookup is $find of kernel.wat: the block with the greatest start <= addr, if it is live and
+// holds addr.
+func (k *Kernel) lookup(s wasmtime.Storelike, addr uint64) (start, length uint64, ok bool) {
+	st := k.idx.UnsafeData(s)
+	count := get64(st, offCount)
+	lo, hi := uint64(0), count
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if get64(st, int(stateSize+mid*entrySize)) <= addr {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == 0 {
+		return 0, 0, false
+	}
+	e := stateSize + (lo-1)*entrySize
+	start = get64(st, int(e))
+	length = uint64(binary.LittleEndian.Uint32(st[e+8:]))
+	live := binary.LittleEndian.Uint32(st[e+12:]) != 0
+	if !live || addr-start >= length {
+		return 0, 0, false
+	}
+	return start, length, true
+}
+
+func faultMessage(code int32, a, b, c uint64, d int64) string {
+	const p = "extism kernel: "
+	switch code {
+	case 1, 2, 3, 4:
+		name := [...]string{1: "load_u8", 2: "load_u64", 3: "store_u8", 4: "store_u64"}[code]
+		msg := fmt.Sprintf("%s%s at address %#x (%s) is outside every live block", p, name, a, plural(b, "byte"))
+		switch {
+		case c == 0:
+		case d < 0:
+			msg += fmt.Sprintf(" (block %#x was freed)", c)
+		default:
+			msg += fmt.Sprintf(" (it runs past the end of the %d-byte block %#x)", d, c)
+		}
+		return msg
+	case 5:
+		return fmt.Sprintf("%sinput_load_u8: offset %d is past the end of the %d-byte input", p, a, c)
+	case 6:
+		return fmt.Sprintf("%sinput_load_u64: offset %d (8 bytes) is past the end of the %d-byte input", p, a, c)
+	case 7:
+		return fmt.Sprintf("%soutput_set: handle %#x is not a live block", p, a)
+	case 8:
+		return fmt.Sprintf("%soutput_set: length %d exceeds the %d-byte block %#x", p, b, c, a)
+	case 9:
+		return fmt.Sprintf("%serror_set: handle %#x is not a live block", p, a)
+	}
+	return fmt.Sprintf("%sfault %d (%#x, %#x, %#x, %#x)", p, code, a, b, c, d)
+}
+
+func plural(n uint64, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+func len8(n uint64) uint64 {
+	if n < 8 {
+		return 0
+	}
+	return n - 7
+}
+
+func get64(b []byte, off int) uint64    { return binary.LittleEndian.Uint64(b[off:]) }
+func put64(b []byte, off int, v uint64) { binary.LittleEndian.PutUint64(b[off:], v) }

@@ -1,0 +1,221 @@
+package shim
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// Server is the shim's side of the protocol: it owns the Store and serves the Shim service.
+type Server struct {
+	pb.UnimplementedShimServer
+
+	log    hclog.Logger
+	engine *Engine
+	broker *plugin.GRPCBroker
+
+	// storeLock is held by every RPC that touches the Store. It is a channel so that waiting for it
+	// respects the caller's deadline (Health relies on that to detect a wedged Store).
+	storeLock chan struct{}
+	// Guarded by storeLock.
+	module *wasmtime.Module
+	cfg    guestConfig
+	guest  *guest // nil after a trap, until the next call instantiates afresh
+	stdio  *stdio
+	logs   *logSink
+
+	loaded  atomic.Bool // a module was loaded: Compile is refused from then on
+	closing atomic.Bool
+	calls   atomic.Uint64
+}
+
+// NewServer builds the shim's service; broker is go-plugin's, for dialing the host's services.
+func NewServer(log hclog.Logger, engine *Engine, broker *plugin.GRPCBroker) *Server {
+	s := &Server{log: log, engine: engine, broker: broker, storeLock: make(chan struct{}, 1)}
+	s.logs = &logSink{local: log}
+	s.stdio = newStdio(s.logs.add)
+	return s
+}
+
+func (s *Server) lock(ctx context.Context) error {
+	select {
+	case s.storeLock <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return status.Errorf(codes.DeadlineExceeded, "the capsule's Store is busy: %v", ctx.Err())
+	}
+}
+
+func (s *Server) unlock() { <-s.storeLock }
+
+// Info reports the wasmtime version and engine configuration, which key the artefact cache.
+func (s *Server) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, error) {
+	return &pb.InfoResponse{WasmtimeVersion: WasmtimeVersion(), EngineConfig: s.engine.Config(), Pid: int32(os.Getpid())}, nil
+}
+
+// Compile receives a module, compiles it and streams the artefact back. It is refused once a guest
+// has been loaded: artefacts are trusted native code, and must not come from a process that has
+// run guest code.
+func (s *Server) Compile(stream pb.Shim_CompileServer) error {
+	if s.loaded.Load() {
+		return status.Error(codes.FailedPrecondition, "this shim has loaded a guest and no longer compiles modules")
+	}
+	var wasm bytes.Buffer
+	for {
+		c, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if wasm.Len()+len(c.Data) > shared.MaxModuleBytes {
+			return status.Errorf(codes.InvalidArgument, "module is larger than %d bytes (256 MiB)", shared.MaxModuleBytes)
+		}
+		wasm.Write(c.Data)
+	}
+	start := time.Now()
+	art, err := s.engine.Compile(wasm.Bytes())
+	if err != nil {
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	s.log.Debug("compiled module", "wasm_bytes", wasm.Len(), "artefact_bytes", len(art), "took", time.Since(start))
+	for len(art) > 0 {
+		n := min(len(art), shared.ChunkBytes)
+		if err := stream.Send(&pb.Chunk{Data: art[:n]}); err != nil {
+			return err
+		}
+		art = art[n:]
+	}
+	return nil
+}
+
+// Load connects to the host's services, deserialises the artefact and instantiates the guest.
+func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadResponse, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.unlock()
+	if s.module != nil {
+		return nil, status.Error(codes.FailedPrecondition, "a guest is already loaded in this shim")
+	}
+	s.cfg = guestConfig{
+		capsuleID:   req.CapsuleId,
+		memLimit:    req.MemoryLimitBytes,
+		callTimeout: time.Duration(req.CallTimeoutMs) * time.Millisecond,
+		fuel:        req.Fuel,
+	}
+	if s.cfg.fuel > 0 && !s.engine.opts.Fuel {
+		return nil, status.Error(codes.FailedPrecondition, "[limits] fuel is set but this shim was started without fuel metering")
+	}
+	client, conn, err := shared.DialHostServices(s.broker, req.HostServicesId)
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	s.logs.connect(client, conn)
+	module, err := s.engine.Deserialize(req.ArtefactPath)
+	if err != nil {
+		// Nothing ran yet: the host may still have this shim compile the module afresh.
+		return nil, status.Error(codes.DataLoss, err.Error())
+	}
+	s.loaded.Store(true)
+	g, err := s.engine.instantiate(module, s.cfg, s.stdio)
+	s.logs.flush()
+	if err != nil {
+		module.Close()
+		return nil, status.Errorf(codes.FailedPrecondition, "load capsule %s: %v", req.CapsuleId, err)
+	}
+	s.module, s.guest = module, g
+	_, initialized := exportNames(module)["_initialize"]
+	return &pb.LoadResponse{Exports: g.exports, Initialized: initialized}, nil
+}
+
+// Invoke calls one export. A call that trapped leaves the Store behind: the next call runs in a
+// fresh instantiation.
+func (s *Server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
+	if len(req.Input) > shared.MaxPayloadBytes {
+		return nil, status.Errorf(codes.InvalidArgument, "input of %d bytes exceeds the %d-byte (10 MiB) limit", len(req.Input), shared.MaxPayloadBytes)
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.unlock()
+	if s.closing.Load() {
+		return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_CANCELLED, Message: "the capsule is unloading"}}, nil
+	}
+	if s.module == nil {
+		return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_NOT_LOADED, Message: "no guest is loaded in this shim"}}, nil
+	}
+	if s.guest == nil {
+		g, err := s.engine.instantiate(s.module, s.cfg, s.stdio)
+		s.logs.flush()
+		if err != nil {
+			return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("re-instantiate the capsule after a trap: %v", err)}}, nil
+		}
+		s.guest = g
+	}
+	timeout := s.cfg.callTimeout
+	if req.TimeoutMs > 0 {
+		timeout = time.Duration(req.TimeoutMs) * time.Millisecond
+	}
+	out, gerr, trapped := s.engine.call(s.guest, s.cfg, s.stdio, req.Export, req.Input, timeout, s.closing.Load)
+	if trapped {
+		s.guest.close()
+		s.guest = nil
+	}
+	s.logs.flush()
+	s.calls.Add(1)
+	return &pb.InvokeResponse{Output: out, Error: gerr}, nil
+}
+
+// Health answers once it holds the Store, proving the Store is not wedged outside a guest call.
+func (s *Server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthResponse, error) {
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.unlock()
+	return &pb.HealthResponse{Loaded: s.module != nil, Calls: s.calls.Load()}, nil
+}
+
+// Shutdown interrupts a running call, drops the Store and flushes the logs. go-plugin's own
+// shutdown then stops the server and the process exits.
+func (s *Server) Shutdown(ctx context.Context, _ *pb.ShutdownRequest) (*pb.ShutdownResponse, error) {
+	s.closing.Store(true)
+	s.engine.interrupt()
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.unlock()
+	if s.guest != nil {
+		s.guest.close()
+		s.guest = nil
+	}
+	if s.module != nil {
+		s.module.Close()
+		s.module = nil
+	}
+	s.logs.close()
+	return &pb.ShutdownResponse{}, nil
+}
+
+func exportNames(m *wasmtime.Module) map[string]struct{} {
+	names := map[string]struct{}{}
+	for _, e := range m.Exports() {
+		names[e.Name()] = struct{}{}
+	}
+	return names
+}

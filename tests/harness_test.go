@@ -1,0 +1,212 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/host/manifest"
+)
+
+// The harness builds the real binaries and capsules once per test run into binDir.
+var (
+	binDir    string
+	hostBin   string
+	shimBin   string
+	repoRoot  string
+	capsules  = map[string]string{} // capsule name -> built capsule directory
+	buildLogs bytes.Buffer
+)
+
+// builtCapsules are the Go capsules the tests run: example and test-only ones.
+var builtCapsules = map[string]string{
+	"hello":  "examples/hello",
+	"faulty": "tests/testdata/capsules/faulty",
+}
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tests: setup: %v\n%s", err, buildLogs.String())
+		os.Exit(2)
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	_, file, _, _ := runtime.Caller(0)
+	repoRoot = filepath.Dir(filepath.Dir(file))
+	dir, err := os.MkdirTemp("", "astrid-tests-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	binDir = filepath.Join(dir, "bin")
+	hostBin = filepath.Join(binDir, "astrid-host")
+	shimBin = filepath.Join(binDir, "astrid-shim")
+	if err := goBuild(nil, "-o", hostBin, "./cmd/astrid-host"); err != nil {
+		return 0, err
+	}
+	if err := goBuild(nil, "-o", shimBin, "./cmd/astrid-shim"); err != nil {
+		return 0, err
+	}
+	for name, src := range builtCapsules {
+		dst := filepath.Join(dir, "capsules", name)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return 0, err
+		}
+		toml, err := os.ReadFile(filepath.Join(repoRoot, src, "Capsule.toml"))
+		if err != nil {
+			return 0, err
+		}
+		if err := os.WriteFile(filepath.Join(dst, "Capsule.toml"), toml, 0o644); err != nil {
+			return 0, err
+		}
+		wasmEnv := []string{"GOOS=wasip1", "GOARCH=wasm"}
+		if err := goBuild(wasmEnv, "-buildmode=c-shared", "-o", filepath.Join(dst, name+".wasm"), "./"+src); err != nil {
+			return 0, err
+		}
+		capsules[name] = dst
+	}
+	return m.Run(), nil
+}
+
+func goBuild(env []string, args ...string) error {
+	cmd := exec.Command("go", append([]string{"build"}, args...)...)
+	cmd.Dir = repoRoot
+	cmd.Env = append(append(os.Environ(), "GOFLAGS=-buildvcs=false"), env...)
+	cmd.Stdout, cmd.Stderr = &buildLogs, &buildLogs
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build %s: %w", strings.Join(args, " "), err)
+	}
+	return nil
+}
+
+// cliResult is what one run of the astrid-host binary produced.
+type cliResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// runCLI runs astrid-host with args, with a state directory private to the test.
+func runCLI(t *testing.T, stateDir string, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hostBin, args...)
+	cmd.Env = append(os.Environ(), "ASTRID_STATE_DIR="+stateDir)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	res := cliResult{stdout: out.String(), stderr: errb.String()}
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		res.code = exit.ExitCode()
+	default:
+		t.Fatalf("run astrid-host %v: %v", args, err)
+	}
+	return res
+}
+
+// newHost starts an in-process host on the built shim; it is shut down when the test ends.
+func newHost(t *testing.T) *host.Host {
+	t.Helper()
+	shim, err := host.VerifyShim(shimBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testWriter{t: t}
+	t.Cleanup(logs.close) // runs last: after the host's shutdown has logged
+	h, err := host.New(host.Config{
+		Shim:     shim,
+		StateDir: t.TempDir(),
+		Logger:   hclog.New(&hclog.LoggerOptions{Name: "test-host", Output: logs, Level: hclog.Debug}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Shutdown(context.Background()) })
+	return h
+}
+
+// loadCapsule loads a built capsule by name into h.
+func loadCapsule(t *testing.T, h *host.Host, name string) (*host.Instance, host.LoadResult) {
+	t.Helper()
+	m, _, err := manifest.Load(capsules[name])
+	if err != nil {
+		t.Fatalf("manifest of %s: %v", name, err)
+	}
+	inst, res, err := h.Load(context.Background(), m, host.LoadOptions{})
+	if err != nil {
+		t.Fatalf("load %s: %v", name, err)
+	}
+	return inst, res
+}
+
+// watModule compiles WAT to a .wasm file in a fresh directory and returns its path.
+func watModule(t *testing.T, name, wat string) string {
+	t.Helper()
+	wasm, err := wasmtime.Wat2Wasm(wat)
+	if err != nil {
+		t.Fatalf("wat2wasm %s: %v", name, err)
+	}
+	path := filepath.Join(t.TempDir(), name+".wasm")
+	if err := os.WriteFile(path, wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// processAlive reports whether pid is still a live (non-zombie) process.
+func processAlive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name: "pid (comm) S ...".
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// testWriter sends log output to t.Log so it shows with the failing test only; after the test it
+// drops lines (t.Log panics once a test has finished).
+type testWriter struct {
+	t      *testing.T
+	mu     sync.Mutex
+	closed bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
