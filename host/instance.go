@@ -118,7 +118,15 @@ func (i *Instance) fail(reason string) {
 func (i *Instance) watchExit() {
 	defer close(i.watched)
 	<-i.proc.shim.Exited.Done()
-	i.fail(i.proc.exitReason())
+	i.mu.Lock()
+	stopping := i.stopping
+	i.mu.Unlock()
+	if !stopping {
+		i.fail(i.proc.exitReason())
+		// Release go-plugin's client, the broker's servers and the socket directory now rather
+		// than when the instance is finally stopped.
+		i.proc.kill()
+	}
 }
 
 // CallError is returned by Call when the capsule could not run the call at all: it is not Ready,

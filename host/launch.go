@@ -130,4 +130,3 @@ func runDirFor() (string, error) {
 	}
 	return filepath.Clean(dir), nil
 }
-

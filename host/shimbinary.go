@@ -27,12 +27,12 @@ type ShimBinary struct {
 }
 
 type fileIdentity struct {
-	dev, ino   uint64
-	size       int64
-	mtime      syscall.Timespec
-	ctime      syscall.Timespec
-	mode       os.FileMode
-	uid        uint32
+	dev, ino uint64
+	size     int64
+	mtime    syscall.Timespec
+	ctime    syscall.Timespec
+	mode     os.FileMode
+	uid      uint32
 }
 
 // FindShim returns the shim next to the running executable.

@@ -77,7 +77,7 @@ func (e *Engine) instantiate(module *wasmtime.Module, cfg guestConfig, io *stdio
 		err := e.runWithDeadline(store, cfg.callTimeout, func() error { _, err := init.Call(store); return err })
 		io.flush()
 		if err != nil {
-			ge := classify(err, failure{export: "_initialize", timeout: cfg.callTimeout, memLimit: cfg.memLimit, memSize: g.memorySize(), stderrTail: io.stderrTail()})
+			ge := classify(err, failure{export: "_initialize", timeout: cfg.callTimeout, memLimit: cfg.memLimit, memSize: g.memorySize(), stderr: io.notableStderr()})
 			return nil, errors.New(ge.Message)
 		}
 	}
@@ -151,7 +151,7 @@ func (e *Engine) call(g *guest, cfg guestConfig, io *stdio, export string, input
 	}
 	if err != nil {
 		return nil, classify(err, failure{export: export, timeout: timeout, cancelled: cancelled(), memLimit: cfg.memLimit,
-			memSize: g.memorySize(), stderrTail: io.stderrTail()}), true
+			memSize: g.memorySize(), stderr: io.notableStderr()}), true
 	}
 	out, msg, failed, kerr := g.kernel.Output(g.store)
 	switch {

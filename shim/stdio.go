@@ -14,10 +14,13 @@ import (
 // lines are cut there and end with a marker saying so.
 const MaxLogLineBytes = 64 << 10
 
-// stderrTailLines is how many of a call's last stderr lines are kept to explain a trap: a Go
-// guest's panic message and a runtime's out-of-memory report arrive on stderr just before it
-// executes `unreachable`.
-const stderrTailLines = 20
+// maxNotableLines is how many of a call's notable stderr lines are kept to explain a trap: a Go
+// guest's panic message, a Rust panic, or a runtime's out-of-memory report arrive on stderr just
+// before the guest executes `unreachable` (and a Go runtime then dumps every goroutine).
+const maxNotableLines = 8
+
+// notableMarkers are the stderr fragments that say why a guest is about to trap.
+var notableMarkers = []string{"panic: ", "fatal error: ", "panicked at", "out of memory", "memory allocation of"}
 
 // WASI errno values used by fd_write (wasi_snapshot_preview1).
 const (
@@ -32,18 +35,18 @@ const (
 type stdio struct {
 	emit    func(level pb.LogEntry_Level, source, line string)
 	partial [3][]byte // unterminated line per fd (1 stdout, 2 stderr)
-	tail    []string  // last stderr lines of the current call
+	notable []string  // the current call's stderr lines that explain a trap, oldest first
 }
 
 func newStdio(emit func(level pb.LogEntry_Level, source, line string)) *stdio {
 	return &stdio{emit: emit}
 }
 
-// beginCall forgets the previous call's stderr tail.
-func (s *stdio) beginCall() { s.tail = s.tail[:0] }
+// beginCall forgets the previous call's notable lines.
+func (s *stdio) beginCall() { s.notable = s.notable[:0] }
 
-// stderrTail returns the current call's last stderr lines, oldest first.
-func (s *stdio) stderrTail() []string { return s.tail }
+// notableStderr returns the current call's stderr lines that explain a trap, oldest first.
+func (s *stdio) notableStderr() []string { return s.notable }
 
 // write appends bytes written to fd (1 or 2) and emits every completed line.
 func (s *stdio) write(fd int32, p []byte) {
@@ -88,10 +91,9 @@ func (s *stdio) line(fd int32, cut bool) {
 		text += " …[line cut at 64 KiB]"
 	}
 	if fd == 2 {
-		if len(s.tail) == stderrTailLines {
-			s.tail = append(s.tail[:0], s.tail[1:]...)
+		if len(s.notable) < maxNotableLines && containsAny(text, notableMarkers) {
+			s.notable = append(s.notable, text)
 		}
-		s.tail = append(s.tail, text)
 		s.emit(pb.LogEntry_WARN, "stderr", text)
 		return
 	}
@@ -138,4 +140,13 @@ func (s *stdio) fdWrite(c *wasmtime.Caller, fd int32, iovs, iovsLen, nwritten ui
 	}
 	binary.LittleEndian.PutUint32(mem[nwritten:], total)
 	return wasiErrnoSuccess
+}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }

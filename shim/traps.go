@@ -17,12 +17,12 @@ const trapOutOfFuel = 12
 
 // failure describes the circumstances of a failed call, for classify.
 type failure struct {
-	export     string
-	timeout    time.Duration // 0: the call had no deadline
-	cancelled  bool          // the shim was shutting down
-	memLimit   uint64
-	memSize    uint64 // guest memory size when the call failed
-	stderrTail []string
+	export    string
+	timeout   time.Duration // 0: the call had no deadline
+	cancelled bool          // the shim was shutting down
+	memLimit  uint64
+	memSize   uint64   // guest memory size when the call failed
+	stderr    []string // the call's notable stderr lines (see stdio)
 }
 
 // classify turns an error from calling a guest export into a GuestError a capsule author can act
@@ -63,20 +63,20 @@ func classify(err error, f failure) *pb.GuestError {
 	}
 }
 
-// classifyUnreachable tells apart the reasons a guest executes `unreachable`: a Go runtime that
-// ran out of memory, a Go panic, and everything else (Rust panics, aborts, hand-written traps).
+// classifyUnreachable tells apart the reasons a guest executes `unreachable`: a runtime that ran
+// out of memory (it says so on stderr, or the memory is at its limit), a panic (a Go or Rust
+// guest says so on stderr), and everything else (aborts, hand-written traps).
 func classifyUnreachable(g *pb.GuestError, f failure) {
-	tail := strings.Join(f.stderrTail, "\n")
-	lower := strings.ToLower(tail)
-	outOfMemory := strings.Contains(lower, "out of memory") ||
-		(f.memLimit > 0 && f.memSize+wasmPageBytes > f.memLimit)
+	text := strings.Join(f.stderr, "\n")
+	saysOOM := strings.Contains(text, "out of memory") || strings.Contains(text, "memory allocation of")
+	atLimit := f.memLimit > 0 && f.memSize+wasmPageBytes > f.memLimit
 	switch {
-	case outOfMemory:
+	case saysOOM || (len(f.stderr) == 0 && atLimit):
 		g.Kind = pb.GuestError_OUT_OF_MEMORY
 		g.Message = fmt.Sprintf("call to %s ran out of memory: the guest reached its limit of %s ([limits] memory)", f.export, formatBytes(f.memLimit))
-	case strings.Contains(tail, "panic: ") || strings.Contains(tail, "fatal error: ") || strings.Contains(tail, "panicked at"):
+	case len(f.stderr) > 0:
 		g.Kind = pb.GuestError_PANIC
-		g.Message = fmt.Sprintf("call to %s panicked: %s", f.export, panicLine(f.stderrTail))
+		g.Message = fmt.Sprintf("call to %s panicked: %s", f.export, panicLine(f.stderr))
 	default:
 		g.Kind = pb.GuestError_UNREACHABLE
 		g.Message = fmt.Sprintf("call to %s trapped: wasm `unreachable` instruction executed", f.export)
@@ -88,8 +88,8 @@ func classifyUnreachable(g *pb.GuestError, f failure) {
 const wasmPageBytes = 64 << 10
 
 // panicLine picks the line that says what the panic was.
-func panicLine(tail []string) string {
-	for _, l := range tail {
+func panicLine(lines []string) string {
+	for _, l := range lines {
 		for _, p := range []string{"panic: ", "fatal error: "} {
 			if i := strings.Index(l, p); i >= 0 {
 				return strings.TrimSpace(l[i+len(p):])

@@ -42,7 +42,7 @@ const (
 
 	// growWAT grows its memory one page at a time until the limit refuses, then traps, as a
 	// guest without a recovery path does.
-	growWAT = `(module (memory 1)
+	growWAT = `(module (memory (export "memory") 1)
   (func (export "grow") (result i32)
     (loop $more (br_if $more (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
     unreachable))`

@@ -17,7 +17,7 @@ import (
 // TestHostStaysHealthyAfterGuestFailures: every kind of guest failure is an error for that call
 // only; the same shim process serves the next call from a fresh Store.
 func TestHostStaysHealthyAfterGuestFailures(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	checkLeaks(t)
 	h := newHost(t)
 	inst, _ := loadCapsule(t, h, "faulty")
 	pid := inst.Pid()
@@ -58,7 +58,7 @@ func TestHostStaysHealthyAfterGuestFailures(t *testing.T) {
 // TestShimKilledMidCall: a shim SIGKILLed during a call turns into a clear error for that call,
 // and the instance is Failed with the reason; nothing hangs.
 func TestShimKilledMidCall(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	checkLeaks(t)
 	h := newHost(t)
 	inst, _ := loadCapsule(t, h, "faulty")
 	pid := inst.Pid()
@@ -114,7 +114,7 @@ func TestModuleCache(t *testing.T) {
 
 // TestShutdownLeavesNothing: stopping the host ends every shim it started.
 func TestShutdownLeavesNothing(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	checkLeaks(t)
 	h := newHost(t)
 	var pids []int
 	for _, name := range []string{"hello", "faulty"} {
@@ -143,6 +143,13 @@ func TestShutdownLeavesNothing(t *testing.T) {
 			t.Errorf("%s: state %s after shutdown, want stopped", inst.ID(), st)
 		}
 	}
+}
+
+// checkLeaks fails the test if goroutines started during it are still running once it and its
+// cleanups (the host's shutdown among them) are done. Call it before newHost.
+func checkLeaks(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 }
 
 // storeBusy reports whether the instance's Store is held by a running call: a health check, which

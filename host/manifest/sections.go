@@ -331,4 +331,3 @@ func (d *decoder) requiredFile(t *table, what, example string) string {
 	}
 	return f
 }
-
