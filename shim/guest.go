@@ -20,6 +20,7 @@ type guestConfig struct {
 	memLimit    uint64
 	callTimeout time.Duration // 0: no deadline
 	fuel        uint64        // 0: no fuel metering
+	config      map[string]string
 }
 
 // guest is one instantiation of the capsule's module: a Store with the kernel and the guest in it.
@@ -62,6 +63,9 @@ func (e *Engine) instantiate(module *wasmtime.Module, cfg guestConfig, io *stdio
 	}
 	if err := k.Define(store, linker); err != nil {
 		return nil, fmt.Errorf("define the kernel: %w", err)
+	}
+	if err := defineConfigGet(linker, k, cfg.config); err != nil {
+		return nil, fmt.Errorf("define config_get: %w", err)
 	}
 	if err := checkImports(module, linker, store); err != nil {
 		return nil, err
@@ -198,7 +202,7 @@ func checkImports(module *wasmtime.Module, linker *wasmtime.Linker, store *wasmt
 		return nil
 	}
 	return fmt.Errorf("the module imports %s, which this host does not provide (it provides %s: %s; and %s)",
-		strings.Join(missing, ", "), kernel.ModuleName, strings.Join(kernel.Imports, ", "), "wasi_snapshot_preview1")
+		strings.Join(missing, ", "), kernel.ModuleName, strings.Join(append(append([]string(nil), kernel.Imports...), goImports...), ", "), "wasi_snapshot_preview1")
 }
 
 // callable reports whether an export can be called by name: () -> i32 (Extism's convention, 0 is

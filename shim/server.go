@@ -118,6 +118,7 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 		memLimit:    req.MemoryLimitBytes,
 		callTimeout: time.Duration(req.CallTimeoutMs) * time.Millisecond,
 		fuel:        req.Fuel,
+		config:      req.Config,
 	}
 	if s.cfg.fuel > 0 && !s.engine.opts.Fuel {
 		return nil, status.Error(codes.FailedPrecondition, "[limits] fuel is set but this shim was started without fuel metering")

@@ -175,3 +175,62 @@ func TestCallHelp(t *testing.T) {
 		t.Errorf("unknown command: exit %d, stderr:\n%s", res.code, res.stderr)
 	}
 }
+
+// configWAT outputs the config value named by its input, and fails when it is not set.
+const configWAT = `(module
+  (import "extism:host/env" "input_offset" (func $input_offset (result i64)))
+  (import "extism:host/env" "config_get" (func $config_get (param i64) (result i64)))
+  (import "extism:host/env" "length" (func $length (param i64) (result i64)))
+  (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
+  (func (export "get") (result i32) (local $v i64)
+    (local.set $v (call $config_get (call $input_offset)))
+    (if (i64.eqz (local.get $v)) (then (return (i32.const 1))))
+    (call $output_set (local.get $v) (call $length (local.get $v)))
+    (i32.const 0)))`
+
+func TestCallConfig(t *testing.T) {
+	wasm := watModule(t, "config", configWAT)
+	dir := filepath.Dir(wasm)
+	toml := `[package]
+name = "config"
+version = "1.0.0"
+
+[[component]]
+file = "config.wasm"
+
+[env]
+greeting = { type = "string", default = "hello from [env]" }
+limits = { type = "string", default = { retries = 3 } }
+`
+	if err := os.WriteFile(filepath.Join(dir, "Capsule.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		want     string
+	}{
+		{"env default", []string{"call", dir, "get", "--input", "greeting"}, 0, "hello from [env]"},
+		{"non-string default as JSON", []string{"call", dir, "get", "--input", "limits"}, 0, `{"retries":3}`},
+		{"--config overrides", []string{"call", dir, "get", "--input", "greeting", "--config", "greeting=hi"}, 0, "hi"},
+		{"--config on a bare wasm", []string{"call", "--config", "k=v=w", wasm, "get", "--input", "k"}, 0, "v=w"},
+		{"unset key", []string{"call", dir, "get", "--input", "nothing"}, 1, "error: call to get returned 1 without an error message"},
+		{"malformed --config", []string{"call", dir, "get", "--config", "novalue"}, 2, `"novalue" is not KEY=VALUE`},
+	}
+	state := t.TempDir()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runCLI(t, state, tc.args...)
+			if res.code != tc.wantCode {
+				t.Fatalf("exit %d, want %d; stderr:\n%s", res.code, tc.wantCode, res.stderr)
+			}
+			if tc.wantCode == 0 && res.stdout != tc.want {
+				t.Fatalf("stdout %q, want %q", res.stdout, tc.want)
+			}
+			if tc.wantCode != 0 && !strings.Contains(res.stderr, tc.want) {
+				t.Fatalf("stderr lacks %q:\n%s", tc.want, res.stderr)
+			}
+		})
+	}
+}

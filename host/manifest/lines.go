@@ -55,11 +55,12 @@ func isBareKeyChar(r rune) bool {
 	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
 }
 
-// maxIndexDepth bounds how deep the line index follows nested arrays and
-// inline tables. The manifest schema never nests deeper than a few levels;
-// the bound keeps pathological documents (thousands of nested arrays, which
-// TOML allows) from costing quadratic time and memory. Keys deeper than this
-// report the line of their closest indexed ancestor.
+// maxIndexDepth bounds the number of elements (keys and indexes) of the
+// paths the line index records. The manifest schema never nests deeper than
+// a few levels; the bound keeps pathological documents (keys with
+// thousands of dotted parts, thousands of nested arrays, all valid TOML)
+// from costing quadratic time and memory. A deeper key reports the line of
+// its closest indexed ancestor.
 const maxIndexDepth = 32
 
 // lineIndex maps dotted key paths to the 1-based line on which the key (or
@@ -91,6 +92,7 @@ func indexLines(data []byte) lineIndex {
 	ix := &indexer{
 		lineIndex: lineIndex{lines: map[string]int{}, explicit: map[string]bool{}},
 		arrays:    map[string]int{},
+		atRoot:    true,
 	}
 	for i, c := range data {
 		if c == '\n' {
@@ -108,7 +110,9 @@ func indexLines(data []byte) lineIndex {
 		case unstable.ArrayTable:
 			table = ix.header(e, true)
 		case unstable.KeyValue:
-			ix.keyValue(table, e, 0)
+			if table != nil || ix.atRoot {
+				ix.keyValue(table, e)
+			}
 		}
 	}
 	return ix.lineIndex
@@ -119,6 +123,7 @@ type indexer struct {
 	lineIndex
 	newlines []int          // byte offsets of every '\n' in the document
 	arrays   map[string]int // path of each array of tables -> elements seen so far
+	atRoot   bool           // key/values belong to the root table (no header yet)
 }
 
 // lineAt returns the 1-based line of a byte offset.
@@ -139,8 +144,10 @@ func (ix *indexer) set(p keyPath, line int, explicit bool) {
 }
 
 // header records a [table] or [[array-of-tables]] header and returns the
-// path of the table that the following key/values belong to.
+// path of the table that the following key/values belong to, or nil when
+// the header is too deep to index (its key/values are then not indexed).
 func (ix *indexer) header(e *unstable.Node, array bool) keyPath {
+	ix.atRoot = false
 	var parts []string
 	line := 0
 	it := e.Key()
@@ -148,6 +155,10 @@ func (ix *indexer) header(e *unstable.Node, array bool) keyPath {
 		k := it.Node()
 		if line == 0 {
 			line = ix.lineAt(k.Raw.Offset)
+		}
+		if len(parts) == maxIndexDepth/2 {
+			// Each part may add an index too: stop before the bound.
+			return nil
 		}
 		parts = append(parts, string(k.Data))
 	}
@@ -178,7 +189,7 @@ func (ix *indexer) header(e *unstable.Node, array bool) keyPath {
 
 // keyValue records a key/value (possibly with a dotted key) that belongs
 // to the table at path table, and everything nested in its value.
-func (ix *indexer) keyValue(table keyPath, e *unstable.Node, depth int) {
+func (ix *indexer) keyValue(table keyPath, e *unstable.Node) {
 	p := table
 	line := 0
 	it := e.Key()
@@ -187,19 +198,22 @@ func (ix *indexer) keyValue(table keyPath, e *unstable.Node, depth int) {
 		if line == 0 {
 			line = ix.lineAt(k.Raw.Offset)
 		}
+		if len(p) >= maxIndexDepth {
+			return // the parts indexed so far are on the same line
+		}
 		p = p.key(string(k.Data))
 		if !it.IsLast() {
 			ix.set(p, line, false)
 		}
 	}
 	ix.set(p, line, true)
-	ix.value(p, e.Value(), line, depth+1)
+	ix.value(p, e.Value(), line)
 }
 
 // value records the keys nested inside an inline table or an array value
 // found at path p on line line.
-func (ix *indexer) value(p keyPath, v *unstable.Node, line, depth int) {
-	if v == nil || depth > maxIndexDepth {
+func (ix *indexer) value(p keyPath, v *unstable.Node, line int) {
+	if v == nil || len(p) >= maxIndexDepth {
 		return
 	}
 	switch v.Kind {
@@ -207,7 +221,7 @@ func (ix *indexer) value(p keyPath, v *unstable.Node, line, depth int) {
 		it := v.Children()
 		for it.Next() {
 			if kv := it.Node(); kv.Kind == unstable.KeyValue {
-				ix.keyValue(p, kv, depth)
+				ix.keyValue(p, kv)
 			}
 		}
 	case unstable.Array:
@@ -224,7 +238,7 @@ func (ix *indexer) value(p keyPath, v *unstable.Node, line, depth int) {
 			}
 			ep := p.index(i)
 			ix.set(ep, l, true)
-			ix.value(ep, c, l, depth+1)
+			ix.value(ep, c, l)
 			i++
 		}
 	}

@@ -1,0 +1,87 @@
+package tests
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRunCLI: `astrid-host run` loads every capsule it is given (skipping one whose manifest is
+// invalid), logs each one's state, and on SIGTERM unloads them all and exits 0 with no shim left.
+func TestRunCLI(t *testing.T) {
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "Capsule.toml"), []byte("[package]\nname = \"bad\"\nversion = \"1.0\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hostBin, "run", "--state", t.TempDir(), capsules["hello"], bad, capsules["faulty"])
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+
+	loaded := regexp.MustCompile(`astrid-host\.(\w+): capsule loaded: pid=(\d+)`)
+	pids := map[string]int{}
+	var log strings.Builder
+	for line := range lines {
+		log.WriteString(line + "\n")
+		if m := loaded.FindStringSubmatch(line); m != nil {
+			pid, _ := strconv.Atoi(m[2])
+			pids[m[1]] = pid
+		}
+		if strings.Contains(line, "running; send SIGINT or SIGTERM to stop") {
+			break
+		}
+	}
+	if len(pids) != 2 || pids["hello"] == 0 || pids["faulty"] == 0 {
+		t.Fatalf("want hello and faulty loaded, got %v; log:\n%s", pids, log.String())
+	}
+	if !strings.Contains(log.String(), "capsule skipped: invalid manifest") {
+		t.Errorf("the invalid capsule was not reported as skipped; log:\n%s", log.String())
+	}
+	for name, pid := range pids {
+		if !processAlive(pid) {
+			t.Fatalf("shim of %s (pid %d) is not running", name, pid)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for line := range lines {
+		log.WriteString(line + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("astrid-host run after SIGTERM: %v; log:\n%s", err, log.String())
+	}
+	for _, want := range []string{"astrid-host.faulty: capsule state: state=stopped", "astrid-host.hello: capsule state: state=stopped", "astrid-host: stopped"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+	for name, pid := range pids {
+		if processAlive(pid) {
+			t.Errorf("shim of %s (pid %d) survived the host", name, pid)
+		}
+	}
+}
