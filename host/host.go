@@ -137,11 +137,13 @@ func (h *Host) Load(ctx context.Context, m *manifest.Manifest, opts LoadOptions)
 
 func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (LoadResult, error) {
 	m := inst.manifest
-	wasm, sum, err := readModule(m.WasmPath())
+	sum, err := h.cache.Digest(m.WasmPath())
 	if err != nil {
 		return LoadResult{}, err
 	}
-	proc, err := h.launchShim(m.ID(), inst.log, m.Limits.Fuel > 0)
+	fuel := m.Limits.Fuel > 0
+	kernelPath := h.cache.KernelPath(h.cfg.Shim.SHA256, fuel)
+	proc, err := h.launchShim(m.ID(), inst.log, fuel, kernelPath)
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -153,13 +155,33 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	if err != nil {
 		return LoadResult{}, fmt.Errorf("shim info: %w", err)
 	}
+	if len(info.KernelArtefact) > 0 {
+		if err := h.cache.Store(kernelPath, info.KernelArtefact); err != nil {
+			inst.log.Warn("cannot cache the kernel artefact", "error", err)
+		}
+	}
 	artefact := h.cache.Path(sum, info.WasmtimeVersion, info.EngineConfig)
 	var res LoadResult
-	if !h.cache.Has(artefact) {
+	compile := func() error {
+		// Hash the bytes sent to the shim: the artefact must match its key even if the file
+		// changed since Digest looked at it.
+		wasm, got, err := readModule(m.WasmPath())
+		if err != nil {
+			return err
+		}
+		if got != sum {
+			return fmt.Errorf("module %s changed while it was being loaded; try again", m.WasmPath())
+		}
 		if err := h.compile(ctx, proc, wasm, artefact); err != nil {
-			return res, err
+			return err
 		}
 		res.Compiled = true
+		return nil
+	}
+	if !h.cache.Has(artefact) {
+		if err := compile(); err != nil {
+			return res, err
+		}
 	}
 	req := &pb.LoadRequest{
 		CapsuleId:        m.ID(),
@@ -177,10 +199,9 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		if err := h.cache.Remove(artefact); err != nil {
 			return res, err
 		}
-		if err := h.compile(ctx, proc, wasm, artefact); err != nil {
+		if err := compile(); err != nil {
 			return res, err
 		}
-		res.Compiled = true
 		resp, err = proc.shim.Load(ctx, req)
 	}
 	if err != nil {

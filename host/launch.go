@@ -31,7 +31,7 @@ type shimProcess struct {
 // launchShim starts a shim for one capsule. The shim gets an explicit environment (nothing of the
 // host's), its own process group (so the host can kill everything it started), SIGKILL if the host
 // dies, and a private 0700 directory for its socket.
-func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool) (*shimProcess, error) {
+func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kernelArtefact string) (*shimProcess, error) {
 	if err := h.cfg.Shim.Recheck(); err != nil {
 		return nil, err
 	}
@@ -46,6 +46,9 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool) (*sh
 	}
 	if fuel {
 		cmd.Env = append(cmd.Env, shared.EnvShimFuel+"=1")
+	}
+	if h.cache.Has(kernelArtefact) {
+		cmd.Env = append(cmd.Env, shared.EnvShimKernel+"="+kernelArtefact)
 	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	client := plugin.NewClient(&plugin.ClientConfig{

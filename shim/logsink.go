@@ -23,14 +23,30 @@ const (
 // relays to the host as well.
 type logSink struct {
 	local   hclog.Logger
+	dial    func() (pb.HostServicesClient, *grpc.ClientConn, error)
 	client  pb.HostServicesClient
 	conn    *grpc.ClientConn
 	pending []*pb.LogEntry
 	bytes   int
 }
 
-func (l *logSink) connect(client pb.HostServicesClient, conn *grpc.ClientConn) {
-	l.client, l.conn = client, conn
+// connect dials the host's services in the background: the broker round trip then overlaps
+// with loading the module instead of adding to every capsule start. The first flush waits for it.
+func (l *logSink) connect(dial func() (pb.HostServicesClient, *grpc.ClientConn, error)) {
+	type result struct {
+		client pb.HostServicesClient
+		conn   *grpc.ClientConn
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, conn, err := dial()
+		done <- result{c, conn, err}
+	}()
+	l.dial = func() (pb.HostServicesClient, *grpc.ClientConn, error) {
+		r := <-done
+		return r.client, r.conn, r.err
+	}
 }
 
 func (l *logSink) add(level pb.LogEntry_Level, source, message string) {
@@ -48,6 +64,14 @@ func (l *logSink) flush() {
 	}
 	entries := l.pending
 	l.pending, l.bytes = nil, 0
+	if l.client == nil && l.dial != nil {
+		var err error
+		l.client, l.conn, err = l.dial()
+		l.dial = nil
+		if err != nil {
+			l.local.Warn("cannot reach the host's log service; logging locally", "error", err)
+		}
+	}
 	if l.client != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), logFlushTimeout)
 		_, err := l.client.Log(ctx, &pb.LogRequest{Entries: entries})
@@ -64,6 +88,11 @@ func (l *logSink) flush() {
 
 func (l *logSink) close() {
 	l.flush()
+	if l.dial != nil {
+		// Never used: collect the connection so it can be closed.
+		l.client, l.conn, _ = l.dial()
+		l.dial = nil
+	}
 	if l.conn != nil {
 		l.conn.Close()
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -64,7 +65,8 @@ func (s *Server) unlock() { <-s.storeLock }
 
 // Info reports the wasmtime version and engine configuration, which key the artefact cache.
 func (s *Server) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, error) {
-	return &pb.InfoResponse{WasmtimeVersion: WasmtimeVersion(), EngineConfig: s.engine.Config(), Pid: int32(os.Getpid())}, nil
+	return &pb.InfoResponse{WasmtimeVersion: WasmtimeVersion(), EngineConfig: s.engine.Config(), Pid: int32(os.Getpid()),
+		KernelArtefact: s.engine.KernelArtefact()}, nil
 }
 
 // Compile receives a module, compiles it and streams the artefact back. It is refused once a guest
@@ -123,11 +125,9 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 	if s.cfg.fuel > 0 && !s.engine.opts.Fuel {
 		return nil, status.Error(codes.FailedPrecondition, "[limits] fuel is set but this shim was started without fuel metering")
 	}
-	client, conn, err := shared.DialHostServices(s.broker, req.HostServicesId)
-	if err != nil {
-		return nil, status.Error(codes.Unavailable, err.Error())
-	}
-	s.logs.connect(client, conn)
+	s.logs.connect(func() (pb.HostServicesClient, *grpc.ClientConn, error) {
+		return shared.DialHostServices(s.broker, req.HostServicesId)
+	})
 	module, err := s.engine.Deserialize(req.ArtefactPath)
 	if err != nil {
 		// Nothing ran yet: the host may still have this shim compile the module afresh.

@@ -160,7 +160,7 @@ func loadCapsule(t *testing.T, h *host.Host, name string) (*host.Instance, host.
 }
 
 // watModule compiles WAT to a .wasm file in a fresh directory and returns its path.
-func watModule(t *testing.T, name, wat string) string {
+func watModule(t testing.TB, name, wat string) string {
 	t.Helper()
 	wasm, err := wasmtime.Wat2Wasm(wat)
 	if err != nil {

@@ -24,7 +24,10 @@ func main() {
 		JSONFormat: true,
 		Level:      hclog.LevelFromString(os.Getenv(shared.EnvShimLogLevel)),
 	})
-	engine, err := shim.NewEngine(shim.EngineOptions{Fuel: os.Getenv(shared.EnvShimFuel) == "1"})
+	engine, err := shim.NewEngine(shim.EngineOptions{
+		Fuel:           os.Getenv(shared.EnvShimFuel) == "1",
+		KernelArtefact: os.Getenv(shared.EnvShimKernel),
+	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
 		os.Exit(1)

@@ -6,9 +6,13 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/Masterminds/semver/v3"
 	toml "github.com/pelletier/go-toml/v2"
 )
+
+// maxManifestSize bounds the size of a Capsule.toml. Real manifests are a
+// few KiB; the bound keeps a broken or hostile file from costing the TOML
+// decoder seconds (some of its paths are quadratic in key length).
+const maxManifestSize = 1 << 20
 
 // sectionHints explains top-level sections that other upstream versions
 // have and this runtime ignores.
@@ -36,7 +40,7 @@ var capabilityHints = map[string]string{
 // On success it returns the manifest with defaults filled in. Otherwise
 // the error is an Errors listing every problem found, and the manifest is
 // nil. Warnings (unknown keys, ignored component capabilities, ...) are
-// returned in both cases.
+// returned in both cases. Documents larger than 1 MiB are refused.
 func Parse(path string, data []byte) (m *Manifest, warnings []Problem, err error) {
 	m, d, errs := parseWith(path, data)
 	if d != nil {
@@ -53,6 +57,9 @@ func Parse(path string, data []byte) (m *Manifest, warnings []Problem, err error
 // check the wasm file and report everything at once. m and d are nil only
 // when data is not valid TOML.
 func parseWith(path string, data []byte) (*Manifest, *decoder, Errors) {
+	if len(data) > maxManifestSize {
+		return nil, nil, Errors{{File: path, Message: fmt.Sprintf("the manifest is %d bytes; a Capsule.toml may be at most %s", len(data), formatSize(maxManifestSize))}}
+	}
 	var doc map[string]any
 	if err := decodeTOML(data, &doc); err != nil {
 		return nil, nil, Errors{syntaxProblem(path, err)}
@@ -181,9 +188,7 @@ func (d *decoder) pkg(t *table) Package {
 	}
 	if v, ok := t.str("version"); ok {
 		p.Version = v
-		if _, err := semver.StrictNewVersion(v); err != nil {
-			d.errorf(t.at("version"), "%q is not a valid version: want strict semver MAJOR.MINOR.PATCH such as \"0.1.0\" (optionally with a -prerelease or +build suffix)", v)
-		}
+		d.checkVersion(t.at("version"), v)
 	} else if !t.has("version") {
 		d.errorf(t.at("version"), `required: the capsule version as strict semver MAJOR.MINOR.PATCH, e.g. version = "0.1.0"`)
 	}
@@ -232,18 +237,6 @@ func validID(s string) bool {
 		}
 	}
 	return true
-}
-
-// checkAstridVersion checks package.astrid-version against RuntimeVersion.
-func (d *decoder) checkAstridVersion(p keyPath, req string) {
-	c, err := semver.NewConstraint(req)
-	if err != nil {
-		d.errorf(p, "%q is not a valid version requirement (%v); write one such as \">=0.5.0\" or \"^0.5\"", req, err)
-		return
-	}
-	if !c.Check(semver.MustParse(RuntimeVersion)) {
-		d.errorf(p, "capsule requires astrid-version %s, but this runtime is %s", req, RuntimeVersion)
-	}
 }
 
 // component decodes one [[component]]. For the first one (the one that is

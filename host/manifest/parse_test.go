@@ -52,6 +52,7 @@ var errorTests = []struct {
 	// TOML itself.
 	{"syntax error", "[package\nname = \"x\"\n", []want{{"", 1, "invalid TOML at column"}}},
 	{"syntax error later", base + "[limits]\nmemory = \n", []want{{"", 8, "invalid TOML at column 10"}}},
+	{"too large", base + "# " + strings.Repeat("x", 1<<20) + "\n", []want{{"", 0, "bytes; a Capsule.toml may be at most 1MiB"}}},
 	{"duplicate key", "[package]\nname = \"a\"\nname = \"b\"\n", []want{{"", 3, "invalid TOML at column 1: key name is already defined"}}},
 
 	// [package].
@@ -81,6 +82,15 @@ var errorTests = []struct {
 			{"package.keywords[1]", 5, "must be a string, got integer"},
 			{"package.publish", 6, "must be a boolean (true or false), got string"},
 			{"package.metadata", 7, "must be a table ([package.metadata]) of free-form values, got integer"},
+		}},
+
+	{"value types", "[package]\nname = 1979-05-27T07:32:00Z\nversion = 1979-05-27T07:32:00\ndescription = 1.5\nreadme = [\"x\"]\nlicense = { a = 1 }\n[[component]]\nfile = \"a.wasm\"\n",
+		[]want{
+			{"package.name", 2, "must be a string, got date-time"},
+			{"package.version", 3, "must be a string, got local date-time"},
+			{"package.description", 4, "must be a string, got float"},
+			{"package.readme", 5, "must be a string, got array"},
+			{"package.license", 6, "must be a string, got table"},
 		}},
 
 	// [[component]].
@@ -117,6 +127,11 @@ var errorTests = []struct {
 		}},
 	{"ipc_subscribe segments", base + "[capabilities]\nipc_subscribe = [\"a.*\", \"*..x\"]\n",
 		[]want{{"capabilities.ipc_subscribe[1]", 8, `ipc_subscribe pattern "*..x" ` + emptySegments}}},
+	{"pattern list with a non-string", base + "[capabilities]\nipc_publish = [1, \"a..b\"]\n",
+		[]want{
+			{"capabilities.ipc_publish[0]", 8, "must be a string, got integer"},
+			{"capabilities.ipc_publish[1]", 8, emptySegments},
+		}},
 	{"pattern too long", base + "[capabilities]\nipc_publish = [\"" + strings.Repeat("a", 257) + "\"]\n",
 		[]want{{"capabilities.ipc_publish[0]", 8, "is 257 bytes long; topics are limited to 256 bytes"}}},
 	{"root dotted capability key", "capabilities.ipc_publish = [\"x\", \"a..b\"]\n" + base,
@@ -143,6 +158,9 @@ var errorTests = []struct {
 		[]want{{"interceptor[0].priority", 10, "-1 is out of range: priority must be between 0 and 4294967295"}}},
 	{"interceptor priority type", base + "[[interceptor]]\nevent = \"a.b\"\naction = \"h\"\npriority = \"high\"\n",
 		[]want{{"interceptor[0].priority", 10, "must be an integer, got string"}}},
+
+	{"interceptor action type", base + "[[interceptor]]\nevent = \"a.b\"\naction = 1\n",
+		[]want{{"interceptor[0].action", 9, "must be a string, got integer: the guest function that handles the event"}}},
 
 	// [[topic]] (upstream rule 7).
 	{"topic rules", base + `[[topic]]
@@ -203,6 +221,8 @@ ok = { version = "1.2.3" }
 			{"exports.astrid.session", 16, `"1.0" is not a valid version: an export needs an exact strict semver version`},
 			{"exports.astrid.memory.version", 17, `"x" is not a valid version`},
 		}},
+	{"exports namespace not a table", base + "[exports]\nastrid = \"1.0.0\"\n",
+		[]want{{"exports.astrid", 8, `must be a table of interfaces, e.g. [exports.astrid] then session = "1.0.0", got string`}}},
 	{"uplink with imports", base + "[capabilities]\nuplink = true\n\n[imports.astrid]\nsession = \"^1.0\"\n",
 		[]want{{"imports", 10, "a capsule with capabilities.uplink = true cannot have [imports]"}}},
 

@@ -5,8 +5,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-
-	"github.com/Masterminds/semver/v3"
 )
 
 // defaultPriority is the priority of an [[interceptor]] that sets none.
@@ -209,24 +207,6 @@ func (d *decoder) checkInterfaceName(p keyPath, name, what string) {
 	}
 	if !ok {
 		d.errorf(p, "%s name %q is invalid: it must start with a lowercase letter and contain only lowercase letters, digits and hyphens (^[a-z][a-z0-9-]*$)", what, name)
-	}
-}
-
-// checkRequirement checks an import's semver requirement.
-func (d *decoder) checkRequirement(p keyPath, req string) {
-	if req == "" {
-		d.errorf(p, `must not be empty: a version requirement such as "^1.0" or ">=1.2, <2"`)
-		return
-	}
-	if _, err := semver.NewConstraint(req); err != nil {
-		d.errorf(p, "%q is not a valid version requirement (%v); write one such as \"^1.0\" or \">=1.2, <2\"", req, err)
-	}
-}
-
-// checkExactVersion checks an export's exact semver version.
-func (d *decoder) checkExactVersion(p keyPath, v string) {
-	if _, err := semver.StrictNewVersion(v); err != nil {
-		d.errorf(p, "%q is not a valid version: an export needs an exact strict semver version MAJOR.MINOR.PATCH such as \"1.0.0\"", v)
 	}
 }
 

@@ -218,10 +218,14 @@ type InfoResponse struct {
 	WasmtimeVersion string `protobuf:"bytes,1,opt,name=wasmtime_version,json=wasmtimeVersion,proto3" json:"wasmtime_version,omitempty"`
 	// engine_config names every engine setting that changes compiled code; artefacts compiled under
 	// another value cannot be loaded.
-	EngineConfig  string `protobuf:"bytes,2,opt,name=engine_config,json=engineConfig,proto3" json:"engine_config,omitempty"`
-	Pid           int32  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EngineConfig string `protobuf:"bytes,2,opt,name=engine_config,json=engineConfig,proto3" json:"engine_config,omitempty"`
+	Pid          int32  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// kernel_artefact is the serialised kernel module, set when the shim had to compile its kernel
+	// (no usable cached artefact was named by ASTRID_SHIM_KERNEL). Info is the first call on a fresh
+	// shim, so the artefact comes from a process that has run no guest code; the host caches it.
+	KernelArtefact []byte `protobuf:"bytes,4,opt,name=kernel_artefact,json=kernelArtefact,proto3" json:"kernel_artefact,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *InfoResponse) Reset() {
@@ -273,6 +277,13 @@ func (x *InfoResponse) GetPid() int32 {
 		return x.Pid
 	}
 	return 0
+}
+
+func (x *InfoResponse) GetKernelArtefact() []byte {
+	if x != nil {
+		return x.KernelArtefact
+	}
+	return nil
 }
 
 type Chunk struct {
@@ -965,11 +976,12 @@ var File_shared_pb_shim_proto protoreflect.FileDescriptor
 const file_shared_pb_shim_proto_rawDesc = "" +
 	"\n" +
 	"\x14shared/pb/shim.proto\x12\x0eastrid.shim.v1\"\r\n" +
-	"\vInfoRequest\"p\n" +
+	"\vInfoRequest\"\x99\x01\n" +
 	"\fInfoResponse\x12)\n" +
 	"\x10wasmtime_version\x18\x01 \x01(\tR\x0fwasmtimeVersion\x12#\n" +
 	"\rengine_config\x18\x02 \x01(\tR\fengineConfig\x12\x10\n" +
-	"\x03pid\x18\x03 \x01(\x05R\x03pid\"\x1b\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12'\n" +
+	"\x0fkernel_artefact\x18\x04 \x01(\fR\x0ekernelArtefact\"\x1b\n" +
 	"\x05Chunk\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\"\xe1\x02\n" +
 	"\vLoadRequest\x12\x1d\n" +
