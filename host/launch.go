@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 
+	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
 )
 
@@ -50,7 +51,7 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 	if h.cache.Has(kernelArtefact) {
 		cmd.Env = append(cmd.Env, shared.EnvShimKernel+"="+kernelArtefact)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = sandbox.ProcessAttr()
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  shared.Handshake,
 		Plugins:          plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{}},
@@ -97,8 +98,7 @@ func (p *shimProcess) kill() {
 
 func (p *shimProcess) killGroup() {
 	if p.pid > 0 {
-		// ESRCH just means the group is already gone.
-		_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+		_ = sandbox.KillGroup(p.pid)
 	}
 }
 

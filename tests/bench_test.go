@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
 )
@@ -45,7 +45,7 @@ func rawShim(b *testing.B) string {
 func startRaw(b *testing.B) (*plugin.Client, *shared.ShimClient) {
 	cmd := exec.Command(rawShim(b))
 	cmd.Env = []string{"TMPDIR=" + os.TempDir()}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = sandbox.ProcessAttr()
 	client := plugin.NewClient(&plugin.ClientConfig{
 		HandshakeConfig:  shared.Handshake,
 		Plugins:          plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{}},

@@ -1,5 +1,7 @@
 package manifest
 
+import "github.com/astrid-go/astrid/bus"
+
 // capabilities decodes a [capabilities] table, at the root or in a
 // [[component]].
 func (d *decoder) capabilities(t *table) Capabilities {
@@ -32,7 +34,7 @@ func (d *decoder) checkPatterns(t *table, k string) {
 		if !ok {
 			continue // reported by strList
 		}
-		if err := checkTopicSegments(s); err != nil {
+		if err := bus.CheckSegments(s); err != nil {
 			d.errorf(t.at(k).index(i), "%s pattern %q %v", k, s, err)
 		}
 	}

@@ -1,6 +1,8 @@
 package manifest
 
 import (
+	"github.com/astrid-go/astrid/bus"
+
 	"fmt"
 	"math"
 	"slices"
@@ -38,7 +40,7 @@ func (d *decoder) interceptors(ts []*table) []Interceptor {
 		ic := Interceptor{Priority: defaultPriority}
 		if ev, ok := t.str("event"); ok {
 			ic.Event = ev
-			if err := checkTopicSegments(ev); err != nil {
+			if err := bus.CheckSegments(ev); err != nil {
 				d.errorf(t.at("event"), "interceptor event %q %v", ev, err)
 			}
 		} else if !t.has("event") {
@@ -103,7 +105,7 @@ func (d *decoder) topics(ts []*table) []Topic {
 // checkTopicName checks the name of a [[topic]]: valid segments, no
 // wildcard, only ASCII letters, digits, '-', '_' and '.'.
 func (d *decoder) checkTopicName(p keyPath, name string) bool {
-	if err := checkTopicSegments(name); err != nil {
+	if err := bus.CheckSegments(name); err != nil {
 		d.errorf(p, "topic name %q %v", name, err)
 		return false
 	}
