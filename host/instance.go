@@ -240,10 +240,15 @@ func (i *Instance) Stop(ctx context.Context) {
 	i.stopping = true
 	i.mu.Unlock()
 	if i.proc != nil {
-		if i.proc.shim != nil {
+		if i.proc.shim != nil && !i.proc.waitExited(0) {
 			rctx, cancel := context.WithTimeout(ctx, stopRPCTimeout)
-			_, _ = i.proc.shim.Shutdown(rctx, &pb.ShutdownRequest{})
+			_, err := i.proc.shim.Shutdown(rctx, &pb.ShutdownRequest{})
 			cancel()
+			if status.Code(err) == codes.DeadlineExceeded {
+				// Stopped or wedged: a graceful exit would not come either.
+				i.log.Warn("the shim did not answer the shutdown request; killing it", "pid", i.proc.pid)
+				i.proc.killGroup()
+			}
 		}
 		i.proc.kill()
 		if i.watched != nil {

@@ -145,6 +145,36 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestStoppedShimIsKilled: a SIGSTOPped shim answers nothing, and go-plugin's graceful Kill
+// would wait for it forever; unloading the capsule still ends the process, within the shutdown
+// request's timeout and the kill grace.
+func TestStoppedShimIsKilled(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t)
+	inst, _ := loadCapsule(t, h, "faulty")
+	pid := inst.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() {
+		inst.Stop(context.Background())
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatal("Stop hung on a stopped shim")
+	}
+	if processAlive(pid) {
+		t.Fatalf("stopped shim %d is still alive", pid)
+	}
+	if st, _ := inst.State(); st != host.StateStopped {
+		t.Fatalf("state %s, want stopped", st)
+	}
+}
+
 // checkLeaks fails the test if goroutines started during it are still running once it and its
 // cleanups (the host's shutdown among them) are done. Call it before newHost.
 func checkLeaks(t *testing.T) {

@@ -85,3 +85,40 @@ func TestRunCLI(t *testing.T) {
 		}
 	}
 }
+
+// TestHostKilledLeavesNoShim: a host that dies by SIGKILL runs no cleanup, yet its shims die with
+// it (parent-death signal).
+func TestHostKilledLeavesNoShim(t *testing.T) {
+	cmd := exec.Command(hostBin, "run", "--state", t.TempDir(), capsules["hello"])
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	loaded := regexp.MustCompile(`capsule loaded: pid=(\d+)`)
+	pid := 0
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if m := loaded.FindStringSubmatch(sc.Text()); m != nil {
+			pid, _ = strconv.Atoi(m[1])
+		}
+		if strings.Contains(sc.Text(), "running; send SIGINT") {
+			break
+		}
+	}
+	if pid == 0 || !processAlive(pid) {
+		cmd.Process.Kill()
+		t.Fatalf("no running shim reported (pid %d)", pid)
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the shim to die with its host", func() bool { return !processAlive(pid) })
+}
