@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestKillGroup: killing the group ends the child and the grandchildren it started, which a kill
@@ -35,8 +36,12 @@ func TestKillGroup(t *testing.T) {
 	}
 	_ = cmd.Wait()
 	// The grandchild was reparented; once killed it is reaped by init, or lingers as a zombie.
-	if err := syscall.Kill(grandchild, 0); err == nil && !zombie(grandchild) {
-		t.Fatalf("grandchild %d survived the group kill", grandchild)
+	// SIGKILL is delivered asynchronously, so give it a moment to take effect.
+	for deadline := time.Now().Add(5 * time.Second); syscall.Kill(grandchild, 0) == nil && !zombie(grandchild); {
+		if time.Now().After(deadline) {
+			t.Fatalf("grandchild %d survived the group kill", grandchild)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if err := KillGroup(cmd.Process.Pid); err != nil {
 		t.Fatalf("killing a group that is gone: %v", err)
