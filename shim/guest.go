@@ -30,6 +30,9 @@ type guest struct {
 	kernel   *kernel.Kernel
 	instance *wasmtime.Instance
 	exports  []string // callable exports, sorted
+	// funcs holds the callable exports, looked up once: each lookup and signature check is a
+	// handful of cgo calls and finalizers that would otherwise be paid by every call.
+	funcs map[string]*wasmtime.Func
 }
 
 // instantiate builds a fresh Store for module: memory limit, WASI with no ambient authority
@@ -76,6 +79,10 @@ func (e *Engine) instantiate(module *wasmtime.Module, cfg guestConfig, io *stdio
 	}
 	g.instance = inst
 	g.exports = callableExports(module)
+	g.funcs = make(map[string]*wasmtime.Func, len(g.exports))
+	for _, name := range g.exports {
+		g.funcs[name] = inst.GetFunc(store, name)
+	}
 	if init := inst.GetFunc(store, "_initialize"); init != nil {
 		io.beginCall()
 		err := e.runWithDeadline(store, cfg.callTimeout, func() error { _, err := init.Call(store); return err })
@@ -117,13 +124,13 @@ func (e *Engine) runWithDeadline(store *wasmtime.Store, timeout time.Duration, f
 // call runs export with input and returns its output or why it failed. trapped reports that the
 // Store may be inconsistent and must not be used again.
 func (e *Engine) call(g *guest, cfg guestConfig, io *stdio, export string, input []byte, timeout time.Duration, cancelled func() bool) (output []byte, gerr *pb.GuestError, trapped bool) {
-	f := g.instance.GetFunc(g.store, export)
-	if f == nil || export == "_initialize" || !callable(f.Type(g.store)) {
+	f := g.funcs[export]
+	if f == nil {
 		what := "does not exist"
-		switch {
-		case export == "_initialize" && f != nil:
+		switch other := g.instance.GetFunc(g.store, export); {
+		case other != nil && export == "_initialize":
 			what = "runs once when the capsule loads and cannot be called by name"
-		case f != nil:
+		case other != nil:
 			what = "has a signature other than () -> i32 or () -> ()"
 		}
 		return nil, &pb.GuestError{Kind: pb.GuestError_NO_SUCH_EXPORT,

@@ -175,6 +175,27 @@ func TestStoppedShimIsKilled(t *testing.T) {
 	}
 }
 
+// TestUnresponsiveShimFailsTheCall: a call to a shim that stopped answering (SIGSTOP) returns
+// once the call's time limit and the host's grace have passed, and the shim is killed.
+func TestUnresponsiveShimFailsTheCall(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t)
+	inst, _ := loadCapsule(t, h, "faulty")
+	pid := inst.Pid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	_, err := inst.Call(context.Background(), "echo", []byte("x"), 100*time.Millisecond)
+	var ce *host.CallError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "the shim did not answer within the call's time limit plus 5s; it was killed") {
+		t.Fatalf("call to a stopped shim: %v", err)
+	}
+	if st, _ := inst.State(); st != host.StateFailed {
+		t.Fatalf("state %s, want failed", st)
+	}
+	waitFor(t, 5*time.Second, "the stopped shim to be killed", func() bool { return !processAlive(pid) })
+}
+
 // checkLeaks fails the test if goroutines started during it are still running once it and its
 // cleanups (the host's shutdown among them) are done. Call it before newHost.
 func checkLeaks(t *testing.T) {
