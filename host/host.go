@@ -78,6 +78,11 @@ func New(cfg Config) (*Host, error) {
 	return &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir}, nil
 }
 
+// RuntimeDir is the host's private (0700) directory for sockets, removed at Shutdown. The CLI
+// points the host process's TMPDIR at it, so the sockets go-plugin's broker opens for the host's
+// services are private too.
+func (h *Host) RuntimeDir() string { return h.runDir }
+
 // Cache is the host's compiled-module cache.
 func (h *Host) Cache() *ModuleCache { return h.cache }
 

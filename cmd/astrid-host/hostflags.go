@@ -66,6 +66,10 @@ func (f *hostFlags) newHost(stderr io.Writer) (*host.Host, hclog.Logger, error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	// go-plugin creates the host side's broker sockets in the host's temporary directory.
+	if err := os.Setenv("TMPDIR", h.RuntimeDir()); err != nil {
+		return nil, nil, err
+	}
 	logger.Debug("host ready", "shim", shim.Path, "shim_sha256", shim.SHA256, "state", state, "module_cache", h.Cache().Dir())
 	return h, logger, nil
 }
