@@ -138,7 +138,7 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 	s.logs.flush()
 	if err != nil {
 		module.Close()
-		return nil, status.Errorf(codes.FailedPrecondition, "load capsule %s: %v", req.CapsuleId, err)
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	s.module, s.guest = module, g
 	_, initialized := exportNames(module)["_initialize"]
