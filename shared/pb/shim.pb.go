@@ -346,7 +346,10 @@ type LoadRequest struct {
 	HostServicesId uint32 `protobuf:"varint,6,opt,name=host_services_id,json=hostServicesId,proto3" json:"host_services_id,omitempty"`
 	// config is what the guest reads with config_get: the capsule's [env] values and the
 	// operator's --config overrides.
-	Config        map[string]string `protobuf:"bytes,7,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Config map[string]string `protobuf:"bytes,7,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// log_level is the capsule's log level: 0 trace, 1 debug, 2 info, 3 warn, 4 error, 5 off.
+	// Guest log lines below it are dropped in the shim; get_log_level returns it.
+	LogLevel      int32 `protobuf:"varint,8,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -428,6 +431,13 @@ func (x *LoadRequest) GetConfig() map[string]string {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *LoadRequest) GetLogLevel() int32 {
+	if x != nil {
+		return x.LogLevel
+	}
+	return 0
 }
 
 type LoadResponse struct {
@@ -971,6 +981,136 @@ func (*LogResponse) Descriptor() ([]byte, []int) {
 	return file_shared_pb_shim_proto_rawDescGZIP(), []int{14}
 }
 
+type HttpRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// method is an HTTP method name; empty means GET.
+	Method        string            `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	Headers       map[string]string `protobuf:"bytes,3,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Body          []byte            `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HttpRequest) Reset() {
+	*x = HttpRequest{}
+	mi := &file_shared_pb_shim_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HttpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HttpRequest) ProtoMessage() {}
+
+func (x *HttpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HttpRequest.ProtoReflect.Descriptor instead.
+func (*HttpRequest) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *HttpRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *HttpRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *HttpRequest) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *HttpRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+type HttpResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	// headers holds the response headers; several values of one header are joined with ", ".
+	Headers       map[string]string `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Body          []byte            `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HttpResponse) Reset() {
+	*x = HttpResponse{}
+	mi := &file_shared_pb_shim_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HttpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HttpResponse) ProtoMessage() {}
+
+func (x *HttpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HttpResponse.ProtoReflect.Descriptor instead.
+func (*HttpResponse) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *HttpResponse) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *HttpResponse) GetHeaders() map[string]string {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *HttpResponse) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
 var File_shared_pb_shim_proto protoreflect.FileDescriptor
 
 const file_shared_pb_shim_proto_rawDesc = "" +
@@ -983,7 +1123,7 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12'\n" +
 	"\x0fkernel_artefact\x18\x04 \x01(\fR\x0ekernelArtefact\"\x1b\n" +
 	"\x05Chunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xe1\x02\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xfe\x02\n" +
 	"\vLoadRequest\x12\x1d\n" +
 	"\n" +
 	"capsule_id\x18\x01 \x01(\tR\tcapsuleId\x12#\n" +
@@ -992,7 +1132,8 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x0fcall_timeout_ms\x18\x04 \x01(\x04R\rcallTimeoutMs\x12\x12\n" +
 	"\x04fuel\x18\x05 \x01(\x04R\x04fuel\x12(\n" +
 	"\x10host_services_id\x18\x06 \x01(\rR\x0ehostServicesId\x12?\n" +
-	"\x06config\x18\a \x03(\v2'.astrid.shim.v1.LoadRequest.ConfigEntryR\x06config\x1a9\n" +
+	"\x06config\x18\a \x03(\v2'.astrid.shim.v1.LoadRequest.ConfigEntryR\x06config\x12\x1b\n" +
+	"\tlog_level\x18\b \x01(\x05R\blogLevel\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
@@ -1048,16 +1189,32 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x04INFO\x10\x02\x12\b\n" +
 	"\x04WARN\x10\x03\x12\t\n" +
 	"\x05ERROR\x10\x04\"\r\n" +
-	"\vLogResponse2\xaa\x03\n" +
+	"\vLogResponse\"\xcb\x01\n" +
+	"\vHttpRequest\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12B\n" +
+	"\aheaders\x18\x03 \x03(\v2(.astrid.shim.v1.HttpRequest.HeadersEntryR\aheaders\x12\x12\n" +
+	"\x04body\x18\x04 \x01(\fR\x04body\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbb\x01\n" +
+	"\fHttpResponse\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\x05R\x06status\x12C\n" +
+	"\aheaders\x18\x02 \x03(\v2).astrid.shim.v1.HttpResponse.HeadersEntryR\aheaders\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\x1a:\n" +
+	"\fHeadersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xaa\x03\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.astrid.shim.v1.InfoRequest\x1a\x1c.astrid.shim.v1.InfoResponse\x12;\n" +
 	"\aCompile\x12\x15.astrid.shim.v1.Chunk\x1a\x15.astrid.shim.v1.Chunk(\x010\x01\x12A\n" +
 	"\x04Load\x12\x1b.astrid.shim.v1.LoadRequest\x1a\x1c.astrid.shim.v1.LoadResponse\x12G\n" +
 	"\x06Invoke\x12\x1d.astrid.shim.v1.InvokeRequest\x1a\x1e.astrid.shim.v1.InvokeResponse\x12G\n" +
 	"\x06Health\x12\x1d.astrid.shim.v1.HealthRequest\x1a\x1e.astrid.shim.v1.HealthResponse\x12M\n" +
-	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2N\n" +
+	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\x91\x01\n" +
 	"\fHostServices\x12>\n" +
-	"\x03Log\x12\x1a.astrid.shim.v1.LogRequest\x1a\x1b.astrid.shim.v1.LogResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
+	"\x03Log\x12\x1a.astrid.shim.v1.LogRequest\x1a\x1b.astrid.shim.v1.LogResponse\x12A\n" +
+	"\x04Http\x12\x1b.astrid.shim.v1.HttpRequest\x1a\x1c.astrid.shim.v1.HttpResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
 
 var (
 	file_shared_pb_shim_proto_rawDescOnce sync.Once
@@ -1072,7 +1229,7 @@ func file_shared_pb_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_shared_pb_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_shared_pb_shim_proto_goTypes = []any{
 	(GuestError_Kind)(0),     // 0: astrid.shim.v1.GuestError.Kind
 	(LogEntry_Level)(0),      // 1: astrid.shim.v1.LogEntry.Level
@@ -1091,33 +1248,41 @@ var file_shared_pb_shim_proto_goTypes = []any{
 	(*LogRequest)(nil),       // 14: astrid.shim.v1.LogRequest
 	(*LogEntry)(nil),         // 15: astrid.shim.v1.LogEntry
 	(*LogResponse)(nil),      // 16: astrid.shim.v1.LogResponse
-	nil,                      // 17: astrid.shim.v1.LoadRequest.ConfigEntry
+	(*HttpRequest)(nil),      // 17: astrid.shim.v1.HttpRequest
+	(*HttpResponse)(nil),     // 18: astrid.shim.v1.HttpResponse
+	nil,                      // 19: astrid.shim.v1.LoadRequest.ConfigEntry
+	nil,                      // 20: astrid.shim.v1.HttpRequest.HeadersEntry
+	nil,                      // 21: astrid.shim.v1.HttpResponse.HeadersEntry
 }
 var file_shared_pb_shim_proto_depIdxs = []int32{
-	17, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
+	19, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
 	9,  // 1: astrid.shim.v1.InvokeResponse.error:type_name -> astrid.shim.v1.GuestError
 	0,  // 2: astrid.shim.v1.GuestError.kind:type_name -> astrid.shim.v1.GuestError.Kind
 	15, // 3: astrid.shim.v1.LogRequest.entries:type_name -> astrid.shim.v1.LogEntry
 	1,  // 4: astrid.shim.v1.LogEntry.level:type_name -> astrid.shim.v1.LogEntry.Level
-	2,  // 5: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
-	4,  // 6: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
-	5,  // 7: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
-	7,  // 8: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
-	10, // 9: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
-	12, // 10: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
-	14, // 11: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
-	3,  // 12: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
-	4,  // 13: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
-	6,  // 14: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
-	8,  // 15: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
-	11, // 16: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
-	13, // 17: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
-	16, // 18: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
-	12, // [12:19] is the sub-list for method output_type
-	5,  // [5:12] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	20, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
+	21, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
+	2,  // 7: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
+	4,  // 8: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
+	5,  // 9: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
+	7,  // 10: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
+	10, // 11: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
+	12, // 12: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
+	14, // 13: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
+	17, // 14: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
+	3,  // 15: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
+	4,  // 16: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
+	6,  // 17: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
+	8,  // 18: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
+	11, // 19: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
+	13, // 20: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
+	16, // 21: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
+	18, // 22: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
+	15, // [15:23] is the sub-list for method output_type
+	7,  // [7:15] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_shared_pb_shim_proto_init() }
@@ -1131,7 +1296,7 @@ func file_shared_pb_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shared_pb_shim_proto_rawDesc), len(file_shared_pb_shim_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -335,7 +335,8 @@ var Shim_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	HostServices_Log_FullMethodName = "/astrid.shim.v1.HostServices/Log"
+	HostServices_Log_FullMethodName  = "/astrid.shim.v1.HostServices/Log"
+	HostServices_Http_FullMethodName = "/astrid.shim.v1.HostServices/Http"
 )
 
 // HostServicesClient is the client API for HostServices service.
@@ -346,6 +347,10 @@ const (
 type HostServicesClient interface {
 	// Log delivers a batch of the capsule's log lines (guest stdout/stderr and log calls), in order.
 	Log(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (*LogResponse, error)
+	// Http performs an HTTP request for the guest (extism:host/env http_request). The host decides
+	// whether the capsule may reach the URL ([capabilities] net, the SSRF rule) and enforces the
+	// time and size limits; a refusal or failure is an error status whose message the guest sees.
+	Http(ctx context.Context, in *HttpRequest, opts ...grpc.CallOption) (*HttpResponse, error)
 }
 
 type hostServicesClient struct {
@@ -366,6 +371,16 @@ func (c *hostServicesClient) Log(ctx context.Context, in *LogRequest, opts ...gr
 	return out, nil
 }
 
+func (c *hostServicesClient) Http(ctx context.Context, in *HttpRequest, opts ...grpc.CallOption) (*HttpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HttpResponse)
+	err := c.cc.Invoke(ctx, HostServices_Http_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostServicesServer is the server API for HostServices service.
 // All implementations must embed UnimplementedHostServicesServer
 // for forward compatibility.
@@ -374,6 +389,10 @@ func (c *hostServicesClient) Log(ctx context.Context, in *LogRequest, opts ...gr
 type HostServicesServer interface {
 	// Log delivers a batch of the capsule's log lines (guest stdout/stderr and log calls), in order.
 	Log(context.Context, *LogRequest) (*LogResponse, error)
+	// Http performs an HTTP request for the guest (extism:host/env http_request). The host decides
+	// whether the capsule may reach the URL ([capabilities] net, the SSRF rule) and enforces the
+	// time and size limits; a refusal or failure is an error status whose message the guest sees.
+	Http(context.Context, *HttpRequest) (*HttpResponse, error)
 	mustEmbedUnimplementedHostServicesServer()
 }
 
@@ -386,6 +405,9 @@ type UnimplementedHostServicesServer struct{}
 
 func (UnimplementedHostServicesServer) Log(context.Context, *LogRequest) (*LogResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Log not implemented")
+}
+func (UnimplementedHostServicesServer) Http(context.Context, *HttpRequest) (*HttpResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Http not implemented")
 }
 func (UnimplementedHostServicesServer) mustEmbedUnimplementedHostServicesServer() {}
 func (UnimplementedHostServicesServer) testEmbeddedByValue()                      {}
@@ -426,6 +448,24 @@ func _HostServices_Log_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HostServices_Http_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HttpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServicesServer).Http(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostServices_Http_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServicesServer).Http(ctx, req.(*HttpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HostServices_ServiceDesc is the grpc.ServiceDesc for HostServices service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -436,6 +476,10 @@ var HostServices_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Log",
 			Handler:    _HostServices_Log_Handler,
+		},
+		{
+			MethodName: "Http",
+			Handler:    _HostServices_Http_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
