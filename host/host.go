@@ -39,8 +39,12 @@ type Config struct {
 	Workspace string
 	// Logger receives the host's log and every capsule's, each capsule as a named sub-logger.
 	Logger hclog.Logger
-	// ShimLogLevel is the level of the shims' own logs (default info).
-	ShimLogLevel hclog.Level
+	// LogLevel is the level of the host's log (default info). Shims and capsules drop lines below
+	// it at the source, and guests read it with get_log_level.
+	LogLevel hclog.Level
+	// AllowPrivateNetwork lets capsules' HTTP requests reach loopback, private, link-local and
+	// other non-public addresses, which the SSRF rule otherwise refuses. For tests.
+	AllowPrivateNetwork bool
 }
 
 // Host runs capsules.
@@ -64,8 +68,8 @@ func New(cfg Config) (*Host, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	if cfg.ShimLogLevel == hclog.NoLevel {
-		cfg.ShimLogLevel = hclog.Info
+	if cfg.LogLevel == hclog.NoLevel {
+		cfg.LogLevel = hclog.Info
 	}
 	cache, err := OpenModuleCache(filepath.Join(cfg.StateDir, "modules"))
 	if err != nil {
@@ -100,6 +104,9 @@ const MaxInputBytes = shared.MaxPayloadBytes
 type LoadOptions struct {
 	// Config overrides the capsule's [env] defaults in what the guest reads with config_get.
 	Config map[string]string
+	// AllowHosts adds hosts the capsule's HTTP requests may reach, beyond [capabilities] net
+	// (astrid-host call --allow-host, for a bare .wasm).
+	AllowHosts []string
 }
 
 // LoadResult tells how a capsule was loaded.
@@ -114,7 +121,7 @@ type LoadResult struct {
 // Load starts a shim for the capsule described by m and loads its module. The instance is
 // returned even when loading fails, in state Failed with the reason; the error says the same.
 func (h *Host) Load(ctx context.Context, m *manifest.Manifest, opts LoadOptions) (*Instance, LoadResult, error) {
-	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading}
+	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, hostCfg: &h.cfg}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -196,6 +203,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		Fuel:             m.Limits.Fuel,
 		HostServicesId:   proc.shim.ServeHostServices(&hostServices{inst: inst}),
 		Config:           guestConfig(m, opts.Config),
+		LogLevel:         capsuleLogLevel(h.cfg.LogLevel),
 	}
 	resp, err := proc.shim.Load(ctx, req)
 	if status.Code(err) == codes.DataLoss && !res.Compiled {
@@ -216,6 +224,18 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	inst.exports = resp.Exports
 	inst.mu.Unlock()
 	return res, nil
+}
+
+// capsuleLogLevel maps an hclog level to the guest's scale: 0 trace … 4 error, 5 off.
+func capsuleLogLevel(l hclog.Level) int32 {
+	switch {
+	case l == hclog.NoLevel:
+		return int32(hclog.Info - hclog.Trace)
+	case l >= hclog.Off:
+		return 5
+	default:
+		return int32(l - hclog.Trace)
+	}
 }
 
 // guestConfig is what the guest reads with config_get: each [env] key's default (a string as

@@ -53,6 +53,8 @@ const stopRPCTimeout = 2 * time.Second
 // Instance is one loaded capsule: its manifest, its shim process and its state.
 type Instance struct {
 	manifest *manifest.Manifest
+	opts     LoadOptions
+	hostCfg  *Config
 	log      hclog.Logger
 	proc     *shimProcess
 	watched  chan struct{} // closed when the exit watcher has finished

@@ -43,7 +43,7 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 	cmd := exec.Command(h.cfg.Shim.Path)
 	cmd.Env = []string{
 		"TMPDIR=" + sockDir, // go-plugin puts the shim's socket in the shim's TMPDIR
-		shared.EnvShimLogLevel + "=" + h.cfg.ShimLogLevel.String(),
+		shared.EnvShimLogLevel + "=" + h.cfg.LogLevel.String(),
 	}
 	if fuel {
 		cmd.Env = append(cmd.Env, shared.EnvShimFuel+"=1")

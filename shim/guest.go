@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -21,6 +22,7 @@ type guestConfig struct {
 	callTimeout time.Duration // 0: no deadline
 	fuel        uint64        // 0: no fuel metering
 	config      map[string]string
+	logLevel    int32 // 0 trace … 4 error, LogLevelOff
 }
 
 // guest is one instantiation of the capsule's module: a Store with the kernel and the guest in it.
@@ -35,12 +37,12 @@ type guest struct {
 	funcs map[string]*wasmtime.Func
 }
 
-// instantiate builds a fresh Store for module: memory limit, WASI with no ambient authority
-// (no preopens, environment or arguments; stdout and stderr captured by io), the kernel, and then
-// the guest, whose _initialize runs once if it exports one.
-func (e *Engine) instantiate(module *wasmtime.Module, cfg guestConfig, io *stdio) (*guest, error) {
+// instantiate builds a fresh Store for module: memory limit, WASI with no ambient authority (no
+// preopens, environment or arguments; stdout and stderr captured; a cancellable poll_oneoff), the
+// kernel and the Go host functions, and then the guest, whose _initialize runs once if exported.
+func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *env) (*guest, error) {
 	store := wasmtime.NewStore(e.engine)
-	store.Limiter(int64(cfg.memLimit), -1, -1, -1, -1)
+	store.Limiter(int64(v.cfg.memLimit), -1, -1, -1, -1)
 	store.SetWasi(wasmtime.NewWasiConfig())
 	g := &guest{store: store}
 	ok := false
@@ -61,16 +63,19 @@ func (e *Engine) instantiate(module *wasmtime.Module, cfg guestConfig, io *stdio
 		return nil, fmt.Errorf("define WASI: %w", err)
 	}
 	linker.AllowShadowing(true)
-	if err := io.define(linker); err != nil {
+	if err := v.stdio.define(linker); err != nil {
 		return nil, fmt.Errorf("define fd_write: %w", err)
+	}
+	if err := v.definePollOneoff(linker); err != nil {
+		return nil, fmt.Errorf("define poll_oneoff: %w", err)
 	}
 	if err := k.Define(store, linker); err != nil {
 		return nil, fmt.Errorf("define the kernel: %w", err)
 	}
-	if err := defineConfigGet(linker, k, cfg.config); err != nil {
-		return nil, fmt.Errorf("define config_get: %w", err)
+	if err := v.define(linker, k); err != nil {
+		return nil, err
 	}
-	if err := checkImports(module, linker, store); err != nil {
+	if err := checkImports(module, linker, store, v.providedImports()); err != nil {
 		return nil, err
 	}
 	inst, err := linker.Instantiate(store, module)
@@ -84,11 +89,12 @@ func (e *Engine) instantiate(module *wasmtime.Module, cfg guestConfig, io *stdio
 		g.funcs[name] = inst.GetFunc(store, name)
 	}
 	if init := inst.GetFunc(store, "_initialize"); init != nil {
-		io.beginCall()
-		err := e.runWithDeadline(store, cfg.callTimeout, func() error { _, err := init.Call(store); return err })
-		io.flush()
+		v.stdio.beginCall()
+		cause, err := e.runWithDeadline(ctx, v, store, v.cfg.callTimeout, func() error { _, err := init.Call(store); return err })
+		v.stdio.flush()
 		if err != nil {
-			ge := classify(err, failure{export: "_initialize", timeout: cfg.callTimeout, memLimit: cfg.memLimit, memSize: g.memorySize(), stderr: io.notableStderr()})
+			ge := classify(err, failure{export: "_initialize", timeout: v.cfg.callTimeout, cause: cause, memLimit: v.cfg.memLimit,
+				memSize: g.memorySize(), stderr: v.stdio.notableStderr()})
 			return nil, errors.New(ge.Message)
 		}
 	}
@@ -99,31 +105,38 @@ func (e *Engine) instantiate(module *wasmtime.Module, cfg guestConfig, io *stdio
 // close releases the Store at once rather than at the next garbage collection.
 func (g *guest) close() { g.store.Close() }
 
-// runWithDeadline runs f (a call into the guest) with an epoch deadline: every call runs with a
-// deadline of one epoch tick and the engine's epoch is only incremented by this call's timer (or
-// by an interrupt), so the guest traps exactly when its time is up, and an idle shim has no ticker.
-func (e *Engine) runWithDeadline(store *wasmtime.Store, timeout time.Duration, f func() error) error {
+// runWithDeadline runs f (a call into the guest) with a deadline. Every call runs with an epoch
+// deadline of one tick, and the engine's epoch is only incremented by this call's timer (or by an
+// unload), so the guest traps exactly when its time is up and an idle shim has no ticker. The
+// call's context (v.call.ctx) ends at the same moment, for host functions that block. cause says
+// why the call was interrupted, if it was.
+func (e *Engine) runWithDeadline(parent context.Context, v *env, store *wasmtime.Store, timeout time.Duration, f func() error) (cause, err error) {
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	v.call = callState{ctx: ctx}
 	store.SetEpochDeadline(1)
 	if timeout <= 0 {
-		return f()
+		err = f()
+		return interruption(ctx), err
 	}
 	fired := make(chan struct{})
 	t := time.AfterFunc(timeout, func() {
+		cancel(errCallTimeout)
 		e.engine.IncrementEpoch()
 		close(fired)
 	})
-	err := f()
+	err = f()
 	if !t.Stop() {
 		// The timer fired (or is firing): wait until its increment is done, so it cannot land in
 		// the next call's deadline.
 		<-fired
 	}
-	return err
+	return interruption(ctx), err
 }
 
 // call runs export with input and returns its output or why it failed. trapped reports that the
-// Store may be inconsistent and must not be used again.
-func (e *Engine) call(g *guest, cfg guestConfig, io *stdio, export string, input []byte, timeout time.Duration, cancelled func() bool) (output []byte, gerr *pb.GuestError, trapped bool) {
+// Store may be inconsistent and must not be used again. ctx ends when the capsule unloads.
+func (e *Engine) call(ctx context.Context, g *guest, v *env, export string, input []byte, timeout time.Duration) (output []byte, gerr *pb.GuestError, trapped bool) {
 	f := g.funcs[export]
 	if f == nil {
 		what := "does not exist"
@@ -139,19 +152,19 @@ func (e *Engine) call(g *guest, cfg guestConfig, io *stdio, export string, input
 	if err := g.kernel.BeginCall(g.store, input); err != nil {
 		return nil, &pb.GuestError{Kind: pb.GuestError_OUT_OF_MEMORY, Message: fmt.Sprintf("call to %s: the %d-byte input does not fit in the capsule's memory: %v", export, len(input), err)}, false
 	}
-	if cfg.fuel > 0 {
-		if err := g.store.SetFuel(cfg.fuel); err != nil {
+	if v.cfg.fuel > 0 {
+		if err := g.store.SetFuel(v.cfg.fuel); err != nil {
 			return nil, &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("set fuel: %v", err)}, false
 		}
 	}
-	io.beginCall()
+	v.stdio.beginCall()
 	var rc any
-	err := e.runWithDeadline(g.store, timeout, func() error {
+	cause, err := e.runWithDeadline(ctx, v, g.store, timeout, func() error {
 		var err error
 		rc, err = f.Call(g.store)
 		return err
 	})
-	io.flush()
+	v.stdio.flush()
 	if err != nil {
 		var werr *wasmtime.Error
 		if errors.As(err, &werr) {
@@ -161,8 +174,8 @@ func (e *Engine) call(g *guest, cfg guestConfig, io *stdio, export string, input
 		}
 	}
 	if err != nil {
-		return nil, classify(err, failure{export: export, timeout: timeout, cancelled: cancelled(), memLimit: cfg.memLimit,
-			memSize: g.memorySize(), stderr: io.notableStderr()}), true
+		return nil, classify(err, failure{export: export, timeout: timeout, cause: cause, memLimit: v.cfg.memLimit,
+			memSize: g.memorySize(), stderr: v.stdio.notableStderr()}), true
 	}
 	out, msg, failed, kerr := g.kernel.Output(g.store)
 	switch {
@@ -194,7 +207,7 @@ func (g *guest) memorySize() uint64 {
 
 // checkImports names every import of module that linker cannot satisfy, so a capsule built against
 // host functions this runtime lacks fails to load with a list instead of wasmtime's first miss.
-func checkImports(module *wasmtime.Module, linker *wasmtime.Linker, store *wasmtime.Store) error {
+func checkImports(module *wasmtime.Module, linker *wasmtime.Linker, store *wasmtime.Store, provided []string) error {
 	var missing []string
 	for _, imp := range module.Imports() {
 		name := ""
@@ -208,8 +221,8 @@ func checkImports(module *wasmtime.Module, linker *wasmtime.Linker, store *wasmt
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("the module imports %s, which this host does not provide (it provides %s: %s; and %s)",
-		strings.Join(missing, ", "), kernel.ModuleName, strings.Join(append(append([]string(nil), kernel.Imports...), goImports...), ", "), "wasi_snapshot_preview1")
+	return fmt.Errorf("the module imports %s, which this host does not provide (it provides %s: %s; and wasi_snapshot_preview1)",
+		strings.Join(missing, ", "), kernel.ModuleName, strings.Join(provided, ", "))
 }
 
 // callable reports whether an export can be called by name: () -> i32 (Extism's convention, 0 is

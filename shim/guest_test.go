@@ -1,10 +1,12 @@
 package shim
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/astrid-go/astrid/shared/pb"
 )
@@ -29,7 +31,7 @@ const echoWAT = `(module
     (i32.const 0))
   (func (export "nop") (result i32) (i32.const 0)))`
 
-func newTestGuest(tb testing.TB) (*Engine, *guest, guestConfig, *stdio) {
+func newTestGuest(tb testing.TB) (*Engine, *guest, *env) {
 	tb.Helper()
 	e, err := NewEngine(EngineOptions{})
 	if err != nil {
@@ -43,22 +45,22 @@ func newTestGuest(tb testing.TB) (*Engine, *guest, guestConfig, *stdio) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg := guestConfig{capsuleID: "bench", memLimit: 64 << 20, callTimeout: time.Minute}
-	io := newStdio(func(pb.LogEntry_Level, string, string) {})
-	g, err := e.instantiate(m, cfg, io)
+	logs := &logSink{local: hclog.NewNullLogger(), level: LogLevelOff}
+	v := &env{cfg: guestConfig{capsuleID: "bench", memLimit: 64 << 20, callTimeout: time.Minute}, logs: logs, stdio: newStdio(logs.add), vars: newVarStore()}
+	g, err := e.instantiate(context.Background(), m, v)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(g.close)
-	return e, g, cfg, io
+	return e, g, v
 }
 
 func TestCallEcho(t *testing.T) {
-	e, g, cfg, io := newTestGuest(t)
-	never := func() bool { return false }
+	e, g, v := newTestGuest(t)
+	ctx := context.Background()
 	// The guest copies whole words, so whole-word inputs round-trip.
 	for _, in := range []string{"", "12345678", "0123456789abcdef"} {
-		out, gerr, trapped := e.call(g, cfg, io, "echo", []byte(in), cfg.callTimeout, never)
+		out, gerr, trapped := e.call(ctx, g, v, "echo", []byte(in), v.cfg.callTimeout)
 		if gerr != nil || trapped {
 			t.Fatalf("echo %q: %v (trapped %v)", in, gerr, trapped)
 		}
@@ -68,7 +70,7 @@ func TestCallEcho(t *testing.T) {
 	}
 	// A word read past the end of the input is a kernel fault that names the offset; the Store is
 	// then not reused.
-	_, gerr, trapped := e.call(g, cfg, io, "echo", []byte("abc"), cfg.callTimeout, never)
+	_, gerr, trapped := e.call(ctx, g, v, "echo", []byte("abc"), v.cfg.callTimeout)
 	want := "call to echo trapped: extism kernel: input_load_u64: offset 0 (8 bytes) is past the end of the 3-byte input"
 	if !trapped || gerr.GetKind() != pb.GuestError_TRAP || gerr.GetMessage() != want {
 		t.Fatalf("short input: %v (trapped %v), want %q", gerr, trapped, want)
@@ -78,10 +80,10 @@ func TestCallEcho(t *testing.T) {
 // BenchmarkCall: an export call inside the shim (kernel reset, input, deadline, call, output)
 // against a bare wasmtime Func.Call of an export that does nothing: the in-process baseline.
 func BenchmarkCall(b *testing.B) {
-	e, g, cfg, io := newTestGuest(b)
+	e, g, v := newTestGuest(b)
+	ctx := context.Background()
 	input := make([]byte, 64)
 	nop := g.instance.GetFunc(g.store, "nop")
-	never := func() bool { return false }
 	g.store.SetEpochDeadline(1 << 62) // calls outside e.call need a deadline of their own
 	b.Run("bare-func-call", func(b *testing.B) {
 		for range b.N {
@@ -92,7 +94,7 @@ func BenchmarkCall(b *testing.B) {
 	})
 	b.Run("shim-call-echo-64B", func(b *testing.B) {
 		for range b.N {
-			if _, gerr, _ := e.call(g, cfg, io, "echo", input, cfg.callTimeout, never); gerr != nil {
+			if _, gerr, _ := e.call(ctx, g, v, "echo", input, v.cfg.callTimeout); gerr != nil {
 				b.Fatal(gerr)
 			}
 		}

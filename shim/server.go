@@ -13,7 +13,6 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -34,10 +33,12 @@ type Server struct {
 	storeLock chan struct{}
 	// Guarded by storeLock.
 	module *wasmtime.Module
-	cfg    guestConfig
 	guest  *guest // nil after a trap, until the next call instantiates afresh
-	stdio  *stdio
-	logs   *logSink
+	env    *env
+
+	// unloading ends every call (and blocking host function) when the capsule unloads.
+	unloading context.Context
+	unload    context.CancelCauseFunc
 
 	loaded  atomic.Bool // a module was loaded: Compile is refused from then on
 	closing atomic.Bool
@@ -47,8 +48,9 @@ type Server struct {
 // NewServer builds the shim's service; broker is go-plugin's, for dialing the host's services.
 func NewServer(log hclog.Logger, engine *Engine, broker *plugin.GRPCBroker) *Server {
 	s := &Server{log: log, engine: engine, broker: broker, storeLock: make(chan struct{}, 1)}
-	s.logs = &logSink{local: log}
-	s.stdio = newStdio(s.logs.add)
+	logs := &logSink{local: log}
+	s.env = &env{logs: logs, stdio: newStdio(logs.add), vars: newVarStore()}
+	s.unloading, s.unload = context.WithCancelCause(context.Background())
 	return s
 }
 
@@ -115,27 +117,33 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 	if s.module != nil {
 		return nil, status.Error(codes.FailedPrecondition, "a guest is already loaded in this shim")
 	}
-	s.cfg = guestConfig{
+	if req.LogLevel < 0 || req.LogLevel > LogLevelOff {
+		return nil, status.Errorf(codes.InvalidArgument, "log level %d: want 0 (trace) to %d (off)", req.LogLevel, LogLevelOff)
+	}
+	s.env.cfg = guestConfig{
 		capsuleID:   req.CapsuleId,
 		memLimit:    req.MemoryLimitBytes,
 		callTimeout: time.Duration(req.CallTimeoutMs) * time.Millisecond,
 		fuel:        req.Fuel,
 		config:      req.Config,
+		logLevel:    req.LogLevel,
 	}
-	if s.cfg.fuel > 0 && !s.engine.opts.Fuel {
+	s.env.logs.level = req.LogLevel
+	if s.env.cfg.fuel > 0 && !s.engine.opts.Fuel {
 		return nil, status.Error(codes.FailedPrecondition, "[limits] fuel is set but this shim was started without fuel metering")
 	}
-	s.logs.connect(func() (pb.HostServicesClient, *grpc.ClientConn, error) {
-		return shared.DialHostServices(s.broker, req.HostServicesId)
-	})
+	if s.env.host == nil {
+		s.env.host = dialHost(s.broker, req.HostServicesId)
+		s.env.logs.host = s.env.host
+	}
 	module, err := s.engine.Deserialize(req.ArtefactPath)
 	if err != nil {
 		// Nothing ran yet: the host may still have this shim compile the module afresh.
 		return nil, status.Error(codes.DataLoss, err.Error())
 	}
 	s.loaded.Store(true)
-	g, err := s.engine.instantiate(module, s.cfg, s.stdio)
-	s.logs.flush()
+	g, err := s.engine.instantiate(s.unloading, module, s.env)
+	s.env.logs.flush()
 	if err != nil {
 		module.Close()
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
@@ -162,23 +170,23 @@ func (s *Server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeR
 		return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_NOT_LOADED, Message: "no guest is loaded in this shim"}}, nil
 	}
 	if s.guest == nil {
-		g, err := s.engine.instantiate(s.module, s.cfg, s.stdio)
-		s.logs.flush()
+		g, err := s.engine.instantiate(s.unloading, s.module, s.env)
+		s.env.logs.flush()
 		if err != nil {
 			return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("re-instantiate the capsule after a trap: %v", err)}}, nil
 		}
 		s.guest = g
 	}
-	timeout := s.cfg.callTimeout
+	timeout := s.env.cfg.callTimeout
 	if req.TimeoutMs > 0 {
 		timeout = time.Duration(req.TimeoutMs) * time.Millisecond
 	}
-	out, gerr, trapped := s.engine.call(s.guest, s.cfg, s.stdio, req.Export, req.Input, timeout, s.closing.Load)
+	out, gerr, trapped := s.engine.call(s.unloading, s.guest, s.env, req.Export, req.Input, timeout)
 	if trapped {
 		s.guest.close()
 		s.guest = nil
 	}
-	s.logs.flush()
+	s.env.logs.flush()
 	s.calls.Add(1)
 	return &pb.InvokeResponse{Output: out, Error: gerr}, nil
 }
@@ -196,7 +204,8 @@ func (s *Server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthRes
 // shutdown then stops the server and the process exits.
 func (s *Server) Shutdown(ctx context.Context, _ *pb.ShutdownRequest) (*pb.ShutdownResponse, error) {
 	s.closing.Store(true)
-	s.engine.interrupt()
+	s.unload(errUnloading) // wakes host functions that block (sleeps, HTTP)
+	s.engine.interrupt()   // traps a guest that computes
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
@@ -209,7 +218,8 @@ func (s *Server) Shutdown(ctx context.Context, _ *pb.ShutdownRequest) (*pb.Shutd
 		s.module.Close()
 		s.module = nil
 	}
-	s.logs.close()
+	s.env.logs.flush()
+	s.env.host.close()
 	return &pb.ShutdownResponse{}, nil
 }
 

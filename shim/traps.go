@@ -17,12 +17,12 @@ const trapOutOfFuel = 12
 
 // failure describes the circumstances of a failed call, for classify.
 type failure struct {
-	export    string
-	timeout   time.Duration // 0: the call had no deadline
-	cancelled bool          // the shim was shutting down
-	memLimit  uint64
-	memSize   uint64   // guest memory size when the call failed
-	stderr    []string // the call's notable stderr lines (see stdio)
+	export   string
+	timeout  time.Duration // 0: the call had no deadline
+	cause    error         // why the call was interrupted (errCallTimeout, errUnloading), or nil
+	memLimit uint64
+	memSize  uint64   // guest memory size when the call failed
+	stderr   []string // the call's notable stderr lines (see stdio)
 }
 
 // classify turns an error from calling a guest export into a GuestError a capsule author can act
@@ -30,16 +30,25 @@ type failure struct {
 func classify(err error, f failure) *pb.GuestError {
 	var trap *wasmtime.Trap
 	var werr *wasmtime.Error
+	// An interrupted call fails however the interruption reached it: an epoch trap while the
+	// guest computes, or a trap from a host function (a sleep, an HTTP request) that gave up.
+	switch {
+	case errors.Is(f.cause, errUnloading):
+		return &pb.GuestError{Kind: pb.GuestError_CANCELLED, Message: fmt.Sprintf("call to %s interrupted: the capsule is unloading", f.export)}
+	case errors.Is(f.cause, errCallTimeout):
+		g := &pb.GuestError{Kind: pb.GuestError_TIMEOUT, Message: fmt.Sprintf("call to %s hit its time limit of %s and was interrupted (raise [limits] call_timeout, or --timeout for astrid-host call)", f.export, f.timeout)}
+		if errors.As(err, &trap) {
+			g.Backtrace = backtrace(trap)
+		}
+		return g
+	}
 	switch {
 	case errors.As(err, &trap) && trap.Code() != nil:
 		g := &pb.GuestError{Backtrace: backtrace(trap)}
 		switch code := *trap.Code(); code {
 		case wasmtime.Interrupt:
-			if f.cancelled {
-				g.Kind, g.Message = pb.GuestError_CANCELLED, fmt.Sprintf("call to %s interrupted: the capsule is unloading", f.export)
-			} else {
-				g.Kind, g.Message = pb.GuestError_TIMEOUT, fmt.Sprintf("call to %s hit its time limit of %s and was interrupted (raise [limits] call_timeout, or --timeout for astrid-host call)", f.export, f.timeout)
-			}
+			// An epoch increment whose cause was not recorded (it raced the end of the call).
+			g.Kind, g.Message = pb.GuestError_TIMEOUT, fmt.Sprintf("call to %s was interrupted", f.export)
 		case trapOutOfFuel:
 			g.Kind, g.Message = pb.GuestError_OUT_OF_FUEL, fmt.Sprintf("call to %s ran out of fuel ([limits] fuel)", f.export)
 		case wasmtime.StackOverflow:

@@ -71,7 +71,7 @@ func benchHost(b *testing.B) *host.Host {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := host.New(host.Config{Shim: shim, StateDir: b.TempDir(), Logger: hclog.NewNullLogger(), ShimLogLevel: hclog.Warn})
+	h, err := host.New(host.Config{Shim: shim, StateDir: b.TempDir(), Logger: hclog.NewNullLogger(), LogLevel: hclog.Warn})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -35,6 +35,8 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.Var(config, "config", "`KEY=VALUE` the guest reads with config_get; repeatable; overrides the capsule's [env] defaults")
 	input := fs.String("input", "", "input `TEXT` of the call")
 	inputFile := fs.String("input-file", "", "read the input from `FILE` ('-' for stdin)")
+	var allowHosts stringList
+	fs.Var(&allowHosts, "allow-host", "`HOST` a bare .wasm may reach with HTTP (\"*\" for any; a capsule lists its hosts in [capabilities] net); repeatable")
 	timeout := fs.Duration("timeout", 0, "time limit of the call, e.g. 2s or 500ms (default: the capsule's [limits] call_timeout)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -65,6 +67,9 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage
 	}
+	if len(allowHosts) > 0 && m.Path != "" {
+		return usageError(fs, stderr, fmt.Errorf("--allow-host applies to a bare .wasm; the capsule %s lists the hosts it may reach in [capabilities] net", target))
+	}
 	h, _, err := hf.newHost(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
@@ -74,7 +79,7 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 	defer h.Shutdown(context.Background())
 
-	inst, _, err := h.Load(ctx, m, host.LoadOptions{Config: config})
+	inst, _, err := h.Load(ctx, m, host.LoadOptions{Config: config, AllowHosts: allowHosts})
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage

@@ -15,24 +15,26 @@ import (
 
 // hostFlags are the flags of every command that starts a host.
 type hostFlags struct {
-	shim      string
-	state     string
-	workspace string
-	logLevel  string
+	shim         string
+	state        string
+	workspace    string
+	logLevel     string
+	allowPrivate bool
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet, defaultLevel string) {
 	fs.StringVar(&f.shim, "shim", "", "astrid-shim executable (default: astrid-shim next to astrid-host)")
 	fs.StringVar(&f.state, "state", "", "state directory; compiled modules are cached in STATE/modules (default: $ASTRID_STATE_DIR, else $XDG_STATE_HOME/astrid, else ~/.local/state/astrid)")
 	fs.StringVar(&f.workspace, "workspace", "", "workspace directory capsules work in (default: the current directory)")
-	fs.StringVar(&f.logLevel, "log-level", defaultLevel, "log level: trace, debug, info, warn or error")
+	fs.StringVar(&f.logLevel, "log-level", defaultLevel, "log level of the host and the capsules (what get_log_level reports): trace, debug, info, warn, error or off")
+	fs.BoolVar(&f.allowPrivate, "allow-private-network", false, "let capsules' HTTP requests reach loopback, private, link-local and other non-public addresses (for tests; refused by default)")
 }
 
 // newHost verifies the shim and builds a host from the flags.
 func (f *hostFlags) newHost(stderr io.Writer) (*host.Host, hclog.Logger, error) {
 	level := hclog.LevelFromString(f.logLevel)
 	if level == hclog.NoLevel {
-		return nil, nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn or error", f.logLevel)
+		return nil, nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn, error or off", f.logLevel)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "astrid-host", Output: stderr, Level: level})
 	shimPath := f.shim
@@ -62,7 +64,7 @@ func (f *hostFlags) newHost(stderr io.Writer) (*host.Host, hclog.Logger, error) 
 	if fi, err := os.Stat(workspace); err != nil || !fi.IsDir() {
 		return nil, nil, fmt.Errorf("--workspace %s: not a directory", workspace)
 	}
-	h, err := host.New(host.Config{Shim: shim, StateDir: state, Workspace: workspace, Logger: logger, ShimLogLevel: level})
+	h, err := host.New(host.Config{Shim: shim, StateDir: state, Workspace: workspace, Logger: logger, LogLevel: level, AllowPrivateNetwork: f.allowPrivate})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -105,5 +107,18 @@ func (kv keyValues) Set(s string) error {
 		return fmt.Errorf("%q is not KEY=VALUE", s)
 	}
 	kv[k] = v
+	return nil
+}
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty value")
+	}
+	*l = append(*l, s)
 	return nil
 }

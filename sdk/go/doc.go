@@ -4,7 +4,7 @@
 // A capsule is an ordinary Go main package built for WASI as a reactor
 // library:
 //
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o hello.wasm .
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o x.wasm .
 //
 // The package must have a main function, which is never called (leave it
 // empty). Each function the host can call is exported with //go:wasmexport
@@ -15,18 +15,38 @@
 // allow []byte, string results or uint8 in exported signatures, which is why
 // data goes through Input and Output rather than through parameters.
 //
-// The calls reach the host through the Extism kernel imports
-// (extism:host/env), so the capsule's input, output and error are blocks of
-// the kernel memory, separate from the capsule's linear memory:
+// The package reaches the host through the Extism kernel imports
+// (extism:host/env), so capsules built with it follow the same ABI as Extism
+// plugins. Data crosses in blocks of the kernel memory, separate from the
+// capsule's linear memory; the package copies it in and out, so the rest of
+// the capsule sees ordinary strings and byte slices:
 //
-//   - Input and InputString return the call's input;
-//   - Output and OutputString set its output;
-//   - SetError and SetErrorString set its error message, reported by the
-//     host when the export returns non-zero;
+//   - Input and InputString return the call's input; Output and
+//     OutputString set its output; SetError and SetErrorString set its error
+//     message, reported by the host when the export returns non-zero.
 //   - Export wraps a func(input []byte) ([]byte, error) and does all of the
-//     above, so most exports are one line;
+//     above, so most exports are one line.
+//   - Config reads the capsule's configuration: its manifest's [env]
+//     defaults, overridden by the operator (astrid-host call --config K=V).
+//   - Var, SetVar and DeleteVar (and VarInt, SetVarInt for counters) keep
+//     byte values that survive from one call to the next while the capsule
+//     instance lives, within a total size capped by the host (1 MiB).
+//   - Log and Logf write log lines at a LogLevel; lines below
+//     CurrentLogLevel, the level the host runs the capsule at
+//     (astrid-host --log-level), are skipped without formatting them.
+//   - Fetch makes an HTTP request through the host, to the hosts the
+//     manifest allows in [capabilities] net.
 //   - Memory, Allocate and FindMemory work with kernel blocks directly, the
 //     way host functions exchange data.
+//
+// Go's linker keeps only the kernel imports a capsule uses, so a capsule that
+// never calls Fetch, say, does not import http_request.
+//
+// Failures the host detects in a kernel call (an HTTP request it refuses or
+// that fails, variables over their size cap, an access outside a block) trap
+// the export call with the host's message: the call fails at once and the
+// capsule cannot catch it. The functions here return errors only for what
+// the capsule can detect itself.
 //
 // The package compiles on every platform, so go vet, go doc and editors see
 // it as usual, but outside GOOS=wasip1 every call that reaches the kernel
@@ -35,21 +55,28 @@
 // # Example
 //
 // A capsule is a directory with a Capsule.toml manifest and the built .wasm
-// file. Capsule.toml:
+// file. This one greets with a configurable greeting, counts its calls, logs,
+// and fetches pages from example.com. Capsule.toml:
 //
 //	[package]
-//	name = "hello"
+//	name = "demo"
 //	version = "0.1.0"
-//	description = "Greets whoever it is given"
+//	description = "Greets, counts its calls and fetches pages of example.com"
 //	astrid-version = ">=0.5.0"
 //
 //	[[component]]
-//	id = "hello"
-//	file = "hello.wasm"
+//	id = "demo"
+//	file = "demo.wasm"
+//
+//	[capabilities]
+//	net = ["example.com"]
+//
+//	[env]
+//	greeting = { type = "string", description = "How to greet", default = "Hello" }
 //
 //	[limits]
 //	memory = "64MiB"
-//	call_timeout = "5s"
+//	call_timeout = "10s"
 //
 // main.go:
 //
@@ -59,6 +86,7 @@
 //
 //	import (
 //		"errors"
+//		"fmt"
 //
 //		astrid "github.com/astrid-go/astrid/sdk/go"
 //	)
@@ -66,19 +94,60 @@
 //	func main() {}
 //
 //	//go:wasmexport greet
-//	func greet() int32 { return astrid.Export(greetImpl) }
+//	func greet() int32 { return astrid.Export(greetName) }
 //
-//	func greetImpl(name []byte) ([]byte, error) {
+//	// greetName greets the name given as input, with the greeting from the
+//	// configuration, and says how many times it has been called.
+//	func greetName(name []byte) ([]byte, error) {
 //		if len(name) == 0 {
-//			return nil, errors.New("greet: input is empty")
+//			return nil, errors.New("greet: input is empty; pass a name, e.g. --input world")
 //		}
-//		return []byte("Hello, " + string(name) + "!"), nil
+//		greeting, ok := astrid.Config("greeting")
+//		if !ok {
+//			greeting = "Hello"
+//		}
+//		calls, _ := astrid.VarInt("calls") // 0 on the first call
+//		calls++
+//		astrid.SetVarInt("calls", calls)
+//		astrid.Logf(astrid.LogDebug, "greeting %q, call %d", name, calls)
+//		return fmt.Appendf(nil, "%s, %s! (call %d)", greeting, name, calls), nil
 //	}
 //
-// Build it in the capsule's directory, then call an export:
+//	//go:wasmexport fetch
+//	func fetch() int32 { return astrid.Export(fetchPath) }
 //
-//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o hello.wasm .
-//	astrid-host call --input world . greet
+//	// fetchPath returns the page of example.com at the path given as input.
+//	func fetchPath(path []byte) ([]byte, error) {
+//		resp, err := astrid.Fetch(astrid.HTTPRequest{
+//			Method:  "GET",
+//			URL:     "https://example.com/" + string(path),
+//			Headers: map[string]string{"Accept": "text/html"},
+//		}, nil)
+//		if err != nil {
+//			return nil, err
+//		}
+//		astrid.Logf(astrid.LogInfo, "fetched %d bytes, status %d", len(resp.Body), resp.Status)
+//		if resp.Status != 200 {
+//			return nil, fmt.Errorf("fetch: example.com/%s: status %d", path, resp.Status)
+//		}
+//		return resp.Body, nil
+//	}
 //
-// The full example is examples/hello in the astrid-go repository.
+// Build it in the capsule's directory, then call its exports. Flags may come
+// before or after the capsule directory and the export name:
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o demo.wasm .
+//	astrid-host call . greet --input world
+//	astrid-host call . greet --input world --config greeting=Hi
+//	astrid-host call . greet --input world --log-level debug
+//	astrid-host call . fetch --log-level info
+//
+// The first prints "Hello, world! (call 1)", the second "Hi, world! (call 1)":
+// each astrid-host call loads a fresh instance, so its variables start empty.
+// The third also shows the capsule's debug line on stderr. A failed export
+// makes astrid-host call print "error: " and the message on stderr and exit
+// with status 1.
+//
+// The repository's examples/hello and examples/counter are complete capsules
+// built this way.
 package astrid

@@ -8,16 +8,28 @@ package astrid
 
 const noKernel = "astrid: the capsule kernel is only available when built with GOOS=wasip1 GOARCH=wasm and run by astrid-host"
 
-func kernelAlloc(uint64) uint64        { panic(noKernel) }
-func kernelFree(uint64)                { panic(noKernel) }
-func kernelLength(uint64) uint64       { panic(noKernel) }
-func kernelLoadU8(uint64) uint32       { panic(noKernel) }
-func kernelLoadU64(uint64) uint64      { panic(noKernel) }
-func kernelStoreU8(uint64, uint32)     { panic(noKernel) }
-func kernelStoreU64(uint64, uint64)    { panic(noKernel) }
-func kernelInputLength() uint64        { panic(noKernel) }
-func kernelInputOffset() uint64        { panic(noKernel) }
-func kernelInputLoadU8(uint64) uint32  { panic(noKernel) }
-func kernelInputLoadU64(uint64) uint64 { panic(noKernel) }
-func kernelOutputSet(uint64, uint64)   { panic(noKernel) }
-func kernelErrorSet(uint64)            { panic(noKernel) }
+func kernelAlloc(uint64) uint64               { panic(noKernel) }
+func kernelFree(uint64)                       { panic(noKernel) }
+func kernelLength(uint64) uint64              { panic(noKernel) }
+func kernelLoadU8(uint64) uint32              { panic(noKernel) }
+func kernelLoadU64(uint64) uint64             { panic(noKernel) }
+func kernelStoreU8(uint64, uint32)            { panic(noKernel) }
+func kernelStoreU64(uint64, uint64)           { panic(noKernel) }
+func kernelInputLength() uint64               { panic(noKernel) }
+func kernelInputOffset() uint64               { panic(noKernel) }
+func kernelInputLoadU8(uint64) uint32         { panic(noKernel) }
+func kernelInputLoadU64(uint64) uint64        { panic(noKernel) }
+func kernelOutputSet(uint64, uint64)          { panic(noKernel) }
+func kernelErrorSet(uint64)                   { panic(noKernel) }
+func kernelConfigGet(uint64) uint64           { panic(noKernel) }
+func kernelVarGet(uint64) uint64              { panic(noKernel) }
+func kernelVarSet(uint64, uint64)             { panic(noKernel) }
+func kernelGetLogLevel() int32                { panic(noKernel) }
+func kernelLogTrace(uint64)                   { panic(noKernel) }
+func kernelLogDebug(uint64)                   { panic(noKernel) }
+func kernelLogInfo(uint64)                    { panic(noKernel) }
+func kernelLogWarn(uint64)                    { panic(noKernel) }
+func kernelLogError(uint64)                   { panic(noKernel) }
+func kernelHTTPRequest(uint64, uint64) uint64 { panic(noKernel) }
+func kernelHTTPStatusCode() int32             { panic(noKernel) }
+func kernelHTTPHeaders() uint64               { panic(noKernel) }

@@ -45,3 +45,39 @@ func kernelOutputSet(h, n uint64)
 
 //go:wasmimport extism:host/env error_set
 func kernelErrorSet(h uint64)
+
+//go:wasmimport extism:host/env config_get
+func kernelConfigGet(key uint64) uint64
+
+//go:wasmimport extism:host/env var_get
+func kernelVarGet(key uint64) uint64
+
+//go:wasmimport extism:host/env var_set
+func kernelVarSet(key, value uint64)
+
+//go:wasmimport extism:host/env get_log_level
+func kernelGetLogLevel() int32
+
+//go:wasmimport extism:host/env log_trace
+func kernelLogTrace(msg uint64)
+
+//go:wasmimport extism:host/env log_debug
+func kernelLogDebug(msg uint64)
+
+//go:wasmimport extism:host/env log_info
+func kernelLogInfo(msg uint64)
+
+//go:wasmimport extism:host/env log_warn
+func kernelLogWarn(msg uint64)
+
+//go:wasmimport extism:host/env log_error
+func kernelLogError(msg uint64)
+
+//go:wasmimport extism:host/env http_request
+func kernelHTTPRequest(req, body uint64) uint64
+
+//go:wasmimport extism:host/env http_status_code
+func kernelHTTPStatusCode() int32
+
+//go:wasmimport extism:host/env http_headers
+func kernelHTTPHeaders() uint64

@@ -1,0 +1,146 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/astrid-go/astrid/shim/kernel"
+)
+
+// MaxKeyBytes caps the key of a config_get, var_get or var_set call: 4 KiB, upstream's
+// MAX_KEY_LEN.
+const MaxKeyBytes = 4 << 10
+
+// Why a call was interrupted; the cause of the call's context.
+var (
+	errCallTimeout = errors.New("the call hit its time limit")
+	errUnloading   = errors.New("the capsule is unloading")
+)
+
+// env is everything a guest's imports reach beyond the kernel: the capsule's configuration, its
+// log, its variables, the connection to the host, and the state of the call in progress. There is
+// one per shim; it outlives the Stores, which come and go after traps.
+type env struct {
+	cfg   guestConfig
+	stdio *stdio
+	logs  *logSink
+	host  *hostConn
+	vars  *varStore
+	call  callState
+}
+
+// callState is the state of the guest call in progress. Host functions run on the goroutine of
+// the call, so they read it without locking.
+type callState struct {
+	// ctx is cancelled when the call's time is up (cause errCallTimeout) or the capsule unloads
+	// (cause errUnloading); blocking host functions give up when it is done.
+	ctx context.Context
+	// The last http_request's response status and headers (JSON), for http_status_code and
+	// http_headers.
+	httpStatus  int32
+	httpHeaders []byte
+}
+
+// hostFunc is a Go implementation of an extism:host/env import.
+type hostFunc struct {
+	name    string
+	params  []wasmtime.ValKind
+	results []wasmtime.ValKind
+	fn      func(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error)
+}
+
+// hostFuncs lists the extism:host/env functions implemented in Go; the rest are the kernel's.
+func (v *env) hostFuncs() []hostFunc {
+	i32, i64 := wasmtime.KindI32, wasmtime.KindI64
+	fns := []hostFunc{
+		{"config_get", []wasmtime.ValKind{i64}, []wasmtime.ValKind{i64}, v.configGet},
+		{"var_get", []wasmtime.ValKind{i64}, []wasmtime.ValKind{i64}, v.varGet},
+		{"var_set", []wasmtime.ValKind{i64, i64}, nil, v.varSet},
+		{"get_log_level", nil, []wasmtime.ValKind{i32}, v.getLogLevel},
+		{"http_request", []wasmtime.ValKind{i64, i64}, []wasmtime.ValKind{i64}, v.httpRequest},
+		{"http_status_code", nil, []wasmtime.ValKind{i32}, v.httpStatusCode},
+		{"http_headers", nil, []wasmtime.ValKind{i64}, v.httpHeaders},
+	}
+	for level, name := range logFuncNames {
+		fns = append(fns, hostFunc{name, []wasmtime.ValKind{i64}, nil, v.logFunc(level)})
+	}
+	return fns
+}
+
+// define adds the Go host functions to linker, bound to kernel k.
+func (v *env) define(linker *wasmtime.Linker, k *kernel.Kernel) error {
+	for _, f := range v.hostFuncs() {
+		ty := wasmtime.NewFuncType(valTypes(f.params), valTypes(f.results))
+		fn := f.fn
+		name := f.name
+		err := linker.FuncNew(kernel.ModuleName, name, ty, func(c *wasmtime.Caller, args []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
+			res, err := fn(c, k, args)
+			if err != nil {
+				return nil, wasmtime.NewTrap(name + ": " + err.Error())
+			}
+			return res, nil
+		})
+		if err != nil {
+			return fmt.Errorf("define %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// providedImports names every extism:host/env function this shim provides.
+func (v *env) providedImports() []string {
+	names := append([]string(nil), kernel.Imports...)
+	for _, f := range v.hostFuncs() {
+		names = append(names, f.name)
+	}
+	return names
+}
+
+func valTypes(kinds []wasmtime.ValKind) []*wasmtime.ValType {
+	types := make([]*wasmtime.ValType, len(kinds))
+	for i, k := range kinds {
+		types[i] = wasmtime.NewValType(k)
+	}
+	return types
+}
+
+// readKey reads a key block for config_get, var_get and var_set.
+func readKey(c *wasmtime.Caller, k *kernel.Kernel, h uint64) (string, error) {
+	key, err := k.ReadCaller(c, h)
+	if err != nil {
+		return "", fmt.Errorf("key handle %#x: %w", h, err)
+	}
+	if len(key) > MaxKeyBytes {
+		return "", fmt.Errorf("the key is %d bytes; keys are at most %d bytes", len(key), MaxKeyBytes)
+	}
+	return string(key), nil
+}
+
+// returnBytes hands data to the guest as a new block (0 for none).
+func returnBytes(c *wasmtime.Caller, k *kernel.Kernel, data []byte) ([]wasmtime.Val, error) {
+	if len(data) == 0 {
+		return []wasmtime.Val{wasmtime.ValI64(0)}, nil
+	}
+	h, err := k.AllocCaller(c, data)
+	if err != nil {
+		return nil, err
+	}
+	return []wasmtime.Val{wasmtime.ValI64(int64(h))}, nil
+}
+
+// configGet: config_get(key) -> value, the capsule's [env] values and the operator's --config;
+// 0 when the key is not set. The configuration comes from the host at load.
+func (v *env) configGet(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error) {
+	key, err := readKey(c, k, uint64(args[0].I64()))
+	if err != nil {
+		return nil, err
+	}
+	value, ok := v.cfg.config[key]
+	if !ok {
+		return []wasmtime.Val{wasmtime.ValI64(0)}, nil
+	}
+	return returnBytes(c, k, []byte(value))
+}
