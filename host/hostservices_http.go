@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -81,32 +80,3 @@ func logHost(raw string) string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// TEMPORARY (httpgate hand-over): to be replaced by the Instance's own hook in instance.go.
-//
-// The Instance should hold its client and build it lazily, under its mutex, from
-//
-//	httpgate.Policy{
-//		AllowHosts:   append(slices.Clone(manifest.Capabilities.Net), loadOptions.AllowHosts...),
-//		AllowPrivate: hostConfig.AllowPrivateNetwork,
-//	}
-//
-// and Close it in Stop; after Stop, httpClient returns nil (or the closed client, whose Do
-// fails). This stand-in uses the manifest's list only, never allows private addresses, and
-// never closes the clients it builds. Delete it together with tempHTTPClients.
-// ---------------------------------------------------------------------------------------------
-
-// tempHTTPClients holds the stand-in's clients: *Instance → *httpgate.Client. TEMPORARY.
-var tempHTTPClients sync.Map
-
-// httpClient returns the instance's HTTP client. TEMPORARY stand-in, see above.
-func (i *Instance) httpClient() *httpgate.Client {
-	if c, ok := tempHTTPClients.Load(i); ok {
-		return c.(*httpgate.Client)
-	}
-	c := httpgate.NewClient(httpgate.Policy{AllowHosts: i.manifest.Capabilities.Net})
-	if prev, loaded := tempHTTPClients.LoadOrStore(i, c); loaded {
-		c.Close()
-		return prev.(*httpgate.Client)
-	}
-	return c
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/astrid-go/astrid/host/httpgate"
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/shared/pb"
 )
@@ -64,6 +66,7 @@ type Instance struct {
 	reason   string
 	exports  []string
 	stopping bool
+	http     *httpgate.Client // built on the first HTTP request; closed by Stop
 }
 
 // ID is the capsule id (package.name).
@@ -219,6 +222,24 @@ func (i *Instance) rpcFailure(ctx context.Context, export string, err error) err
 	}
 }
 
+// httpClient returns the client that performs the capsule's HTTP requests, under its policy:
+// the hosts in [capabilities] net and the operator's --allow-host, and the host's private-network
+// setting. It returns nil once the instance is stopping.
+func (i *Instance) httpClient() *httpgate.Client {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.stopping {
+		return nil
+	}
+	if i.http == nil {
+		i.http = httpgate.NewClient(httpgate.Policy{
+			AllowHosts:   append(slices.Clone(i.manifest.Capabilities.Net), i.opts.AllowHosts...),
+			AllowPrivate: i.hostCfg.AllowPrivateNetwork,
+		})
+	}
+	return i.http
+}
+
 // ErrBusy is returned by Health when the capsule's Store stayed held past the deadline: a call
 // is running, or the Store is wedged.
 var ErrBusy = errors.New("the capsule's Store is busy")
@@ -265,6 +286,12 @@ func (i *Instance) Stop(ctx context.Context) {
 		if i.watched != nil {
 			<-i.watched
 		}
+	}
+	i.mu.Lock()
+	client := i.http
+	i.mu.Unlock()
+	if client != nil {
+		client.Close()
 	}
 	if st, _ := i.State(); st != StateFailed {
 		i.setState(StateStopped, "")
