@@ -35,7 +35,8 @@ test: build
 
 # Benchmarks report ratios against baselines measured in the same run.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2000x -count 1 -timeout 20m ./tests/
+	$(GO) test -run '^$$' -bench . -benchtime 1000x -count 1 -timeout 20m ./tests/
+	$(GO) test -run '^$$' -bench 'Move1MiB|BenchmarkCall' -benchtime 500x -count 1 ./shim/ ./shim/kernel/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./host/manifest/

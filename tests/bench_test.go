@@ -2,6 +2,8 @@ package tests
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/host/httpgate"
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
@@ -153,6 +156,88 @@ func BenchmarkColdStart(b *testing.B) {
 	}
 	b.StopTimer()
 	report(b, "raw-start-ms", rawTime, "capsule-start-ms", capsuleTime)
+}
+
+// fetchWAT makes one http_request with its input as the request JSON and outputs the body.
+const fetchWAT = `(module
+  (import "extism:host/env" "input_offset" (func $input_offset (result i64)))
+  (import "extism:host/env" "http_request" (func $http_request (param i64 i64) (result i64)))
+  (import "extism:host/env" "length" (func $length (param i64) (result i64)))
+  (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
+  (func (export "fetch") (result i32) (local $body i64)
+    (local.set $body (call $http_request (call $input_offset) (i64.const 0)))
+    (call $output_set (local.get $body) (call $length (local.get $body)))
+    (i32.const 0)))`
+
+// benchHTTP serves the host functions to rawshim: only Http, through the same gate as the host.
+type benchHTTP struct {
+	pb.UnimplementedHostServicesServer
+	client *httpgate.Client
+}
+
+func (s *benchHTTP) Http(ctx context.Context, req *pb.HttpRequest) (*pb.HttpResponse, error) {
+	resp, err := s.client.Do(ctx, httpgate.Request{URL: req.Url, Method: req.Method, Headers: req.Headers, Body: req.Body})
+	if err != nil {
+		return nil, err
+	}
+	return &pb.HttpResponse{Status: int32(resp.Status), Headers: resp.Headers, Body: resp.Body}, nil
+}
+
+// BenchmarkHostFunction: an export whose guest makes one host-function call that crosses to the
+// host (http_request to a local server: guest → kernel → shim → broker → host → HTTP → back),
+// against rawshim doing the same host work with one raw broker RPC (host → rawshim → broker →
+// host → HTTP → back). Both include one host→shim and one shim→host RPC and the same request, so
+// the ratio is what the wasm guest, the kernel and the adapters add.
+func BenchmarkHostFunction(b *testing.B) {
+	ctx := context.Background()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("pong")) }))
+	defer srv.Close()
+
+	client, raw := startRaw(b)
+	defer client.Kill()
+	gate := httpgate.NewClient(httpgate.Policy{AllowHosts: []string{"127.0.0.1"}, AllowPrivate: true})
+	defer gate.Close()
+	id := raw.ServeHostServices(&benchHTTP{client: gate})
+	if _, err := raw.Load(ctx, &pb.LoadRequest{HostServicesId: id}); err != nil {
+		b.Fatal(err)
+	}
+
+	shim, err := host.VerifyShim(shimBin)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := host.New(host.Config{Shim: shim, StateDir: b.TempDir(), Logger: hclog.NewNullLogger(), LogLevel: hclog.Warn, AllowPrivateNetwork: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Shutdown(ctx)
+	m, err := manifest.ForWasm(watModule(b, "fetch", fetchWAT))
+	if err != nil {
+		b.Fatal(err)
+	}
+	inst, _, err := h.Load(ctx, m, host.LoadOptions{AllowHosts: []string{"127.0.0.1"}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	request := []byte(`{"url": "` + srv.URL + `"}`)
+	var rawTime, guestTime time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		out, err := raw.Invoke(ctx, &pb.InvokeRequest{Export: "http", Input: []byte(srv.URL)})
+		if err != nil || string(out.Output) != "pong" {
+			b.Fatalf("raw: %v %v", out, err)
+		}
+		t1 := time.Now()
+		body, err := inst.Call(ctx, "fetch", request, 0)
+		if err != nil || string(body) != "pong" {
+			b.Fatalf("guest: %q %v", body, err)
+		}
+		guestTime += time.Since(t1)
+		rawTime += t1.Sub(t0)
+	}
+	b.StopTimer()
+	report(b, "raw-broker-rpc-µs", rawTime, "guest-host-function-µs", guestTime)
 }
 
 // report adds the mean of both measurements and their ratio to the benchmark's output.
