@@ -98,6 +98,8 @@ func TestCallCLI(t *testing.T) {
 			wantCode: 1, wantStderr: []string{"error: call to panic panicked: faulty: deliberate panic"}},
 		{name: "infinite loop hits the time limit", args: []string{"call", faulty, "spin", "--timeout", "300ms"},
 			wantCode: 1, wantStderr: []string{"error: call to spin hit its time limit of 300ms"}},
+		{name: "sleep past the time limit", args: []string{"call", faulty, "sleep", "--input", "60000", "--timeout", "300ms"},
+			wantCode: 1, wantStderr: []string{"error: call to sleep hit its time limit of 300ms"}},
 		{name: "manifest call_timeout", args: []string{"call", faulty, "spin"},
 			wantCode: 1, wantStderr: []string{"hit its time limit of 2s"}},
 		{name: "go guest out of memory", args: []string{"call", faulty, "hog"},

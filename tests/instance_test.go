@@ -145,6 +145,38 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	}
 }
 
+// TestUnloadInterruptsSleep: unloading a capsule whose guest sleeps (WASI poll_oneoff, Go's
+// time.Sleep) ends the sleep at once: the call fails as cancelled and the shim exits on its own.
+func TestUnloadInterruptsSleep(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t)
+	inst, _ := loadCapsule(t, h, "faulty")
+	errc := make(chan error, 1)
+	go func() {
+		_, err := inst.Call(context.Background(), "sleep", []byte("600000"), time.Hour)
+		errc <- err
+	}()
+	waitFor(t, 10*time.Second, "the guest to be asleep", func() bool { return storeBusy(inst) })
+	inst.Stop(context.Background())
+	var err error
+	select {
+	case err = <-errc:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the sleeping call did not end when the capsule unloaded")
+	}
+	var ge *host.GuestError
+	var ce *host.CallError
+	switch {
+	case errors.As(err, &ge) && ge.Kind == pb.GuestError_CANCELLED:
+	case errors.As(err, &ce): // the shim exited before the answer went out
+	default:
+		t.Fatalf("call interrupted by unload: %v", err)
+	}
+	if st, _ := inst.State(); st != host.StateStopped {
+		t.Fatalf("state %s, want stopped", st)
+	}
+}
+
 // TestStoppedShimIsKilled: a SIGSTOPped shim answers nothing, and go-plugin's graceful Kill
 // would wait for it forever; unloading the capsule still ends the process, within the shutdown
 // request's timeout and the kill grace.
