@@ -89,6 +89,11 @@ func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *en
 		g.funcs[name] = inst.GetFunc(store, name)
 	}
 	if init := inst.GetFunc(store, "_initialize"); init != nil {
+		if v.cfg.fuel > 0 {
+			if err := store.SetFuel(v.cfg.fuel); err != nil {
+				return nil, fmt.Errorf("set fuel: %w", err)
+			}
+		}
 		v.stdio.beginCall()
 		cause, err := e.runWithDeadline(ctx, v, store, v.cfg.callTimeout, func() error { _, err := init.Call(store); return err })
 		v.stdio.flush()

@@ -236,3 +236,28 @@ limits = { type = "string", default = { retries = 3 } }
 		})
 	}
 }
+
+// TestCallOutOfFuel: a capsule with [limits] fuel runs in a shim whose engine meters fuel, and a
+// call that uses it up fails naming fuel, not time.
+func TestCallOutOfFuel(t *testing.T) {
+	dir := t.TempDir()
+	wasm, err := os.ReadFile(filepath.Join(capsules["faulty"], "faulty.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "faulty.wasm"), wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	toml := "[package]\nname = \"metered\"\nversion = \"1.0.0\"\n[[component]]\nfile = \"faulty.wasm\"\n[limits]\nfuel = 50000000\ncall_timeout = \"60s\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "Capsule.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	if res := runCLI(t, state, "call", dir, "echo", "--input", "metered"); res.code != 0 || res.stdout != "metered" {
+		t.Fatalf("echo under fuel: exit %d, stdout %q, stderr:\n%s", res.code, res.stdout, res.stderr)
+	}
+	res := runCLI(t, state, "call", dir, "spin")
+	if res.code != 1 || !strings.Contains(res.stderr, "error: call to spin ran out of fuel ([limits] fuel)") {
+		t.Fatalf("spin under fuel: exit %d, stderr:\n%s", res.code, res.stderr)
+	}
+}
