@@ -23,8 +23,8 @@ type HTTPResponse struct {
 	// Status is the HTTP status code, such as 200 or 404.
 	Status int
 	// Headers are the response headers, one value per name: the host joins
-	// several values of one header with ", ". It may be nil if there are
-	// none.
+	// several values of one header with ", ". astrid-host reports the names
+	// in lower case ("content-type"). It may be nil if there are none.
 	Headers map[string]string
 	// Body is the response body (empty, not nil, if there is none).
 	Body []byte
