@@ -88,23 +88,54 @@ func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *en
 	for _, name := range g.exports {
 		g.funcs[name] = inst.GetFunc(store, name)
 	}
-	if init := inst.GetFunc(store, "_initialize"); init != nil {
-		if v.cfg.fuel > 0 {
-			if err := store.SetFuel(v.cfg.fuel); err != nil {
-				return nil, fmt.Errorf("set fuel: %w", err)
-			}
-		}
-		v.stdio.beginCall()
-		cause, err := e.runWithDeadline(ctx, v, store, v.cfg.callTimeout, func() error { _, err := init.Call(store); return err })
-		v.stdio.flush()
-		if err != nil {
-			ge := classify(err, failure{export: "_initialize", timeout: v.cfg.callTimeout, cause: cause, memLimit: v.cfg.memLimit,
-				memSize: g.memorySize(), stderr: v.stdio.notableStderr()})
-			return nil, errors.New(ge.Message)
-		}
+	if err := e.initRuntime(ctx, g, v); err != nil {
+		return nil, err
 	}
 	ok = true
 	return g, nil
+}
+
+// runtimeInits are the exports that initialise a guest's language runtime, run once after
+// instantiation as Extism does: a WASI reactor's _initialize, then a Haskell module's
+// hs_init(0, 0); a command module without _initialize gets its __wasm_call_ctors. They are not
+// callable by name.
+var runtimeInits = map[string]bool{"_initialize": true, "__wasm_call_ctors": true}
+
+// initRuntime runs the guest's runtime initialisation under the call time limit and fuel.
+func (e *Engine) initRuntime(ctx context.Context, g *guest, v *env) error {
+	type step struct {
+		name string
+		args []any
+	}
+	var steps []step
+	if g.instance.GetFunc(g.store, "_initialize") != nil {
+		steps = append(steps, step{name: "_initialize"})
+	} else if g.instance.GetFunc(g.store, "__wasm_call_ctors") != nil {
+		steps = append(steps, step{name: "__wasm_call_ctors"})
+	}
+	if f := g.instance.GetFunc(g.store, "hs_init"); f != nil && len(f.Type(g.store).Params()) == 2 {
+		steps = append(steps, step{name: "hs_init", args: []any{int32(0), int32(0)}})
+	}
+	for _, st := range steps {
+		f := g.instance.GetFunc(g.store, st.name)
+		if len(f.Type(g.store).Params()) != len(st.args) {
+			continue // not the runtime's initialiser, just a function by that name
+		}
+		if v.cfg.fuel > 0 {
+			if err := g.store.SetFuel(v.cfg.fuel); err != nil {
+				return fmt.Errorf("set fuel: %w", err)
+			}
+		}
+		v.stdio.beginCall()
+		cause, err := e.runWithDeadline(ctx, v, g.store, v.cfg.callTimeout, func() error { _, err := f.Call(g.store, st.args...); return err })
+		v.stdio.flush()
+		if err != nil {
+			ge := classify(err, failure{export: st.name, timeout: v.cfg.callTimeout, cause: cause, memLimit: v.cfg.memLimit,
+				memSize: g.memorySize(), stderr: v.stdio.notableStderr()})
+			return errors.New(ge.Message)
+		}
+	}
+	return nil
 }
 
 // close releases the Store at once rather than at the next garbage collection.
@@ -146,7 +177,7 @@ func (e *Engine) call(ctx context.Context, g *guest, v *env, export string, inpu
 	if f == nil {
 		what := "does not exist"
 		switch other := g.instance.GetFunc(g.store, export); {
-		case other != nil && export == "_initialize":
+		case other != nil && runtimeInits[export]:
 			what = "runs once when the capsule loads and cannot be called by name"
 		case other != nil:
 			what = "has a signature other than () -> i32 or () -> ()"
@@ -243,7 +274,7 @@ func callable(ty *wasmtime.FuncType) bool {
 func callableExports(module *wasmtime.Module) []string {
 	var names []string
 	for _, exp := range module.Exports() {
-		if ft := exp.Type().FuncType(); ft != nil && callable(ft) && exp.Name() != "_initialize" {
+		if ft := exp.Type().FuncType(); ft != nil && callable(ft) && !runtimeInits[exp.Name()] {
 			names = append(names, exp.Name())
 		}
 	}
