@@ -232,9 +232,14 @@ func (i *Instance) httpClient() *httpgate.Client {
 		return nil
 	}
 	if i.http == nil {
+		remedy := "list it in [capabilities] net of " + i.manifest.Path
+		if i.manifest.Path == "" {
+			remedy = "pass --allow-host to astrid-host call"
+		}
 		i.http = httpgate.NewClient(httpgate.Policy{
 			AllowHosts:   append(slices.Clone(i.manifest.Capabilities.Net), i.opts.AllowHosts...),
 			AllowPrivate: i.hostCfg.AllowPrivateNetwork,
+			Remedy:       remedy,
 		})
 	}
 	return i.http

@@ -178,14 +178,23 @@ func processAlive(pid int) bool {
 	if syscall.Kill(pid, 0) != nil {
 		return false
 	}
+	st := processState(pid)
+	return st != 0 && st != 'Z'
+}
+
+// processState is the state letter of pid in /proc/PID/stat (R, S, T, Z, ...), or 0 if pid is gone.
+func processState(pid int) byte {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return false
+		return 0
 	}
 	// The state follows the parenthesised command name: "pid (comm) S ...".
 	s := string(stat)
 	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+	if i < 0 || i+2 >= len(s) {
+		return 0
+	}
+	return s[i+2]
 }
 
 // testWriter sends log output to t.Log so it shows with the failing test only; after the test it

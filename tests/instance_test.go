@@ -185,9 +185,7 @@ func TestStoppedShimIsKilled(t *testing.T) {
 	h := newHost(t)
 	inst, _ := loadCapsule(t, h, "faulty")
 	pid := inst.Pid()
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	stopProcess(t, pid)
 	stopped := make(chan struct{})
 	go func() {
 		inst.Stop(context.Background())
@@ -214,9 +212,7 @@ func TestUnresponsiveShimFailsTheCall(t *testing.T) {
 	h := newHost(t)
 	inst, _ := loadCapsule(t, h, "faulty")
 	pid := inst.Pid()
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
+	stopProcess(t, pid)
 	_, err := inst.Call(context.Background(), "echo", []byte("x"), 100*time.Millisecond)
 	var ce *host.CallError
 	if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "the shim did not answer within the call's time limit plus 5s; it was killed") {
@@ -226,6 +222,16 @@ func TestUnresponsiveShimFailsTheCall(t *testing.T) {
 		t.Fatalf("state %s, want failed", st)
 	}
 	waitFor(t, 5*time.Second, "the stopped shim to be killed", func() bool { return !processAlive(pid) })
+}
+
+// stopProcess SIGSTOPs pid and waits until the kernel reports it stopped (signals are delivered
+// asynchronously).
+func stopProcess(t *testing.T, pid int) {
+	t.Helper()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the shim to be stopped", func() bool { return processState(pid) == 'T' })
 }
 
 // checkLeaks fails the test if goroutines started during it are still running once it and its

@@ -153,7 +153,7 @@ func TestDialFiltersResolvedAddresses(t *testing.T) {
 			[]string{"93.184.216.34:80", "[2606:2800::1]:80"}, ""},
 		{"mapped answer unmapped", []string{"::ffff:93.184.216.34"}, false, []string{"93.184.216.34:80"}, ""},
 		{"all private", []string{"127.0.0.1", "::ffff:10.0.0.1", "fd00::1"}, false, nil,
-			`HTTP request to "rebind.example:80" refused: it resolves only to loopback/private addresses (127.0.0.1, 10.0.0.1, fd00::1), which capsules may not reach (DNS resolved to an unauthorized private or local IP address)`},
+			`HTTP request to "rebind.example:80" refused: it resolves only to loopback/private addresses (127.0.0.1, 10.0.0.1, fd00::1), which capsules may not reach (DNS resolved to an unauthorized private or local IP address; astrid-host --allow-private-network lifts this, for tests)`},
 		{"operator allows private", []string{"127.0.0.1", "::1"}, true, []string{"127.0.0.1:80", "[::1]:80"}, ""},
 	}
 	for _, tt := range tests {

@@ -202,7 +202,7 @@ func TestRedirects(t *testing.T) {
 		wantBody string
 	}{
 		{"/same-host", nil, "", "final"},
-		{"/to-evil", ErrNotAllowed, `HTTP redirect to "evil.example" is not allowed: the capsule's [capabilities] net does not list it (it lists: 127.0.0.1)`, ""},
+		{"/to-evil", ErrNotAllowed, `HTTP redirect to "evil.example" is not allowed: the capsule's allowed hosts do not include it (it lists: 127.0.0.1)`, ""},
 		{"/to-localhost", ErrNotAllowed, `HTTP redirect to "localhost" is not allowed`, ""},
 		{"/to-file", ErrInvalid, `scheme "file"`, ""},
 		{"/loop", nil, "stopped after 10 redirects", ""},

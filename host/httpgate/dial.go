@@ -79,7 +79,7 @@ func (d *dialer) DialContext(ctx context.Context, network, address string) (net.
 			return nil, fmt.Errorf("HTTP request to %q: %s has no IP address", address, host)
 		}
 		return nil, newError(ErrNotAllowed, fmt.Sprintf(
-			"HTTP request to %q refused: it resolves only to loopback/private addresses (%s), which capsules may not reach (%s)",
+			"HTTP request to %q refused: it resolves only to loopback/private addresses (%s), which capsules may not reach (%s; astrid-host --allow-private-network lifts this, for tests)",
 			address, joinAddrs(refused), privateRefusal))
 	}
 	// Try the permitted addresses in the resolver's order, as net.Dialer would.
@@ -100,7 +100,7 @@ func (d *dialer) DialContext(ctx context.Context, network, address string) (net.
 // refusedLiteral is the error for a connection to a forbidden IP address.
 func refusedLiteral(address string, ip netip.Addr) error {
 	return newError(ErrNotAllowed, fmt.Sprintf(
-		"HTTP request to %q refused: %s is a loopback/private address, which capsules may not reach (%s)",
+		"HTTP request to %q refused: %s is a loopback/private address, which capsules may not reach (%s; astrid-host --allow-private-network lifts this, for tests)",
 		address, ip, privateRefusal))
 }
 

@@ -17,6 +17,10 @@ type Policy struct {
 	// multicast addresses; off by default (SSRF rule). The host sets it only from an explicit
 	// operator flag (--allow-private-network), used by tests.
 	AllowPrivate bool
+	// Remedy tells a refused capsule's operator how to allow a host, e.g. "list it in
+	// [capabilities] net" for a capsule or "pass --allow-host" for a bare module. It ends the
+	// not-allowed message when set.
+	Remedy string
 }
 
 // normalHost lower-cases a host name and drops a trailing root dot ("Example.COM." → "example.com").
@@ -53,5 +57,9 @@ func (p *Policy) notAllowed(what, host string) error {
 	if len(p.AllowHosts) > 0 {
 		lists = "it lists: " + strings.Join(p.AllowHosts, ", ")
 	}
-	return newError(ErrNotAllowed, fmt.Sprintf("%s to %q is not allowed: the capsule's [capabilities] net does not list it (%s)", what, host, lists))
+	msg := fmt.Sprintf("%s to %q is not allowed: the capsule's allowed hosts do not include it (%s)", what, host, lists)
+	if p.Remedy != "" {
+		msg += "; to allow it, " + p.Remedy
+	}
+	return newError(ErrNotAllowed, msg)
 }

@@ -49,8 +49,8 @@ func TestNotAllowedMessage(t *testing.T) {
 		allow []string
 		want  string
 	}{
-		{[]string{"api.x.com"}, `HTTP request to "example.org" is not allowed: the capsule's [capabilities] net does not list it (it lists: api.x.com)`},
-		{nil, `HTTP request to "example.org" is not allowed: the capsule's [capabilities] net does not list it (it lists nothing, so the capsule may make no HTTP requests)`},
+		{[]string{"api.x.com"}, `HTTP request to "example.org" is not allowed: the capsule's allowed hosts do not include it (it lists: api.x.com)`},
+		{nil, `HTTP request to "example.org" is not allowed: the capsule's allowed hosts do not include it (it lists nothing, so the capsule may make no HTTP requests)`},
 	}
 	for _, tt := range tests {
 		p := Policy{AllowHosts: tt.allow}
@@ -64,5 +64,14 @@ func TestNotAllowedMessage(t *testing.T) {
 		if strings.Contains(err.Error(), ErrNotAllowed.Error()) {
 			t.Errorf("message repeats the kind: %s", err)
 		}
+	}
+}
+
+func TestNotAllowedRemedy(t *testing.T) {
+	p := Policy{AllowHosts: []string{"api.x.com"}, Remedy: "pass --allow-host to astrid-host call"}
+	err := p.notAllowed("HTTP request", "example.org")
+	want := `HTTP request to "example.org" is not allowed: the capsule's allowed hosts do not include it (it lists: api.x.com); to allow it, pass --allow-host to astrid-host call`
+	if err == nil || err.Error() != want {
+		t.Fatalf("message\n got %v\nwant %s", err, want)
 	}
 }
