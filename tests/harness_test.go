@@ -34,8 +34,10 @@ var (
 
 // builtCapsules are the Go capsules the tests run: example and test-only ones.
 var builtCapsules = map[string]string{
-	"hello":  "examples/hello",
-	"faulty": "tests/testdata/capsules/faulty",
+	"hello":   "examples/hello",
+	"counter": "examples/counter",
+	"demo":    "examples/demo",
+	"faulty":  "tests/testdata/capsules/faulty",
 }
 
 func TestMain(m *testing.M) {
@@ -125,7 +127,8 @@ func runCLI(t *testing.T, stateDir string, args ...string) cliResult {
 }
 
 // newHost starts an in-process host on the built shim; it is shut down when the test ends.
-func newHost(t *testing.T) *host.Host {
+// configure, if given, adjusts the host's configuration first.
+func newHost(t *testing.T, configure ...func(*host.Config)) *host.Host {
 	t.Helper()
 	shim, err := host.VerifyShim(shimBin)
 	if err != nil {
@@ -133,11 +136,15 @@ func newHost(t *testing.T) *host.Host {
 	}
 	logs := &testWriter{t: t}
 	t.Cleanup(logs.close) // runs last: after the host's shutdown has logged
-	h, err := host.New(host.Config{
+	cfg := host.Config{
 		Shim:     shim,
 		StateDir: t.TempDir(),
 		Logger:   hclog.New(&hclog.LoggerOptions{Name: "test-host", Output: logs, Level: hclog.Debug}),
-	})
+	}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	h, err := host.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,14 +152,22 @@ func newHost(t *testing.T) *host.Host {
 	return h
 }
 
-// loadCapsule loads a built capsule by name into h.
-func loadCapsule(t *testing.T, h *host.Host, name string) (*host.Instance, host.LoadResult) {
+// loadCapsule loads a built capsule by name (or a capsule directory) into h.
+func loadCapsule(t *testing.T, h *host.Host, name string, opts ...host.LoadOptions) (*host.Instance, host.LoadResult) {
 	t.Helper()
-	m, _, err := manifest.Load(capsules[name])
+	dir, ok := capsules[name]
+	if !ok {
+		dir = name
+	}
+	m, _, err := manifest.Load(dir)
 	if err != nil {
 		t.Fatalf("manifest of %s: %v", name, err)
 	}
-	inst, res, err := h.Load(context.Background(), m, host.LoadOptions{})
+	var o host.LoadOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	inst, res, err := h.Load(context.Background(), m, o)
 	if err != nil {
 		t.Fatalf("load %s: %v", name, err)
 	}

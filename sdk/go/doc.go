@@ -55,8 +55,8 @@
 // # Example
 //
 // A capsule is a directory with a Capsule.toml manifest and the built .wasm
-// file. This one greets with a configurable greeting, counts its calls, logs,
-// and fetches pages from example.com. Capsule.toml:
+// file. examples/demo in this repository greets with a configurable greeting,
+// counts its calls, logs, and fetches pages over HTTP. Its Capsule.toml:
 //
 //	[package]
 //	name = "demo"
@@ -73,6 +73,7 @@
 //
 //	[env]
 //	greeting = { type = "string", description = "How to greet", default = "Hello" }
+//	base_url = { type = "string", description = "Where fetch gets pages from", default = "https://example.com" }
 //
 //	[limits]
 //	memory = "64MiB"
@@ -116,11 +117,16 @@
 //	//go:wasmexport fetch
 //	func fetch() int32 { return astrid.Export(fetchPath) }
 //
-//	// fetchPath returns the page of example.com at the path given as input.
+//	// fetchPath returns the page at the path given as input, under the
+//	// configured base_url.
 //	func fetchPath(path []byte) ([]byte, error) {
+//		base, ok := astrid.Config("base_url")
+//		if !ok {
+//			return nil, errors.New("fetch: base_url is not configured")
+//		}
 //		resp, err := astrid.Fetch(astrid.HTTPRequest{
 //			Method:  "GET",
-//			URL:     "https://example.com/" + string(path),
+//			URL:     base + "/" + string(path),
 //			Headers: map[string]string{"Accept": "text/html"},
 //		}, nil)
 //		if err != nil {
@@ -128,7 +134,7 @@
 //		}
 //		astrid.Logf(astrid.LogInfo, "fetched %d bytes, status %d", len(resp.Body), resp.Status)
 //		if resp.Status != 200 {
-//			return nil, fmt.Errorf("fetch: example.com/%s: status %d", path, resp.Status)
+//			return nil, fmt.Errorf("fetch: %s/%s: status %d", base, path, resp.Status)
 //		}
 //		return resp.Body, nil
 //	}
