@@ -17,6 +17,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
@@ -54,6 +56,11 @@ type Host struct {
 	cache  *ModuleCache
 	runDir string
 
+	bus *bus.Bus
+	// tasks tracks the goroutines the host starts on the side (run loops, stopping compromised
+	// instances), so Shutdown can wait for them.
+	tasks sync.WaitGroup
+
 	mu        sync.Mutex
 	instances []*Instance // in load order
 	closed    bool
@@ -79,7 +86,7 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir}, nil
+	return &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, bus: bus.New(bus.Options{})}, nil
 }
 
 // RuntimeDir is the host's private (0700) directory for sockets, removed at Shutdown. The CLI
@@ -107,6 +114,9 @@ type LoadOptions struct {
 	// AllowHosts adds hosts the capsule's HTTP requests may reach, beyond [capabilities] net
 	// (astrid-host call --allow-host, for a bare .wasm).
 	AllowHosts []string
+	// RunLoop starts the capsule's run export in the background once it is loaded, if it has
+	// one (astrid-host run does; astrid-host call, which calls one export, does not).
+	RunLoop bool
 }
 
 // LoadResult tells how a capsule was loaded.
@@ -121,7 +131,7 @@ type LoadResult struct {
 // Load starts a shim for the capsule described by m and loads its module. The instance is
 // returned even when loading fails, in state Failed with the reason; the error says the same.
 func (h *Host) Load(ctx context.Context, m *manifest.Manifest, opts LoadOptions) (*Instance, LoadResult, error) {
-	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, hostCfg: &h.cfg}
+	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{})}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -130,6 +140,7 @@ func (h *Host) Load(ctx context.Context, m *manifest.Manifest, opts LoadOptions)
 	h.instances = append(h.instances, inst)
 	h.mu.Unlock()
 	inst.log.Info("capsule state", "state", StateLoading, "dir", m.Dir)
+	h.publishEvent(TopicCapsulePrefix+StateLoading.String(), capsuleEvent{CapsuleID: m.ID(), Instance: inst.ipc.sourceID, State: StateLoading.String()})
 
 	start := time.Now()
 	res, err := h.load(ctx, inst, opts)
@@ -144,6 +155,9 @@ func (h *Host) Load(ctx context.Context, m *manifest.Manifest, opts LoadOptions)
 	}
 	inst.setState(StateReady, "")
 	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took)
+	if opts.RunLoop && slices.Contains(inst.Exports(), "run") {
+		inst.startRunLoop()
+	}
 	return inst, res, nil
 }
 
@@ -172,6 +186,10 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 			inst.log.Warn("cannot cache the kernel artefact", "error", err)
 		}
 	}
+	interceptors, err := inst.ipc.subscribeInterceptors(h.bus, m.Interceptors)
+	if err != nil {
+		return LoadResult{}, err
+	}
 	artefact := h.cache.Path(sum, info.WasmtimeVersion, info.EngineConfig)
 	var res LoadResult
 	compile := func() error {
@@ -196,14 +214,18 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		}
 	}
 	req := &pb.LoadRequest{
-		CapsuleId:        m.ID(),
-		ArtefactPath:     artefact,
-		MemoryLimitBytes: m.Limits.Memory,
-		CallTimeoutMs:    uint64(m.Limits.CallTimeout.Milliseconds()),
-		Fuel:             m.Limits.Fuel,
-		HostServicesId:   proc.shim.ServeHostServices(&hostServices{inst: inst}),
-		Config:           guestConfig(m, opts.Config),
-		LogLevel:         capsuleLogLevel(h.cfg.LogLevel),
+		CapsuleId:          m.ID(),
+		ArtefactPath:       artefact,
+		MemoryLimitBytes:   m.Limits.Memory,
+		CallTimeoutMs:      uint64(m.Limits.CallTimeout.Milliseconds()),
+		Fuel:               m.Limits.Fuel,
+		HostServicesId:     proc.shim.ServeHostServices(&hostServices{inst: inst}),
+		Config:             guestConfig(m, opts.Config),
+		LogLevel:           capsuleLogLevel(h.cfg.LogLevel),
+		IpcPublish:         m.Capabilities.IPCPublish,
+		IpcSubscribe:       m.Capabilities.IPCSubscribe,
+		IpcBytesPerSec:     m.Limits.IPCBytesPerSec,
+		InterceptorHandles: interceptors,
 	}
 	resp, err := proc.shim.Load(ctx, req)
 	if status.Code(err) == codes.DataLoss && !res.Compiled {
@@ -309,6 +331,15 @@ func readModule(path string) ([]byte, string, error) {
 	return wasm, hex.EncodeToString(sum[:]), nil
 }
 
+// background runs f on a goroutine the host waits for at Shutdown.
+func (h *Host) background(f func()) {
+	h.tasks.Add(1)
+	go func() {
+		defer h.tasks.Done()
+		f()
+	}()
+}
+
 // Shutdown stops every instance, newest first, and removes the runtime directory. Nothing the
 // host started is left running when it returns.
 func (h *Host) Shutdown(ctx context.Context) {
@@ -319,5 +350,6 @@ func (h *Host) Shutdown(ctx context.Context) {
 	for k := len(insts) - 1; k >= 0; k-- {
 		insts[k].Stop(ctx)
 	}
+	h.tasks.Wait()
 	os.RemoveAll(h.runDir)
 }

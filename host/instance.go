@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host/httpgate"
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/shared/pb"
@@ -56,7 +57,8 @@ const stopRPCTimeout = 2 * time.Second
 type Instance struct {
 	manifest *manifest.Manifest
 	opts     LoadOptions
-	hostCfg  *Config
+	host     *Host
+	ipc      *instanceIPC
 	log      hclog.Logger
 	proc     *shimProcess
 	watched  chan struct{} // closed when the exit watcher has finished
@@ -67,6 +69,10 @@ type Instance struct {
 	exports  []string
 	stopping bool
 	http     *httpgate.Client // built on the first HTTP request; closed by Stop
+	runLoop  bool             // the run export was started
+
+	ready     chan struct{} // closed by astrid_signal_ready
+	readyOnce sync.Once
 }
 
 // ID is the capsule id (package.name).
@@ -110,6 +116,31 @@ func (i *Instance) setState(s State, reason string) {
 	} else {
 		i.log.Info("capsule state", "state", s)
 	}
+	i.host.publishEvent(TopicCapsulePrefix+s.String(), capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, State: s.String(), Reason: reason})
+}
+
+// crashed records that the instance failed against its will: it is marked Failed, its
+// subscriptions end, and astrid.v1.capsule.crashed says why.
+func (i *Instance) crashed(reason string) {
+	i.mu.Lock()
+	stopping := i.stopping
+	i.mu.Unlock()
+	if stopping {
+		return
+	}
+	i.fail(reason)
+	i.ipc.close()
+	i.host.publishEvent(TopicCapsuleCrashed, capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason})
+}
+
+// compromised handles a request from the shim that a correct shim never sends: the shim is not
+// trustworthy, so the instance crashes and is stopped. The error is the shim's answer.
+func (i *Instance) compromised(err error) error {
+	reason := "the shim sent a request a correct shim never sends, so it is no longer trusted: " + err.Error()
+	i.log.Error("stopping a compromised shim", "pid", i.Pid(), "reason", err.Error())
+	i.crashed(reason)
+	i.host.background(func() { i.Stop(context.Background()) })
+	return status.Error(codes.PermissionDenied, reason)
 }
 
 // fail marks the instance Failed unless it is being stopped deliberately.
@@ -130,7 +161,7 @@ func (i *Instance) watchExit() {
 	stopping := i.stopping
 	i.mu.Unlock()
 	if !stopping {
-		i.fail(i.proc.exitReason())
+		i.crashed(i.proc.exitReason())
 		// Release go-plugin's client, the broker's servers and the socket directory now rather
 		// than when the instance is finally stopped.
 		i.proc.kill()
@@ -208,11 +239,11 @@ func (i *Instance) rpcFailure(ctx context.Context, export string, err error) err
 		if i.proc.waitExited(2 * time.Second) {
 			reason = i.proc.exitReason()
 		}
-		i.fail(reason)
+		i.crashed(reason)
 		return &CallError{Capsule: i.ID(), Export: export, Reason: reason + " during the call"}
 	case errors.Is(context.Cause(ctx), errShimUnresponsive):
 		reason := fmt.Sprintf("the shim did not answer within the call's time limit plus %s; it was killed", shimAnswerGrace)
-		i.fail(reason)
+		i.crashed(reason)
 		i.proc.kill()
 		return &CallError{Capsule: i.ID(), Export: export, Reason: reason}
 	case ctx.Err() != nil:
@@ -238,7 +269,7 @@ func (i *Instance) httpClient() *httpgate.Client {
 		}
 		i.http = httpgate.NewClient(httpgate.Policy{
 			AllowHosts:   append(slices.Clone(i.manifest.Capabilities.Net), i.opts.AllowHosts...),
-			AllowPrivate: i.hostCfg.AllowPrivateNetwork,
+			AllowPrivate: i.host.cfg.AllowPrivateNetwork,
 			Remedy:       remedy,
 		})
 	}
@@ -263,6 +294,51 @@ func (i *Instance) Health(ctx context.Context) error {
 		return fmt.Errorf("capsule %s: %w", i.ID(), ErrBusy)
 	default:
 		return &CallError{Capsule: i.ID(), Export: "health", Reason: status.Convert(err).Message()}
+	}
+}
+
+// SubscriptionStats reports the counters of each of the capsule's live subscriptions, by handle.
+func (i *Instance) SubscriptionStats() map[uint64]bus.Stats { return i.ipc.stats() }
+
+// startRunLoop calls the capsule's run export in the background with no time limit, as a
+// run-loop capsule expects. The loop ends when the capsule unloads; if it ends before that, the
+// capsule has crashed.
+func (i *Instance) startRunLoop() {
+	i.mu.Lock()
+	i.runLoop = true
+	i.mu.Unlock()
+	i.host.background(func() {
+		resp, err := i.proc.shim.Invoke(context.Background(), &pb.InvokeRequest{Export: "run", NoDeadline: true})
+		var reason string
+		switch {
+		case err != nil:
+			reason = "the run loop ended: " + status.Convert(err).Message()
+		case resp.Error != nil:
+			reason = "the run loop failed: " + resp.Error.Message
+		default:
+			reason = "the run loop returned; a run-loop capsule runs until it is unloaded"
+		}
+		i.crashed(reason)
+	})
+}
+
+// WaitReady waits until a run-loop capsule has called astrid_signal_ready, it stops being Ready,
+// or ctx ends (the error says which). Other capsules are ready once loaded.
+func (i *Instance) WaitReady(ctx context.Context) error {
+	i.mu.Lock()
+	runLoop := i.runLoop
+	i.mu.Unlock()
+	if !runLoop {
+		return nil
+	}
+	select {
+	case <-i.ready:
+		return nil
+	case <-ctx.Done():
+		if st, reason := i.State(); st != StateReady {
+			return fmt.Errorf("capsule %s is %s: %s", i.ID(), st, reason)
+		}
+		return fmt.Errorf("capsule %s did not signal ready: %w", i.ID(), ctx.Err())
 	}
 }
 
@@ -292,6 +368,7 @@ func (i *Instance) Stop(ctx context.Context) {
 			<-i.watched
 		}
 	}
+	i.ipc.close()
 	i.mu.Lock()
 	client := i.http
 	i.mu.Unlock()

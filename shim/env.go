@@ -29,6 +29,7 @@ type env struct {
 	logs  *logSink
 	host  *hostConn
 	vars  *varStore
+	ipc   *ipcState
 	call  callState
 }
 
@@ -44,28 +45,45 @@ type callState struct {
 	httpHeaders []byte
 }
 
-// hostFunc is a Go implementation of an extism:host/env import.
+// userModule is the import module of the Astrid host functions.
+const userModule = "extism:host/user"
+
+// hostFunc is a Go implementation of an import: an extism:host/env kernel function or an Astrid
+// host function in extism:host/user.
 type hostFunc struct {
+	module  string
 	name    string
 	params  []wasmtime.ValKind
 	results []wasmtime.ValKind
 	fn      func(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error)
 }
 
-// hostFuncs lists the extism:host/env functions implemented in Go; the rest are the kernel's.
+// hostFuncs lists the imports implemented in Go: the extism:host/env functions that are not the
+// kernel's, and the Astrid host functions.
 func (v *env) hostFuncs() []hostFunc {
 	i32, i64 := wasmtime.KindI32, wasmtime.KindI64
+	none := []wasmtime.ValKind(nil)
+	one := []wasmtime.ValKind{i64}
+	two := []wasmtime.ValKind{i64, i64}
+	env := kernel.ModuleName
 	fns := []hostFunc{
-		{"config_get", []wasmtime.ValKind{i64}, []wasmtime.ValKind{i64}, v.configGet},
-		{"var_get", []wasmtime.ValKind{i64}, []wasmtime.ValKind{i64}, v.varGet},
-		{"var_set", []wasmtime.ValKind{i64, i64}, nil, v.varSet},
-		{"get_log_level", nil, []wasmtime.ValKind{i32}, v.getLogLevel},
-		{"http_request", []wasmtime.ValKind{i64, i64}, []wasmtime.ValKind{i64}, v.httpRequest},
-		{"http_status_code", nil, []wasmtime.ValKind{i32}, v.httpStatusCode},
-		{"http_headers", nil, []wasmtime.ValKind{i64}, v.httpHeaders},
+		{env, "config_get", one, one, v.configGet},
+		{env, "var_get", one, one, v.varGet},
+		{env, "var_set", two, none, v.varSet},
+		{env, "get_log_level", none, []wasmtime.ValKind{i32}, v.getLogLevel},
+		{env, "http_request", two, one, v.httpRequest},
+		{env, "http_status_code", none, []wasmtime.ValKind{i32}, v.httpStatusCode},
+		{env, "http_headers", none, one, v.httpHeaders},
+		{userModule, "astrid_ipc_publish", two, none, v.ipcPublish},
+		{userModule, "astrid_ipc_subscribe", one, one, v.ipcSubscribe},
+		{userModule, "astrid_ipc_unsubscribe", one, none, v.ipcUnsubscribe},
+		{userModule, "astrid_ipc_poll", one, one, v.ipcPoll},
+		{userModule, "astrid_ipc_recv", two, one, v.ipcRecv},
+		{userModule, "astrid_get_interceptor_handles", none, one, v.getInterceptorHandles},
+		{userModule, "astrid_signal_ready", none, none, v.signalReady},
 	}
 	for level, name := range logFuncNames {
-		fns = append(fns, hostFunc{name, []wasmtime.ValKind{i64}, nil, v.logFunc(level)})
+		fns = append(fns, hostFunc{env, name, one, none, v.logFunc(level)})
 	}
 	return fns
 }
@@ -76,7 +94,7 @@ func (v *env) define(linker *wasmtime.Linker, k *kernel.Kernel) error {
 		ty := wasmtime.NewFuncType(valTypes(f.params), valTypes(f.results))
 		fn := f.fn
 		name := f.name
-		err := linker.FuncNew(kernel.ModuleName, name, ty, func(c *wasmtime.Caller, args []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
+		err := linker.FuncNew(f.module, name, ty, func(c *wasmtime.Caller, args []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
 			res, err := fn(c, k, args)
 			if err != nil {
 				return nil, wasmtime.NewTrap(name + ": " + err.Error())
@@ -90,11 +108,11 @@ func (v *env) define(linker *wasmtime.Linker, k *kernel.Kernel) error {
 	return nil
 }
 
-// providedImports names every extism:host/env function this shim provides.
-func (v *env) providedImports() []string {
-	names := append([]string(nil), kernel.Imports...)
+// providedImports names every function this shim provides, by import module.
+func (v *env) providedImports() map[string][]string {
+	names := map[string][]string{kernel.ModuleName: append([]string(nil), kernel.Imports...)}
 	for _, f := range v.hostFuncs() {
-		names = append(names, f.name)
+		names[f.module] = append(names[f.module], f.name)
 	}
 	return names
 }

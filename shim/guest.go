@@ -243,7 +243,7 @@ func (g *guest) memorySize() uint64 {
 
 // checkImports names every import of module that linker cannot satisfy, so a capsule built against
 // host functions this runtime lacks fails to load with a list instead of wasmtime's first miss.
-func checkImports(module *wasmtime.Module, linker *wasmtime.Linker, store *wasmtime.Store, provided []string) error {
+func checkImports(module *wasmtime.Module, linker *wasmtime.Linker, store *wasmtime.Store, provided map[string][]string) error {
 	var missing []string
 	for _, imp := range module.Imports() {
 		name := ""
@@ -257,8 +257,12 @@ func checkImports(module *wasmtime.Module, linker *wasmtime.Linker, store *wasmt
 	if len(missing) == 0 {
 		return nil
 	}
-	return fmt.Errorf("the module imports %s, which this host does not provide (it provides %s: %s; and wasi_snapshot_preview1)",
-		strings.Join(missing, ", "), kernel.ModuleName, strings.Join(provided, ", "))
+	var offer []string
+	for _, mod := range []string{kernel.ModuleName, userModule} {
+		offer = append(offer, mod+": "+strings.Join(provided[mod], ", "))
+	}
+	return fmt.Errorf("the module imports %s, which this host does not provide (it provides %s; and wasi_snapshot_preview1)",
+		strings.Join(missing, ", "), strings.Join(offer, "; "))
 }
 
 // callable reports whether an export can be called by name: () -> i32 (Extism's convention, 0 is

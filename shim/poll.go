@@ -119,6 +119,15 @@ func (v *env) pollOneoff(c *wasmtime.Caller, in, out, n, neventsPtr uint32) (int
 	}
 	if len(ready) == 0 {
 		if wait := time.Until(earliest); wait > 0 {
+			// A guest that sleeps must not hold its log lines and messages back meanwhile.
+			v.logs.flush()
+			if v.ipc != nil {
+				if err := v.ipc.flush(v.call.ctx); err != nil {
+					return 0, err
+				}
+			}
+		}
+		if wait := time.Until(earliest); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:

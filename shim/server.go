@@ -136,6 +136,11 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 		s.env.host = dialHost(s.broker, req.HostServicesId)
 		s.env.logs.host = s.env.host
 	}
+	ipc, err := newIPCState(req, s.env.host)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	s.env.ipc = ipc
 	module, err := s.engine.Deserialize(req.ArtefactPath)
 	if err != nil {
 		// Nothing ran yet: the host may still have this shim compile the module afresh.
@@ -181,7 +186,14 @@ func (s *Server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeR
 	if req.TimeoutMs > 0 {
 		timeout = time.Duration(req.TimeoutMs) * time.Millisecond
 	}
+	if req.NoDeadline {
+		timeout = 0
+	}
 	out, gerr, trapped := s.engine.call(s.unloading, s.guest, s.env, req.Export, req.Input, timeout)
+	// What the guest published reaches the bus before its call is answered.
+	if err := s.env.ipc.flush(s.unloading); err != nil && gerr == nil {
+		out, gerr = nil, &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("call to %s: %v", req.Export, err)}
+	}
 	if trapped {
 		s.guest.close()
 		s.guest = nil
@@ -217,6 +229,9 @@ func (s *Server) Shutdown(ctx context.Context, _ *pb.ShutdownRequest) (*pb.Shutd
 	if s.module != nil {
 		s.module.Close()
 		s.module = nil
+	}
+	if s.env.ipc != nil {
+		s.env.ipc.stop()
 	}
 	s.env.logs.flush()
 	s.env.host.close()

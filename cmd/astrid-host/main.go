@@ -47,7 +47,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "run":
-		return runCommand(rest, stderr)
+		return runCommand(rest, stdout, stderr)
 	case "call":
 		return callCommand(rest, stdin, stdout, stderr)
 	case "check":

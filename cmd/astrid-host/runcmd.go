@@ -2,13 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/manifest"
 )
@@ -20,19 +26,56 @@ each in its own astrid-shim process, logs each one's state, and runs until SIGIN
 Then it unloads the capsules, newest first, and exits 0 with no process left behind; a second
 signal exits at once (the shims die with the host).
 
+A capsule that exports run is a run-loop capsule: run is started in the background once it is
+loaded, with no time limit, and runs until the host stops.
+
 A capsule whose manifest is invalid is skipped with its problems logged; the command fails
-(exit 2) only when no capsule could be loaded.`
+(exit 2) only when no capsule could be loaded.
+
+--tail PATTERN prints every bus message whose topic PATTERN matches as a JSON line on stdout,
+the host's own events (astrid.v1.capsule.*, astrid.v1.capsules_loaded) included; --tail '*.*'
+shows (nearly) everything. --publish TOPIC=JSON publishes a message once every capsule is loaded,
+for smoke tests.
+
+Example:
+  astrid-host run --tail 'ping.v1.*' --publish 'ping.v1.request={"n":1}' examples/`
 
 // shutdownTimeout bounds the orderly unload at the end of run.
 const shutdownTimeout = 10 * time.Second
 
-func runCommand(args []string, stderr io.Writer) int {
+// readyTimeout is how long run waits for run-loop capsules to signal ready before it announces
+// that the capsules are loaded and publishes --publish messages.
+const readyTimeout = 5 * time.Second
+
+func runCommand(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", runSynopsis, stderr)
 	var hf hostFlags
 	hf.register(fs, "info")
+	var tails, publishes stringList
+	fs.Var(&tails, "tail", "print bus messages whose topic `PATTERN` matches as JSON lines on stdout; repeatable")
+	fs.Var(&publishes, "publish", "publish `TOPIC=JSON` once the capsules are loaded; repeatable")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageError(fs, stderr, err)
+	}
+	type publication struct{ topic, payload string }
+	var pubs []publication
+	for _, p := range publishes {
+		topic, payload, ok := strings.Cut(p, "=")
+		switch {
+		case !ok:
+			return usageError(fs, stderr, fmt.Errorf("--publish %q: want TOPIC=JSON", p))
+		case bus.CheckSegments(topic) != nil:
+			return usageError(fs, stderr, fmt.Errorf("--publish %q: topic %q %v", p, topic, bus.CheckSegments(topic)))
+		case !json.Valid([]byte(payload)):
+			return usageError(fs, stderr, fmt.Errorf("--publish %q: %q is not valid JSON", p, payload))
+		}
+		pubs = append(pubs, publication{topic, payload})
+	}
+	for _, t := range tails {
+		if err := bus.CheckSegments(t); err != nil {
+			return usageError(fs, stderr, fmt.Errorf("--tail %q: the pattern %v", t, err))
+		}
 	}
 	if len(pos) == 0 {
 		return usageError(fs, stderr, fmt.Errorf("want at least one capsule PATH"))
@@ -50,6 +93,8 @@ func runCommand(args []string, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	tailDone := startTails(h.Bus(), tails, stdout, logger)
+	defer tailDone()
 	seen := map[string]string{}
 	ready := 0
 	for _, dir := range dirs {
@@ -66,7 +111,7 @@ func runCommand(args []string, stderr io.Writer) int {
 			continue
 		}
 		seen[m.ID()] = dir
-		if _, _, err := h.Load(ctx, m, host.LoadOptions{}); err == nil {
+		if _, _, err := h.Load(ctx, m, host.LoadOptions{RunLoop: true}); err == nil {
 			ready++
 		}
 		if ctx.Err() != nil {
@@ -77,6 +122,21 @@ func runCommand(args []string, stderr io.Writer) int {
 		logger.Error("no capsule could be loaded")
 		h.Shutdown(context.Background())
 		return exitUsage
+	}
+	// Run-loop capsules say when they have subscribed (astrid_signal_ready); give them a moment,
+	// as upstream does, so that what is published next reaches them.
+	rctx, rcancel := context.WithTimeout(ctx, readyTimeout)
+	for _, inst := range h.Instances() {
+		if err := inst.WaitReady(rctx); err != nil {
+			logger.Warn("run-loop capsule not ready", "capsule", inst.ID(), "error", err)
+		}
+	}
+	rcancel()
+	h.CapsulesLoaded()
+	for _, p := range pubs {
+		if err := h.Publish(p.topic, []byte(p.payload)); err != nil {
+			logger.Error("--publish failed", "topic", p.topic, "error", err)
+		}
 	}
 	logger.Info("running; send SIGINT or SIGTERM to stop", "capsules", ready)
 	<-ctx.Done()
@@ -96,4 +156,47 @@ func runCommand(args []string, stderr io.Writer) int {
 	h.Shutdown(sctx)
 	logger.Info("stopped")
 	return exitOK
+}
+
+// startTails prints the bus messages matching each pattern as JSON lines on out until the
+// returned function is called (it waits for the printers to finish).
+func startTails(b *bus.Bus, patterns []string, out io.Writer, logger hclog.Logger) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex // one line at a time on out
+	for _, p := range patterns {
+		sub := b.Subscribe(p)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer sub.Close()
+			for {
+				env, err := sub.Recv(ctx, 10<<20)
+				if env.Lagged > 0 {
+					logger.Warn("--tail fell behind; messages were skipped", "pattern", p, "skipped", env.Lagged)
+				}
+				mu.Lock()
+				for _, m := range env.Messages {
+					line, merr := json.Marshal(m)
+					if merr == nil {
+						fmt.Fprintf(out, "%s\n", line)
+					}
+				}
+				mu.Unlock()
+				if err != nil {
+					// Stopping: print what is still queued (the host's last events) and end.
+					for _, m := range sub.Poll(10 << 20).Messages {
+						if line, merr := json.Marshal(m); merr == nil {
+							fmt.Fprintf(out, "%s\n", line)
+						}
+					}
+					return
+				}
+			}
+		}()
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }

@@ -17,9 +17,10 @@
 //
 // The package reaches the host through the Extism kernel imports
 // (extism:host/env), so capsules built with it follow the same ABI as Extism
-// plugins. Data crosses in blocks of the kernel memory, separate from the
-// capsule's linear memory; the package copies it in and out, so the rest of
-// the capsule sees ordinary strings and byte slices:
+// plugins, and for IPC through Astrid's host functions (extism:host/user).
+// Data crosses in blocks of the kernel memory, separate from the capsule's
+// linear memory; the package copies it in and out, so the rest of the
+// capsule sees ordinary strings and byte slices:
 //
 //   - Input and InputString return the call's input; Output and
 //     OutputString set its output; SetError and SetErrorString set its error
@@ -36,21 +37,77 @@
 //     (astrid-host --log-level), are skipped without formatting them.
 //   - Fetch makes an HTTP request through the host, to the hosts the
 //     manifest allows in [capabilities] net.
+//   - Publish sends a JSON message on a topic of the host's bus, to every
+//     capsule subscribed to it; Subscribe returns a Subscription whose Poll
+//     and Recv read the messages published on the topics its pattern
+//     matches. The manifest lists what the capsule may publish and subscribe
+//     to in [capabilities] ipc_publish and ipc_subscribe (see IPC below).
 //   - Memory, Allocate and FindMemory work with kernel blocks directly, the
 //     way host functions exchange data.
 //
-// Go's linker keeps only the kernel imports a capsule uses, so a capsule that
-// never calls Fetch, say, does not import http_request.
+// Go's linker keeps only the imports a capsule uses, so a capsule that never
+// calls Fetch, say, does not import http_request, and one that does no IPC
+// does not import the astrid_ipc_* functions.
 //
-// Failures the host detects in a kernel call (an HTTP request it refuses or
-// that fails, variables over their size cap, an access outside a block) trap
-// the export call with the host's message: the call fails at once and the
-// capsule cannot catch it. The functions here return errors only for what
-// the capsule can detect itself.
+// Failures the host detects in a call to it (an HTTP request it refuses or
+// that fails, variables over their size cap, an access outside a block, a
+// topic the manifest does not allow) trap the export call with the host's
+// message: the call fails at once and the capsule cannot catch it. The
+// functions here return errors only for what the capsule can detect itself.
 //
 // The package compiles on every platform, so go vet, go doc and editors see
 // it as usual, but outside GOOS=wasip1 every call that reaches the kernel
 // panics.
+//
+// # IPC
+//
+// Capsules talk to each other over the host's bus: a message is a JSON
+// value published on a topic, a dot-separated name such as
+// "ping.v1.request", and goes to every subscription whose pattern matches
+// the topic. In a pattern a "*" segment matches any one segment, or, as
+// the last segment, one or more ("ping.*" matches "ping.v1.request").
+// Messages wait in the subscription's queue in the host until the capsule
+// reads them: Poll returns what is queued at once, Recv waits up to a
+// timeout (at most MaxRecvTimeout) for something to arrive. Each Message has
+// its topic, its publisher, a timestamp and its payload, which Decode
+// unmarshals as Publish marshalled it.
+//
+// A capsule may publish only to the topics matched by a pattern of its
+// manifest's [capabilities] ipc_publish, and subscribe only to patterns
+// covered by one of its ipc_subscribe:
+//
+//	[capabilities]
+//	ipc_publish = ["ping.v1.request"]
+//	ipc_subscribe = ["ping.v1.reply"]
+//
+// A capsule that asks a question subscribes to the answers before it asks,
+// since a subscription receives only what is published after it is made:
+//
+//	sub, err := astrid.Subscribe("ping.v1.reply")
+//	if err != nil {
+//		return nil, err
+//	}
+//	defer sub.Unsubscribe()
+//	if err := astrid.Publish("ping.v1.request", map[string]int{"n": 1}); err != nil {
+//		return nil, err
+//	}
+//	env, err := sub.Recv(5 * time.Second)
+//	if err != nil {
+//		return nil, err
+//	}
+//	for _, m := range env.Messages {
+//		var reply struct{ N int }
+//		if err := m.Decode(&reply); err != nil {
+//			return nil, err
+//		}
+//		astrid.Logf(astrid.LogInfo, "reply %d from %s", reply.N, m.SourceID)
+//	}
+//
+// Subscriptions, unlike kernel blocks, outlive the call that made them: a
+// capsule with a run export (a run-loop capsule, which the host starts once
+// after loading it and never times out) typically subscribes once and then
+// calls Recv in a loop. The repository's examples/ping and examples/pong are
+// a pair of capsules that talk this way; pong's run export is such a loop.
 //
 // # Example
 //

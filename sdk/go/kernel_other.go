@@ -33,3 +33,10 @@ func kernelLogError(uint64)                   { panic(noKernel) }
 func kernelHTTPRequest(uint64, uint64) uint64 { panic(noKernel) }
 func kernelHTTPStatusCode() int32             { panic(noKernel) }
 func kernelHTTPHeaders() uint64               { panic(noKernel) }
+func hostIPCPublish(uint64, uint64)           { panic(noKernel) }
+func hostIPCSubscribe(uint64) uint64          { panic(noKernel) }
+func hostIPCUnsubscribe(uint64)               { panic(noKernel) }
+func hostIPCPoll(uint64) uint64               { panic(noKernel) }
+func hostIPCRecv(uint64, uint64) uint64       { panic(noKernel) }
+func hostGetInterceptorHandles() uint64       { panic(noKernel) }
+func hostSignalReady()                        { panic(noKernel) }

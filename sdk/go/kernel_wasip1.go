@@ -81,3 +81,28 @@ func kernelHTTPStatusCode() int32
 
 //go:wasmimport extism:host/env http_headers
 func kernelHTTPHeaders() uint64
+
+// The Astrid host functions (ABI.md §3), in extism:host/user. Every parameter
+// is a kernel block handle; numbers (subscription handles, timeouts) cross as
+// decimal ASCII; an error traps the call.
+
+//go:wasmimport extism:host/user astrid_ipc_publish
+func hostIPCPublish(topic, payload uint64)
+
+//go:wasmimport extism:host/user astrid_ipc_subscribe
+func hostIPCSubscribe(pattern uint64) uint64
+
+//go:wasmimport extism:host/user astrid_ipc_unsubscribe
+func hostIPCUnsubscribe(handle uint64)
+
+//go:wasmimport extism:host/user astrid_ipc_poll
+func hostIPCPoll(handle uint64) uint64
+
+//go:wasmimport extism:host/user astrid_ipc_recv
+func hostIPCRecv(handle, timeoutMS uint64) uint64
+
+//go:wasmimport extism:host/user astrid_get_interceptor_handles
+func hostGetInterceptorHandles() uint64
+
+//go:wasmimport extism:host/user astrid_signal_ready
+func hostSignalReady()

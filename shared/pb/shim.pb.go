@@ -349,9 +349,19 @@ type LoadRequest struct {
 	Config map[string]string `protobuf:"bytes,7,rep,name=config,proto3" json:"config,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// log_level is the capsule's log level: 0 trace, 1 debug, 2 info, 3 warn, 4 error, 5 off.
 	// Guest log lines below it are dropped in the shim; get_log_level returns it.
-	LogLevel      int32 `protobuf:"varint,8,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LogLevel int32 `protobuf:"varint,8,opt,name=log_level,json=logLevel,proto3" json:"log_level,omitempty"`
+	// The capsule's IPC ACLs ([capabilities] ipc_publish and ipc_subscribe), for the shim's own
+	// checks (the host checks again).
+	IpcPublish   []string `protobuf:"bytes,9,rep,name=ipc_publish,json=ipcPublish,proto3" json:"ipc_publish,omitempty"`
+	IpcSubscribe []string `protobuf:"bytes,10,rep,name=ipc_subscribe,json=ipcSubscribe,proto3" json:"ipc_subscribe,omitempty"`
+	// ipc_bytes_per_sec is the publish quota of the capsule instance ([limits] ipc_bytes_per_sec).
+	IpcBytesPerSec uint64 `protobuf:"varint,11,opt,name=ipc_bytes_per_sec,json=ipcBytesPerSec,proto3" json:"ipc_bytes_per_sec,omitempty"`
+	// interceptor_handles is the JSON array astrid_get_interceptor_handles returns: the
+	// subscriptions the host made for the capsule's [[interceptor]]s, which it may poll but not
+	// unsubscribe.
+	InterceptorHandles []byte `protobuf:"bytes,12,opt,name=interceptor_handles,json=interceptorHandles,proto3" json:"interceptor_handles,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *LoadRequest) Reset() {
@@ -440,6 +450,34 @@ func (x *LoadRequest) GetLogLevel() int32 {
 	return 0
 }
 
+func (x *LoadRequest) GetIpcPublish() []string {
+	if x != nil {
+		return x.IpcPublish
+	}
+	return nil
+}
+
+func (x *LoadRequest) GetIpcSubscribe() []string {
+	if x != nil {
+		return x.IpcSubscribe
+	}
+	return nil
+}
+
+func (x *LoadRequest) GetIpcBytesPerSec() uint64 {
+	if x != nil {
+		return x.IpcBytesPerSec
+	}
+	return 0
+}
+
+func (x *LoadRequest) GetInterceptorHandles() []byte {
+	if x != nil {
+		return x.InterceptorHandles
+	}
+	return nil
+}
+
 type LoadResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// exports lists the guest's exported functions, sorted.
@@ -499,7 +537,10 @@ type InvokeRequest struct {
 	Export string                 `protobuf:"bytes,1,opt,name=export,proto3" json:"export,omitempty"`
 	Input  []byte                 `protobuf:"bytes,2,opt,name=input,proto3" json:"input,omitempty"`
 	// timeout_ms overrides the load's call_timeout_ms when non-zero.
-	TimeoutMs     uint64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	TimeoutMs uint64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// no_deadline runs the call without a time limit (a run-loop capsule's run export); it ends
+	// when the capsule unloads.
+	NoDeadline    bool `protobuf:"varint,4,opt,name=no_deadline,json=noDeadline,proto3" json:"no_deadline,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -553,6 +594,13 @@ func (x *InvokeRequest) GetTimeoutMs() uint64 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *InvokeRequest) GetNoDeadline() bool {
+	if x != nil {
+		return x.NoDeadline
+	}
+	return false
 }
 
 type InvokeResponse struct {
@@ -1111,6 +1159,477 @@ func (x *HttpResponse) GetBody() []byte {
 	return nil
 }
 
+type IpcPublication struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// payload is the JSON the guest published, as it wrote it.
+	Payload       []byte `protobuf:"bytes,2,opt,name=payload,proto3" json:"payload,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcPublication) Reset() {
+	*x = IpcPublication{}
+	mi := &file_shared_pb_shim_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcPublication) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcPublication) ProtoMessage() {}
+
+func (x *IpcPublication) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcPublication.ProtoReflect.Descriptor instead.
+func (*IpcPublication) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *IpcPublication) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *IpcPublication) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+type IpcPublishRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Messages      []*IpcPublication      `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcPublishRequest) Reset() {
+	*x = IpcPublishRequest{}
+	mi := &file_shared_pb_shim_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcPublishRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcPublishRequest) ProtoMessage() {}
+
+func (x *IpcPublishRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcPublishRequest.ProtoReflect.Descriptor instead.
+func (*IpcPublishRequest) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *IpcPublishRequest) GetMessages() []*IpcPublication {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+type IpcPublishResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcPublishResponse) Reset() {
+	*x = IpcPublishResponse{}
+	mi := &file_shared_pb_shim_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcPublishResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcPublishResponse) ProtoMessage() {}
+
+func (x *IpcPublishResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcPublishResponse.ProtoReflect.Descriptor instead.
+func (*IpcPublishResponse) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{19}
+}
+
+type IpcSubscribeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Pattern       string                 `protobuf:"bytes,1,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcSubscribeRequest) Reset() {
+	*x = IpcSubscribeRequest{}
+	mi := &file_shared_pb_shim_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcSubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcSubscribeRequest) ProtoMessage() {}
+
+func (x *IpcSubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcSubscribeRequest.ProtoReflect.Descriptor instead.
+func (*IpcSubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *IpcSubscribeRequest) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+type IpcSubscribeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Handle        uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcSubscribeResponse) Reset() {
+	*x = IpcSubscribeResponse{}
+	mi := &file_shared_pb_shim_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcSubscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcSubscribeResponse) ProtoMessage() {}
+
+func (x *IpcSubscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcSubscribeResponse.ProtoReflect.Descriptor instead.
+func (*IpcSubscribeResponse) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *IpcSubscribeResponse) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
+type IpcHandle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Handle        uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcHandle) Reset() {
+	*x = IpcHandle{}
+	mi := &file_shared_pb_shim_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcHandle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcHandle) ProtoMessage() {}
+
+func (x *IpcHandle) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcHandle.ProtoReflect.Descriptor instead.
+func (*IpcHandle) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *IpcHandle) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
+type IpcUnsubscribeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcUnsubscribeResponse) Reset() {
+	*x = IpcUnsubscribeResponse{}
+	mi := &file_shared_pb_shim_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcUnsubscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcUnsubscribeResponse) ProtoMessage() {}
+
+func (x *IpcUnsubscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcUnsubscribeResponse.ProtoReflect.Descriptor instead.
+func (*IpcUnsubscribeResponse) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{23}
+}
+
+type IpcRecvRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Handle        uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	TimeoutMs     uint64                 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcRecvRequest) Reset() {
+	*x = IpcRecvRequest{}
+	mi := &file_shared_pb_shim_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcRecvRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcRecvRequest) ProtoMessage() {}
+
+func (x *IpcRecvRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcRecvRequest.ProtoReflect.Descriptor instead.
+func (*IpcRecvRequest) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *IpcRecvRequest) GetHandle() uint64 {
+	if x != nil {
+		return x.Handle
+	}
+	return 0
+}
+
+func (x *IpcRecvRequest) GetTimeoutMs() uint64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+type IpcEnvelope struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// json is the envelope as the guest receives it:
+	// {"messages":[IpcMessage...],"dropped":0,"lagged":n}.
+	Json          []byte `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IpcEnvelope) Reset() {
+	*x = IpcEnvelope{}
+	mi := &file_shared_pb_shim_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IpcEnvelope) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IpcEnvelope) ProtoMessage() {}
+
+func (x *IpcEnvelope) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IpcEnvelope.ProtoReflect.Descriptor instead.
+func (*IpcEnvelope) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *IpcEnvelope) GetJson() []byte {
+	if x != nil {
+		return x.Json
+	}
+	return nil
+}
+
+type SignalReadyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalReadyRequest) Reset() {
+	*x = SignalReadyRequest{}
+	mi := &file_shared_pb_shim_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalReadyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalReadyRequest) ProtoMessage() {}
+
+func (x *SignalReadyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalReadyRequest.ProtoReflect.Descriptor instead.
+func (*SignalReadyRequest) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{26}
+}
+
+type SignalReadyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalReadyResponse) Reset() {
+	*x = SignalReadyResponse{}
+	mi := &file_shared_pb_shim_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalReadyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalReadyResponse) ProtoMessage() {}
+
+func (x *SignalReadyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalReadyResponse.ProtoReflect.Descriptor instead.
+func (*SignalReadyResponse) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{27}
+}
+
 var File_shared_pb_shim_proto protoreflect.FileDescriptor
 
 const file_shared_pb_shim_proto_rawDesc = "" +
@@ -1123,7 +1642,7 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12'\n" +
 	"\x0fkernel_artefact\x18\x04 \x01(\fR\x0ekernelArtefact\"\x1b\n" +
 	"\x05Chunk\x12\x12\n" +
-	"\x04data\x18\x01 \x01(\fR\x04data\"\xfe\x02\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"\xa0\x04\n" +
 	"\vLoadRequest\x12\x1d\n" +
 	"\n" +
 	"capsule_id\x18\x01 \x01(\tR\tcapsuleId\x12#\n" +
@@ -1133,18 +1652,26 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x04fuel\x18\x05 \x01(\x04R\x04fuel\x12(\n" +
 	"\x10host_services_id\x18\x06 \x01(\rR\x0ehostServicesId\x12?\n" +
 	"\x06config\x18\a \x03(\v2'.astrid.shim.v1.LoadRequest.ConfigEntryR\x06config\x12\x1b\n" +
-	"\tlog_level\x18\b \x01(\x05R\blogLevel\x1a9\n" +
+	"\tlog_level\x18\b \x01(\x05R\blogLevel\x12\x1f\n" +
+	"\vipc_publish\x18\t \x03(\tR\n" +
+	"ipcPublish\x12#\n" +
+	"\ripc_subscribe\x18\n" +
+	" \x03(\tR\fipcSubscribe\x12)\n" +
+	"\x11ipc_bytes_per_sec\x18\v \x01(\x04R\x0eipcBytesPerSec\x12/\n" +
+	"\x13interceptor_handles\x18\f \x01(\fR\x12interceptorHandles\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
 	"\fLoadResponse\x12\x18\n" +
 	"\aexports\x18\x01 \x03(\tR\aexports\x12 \n" +
-	"\vinitialized\x18\x02 \x01(\bR\vinitialized\"\\\n" +
+	"\vinitialized\x18\x02 \x01(\bR\vinitialized\"}\n" +
 	"\rInvokeRequest\x12\x16\n" +
 	"\x06export\x18\x01 \x01(\tR\x06export\x12\x14\n" +
 	"\x05input\x18\x02 \x01(\fR\x05input\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x03 \x01(\x04R\ttimeoutMs\"Z\n" +
+	"timeout_ms\x18\x03 \x01(\x04R\ttimeoutMs\x12\x1f\n" +
+	"\vno_deadline\x18\x04 \x01(\bR\n" +
+	"noDeadline\"Z\n" +
 	"\x0eInvokeResponse\x12\x16\n" +
 	"\x06output\x18\x01 \x01(\fR\x06output\x120\n" +
 	"\x05error\x18\x02 \x01(\v2\x1a.astrid.shim.v1.GuestErrorR\x05error\"\xee\x02\n" +
@@ -1204,17 +1731,45 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x04body\x18\x03 \x01(\fR\x04body\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\xaa\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\x0eIpcPublication\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x18\n" +
+	"\apayload\x18\x02 \x01(\fR\apayload\"O\n" +
+	"\x11IpcPublishRequest\x12:\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1e.astrid.shim.v1.IpcPublicationR\bmessages\"\x14\n" +
+	"\x12IpcPublishResponse\"/\n" +
+	"\x13IpcSubscribeRequest\x12\x18\n" +
+	"\apattern\x18\x01 \x01(\tR\apattern\".\n" +
+	"\x14IpcSubscribeResponse\x12\x16\n" +
+	"\x06handle\x18\x01 \x01(\x04R\x06handle\"#\n" +
+	"\tIpcHandle\x12\x16\n" +
+	"\x06handle\x18\x01 \x01(\x04R\x06handle\"\x18\n" +
+	"\x16IpcUnsubscribeResponse\"G\n" +
+	"\x0eIpcRecvRequest\x12\x16\n" +
+	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x02 \x01(\x04R\ttimeoutMs\"!\n" +
+	"\vIpcEnvelope\x12\x12\n" +
+	"\x04json\x18\x01 \x01(\fR\x04json\"\x14\n" +
+	"\x12SignalReadyRequest\"\x15\n" +
+	"\x13SignalReadyResponse2\xaa\x03\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.astrid.shim.v1.InfoRequest\x1a\x1c.astrid.shim.v1.InfoResponse\x12;\n" +
 	"\aCompile\x12\x15.astrid.shim.v1.Chunk\x1a\x15.astrid.shim.v1.Chunk(\x010\x01\x12A\n" +
 	"\x04Load\x12\x1b.astrid.shim.v1.LoadRequest\x1a\x1c.astrid.shim.v1.LoadResponse\x12G\n" +
 	"\x06Invoke\x12\x1d.astrid.shim.v1.InvokeRequest\x1a\x1e.astrid.shim.v1.InvokeResponse\x12G\n" +
 	"\x06Health\x12\x1d.astrid.shim.v1.HealthRequest\x1a\x1e.astrid.shim.v1.HealthResponse\x12M\n" +
-	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\x91\x01\n" +
+	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\xf9\x04\n" +
 	"\fHostServices\x12>\n" +
 	"\x03Log\x12\x1a.astrid.shim.v1.LogRequest\x1a\x1b.astrid.shim.v1.LogResponse\x12A\n" +
-	"\x04Http\x12\x1b.astrid.shim.v1.HttpRequest\x1a\x1c.astrid.shim.v1.HttpResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
+	"\x04Http\x12\x1b.astrid.shim.v1.HttpRequest\x1a\x1c.astrid.shim.v1.HttpResponse\x12S\n" +
+	"\n" +
+	"IpcPublish\x12!.astrid.shim.v1.IpcPublishRequest\x1a\".astrid.shim.v1.IpcPublishResponse\x12Y\n" +
+	"\fIpcSubscribe\x12#.astrid.shim.v1.IpcSubscribeRequest\x1a$.astrid.shim.v1.IpcSubscribeResponse\x12S\n" +
+	"\x0eIpcUnsubscribe\x12\x19.astrid.shim.v1.IpcHandle\x1a&.astrid.shim.v1.IpcUnsubscribeResponse\x12A\n" +
+	"\aIpcPoll\x12\x19.astrid.shim.v1.IpcHandle\x1a\x1b.astrid.shim.v1.IpcEnvelope\x12F\n" +
+	"\aIpcRecv\x12\x1e.astrid.shim.v1.IpcRecvRequest\x1a\x1b.astrid.shim.v1.IpcEnvelope\x12V\n" +
+	"\vSignalReady\x12\".astrid.shim.v1.SignalReadyRequest\x1a#.astrid.shim.v1.SignalReadyResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
 
 var (
 	file_shared_pb_shim_proto_rawDescOnce sync.Once
@@ -1229,60 +1784,84 @@ func file_shared_pb_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_shared_pb_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_shared_pb_shim_proto_goTypes = []any{
-	(GuestError_Kind)(0),     // 0: astrid.shim.v1.GuestError.Kind
-	(LogEntry_Level)(0),      // 1: astrid.shim.v1.LogEntry.Level
-	(*InfoRequest)(nil),      // 2: astrid.shim.v1.InfoRequest
-	(*InfoResponse)(nil),     // 3: astrid.shim.v1.InfoResponse
-	(*Chunk)(nil),            // 4: astrid.shim.v1.Chunk
-	(*LoadRequest)(nil),      // 5: astrid.shim.v1.LoadRequest
-	(*LoadResponse)(nil),     // 6: astrid.shim.v1.LoadResponse
-	(*InvokeRequest)(nil),    // 7: astrid.shim.v1.InvokeRequest
-	(*InvokeResponse)(nil),   // 8: astrid.shim.v1.InvokeResponse
-	(*GuestError)(nil),       // 9: astrid.shim.v1.GuestError
-	(*HealthRequest)(nil),    // 10: astrid.shim.v1.HealthRequest
-	(*HealthResponse)(nil),   // 11: astrid.shim.v1.HealthResponse
-	(*ShutdownRequest)(nil),  // 12: astrid.shim.v1.ShutdownRequest
-	(*ShutdownResponse)(nil), // 13: astrid.shim.v1.ShutdownResponse
-	(*LogRequest)(nil),       // 14: astrid.shim.v1.LogRequest
-	(*LogEntry)(nil),         // 15: astrid.shim.v1.LogEntry
-	(*LogResponse)(nil),      // 16: astrid.shim.v1.LogResponse
-	(*HttpRequest)(nil),      // 17: astrid.shim.v1.HttpRequest
-	(*HttpResponse)(nil),     // 18: astrid.shim.v1.HttpResponse
-	nil,                      // 19: astrid.shim.v1.LoadRequest.ConfigEntry
-	nil,                      // 20: astrid.shim.v1.HttpRequest.HeadersEntry
-	nil,                      // 21: astrid.shim.v1.HttpResponse.HeadersEntry
+	(GuestError_Kind)(0),           // 0: astrid.shim.v1.GuestError.Kind
+	(LogEntry_Level)(0),            // 1: astrid.shim.v1.LogEntry.Level
+	(*InfoRequest)(nil),            // 2: astrid.shim.v1.InfoRequest
+	(*InfoResponse)(nil),           // 3: astrid.shim.v1.InfoResponse
+	(*Chunk)(nil),                  // 4: astrid.shim.v1.Chunk
+	(*LoadRequest)(nil),            // 5: astrid.shim.v1.LoadRequest
+	(*LoadResponse)(nil),           // 6: astrid.shim.v1.LoadResponse
+	(*InvokeRequest)(nil),          // 7: astrid.shim.v1.InvokeRequest
+	(*InvokeResponse)(nil),         // 8: astrid.shim.v1.InvokeResponse
+	(*GuestError)(nil),             // 9: astrid.shim.v1.GuestError
+	(*HealthRequest)(nil),          // 10: astrid.shim.v1.HealthRequest
+	(*HealthResponse)(nil),         // 11: astrid.shim.v1.HealthResponse
+	(*ShutdownRequest)(nil),        // 12: astrid.shim.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),       // 13: astrid.shim.v1.ShutdownResponse
+	(*LogRequest)(nil),             // 14: astrid.shim.v1.LogRequest
+	(*LogEntry)(nil),               // 15: astrid.shim.v1.LogEntry
+	(*LogResponse)(nil),            // 16: astrid.shim.v1.LogResponse
+	(*HttpRequest)(nil),            // 17: astrid.shim.v1.HttpRequest
+	(*HttpResponse)(nil),           // 18: astrid.shim.v1.HttpResponse
+	(*IpcPublication)(nil),         // 19: astrid.shim.v1.IpcPublication
+	(*IpcPublishRequest)(nil),      // 20: astrid.shim.v1.IpcPublishRequest
+	(*IpcPublishResponse)(nil),     // 21: astrid.shim.v1.IpcPublishResponse
+	(*IpcSubscribeRequest)(nil),    // 22: astrid.shim.v1.IpcSubscribeRequest
+	(*IpcSubscribeResponse)(nil),   // 23: astrid.shim.v1.IpcSubscribeResponse
+	(*IpcHandle)(nil),              // 24: astrid.shim.v1.IpcHandle
+	(*IpcUnsubscribeResponse)(nil), // 25: astrid.shim.v1.IpcUnsubscribeResponse
+	(*IpcRecvRequest)(nil),         // 26: astrid.shim.v1.IpcRecvRequest
+	(*IpcEnvelope)(nil),            // 27: astrid.shim.v1.IpcEnvelope
+	(*SignalReadyRequest)(nil),     // 28: astrid.shim.v1.SignalReadyRequest
+	(*SignalReadyResponse)(nil),    // 29: astrid.shim.v1.SignalReadyResponse
+	nil,                            // 30: astrid.shim.v1.LoadRequest.ConfigEntry
+	nil,                            // 31: astrid.shim.v1.HttpRequest.HeadersEntry
+	nil,                            // 32: astrid.shim.v1.HttpResponse.HeadersEntry
 }
 var file_shared_pb_shim_proto_depIdxs = []int32{
-	19, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
+	30, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
 	9,  // 1: astrid.shim.v1.InvokeResponse.error:type_name -> astrid.shim.v1.GuestError
 	0,  // 2: astrid.shim.v1.GuestError.kind:type_name -> astrid.shim.v1.GuestError.Kind
 	15, // 3: astrid.shim.v1.LogRequest.entries:type_name -> astrid.shim.v1.LogEntry
 	1,  // 4: astrid.shim.v1.LogEntry.level:type_name -> astrid.shim.v1.LogEntry.Level
-	20, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
-	21, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
-	2,  // 7: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
-	4,  // 8: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
-	5,  // 9: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
-	7,  // 10: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
-	10, // 11: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
-	12, // 12: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
-	14, // 13: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
-	17, // 14: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
-	3,  // 15: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
-	4,  // 16: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
-	6,  // 17: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
-	8,  // 18: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
-	11, // 19: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
-	13, // 20: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
-	16, // 21: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
-	18, // 22: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
-	15, // [15:23] is the sub-list for method output_type
-	7,  // [7:15] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	31, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
+	32, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
+	19, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
+	2,  // 8: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
+	4,  // 9: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
+	5,  // 10: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
+	7,  // 11: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
+	10, // 12: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
+	12, // 13: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
+	14, // 14: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
+	17, // 15: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
+	20, // 16: astrid.shim.v1.HostServices.IpcPublish:input_type -> astrid.shim.v1.IpcPublishRequest
+	22, // 17: astrid.shim.v1.HostServices.IpcSubscribe:input_type -> astrid.shim.v1.IpcSubscribeRequest
+	24, // 18: astrid.shim.v1.HostServices.IpcUnsubscribe:input_type -> astrid.shim.v1.IpcHandle
+	24, // 19: astrid.shim.v1.HostServices.IpcPoll:input_type -> astrid.shim.v1.IpcHandle
+	26, // 20: astrid.shim.v1.HostServices.IpcRecv:input_type -> astrid.shim.v1.IpcRecvRequest
+	28, // 21: astrid.shim.v1.HostServices.SignalReady:input_type -> astrid.shim.v1.SignalReadyRequest
+	3,  // 22: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
+	4,  // 23: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
+	6,  // 24: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
+	8,  // 25: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
+	11, // 26: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
+	13, // 27: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
+	16, // 28: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
+	18, // 29: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
+	21, // 30: astrid.shim.v1.HostServices.IpcPublish:output_type -> astrid.shim.v1.IpcPublishResponse
+	23, // 31: astrid.shim.v1.HostServices.IpcSubscribe:output_type -> astrid.shim.v1.IpcSubscribeResponse
+	25, // 32: astrid.shim.v1.HostServices.IpcUnsubscribe:output_type -> astrid.shim.v1.IpcUnsubscribeResponse
+	27, // 33: astrid.shim.v1.HostServices.IpcPoll:output_type -> astrid.shim.v1.IpcEnvelope
+	27, // 34: astrid.shim.v1.HostServices.IpcRecv:output_type -> astrid.shim.v1.IpcEnvelope
+	29, // 35: astrid.shim.v1.HostServices.SignalReady:output_type -> astrid.shim.v1.SignalReadyResponse
+	22, // [22:36] is the sub-list for method output_type
+	8,  // [8:22] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_shared_pb_shim_proto_init() }
@@ -1296,7 +1875,7 @@ func file_shared_pb_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shared_pb_shim_proto_rawDesc), len(file_shared_pb_shim_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   20,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -1,0 +1,189 @@
+package bus
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Default queue limits of a subscription (DESIGN.md §4).
+const (
+	DefaultQueueMessages = 1024
+	DefaultQueueBytes    = 8 << 20
+)
+
+// Options configure a Bus. The zero value means the defaults.
+type Options struct {
+	// QueueMessages is the most messages a subscription's queue holds;
+	// <= 0 means DefaultQueueMessages.
+	QueueMessages int
+	// QueueBytes is the most payload bytes a subscription's queue holds;
+	// <= 0 means DefaultQueueBytes.
+	QueueBytes int
+}
+
+// Bus is the in-process topic bus: publishers hand it messages, and it
+// appends each one to the queue of every subscription whose pattern matches
+// the topic (Match). It never blocks on a subscriber. All methods are safe
+// for concurrent use.
+//
+// Locks: mu (a RWMutex) guards the subscription index; Publish holds it for
+// reading while it appends to queues, Subscribe and Close for writing. Each
+// subscription's queue has its own small mutex, always taken after mu.
+type Bus struct {
+	opts Options
+	seq  atomic.Uint64 // last seq assigned
+
+	mu    sync.RWMutex
+	index index
+	count int // open subscriptions, indexed or not
+}
+
+// New returns an empty bus with the given options.
+func New(opts Options) *Bus {
+	if opts.QueueMessages <= 0 {
+		opts.QueueMessages = DefaultQueueMessages
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultQueueBytes
+	}
+	return &Bus{opts: opts}
+}
+
+// stamp gives m the seq and, if it has none, the timestamp now.
+func stamp(m *Message, seq uint64, now func() time.Time) {
+	m.Seq = seq
+	if m.Timestamp.IsZero() {
+		m.Timestamp = now()
+	}
+}
+
+// nowUTC is the timestamp of published messages.
+func nowUTC() time.Time { return time.Now().UTC() }
+
+// Publish assigns m the next global seq (the first is 1) and, if
+// m.Timestamp is zero, the current time; appends it to the queue of every
+// subscription whose pattern matches m.Topic; and returns the seq. A topic
+// that matches nothing (no subscriber, an empty segment, more than MaxDepth
+// segments) still takes a seq. Publish never blocks on subscribers: a full
+// queue evicts its oldest message, counted as lagged. Messages published by
+// one goroutine reach each subscriber in publish order; messages of
+// concurrent publishers are not ordered among themselves, so their seqs can
+// reach a subscriber out of order.
+//
+// Publish validates nothing: the host checks guest topics and payloads
+// (CheckPublishTopic, PayloadFromGuest) before calling it.
+func (b *Bus) Publish(m Message) uint64 {
+	stamp(&m, b.seq.Add(1), nowUTC)
+	var segBuf [MaxDepth]string
+	segs, ok := splitTopic(m.Topic, segBuf[:0])
+	if !ok {
+		return m.Seq
+	}
+	var subBuf [8]*Subscription
+	b.mu.RLock()
+	for _, s := range b.index.collect(segs, subBuf[:0]) {
+		s.push(&m)
+	}
+	b.mu.RUnlock()
+	return m.Seq
+}
+
+// PublishBatch publishes ms in order, as consecutive calls of Publish by one
+// goroutine would, with consecutive seqs; it returns the first (0 when ms is
+// empty). It takes the index lock once and each matching subscription's
+// lock once, which is what makes pipelined guest publishes cheap. Messages
+// without a timestamp all get the same one. The seqs are written into ms.
+func (b *Bus) PublishBatch(ms []Message) (firstSeq uint64) {
+	if len(ms) == 0 {
+		return 0
+	}
+	first := b.seq.Add(uint64(len(ms))) - uint64(len(ms)) + 1
+	now := time.Time{}
+	clock := func() time.Time {
+		if now.IsZero() {
+			now = nowUTC()
+		}
+		return now
+	}
+	for i := range ms {
+		stamp(&ms[i], first+uint64(i), clock)
+	}
+
+	// Group the messages by subscription, keeping publish order within each
+	// group, so that every queue is locked once.
+	var order []*Subscription
+	groups := make(map[*Subscription][]*Message)
+	var segBuf [MaxDepth]string
+	var subBuf []*Subscription
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	for i := range ms {
+		segs, ok := splitTopic(ms[i].Topic, segBuf[:0])
+		if !ok {
+			continue
+		}
+		subBuf = b.index.collect(segs, subBuf[:0])
+		for _, s := range subBuf {
+			g, seen := groups[s]
+			if !seen {
+				order = append(order, s)
+			}
+			groups[s] = append(g, &ms[i])
+		}
+	}
+	for _, s := range order {
+		s.push(groups[s]...)
+	}
+	return first
+}
+
+// Subscribe adds a subscription to pattern and returns it; messages
+// published from now on whose topic pattern matches are queued for it. The
+// caller (the host) has already validated and authorised pattern
+// (CheckSubscribePattern, Covers); any string is accepted without panic, and
+// one that can match nothing, such as "a..b", makes a subscription that
+// never receives anything. Close the subscription when done with it.
+func (b *Bus) Subscribe(pattern string) *Subscription {
+	s := &Subscription{
+		bus:      b,
+		pattern:  pattern,
+		notify:   make(chan struct{}, 1),
+		done:     make(chan struct{}),
+		maxMsgs:  b.opts.QueueMessages,
+		maxBytes: b.opts.QueueBytes,
+	}
+	if segs, ok := splitPattern(pattern); ok && indexable(segs) {
+		s.segs = segs
+	}
+	b.mu.Lock()
+	if s.segs != nil {
+		b.index.insert(s.segs, s)
+	}
+	b.count++
+	b.mu.Unlock()
+	return s
+}
+
+// indexable reports whether a pattern with these segments can match a topic
+// of at most MaxDepth segments; the others stay out of the index.
+func indexable(segs []string) bool {
+	return len(segs) <= MaxDepth
+}
+
+// remove takes s out of the index; Subscription.Close calls it once.
+func (b *Bus) remove(s *Subscription) {
+	b.mu.Lock()
+	if s.segs != nil {
+		b.index.remove(s.segs, s)
+	}
+	b.count--
+	b.mu.Unlock()
+}
+
+// Subscriptions returns the number of subscriptions that are not closed.
+func (b *Bus) Subscriptions() int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.count
+}

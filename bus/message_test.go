@@ -1,0 +1,125 @@
+package bus
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMessageJSON(t *testing.T) {
+	ts := time.Date(2026, 3, 25, 10, 0, 0, 123456789, time.UTC)
+	src := "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+	cases := []struct {
+		name string
+		m    Message
+		want string
+	}{
+		{"upstream's example", Message{Topic: "foo.bar", Payload: json.RawMessage(`{"type":"custom","data":{"x":1}}`), SourceID: src, Timestamp: ts, Seq: 42, Principal: "default"},
+			`{"topic":"foo.bar","payload":{"type":"custom","data":{"x":1}},"signature":null,"source_id":"` + src + `","timestamp":"2026-03-25T10:00:00.123456789Z","seq":42,"principal":"default"}`},
+		{"no principal, host source", Message{Topic: "a", Payload: json.RawMessage(`{"type":"connect"}`), Timestamp: ts.Truncate(time.Second), Seq: 1},
+			`{"topic":"a","payload":{"type":"connect"},"signature":null,"source_id":"00000000-0000-0000-0000-000000000000","timestamp":"2026-03-25T10:00:00Z","seq":1}`},
+		{"milliseconds, other zone, escapes", Message{Topic: "a\"<b>", Payload: json.RawMessage(`{"type":"connect"}`), SourceID: src, Timestamp: time.Date(2026, 3, 25, 12, 0, 0, 120_000_000, time.FixedZone("x", 2*3600)), Principal: "p\n"},
+			`{"topic":"a\"<b>","payload":{"type":"connect"},"signature":null,"source_id":"` + src + `","timestamp":"2026-03-25T10:00:00.120Z","seq":0,"principal":"p\n"}`},
+		{"microseconds", Message{Topic: "a", Payload: json.RawMessage(`{"type":"connect"}`), SourceID: src, Timestamp: ts.Truncate(time.Microsecond)},
+			`{"topic":"a","payload":{"type":"connect"},"signature":null,"source_id":"` + src + `","timestamp":"2026-03-25T10:00:00.123456Z","seq":0}`},
+		{"no payload", Message{Topic: "a", SourceID: src, Timestamp: ts},
+			`{"topic":"a","payload":null,"signature":null,"source_id":"` + src + `","timestamp":"2026-03-25T10:00:00.123456789Z","seq":0}`},
+	}
+	for _, c := range cases {
+		// Called directly: json.Marshal would re-escape <, > and & (still
+		// the same JSON value).
+		got, err := c.m.MarshalJSON()
+		if err != nil || string(got) != c.want {
+			t.Errorf("%s: Marshal =\n  %s, %v\nwant\n  %s", c.name, got, err, c.want)
+			continue
+		}
+		if _, err := json.Marshal(c.m); err != nil {
+			t.Errorf("%s: json.Marshal: %v", c.name, err)
+		}
+		if c.m.Payload == nil {
+			continue
+		}
+		var back Message
+		if err := json.Unmarshal(got, &back); err != nil {
+			t.Errorf("%s: Unmarshal: %v", c.name, err)
+			continue
+		}
+		want := c.m
+		want.Timestamp = want.Timestamp.UTC()
+		if want.SourceID == "" {
+			want.SourceID = NilSourceID
+		}
+		if back.Topic != want.Topic || string(back.Payload) != string(want.Payload) || back.SourceID != want.SourceID ||
+			!back.Timestamp.Equal(want.Timestamp) || back.Seq != want.Seq || back.Principal != want.Principal {
+			t.Errorf("%s: round trip = %+v, want %+v", c.name, back, want)
+		}
+	}
+}
+
+func TestMessageUnmarshalErrors(t *testing.T) {
+	full := map[string]string{
+		"topic":     `"a.b"`,
+		"payload":   `{"type":"connect"}`,
+		"source_id": `"6ba7b810-9dad-11d1-80b4-00c04fd430c8"`,
+		"timestamp": `"2026-03-25T10:00:00Z"`,
+	}
+	build := func(drop, key, value string) string {
+		var parts []string
+		for k, v := range full {
+			if k != drop {
+				parts = append(parts, `"`+k+`":`+v)
+			}
+		}
+		if key != "" {
+			parts = append(parts, `"`+key+`":`+value)
+		}
+		return "{" + strings.Join(parts, ",") + "}"
+	}
+	var m Message
+	if err := json.Unmarshal([]byte(build("", "principal", "null")), &m); err != nil || m.Principal != "" || m.Seq != 0 {
+		t.Fatalf("minimal message: %+v, %v", m, err)
+	}
+	bad := []string{
+		build("topic", "", ""),
+		build("payload", "", ""),
+		build("source_id", "", ""),
+		build("timestamp", "", ""),
+		build("payload", "payload", `"text"`),
+		build("source_id", "source_id", `"not-a-uuid"`),
+		build("timestamp", "timestamp", `"yesterday"`),
+		build("", "seq", `-1`),
+		build("", "principal", `7`),
+		build("topic", "Topic", `"a.b"`), // keys are case-sensitive
+		`[]`,
+	}
+	for _, in := range bad {
+		if err := json.Unmarshal([]byte(in), &m); err == nil {
+			t.Errorf("Unmarshal(%s) = nil error", in)
+		}
+	}
+}
+
+func TestEnvelopeJSON(t *testing.T) {
+	got, err := json.Marshal(Envelope{})
+	if err != nil || string(got) != `{"messages":[],"dropped":0,"lagged":0}` {
+		t.Fatalf("empty envelope = %s, %v", got, err)
+	}
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	env := Envelope{Lagged: 3, Messages: []Message{
+		{Topic: "a", Payload: json.RawMessage(`{"type":"connect"}`), Timestamp: ts, Seq: 1},
+		{Topic: "b", Payload: json.RawMessage(`{"type":"custom","data":1}`), Timestamp: ts, Seq: 2, Principal: "p"},
+	}}
+	got, err = json.Marshal(env)
+	want := `{"messages":[` +
+		`{"topic":"a","payload":{"type":"connect"},"signature":null,"source_id":"00000000-0000-0000-0000-000000000000","timestamp":"2026-01-02T03:04:05Z","seq":1},` +
+		`{"topic":"b","payload":{"type":"custom","data":1},"signature":null,"source_id":"00000000-0000-0000-0000-000000000000","timestamp":"2026-01-02T03:04:05Z","seq":2,"principal":"p"}` +
+		`],"dropped":0,"lagged":3}`
+	if err != nil || string(got) != want {
+		t.Fatalf("envelope =\n  %s, %v\nwant\n  %s", got, err, want)
+	}
+	var back Envelope
+	if err := json.Unmarshal(got, &back); err != nil || len(back.Messages) != 2 || back.Lagged != 3 || back.Messages[1].Principal != "p" {
+		t.Fatalf("round trip = %+v, %v", back, err)
+	}
+}

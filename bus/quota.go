@@ -1,0 +1,81 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Per-capsule-instance IPC quotas (DESIGN.md §4; MaxSubscriptions is in acl.go).
+const (
+	// MaxPayloadBytes is the largest payload a capsule may publish.
+	MaxPayloadBytes = 5 << 20
+	// DefaultBytesPerSecond is the default IPC budget of a capsule instance
+	// per 1 s window (the manifest's [limits] ipc_bytes_per_sec).
+	DefaultBytesPerSecond = 10 << 20
+)
+
+// RateWindow is the length of the rate limiter's fixed window.
+const RateWindow = time.Second
+
+// The errors of RateLimiter.Charge; the returned errors wrap them and begin
+// with their upstream texts.
+var (
+	ErrPayloadTooLarge = errors.New("Payload too large")
+	ErrRateLimited     = errors.New("Rate limit exceeded")
+)
+
+// RateLimiter is the IPC rate limiter of one capsule instance (upstream
+// 0.5's IpcRateLimiter with DESIGN.md's numbers): a payload may be at most
+// MaxPayloadBytes, and the payloads charged in a fixed 1 s window may total
+// at most the budget. A window starts with the first charge made at least
+// RateWindow after the previous window's start. There is no message-count
+// limit. It is safe for concurrent use.
+type RateLimiter struct {
+	budget uint64
+	now    func() time.Time
+
+	mu     sync.Mutex
+	start  time.Time // start of the current window; zero before the first charge
+	window uint64    // bytes charged in the current window
+}
+
+// NewRateLimiter returns a limiter allowing bytesPerSecond bytes per 1 s
+// window (0 means DefaultBytesPerSecond), reading the time from now (nil
+// means time.Now).
+func NewRateLimiter(bytesPerSecond uint64, now func() time.Time) *RateLimiter {
+	if bytesPerSecond == 0 {
+		bytesPerSecond = DefaultBytesPerSecond
+	}
+	if now == nil {
+		now = time.Now
+	}
+	return &RateLimiter{budget: bytesPerSecond, now: now}
+}
+
+// Charge accounts for a payload of size bytes about to be published. It
+// fails with an error wrapping ErrPayloadTooLarge when size exceeds
+// MaxPayloadBytes, and with one wrapping ErrRateLimited when the window's
+// total plus size would exceed the budget; the error text starts with
+// upstream's ("Payload too large", "Rate limit exceeded") and adds the
+// numbers in parentheses. Only an accepted payload is charged. A negative
+// size counts as 0.
+func (r *RateLimiter) Charge(size int) error {
+	n := uint64(max(size, 0))
+	if n > MaxPayloadBytes {
+		return fmt.Errorf("%w (%d bytes; the limit is %d)", ErrPayloadTooLarge, n, MaxPayloadBytes)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	if r.start.IsZero() || now.Sub(r.start) >= RateWindow {
+		r.start, r.window = now, 0
+	}
+	if n > r.budget-r.window { // r.window <= r.budget, so this cannot wrap
+		return fmt.Errorf("%w (%d bytes already published in this 1 s window; %d more would exceed the limit of %d bytes per second)",
+			ErrRateLimited, r.window, n, r.budget)
+	}
+	r.window += n
+	return nil
+}

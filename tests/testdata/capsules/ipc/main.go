@@ -1,0 +1,143 @@
+//go:build wasip1
+
+// Command ipc is a test-only capsule: each export performs the IPC operations its JSON input
+// describes, so tests can drive real guest publishes and subscriptions through a real shim.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	astrid "github.com/astrid-go/astrid/sdk/go"
+)
+
+func main() {}
+
+// subs keeps this instance's subscriptions between calls (globals live as long as the instance).
+var subs = map[uint64]*astrid.Subscription{}
+
+type publishInput struct {
+	Topic   string          `json:"topic"`
+	Payload json.RawMessage `json:"payload"` // published as is (may be invalid JSON on purpose)
+	Bytes   int             `json:"bytes"`   // if set: publish a JSON string of this many bytes instead
+	Count   int             `json:"count"`   // default 1; each payload of a count > 1 gets "n"
+}
+
+//go:wasmexport publish
+func publish() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) {
+		var p publishInput
+		if err := json.Unmarshal(in, &p); err != nil {
+			return nil, err
+		}
+		count := max(p.Count, 1)
+		for n := 1; n <= count; n++ {
+			payload := []byte(p.Payload)
+			switch {
+			case p.Bytes > 0:
+				payload = []byte(`"` + strings.Repeat("x", p.Bytes-2) + `"`)
+			case p.Count > 1:
+				payload = fmt.Appendf(nil, `{"n":%d}`, n)
+			}
+			if err := astrid.PublishJSON(p.Topic, payload); err != nil {
+				return nil, err
+			}
+		}
+		return []byte("ok"), nil
+	})
+}
+
+//go:wasmexport subscribe
+func subscribe() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) {
+		s, err := astrid.Subscribe(string(in))
+		if err != nil {
+			return nil, err
+		}
+		subs[s.Handle()] = s
+		return []byte(strconv.FormatUint(s.Handle(), 10)), nil
+	})
+}
+
+func sub(in []byte) (*astrid.Subscription, error) {
+	h, err := strconv.ParseUint(strings.TrimSpace(string(in)), 10, 64)
+	if err != nil {
+		return nil, err
+	}
+	if s, ok := subs[h]; ok {
+		return s, nil
+	}
+	return nil, fmt.Errorf("no subscription %d in this instance", h)
+}
+
+//go:wasmexport unsubscribe
+func unsubscribe() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) {
+		s, err := sub(in)
+		if err != nil {
+			return nil, err
+		}
+		delete(subs, s.Handle())
+		return []byte("ok"), s.Unsubscribe()
+	})
+}
+
+// summary is what poll and recv output: the data of each message, and the envelope's counters.
+type summary struct {
+	Data    []json.RawMessage `json:"data"`
+	Topics  []string          `json:"topics"`
+	Seqs    []uint64          `json:"seqs"`
+	Sources []string          `json:"sources"`
+	Lagged  uint64            `json:"lagged"`
+}
+
+func summarize(env *astrid.Envelope) ([]byte, error) {
+	s := summary{Data: []json.RawMessage{}, Topics: []string{}, Seqs: []uint64{}, Sources: []string{}, Lagged: env.Lagged}
+	for _, m := range env.Messages {
+		s.Data = append(s.Data, m.Data())
+		s.Topics = append(s.Topics, m.Topic)
+		s.Seqs = append(s.Seqs, m.Seq)
+		s.Sources = append(s.Sources, m.SourceID)
+	}
+	return json.Marshal(s)
+}
+
+//go:wasmexport poll
+func poll() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) {
+		s, err := sub(in)
+		if err != nil {
+			return nil, err
+		}
+		env, err := s.Poll()
+		if err != nil {
+			return nil, err
+		}
+		return summarize(env)
+	})
+}
+
+//go:wasmexport recv
+func recv() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) {
+		var r struct {
+			Handle    uint64 `json:"handle"`
+			TimeoutMs int64  `json:"timeout_ms"`
+		}
+		if err := json.Unmarshal(in, &r); err != nil {
+			return nil, err
+		}
+		s, err := sub([]byte(strconv.FormatUint(r.Handle, 10)))
+		if err != nil {
+			return nil, err
+		}
+		env, err := s.Recv(time.Duration(r.TimeoutMs) * time.Millisecond)
+		if err != nil {
+			return nil, err
+		}
+		return summarize(env)
+	})
+}
