@@ -33,7 +33,8 @@ var (
 	rawShimErr  error
 )
 
-func rawShim(b *testing.B) string {
+// rawShim builds tests/rawshim once and returns its path.
+func rawShim(b testing.TB) string {
 	rawShimOnce.Do(func() {
 		rawShimBin = filepath.Join(binDir, "rawshim")
 		rawShimErr = goBuild(nil, "-o", rawShimBin, "./tests/rawshim")

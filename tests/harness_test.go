@@ -37,7 +37,10 @@ var builtCapsules = map[string]string{
 	"hello":   "examples/hello",
 	"counter": "examples/counter",
 	"demo":    "examples/demo",
+	"ping":    "examples/ping",
+	"pong":    "examples/pong",
 	"faulty":  "tests/testdata/capsules/faulty",
+	"ipc":     "tests/testdata/capsules/ipc",
 }
 
 func TestMain(m *testing.M) {

@@ -1,17 +1,28 @@
-// Command rawshim is the baseline of the benchmarks in package tests: a go-plugin server speaking
-// the shim protocol with none of the runtime behind it. Load only deserialises the artefact (if
-// one is named) and dials the host's services (if served); Invoke of "http" makes one Http broker
-// RPC to the host with the input as the URL and returns the body; any other Invoke echoes its
-// input. Comparing astrid-shim against it measures what the runtime adds to go-plugin's own costs.
+// Command rawshim is a go-plugin server speaking the shim protocol with none of the runtime behind
+// it, for the tests in package tests:
+//
+//   - the baseline of the benchmarks: Load only deserialises the artefact (if one is named) and
+//     dials the host's services (if served); Invoke of "http" makes one Http broker RPC to the
+//     host with the input as the URL; any other Invoke echoes its input. Comparing astrid-shim
+//     against it measures what the runtime adds to go-plugin's own costs;
+//   - a compromised shim: Invoke of "forge" sends the host the IPC request its input describes,
+//     one that a correct shim would never send, and answers with the host's reply.
+//
+// It compiles modules (Compile) with its own engine so a host can load capsules with it.
 package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"os"
+	"strings"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
@@ -25,6 +36,74 @@ type rawServer struct {
 	module *wasmtime.Module
 	broker *plugin.GRPCBroker
 	host   pb.HostServicesClient
+}
+
+func (s *rawServer) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, error) {
+	return &pb.InfoResponse{WasmtimeVersion: "rawshim", EngineConfig: "epoch=on", Pid: int32(os.Getpid())}, nil
+}
+
+func (s *rawServer) Compile(stream pb.Shim_CompileServer) error {
+	var wasm []byte
+	for {
+		c, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		wasm = append(wasm, c.Data...)
+	}
+	m, err := wasmtime.NewModule(s.engine, wasm)
+	if err != nil {
+		return err
+	}
+	art, err := m.Serialize()
+	if err != nil {
+		return err
+	}
+	return stream.Send(&pb.Chunk{Data: art})
+}
+
+func (s *rawServer) Shutdown(context.Context, *pb.ShutdownRequest) (*pb.ShutdownResponse, error) {
+	return &pb.ShutdownResponse{}, nil
+}
+
+// forgery is the input of Invoke("forge"): one IPC request to send as is.
+type forgery struct {
+	RPC     string `json:"rpc"` // publish, subscribe, unsubscribe, poll, recv
+	Topic   string `json:"topic"`
+	Payload string `json:"payload"`
+	Bytes   int    `json:"bytes"` // a payload of this many bytes instead
+	Handle  uint64 `json:"handle"`
+	Timeout uint64 `json:"timeout_ms"`
+}
+
+func (s *rawServer) forge(ctx context.Context, input []byte) error {
+	var f forgery
+	if err := json.Unmarshal(input, &f); err != nil {
+		return err
+	}
+	payload := []byte(f.Payload)
+	if f.Bytes > 0 {
+		payload = []byte(`"` + strings.Repeat("x", f.Bytes-2) + `"`)
+	}
+	var err error
+	switch f.RPC {
+	case "publish":
+		_, err = s.host.IpcPublish(ctx, &pb.IpcPublishRequest{Messages: []*pb.IpcPublication{{Topic: f.Topic, Payload: payload}}})
+	case "subscribe":
+		_, err = s.host.IpcSubscribe(ctx, &pb.IpcSubscribeRequest{Pattern: f.Topic})
+	case "unsubscribe":
+		_, err = s.host.IpcUnsubscribe(ctx, &pb.IpcHandle{Handle: f.Handle})
+	case "poll":
+		_, err = s.host.IpcPoll(ctx, &pb.IpcHandle{Handle: f.Handle})
+	case "recv":
+		_, err = s.host.IpcRecv(ctx, &pb.IpcRecvRequest{Handle: f.Handle, TimeoutMs: f.Timeout})
+	default:
+		return fmt.Errorf("unknown rpc %q", f.RPC)
+	}
+	return err
 }
 
 func (s *rawServer) Load(_ context.Context, req *pb.LoadRequest) (*pb.LoadResponse, error) {
@@ -46,6 +125,12 @@ func (s *rawServer) Load(_ context.Context, req *pb.LoadRequest) (*pb.LoadRespon
 }
 
 func (s *rawServer) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
+	if req.Export == "forge" {
+		if err := s.forge(ctx, req.Input); err != nil {
+			return &pb.InvokeResponse{Output: []byte(status.Convert(err).Message())}, nil
+		}
+		return &pb.InvokeResponse{Output: []byte("accepted")}, nil
+	}
 	if req.Export == "http" && s.host != nil {
 		resp, err := s.host.Http(ctx, &pb.HttpRequest{Url: string(req.Input)})
 		if err != nil {
