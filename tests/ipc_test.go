@@ -122,7 +122,9 @@ func TestIPCRefusals(t *testing.T) {
 	checkLeaks(t)
 	h := newHost(t)
 	inst, _ := loadCapsule(t, h, "ipc")
-	pub := func(topic string, payload any) map[string]any { return map[string]any{"topic": topic, "payload": payload} }
+	pub := func(topic string, payload any) map[string]any {
+		return map[string]any{"topic": topic, "payload": payload}
+	}
 	tests := []struct {
 		export string
 		input  any
