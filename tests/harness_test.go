@@ -237,3 +237,27 @@ func (w *testWriter) close() {
 	w.closed = true
 	w.mu.Unlock()
 }
+
+// capsuleVariant copies a built capsule into a fresh directory, appending extra to its
+// Capsule.toml (e.g. a [limits] table), and returns the directory.
+func capsuleVariant(t *testing.T, name, extra string) string {
+	t.Helper()
+	dir := t.TempDir()
+	entries, err := os.ReadDir(capsules[name])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		data, err := os.ReadFile(filepath.Join(capsules[name], e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Name() == "Capsule.toml" {
+			data = append(data, "\n"+extra...)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}

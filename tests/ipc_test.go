@@ -156,8 +156,8 @@ func TestIPCRefusals(t *testing.T) {
 	}
 }
 
-// TestIPCQuota: a payload over 5 MiB and more than 10 MiB in one second are refused with
-// upstream's messages; the capsule stays healthy.
+// TestIPCQuota: a payload over 5 MiB, and more than the capsule's [limits] ipc_bytes_per_sec in
+// one second, are refused with upstream's messages; the capsule stays healthy.
 func TestIPCQuota(t *testing.T) {
 	checkLeaks(t)
 	h := newHost(t)
@@ -165,12 +165,17 @@ func TestIPCQuota(t *testing.T) {
 	if got := guestFailure(t, inst, "publish", map[string]any{"topic": "test.v1.big", "bytes": 5<<20 + 1}); !strings.Contains(got, "Payload too large") {
 		t.Fatalf("6 MiB payload: %s", got)
 	}
-	// 3 × 4 MiB in one call: the third exceeds 10 MiB in the window.
-	if got := guestFailure(t, inst, "publish", map[string]any{"topic": "test.v1.flood", "bytes": 4 << 20, "count": 3}); !strings.Contains(got, "Rate limit exceeded") {
+	// A capsule allowed 1 MiB a second publishes 3 × 400 KiB in one call, far quicker than a
+	// second: the third exceeds the window's budget.
+	limited := capsuleVariant(t, "ipc", "ipc_bytes_per_sec = \"1MiB\"\n") // the manifest ends in [limits]
+	small, _ := loadCapsule(t, h, limited)
+	if got := guestFailure(t, small, "publish", map[string]any{"topic": "test.v1.flood", "bytes": 400 << 10, "count": 3}); !strings.Contains(got, "Rate limit exceeded") {
 		t.Fatalf("flood: %s", got)
 	}
-	if st, reason := inst.State(); st != host.StateReady {
-		t.Fatalf("after quota refusals: %s (%s)", st, reason)
+	for _, i := range []*host.Instance{inst, small} {
+		if st, reason := i.State(); st != host.StateReady {
+			t.Fatalf("after quota refusals: %s (%s)", st, reason)
+		}
 	}
 }
 
