@@ -3,6 +3,7 @@ package tests
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -121,4 +122,65 @@ func TestHostKilledLeavesNoShim(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the shim to die with its host", func() bool { return !processAlive(pid) })
+}
+
+// TestRunTailAndPublish: `run --publish` reaches a run-loop capsule once it has signalled ready,
+// and `--tail` prints the bus traffic, the host's own events included, as JSON lines.
+func TestRunTailAndPublish(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hostBin, "run", "--state", t.TempDir(), "--tail", "ping.v1.*", "--tail", "astrid.v1.capsule.*",
+		"--publish", `ping.v1.request={"n":42}`, capsules["pong"])
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	type line struct {
+		Topic   string `json:"topic"`
+		Payload struct {
+			Type string          `json:"type"`
+			Data json.RawMessage `json:"data"`
+		} `json:"payload"`
+		Seq uint64 `json:"seq"`
+	}
+	var lines []line
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		var l line
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("tail printed a line that is not a message: %q", sc.Text())
+		}
+		lines = append(lines, l)
+		if l.Topic == "ping.v1.reply" {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+		var l line
+		if json.Unmarshal(sc.Bytes(), &l) == nil {
+			lines = append(lines, l)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	var topics []string
+	for _, l := range lines {
+		topics = append(topics, l.Topic)
+	}
+	want := []string{"astrid.v1.capsule.loading", "astrid.v1.capsule.ready", "ping.v1.request", "ping.v1.reply", "astrid.v1.capsule.stopped"}
+	if strings.Join(topics, " ") != strings.Join(want, " ") {
+		t.Fatalf("tail printed %v, want %v\nstderr:\n%s", topics, want, stderr.String())
+	}
+	if string(lines[3].Payload.Data) != `{"n":42}` || lines[3].Payload.Type != "custom" {
+		t.Fatalf("the reply: %+v", lines[3])
+	}
 }
