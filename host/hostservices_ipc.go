@@ -21,11 +21,18 @@ const maxRecvTimeout = 60_000
 // IpcPublish publishes the guest's messages, in order, after checking each one against the
 // capsule's ACL and quota. Messages before a refused one are published.
 func (s *hostServices) IpcPublish(_ context.Context, req *pb.IpcPublishRequest) (*pb.IpcPublishResponse, error) {
+	if err := s.publish(req.Messages); err != nil {
+		return nil, err
+	}
+	return &pb.IpcPublishResponse{}, nil
+}
+
+// publish checks and publishes a batch of the guest's messages, in order.
+func (s *hostServices) publish(pubs []*pb.IpcPublication) error {
 	ipc := s.inst.ipc
-	m := s.inst.manifest
-	msgs := make([]bus.Message, 0, len(req.Messages))
+	msgs := make([]bus.Message, 0, len(pubs))
 	var refusal error
-	for _, p := range req.Messages {
+	for _, p := range pubs {
 		if err := s.checkPublish(p); err != nil {
 			refusal = fmt.Errorf("publish to %q: %w", p.Topic, err)
 			break
@@ -41,10 +48,9 @@ func (s *hostServices) IpcPublish(_ context.Context, req *pb.IpcPublishRequest) 
 		s.inst.host.bus.PublishBatch(msgs)
 	}
 	if refusal != nil {
-		return nil, s.inst.compromised(refusal)
+		return s.inst.compromised(refusal)
 	}
-	s.inst.log.Trace("published", "messages", len(msgs), "capsule", m.ID())
-	return &pb.IpcPublishResponse{}, nil
+	return nil
 }
 
 // checkPublish applies upstream's publish checks, in upstream's order.
@@ -108,6 +114,9 @@ func (s *hostServices) IpcRecv(ctx context.Context, req *pb.IpcRecvRequest) (*pb
 	}
 	if req.TimeoutMs > maxRecvTimeout {
 		return nil, s.inst.compromised(fmt.Errorf("recv %d: a timeout of %d ms (the shim clamps it to %d)", req.Handle, req.TimeoutMs, maxRecvTimeout))
+	}
+	if err := s.publish(req.PublishFirst); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
 	defer cancel()

@@ -148,6 +148,23 @@ func (s *ipcState) flush(ctx context.Context) error {
 	return err
 }
 
+// takePending hands the pending publishes to the caller, which sends them with its own request
+// (IpcRecv's publish_first). It first waits for a background send in flight, so the caller's
+// batch cannot overtake an earlier one. It reports a background send's failure.
+func (s *ipcState) takePending() ([]*pb.IpcPublication, error) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	batch := s.pending
+	s.pending, s.bytes = nil, 0
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	return batch, s.sendErr
+}
+
 // stop ends background sends (the capsule is unloading).
 func (s *ipcState) stop() {
 	s.mu.Lock()
@@ -317,11 +334,17 @@ func (v *env) ipcRecv(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val)
 	if err != nil {
 		return nil, fmt.Errorf("Invalid timeout format: %v", err.(*strconv.NumError).Err)
 	}
-	client, err := v.ipcClient()
+	// The pending publishes travel with the recv request: one round trip, not two.
+	v.logs.flush()
+	pending, err := v.ipc.takePending()
 	if err != nil {
 		return nil, err
 	}
-	env, err := client.IpcRecv(v.call.ctx, &pb.IpcRecvRequest{Handle: h, TimeoutMs: min(timeout, maxRecvTimeout)})
+	client, err := v.host.get()
+	if err != nil {
+		return nil, err
+	}
+	env, err := client.IpcRecv(v.call.ctx, &pb.IpcRecvRequest{Handle: h, TimeoutMs: min(timeout, maxRecvTimeout), PublishFirst: pending})
 	if err != nil {
 		return nil, v.hostError(err)
 	}

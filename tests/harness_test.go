@@ -240,7 +240,7 @@ func (w *testWriter) close() {
 
 // capsuleVariant copies a built capsule into a fresh directory, appending extra to its
 // Capsule.toml (e.g. a [limits] table), and returns the directory.
-func capsuleVariant(t *testing.T, name, extra string) string {
+func capsuleVariant(t testing.TB, name, extra string) string {
 	t.Helper()
 	dir := t.TempDir()
 	entries, err := os.ReadDir(capsules[name])

@@ -1461,9 +1461,13 @@ func (*IpcUnsubscribeResponse) Descriptor() ([]byte, []int) {
 }
 
 type IpcRecvRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	TimeoutMs     uint64                 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Handle    uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
+	TimeoutMs uint64                 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// publish_first carries the guest's publishes not yet sent, published (and checked as by
+	// IpcPublish) before the wait begins: a guest that publishes a request and waits for the reply
+	// costs one round trip, not two.
+	PublishFirst  []*IpcPublication `protobuf:"bytes,3,rep,name=publish_first,json=publishFirst,proto3" json:"publish_first,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1510,6 +1514,13 @@ func (x *IpcRecvRequest) GetTimeoutMs() uint64 {
 		return x.TimeoutMs
 	}
 	return 0
+}
+
+func (x *IpcRecvRequest) GetPublishFirst() []*IpcPublication {
+	if x != nil {
+		return x.PublishFirst
+	}
+	return nil
 }
 
 type IpcEnvelope struct {
@@ -1744,11 +1755,12 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\"#\n" +
 	"\tIpcHandle\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\"\x18\n" +
-	"\x16IpcUnsubscribeResponse\"G\n" +
+	"\x16IpcUnsubscribeResponse\"\x8c\x01\n" +
 	"\x0eIpcRecvRequest\x12\x16\n" +
 	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12\x1d\n" +
 	"\n" +
-	"timeout_ms\x18\x02 \x01(\x04R\ttimeoutMs\"!\n" +
+	"timeout_ms\x18\x02 \x01(\x04R\ttimeoutMs\x12C\n" +
+	"\rpublish_first\x18\x03 \x03(\v2\x1e.astrid.shim.v1.IpcPublicationR\fpublishFirst\"!\n" +
 	"\vIpcEnvelope\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\"\x14\n" +
 	"\x12SignalReadyRequest\"\x15\n" +
@@ -1829,39 +1841,40 @@ var file_shared_pb_shim_proto_depIdxs = []int32{
 	31, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
 	32, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
 	19, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
-	2,  // 8: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
-	4,  // 9: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
-	5,  // 10: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
-	7,  // 11: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
-	10, // 12: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
-	12, // 13: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
-	14, // 14: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
-	17, // 15: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
-	20, // 16: astrid.shim.v1.HostServices.IpcPublish:input_type -> astrid.shim.v1.IpcPublishRequest
-	22, // 17: astrid.shim.v1.HostServices.IpcSubscribe:input_type -> astrid.shim.v1.IpcSubscribeRequest
-	24, // 18: astrid.shim.v1.HostServices.IpcUnsubscribe:input_type -> astrid.shim.v1.IpcHandle
-	24, // 19: astrid.shim.v1.HostServices.IpcPoll:input_type -> astrid.shim.v1.IpcHandle
-	26, // 20: astrid.shim.v1.HostServices.IpcRecv:input_type -> astrid.shim.v1.IpcRecvRequest
-	28, // 21: astrid.shim.v1.HostServices.SignalReady:input_type -> astrid.shim.v1.SignalReadyRequest
-	3,  // 22: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
-	4,  // 23: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
-	6,  // 24: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
-	8,  // 25: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
-	11, // 26: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
-	13, // 27: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
-	16, // 28: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
-	18, // 29: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
-	21, // 30: astrid.shim.v1.HostServices.IpcPublish:output_type -> astrid.shim.v1.IpcPublishResponse
-	23, // 31: astrid.shim.v1.HostServices.IpcSubscribe:output_type -> astrid.shim.v1.IpcSubscribeResponse
-	25, // 32: astrid.shim.v1.HostServices.IpcUnsubscribe:output_type -> astrid.shim.v1.IpcUnsubscribeResponse
-	27, // 33: astrid.shim.v1.HostServices.IpcPoll:output_type -> astrid.shim.v1.IpcEnvelope
-	27, // 34: astrid.shim.v1.HostServices.IpcRecv:output_type -> astrid.shim.v1.IpcEnvelope
-	29, // 35: astrid.shim.v1.HostServices.SignalReady:output_type -> astrid.shim.v1.SignalReadyResponse
-	22, // [22:36] is the sub-list for method output_type
-	8,  // [8:22] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	19, // 8: astrid.shim.v1.IpcRecvRequest.publish_first:type_name -> astrid.shim.v1.IpcPublication
+	2,  // 9: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
+	4,  // 10: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
+	5,  // 11: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
+	7,  // 12: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
+	10, // 13: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
+	12, // 14: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
+	14, // 15: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
+	17, // 16: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
+	20, // 17: astrid.shim.v1.HostServices.IpcPublish:input_type -> astrid.shim.v1.IpcPublishRequest
+	22, // 18: astrid.shim.v1.HostServices.IpcSubscribe:input_type -> astrid.shim.v1.IpcSubscribeRequest
+	24, // 19: astrid.shim.v1.HostServices.IpcUnsubscribe:input_type -> astrid.shim.v1.IpcHandle
+	24, // 20: astrid.shim.v1.HostServices.IpcPoll:input_type -> astrid.shim.v1.IpcHandle
+	26, // 21: astrid.shim.v1.HostServices.IpcRecv:input_type -> astrid.shim.v1.IpcRecvRequest
+	28, // 22: astrid.shim.v1.HostServices.SignalReady:input_type -> astrid.shim.v1.SignalReadyRequest
+	3,  // 23: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
+	4,  // 24: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
+	6,  // 25: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
+	8,  // 26: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
+	11, // 27: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
+	13, // 28: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
+	16, // 29: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
+	18, // 30: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
+	21, // 31: astrid.shim.v1.HostServices.IpcPublish:output_type -> astrid.shim.v1.IpcPublishResponse
+	23, // 32: astrid.shim.v1.HostServices.IpcSubscribe:output_type -> astrid.shim.v1.IpcSubscribeResponse
+	25, // 33: astrid.shim.v1.HostServices.IpcUnsubscribe:output_type -> astrid.shim.v1.IpcUnsubscribeResponse
+	27, // 34: astrid.shim.v1.HostServices.IpcPoll:output_type -> astrid.shim.v1.IpcEnvelope
+	27, // 35: astrid.shim.v1.HostServices.IpcRecv:output_type -> astrid.shim.v1.IpcEnvelope
+	29, // 36: astrid.shim.v1.HostServices.SignalReady:output_type -> astrid.shim.v1.SignalReadyResponse
+	23, // [23:37] is the sub-list for method output_type
+	9,  // [9:23] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_shared_pb_shim_proto_init() }

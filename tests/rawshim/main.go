@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/hashicorp/go-hclog"
@@ -125,6 +127,24 @@ func (s *rawServer) Load(_ context.Context, req *pb.LoadRequest) (*pb.LoadRespon
 }
 
 func (s *rawServer) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
+	if req.Export == "broker-rtt" && s.host != nil {
+		// The input is a count: that many trivial shim→host RPCs, each timed; the output is their
+		// durations in ns as JSON.
+		n, err := strconv.Atoi(string(req.Input))
+		if err != nil {
+			return nil, err
+		}
+		rtts := make([]int64, 0, n)
+		for range n {
+			t0 := time.Now()
+			if _, err := s.host.SignalReady(ctx, &pb.SignalReadyRequest{}); err != nil {
+				return nil, err
+			}
+			rtts = append(rtts, time.Since(t0).Nanoseconds())
+		}
+		out, err := json.Marshal(rtts)
+		return &pb.InvokeResponse{Output: out}, err
+	}
 	if req.Export == "forge" {
 		if err := s.forge(ctx, req.Input); err != nil {
 			return &pb.InvokeResponse{Output: []byte(status.Convert(err).Message())}, nil

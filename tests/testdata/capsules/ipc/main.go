@@ -141,3 +141,110 @@ func recv() int32 {
 		return summarize(env)
 	})
 }
+
+// drain receives on a subscription until count messages have arrived or been counted as lagged,
+// for the throughput benchmark. Output: {"received":n,"lagged":m}.
+//
+//go:wasmexport drain
+func drain() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) {
+		var r struct {
+			Handle uint64 `json:"handle"`
+			Count  uint64 `json:"count"`
+		}
+		if err := json.Unmarshal(in, &r); err != nil {
+			return nil, err
+		}
+		s, err := sub([]byte(strconv.FormatUint(r.Handle, 10)))
+		if err != nil {
+			return nil, err
+		}
+		var received, lagged uint64
+		for received+lagged < r.Count {
+			env, err := s.Recv(10 * time.Second)
+			if err != nil {
+				return nil, err
+			}
+			if len(env.Messages) == 0 && env.Lagged == 0 {
+				return nil, fmt.Errorf("drain: nothing for 10 s after %d messages", received)
+			}
+			received += uint64(len(env.Messages))
+			lagged += env.Lagged
+		}
+		return json.Marshal(map[string]uint64{"received": received, "lagged": lagged})
+	})
+}
+
+// latency measures publish→recv: count times it publishes {"t":<ns>} to out and waits on its
+// subscription to in for the reply (from reflect, in another capsule). Output: the round-trip
+// times in ns.
+//
+//go:wasmexport latency
+func latency() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) {
+		var r struct {
+			Handle uint64 `json:"handle"`
+			Out    string `json:"out"`
+			Count  int    `json:"count"`
+		}
+		if err := json.Unmarshal(in, &r); err != nil {
+			return nil, err
+		}
+		s, err := sub([]byte(strconv.FormatUint(r.Handle, 10)))
+		if err != nil {
+			return nil, err
+		}
+		rtts := make([]int64, 0, r.Count)
+		for range r.Count {
+			t0 := time.Now()
+			if err := astrid.PublishJSON(r.Out, []byte(`{"ping":1}`)); err != nil {
+				return nil, err
+			}
+			env, err := s.Recv(10 * time.Second)
+			if err != nil {
+				return nil, err
+			}
+			if len(env.Messages) == 0 {
+				return nil, fmt.Errorf("latency: no reply within 10 s")
+			}
+			rtts = append(rtts, time.Since(t0).Nanoseconds())
+		}
+		return json.Marshal(rtts)
+	})
+}
+
+// reflect answers count messages on a subscription by publishing each one's data to out.
+//
+//go:wasmexport reflect
+func reflect() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) {
+		var r struct {
+			Handle uint64 `json:"handle"`
+			Out    string `json:"out"`
+			Count  int    `json:"count"`
+		}
+		if err := json.Unmarshal(in, &r); err != nil {
+			return nil, err
+		}
+		s, err := sub([]byte(strconv.FormatUint(r.Handle, 10)))
+		if err != nil {
+			return nil, err
+		}
+		for n := 0; n < r.Count; {
+			env, err := s.Recv(10 * time.Second)
+			if err != nil {
+				return nil, err
+			}
+			if len(env.Messages) == 0 {
+				return nil, fmt.Errorf("reflect: nothing for 10 s after %d messages", n)
+			}
+			for _, m := range env.Messages {
+				if err := astrid.PublishJSON(r.Out, m.Data()); err != nil {
+					return nil, err
+				}
+				n++
+			}
+		}
+		return []byte("ok"), nil
+	})
+}
