@@ -347,3 +347,23 @@ func TestForgedRequests(t *testing.T) {
 		})
 	}
 }
+
+// TestInterceptorHandles: the host subscribes a capsule's [[interceptor]] events for it; the
+// guest finds them with astrid_get_interceptor_handles, reads them, and they come first (1..N).
+func TestInterceptorHandles(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t)
+	dir := capsuleVariant(t, "ipc", "\n[[interceptor]]\nevent = \"test.v1.hook.*\"\naction = \"on_hook\"\n")
+	inst, _ := loadCapsule(t, h, dir)
+	if got := call(t, inst, "interceptors", ""); got != `[{"handle_id":1,"action":"on_hook","topic":"test.v1.hook.*"}]` {
+		t.Fatalf("interceptor handles: %s", got)
+	}
+	if got := call(t, inst, "subscribe", "test.v1.other"); got != "2" {
+		t.Fatalf("the first guest subscription got handle %s, want 2", got)
+	}
+	call(t, inst, "publish", map[string]any{"topic": "test.v1.hook.fired", "payload": 7})
+	if s := summary(t, call(t, inst, "poll", "1")); len(s.Data) != 1 || string(s.Data[0]) != "7" {
+		t.Fatalf("interceptor handle received %+v", s)
+	}
+	checkInvariant(t, inst)
+}

@@ -248,3 +248,20 @@ func reflect() int32 {
 		return []byte("ok"), nil
 	})
 }
+
+// interceptors outputs astrid_get_interceptor_handles' list, and makes each one pollable by its
+// handle through poll and recv.
+//
+//go:wasmexport interceptors
+func interceptors() int32 {
+	return astrid.Export(func([]byte) ([]byte, error) {
+		hs, err := astrid.InterceptorHandles()
+		if err != nil {
+			return nil, err
+		}
+		for _, h := range hs {
+			subs[h.HandleID] = h.Subscription()
+		}
+		return json.Marshal(hs)
+	})
+}
