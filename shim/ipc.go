@@ -54,6 +54,7 @@ type ipcState struct {
 	pending []*pb.IpcPublication
 	bytes   int
 	timer   *time.Timer
+	sending bool  // a full batch is being sent in the background
 	sendErr error // the first failure of a background send, reported at the next IPC call
 }
 
@@ -105,14 +106,30 @@ func (s *ipcState) publish(topic string, topicLen int, payload []byte) error {
 	s.pending = append(s.pending, &pb.IpcPublication{Topic: topic, Payload: payload})
 	s.bytes += len(payload)
 	full := len(s.pending) >= publishBatchMessages || s.bytes >= publishBatchBytes
-	if !full && s.timer == nil {
-		s.timer = time.AfterFunc(publishFlushDelay, func() { _ = s.flush(context.Background()) })
-	}
-	s.mu.Unlock()
-	if full {
+	switch {
+	case !full:
+		if s.timer == nil {
+			s.timer = time.AfterFunc(publishFlushDelay, func() { _ = s.flush(context.Background()) })
+		}
+		s.mu.Unlock()
+		return nil
+	case s.sending:
+		// The previous full batch is still on its way: wait for it and send this one (one batch
+		// in flight at most, so a guest cannot queue without bound).
+		s.mu.Unlock()
 		return s.flush(context.Background())
+	default:
+		// Send the full batch in the background while the guest goes on publishing.
+		s.sending = true
+		s.mu.Unlock()
+		go func() {
+			_ = s.flush(context.Background()) // a failure is kept in sendErr for the guest's next IPC call
+			s.mu.Lock()
+			s.sending = false
+			s.mu.Unlock()
+		}()
+		return nil
 	}
-	return nil
 }
 
 // flush sends the pending publishes, and reports any earlier background failure.

@@ -228,7 +228,9 @@ type Message struct {
 	// Payload is the message's payload in the host's tagged form: a JSON
 	// object whose "type" says what kind of message it is. What a capsule
 	// publishes is usually {"type":"custom","data":<what it published>};
-	// Data and Decode unwrap it.
+	// Data and Decode unwrap it. Payload may share memory with the
+	// envelope it came in (and with the other messages' Payloads): do not
+	// modify it in place; copy it first.
 	Payload json.RawMessage `json:"payload"`
 	// SourceID identifies the capsule instance that published the message
 	// (a UUID, new each time a capsule is loaded; the nil UUID for messages
@@ -291,6 +293,9 @@ func (m Message) Decode(v any) error {
 func decodeEnvelope(op string, m Memory) (*Envelope, error) {
 	b := m.Bytes()
 	m.Free()
+	if env, ok := decodeEnvelopeFast(b); ok {
+		return env, nil
+	}
 	env := new(Envelope)
 	if err := json.Unmarshal(b, env); err != nil {
 		return nil, fmt.Errorf("astrid: %s: decoding the host's envelope %.200q: %w", op, b, err)

@@ -1,0 +1,574 @@
+package astrid
+
+import (
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// This file holds a hand-rolled decoder for the host's IPC envelope, the
+// JSON of an Envelope. Under GOOS=wasip1, reflection-based encoding/json
+// costs about 15 µs per small message, which caps what a capsule can
+// receive; this decoder reads exactly the envelope's shape with a byte
+// scanner instead.
+//
+// It is a fast path only: it accepts a subset of what json.Unmarshal
+// accepts, and for it gives the same result. Whenever it meets anything it
+// does not expect (a syntax error, a wrong type, null where a value is
+// expected, a duplicate key, a key that encoding/json would match
+// case-insensitively, a number out of range, invalid UTF-8 in a decoded
+// string, deep nesting) it gives up, and decodeEnvelope falls back to
+// json.Unmarshal, which decides and reports the error if there is one.
+
+// maxSkipDepth bounds the nesting of the values that the fast path skips or
+// keeps raw; deeper values go through encoding/json.
+const maxSkipDepth = 256
+
+// envScanner reads the JSON of an envelope from b, at offset i.
+type envScanner struct {
+	b []byte
+	i int
+
+	// The previous strings decoded, reused when the next message repeats
+	// them (a topic, a publisher, a principal usually do) to save an
+	// allocation.
+	topic, source, principal string
+}
+
+// decodeEnvelopeFast decodes the envelope in b, or returns false if
+// json.Unmarshal must decide. The Payloads of the messages share memory with
+// b.
+func decodeEnvelopeFast(b []byte) (*Envelope, bool) {
+	s := envScanner{b: b}
+	env := new(Envelope)
+	s.ws()
+	if !s.envelope(env) {
+		return nil, false
+	}
+	s.ws()
+	if s.i != len(s.b) {
+		return nil, false
+	}
+	return env, true
+}
+
+// ws skips JSON whitespace.
+func (s *envScanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek returns the next byte, or 0 at the end of the input.
+func (s *envScanner) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+// next reports whether, after whitespace, the next byte is c, and consumes
+// it if so.
+func (s *envScanner) next(c byte) bool {
+	s.ws()
+	if s.peek() == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// object reads a JSON object, at its '{', calling member for each member
+// with the key's bytes (unescaped) and the scanner at the value (after
+// whitespace); member must consume the value.
+func (s *envScanner) object(member func(key []byte) bool) bool {
+	if !s.next('{') {
+		return false
+	}
+	if s.next('}') {
+		return true
+	}
+	for {
+		s.ws()
+		key, ok := s.key()
+		if !ok || !s.next(':') {
+			return false
+		}
+		s.ws()
+		if !member(key) {
+			return false
+		}
+		if s.next(',') {
+			continue
+		}
+		return s.next('}')
+	}
+}
+
+// key reads an object key, a JSON string, and returns its content decoded.
+// Like a key matched case-insensitively, a key with invalid UTF-8 makes the
+// fast path give up (through the caller's check of unknown keys).
+func (s *envScanner) key() ([]byte, bool) {
+	if s.peek() != '"' {
+		return nil, false
+	}
+	start, end, escaped, ok := s.str()
+	if !ok {
+		return nil, false
+	}
+	if !escaped {
+		return s.b[start:end], true
+	}
+	return unquote(s.b[start:end]), true
+}
+
+// envelope reads the envelope object.
+func (s *envScanner) envelope(env *Envelope) bool {
+	var seen uint8
+	return s.object(func(key []byte) bool {
+		var bit uint8
+		switch string(key) {
+		case "messages":
+			bit = 1
+		case "dropped":
+			bit = 2
+		case "lagged":
+			bit = 4
+		default:
+			return s.unknown(key, "messages", "dropped", "lagged")
+		}
+		if seen&bit != 0 {
+			return false // Duplicate: leave encoding/json's merging to it.
+		}
+		seen |= bit
+		switch bit {
+		case 1:
+			return s.messages(env)
+		case 2:
+			return s.uint(&env.Dropped)
+		default:
+			return s.uint(&env.Lagged)
+		}
+	})
+}
+
+// unknown skips the value of a key that is not one of the fields of the
+// struct being decoded, named fields, or returns false if encoding/json
+// might match it to a field anyway: it matches keys case-insensitively,
+// with Unicode folding.
+func (s *envScanner) unknown(key []byte, fields ...string) bool {
+	for _, c := range key {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	for _, f := range fields {
+		if asciiEqualFold(key, f) {
+			return false
+		}
+	}
+	return s.skip(0)
+}
+
+// asciiEqualFold reports whether the ASCII key equals f, ignoring case.
+func asciiEqualFold(key []byte, f string) bool {
+	if len(key) != len(f) {
+		return false
+	}
+	for i, c := range key {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		d := f[i]
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
+}
+
+// messages reads the array of messages.
+func (s *envScanner) messages(env *Envelope) bool {
+	if !s.next('[') {
+		return false
+	}
+	msgs := make([]Message, 0, 8)
+	if !s.next(']') {
+		for {
+			s.ws()
+			msgs = append(msgs, Message{})
+			if !s.message(&msgs[len(msgs)-1]) {
+				return false
+			}
+			if s.next(',') {
+				continue
+			}
+			if !s.next(']') {
+				return false
+			}
+			break
+		}
+	}
+	env.Messages = msgs
+	return true
+}
+
+// message reads one message object.
+func (s *envScanner) message(m *Message) bool {
+	var seen uint8
+	return s.object(func(key []byte) bool {
+		var bit uint8
+		switch string(key) {
+		case "topic":
+			bit = 1
+		case "payload":
+			bit = 2
+		case "source_id":
+			bit = 4
+		case "timestamp":
+			bit = 8
+		case "seq":
+			bit = 16
+		case "principal":
+			bit = 32
+		case "signature":
+			return s.skip(0) // Not a field of Message.
+		default:
+			return s.unknown(key, "topic", "payload", "source_id", "timestamp", "seq", "principal")
+		}
+		if seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		switch bit {
+		case 1:
+			return s.string(&m.Topic, &s.topic)
+		case 2:
+			if s.peek() == 'n' {
+				return false // null: leave it to encoding/json.
+			}
+			start := s.i
+			if !s.skip(0) {
+				return false
+			}
+			// The full slice expression keeps an append to the Payload
+			// from writing over the rest of the envelope.
+			m.Payload = s.b[start:s.i:s.i]
+			return true
+		case 4:
+			return s.string(&m.SourceID, &s.source)
+		case 8:
+			if s.peek() != '"' {
+				return false
+			}
+			start := s.i
+			if _, _, _, ok := s.str(); !ok {
+				return false
+			}
+			// What encoding/json does: hand the raw string to
+			// time.Time's UnmarshalJSON (RFC 3339, strictly).
+			return m.Timestamp.UnmarshalJSON(s.b[start:s.i]) == nil
+		case 16:
+			return s.uint(&m.Seq)
+		default:
+			return s.string(&m.Principal, &s.principal)
+		}
+	})
+}
+
+// string reads a JSON string into *dst; prev is the previous string read
+// for the same field, reused if equal.
+func (s *envScanner) string(dst, prev *string) bool {
+	if s.peek() != '"' {
+		return false
+	}
+	start, end, escaped, ok := s.str()
+	if !ok {
+		return false
+	}
+	raw := s.b[start:end]
+	if escaped {
+		*dst = string(unquote(raw))
+	} else if string(raw) == *prev {
+		*dst = *prev
+	} else {
+		for _, c := range raw {
+			if c >= utf8.RuneSelf {
+				if !utf8.Valid(raw) {
+					// encoding/json replaces each bad byte with U+FFFD.
+					*dst = string(unquote(raw))
+					*prev = *dst
+					return true
+				}
+				break
+			}
+		}
+		*dst = string(raw)
+	}
+	*prev = *dst
+	return true
+}
+
+// uint reads a JSON number that is a uint64 (digits only, in range).
+func (s *envScanner) uint(dst *uint64) bool {
+	start := s.i
+	var n uint64
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		if c < '0' || c > '9' {
+			break
+		}
+		d := uint64(c - '0')
+		if n > (1<<64-1-d)/10 {
+			return false
+		}
+		n = n*10 + d
+		s.i++
+	}
+	if s.i == start || (s.b[start] == '0' && s.i-start > 1) {
+		return false
+	}
+	switch s.peek() {
+	case '.', 'e', 'E':
+		return false
+	}
+	*dst = n
+	return true
+}
+
+// str scans a JSON string at its opening quote, checking its syntax, and
+// returns the bounds of its content and whether it has escapes.
+func (s *envScanner) str() (start, end int, escaped, ok bool) {
+	b := s.b
+	i := s.i + 1
+	start = i
+	for i < len(b) {
+		for i < len(b) && plainStringByte[b[i]] {
+			i++
+		}
+		if i == len(b) {
+			break
+		}
+		c := b[i]
+		switch {
+		case c == '"':
+			s.i = i + 1
+			return start, i, escaped, true
+		case c == '\\':
+			escaped = true
+			if i+1 >= len(b) {
+				return 0, 0, false, false
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) {
+					return 0, 0, false, false
+				}
+				for _, h := range b[i+2 : i+6] {
+					if unhex(h) < 0 {
+						return 0, 0, false, false
+					}
+				}
+				i += 6
+			default:
+				return 0, 0, false, false
+			}
+		case c < 0x20:
+			return 0, 0, false, false
+		default:
+			i++
+		}
+	}
+	return 0, 0, false, false
+}
+
+// plainStringByte tells the bytes that may appear as themselves in a JSON
+// string and need no attention: all but '"', '\\' and control characters.
+var plainStringByte = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c >= 0x20 && c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// skip scans any JSON value, checking its syntax.
+func (s *envScanner) skip(depth int) bool {
+	switch c := s.peek(); {
+	case c == '"':
+		_, _, _, ok := s.str()
+		return ok
+	case c == '{':
+		if depth >= maxSkipDepth {
+			return false
+		}
+		return s.object(func([]byte) bool { return s.skip(depth + 1) })
+	case c == '[':
+		if depth >= maxSkipDepth {
+			return false
+		}
+		s.i++
+		if s.next(']') {
+			return true
+		}
+		for {
+			s.ws()
+			if !s.skip(depth + 1) {
+				return false
+			}
+			if s.next(',') {
+				continue
+			}
+			return s.next(']')
+		}
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || '0' <= c && c <= '9':
+		return s.number()
+	}
+	return false
+}
+
+// literal consumes lit.
+func (s *envScanner) literal(lit string) bool {
+	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+// number scans a JSON number.
+func (s *envScanner) number() bool {
+	if s.peek() == '-' {
+		s.i++
+	}
+	switch c := s.peek(); {
+	case c == '0':
+		s.i++
+	case '1' <= c && c <= '9':
+		s.digits()
+	default:
+		return false
+	}
+	if s.peek() == '.' {
+		s.i++
+		if !s.digits() {
+			return false
+		}
+	}
+	if c := s.peek(); c == 'e' || c == 'E' {
+		s.i++
+		if c := s.peek(); c == '+' || c == '-' {
+			s.i++
+		}
+		if !s.digits() {
+			return false
+		}
+	}
+	return true
+}
+
+// digits consumes a run of decimal digits and reports whether there was
+// at least one.
+func (s *envScanner) digits() bool {
+	start := s.i
+	for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+		s.i++
+	}
+	return s.i > start
+}
+
+// unhex returns the value of the hex digit c, or -1.
+func unhex(c byte) rune {
+	switch {
+	case '0' <= c && c <= '9':
+		return rune(c - '0')
+	case 'a' <= c && c <= 'f':
+		return rune(c - 'a' + 10)
+	case 'A' <= c && c <= 'F':
+		return rune(c - 'A' + 10)
+	}
+	return -1
+}
+
+// getu4 decodes the \uXXXX escape at the start of b, or returns -1.
+func getu4(b []byte) rune {
+	if len(b) < 6 || b[0] != '\\' || b[1] != 'u' {
+		return -1
+	}
+	var r rune
+	for _, c := range b[2:6] {
+		h := unhex(c)
+		if h < 0 {
+			return -1
+		}
+		r = r<<4 | h
+	}
+	return r
+}
+
+// unquote decodes the content of a JSON string whose syntax str checked,
+// as encoding/json does: a \u escape of a lone surrogate, and each byte of
+// invalid UTF-8, become U+FFFD.
+func unquote(b []byte) []byte {
+	out := make([]byte, 0, len(b)+2*utf8.UTFMax)
+	for i := 0; i < len(b); {
+		c := b[i]
+		switch {
+		case c == '\\':
+			switch b[i+1] {
+			case 'b':
+				out = append(out, '\b')
+			case 'f':
+				out = append(out, '\f')
+			case 'n':
+				out = append(out, '\n')
+			case 'r':
+				out = append(out, '\r')
+			case 't':
+				out = append(out, '\t')
+			case 'u':
+				r := getu4(b[i:])
+				i += 6
+				if utf16.IsSurrogate(r) {
+					if dec := utf16.DecodeRune(r, getu4(b[i:])); dec != utf8.RuneError {
+						out = utf8.AppendRune(out, dec)
+						i += 6
+						continue
+					}
+					r = utf8.RuneError
+				}
+				out = utf8.AppendRune(out, r)
+				continue
+			default: // '"', '\\', '/'
+				out = append(out, b[i+1])
+			}
+			i += 2
+		case c < utf8.RuneSelf:
+			out = append(out, c)
+			i++
+		default:
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				out = utf8.AppendRune(out, utf8.RuneError)
+			} else {
+				out = append(out, b[i:i+size]...)
+			}
+			i += size
+		}
+	}
+	return out
+}
