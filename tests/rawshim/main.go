@@ -64,7 +64,14 @@ func (s *rawServer) Compile(stream pb.Shim_CompileServer) error {
 	if err != nil {
 		return err
 	}
-	return stream.Send(&pb.Chunk{Data: art})
+	for len(art) > 0 {
+		n := min(len(art), shared.ChunkBytes)
+		if err := stream.Send(&pb.Chunk{Data: art[:n]}); err != nil {
+			return err
+		}
+		art = art[n:]
+	}
+	return nil
 }
 
 func (s *rawServer) Shutdown(context.Context, *pb.ShutdownRequest) (*pb.ShutdownResponse, error) {
