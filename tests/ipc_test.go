@@ -135,6 +135,7 @@ func TestIPCRefusals(t *testing.T) {
 		{"publish", pub("test.v1..x", 1), "astrid_ipc_publish: Topic contains empty segments (consecutive dots, leading/trailing dots, or is empty)"},
 		{"publish", pub("test.v1.a.b.c.d.e.f.g", 1), "astrid_ipc_publish: Topic exceeds maximum allowed segments (8)"},
 		{"publish", pub("test.v1."+strings.Repeat("x", 250), 1), "astrid_ipc_publish: Topic exceeds maximum allowed length (256 bytes)"},
+		{"publish", `{"topic":"test.v1.x","raw":"{\"a\":"}`, "astrid_ipc_publish: IPC payload is not valid JSON"},
 		{"publish", `{"topic":"test.v1.x","payload":{"a":1}}`, ""}, // valid: the control case
 		{"subscribe", "other.*", `astrid_ipc_subscribe: Capsule 'ipc' is not allowed to subscribe to topic 'other.*' - declared ipc_subscribe patterns: ["test.v1.*", "astrid.v1.capsule.*"]`},
 		{"subscribe", "test.*", `astrid_ipc_subscribe: Capsule 'ipc' is not allowed to subscribe to topic 'test.*'`}, // wider than the ACL

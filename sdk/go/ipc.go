@@ -57,14 +57,13 @@ func Publish(topic string, payload any) error {
 }
 
 // PublishJSON is Publish with a payload that is already encoded as JSON. It
-// returns an error, without publishing, if topic is empty or raw is not valid
-// JSON (which the host would refuse by trapping the call).
+// returns an error, without publishing, if topic is empty. It does not check
+// raw itself: the host does, and a payload that is not valid JSON traps the
+// call ("IPC payload is not valid JSON"). Checking here too would cost a
+// capsule that publishes a lot about a tenth of its publishing speed.
 func PublishJSON(topic string, raw []byte) error {
 	if topic == "" {
 		return errors.New("astrid: Publish: empty topic")
-	}
-	if !json.Valid(raw) {
-		return fmt.Errorf("astrid: Publish %s: the payload is not valid JSON", topic)
 	}
 	t := AllocateString(topic)
 	p := AllocateBytes(raw)

@@ -22,6 +22,7 @@ var subs = map[uint64]*astrid.Subscription{}
 type publishInput struct {
 	Topic   string          `json:"topic"`
 	Payload json.RawMessage `json:"payload"` // published as is (may be invalid JSON on purpose)
+	Raw     string          `json:"raw"`     // if set: publish these bytes as they are (e.g. invalid JSON)
 	Bytes   int             `json:"bytes"`   // if set: publish a JSON string of this many bytes instead
 	Count   int             `json:"count"`   // default 1; each payload of a count > 1 gets "n"
 }
@@ -37,6 +38,8 @@ func publish() int32 {
 		for n := 1; n <= count; n++ {
 			payload := []byte(p.Payload)
 			switch {
+			case p.Raw != "":
+				payload = []byte(p.Raw)
 			case p.Bytes > 0:
 				payload = []byte(`"` + strings.Repeat("x", p.Bytes-2) + `"`)
 			case p.Count > 1:
