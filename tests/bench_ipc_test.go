@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/manifest"
@@ -32,19 +30,6 @@ func benchCall(b *testing.B, inst *host.Instance, export string, input any) []by
 	return out
 }
 
-func benchIPCHost(b *testing.B) *host.Host {
-	shim, err := host.VerifyShim(shimBin)
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := host.New(host.Config{Shim: shim, StateDir: b.TempDir(), Logger: hclog.NewNullLogger(), LogLevel: hclog.Warn})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { h.Shutdown(context.Background()) })
-	return h
-}
-
 func benchLoad(b *testing.B, h *host.Host, dir string) *host.Instance {
 	m, _, err := manifest.Load(dir)
 	if err != nil {
@@ -62,7 +47,7 @@ func benchLoad(b *testing.B, h *host.Host, dir string) *host.Instance {
 // through the in-process bus alone. Reports both rates and the ratio of their times.
 func BenchmarkBusThroughput(b *testing.B) {
 	const n = 20000
-	h := benchIPCHost(b)
+	h := benchHost(b)
 	// 100 000 messages of 256 B a second is 25 MB/s: more than the default quota of 10 MiB/s.
 	fast := capsuleVariant(b, "ipc", "ipc_bytes_per_sec = \"1GiB\"\n") // the manifest ends in [limits]
 	pub, sub := benchLoad(b, h, fast), benchLoad(b, h, fast)
@@ -114,7 +99,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 // recv, receiving it (half of a measured round trip between two capsules), against a raw broker
 // round trip (one trivial shim→host RPC made by rawshim). Reports p50 and p99 of both.
 func BenchmarkPublishRecvLatency(b *testing.B) {
-	h := benchIPCHost(b)
+	h := benchHost(b)
 	a, r := benchLoad(b, h, capsules["ipc"]), benchLoad(b, h, capsules["ipc"])
 	ha := string(benchCall(b, a, "subscribe", "test.v1.pong"))
 	hr := string(benchCall(b, r, "subscribe", "test.v1.ping"))
