@@ -57,6 +57,11 @@ type Host struct {
 	runDir string
 
 	bus *bus.Bus
+	// closing ends when Shutdown begins; pending restarts wait on it.
+	closing      context.Context
+	stopRestarts context.CancelFunc
+	// restarts tracks pending restarts (see superviseCrash).
+	restarts sync.WaitGroup
 	// tasks tracks the goroutines the host starts on the side (run loops, stopping compromised
 	// instances), so Shutdown can wait for them.
 	tasks sync.WaitGroup
@@ -86,7 +91,9 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, bus: bus.New(bus.Options{})}, nil
+	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, bus: bus.New(bus.Options{})}
+	h.closing, h.stopRestarts = context.WithCancel(context.Background())
+	return h, nil
 }
 
 // RuntimeDir is the host's private (0700) directory for sockets, removed at Shutdown. The CLI
@@ -131,13 +138,26 @@ type LoadResult struct {
 // Load starts a shim for the capsule described by m and loads its module. The instance is
 // returned even when loading fails, in state Failed with the reason; the error says the same.
 func (h *Host) Load(ctx context.Context, m *manifest.Manifest, opts LoadOptions) (*Instance, LoadResult, error) {
+	return h.loadInstance(ctx, m, opts, nil)
+}
+
+// loadInstance loads a new instance of m. A restart passes the instance it replaces (in the
+// host's list, and in the restart count it carries on); a first load passes nil.
+func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts LoadOptions, replaces *Instance) (*Instance, LoadResult, error) {
 	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{})}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		return nil, LoadResult{}, errors.New("host: shutting down")
 	}
-	h.instances = append(h.instances, inst)
+	if replaces != nil {
+		inst.restarts = replaces.restarts + 1
+		if k := slices.Index(h.instances, replaces); k >= 0 {
+			h.instances[k] = inst
+		}
+	} else {
+		h.instances = append(h.instances, inst)
+	}
 	h.mu.Unlock()
 	inst.log.Info("capsule state", "state", StateLoading, "dir", m.Dir)
 	h.publishEvent(TopicCapsulePrefix+StateLoading.String(), capsuleEvent{CapsuleID: m.ID(), Instance: inst.ipc.sourceID, State: StateLoading.String()})
@@ -345,6 +365,12 @@ func (h *Host) background(f func()) {
 func (h *Host) Shutdown(ctx context.Context) {
 	h.mu.Lock()
 	h.closed = true
+	h.mu.Unlock()
+	// Pending restarts give up, and one that is loading fails and cleans up, before the
+	// instances are stopped, so none is added behind Shutdown's back.
+	h.stopRestarts()
+	h.restarts.Wait()
+	h.mu.Lock()
 	insts := append([]*Instance(nil), h.instances...)
 	h.mu.Unlock()
 	for k := len(insts) - 1; k >= 0; k-- {

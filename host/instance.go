@@ -73,7 +73,14 @@ type Instance struct {
 
 	ready     chan struct{} // closed by astrid_signal_ready
 	readyOnce sync.Once
+
+	// restarts counts the restarts before this instance: the capsule's restart budget is spent
+	// across instances, so a crash loop ends.
+	restarts int
 }
+
+// Restarts is how many times the capsule was restarted before this instance.
+func (i *Instance) Restarts() int { return i.restarts }
 
 // ID is the capsule id (package.name).
 func (i *Instance) ID() string { return i.manifest.ID() }
@@ -131,6 +138,7 @@ func (i *Instance) crashed(reason string) {
 	i.fail(reason)
 	i.ipc.close()
 	i.host.publishEvent(TopicCapsuleCrashed, capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason})
+	i.host.superviseCrash(i, reason)
 }
 
 // compromised handles a request from the shim that a correct shim never sends: the shim is not
@@ -141,6 +149,13 @@ func (i *Instance) compromised(err error) error {
 	i.crashed(reason)
 	i.host.background(func() { i.Stop(context.Background()) })
 	return status.Error(codes.PermissionDenied, reason)
+}
+
+// setReason replaces the reason of a Failed instance (to add what supervision decided).
+func (i *Instance) setReason(reason string) {
+	i.mu.Lock()
+	i.reason = reason
+	i.mu.Unlock()
 }
 
 // fail marks the instance Failed unless it is being stopped deliberately.

@@ -1,0 +1,88 @@
+package host
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/astrid-go/astrid/host/manifest"
+)
+
+// TopicCapsuleRestarted is published when a crashed capsule has been loaded again.
+const TopicCapsuleRestarted = "astrid.v1.capsule.restarted"
+
+// restartJitter spreads restarts of capsules that crashed together: each delay is the backoff
+// plus or minus up to 10%.
+const restartJitter = 0.10
+
+// restartEvent is the data of astrid.v1.capsule.restarted.
+type restartEvent struct {
+	CapsuleID string `json:"capsule_id"`
+	Instance  string `json:"instance"`
+	Previous  string `json:"previous_instance"`
+	Attempt   int    `json:"attempt"`
+	Reason    string `json:"reason"`
+}
+
+// restartDelay is the wait before restart attempt n (from 1): the backoff doubling with each
+// attempt up to the maximum, with jitter.
+func restartDelay(r manifest.Restart, n int) time.Duration {
+	d := r.Backoff
+	for k := 1; k < n && d < r.MaxBackoff; k++ {
+		d *= 2
+	}
+	d = min(d, r.MaxBackoff)
+	jitter := 1 + restartJitter*(2*rand.Float64()-1)
+	return time.Duration(float64(d) * jitter)
+}
+
+// superviseCrash restarts a crashed instance as its [restart] table says: never; or, for
+// on-failure and always, after the backoff, as long as the capsule's budget of max_attempts
+// restarts lasts. The budget is counted across restarts, so a crash loop ends with the capsule
+// Failed, saying why.
+func (h *Host) superviseCrash(inst *Instance, reason string) {
+	r := inst.manifest.Restart
+	if r.Policy == manifest.RestartNever {
+		return
+	}
+	attempt := inst.restarts + 1
+	if attempt > r.MaxAttempts {
+		inst.setReason(reason + "; not restarted: its restart budget of " + strconv.Itoa(r.MaxAttempts) + " attempts is spent")
+		inst.log.Error("capsule not restarted: restart budget spent", "attempts", r.MaxAttempts)
+		return
+	}
+	delay := restartDelay(r, attempt)
+	inst.log.Warn("capsule crashed; restarting", "attempt", attempt, "of", r.MaxAttempts, "in", delay)
+	// Shutdown sets closed before it waits for restarts: checking it and counting this restart
+	// under the same lock means no restart is added once Shutdown waits.
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return
+	}
+	h.restarts.Add(1)
+	h.mu.Unlock()
+	go func() {
+		defer h.restarts.Done()
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-h.closing.Done():
+			return
+		}
+		inst.Stop(context.Background()) // release what is left of the crashed instance
+		next, _, err := h.loadInstance(h.closing, inst.manifest, inst.opts, inst)
+		if err != nil {
+			// The failed load crashed nothing (it never ran): count it and try again.
+			inst.log.Error("restart failed", "attempt", attempt, "error", err)
+			if next != nil {
+				h.superviseCrash(next, err.Error())
+			}
+			return
+		}
+		h.publishEvent(TopicCapsuleRestarted, restartEvent{CapsuleID: inst.ID(), Instance: next.ipc.sourceID,
+			Previous: inst.ipc.sourceID, Attempt: attempt, Reason: reason})
+	}()
+}
