@@ -152,6 +152,7 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 	}
 	if replaces != nil {
 		inst.restarts = replaces.restarts + 1
+		inst.lastFailure = replaces.Status().LastFailure
 		if k := slices.Index(h.instances, replaces); k >= 0 {
 			h.instances[k] = inst
 		}

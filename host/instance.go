@@ -77,10 +77,36 @@ type Instance struct {
 	// restarts counts the restarts before this instance: the capsule's restart budget is spent
 	// across instances, so a crash loop ends.
 	restarts int
+	// lastFailure is the reason of the capsule's most recent crash, this instance's or a
+	// predecessor's.
+	lastFailure string
 }
 
 // Restarts is how many times the capsule was restarted before this instance.
 func (i *Instance) Restarts() int { return i.restarts }
+
+// Status is a snapshot of a capsule for operators (astrid-host status).
+type Status struct {
+	Capsule     string `json:"capsule"`
+	Instance    string `json:"instance"`
+	State       string `json:"state"`
+	Reason      string `json:"reason,omitempty"`
+	Restarts    int    `json:"restarts"`
+	LastFailure string `json:"last_failure,omitempty"`
+	Pid         int    `json:"pid,omitempty"`
+}
+
+// Status reports the instance's state, restarts and last failure.
+func (i *Instance) Status() Status {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	st := Status{Capsule: i.ID(), Instance: i.ipc.sourceID, State: i.state.String(), Reason: i.reason,
+		Restarts: i.restarts, LastFailure: i.lastFailure}
+	if i.state == StateReady && i.proc != nil {
+		st.Pid = i.proc.pid
+	}
+	return st
+}
 
 // ID is the capsule id (package.name).
 func (i *Instance) ID() string { return i.manifest.ID() }
@@ -136,6 +162,9 @@ func (i *Instance) crashed(reason string) {
 		return
 	}
 	i.fail(reason)
+	i.mu.Lock()
+	i.lastFailure = reason
+	i.mu.Unlock()
 	i.ipc.close()
 	i.host.publishEvent(TopicCapsuleCrashed, capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason})
 	i.host.superviseCrash(i, reason)

@@ -167,7 +167,7 @@ func TestCallInputFile(t *testing.T) {
 }
 
 func TestCallHelp(t *testing.T) {
-	for _, cmd := range []string{"run", "call", "check"} {
+	for _, cmd := range []string{"run", "call", "check", "status"} {
 		res := runCLI(t, t.TempDir(), cmd, "--help")
 		if res.code != 0 || !strings.Contains(res.stderr, "Usage: astrid-host "+cmd) {
 			t.Errorf("%s --help: exit %d, stderr:\n%s", cmd, res.code, res.stderr)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -182,5 +183,62 @@ func TestRunTailAndPublish(t *testing.T) {
 	}
 	if string(lines[3].Payload.Data) != `{"n":42}` || lines[3].Payload.Type != "custom" {
 		t.Fatalf("the reply: %+v", lines[3])
+	}
+}
+
+// TestRunStatus: while `run` runs, `astrid-host status` shows each capsule's state, restarts and
+// last failure, and follows a crash and its restart; once the host is gone, status says so.
+func TestRunStatus(t *testing.T) {
+	state := t.TempDir()
+	faulty := capsuleVariant(t, "faulty", "\n[restart]\nbackoff = \"10ms\"\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, hostBin, "run", "--state", state, capsules["hello"], faulty)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "running; send SIGINT") {
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	status := func() map[string][]string {
+		res := runCLI(t, state, "status", "--state", state)
+		if res.code != 0 {
+			t.Fatalf("status: exit %d\n%s", res.code, res.stderr)
+		}
+		rows := map[string][]string{}
+		for _, line := range strings.Split(strings.TrimSpace(res.stdout), "\n")[1:] {
+			f := strings.Fields(line)
+			rows[f[0]] = f[1:]
+		}
+		return rows
+	}
+	rows := status()
+	if rows["hello"][0] != "ready" || rows["faulty"][0] != "ready" || rows["faulty"][1] != "0" {
+		t.Fatalf("status at start: %v", rows)
+	}
+	pid, _ := strconv.Atoi(rows["faulty"][2])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "status to show the restart", func() bool {
+		r := status()["faulty"]
+		return r[0] == "ready" && r[1] == "1" && strings.Join(r[3:], " ") == fmt.Sprintf("the shim (pid %d) was killed by signal killed", pid)
+	})
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if res := runCLI(t, state, "status", "--state", state); res.code != 1 || !strings.Contains(res.stderr, "no astrid-host run is running") {
+		t.Fatalf("status after the host stopped: exit %d\n%s", res.code, res.stderr)
 	}
 }

@@ -32,48 +32,54 @@ func (f *hostFlags) register(fs *flag.FlagSet, defaultLevel string) {
 
 // newHost verifies the shim and builds a host from the flags.
 func (f *hostFlags) newHost(stderr io.Writer) (*host.Host, hclog.Logger, error) {
+	h, logger, _, err := f.newHostIn(stderr)
+	return h, logger, err
+}
+
+// newHostIn is newHost that also returns the state directory it chose.
+func (f *hostFlags) newHostIn(stderr io.Writer) (*host.Host, hclog.Logger, string, error) {
 	level := hclog.LevelFromString(f.logLevel)
 	if level == hclog.NoLevel {
-		return nil, nil, fmt.Errorf("--log-level %q: want trace, debug, info, warn, error or off", f.logLevel)
+		return nil, nil, "", fmt.Errorf("--log-level %q: want trace, debug, info, warn, error or off", f.logLevel)
 	}
 	logger := hclog.New(&hclog.LoggerOptions{Name: "astrid-host", Output: stderr, Level: level})
 	shimPath := f.shim
 	if shimPath == "" {
 		p, err := host.FindShim()
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
 		shimPath = p
 	}
 	shim, err := host.VerifyShim(shimPath)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	state := f.state
 	if state == "" {
 		if state, err = defaultStateDir(); err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
 	}
 	workspace := f.workspace
 	if workspace == "" {
 		if workspace, err = os.Getwd(); err != nil {
-			return nil, nil, err
+			return nil, nil, "", err
 		}
 	}
 	if fi, err := os.Stat(workspace); err != nil || !fi.IsDir() {
-		return nil, nil, fmt.Errorf("--workspace %s: not a directory", workspace)
+		return nil, nil, "", fmt.Errorf("--workspace %s: not a directory", workspace)
 	}
 	h, err := host.New(host.Config{Shim: shim, StateDir: state, Workspace: workspace, Logger: logger, LogLevel: level, AllowPrivateNetwork: f.allowPrivate})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	// go-plugin creates the host side's broker sockets in the host's temporary directory.
 	if err := os.Setenv("TMPDIR", h.RuntimeDir()); err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	logger.Debug("host ready", "shim", shim.Path, "shim_sha256", shim.SHA256, "state", state, "module_cache", h.Cache().Dir())
-	return h, logger, nil
+	return h, logger, state, nil
 }
 
 func defaultStateDir() (string, error) {

@@ -4,6 +4,7 @@
 //	astrid-host run   [flags] PATH...          load capsules and run until a signal
 //	astrid-host call  [flags] TARGET EXPORT    run a capsule and call one export
 //	astrid-host check PATH...                  validate capsule manifests
+//	astrid-host status [--state DIR]           show the capsules of a running host
 //
 // Run `astrid-host COMMAND --help` for each command's flags. Flags may come before or after the
 // positional arguments.
@@ -31,6 +32,7 @@ Usage:
   astrid-host run   [flags] PATH...          load capsules and run until SIGINT/SIGTERM
   astrid-host call  [flags] TARGET EXPORT    run a capsule (or a bare .wasm) and call one export
   astrid-host check PATH...                  validate Capsule.toml files and print every problem
+  astrid-host status [--state DIR]           show the capsules of the running host
 
 Run 'astrid-host COMMAND --help' for a command's flags.
 `
@@ -52,11 +54,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return callCommand(rest, stdin, stdout, stderr)
 	case "check":
 		return checkCommand(rest, stdout, stderr)
+	case "status":
+		return statusCommand(rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call and check\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check and status\n\n%s", cmd, usage)
 		return exitUsage
 	}
 }

@@ -37,6 +37,9 @@ the host's own events (astrid.v1.capsule.*, astrid.v1.capsules_loaded) included;
 shows (nearly) everything. --publish TOPIC=JSON publishes a message once every capsule is loaded,
 for smoke tests.
 
+While it runs, 'astrid-host status' (with the same --state) shows each capsule's state, restarts
+and last failure.
+
 Example:
   astrid-host run --tail 'ping.v1.*' --publish 'ping.v1.request={"n":1}' examples/`
 
@@ -85,11 +88,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage
 	}
-	h, logger, err := hf.newHost(stderr)
+	h, logger, stateDir, err := hf.newHostIn(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage
 	}
+	stopStatus := keepStatus(h, stateDir, logger)
+	defer stopStatus()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
