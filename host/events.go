@@ -16,6 +16,9 @@ const (
 	// TopicCapsuleCrashed is published when an instance fails against its will: its shim died or
 	// hung, its run loop ended, or its shim was found compromised.
 	TopicCapsuleCrashed = "astrid.v1.capsule.crashed"
+	// TopicHealthFailed is published when a capsule's shim fails its health check (it does not
+	// answer in time), just before the capsule is treated as crashed.
+	TopicHealthFailed = "astrid.v1.health.failed"
 	// TopicCapsulesLoaded is published once `run` has loaded every capsule it was given.
 	TopicCapsulesLoaded = "astrid.v1.capsules_loaded"
 )

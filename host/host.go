@@ -44,10 +44,20 @@ type Config struct {
 	// LogLevel is the level of the host's log (default info). Shims and capsules drop lines below
 	// it at the source, and guests read it with get_log_level.
 	LogLevel hclog.Level
+	// HealthInterval is how often the host checks each Ready capsule's shim (default 10 s, as
+	// upstream's health monitor); HealthTimeout is how long the shim has to answer (default 2 s).
+	HealthInterval time.Duration
+	HealthTimeout  time.Duration
 	// AllowPrivateNetwork lets capsules' HTTP requests reach loopback, private, link-local and
 	// other non-public addresses, which the SSRF rule otherwise refuses. For tests.
 	AllowPrivateNetwork bool
 }
+
+// Health check defaults (Config.HealthInterval, Config.HealthTimeout).
+const (
+	DefaultHealthInterval = 10 * time.Second
+	DefaultHealthTimeout  = 2 * time.Second
+)
 
 // Host runs capsules.
 type Host struct {
@@ -79,6 +89,12 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = DefaultHealthInterval
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = DefaultHealthTimeout
 	}
 	if cfg.LogLevel == hclog.NoLevel {
 		cfg.LogLevel = hclog.Info
@@ -176,6 +192,7 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 	}
 	inst.setState(StateReady, "")
 	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took)
+	h.background(func() { inst.monitorHealth(h.cfg.HealthInterval, h.cfg.HealthTimeout) })
 	if opts.RunLoop && slices.Contains(inst.Exports(), "run") {
 		inst.startRunLoop()
 	}

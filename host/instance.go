@@ -320,24 +320,63 @@ func (i *Instance) httpClient() *httpgate.Client {
 	return i.http
 }
 
-// ErrBusy is returned by Health when the capsule's Store stayed held past the deadline: a call
-// is running, or the Store is wedged.
-var ErrBusy = errors.New("the capsule's Store is busy")
+// ErrBusy is returned by Health when a guest call (or a run loop) holds the capsule's Store: the
+// shim answered, and the call's own deadline watches the guest.
+var ErrBusy = errors.New("the capsule is busy in a call")
 
-// Health asks the shim to take the Store within ctx's deadline. It returns nil when the shim
-// answered, ErrBusy (wrapped) when the Store stayed held, and another error when the shim is gone.
+// ErrUnresponsive is returned by Health when the shim did not answer within the deadline, or
+// could not take its idle Store: it is stopped or wedged.
+var ErrUnresponsive = errors.New("the shim did not answer the health check in time")
+
+// Health asks the shim whether it is alive and its Store usable, within ctx's deadline: nil when
+// it is idle and well, ErrBusy (wrapped) when a call is running, ErrUnresponsive (wrapped) when
+// it did not answer in time, another error when the shim is gone.
 func (i *Instance) Health(ctx context.Context) error {
 	if i.proc == nil || i.proc.shim == nil {
 		return &CallError{Capsule: i.ID(), Export: "health", Reason: "no shim is running"}
 	}
-	_, err := i.proc.shim.Health(ctx, &pb.HealthRequest{})
+	resp, err := i.proc.shim.Health(ctx, &pb.HealthRequest{})
 	switch code := status.Code(err); {
+	case err == nil && resp.Busy:
+		return fmt.Errorf("capsule %s: %w", i.ID(), ErrBusy)
 	case err == nil:
 		return nil
 	case code == codes.DeadlineExceeded:
-		return fmt.Errorf("capsule %s: %w", i.ID(), ErrBusy)
+		return fmt.Errorf("capsule %s: %w", i.ID(), ErrUnresponsive)
 	default:
 		return &CallError{Capsule: i.ID(), Export: "health", Reason: status.Convert(err).Message()}
+	}
+}
+
+// monitorHealth checks the shim every interval while the instance is Ready; a shim that does not
+// answer within timeout crashes the instance (astrid.v1.health.failed, then the usual crash
+// handling and restart), and is killed.
+func (i *Instance) monitorHealth(interval, timeout time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-i.proc.shim.Exited.Done():
+			return
+		}
+		if st, _ := i.State(); st != StateReady {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		err := i.Health(ctx)
+		cancel()
+		if err == nil || errors.Is(err, ErrBusy) {
+			continue
+		}
+		if st, _ := i.State(); st != StateReady {
+			return // stopped meanwhile: not a health failure
+		}
+		reason := "health check failed: " + err.Error()
+		i.host.publishEvent(TopicHealthFailed, capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason})
+		i.crashed(reason)
+		i.proc.kill()
+		return
 	}
 }
 

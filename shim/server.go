@@ -43,6 +43,7 @@ type Server struct {
 	loaded  atomic.Bool // a module was loaded: Compile is refused from then on
 	closing atomic.Bool
 	calls   atomic.Uint64
+	inCall  atomic.Bool // a guest call holds the Store
 }
 
 // NewServer builds the shim's service; broker is go-plugin's, for dialing the host's services.
@@ -168,6 +169,8 @@ func (s *Server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeR
 		return nil, err
 	}
 	defer s.unlock()
+	s.inCall.Store(true)
+	defer s.inCall.Store(false)
 	if s.closing.Load() {
 		return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_CANCELLED, Message: "the capsule is unloading"}}, nil
 	}
@@ -203,8 +206,13 @@ func (s *Server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeR
 	return &pb.InvokeResponse{Output: out, Error: gerr}, nil
 }
 
-// Health answers once it holds the Store, proving the Store is not wedged outside a guest call.
+// Health answers at once with busy while a guest call holds the Store (the call's deadline
+// watches the guest); otherwise it answers once it holds the Store, proving the Store is not
+// wedged outside a guest call.
 func (s *Server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthResponse, error) {
+	if s.inCall.Load() {
+		return &pb.HealthResponse{Loaded: true, Calls: s.calls.Load(), Busy: true}, nil
+	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}

@@ -73,3 +73,40 @@ func TestRestartAfterCrash(t *testing.T) {
 		t.Fatal("the capsule was restarted past its budget")
 	}
 }
+
+// TestHealthCheck: the host notices a shim that stopped answering while idle (SIGSTOP) by its
+// health check, publishes astrid.v1.health.failed, kills it and marks the capsule Failed; a
+// capsule busy in a long call is not mistaken for a hung one.
+func TestHealthCheck(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t, func(c *host.Config) {
+		c.HealthInterval = 50 * time.Millisecond
+		c.HealthTimeout = 200 * time.Millisecond
+	})
+	failed := h.Bus().Subscribe(host.TopicHealthFailed)
+	defer failed.Close()
+	dir := capsuleVariant(t, "faulty", "\n[restart]\npolicy = \"never\"\n")
+	inst, _ := loadCapsule(t, h, dir)
+
+	// Busy for 10 health intervals: healthy.
+	if _, err := inst.Call(context.Background(), "sleep", []byte("500"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if st, reason := inst.State(); st != host.StateReady {
+		t.Fatalf("after a long call: %s (%s)", st, reason)
+	}
+
+	pid := inst.Pid()
+	stopProcess(t, pid)
+	waitFor(t, 10*time.Second, "the health check to fail the capsule", func() bool {
+		st, _ := inst.State()
+		return st == host.StateFailed
+	})
+	if _, reason := inst.State(); !strings.Contains(reason, "health check failed") || !strings.Contains(reason, "did not answer the health check in time") {
+		t.Fatalf("reason: %s", reason)
+	}
+	waitFor(t, 10*time.Second, "the hung shim to be killed", func() bool { return !processAlive(pid) })
+	if env := failed.Poll(1 << 20); len(env.Messages) != 1 {
+		t.Fatalf("health.failed events: %d", len(env.Messages))
+	}
+}

@@ -767,7 +767,10 @@ type HealthResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Loaded bool                   `protobuf:"varint,1,opt,name=loaded,proto3" json:"loaded,omitempty"`
 	// calls counts the guest calls the shim has completed.
-	Calls         uint64 `protobuf:"varint,2,opt,name=calls,proto3" json:"calls,omitempty"`
+	Calls uint64 `protobuf:"varint,2,opt,name=calls,proto3" json:"calls,omitempty"`
+	// busy says a guest call (or a run loop) holds the Store: the shim answered, and the call's own
+	// deadline watches the guest.
+	Busy          bool `protobuf:"varint,3,opt,name=busy,proto3" json:"busy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -814,6 +817,13 @@ func (x *HealthResponse) GetCalls() uint64 {
 		return x.Calls
 	}
 	return 0
+}
+
+func (x *HealthResponse) GetBusy() bool {
+	if x != nil {
+		return x.Busy
+	}
+	return false
 }
 
 type ShutdownRequest struct {
@@ -1708,10 +1718,11 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\tCANCELLED\x10\v\x12\x0e\n" +
 	"\n" +
 	"NOT_LOADED\x10\f\"\x0f\n" +
-	"\rHealthRequest\">\n" +
+	"\rHealthRequest\"R\n" +
 	"\x0eHealthResponse\x12\x16\n" +
 	"\x06loaded\x18\x01 \x01(\bR\x06loaded\x12\x14\n" +
-	"\x05calls\x18\x02 \x01(\x04R\x05calls\"\x11\n" +
+	"\x05calls\x18\x02 \x01(\x04R\x05calls\x12\x12\n" +
+	"\x04busy\x18\x03 \x01(\bR\x04busy\"\x11\n" +
 	"\x0fShutdownRequest\"\x12\n" +
 	"\x10ShutdownResponse\"@\n" +
 	"\n" +
