@@ -171,6 +171,8 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 		inst.lastFailure = replaces.Status().LastFailure
 		if k := slices.Index(h.instances, replaces); k >= 0 {
 			h.instances[k] = inst
+		} else {
+			h.instances = append(h.instances, inst) // never lose track of an instance
 		}
 	} else {
 		h.instances = append(h.instances, inst)

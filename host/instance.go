@@ -80,6 +80,7 @@ type Instance struct {
 	// lastFailure is the reason of the capsule's most recent crash, this instance's or a
 	// predecessor's.
 	lastFailure string
+	hasCrashed  bool
 }
 
 // Restarts is how many times the capsule was restarted before this instance.
@@ -155,10 +156,13 @@ func (i *Instance) setState(s State, reason string) {
 // crashed records that the instance failed against its will: it is marked Failed, its
 // subscriptions end, and astrid.v1.capsule.crashed says why.
 func (i *Instance) crashed(reason string) {
+	// A crash is noticed by several paths at once (the failed call, the exit watcher): only the
+	// first one counts, so the capsule is restarted once.
 	i.mu.Lock()
-	stopping := i.stopping
+	first := !i.stopping && !i.hasCrashed
+	i.hasCrashed = true
 	i.mu.Unlock()
-	if stopping {
+	if !first {
 		return
 	}
 	i.fail(reason)
