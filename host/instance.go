@@ -379,6 +379,8 @@ func (i *Instance) monitorHealth(interval, timeout time.Duration) {
 		reason := "health check failed: " + err.Error()
 		i.host.publishEvent(TopicHealthFailed, capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason})
 		i.crashed(reason)
+		// It does not answer, so it would not shut down gracefully either: SIGKILL at once.
+		i.proc.killGroup()
 		i.proc.kill()
 		return
 	}
