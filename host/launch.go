@@ -52,16 +52,7 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 		cmd.Env = append(cmd.Env, shared.EnvShimKernel+"="+kernelArtefact)
 	}
 	cmd.SysProcAttr = sandbox.ProcessAttr()
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  shared.Handshake,
-		Plugins:          plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{}},
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		SkipHostEnv:      true,
-		Logger:           logger,
-		GRPCDialOptions:  shared.DialOptions(),
-		StartTimeout:     30 * time.Second,
-	})
+	client := plugin.NewClient(shared.ClientConfig(cmd, logger))
 	p := &shimProcess{client: client, cmd: cmd, sockDir: sockDir}
 	rpc, err := client.Client()
 	if err != nil {

@@ -10,6 +10,10 @@ package shared
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
@@ -51,6 +55,26 @@ var Handshake = plugin.HandshakeConfig{
 	ProtocolVersion:  1,
 	MagicCookieKey:   "ASTRID_SHIM_COOKIE",
 	MagicCookieValue: "astrid-go capsule shim: start me through astrid-host",
+}
+
+// StartTimeout bounds a shim's start, from exec to the go-plugin handshake.
+const StartTimeout = 30 * time.Second
+
+// ClientConfig is the go-plugin client configuration for a shim started by cmd: gRPC only, no
+// environment inherited from the host (cmd.Env is all the shim gets), the protocol's limits.
+// The host uses it for every shim; the benchmarks' baseline uses it too, so both are measured
+// under the same settings.
+func ClientConfig(cmd *exec.Cmd, logger hclog.Logger) *plugin.ClientConfig {
+	return &plugin.ClientConfig{
+		HandshakeConfig:  Handshake,
+		Plugins:          plugin.PluginSet{PluginName: &ShimPlugin{}},
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		SkipHostEnv:      true,
+		Logger:           logger,
+		GRPCDialOptions:  DialOptions(),
+		StartTimeout:     StartTimeout,
+	}
 }
 
 // ServerOptions adds the protocol's limits to the options go-plugin passes to a gRPC server.

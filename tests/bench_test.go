@@ -50,15 +50,7 @@ func startRaw(b *testing.B) (*plugin.Client, *shared.ShimClient) {
 	cmd := exec.Command(rawShim(b))
 	cmd.Env = []string{"TMPDIR=" + os.TempDir()}
 	cmd.SysProcAttr = sandbox.ProcessAttr()
-	client := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  shared.Handshake,
-		Plugins:          plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{}},
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		SkipHostEnv:      true,
-		Logger:           hclog.NewNullLogger(),
-		GRPCDialOptions:  shared.DialOptions(),
-	})
+	client := plugin.NewClient(shared.ClientConfig(cmd, hclog.NewNullLogger()))
 	rpc, err := client.Client()
 	if err != nil {
 		b.Fatal(err)
