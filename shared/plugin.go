@@ -32,6 +32,11 @@ const MaxPayloadBytes = 10 << 20
 // envelope around it. gRPC's default of 4 MiB would refuse legitimate payloads.
 const MaxMessageBytes = MaxPayloadBytes + 1<<20
 
+// MaxProcessResultBytes is the largest JSON result of a process host function the host sends a
+// shim: a synchronous spawn captures up to 10 MiB of each of stdout and stderr, and JSON escaping
+// can grow text, so it has room for both streams escaped several times over: 64 MiB.
+const MaxProcessResultBytes = 64 << 20
+
 // ChunkBytes is the size of the pieces in which modules and artefacts are streamed by Compile.
 const ChunkBytes = 1 << 20
 
@@ -79,7 +84,9 @@ func ClientConfig(cmd *exec.Cmd, logger hclog.Logger) *plugin.ClientConfig {
 
 // ServerOptions adds the protocol's limits to the options go-plugin passes to a gRPC server.
 func ServerOptions(opts []grpc.ServerOption) []grpc.ServerOption {
-	return append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxMessageBytes))
+	// Servers may send up to a process result (the host's HostServices answering a spawn); what
+	// they accept stays at MaxMessageBytes.
+	return append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxProcessResultBytes+1<<20))
 }
 
 // NewServer builds a gRPC server with the protocol's limits; go-plugin calls it for every server it
@@ -143,7 +150,9 @@ func (c *ShimClient) ServeHostServices(impl pb.HostServicesServer) uint32 {
 
 // DialHostServices connects the shim to the host's services served under id.
 func DialHostServices(broker *plugin.GRPCBroker, id uint32) (pb.HostServicesClient, *grpc.ClientConn, error) {
-	conn, err := broker.DialWithOptions(id, DialOptions()...)
+	// The shim receives process results, which may be larger than any other message.
+	opts := append(DialOptions(), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxProcessResultBytes+1<<20)))
+	conn, err := broker.DialWithOptions(id, opts...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dial host services (broker id %d): %w", id, err)
 	}

@@ -82,6 +82,9 @@ func (v *env) hostFuncs() []hostFunc {
 		{userModule, "astrid_get_interceptor_handles", none, one, v.getInterceptorHandles},
 		{userModule, "astrid_signal_ready", none, none, v.signalReady},
 	}
+	for _, f := range processFuncs {
+		fns = append(fns, hostFunc{userModule, f.name, one, one, v.processFunc(f.op)})
+	}
 	for level, name := range logFuncNames {
 		fns = append(fns, hostFunc{env, name, one, none, v.logFunc(level)})
 	}

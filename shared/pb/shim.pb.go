@@ -30,6 +30,71 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ProcessOp names a process host function.
+type ProcessOp int32
+
+const (
+	ProcessOp_PROCESS_OP_UNSPECIFIED      ProcessOp = 0
+	ProcessOp_PROCESS_OP_SPAWN            ProcessOp = 1 // astrid_spawn_host
+	ProcessOp_PROCESS_OP_SPAWN_BACKGROUND ProcessOp = 2 // astrid_spawn_background_host
+	ProcessOp_PROCESS_OP_READ_LOGS        ProcessOp = 3 // astrid_read_process_logs_host
+	ProcessOp_PROCESS_OP_KILL             ProcessOp = 4 // astrid_kill_process_host
+	ProcessOp_PROCESS_OP_WAIT             ProcessOp = 5 // astrid_wait_process_host
+	ProcessOp_PROCESS_OP_SIGNAL           ProcessOp = 6 // astrid_signal_process_host
+	ProcessOp_PROCESS_OP_WRITE_STDIN      ProcessOp = 7 // astrid_write_process_stdin_host
+)
+
+// Enum value maps for ProcessOp.
+var (
+	ProcessOp_name = map[int32]string{
+		0: "PROCESS_OP_UNSPECIFIED",
+		1: "PROCESS_OP_SPAWN",
+		2: "PROCESS_OP_SPAWN_BACKGROUND",
+		3: "PROCESS_OP_READ_LOGS",
+		4: "PROCESS_OP_KILL",
+		5: "PROCESS_OP_WAIT",
+		6: "PROCESS_OP_SIGNAL",
+		7: "PROCESS_OP_WRITE_STDIN",
+	}
+	ProcessOp_value = map[string]int32{
+		"PROCESS_OP_UNSPECIFIED":      0,
+		"PROCESS_OP_SPAWN":            1,
+		"PROCESS_OP_SPAWN_BACKGROUND": 2,
+		"PROCESS_OP_READ_LOGS":        3,
+		"PROCESS_OP_KILL":             4,
+		"PROCESS_OP_WAIT":             5,
+		"PROCESS_OP_SIGNAL":           6,
+		"PROCESS_OP_WRITE_STDIN":      7,
+	}
+)
+
+func (x ProcessOp) Enum() *ProcessOp {
+	p := new(ProcessOp)
+	*p = x
+	return p
+}
+
+func (x ProcessOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ProcessOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_shared_pb_shim_proto_enumTypes[0].Descriptor()
+}
+
+func (ProcessOp) Type() protoreflect.EnumType {
+	return &file_shared_pb_shim_proto_enumTypes[0]
+}
+
+func (x ProcessOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ProcessOp.Descriptor instead.
+func (ProcessOp) EnumDescriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{0}
+}
+
 type GuestError_Kind int32
 
 const (
@@ -105,11 +170,11 @@ func (x GuestError_Kind) String() string {
 }
 
 func (GuestError_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_shared_pb_shim_proto_enumTypes[0].Descriptor()
+	return file_shared_pb_shim_proto_enumTypes[1].Descriptor()
 }
 
 func (GuestError_Kind) Type() protoreflect.EnumType {
-	return &file_shared_pb_shim_proto_enumTypes[0]
+	return &file_shared_pb_shim_proto_enumTypes[1]
 }
 
 func (x GuestError_Kind) Number() protoreflect.EnumNumber {
@@ -160,11 +225,11 @@ func (x LogEntry_Level) String() string {
 }
 
 func (LogEntry_Level) Descriptor() protoreflect.EnumDescriptor {
-	return file_shared_pb_shim_proto_enumTypes[1].Descriptor()
+	return file_shared_pb_shim_proto_enumTypes[2].Descriptor()
 }
 
 func (LogEntry_Level) Type() protoreflect.EnumType {
-	return &file_shared_pb_shim_proto_enumTypes[1]
+	return &file_shared_pb_shim_proto_enumTypes[2]
 }
 
 func (x LogEntry_Level) Number() protoreflect.EnumNumber {
@@ -1651,6 +1716,104 @@ func (*SignalReadyResponse) Descriptor() ([]byte, []int) {
 	return file_shared_pb_shim_proto_rawDescGZIP(), []int{27}
 }
 
+type ProcessRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Op    ProcessOp              `protobuf:"varint,1,opt,name=op,proto3,enum=astrid.shim.v1.ProcessOp" json:"op,omitempty"`
+	// request is the guest's JSON request, as it wrote it.
+	Request       []byte `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessRequest) Reset() {
+	*x = ProcessRequest{}
+	mi := &file_shared_pb_shim_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessRequest) ProtoMessage() {}
+
+func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
+func (*ProcessRequest) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ProcessRequest) GetOp() ProcessOp {
+	if x != nil {
+		return x.Op
+	}
+	return ProcessOp_PROCESS_OP_UNSPECIFIED
+}
+
+func (x *ProcessRequest) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+type ProcessResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// result is the JSON result the guest receives.
+	Result        []byte `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessResponse) Reset() {
+	*x = ProcessResponse{}
+	mi := &file_shared_pb_shim_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessResponse) ProtoMessage() {}
+
+func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessResponse.ProtoReflect.Descriptor instead.
+func (*ProcessResponse) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ProcessResponse) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
 var File_shared_pb_shim_proto protoreflect.FileDescriptor
 
 const file_shared_pb_shim_proto_rawDesc = "" +
@@ -1775,14 +1938,28 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\vIpcEnvelope\x12\x12\n" +
 	"\x04json\x18\x01 \x01(\fR\x04json\"\x14\n" +
 	"\x12SignalReadyRequest\"\x15\n" +
-	"\x13SignalReadyResponse2\xaa\x03\n" +
+	"\x13SignalReadyResponse\"U\n" +
+	"\x0eProcessRequest\x12)\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x19.astrid.shim.v1.ProcessOpR\x02op\x12\x18\n" +
+	"\arequest\x18\x02 \x01(\fR\arequest\")\n" +
+	"\x0fProcessResponse\x12\x16\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result*\xd5\x01\n" +
+	"\tProcessOp\x12\x1a\n" +
+	"\x16PROCESS_OP_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10PROCESS_OP_SPAWN\x10\x01\x12\x1f\n" +
+	"\x1bPROCESS_OP_SPAWN_BACKGROUND\x10\x02\x12\x18\n" +
+	"\x14PROCESS_OP_READ_LOGS\x10\x03\x12\x13\n" +
+	"\x0fPROCESS_OP_KILL\x10\x04\x12\x13\n" +
+	"\x0fPROCESS_OP_WAIT\x10\x05\x12\x15\n" +
+	"\x11PROCESS_OP_SIGNAL\x10\x06\x12\x1a\n" +
+	"\x16PROCESS_OP_WRITE_STDIN\x10\a2\xaa\x03\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.astrid.shim.v1.InfoRequest\x1a\x1c.astrid.shim.v1.InfoResponse\x12;\n" +
 	"\aCompile\x12\x15.astrid.shim.v1.Chunk\x1a\x15.astrid.shim.v1.Chunk(\x010\x01\x12A\n" +
 	"\x04Load\x12\x1b.astrid.shim.v1.LoadRequest\x1a\x1c.astrid.shim.v1.LoadResponse\x12G\n" +
 	"\x06Invoke\x12\x1d.astrid.shim.v1.InvokeRequest\x1a\x1e.astrid.shim.v1.InvokeResponse\x12G\n" +
 	"\x06Health\x12\x1d.astrid.shim.v1.HealthRequest\x1a\x1e.astrid.shim.v1.HealthResponse\x12M\n" +
-	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\xf9\x04\n" +
+	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\xc5\x05\n" +
 	"\fHostServices\x12>\n" +
 	"\x03Log\x12\x1a.astrid.shim.v1.LogRequest\x1a\x1b.astrid.shim.v1.LogResponse\x12A\n" +
 	"\x04Http\x12\x1b.astrid.shim.v1.HttpRequest\x1a\x1c.astrid.shim.v1.HttpResponse\x12S\n" +
@@ -1792,7 +1969,8 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x0eIpcUnsubscribe\x12\x19.astrid.shim.v1.IpcHandle\x1a&.astrid.shim.v1.IpcUnsubscribeResponse\x12A\n" +
 	"\aIpcPoll\x12\x19.astrid.shim.v1.IpcHandle\x1a\x1b.astrid.shim.v1.IpcEnvelope\x12F\n" +
 	"\aIpcRecv\x12\x1e.astrid.shim.v1.IpcRecvRequest\x1a\x1b.astrid.shim.v1.IpcEnvelope\x12V\n" +
-	"\vSignalReady\x12\".astrid.shim.v1.SignalReadyRequest\x1a#.astrid.shim.v1.SignalReadyResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
+	"\vSignalReady\x12\".astrid.shim.v1.SignalReadyRequest\x1a#.astrid.shim.v1.SignalReadyResponse\x12J\n" +
+	"\aProcess\x12\x1e.astrid.shim.v1.ProcessRequest\x1a\x1f.astrid.shim.v1.ProcessResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
 
 var (
 	file_shared_pb_shim_proto_rawDescOnce sync.Once
@@ -1806,86 +1984,92 @@ func file_shared_pb_shim_proto_rawDescGZIP() []byte {
 	return file_shared_pb_shim_proto_rawDescData
 }
 
-var file_shared_pb_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_shared_pb_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_shared_pb_shim_proto_goTypes = []any{
-	(GuestError_Kind)(0),           // 0: astrid.shim.v1.GuestError.Kind
-	(LogEntry_Level)(0),            // 1: astrid.shim.v1.LogEntry.Level
-	(*InfoRequest)(nil),            // 2: astrid.shim.v1.InfoRequest
-	(*InfoResponse)(nil),           // 3: astrid.shim.v1.InfoResponse
-	(*Chunk)(nil),                  // 4: astrid.shim.v1.Chunk
-	(*LoadRequest)(nil),            // 5: astrid.shim.v1.LoadRequest
-	(*LoadResponse)(nil),           // 6: astrid.shim.v1.LoadResponse
-	(*InvokeRequest)(nil),          // 7: astrid.shim.v1.InvokeRequest
-	(*InvokeResponse)(nil),         // 8: astrid.shim.v1.InvokeResponse
-	(*GuestError)(nil),             // 9: astrid.shim.v1.GuestError
-	(*HealthRequest)(nil),          // 10: astrid.shim.v1.HealthRequest
-	(*HealthResponse)(nil),         // 11: astrid.shim.v1.HealthResponse
-	(*ShutdownRequest)(nil),        // 12: astrid.shim.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),       // 13: astrid.shim.v1.ShutdownResponse
-	(*LogRequest)(nil),             // 14: astrid.shim.v1.LogRequest
-	(*LogEntry)(nil),               // 15: astrid.shim.v1.LogEntry
-	(*LogResponse)(nil),            // 16: astrid.shim.v1.LogResponse
-	(*HttpRequest)(nil),            // 17: astrid.shim.v1.HttpRequest
-	(*HttpResponse)(nil),           // 18: astrid.shim.v1.HttpResponse
-	(*IpcPublication)(nil),         // 19: astrid.shim.v1.IpcPublication
-	(*IpcPublishRequest)(nil),      // 20: astrid.shim.v1.IpcPublishRequest
-	(*IpcPublishResponse)(nil),     // 21: astrid.shim.v1.IpcPublishResponse
-	(*IpcSubscribeRequest)(nil),    // 22: astrid.shim.v1.IpcSubscribeRequest
-	(*IpcSubscribeResponse)(nil),   // 23: astrid.shim.v1.IpcSubscribeResponse
-	(*IpcHandle)(nil),              // 24: astrid.shim.v1.IpcHandle
-	(*IpcUnsubscribeResponse)(nil), // 25: astrid.shim.v1.IpcUnsubscribeResponse
-	(*IpcRecvRequest)(nil),         // 26: astrid.shim.v1.IpcRecvRequest
-	(*IpcEnvelope)(nil),            // 27: astrid.shim.v1.IpcEnvelope
-	(*SignalReadyRequest)(nil),     // 28: astrid.shim.v1.SignalReadyRequest
-	(*SignalReadyResponse)(nil),    // 29: astrid.shim.v1.SignalReadyResponse
-	nil,                            // 30: astrid.shim.v1.LoadRequest.ConfigEntry
-	nil,                            // 31: astrid.shim.v1.HttpRequest.HeadersEntry
-	nil,                            // 32: astrid.shim.v1.HttpResponse.HeadersEntry
+	(ProcessOp)(0),                 // 0: astrid.shim.v1.ProcessOp
+	(GuestError_Kind)(0),           // 1: astrid.shim.v1.GuestError.Kind
+	(LogEntry_Level)(0),            // 2: astrid.shim.v1.LogEntry.Level
+	(*InfoRequest)(nil),            // 3: astrid.shim.v1.InfoRequest
+	(*InfoResponse)(nil),           // 4: astrid.shim.v1.InfoResponse
+	(*Chunk)(nil),                  // 5: astrid.shim.v1.Chunk
+	(*LoadRequest)(nil),            // 6: astrid.shim.v1.LoadRequest
+	(*LoadResponse)(nil),           // 7: astrid.shim.v1.LoadResponse
+	(*InvokeRequest)(nil),          // 8: astrid.shim.v1.InvokeRequest
+	(*InvokeResponse)(nil),         // 9: astrid.shim.v1.InvokeResponse
+	(*GuestError)(nil),             // 10: astrid.shim.v1.GuestError
+	(*HealthRequest)(nil),          // 11: astrid.shim.v1.HealthRequest
+	(*HealthResponse)(nil),         // 12: astrid.shim.v1.HealthResponse
+	(*ShutdownRequest)(nil),        // 13: astrid.shim.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),       // 14: astrid.shim.v1.ShutdownResponse
+	(*LogRequest)(nil),             // 15: astrid.shim.v1.LogRequest
+	(*LogEntry)(nil),               // 16: astrid.shim.v1.LogEntry
+	(*LogResponse)(nil),            // 17: astrid.shim.v1.LogResponse
+	(*HttpRequest)(nil),            // 18: astrid.shim.v1.HttpRequest
+	(*HttpResponse)(nil),           // 19: astrid.shim.v1.HttpResponse
+	(*IpcPublication)(nil),         // 20: astrid.shim.v1.IpcPublication
+	(*IpcPublishRequest)(nil),      // 21: astrid.shim.v1.IpcPublishRequest
+	(*IpcPublishResponse)(nil),     // 22: astrid.shim.v1.IpcPublishResponse
+	(*IpcSubscribeRequest)(nil),    // 23: astrid.shim.v1.IpcSubscribeRequest
+	(*IpcSubscribeResponse)(nil),   // 24: astrid.shim.v1.IpcSubscribeResponse
+	(*IpcHandle)(nil),              // 25: astrid.shim.v1.IpcHandle
+	(*IpcUnsubscribeResponse)(nil), // 26: astrid.shim.v1.IpcUnsubscribeResponse
+	(*IpcRecvRequest)(nil),         // 27: astrid.shim.v1.IpcRecvRequest
+	(*IpcEnvelope)(nil),            // 28: astrid.shim.v1.IpcEnvelope
+	(*SignalReadyRequest)(nil),     // 29: astrid.shim.v1.SignalReadyRequest
+	(*SignalReadyResponse)(nil),    // 30: astrid.shim.v1.SignalReadyResponse
+	(*ProcessRequest)(nil),         // 31: astrid.shim.v1.ProcessRequest
+	(*ProcessResponse)(nil),        // 32: astrid.shim.v1.ProcessResponse
+	nil,                            // 33: astrid.shim.v1.LoadRequest.ConfigEntry
+	nil,                            // 34: astrid.shim.v1.HttpRequest.HeadersEntry
+	nil,                            // 35: astrid.shim.v1.HttpResponse.HeadersEntry
 }
 var file_shared_pb_shim_proto_depIdxs = []int32{
-	30, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
-	9,  // 1: astrid.shim.v1.InvokeResponse.error:type_name -> astrid.shim.v1.GuestError
-	0,  // 2: astrid.shim.v1.GuestError.kind:type_name -> astrid.shim.v1.GuestError.Kind
-	15, // 3: astrid.shim.v1.LogRequest.entries:type_name -> astrid.shim.v1.LogEntry
-	1,  // 4: astrid.shim.v1.LogEntry.level:type_name -> astrid.shim.v1.LogEntry.Level
-	31, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
-	32, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
-	19, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
-	19, // 8: astrid.shim.v1.IpcRecvRequest.publish_first:type_name -> astrid.shim.v1.IpcPublication
-	2,  // 9: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
-	4,  // 10: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
-	5,  // 11: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
-	7,  // 12: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
-	10, // 13: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
-	12, // 14: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
-	14, // 15: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
-	17, // 16: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
-	20, // 17: astrid.shim.v1.HostServices.IpcPublish:input_type -> astrid.shim.v1.IpcPublishRequest
-	22, // 18: astrid.shim.v1.HostServices.IpcSubscribe:input_type -> astrid.shim.v1.IpcSubscribeRequest
-	24, // 19: astrid.shim.v1.HostServices.IpcUnsubscribe:input_type -> astrid.shim.v1.IpcHandle
-	24, // 20: astrid.shim.v1.HostServices.IpcPoll:input_type -> astrid.shim.v1.IpcHandle
-	26, // 21: astrid.shim.v1.HostServices.IpcRecv:input_type -> astrid.shim.v1.IpcRecvRequest
-	28, // 22: astrid.shim.v1.HostServices.SignalReady:input_type -> astrid.shim.v1.SignalReadyRequest
-	3,  // 23: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
-	4,  // 24: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
-	6,  // 25: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
-	8,  // 26: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
-	11, // 27: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
-	13, // 28: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
-	16, // 29: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
-	18, // 30: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
-	21, // 31: astrid.shim.v1.HostServices.IpcPublish:output_type -> astrid.shim.v1.IpcPublishResponse
-	23, // 32: astrid.shim.v1.HostServices.IpcSubscribe:output_type -> astrid.shim.v1.IpcSubscribeResponse
-	25, // 33: astrid.shim.v1.HostServices.IpcUnsubscribe:output_type -> astrid.shim.v1.IpcUnsubscribeResponse
-	27, // 34: astrid.shim.v1.HostServices.IpcPoll:output_type -> astrid.shim.v1.IpcEnvelope
-	27, // 35: astrid.shim.v1.HostServices.IpcRecv:output_type -> astrid.shim.v1.IpcEnvelope
-	29, // 36: astrid.shim.v1.HostServices.SignalReady:output_type -> astrid.shim.v1.SignalReadyResponse
-	23, // [23:37] is the sub-list for method output_type
-	9,  // [9:23] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	33, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
+	10, // 1: astrid.shim.v1.InvokeResponse.error:type_name -> astrid.shim.v1.GuestError
+	1,  // 2: astrid.shim.v1.GuestError.kind:type_name -> astrid.shim.v1.GuestError.Kind
+	16, // 3: astrid.shim.v1.LogRequest.entries:type_name -> astrid.shim.v1.LogEntry
+	2,  // 4: astrid.shim.v1.LogEntry.level:type_name -> astrid.shim.v1.LogEntry.Level
+	34, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
+	35, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
+	20, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
+	20, // 8: astrid.shim.v1.IpcRecvRequest.publish_first:type_name -> astrid.shim.v1.IpcPublication
+	0,  // 9: astrid.shim.v1.ProcessRequest.op:type_name -> astrid.shim.v1.ProcessOp
+	3,  // 10: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
+	5,  // 11: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
+	6,  // 12: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
+	8,  // 13: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
+	11, // 14: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
+	13, // 15: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
+	15, // 16: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
+	18, // 17: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
+	21, // 18: astrid.shim.v1.HostServices.IpcPublish:input_type -> astrid.shim.v1.IpcPublishRequest
+	23, // 19: astrid.shim.v1.HostServices.IpcSubscribe:input_type -> astrid.shim.v1.IpcSubscribeRequest
+	25, // 20: astrid.shim.v1.HostServices.IpcUnsubscribe:input_type -> astrid.shim.v1.IpcHandle
+	25, // 21: astrid.shim.v1.HostServices.IpcPoll:input_type -> astrid.shim.v1.IpcHandle
+	27, // 22: astrid.shim.v1.HostServices.IpcRecv:input_type -> astrid.shim.v1.IpcRecvRequest
+	29, // 23: astrid.shim.v1.HostServices.SignalReady:input_type -> astrid.shim.v1.SignalReadyRequest
+	31, // 24: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
+	4,  // 25: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
+	5,  // 26: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
+	7,  // 27: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
+	9,  // 28: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
+	12, // 29: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
+	14, // 30: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
+	17, // 31: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
+	19, // 32: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
+	22, // 33: astrid.shim.v1.HostServices.IpcPublish:output_type -> astrid.shim.v1.IpcPublishResponse
+	24, // 34: astrid.shim.v1.HostServices.IpcSubscribe:output_type -> astrid.shim.v1.IpcSubscribeResponse
+	26, // 35: astrid.shim.v1.HostServices.IpcUnsubscribe:output_type -> astrid.shim.v1.IpcUnsubscribeResponse
+	28, // 36: astrid.shim.v1.HostServices.IpcPoll:output_type -> astrid.shim.v1.IpcEnvelope
+	28, // 37: astrid.shim.v1.HostServices.IpcRecv:output_type -> astrid.shim.v1.IpcEnvelope
+	30, // 38: astrid.shim.v1.HostServices.SignalReady:output_type -> astrid.shim.v1.SignalReadyResponse
+	32, // 39: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
+	25, // [25:40] is the sub-list for method output_type
+	10, // [10:25] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_shared_pb_shim_proto_init() }
@@ -1898,8 +2082,8 @@ func file_shared_pb_shim_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shared_pb_shim_proto_rawDesc), len(file_shared_pb_shim_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   31,
+			NumEnums:      3,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -343,6 +343,7 @@ const (
 	HostServices_IpcPoll_FullMethodName        = "/astrid.shim.v1.HostServices/IpcPoll"
 	HostServices_IpcRecv_FullMethodName        = "/astrid.shim.v1.HostServices/IpcRecv"
 	HostServices_SignalReady_FullMethodName    = "/astrid.shim.v1.HostServices/SignalReady"
+	HostServices_Process_FullMethodName        = "/astrid.shim.v1.HostServices/Process"
 )
 
 // HostServicesClient is the client API for HostServices service.
@@ -369,6 +370,12 @@ type HostServicesClient interface {
 	// SignalReady is astrid_signal_ready: a run-loop capsule says it has set up (subscribed) and
 	// is ready for messages.
 	SignalReady(ctx context.Context, in *SignalReadyRequest, opts ...grpc.CallOption) (*SignalReadyResponse, error)
+	// Process runs one process host function (astrid_spawn_host, ...) for the guest. The shim
+	// passes the guest's JSON request through; the host checks it ([capabilities] host_process,
+	// env, cwd, ownership, limits), runs it in the sandbox and returns the JSON result. A refusal
+	// or failure is an error status whose message the guest sees. Spawn and wait block; they end
+	// when the call's context ends (the call's time limit, or the capsule unloading).
+	Process(ctx context.Context, in *ProcessRequest, opts ...grpc.CallOption) (*ProcessResponse, error)
 }
 
 type hostServicesClient struct {
@@ -459,6 +466,16 @@ func (c *hostServicesClient) SignalReady(ctx context.Context, in *SignalReadyReq
 	return out, nil
 }
 
+func (c *hostServicesClient) Process(ctx context.Context, in *ProcessRequest, opts ...grpc.CallOption) (*ProcessResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProcessResponse)
+	err := c.cc.Invoke(ctx, HostServices_Process_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostServicesServer is the server API for HostServices service.
 // All implementations must embed UnimplementedHostServicesServer
 // for forward compatibility.
@@ -483,6 +500,12 @@ type HostServicesServer interface {
 	// SignalReady is astrid_signal_ready: a run-loop capsule says it has set up (subscribed) and
 	// is ready for messages.
 	SignalReady(context.Context, *SignalReadyRequest) (*SignalReadyResponse, error)
+	// Process runs one process host function (astrid_spawn_host, ...) for the guest. The shim
+	// passes the guest's JSON request through; the host checks it ([capabilities] host_process,
+	// env, cwd, ownership, limits), runs it in the sandbox and returns the JSON result. A refusal
+	// or failure is an error status whose message the guest sees. Spawn and wait block; they end
+	// when the call's context ends (the call's time limit, or the capsule unloading).
+	Process(context.Context, *ProcessRequest) (*ProcessResponse, error)
 	mustEmbedUnimplementedHostServicesServer()
 }
 
@@ -516,6 +539,9 @@ func (UnimplementedHostServicesServer) IpcRecv(context.Context, *IpcRecvRequest)
 }
 func (UnimplementedHostServicesServer) SignalReady(context.Context, *SignalReadyRequest) (*SignalReadyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SignalReady not implemented")
+}
+func (UnimplementedHostServicesServer) Process(context.Context, *ProcessRequest) (*ProcessResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Process not implemented")
 }
 func (UnimplementedHostServicesServer) mustEmbedUnimplementedHostServicesServer() {}
 func (UnimplementedHostServicesServer) testEmbeddedByValue()                      {}
@@ -682,6 +708,24 @@ func _HostServices_SignalReady_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HostServices_Process_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProcessRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServicesServer).Process(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostServices_Process_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServicesServer).Process(ctx, req.(*ProcessRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HostServices_ServiceDesc is the grpc.ServiceDesc for HostServices service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -720,6 +764,10 @@ var HostServices_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SignalReady",
 			Handler:    _HostServices_SignalReady_Handler,
+		},
+		{
+			MethodName: "Process",
+			Handler:    _HostServices_Process_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
