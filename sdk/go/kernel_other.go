@@ -40,3 +40,10 @@ func hostIPCPoll(uint64) uint64               { panic(noKernel) }
 func hostIPCRecv(uint64, uint64) uint64       { panic(noKernel) }
 func hostGetInterceptorHandles() uint64       { panic(noKernel) }
 func hostSignalReady()                        { panic(noKernel) }
+func hostSpawn(uint64) uint64                 { panic(noKernel) }
+func hostSpawnBackground(uint64) uint64       { panic(noKernel) }
+func hostReadProcessLogs(uint64) uint64       { panic(noKernel) }
+func hostKillProcess(uint64) uint64           { panic(noKernel) }
+func hostWaitProcess(uint64) uint64           { panic(noKernel) }
+func hostSignalProcess(uint64) uint64         { panic(noKernel) }
+func hostWriteProcessStdin(uint64) uint64     { panic(noKernel) }

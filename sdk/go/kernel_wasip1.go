@@ -106,3 +106,27 @@ func hostGetInterceptorHandles() uint64
 
 //go:wasmimport extism:host/user astrid_signal_ready
 func hostSignalReady()
+
+// The process host functions (ABI.md §3 Processes): each takes a JSON request
+// block and returns a JSON result block.
+
+//go:wasmimport extism:host/user astrid_spawn_host
+func hostSpawn(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_spawn_background_host
+func hostSpawnBackground(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_read_process_logs_host
+func hostReadProcessLogs(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_kill_process_host
+func hostKillProcess(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_wait_process_host
+func hostWaitProcess(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_signal_process_host
+func hostSignalProcess(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_write_process_stdin_host
+func hostWriteProcessStdin(req uint64) uint64
