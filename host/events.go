@@ -2,10 +2,12 @@ package host
 
 import (
 	"encoding/json"
+	"strings"
 
 	"github.com/google/uuid"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/shared/pb"
 )
 
 // Topics of the events the host publishes about capsules.
@@ -16,6 +18,10 @@ const (
 	// TopicCapsuleCrashed is published when an instance fails against its will: its shim died or
 	// hung, its run loop ended, or its shim was found compromised.
 	TopicCapsuleCrashed = "astrid.v1.capsule.crashed"
+	// TopicCapsuleTrapped is published when a guest call traps (unreachable, a Go panic, its
+	// time or memory limit, a stack overflow, ...). The call fails and the shim replaces the
+	// trapped Store, so the capsule stays Ready: a trap is not a crash, unless it ends a run loop.
+	TopicCapsuleTrapped = "astrid.v1.capsule.trapped"
 	// TopicHealthFailed is published when a capsule's shim fails its health check (it does not
 	// answer in time), just before the capsule is treated as crashed.
 	TopicHealthFailed = "astrid.v1.health.failed"
@@ -32,6 +38,22 @@ type capsuleEvent struct {
 	Instance  string `json:"instance"`
 	State     string `json:"state,omitempty"`
 	Reason    string `json:"reason,omitempty"`
+	// For astrid.v1.capsule.crashed: the trap that ended a run loop (its kind, e.g. "timeout",
+	// "out_of_memory", "unreachable", and the guest's backtrace), and the last lines the shim
+	// wrote to stderr outside its log (a Go runtime crash report, a Rust panic).
+	TrapKind   string   `json:"trap_kind,omitempty"`
+	Backtrace  string   `json:"backtrace,omitempty"`
+	StderrTail []string `json:"stderr_tail,omitempty"`
+}
+
+// trapEvent is the data of astrid.v1.capsule.trapped.
+type trapEvent struct {
+	CapsuleID string `json:"capsule_id"`
+	Instance  string `json:"instance"`
+	Export    string `json:"export"`
+	TrapKind  string `json:"trap_kind"`
+	Message   string `json:"message"`
+	Backtrace string `json:"backtrace,omitempty"`
 }
 
 // Bus is the host's bus, on which capsules and the host publish.
@@ -64,4 +86,10 @@ func (h *Host) Publish(topic string, payload []byte) error {
 // CapsulesLoaded announces that every capsule given to the host has been loaded.
 func (h *Host) CapsulesLoaded() {
 	h.bus.Publish(bus.Message{Topic: TopicCapsulesLoaded, Payload: json.RawMessage(`{"type":"raw_json","status":"ready"}`), SourceID: hostSourceID})
+}
+
+// TrapKindName is the lower-case name of a guest failure's kind as events and logs show it
+// ("unreachable", "timeout", "out_of_memory", ...).
+func TrapKindName(k pb.GuestError_Kind) string {
+	return strings.ToLower(k.String())
 }

@@ -27,6 +27,7 @@ import (
 
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
 )
@@ -51,7 +52,18 @@ type Config struct {
 	// AllowPrivateNetwork lets capsules' HTTP requests reach loopback, private, link-local and
 	// other non-public addresses, which the SSRF rule otherwise refuses. For tests.
 	AllowPrivateNetwork bool
+	// Sandbox confines the shims and the processes capsules spawn (see package sandbox). The
+	// CLI always sets one (--sandbox). With nil, shims get only the process layer (own process
+	// group, SIGKILL on the host's death) and the process host functions are refused.
+	Sandbox *sandbox.Sandbox
+	// PassEnv are the host's environment variables spawned processes inherit: PATH, LANG,
+	// LC_ALL, LC_CTYPE and TZ. New fills it from the host's environment when it is nil.
+	PassEnv map[string]string
 }
+
+// PassEnvKeys are the variables of the host's environment that processes capsules spawn inherit;
+// nothing else of the host's environment reaches them.
+var PassEnvKeys = []string{"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"}
 
 // Health check defaults (Config.HealthInterval, Config.HealthTimeout).
 const (
@@ -98,6 +110,14 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.LogLevel == hclog.NoLevel {
 		cfg.LogLevel = hclog.Info
+	}
+	if cfg.PassEnv == nil {
+		cfg.PassEnv = map[string]string{}
+		for _, k := range PassEnvKeys {
+			if v, ok := os.LookupEnv(k); ok {
+				cfg.PassEnv[k] = v
+			}
+		}
 	}
 	cache, err := OpenModuleCache(filepath.Join(cfg.StateDir, "modules"))
 	if err != nil {

@@ -155,7 +155,10 @@ func (i *Instance) setState(s State, reason string) {
 
 // crashed records that the instance failed against its will: it is marked Failed, its
 // subscriptions end, and astrid.v1.capsule.crashed says why.
-func (i *Instance) crashed(reason string) {
+func (i *Instance) crashed(reason string) { i.crashedWith(reason, nil) }
+
+// crashedWith is crashed with the guest error that ended a run loop, if that was the cause.
+func (i *Instance) crashedWith(reason string, trap *pb.GuestError) {
 	// A crash is noticed by several paths at once (the failed call, the exit watcher): only the
 	// first one counts, so the capsule is restarted once.
 	i.mu.Lock()
@@ -170,7 +173,14 @@ func (i *Instance) crashed(reason string) {
 	i.lastFailure = reason
 	i.mu.Unlock()
 	i.ipc.close()
-	i.host.publishEvent(TopicCapsuleCrashed, capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason})
+	ev := capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason}
+	if trap != nil {
+		ev.TrapKind, ev.Backtrace = TrapKindName(trap.Kind), trap.Backtrace
+	}
+	if i.proc != nil && i.proc.stderr != nil {
+		ev.StderrTail = i.proc.stderr.Lines()
+	}
+	i.host.publishEvent(TopicCapsuleCrashed, ev)
 	i.host.superviseCrash(i, reason)
 }
 
@@ -271,9 +281,26 @@ func (i *Instance) Call(ctx context.Context, export string, input []byte, timeou
 		return nil, i.rpcFailure(ctx, export, err)
 	}
 	if ge := resp.Error; ge != nil {
+		if trapped(ge.Kind) {
+			// The shim has already dropped the trapped Store; the next call gets a fresh one.
+			i.log.Warn("guest trapped; its Store was replaced", "export", export, "kind", TrapKindName(ge.Kind), "message", ge.Message)
+			i.host.publishEvent(TopicCapsuleTrapped, trapEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Export: export,
+				TrapKind: TrapKindName(ge.Kind), Message: ge.Message, Backtrace: ge.Backtrace})
+		}
 		return nil, &GuestError{Capsule: i.ID(), Export: export, Kind: ge.Kind, Message: ge.Message, Backtrace: ge.Backtrace, ExitCode: ge.ExitCode}
 	}
 	return resp.Output, nil
+}
+
+// trapped reports whether a guest failure of kind k was a trap (the guest did not end the call
+// itself): its Store is gone and the host says so on the bus.
+func trapped(k pb.GuestError_Kind) bool {
+	switch k {
+	case pb.GuestError_UNREACHABLE, pb.GuestError_PANIC, pb.GuestError_TIMEOUT, pb.GuestError_OUT_OF_MEMORY,
+		pb.GuestError_STACK_OVERFLOW, pb.GuestError_OUT_OF_FUEL, pb.GuestError_TRAP, pb.GuestError_EXIT:
+		return true
+	}
+	return false
 }
 
 // rpcFailure turns a failed Invoke RPC into a CallError and, when the shim is gone or hung, marks
@@ -399,15 +426,19 @@ func (i *Instance) startRunLoop() {
 	i.host.background(func() {
 		resp, err := i.proc.shim.Invoke(context.Background(), &pb.InvokeRequest{Export: "run", NoDeadline: true})
 		var reason string
+		var trap *pb.GuestError
 		switch {
 		case err != nil:
 			reason = "the run loop ended: " + status.Convert(err).Message()
+			if i.proc.waitExited(0) {
+				reason = "the run loop ended: " + i.proc.exitReason()
+			}
 		case resp.Error != nil:
-			reason = "the run loop failed: " + resp.Error.Message
+			reason, trap = "the run loop failed: "+resp.Error.Message, resp.Error
 		default:
 			reason = "the run loop returned; a run-loop capsule runs until it is unloaded"
 		}
-		i.crashed(reason)
+		i.crashedWith(reason, trap)
 	})
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,6 +28,8 @@ type shimProcess struct {
 	cmd     *exec.Cmd
 	pid     int
 	sockDir string
+	// stderr keeps the last lines the shim wrote to stderr outside its log, for crash events.
+	stderr *stderrTail
 }
 
 // launchShim starts a shim for one capsule. The shim gets an explicit environment (nothing of the
@@ -40,20 +43,27 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 	if err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)
 	}
-	cmd := exec.Command(h.cfg.Shim.Path)
-	cmd.Env = []string{
+	env := []string{
 		"TMPDIR=" + sockDir, // go-plugin puts the shim's socket in the shim's TMPDIR
 		shared.EnvShimLogLevel + "=" + h.cfg.LogLevel.String(),
 	}
 	if fuel {
-		cmd.Env = append(cmd.Env, shared.EnvShimFuel+"=1")
+		env = append(env, shared.EnvShimFuel+"=1")
 	}
 	if h.cache.Has(kernelArtefact) {
-		cmd.Env = append(cmd.Env, shared.EnvShimKernel+"="+kernelArtefact)
+		env = append(env, shared.EnvShimKernel+"="+kernelArtefact)
 	}
-	cmd.SysProcAttr = sandbox.ProcessAttr()
-	client := plugin.NewClient(shared.ClientConfig(cmd, logger))
-	p := &shimProcess{client: client, cmd: cmd, sockDir: sockDir}
+	cmd, layers, err := h.shimCommand(env, sockDir)
+	if err != nil {
+		os.RemoveAll(sockDir)
+		return nil, err
+	}
+	logger.Debug("starting the shim", "sandbox", layers)
+	cfg := shared.ClientConfig(cmd, logger)
+	tail := &stderrTail{}
+	cfg.Stderr = tail
+	client := plugin.NewClient(cfg)
+	p := &shimProcess{client: client, cmd: cmd, sockDir: sockDir, stderr: tail}
 	rpc, err := client.Client()
 	if err != nil {
 		p.kill()
@@ -67,6 +77,43 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 	}
 	p.shim = raw.(*shared.ShimClient)
 	return p, nil
+}
+
+// shimCommand is the command that starts a shim, confined by the host's sandbox: it reads only
+// the system's libraries, its own executable and the module cache, writes only its socket
+// directory, has no network, and cannot create namespaces. Without a sandbox it gets the
+// process layer only.
+func (h *Host) shimCommand(env []string, sockDir string) (*exec.Cmd, string, error) {
+	if h.cfg.Sandbox == nil {
+		cmd := exec.Command(h.cfg.Shim.Path)
+		cmd.Env = env
+		cmd.SysProcAttr = sandbox.ProcessAttr()
+		return cmd, "process", nil
+	}
+	sc, err := h.cfg.Sandbox.Command(sandbox.Spec{
+		Path:      h.cfg.Shim.Path,
+		Env:       env,
+		Exec:      true,
+		ReadOnly:  []string{h.cfg.Shim.Path, h.cache.Dir()},
+		ReadWrite: []string{sockDir},
+		Rlimits:   sandbox.Rlimits{FileSize: 1}, // the shim writes no file, only its socket
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("sandbox the shim: %w", err)
+	}
+	return sc.Cmd, layerNames(sc.Layers), nil
+}
+
+// layerNames lists sandbox layers for a log line ("process" when there is none beyond it).
+func layerNames(layers []sandbox.Layer) string {
+	if len(layers) == 0 {
+		return "process"
+	}
+	names := make([]string, len(layers))
+	for i, l := range layers {
+		names[i] = string(l)
+	}
+	return strings.Join(names, ",")
 }
 
 // kill stops the shim: go-plugin's graceful Kill under a watchdog, then SIGKILL to the whole

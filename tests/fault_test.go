@@ -110,11 +110,12 @@ func TestFaults(t *testing.T) {
 		inject  func(t *testing.T, v *host.Instance)
 		crashes bool   // the fault crashes the capsule (else it fails one call)
 		reason  string // what the crash event says
+		trap    string // the trap kind astrid.v1.capsule.trapped reports, for guest faults
 	}{
-		{name: "guest unreachable/panic", inject: guestFault("panic", "")},
-		{name: "infinite loop (epoch)", inject: guestFault("spin", "")},
-		{name: "memory past the limit", inject: guestFault("hog", "")},
-		{name: "stack overflow", inject: guestFault("recurse", "")},
+		{name: "guest unreachable/panic", inject: guestFault("panic", ""), trap: "panic"},
+		{name: "infinite loop (epoch)", inject: guestFault("spin", ""), trap: "timeout"},
+		{name: "memory past the limit", inject: guestFault("hog", ""), trap: "out_of_memory"},
+		{name: "stack overflow", inject: guestFault("recurse", ""), trap: "stack_overflow"},
 		{name: "shim SIGKILLed", inject: kill(syscall.SIGKILL), crashes: true, reason: "killed by signal killed"},
 		{name: "shim SIGKILLed mid-call", crashes: true, reason: "killed by signal killed", inject: func(t *testing.T, v *host.Instance) {
 			go v.Call(context.Background(), "sleep", []byte("30000"), time.Minute)
@@ -134,6 +135,8 @@ func TestFaults(t *testing.T) {
 			})
 			crashes := h.Bus().Subscribe(host.TopicCapsuleCrashed)
 			defer crashes.Close()
+			traps := h.Bus().Subscribe(host.TopicCapsuleTrapped)
+			defer traps.Close()
 			victim, _ := loadCapsule(t, h, victimDir)
 			victimPid := victim.Pid()
 			n := startNeighbours(t, h)
@@ -161,6 +164,15 @@ func TestFaults(t *testing.T) {
 				}
 			} else if st, reason := victim.State(); st != host.StateReady || victim.Pid() != victimPid {
 				t.Fatalf("a guest fault took the capsule down: %s (%s)", st, reason)
+			}
+			if tc.trap != "" {
+				env, err := traps.Recv(context.Background(), 1<<20)
+				if err != nil || len(env.Messages) == 0 {
+					t.Fatalf("no trap event: %v", err)
+				}
+				if p := string(env.Messages[0].Payload); !strings.Contains(p, `"trap_kind":"`+tc.trap+`"`) {
+					t.Fatalf("trap event %s does not say trap_kind %q", p, tc.trap)
+				}
 			}
 			gap := n.finish(t)
 			t.Logf("fault %q: detected in %s, restarted in %s, neighbours' longest gap %s", tc.name, detect, restart, gap)
