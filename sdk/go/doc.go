@@ -17,10 +17,10 @@
 //
 // The package reaches the host through the Extism kernel imports
 // (extism:host/env), so capsules built with it follow the same ABI as Extism
-// plugins, and for IPC through Astrid's host functions (extism:host/user).
-// Data crosses in blocks of the kernel memory, separate from the capsule's
-// linear memory; the package copies it in and out, so the rest of the
-// capsule sees ordinary strings and byte slices:
+// plugins, and for IPC and processes through Astrid's host functions
+// (extism:host/user). Data crosses in blocks of the kernel memory, separate
+// from the capsule's linear memory; the package copies it in and out, so the
+// rest of the capsule sees ordinary strings and byte slices:
 //
 //   - Input and InputString return the call's input; Output and
 //     OutputString set its output; SetError and SetErrorString set its error
@@ -42,6 +42,11 @@
 //     and Recv read the messages published on the topics its pattern
 //     matches. The manifest lists what the capsule may publish and subscribe
 //     to in [capabilities] ipc_publish and ipc_subscribe (see IPC below).
+//   - Spawn runs a command through the host and returns its output;
+//     SpawnBackground starts one and returns a Process to read its output
+//     from (ReadLogs), wait for (Wait), write to (WriteStdin), signal or
+//     kill. The manifest lists the commands in [capabilities] host_process
+//     (see Processes below).
 //   - Memory, Allocate and FindMemory work with kernel blocks directly, the
 //     way host functions exchange data.
 //
@@ -51,9 +56,10 @@
 //
 // Failures the host detects in a call to it (an HTTP request it refuses or
 // that fails, variables over their size cap, an access outside a block, a
-// topic the manifest does not allow) trap the export call with the host's
-// message: the call fails at once and the capsule cannot catch it. The
-// functions here return errors only for what the capsule can detect itself.
+// topic or a command the manifest does not allow) trap the export call with
+// the host's message: the call fails at once and the capsule cannot catch
+// it. The functions here return errors only for what the capsule can detect
+// itself.
 //
 // The package compiles on every platform, so go vet, go doc and editors see
 // it as usual, but outside GOOS=wasip1 every call that reaches the kernel
@@ -108,6 +114,62 @@
 // after loading it and never times out) typically subscribes once and then
 // calls Recv in a loop. The repository's examples/ping and examples/pong are
 // a pair of capsules that talk this way; pong's run export is such a loop.
+//
+// # Processes
+//
+// A capsule may ask the host to run the programs its manifest lists, each by
+// the exact path the capsule will use:
+//
+//	[capabilities]
+//	host_process = ["/bin/sh"]
+//
+// The host runs them sandboxed, in the capsule's workspace, with a cleared
+// environment; what goes in and out crosses as JSON text. Spawn runs one to
+// the end, at most for the Command's Timeout:
+//
+//	res, err := astrid.Spawn(astrid.Command{
+//		Cmd:     "/bin/sh",
+//		Args:    []string{"-c", "ls | wc -l"},
+//		Timeout: 5 * time.Second,
+//	})
+//	if err != nil {
+//		return nil, err
+//	}
+//	if !res.Success() {
+//		return nil, fmt.Errorf("exit code %d: %s", res.ExitCode, res.Stderr)
+//	}
+//	return []byte(res.Stdout), nil
+//
+// SpawnBackground starts one and returns at once. The host keeps the newest
+// 1 MiB of each of its output streams; ReadLogs drains them, Wait waits for
+// the process to end, up to a timeout, and Kill ends it (and what it
+// started), returns the output not read yet and releases it: the host
+// allows 8 background processes per capsule, counting those that have ended
+// until they are killed.
+//
+//	p, err := astrid.SpawnBackground(astrid.Command{Cmd: "/bin/sh", Args: []string{"-c", script}})
+//	if err != nil {
+//		return err
+//	}
+//	defer p.Kill()
+//	for {
+//		if _, err := p.Wait(200 * time.Millisecond); err != nil {
+//			return err
+//		}
+//		logs, err := p.ReadLogs()
+//		if err != nil {
+//			return err
+//		}
+//		astrid.Log(astrid.LogInfo, logs.Stdout)
+//		if !logs.Running {
+//			return nil
+//		}
+//	}
+//
+// A background process lives until Kill or the end of the capsule instance,
+// not just the call that started it: a run-loop capsule may follow it for as
+// long as it runs. examples/runner streams a script's output onto the bus
+// this way, and feeds a process's stdin with WriteStdin and CloseStdin.
 //
 // # Example
 //
