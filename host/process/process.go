@@ -269,11 +269,11 @@ var errStdinClosed = errors.New("stdin is closed")
 func (s *stdinPipe) write(ctx context.Context, data []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if len(data) == 0 {
+		return 0, nil // nothing to write: not an error on a closed stdin, so close is idempotent
+	}
 	if s.f == nil {
 		return 0, errStdinClosed
-	}
-	if len(data) == 0 {
-		return 0, nil
 	}
 	f := s.f
 	fired := make(chan struct{})

@@ -161,7 +161,6 @@ func deref(p *int) any {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-
 func realPath(t *testing.T, p string) string {
 	t.Helper()
 	r, err := filepath.EvalSymlinks(p)
