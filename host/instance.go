@@ -379,6 +379,10 @@ func (i *Instance) Health(ctx context.Context) error {
 	}
 }
 
+// healthExitGrace is how long a failed health check waits for the shim to be reaped before it
+// blames the shim's connection: a shim that died fails the RPC a moment before it is reaped.
+const healthExitGrace = time.Second
+
 // monitorHealth checks the shim every interval while the instance is Ready; a shim that does not
 // answer within timeout crashes the instance (astrid.v1.health.failed, then the usual crash
 // handling and restart), and is killed.
@@ -399,6 +403,11 @@ func (i *Instance) monitorHealth(interval, timeout time.Duration) {
 		cancel()
 		if err == nil || errors.Is(err, ErrBusy) {
 			continue
+		}
+		if !errors.Is(err, ErrUnresponsive) && i.proc.waitExited(healthExitGrace) {
+			// The RPC failed because the shim died (its connection reset): the exit watcher
+			// reports the crash with how it ended, which this check's error would hide.
+			return
 		}
 		if st, _ := i.State(); st != StateReady {
 			return // stopped meanwhile: not a health failure
