@@ -52,7 +52,7 @@ func (m *Manager) SpawnBackground(ctx context.Context, principal string, req Spa
 		stdinPipe: true, failText: failText, principal: principal})
 	m.mu.Lock()
 	m.reserved--
-	if err == nil && m.closed {
+	if errors.Is(err, errClosedWhileStarting) || (err == nil && m.closed) {
 		err = m.closedError()
 	}
 	if err != nil {

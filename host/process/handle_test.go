@@ -54,7 +54,12 @@ func TestHandle(t *testing.T) {
 	m := marker()
 	call(SpawnBackground, alice, `{"cmd":"sh","args":["-c","echo ready; exec sleep `+m+`"]}`, `{"id":1}`)
 	waitRunning(t, m)
-	call(ReadLogs, alice, `{"id":1}`, `{"stdout":"ready\n","stderr":"","running":true,"exit_code":null}`)
+	var logs LogsResult
+	eventually(t, "the output is read", func() bool { logs, _ = e.m.ReadLogs(alice, 1); return logs.Stdout != "" })
+	if logs != (LogsResult{Stdout: "ready\n", Running: true}) {
+		t.Fatalf("read_logs: %+v", logs)
+	}
+	call(ReadLogs, alice, `{"id":1}`, `{"stdout":"","stderr":"","running":true,"exit_code":null}`)
 	call(Wait, alice, `{"id":1,"timeout_ms":0}`, `{"running":true,"exit_code":null,"signal":null,"timed_out":true}`)
 	call(Signal, alice, `{"id":1,"signal":"int"}`, `{"ok":true}`)
 	call(Wait, alice, `{"id":1}`, `{"running":false,"exit_code":null,"signal":2,"timed_out":false}`)

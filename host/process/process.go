@@ -46,6 +46,10 @@ type process struct {
 	exit sandbox.Exit   // how it ended; read only after done
 }
 
+// errClosedWhileStarting is start's error when Close ran while the process was being started:
+// it was started, then killed, as if it had been running when Close came.
+var errClosedWhileStarting = errors.New("closed while starting")
+
 // start starts l's process with a private tmp directory, its readers and its supervisor, and
 // registers it so Close kills it.
 func (m *Manager) start(l launch) (*process, error) {
@@ -72,7 +76,7 @@ func (m *Manager) start(l launch) (*process, error) {
 	if closed { // Close ran while this process was starting and could not see it
 		_ = p.killTree()
 		<-p.done
-		return nil, m.closedError()
+		return nil, errClosedWhileStarting
 	}
 	return p, nil
 }

@@ -2,9 +2,13 @@ package process
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
+
+// cancelledResult is upstream's result of a spawn cancelled by the capsule's unload.
+var cancelledResult = SpawnResult{Stdout: "", Stderr: "process cancelled", ExitCode: -1}
 
 // Spawn runs a process to its end and returns its output (the first MaxCaptureBytes of each
 // stream) and how it ended. With TimeoutMS the tree is killed when the time is up
@@ -31,6 +35,9 @@ func (m *Manager) Spawn(ctx context.Context, principal string, req SpawnRequest)
 		l.stdinPipe, l.feed = true, []byte(*req.Stdin)
 	}
 	p, err := m.start(l)
+	if errors.Is(err, errClosedWhileStarting) {
+		return cancelledResult, nil
+	}
 	if err != nil {
 		return SpawnResult{}, err
 	}
@@ -59,7 +66,7 @@ func (m *Manager) Spawn(ctx context.Context, principal string, req SpawnRequest)
 		<-p.done
 	}
 	if cancelled {
-		return SpawnResult{Stdout: "", Stderr: "process cancelled", ExitCode: -1}, nil
+		return cancelledResult, nil
 	}
 	res := SpawnResult{
 		Stdout:    lossyString(stdout.buf),
