@@ -1,20 +1,257 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-// statusPipe is the host's end of the helper's status channel.
-type statusPipe struct{ r *os.File }
+// The helper: astrid-host re-executed as "astrid-host __sandbox-exec SPEC -- PROGRAM ARGS...",
+// already inside the namespaces the host cloned it into. Go's os/exec has no hook between fork
+// and exec, and landlock and seccomp act on the calling process, so the helper confines itself
+// and then either becomes the program (Exec) or starts it and stays as the init of the tree.
+//
+// Everything here runs before main's usual start-up would matter, so it must stay cheap: no
+// package-level state to initialise, no goroutines beyond the runtime's.
 
-// Support is what this machine offers, layer by layer (see Probe).
-type Support struct{}
-
-func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
-	return nil, errors.New("sandbox: the helper is not built yet; use --sandbox=off")
+// HelperMain runs the sandbox helper and never returns. The host's main calls it first thing when
+// os.Args[1] is HelperArg, with the arguments after HelperArg (os.Args itself is accepted too).
+//
+// In order it joins the process's cgroup, sets up the mount namespace (private /proc and /tmp,
+// the host filesystem read-only, /run hidden), drops every capability, sets the rlimits, applies
+// landlock and, last, seccomp. Then in Exec mode it becomes the program; otherwise it starts the
+// program, reaps everything orphaned in the tree and reports the program's exit to the host.
+// A failed step ends it with status 127 and a message naming the step ("landlock: ...") on the
+// status pipe, or on stderr when nobody listens there.
+func HelperMain(args []string) {
+	// Never unlocked: the program's parent-death signal, the capability bounding set and the
+	// exec all belong to this one thread.
+	runtime.LockOSThread()
+	if len(args) > 1 && args[1] == HelperArg {
+		args = args[2:]
+	} else if len(args) > 0 && args[0] == HelperArg {
+		args = args[1:]
+	}
+	if len(args) > 0 && args[0] == probeArg {
+		probeMain(args[1:])
+	}
+	h, err := parseHelperArgs(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "astrid sandbox: %v\n", err)
+		os.Exit(127)
+	}
+	h.run()
 }
 
-func (c *Cmd) startHelper() error        { return errors.New("not built") }
-func (c *Cmd) waitHelper() (Exit, error) { return Exit{}, errors.New("not built") }
-func (c *Cmd) killTree() error           { return KillGroup(c.Process.Pid) }
+// helper is one run of the helper.
+type helper struct {
+	spec   wireSpec
+	path   string
+	argv   []string // argv[0] is the path
+	env    []string
+	status *os.File // nil when nobody listens
+}
+
+// parseHelperArgs parses SPEC -- PROGRAM ARGS...
+func parseHelperArgs(args []string) (*helper, error) {
+	if len(args) < 3 || args[1] != "--" {
+		return nil, fmt.Errorf("usage: %s SPEC -- PROGRAM [ARGS...]", HelperArg)
+	}
+	h := &helper{path: args[2], argv: args[2:]}
+	if err := json.Unmarshal([]byte(args[0]), &h.spec); err != nil {
+		return nil, fmt.Errorf("spec: %w", err)
+	}
+	return h, nil
+}
+
+func (h *helper) run() {
+	if fd := h.spec.Status; fd > 0 {
+		// Close-on-exec: in Exec mode the host reads EOF as "the program runs", and in fork mode
+		// the program must not hold the pipe (it would outlive the helper).
+		syscall.CloseOnExec(fd)
+		h.status = os.NewFile(uintptr(fd), "status")
+	}
+	h.env = os.Environ()
+	h.step("cgroup", h.joinCgroups)
+	if h.spec.MountNS {
+		h.step("mount namespace", h.setupMounts)
+		if h.spec.PrivateTmp != "" {
+			h.setEnv("TMPDIR", "/tmp")
+		}
+	} else if h.spec.PrivateTmp != "" {
+		h.setEnv("TMPDIR", h.spec.PrivateTmp)
+	}
+	h.step("capabilities", dropCapabilities)
+	h.step("rlimits", h.setRlimits)
+	if h.spec.Landlock {
+		h.step("landlock", h.applyLandlock)
+	}
+	// Handlers, not "ignore": handled signals are reset to their defaults at exec, while ignored
+	// ones would stay ignored in the program.
+	signal.Notify(make(chan os.Signal, 1), catchableSignals()...)
+	if h.spec.Seccomp {
+		h.step("seccomp", installSeccomp)
+	}
+	if h.spec.Exec {
+		err := syscall.Exec(h.path, h.argv, h.env)
+		h.fail(false, fmt.Sprintf("exec: %q: %v", h.path, err), err)
+	}
+	h.forkAndReap()
+}
+
+// step runs one setup step, failing the helper with the step's name.
+func (h *helper) step(name string, f func() error) {
+	if err := f(); err != nil {
+		h.fail(true, name+": "+err.Error(), err)
+	}
+}
+
+// fail reports err (on the status pipe as "error setup|exec ERRNO MESSAGE", and on stderr when the
+// helper becomes the program or nobody listens) and exits 127, as a shell does for a command that
+// cannot run.
+func (h *helper) fail(setup bool, msg string, err error) {
+	msg = strings.ReplaceAll(msg, "\n", " ")
+	var errno syscall.Errno
+	errors.As(err, &errno)
+	if h.status != nil {
+		kind := "exec"
+		if setup {
+			kind = "setup"
+		}
+		fmt.Fprintf(h.status, "error %s %d %s\n", kind, int(errno), msg)
+	}
+	if h.status == nil || h.spec.Exec {
+		fmt.Fprintf(os.Stderr, "astrid sandbox: %s\n", msg)
+	}
+	os.Exit(127)
+}
+
+// report writes one status line, if anybody listens.
+func (h *helper) report(format string, a ...any) {
+	if h.status != nil {
+		fmt.Fprintf(h.status, format, a...)
+	}
+}
+
+// setEnv sets one variable of the program's environment.
+func (h *helper) setEnv(name, value string) {
+	prefix := name + "="
+	out := h.env[:0]
+	for _, kv := range h.env {
+		if !strings.HasPrefix(kv, prefix) {
+			out = append(out, kv)
+		}
+	}
+	h.env = append(out, prefix+value)
+}
+
+// joinCgroups moves the helper into the cgroups the host made for it, before anything else runs,
+// so the whole tree is counted.
+func (h *helper) joinCgroups() error {
+	for _, dir := range h.spec.Cgroups {
+		// "0" is the writer itself; its pid would be 1 here, in its own pid namespace.
+		if err := os.WriteFile(dir+"/cgroup.procs", []byte("0"), 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// forkAndReap starts the program and stays as the init of its tree: it reaps every process that
+// ends up orphaned with it, and when the program exits it reports how, and exits too (which, in a
+// pid namespace, ends whatever the program left behind).
+func (h *helper) forkAndReap() {
+	if os.Getpid() != 1 {
+		// Without a pid namespace the orphans of the tree come to the helper instead of init.
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	}
+	pid, err := syscall.ForkExec(h.path, h.argv, &syscall.ProcAttr{
+		Env:   h.env,
+		Files: []uintptr{0, 1, 2},
+		// Same process group as the helper: the host signals the group, which reaches both.
+		Sys: &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		h.fail(false, fmt.Sprintf("exec: %q: %v", h.path, err), err)
+	}
+	h.report("started %d\n", pid)
+	for {
+		var ws syscall.WaitStatus
+		wpid, err := syscall.Wait4(-1, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			// ECHILD while the program was not reaped: nothing sensible is left to do.
+			h.report("exit -1 0\n")
+			os.Exit(127)
+		}
+		if wpid != pid {
+			continue // an orphan
+		}
+		exit := exitOf(ws)
+		h.report("exit %d %d\n", exit.Code, int(exit.Signal))
+		code := exit.Code
+		if exit.Signal != 0 {
+			code = 128 + int(exit.Signal)
+		}
+		if !h.spec.PIDNS {
+			// What the program left in its group goes with it, as it would with a pid namespace.
+			_ = syscall.Kill(0, syscall.SIGKILL)
+		}
+		os.Exit(code)
+	}
+}
+
+// catchableSignals are the signals the helper handles: every one but SIGKILL and SIGSTOP, and
+// 32 and 33, which libc keeps for itself.
+func catchableSignals() []os.Signal {
+	var sigs []os.Signal
+	for s := syscall.Signal(1); s <= 64; s++ {
+		if s == syscall.SIGKILL || s == syscall.SIGSTOP || s == 32 || s == 33 {
+			continue
+		}
+		sigs = append(sigs, s)
+	}
+	return sigs
+}
+
+// dropCapabilities empties the bounding, ambient and inheritable sets, so the program gets no
+// capability at exec even as uid 0 (which it is for a root host, in its identity-mapped user
+// namespace, where capabilities would reach files owned by root).
+func dropCapabilities() error {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capget: %w", err)
+	}
+	if data[0].Permitted == 0 && data[1].Permitted == 0 && data[0].Inheritable == 0 && data[1].Inheritable == 0 {
+		// Nothing to lose, and no CAP_SETPCAP to drop the bounding set with: an unprivileged
+		// helper without a user namespace. no_new_privs keeps the program from gaining any.
+		return nil
+	}
+	for c := 0; ; c++ {
+		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+		if err == unix.EINVAL {
+			break // past the last capability this kernel knows
+		}
+		if err != nil {
+			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("clear ambient capabilities: %w", err)
+	}
+	data[0].Inheritable, data[1].Inheritable = 0, 0
+	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		return fmt.Errorf("capset: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,367 @@
+package sandbox
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// The host's side of a sandboxed process: it plans the layers, starts the helper with the
+// namespaces (only a clone can create a pid namespace whose init is the helper), hands it the
+// rest of the plan as JSON, and talks with it over a status pipe.
+
+// wireSpec is what the host tells the helper: everything it applies itself, as JSON in one
+// argument. The program's path and arguments follow "--" so ps shows what runs.
+type wireSpec struct {
+	Exec       bool     `json:"exec,omitempty"`
+	Network    bool     `json:"network,omitempty"`
+	PIDNS      bool     `json:"pidns,omitempty"`
+	MountNS    bool     `json:"mountns,omitempty"`
+	Landlock   bool     `json:"landlock,omitempty"`
+	Seccomp    bool     `json:"seccomp,omitempty"`
+	ReadOnly   []string `json:"ro,omitempty"`
+	ReadWrite  []string `json:"rw,omitempty"`
+	PrivateTmp string   `json:"tmp,omitempty"`
+	OpenFiles  uint64   `json:"nofile,omitempty"`
+	FileSize   uint64   `json:"fsize,omitempty"`
+	Cgroups    []string `json:"cgroups,omitempty"`
+	// Status is the helper's fd of the status pipe; 0 when nobody listens (a launcher such as
+	// go-plugin started the helper), and setup errors then go to stderr only.
+	Status int `json:"status,omitempty"`
+}
+
+// helperArgIndex is where the JSON spec sits in the helper's argv: helper HelperArg JSON -- ...
+const helperArgIndex = 2
+
+// statusPipe is the host's end of the helper's status channel, and the state a helper-started Cmd
+// keeps for Wait and Kill.
+type statusPipe struct {
+	spec wireSpec
+	cg   *procCgroup
+
+	r  *os.File      // nil until Start, and for a Cmd a launcher started
+	br *bufio.Reader // over r
+
+	mu     sync.Mutex
+	reaped bool // Wait has reaped the helper: its pid (and group id) may be reused
+}
+
+// requiredLayer reports whether policy Required refuses to start without layer l (netns only
+// matters for a process without Network, which plan never asks for).
+func requiredLayer(l Layer) bool {
+	switch l {
+	case LayerUserNS, LayerPIDNS, LayerMountNS, LayerNetNS, LayerLandlock:
+		return true
+	}
+	return false
+}
+
+// cloneFlag is the namespace each namespace layer is.
+var cloneFlag = map[Layer]uintptr{
+	LayerUserNS:  syscall.CLONE_NEWUSER,
+	LayerPIDNS:   syscall.CLONE_NEWPID,
+	LayerNetNS:   syscall.CLONE_NEWNET,
+	LayerIPCNS:   syscall.CLONE_NEWIPC,
+	LayerUTSNS:   syscall.CLONE_NEWUTS,
+	LayerMountNS: syscall.CLONE_NEWNS,
+}
+
+// plan picks the layers spec gets on this machine: the ones it wants that are available, and the
+// ones it wants that are missing.
+func (s *Sandbox) plan(spec Spec) (layers, missing []Layer) {
+	for _, l := range allLayers {
+		switch {
+		case l == LayerNetNS && spec.Network:
+			continue
+		case l == LayerCgroup && spec.Cgroup == (CgroupLimits{}):
+			continue
+		case s.support.Available(l):
+			layers = append(layers, l)
+		default:
+			missing = append(missing, l)
+		}
+	}
+	return layers, missing
+}
+
+// refusal is the error of policy Required for the missing layers it cannot do without.
+func refusal(s *Support, missing []Layer) error {
+	var parts []string
+	for _, l := range missing {
+		if requiredLayer(l) {
+			parts = append(parts, fmt.Sprintf("%s is unavailable (%s)", l, s.Reason(l)))
+		}
+	}
+	if len(parts) == 0 {
+		return nil
+	}
+	return fmt.Errorf("sandbox: %s; %s=best-effort runs without it", strings.Join(parts, "; "), PolicyFlag)
+}
+
+func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
+	if !filepath.IsAbs(spec.Path) {
+		return nil, fmt.Errorf("sandbox: the program path %q is not absolute", spec.Path)
+	}
+	if s.helper == "" || !filepath.IsAbs(s.helper) {
+		return nil, fmt.Errorf("sandbox: the helper path %q is not absolute", s.helper)
+	}
+	layers, missing := s.plan(spec)
+	if s.policy == Required {
+		if err := refusal(s.support, missing); err != nil {
+			return nil, err
+		}
+	}
+	has := func(l Layer) bool { return containsLayer(layers, l) }
+	w := wireSpec{
+		Exec:       spec.Exec,
+		Network:    spec.Network,
+		PIDNS:      has(LayerPIDNS),
+		MountNS:    has(LayerMountNS),
+		Landlock:   has(LayerLandlock),
+		Seccomp:    has(LayerSeccomp),
+		ReadOnly:   absAll(spec.ReadOnly),
+		ReadWrite:  absAll(spec.ReadWrite),
+		PrivateTmp: spec.PrivateTmp,
+		OpenFiles:  spec.Rlimits.OpenFiles,
+		FileSize:   spec.Rlimits.FileSize,
+	}
+	if w.OpenFiles == 0 {
+		w.OpenFiles = DefaultOpenFiles
+	}
+	if w.FileSize == 0 {
+		w.FileSize = DefaultFileSize
+	}
+	var cg *procCgroup
+	if has(LayerCgroup) {
+		extra := helperPids
+		if spec.Exec {
+			extra = 0
+		}
+		var err error
+		if cg, err = s.support.cgroup.create(spec.Cgroup, extra); err != nil {
+			return nil, fmt.Errorf("sandbox: %w", err)
+		}
+		w.Cgroups = append([]string(nil), cg.dirs...)
+	}
+	js, err := json.Marshal(w)
+	if err != nil {
+		_ = cg.remove()
+		return nil, fmt.Errorf("sandbox: encode the spec: %w", err)
+	}
+	cmd := exec.Command(s.helper, append([]string{HelperArg, string(js), "--", spec.Path}, spec.Args...)...)
+	cmd.Env = append([]string{}, spec.Env...) // never nil: nil would be the host's environment
+	cmd.Dir = spec.Dir
+	attr := ProcessAttr()
+	for _, l := range layers {
+		attr.Cloneflags |= cloneFlag[l]
+	}
+	if has(LayerUserNS) {
+		// The identity map keeps file ownership meaningful: the workspace the process writes is
+		// the host user's. It grants nothing outside: the helper drops every capability before the
+		// program runs.
+		uid, gid := os.Getuid(), os.Getgid()
+		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}}
+		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
+		attr.GidMappingsEnableSetgroups = false
+	}
+	cmd.SysProcAttr = attr
+	return &Cmd{Cmd: cmd, Layers: layers, status: &statusPipe{spec: w, cg: cg}}, nil
+}
+
+// containsLayer reports whether layers has l.
+func containsLayer(layers []Layer, l Layer) bool {
+	for _, x := range layers {
+		if x == l {
+			return true
+		}
+	}
+	return false
+}
+
+// absAll cleans paths; the helper opens them after changing its working directory and mounts.
+func absAll(paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		if a, err := filepath.Abs(p); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// startHelper starts the helper with a status pipe and waits for its first word: the program is
+// running (fork mode: "started"; Exec mode: the pipe closed on exec), or why it is not.
+func (c *Cmd) startHelper() error {
+	st := c.status
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("sandbox: status pipe: %w", err)
+	}
+	st.spec.Status = 3 + len(c.ExtraFiles)
+	js, err := json.Marshal(st.spec)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return fmt.Errorf("sandbox: encode the spec: %w", err)
+	}
+	c.Args[helperArgIndex] = string(js)
+	c.ExtraFiles = append(c.ExtraFiles, w)
+	err = c.Cmd.Start()
+	w.Close() // the helper has its copy; ours would keep reads from ever seeing EOF
+	c.ExtraFiles = c.ExtraFiles[:len(c.ExtraFiles)-1]
+	if err != nil {
+		r.Close()
+		_ = st.cg.remove()
+		return err
+	}
+	st.r, st.br = r, bufio.NewReader(r)
+	line, rerr := st.br.ReadString('\n')
+	switch {
+	case rerr == nil && strings.HasPrefix(line, "started") && !st.spec.Exec:
+		return nil
+	case rerr == io.EOF && line == "" && st.spec.Exec:
+		return nil // the pipe is close-on-exec: the program runs
+	}
+	// The helper failed or died; it exits by itself after an error line. Reap it so nothing is
+	// left behind, and say why.
+	startErr := parseStatusError(line)
+	if rerr != nil && rerr != io.EOF {
+		_ = c.killTree()
+		startErr = fmt.Errorf("sandbox: reading the helper's status: %w", rerr)
+	}
+	_, _ = c.waitHelper()
+	if startErr == nil {
+		startErr = fmt.Errorf("sandbox: the helper ended before starting the program (%v)", c.ProcessState)
+	}
+	return startErr
+}
+
+// StartError is a failure of the helper to set up the sandbox or to start the program, as
+// Start returns it. It wraps the errno when there is one, so errors.Is(err, fs.ErrNotExist)
+// holds for a missing program.
+type StartError struct {
+	// Setup is true for a layer that failed, false for the program's own exec.
+	Setup bool
+	Msg   string
+	Errno syscall.Errno
+}
+
+func (e *StartError) Error() string {
+	if e.Setup {
+		return "sandbox: " + e.Msg
+	}
+	return e.Msg
+}
+
+// Unwrap returns the errno, if any.
+func (e *StartError) Unwrap() error {
+	if e.Errno == 0 {
+		return nil
+	}
+	return e.Errno
+}
+
+// parseStatusError parses "error setup|exec ERRNO MESSAGE", nil for anything else.
+func parseStatusError(line string) error {
+	f := strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 4)
+	if len(f) != 4 || f[0] != "error" {
+		return nil
+	}
+	n, _ := strconv.Atoi(f[2])
+	return &StartError{Setup: f[1] == "setup", Msg: f[3], Errno: syscall.Errno(n)}
+}
+
+// waitHelper waits for the helper and reports the program's end: from the status line in fork
+// mode (the helper outlives its program by a moment), from the process itself in Exec mode.
+func (c *Cmd) waitHelper() (Exit, error) {
+	st := c.status
+	err := c.Cmd.Wait()
+	st.mu.Lock()
+	st.reaped = true
+	st.mu.Unlock()
+	var exitErr *exec.ExitError
+	if err != nil && !errors.As(err, &exitErr) {
+		return Exit{}, err
+	}
+	exit := exitOf(c.ProcessState.Sys().(syscall.WaitStatus))
+	if st.br != nil && !st.spec.Exec {
+		// Only the helper held the write end, so this cannot block now that it is gone.
+		if line, _ := st.br.ReadString('\n'); strings.HasPrefix(line, "exit ") {
+			if e, ok := parseExit(line); ok {
+				exit = e
+			}
+		}
+	}
+	c.release()
+	return exit, nil
+}
+
+// parseExit parses "exit CODE SIGNAL".
+func parseExit(line string) (Exit, bool) {
+	f := strings.Fields(line)
+	if len(f) != 3 {
+		return Exit{}, false
+	}
+	code, err1 := strconv.Atoi(f[1])
+	sig, err2 := strconv.Atoi(f[2])
+	if err1 != nil || err2 != nil {
+		return Exit{}, false
+	}
+	return Exit{Code: code, Signal: syscall.Signal(sig)}, true
+}
+
+// release ends what the tree left in its cgroup, removes the cgroup and closes the status pipe.
+func (c *Cmd) release() error {
+	st := c.status
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.cg.kill()
+	err := st.cg.remove()
+	if st.r != nil {
+		st.r.Close()
+		st.r = nil
+	}
+	return err
+}
+
+// Close releases what a Cmd holds outside the process: its cgroup. Wait does it; call Close for
+// a Cmd that was never started, or that a launcher such as go-plugin started and waited for.
+// It kills whatever is still in the cgroup.
+func (c *Cmd) Close() error {
+	if c.status == nil {
+		return nil
+	}
+	return c.release()
+}
+
+// killTree SIGKILLs the helper, its process group and its cgroup. With a pid namespace the
+// helper's death alone ends every process in it.
+func (c *Cmd) killTree() error {
+	st := c.status
+	if st == nil {
+		return KillGroup(c.Process.Pid)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.reaped {
+		// Signalling through the pidfd succeeds only while the helper is not reaped, and an
+		// unreaped leader keeps its group id from being reused, so the group kill that follows
+		// cannot hit a stranger.
+		if err := c.Process.Signal(syscall.SIGKILL); err == nil {
+			if err := KillGroup(c.Process.Pid); err != nil {
+				return err
+			}
+		}
+	}
+	st.cg.kill()
+	return nil
+}
