@@ -222,6 +222,8 @@ func TestKill(t *testing.T) {
 	if _, err := e.m.Wait(context.Background(), alice, WaitRequest{ID: exited}); err != nil {
 		t.Fatal(err)
 	}
+	_, err = e.m.WriteStdin(context.Background(), alice, WriteStdinRequest{ID: exited, Data: "late"})
+	wantErr(t, err, "cannot write to background process 2: it has exited")
 	res, err = e.m.Kill(alice, exited)
 	if err != nil || res.Killed || !sameInt(res.ExitCode, intp(4)) || res.Stdout != "bye\n" {
 		t.Fatalf("kill of an exited process: %+v, %v", res, err)

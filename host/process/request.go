@@ -42,7 +42,7 @@ func (m *Manager) prepare(req SpawnRequest, failText string) (sandbox.Spec, erro
 	}
 	workspace, err := m.workspace()
 	if err != nil {
-		return sandbox.Spec{}, err
+		return sandbox.Spec{}, fmt.Errorf("%s: %v", failText, err)
 	}
 	dir, err := resolveCwd(workspace, req.Cwd)
 	if err != nil {
@@ -130,11 +130,11 @@ func validEnvKey(key string) bool {
 // the path without symlinks.
 func (m *Manager) workspace() (string, error) {
 	if m.cfg.Workspace == "" {
-		return "", errors.New("failed to spawn command: the capsule has no workspace")
+		return "", errors.New("the capsule has no workspace")
 	}
 	ws, err := filepath.EvalSymlinks(m.cfg.Workspace)
 	if err != nil {
-		return "", fmt.Errorf("failed to spawn command: workspace: %v", err)
+		return "", fmt.Errorf("workspace: %v", err)
 	}
 	return filepath.Abs(ws)
 }

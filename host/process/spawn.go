@@ -34,6 +34,9 @@ func (m *Manager) Spawn(ctx context.Context, principal string, req SpawnRequest)
 	if req.Stdin != nil && *req.Stdin != "" {
 		l.stdinPipe, l.feed = true, []byte(*req.Stdin)
 	}
+	if ctx.Err() != nil {
+		return cancelledResult, nil
+	}
 	p, err := m.start(l)
 	if errors.Is(err, errClosedWhileStarting) {
 		return cancelledResult, nil

@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestSpawn(t *testing.T) {
@@ -168,4 +170,39 @@ func realPath(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// TestSpawnEscapedPipeHolder: a process that left the tree (setsid, without a pid namespace)
+// and keeps stdout open does not hold the spawn beyond DrainGrace.
+func TestSpawnEscapedPipeHolder(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if e.hasPIDNamespace(t) {
+		t.Skip("the pid namespace kills a setsid grandchild with the tree: nothing escapes")
+	}
+	escaped := marker()
+	t.Cleanup(func() {
+		for _, pid := range pidsWith(escaped) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	start := time.Now()
+	res := e.sh(t, "setsid sleep "+escaped+" & echo hi")
+	if res.Stdout != "hi\n" || res.ExitCode != 0 {
+		t.Fatalf("got %+v", res)
+	}
+	if took := time.Since(start); took > DrainGrace+10*time.Second {
+		t.Fatalf("the spawn took %v with an escaped process holding its stdout", took)
+	}
+}
+
+// TestMisconfigured: a Manager without a sandbox or a workspace refuses to spawn, clearly.
+func TestMisconfigured(t *testing.T) {
+	t.Parallel()
+	noSandbox := newEnv(t, func(c *Config) { c.Sandbox = nil })
+	_, err := noSandbox.m.Spawn(context.Background(), alice, SpawnRequest{Cmd: "true"})
+	wantErr(t, err, "failed to spawn command: no sandbox is configured")
+	noWorkspace := newEnv(t, func(c *Config) { c.Workspace = "" })
+	_, err = noWorkspace.m.SpawnBackground(context.Background(), alice, SpawnRequest{Cmd: "true"})
+	wantErr(t, err, "failed to spawn background process: the capsule has no workspace")
 }
