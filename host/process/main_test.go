@@ -19,15 +19,10 @@ import (
 	"github.com/astrid-go/astrid/sandbox"
 )
 
-// The tests run under policy Off unless a file of this package plugs in a real sandbox by
-// setting these in an init function: newTestSandbox returns the sandbox every test Manager
-// uses, and testHelperMain is run when the test binary is re-executed as the sandbox's helper
-// (os.Args[1] == sandbox.HelperArg), e.g.
-//
-//	func init() {
-//		testHelperMain = sandbox.HelperMain
-//		newTestSandbox = func() *sandbox.Sandbox { return sandbox.New(os.Args[0], sandbox.Required, probe()) }
-//	}
+// The tests run under policy Off unless sandbox_test.go plugs in the real sandbox
+// (ASTRID_TEST_SANDBOX): newTestSandbox returns the sandbox every test Manager uses, and
+// testHelperMain runs when the test binary is re-executed as the sandbox's helper
+// (os.Args[1] == sandbox.HelperArg).
 var (
 	newTestSandbox = func() *sandbox.Sandbox { return sandbox.New("", sandbox.Off, nil) }
 	testHelperMain func()

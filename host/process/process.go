@@ -100,6 +100,9 @@ func (m *Manager) startLocked(l launch) (p *process, err error) {
 	}()
 	closeLater := func(f *os.File) { cleanups = append(cleanups, func() { f.Close() }) }
 
+	if err := os.MkdirAll(m.tmpRoot(), 0o700); err != nil {
+		return nil, fail("create the tmp root: %v", err)
+	}
 	tmpDir, err := os.MkdirTemp(m.tmpRoot(), "astrid-process-*")
 	if err != nil {
 		return nil, fail("create private tmp directory: %v", err)
@@ -111,6 +114,8 @@ func (m *Manager) startLocked(l launch) (p *process, err error) {
 	if err != nil {
 		return nil, fail("%v", err)
 	}
+	unstarted := cmd
+	cleanups = append(cleanups, func() { _ = unstarted.Close() }) // its cgroup, if it never ran
 
 	outR, outW, err := os.Pipe()
 	if err != nil {

@@ -17,6 +17,14 @@ func TestSpawn(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(e.workspace, "sub"), 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// A file in the host's tmp that a private tmp does not show.
+	hostTmp, err := os.CreateTemp("", "astrid-process-test-host-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostTmp.Close()
+	hostTmpFile := hostTmp.Name()
+	t.Cleanup(func() { os.Remove(hostTmpFile) })
 	bigStdin := strings.Repeat("0123456789abcdef", 3<<20/16) // more than pipes hold: fed while read
 	tests := []struct {
 		name string
@@ -39,13 +47,13 @@ func TestSpawn(t *testing.T) {
 			SpawnResult{Stdout: "a\uFFFDb\uFFFDc"}},
 		{"default cwd is the workspace", SpawnRequest{Cmd: "pwd"}, SpawnResult{Stdout: realPath(t, e.workspace) + "\n"}},
 		{"cwd", SpawnRequest{Cmd: "pwd", Cwd: "sub"}, SpawnResult{Stdout: realPath(t, e.workspace) + "/sub\n"}},
-		{"private tmp is empty", SpawnRequest{Cmd: "sh", Args: []string{"-c", `ls -A "${TMPDIR:-/tmp}" | wc -l`}},
-			SpawnResult{Stdout: "0\n"}},
+		{"private tmp", SpawnRequest{Cmd: "sh", Args: []string{"-c", `t="${TMPDIR:-/tmp}"; test ! -e "$t/` + filepath.Base(hostTmpFile) +
+			`" && echo private > "$t/probe" && cat "$t/probe"`}}, SpawnResult{Stdout: "private\n"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if tt.name == "private tmp is empty" && e.sandbox.Policy().String() == "off" {
+			if tt.name == "private tmp" && e.sandbox.Policy().String() == "off" {
 				t.Skip("policy off gives no private tmp: /tmp is the host's")
 			}
 			got, err := e.m.Spawn(context.Background(), alice, tt.req)
