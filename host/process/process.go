@@ -60,7 +60,7 @@ func (m *Manager) start(l launch) (*process, error) {
 	}
 	m.supervisors.Add(1) // before Close can Wait: closed is false under the same lock
 	m.mu.Unlock()
-	p, err := m.startLocked(l)
+	p, err := m.startProcess(l)
 	if err != nil {
 		m.supervisors.Done()
 		return nil, err
@@ -81,9 +81,9 @@ func (m *Manager) start(l launch) (*process, error) {
 	return p, nil
 }
 
-// startLocked makes the pipes and the tmp directory and starts the process; on failure it
+// startProcess makes the tmp directory and the pipes and starts the process; on failure it
 // leaves nothing behind.
-func (m *Manager) startLocked(l launch) (p *process, err error) {
+func (m *Manager) startProcess(l launch) (p *process, err error) {
 	fail := func(format string, args ...any) error {
 		return fmt.Errorf("%s: %s", l.failText, fmt.Sprintf(format, args...))
 	}
