@@ -16,7 +16,11 @@
 //   - sleep: sleeps for the number of milliseconds given as input (a
 //     malformed number fails the call);
 //   - stderr: writes the input to stderr and to stdout, and succeeds;
-//   - exit: os.Exit(3).
+//   - exit: os.Exit(3);
+//   - publish: publishes one JSON payload of each size its input lists
+//     ("SIZE,SIZE,..."), the k-th to test.v1.faulty.k, and fails at the
+//     first refusal with its error (a variant of this capsule must grant
+//     ipc_publish; the manifest here grants none).
 package main
 
 import (
@@ -124,4 +128,31 @@ func stderr() int32 {
 func exit() int32 {
 	os.Exit(3)
 	return 0
+}
+
+// publish publishes a payload of exactly each size listed: the number 1 for a size of 1, else a
+// JSON string of that many bytes.
+//
+//go:wasmexport publish
+func publish() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) {
+		for k, field := range strings.Split(strings.TrimSpace(string(in)), ",") {
+			size, err := strconv.Atoi(field)
+			if err != nil || size < 1 {
+				return nil, errors.New("publish: input must be payload sizes separated by commas, got " + strconv.Quote(string(in)))
+			}
+			payload := []byte("1")
+			if size > 1 {
+				payload = make([]byte, size)
+				for i := range payload {
+					payload[i] = 'x'
+				}
+				payload[0], payload[size-1] = '"', '"'
+			}
+			if err := astrid.PublishJSON("test.v1.faulty."+strconv.Itoa(k+1), payload); err != nil {
+				return nil, err
+			}
+		}
+		return []byte("ok"), nil
+	})
 }

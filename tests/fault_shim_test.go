@@ -1,0 +1,143 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/astrid-go/astrid/host"
+)
+
+// Faults of the victim's shim process: it is killed (idle or in a call), stopped, or loses its
+// connections to the host; and a capsule that crashes as soon as it runs, over and over.
+
+// crashLoopBudget is the crash-loop capsule's [restart] max_attempts.
+const crashLoopBudget = 3
+
+// crashAtOnceWAT is a run-loop capsule whose run export traps at once, as a capsule that crashes
+// on start does.
+const crashAtOnceWAT = `(module (func (export "run") (result i32) unreachable))`
+
+func shimFaults() []faultCase {
+	kill := func(t *testing.T, r *faultRun) {
+		if err := syscall.Kill(r.victim.Pid(), syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return []faultCase{
+		{name: "shim SIGKILLed", inject: kill, outcome: restarts, reason: "was killed by signal killed"},
+		{name: "shim SIGKILLed mid-call", outcome: restarts, reason: "was killed by signal killed", inject: func(t *testing.T, r *faultRun) {
+			errc := make(chan error, 1)
+			go func() {
+				_, err := r.victim.Call(context.Background(), "sleep", []byte("30000"), time.Minute)
+				errc <- err
+			}()
+			waitFor(t, 10*time.Second, "the call to run", func() bool { return storeBusy(r.victim) })
+			r.t0 = time.Now()
+			kill(t, r)
+			select {
+			case err := <-errc:
+				var ce *host.CallError
+				if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "was killed by signal killed during the call") {
+					t.Fatalf("the call in flight: %v, want a CallError saying the shim was killed", err)
+				}
+				t.Logf("the call in flight failed after %s: %v", time.Since(r.t0), err)
+			case <-time.After(eventTimeout):
+				t.Fatal("the call in flight did not end when its shim was killed")
+			}
+		}},
+		{name: "shim SIGSTOPped (health check)", outcome: restarts, health: true,
+			reason: "health check failed: capsule faulty: the shim did not answer the health check in time",
+			inject: func(t *testing.T, r *faultRun) { stopProcess(t, r.victim.Pid()) }},
+		{name: "shim's connections closed", outcome: restarts, health: true,
+			// The check's RPC failed outright (not its deadline): the connection is gone.
+			reason: "health check failed: capsule faulty: call to health: ",
+			inject: func(t *testing.T, r *faultRun) {
+				closed := closeConnections(t, r.victim.Pid())
+				t.Logf("shut down %d sockets of the shim", closed)
+			}},
+		{name: "crash loop spends the restart budget", outcome: exhausted,
+			reason: "the run loop failed: ", trap: "unreachable",
+			victim: func(t *testing.T) (string, host.LoadOptions) {
+				restart := fmt.Sprintf("[restart]\nbackoff = \"10ms\"\nmax_backoff = \"50ms\"\nmax_attempts = %d\n", crashLoopBudget)
+				return watCapsule(t, "crashloop", crashAtOnceWAT, restart), host.LoadOptions{RunLoop: true}
+			},
+			inject: func(t *testing.T, r *faultRun) { r.restartBudget = crashLoopBudget }},
+	}
+}
+
+// watCapsule makes a capsule directory named name whose module is wat, with extra appended to
+// its Capsule.toml.
+func watCapsule(t *testing.T, name, wat, extra string) string {
+	t.Helper()
+	wasm, err := os.ReadFile(watModule(t, name, wat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := fmt.Sprintf("[package]\nname = %q\nversion = \"0.1.0\"\n\n[[component]]\nfile = \"%s.wasm\"\n\n%s", name, name, extra)
+	if err := os.WriteFile(filepath.Join(dir, "Capsule.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".wasm"), wasm, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// closeConnections shuts down every socket process pid holds (go-plugin's listener and the
+// host's connection to it, the shim's connection to the host's services), from the test
+// process and without the shim's help: pidfd_getfd duplicates each one into the test, and
+// shutdown(2) on the duplicate ends the connection for the shim too, since both descriptors
+// share the socket. It returns how many sockets it shut down.
+func closeConnections(t *testing.T, pid int) int {
+	t.Helper()
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatalf("pidfd_open(%d): %v", pid, err)
+	}
+	defer unix.Close(pidfd)
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := 0
+	for _, e := range entries {
+		link, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err != nil || !strings.HasPrefix(link, "socket:[") {
+			continue
+		}
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		dup, err := unix.PidfdGetfd(pidfd, fd, 0)
+		if err != nil {
+			t.Fatalf("pidfd_getfd(%d, %d): %v", pid, fd, err)
+		}
+		err = unix.Shutdown(dup, unix.SHUT_RDWR)
+		unix.Close(dup)
+		if err != nil && !errors.Is(err, unix.ENOTCONN) {
+			t.Fatalf("shutdown of the shim's %s (fd %d): %v", link, fd, err)
+		}
+		closed++
+	}
+	// At least the listener, the host's connection and the connection to the host's services.
+	if closed < 3 {
+		t.Fatalf("the shim (pid %d) holds %d sockets; want at least 3", pid, closed)
+	}
+	return closed
+}
