@@ -75,6 +75,10 @@
 // 20 MiB for text output; read_logs and kill results at most 2×6×1 MiB. The transport between
 // shim and host must accept messages of that size.
 //
+// A background process reads as running until it has been reaped and its output collected:
+// normally at once, at most DrainGrace later when a process that escaped the tree kill (only
+// possible without a pid namespace) still holds its output pipe.
+//
 // # Concurrency
 //
 // Every process has one supervising goroutine (started with it, ended once the process is
@@ -82,4 +86,10 @@
 // was killed if an escaped process still holds the pipe) and, for a synchronous spawn with
 // stdin, its stdin feeder (ended when the data is written or the pipe is closed at exit). Close
 // waits for every supervisor.
+//
+// # Tests
+//
+// The tests run real processes under sandbox policy Off; ASTRID_TEST_SANDBOX=required (or
+// best-effort) runs them under the real sandbox, with the test binary as its helper, which also
+// enables the setsid-grandchild test that only a pid namespace can pass.
 package process
