@@ -27,6 +27,7 @@ import (
 
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/host/process"
 	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
@@ -38,7 +39,8 @@ type Config struct {
 	Shim *ShimBinary
 	// StateDir holds the host's persistent state; compiled modules are cached in StateDir/modules.
 	StateDir string
-	// Workspace is the directory capsules work in (used by later host functions).
+	// Workspace is the directory capsules work in: the processes they spawn run in it and may
+	// write only there (and in a private tmp). Default: the current directory.
 	Workspace string
 	// Logger receives the host's log and every capsule's, each capsule as a named sub-logger.
 	Logger hclog.Logger
@@ -57,13 +59,10 @@ type Config struct {
 	// group, SIGKILL on the host's death) and the process host functions are refused.
 	Sandbox *sandbox.Sandbox
 	// PassEnv are the host's environment variables spawned processes inherit: PATH, LANG,
-	// LC_ALL, LC_CTYPE and TZ. New fills it from the host's environment when it is nil.
+	// LC_ALL, LC_CTYPE and TZ (nothing else of the host's environment reaches them). New fills it
+	// from the host's environment when it is nil.
 	PassEnv map[string]string
 }
-
-// PassEnvKeys are the variables of the host's environment that processes capsules spawn inherit;
-// nothing else of the host's environment reaches them.
-var PassEnvKeys = []string{"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"}
 
 // Health check defaults (Config.HealthInterval, Config.HealthTimeout).
 const (
@@ -111,13 +110,15 @@ func New(cfg Config) (*Host, error) {
 	if cfg.LogLevel == hclog.NoLevel {
 		cfg.LogLevel = hclog.Info
 	}
-	if cfg.PassEnv == nil {
-		cfg.PassEnv = map[string]string{}
-		for _, k := range PassEnvKeys {
-			if v, ok := os.LookupEnv(k); ok {
-				cfg.PassEnv[k] = v
-			}
+	if cfg.Workspace == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("host: no workspace: %w", err)
 		}
+		cfg.Workspace = wd
+	}
+	if cfg.PassEnv == nil {
+		cfg.PassEnv = process.HostPassEnv()
 	}
 	cache, err := OpenModuleCache(filepath.Join(cfg.StateDir, "modules"))
 	if err != nil {
@@ -136,6 +137,9 @@ func New(cfg Config) (*Host, error) {
 // points the host process's TMPDIR at it, so the sockets go-plugin's broker opens for the host's
 // services are private too.
 func (h *Host) RuntimeDir() string { return h.runDir }
+
+// Workspace is the directory capsules work in (Config.Workspace).
+func (h *Host) Workspace() string { return h.cfg.Workspace }
 
 // Cache is the host's compiled-module cache.
 func (h *Host) Cache() *ModuleCache { return h.cache }

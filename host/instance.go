@@ -15,6 +15,7 @@ import (
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host/httpgate"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/host/process"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -69,6 +70,7 @@ type Instance struct {
 	exports  []string
 	stopping bool
 	http     *httpgate.Client // built on the first HTTP request; closed by Stop
+	procs    *process.Manager // made on the first process request; closed by Stop and crashes
 	runLoop  bool             // the run export was started
 
 	ready     chan struct{} // closed by astrid_signal_ready
@@ -173,6 +175,7 @@ func (i *Instance) crashedWith(reason string, trap *pb.GuestError) {
 	i.lastFailure = reason
 	i.mu.Unlock()
 	i.ipc.close()
+	i.closeProcesses()
 	ev := capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason}
 	if trap != nil {
 		ev.TrapKind, ev.Backtrace = TrapKindName(trap.Kind), trap.Backtrace
@@ -498,6 +501,7 @@ func (i *Instance) Stop(ctx context.Context) {
 		}
 	}
 	i.ipc.close()
+	i.closeProcesses()
 	i.mu.Lock()
 	client := i.http
 	i.mu.Unlock()

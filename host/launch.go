@@ -79,6 +79,10 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 	return p, nil
 }
 
+// shimFileSizeLimit is the shim's RLIMIT_FSIZE: 8 GiB, above any linear memory wasmtime backs
+// with a memfd (a 32-bit memory is at most 4 GiB).
+const shimFileSizeLimit = 8 << 30
+
 // shimCommand is the command that starts a shim, confined by the host's sandbox: it reads only
 // the system's libraries, its own executable and the module cache, writes only its socket
 // directory, has no network, and cannot create namespaces. Without a sandbox it gets the
@@ -96,7 +100,9 @@ func (h *Host) shimCommand(env []string, sockDir string) (*exec.Cmd, string, err
 		Exec:      true,
 		ReadOnly:  []string{h.cfg.Shim.Path, h.cache.Dir()},
 		ReadWrite: []string{sockDir},
-		Rlimits:   sandbox.Rlimits{FileSize: 1}, // the shim writes no file, only its socket
+		// The shim writes no file, but wasmtime backs linear memories with memfds, whose size
+		// RLIMIT_FSIZE bounds: leave room for the largest memory a capsule may have.
+		Rlimits: sandbox.Rlimits{FileSize: shimFileSizeLimit},
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("sandbox the shim: %w", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/sandbox"
 )
 
 // The harness builds the real binaries and capsules once per test run into binDir.
@@ -30,6 +31,10 @@ var (
 	repoRoot  string
 	capsules  = map[string]string{} // capsule name -> built capsule directory
 	buildLogs bytes.Buffer
+	// testSandbox confines the shims and processes of every test host: the real sandbox, through
+	// the built astrid-host as its helper, with policy required where this machine has every
+	// layer it needs (best-effort otherwise, logged once).
+	testSandbox *sandbox.Sandbox
 )
 
 // builtCapsules are the Go capsules the tests run: example and test-only ones.
@@ -41,6 +46,8 @@ var builtCapsules = map[string]string{
 	"pong":    "examples/pong",
 	"faulty":  "tests/testdata/capsules/faulty",
 	"ipc":     "tests/testdata/capsules/ipc",
+	"procs":   "tests/testdata/capsules/procs",
+	"runner":  "examples/runner",
 }
 
 func TestMain(m *testing.M) {
@@ -69,6 +76,13 @@ func setup(m *testing.M) (int, error) {
 	if err := goBuild(nil, "-o", shimBin, "./cmd/astrid-shim"); err != nil {
 		return 0, err
 	}
+	support := sandbox.Probe(hostBin)
+	policy := sandbox.Required
+	if err := support.CheckPolicy(policy); err != nil {
+		policy = sandbox.BestEffort
+		fmt.Fprintf(os.Stderr, "tests: sandbox policy best-effort: %v\n", err)
+	}
+	testSandbox = sandbox.New(hostBin, policy, support)
 	for name, src := range builtCapsules {
 		dst := filepath.Join(dir, "capsules", name)
 		if err := os.MkdirAll(dst, 0o755); err != nil {
@@ -140,9 +154,11 @@ func newHost(t *testing.T, configure ...func(*host.Config)) *host.Host {
 	logs := &testWriter{t: t}
 	t.Cleanup(logs.close) // runs last: after the host's shutdown has logged
 	cfg := host.Config{
-		Shim:     shim,
-		StateDir: t.TempDir(),
-		Logger:   hclog.New(&hclog.LoggerOptions{Name: "test-host", Output: logs, Level: hclog.Debug}),
+		Shim:      shim,
+		StateDir:  t.TempDir(),
+		Workspace: t.TempDir(),
+		Sandbox:   testSandbox,
+		Logger:    hclog.New(&hclog.LoggerOptions{Name: "test-host", Output: logs, Level: hclog.Debug}),
 	}
 	for _, f := range configure {
 		f(&cfg)

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/sandbox"
 )
 
 // hostFlags are the flags of every command that starts a host.
@@ -20,6 +21,7 @@ type hostFlags struct {
 	workspace    string
 	logLevel     string
 	allowPrivate bool
+	sandbox      string
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet, defaultLevel string) {
@@ -27,6 +29,7 @@ func (f *hostFlags) register(fs *flag.FlagSet, defaultLevel string) {
 	fs.StringVar(&f.state, "state", "", "state directory; compiled modules are cached in STATE/modules (default: $ASTRID_STATE_DIR, else $XDG_STATE_HOME/astrid, else ~/.local/state/astrid)")
 	fs.StringVar(&f.workspace, "workspace", "", "workspace directory capsules work in (default: the current directory)")
 	fs.StringVar(&f.logLevel, "log-level", defaultLevel, "log level of the host and the capsules (what get_log_level reports): trace, debug, info, warn, error or off")
+	fs.StringVar(&f.sandbox, "sandbox", "required", "sandbox policy for the shims and the processes capsules spawn: required (refuse to start them when namespaces or landlock are missing), best-effort (apply what this machine supports, warn about the rest) or off (process group only; for tests). 'astrid-host doctor' shows what this machine supports")
 	fs.BoolVar(&f.allowPrivate, "allow-private-network", false, "let capsules' HTTP requests reach loopback, private, link-local and other non-public addresses (for tests; refused by default)")
 }
 
@@ -70,7 +73,11 @@ func (f *hostFlags) newHostIn(stderr io.Writer) (*host.Host, hclog.Logger, strin
 	if fi, err := os.Stat(workspace); err != nil || !fi.IsDir() {
 		return nil, nil, "", fmt.Errorf("--workspace %s: not a directory", workspace)
 	}
-	h, err := host.New(host.Config{Shim: shim, StateDir: state, Workspace: workspace, Logger: logger, LogLevel: level, AllowPrivateNetwork: f.allowPrivate})
+	sb, err := newSandbox(f.sandbox, logger)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	h, err := host.New(host.Config{Shim: shim, StateDir: state, Workspace: workspace, Logger: logger, LogLevel: level, AllowPrivateNetwork: f.allowPrivate, Sandbox: sb})
 	if err != nil {
 		return nil, nil, "", err
 	}
@@ -80,6 +87,29 @@ func (f *hostFlags) newHostIn(stderr io.Writer) (*host.Host, hclog.Logger, strin
 	}
 	logger.Debug("host ready", "shim", shim.Path, "shim_sha256", shim.SHA256, "state", state, "module_cache", h.Cache().Dir())
 	return h, logger, state, nil
+}
+
+// newSandbox probes this machine's sandbox layers once and returns the sandbox for policy. The
+// helper is astrid-host itself, re-executed with the hidden sub-command sandbox.HelperArg.
+func newSandbox(policyName string, logger hclog.Logger) (*sandbox.Sandbox, error) {
+	policy, err := sandbox.ParsePolicy(policyName)
+	if err != nil {
+		return nil, fmt.Errorf("--sandbox: %w", err)
+	}
+	if policy == sandbox.Off {
+		logger.Warn("sandbox off: shims and spawned processes get only their own process group (--sandbox=off)")
+		return sandbox.New("", policy, nil), nil
+	}
+	helper, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("sandbox helper: %w", err)
+	}
+	support := sandbox.Probe(helper)
+	logger.Debug("sandbox layers", "policy", policy, "support", support.Summary())
+	for _, l := range support.Missing() {
+		logger.Warn("sandbox layer unavailable", "layer", l, "why", support.Reason(l), "policy", policy)
+	}
+	return sandbox.New(helper, policy, support), nil
 }
 
 func defaultStateDir() (string, error) {

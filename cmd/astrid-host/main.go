@@ -5,6 +5,7 @@
 //	astrid-host call  [flags] TARGET EXPORT    run a capsule and call one export
 //	astrid-host check PATH...                  validate capsule manifests
 //	astrid-host status [--state DIR]           show the capsules of a running host
+//	astrid-host doctor                         show which sandbox layers this machine supports
 //
 // Run `astrid-host COMMAND --help` for each command's flags. Flags may come before or after the
 // positional arguments.
@@ -16,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/astrid-go/astrid/sandbox"
 )
 
 // Exit codes shared by every command.
@@ -33,11 +36,16 @@ Usage:
   astrid-host call  [flags] TARGET EXPORT    run a capsule (or a bare .wasm) and call one export
   astrid-host check PATH...                  validate Capsule.toml files and print every problem
   astrid-host status [--state DIR]           show the capsules of the running host
+  astrid-host doctor                         show which sandbox layers this machine supports
 
 Run 'astrid-host COMMAND --help' for a command's flags.
 `
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.HelperArg {
+		// astrid-host re-executed by its own sandbox: confine this process and start the target.
+		sandbox.HelperMain(os.Args[2:])
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -56,11 +64,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return checkCommand(rest, stdout, stderr)
 	case "status":
 		return statusCommand(rest, stdout, stderr)
+	case "doctor":
+		return doctorCommand(rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check and status\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status and doctor\n\n%s", cmd, usage)
 		return exitUsage
 	}
 }
