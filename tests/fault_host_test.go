@@ -52,6 +52,7 @@ func hostProcessFaults() []hostProcessFault {
 }
 
 func runHostProcessFault(t *testing.T, stateDir string, tc hostProcessFault) {
+	checkLeaks(t) // the readers of the host's output end with it
 	// One directory of capsules, as an operator runs them. (Copies: run does not follow
 	// symbolic links to capsule directories.)
 	dir := t.TempDir()

@@ -66,7 +66,8 @@ func shimFaults() []faultCase {
 				t.Logf("shut down %d sockets of the shim", closed)
 			}},
 		{name: "crash loop spends the restart budget", outcome: exhausted,
-			reason: "the run loop failed: ", trap: "unreachable",
+			reason: "the run loop failed: call to run trapped: wasm `unreachable` instruction executed", trap: "unreachable",
+			backtrace: "module offset",
 			victim: func(t *testing.T) (string, host.LoadOptions) {
 				restart := fmt.Sprintf("[restart]\nbackoff = \"10ms\"\nmax_backoff = \"50ms\"\nmax_attempts = %d\n", crashLoopBudget)
 				return watCapsule(t, "crashloop", crashAtOnceWAT, restart), host.LoadOptions{RunLoop: true}

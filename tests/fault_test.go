@@ -61,9 +61,12 @@ type faultCase struct {
 	// r.restartBudget (exhausted).
 	inject  func(t *testing.T, r *faultRun)
 	outcome outcome
-	reason  string // survives: ""; restarts and exhausted: what every crash event's reason says
-	trap    string // the trap kind of astrid.v1.capsule.trapped (guest faults) or of the crash
-	health  bool   // the health check detects it: astrid.v1.health.failed is published first
+	// reason is what every crash event's reason says (restarts, exhausted), or the trap event's
+	// message (a guest fault the victim survives).
+	reason    string
+	trap      string // the trap kind of astrid.v1.capsule.trapped (guest faults) or of the crash
+	backtrace string // what the trap's guest backtrace shows, in the trap or crash event
+	health    bool   // the health check detects it: astrid.v1.health.failed is published first
 }
 
 // fastRestartFaulty is the default victim's [restart]: quick, with a budget of 3.
@@ -130,7 +133,7 @@ func runFault(t *testing.T, stateDir string, tc faultCase) {
 		if st, reason := r.victim.State(); st != host.StateReady || r.victim.Pid() != victimPid || current(h, id) != r.victim {
 			t.Fatalf("the fault took the victim down: %s (%s), pid %d -> %d", st, reason, victimPid, r.victim.Pid())
 		}
-		if err := r.victim.Health(context.Background()); err != nil {
+		if err := healthCheck(r.victim); err != nil {
 			t.Fatalf("the victim's health check after the fault: %v", err)
 		}
 		if c := crashes(); len(c) != 0 {
@@ -139,9 +142,7 @@ func runFault(t *testing.T, stateDir string, tc faultCase) {
 	case restarts:
 		ev := events.wait(t, host.TopicCapsuleCrashed, id, 1)[0]
 		r.detect = ev.at.Sub(r.t0)
-		if !strings.Contains(ev.Reason, tc.reason) || ev.TrapKind != tc.trap {
-			t.Fatalf("crash event %+v does not say %q (trap kind %q)", ev, tc.reason, tc.trap)
-		}
+		tc.checkCrash(t, ev, r.victim)
 		if tc.health {
 			if hf := events.all(host.TopicHealthFailed, id); len(hf) != 1 || !strings.Contains(hf[0].Reason, tc.reason) {
 				t.Fatalf("health.failed events: %+v", hf)
@@ -149,6 +150,9 @@ func runFault(t *testing.T, stateDir string, tc faultCase) {
 		}
 		waitFor(t, eventTimeout, "the victim to be restarted", func() bool {
 			next := current(h, id)
+			if next == nil {
+				t.Fatalf("the host lost track of %s", id)
+			}
 			st, _ := next.State()
 			return next != r.victim && st == host.StateReady
 		})
@@ -156,7 +160,7 @@ func runFault(t *testing.T, stateDir string, tc faultCase) {
 		waitFor(t, eventTimeout, "the crashed shim to be gone", func() bool { return !processAlive(victimPid) })
 		next := current(h, id)
 		r.pids = append(r.pids, next.Pid())
-		if err := next.Health(context.Background()); err != nil {
+		if err := healthCheck(next); err != nil {
 			t.Fatalf("the restarted victim's health check: %v", err)
 		}
 		if out, err := next.Call(context.Background(), "echo", []byte("again"), 0); err != nil || string(out) != "again" {
@@ -165,8 +169,12 @@ func runFault(t *testing.T, stateDir string, tc faultCase) {
 		if st, reason := r.victim.State(); st != host.StateFailed || !strings.Contains(reason, tc.reason) {
 			t.Fatalf("the crashed instance: %s (%s)", st, reason)
 		}
-		if re := events.all(host.TopicCapsuleRestarted, id); len(re) != 1 || re[0].Attempt != 1 || len(crashes()) != 1 {
+		re := events.all(host.TopicCapsuleRestarted, id)
+		if len(re) != 1 || len(crashes()) != 1 {
 			t.Fatalf("one crash must restart once: restarted %+v, crashed %+v", re, crashes())
+		}
+		if re[0].Attempt != 1 || re[0].Previous != ev.Instance || re[0].Instance != next.Status().Instance || re[0].Reason != ev.Reason {
+			t.Fatalf("restarted event %+v: want attempt 1 of the crashed instance %s by %s, for %q", re[0], ev.Instance, next.Status().Instance, ev.Reason)
 		}
 	case unloaded:
 		if st, reason := r.victim.State(); st != host.StateStopped {
@@ -190,10 +198,13 @@ func runFault(t *testing.T, stateDir string, tc faultCase) {
 		r.restart = time.Since(r.t0) // here: until the host gave up
 		all := events.wait(t, host.TopicCapsuleCrashed, id, budget+1)
 		r.detect = all[0].at.Sub(r.t0)
+		instances := map[string]bool{}
 		for _, ev := range all {
-			if !strings.Contains(ev.Reason, tc.reason) || ev.TrapKind != tc.trap {
-				t.Fatalf("crash event %+v does not say %q (trap kind %q)", ev, tc.reason, tc.trap)
-			}
+			tc.checkCrash(t, ev, nil)
+			instances[ev.Instance] = true
+		}
+		if len(instances) != budget+1 {
+			t.Fatalf("%d crash events came from %d instances, want one each", len(all), len(instances))
 		}
 		last := current(h, id)
 		if st, _ := last.State(); st != host.StateFailed || last.Restarts() != budget {
@@ -212,8 +223,10 @@ func runFault(t *testing.T, stateDir string, tc faultCase) {
 	if tc.trap != "" && tc.outcome == survives {
 		ev := events.wait(t, host.TopicCapsuleTrapped, id, 1)[0]
 		r.detect = ev.at.Sub(r.t0)
-		if ev.TrapKind != tc.trap {
-			t.Fatalf("trap event %+v does not say trap_kind %q", ev, tc.trap)
+		if ev.TrapKind != tc.trap || !strings.Contains(ev.Message, tc.reason) || !strings.Contains(ev.Backtrace, tc.backtrace) ||
+			ev.Instance != r.victim.Status().Instance {
+			t.Fatalf("trap event %+v: want trap kind %q, a message saying %q, a backtrace showing %q, from instance %s",
+				ev, tc.trap, tc.reason, tc.backtrace, r.victim.Status().Instance)
 		}
 	}
 	gap := n.finish(t)
@@ -248,6 +261,23 @@ func runFault(t *testing.T, stateDir string, tc faultCase) {
 			t.Errorf("process %d survived the host's shutdown", pid)
 		}
 	}
+}
+
+// checkCrash checks a crash event against the case, and that it names the crashed instance (if
+// known).
+func (tc faultCase) checkCrash(t *testing.T, ev hostEvent, crashed *host.Instance) {
+	t.Helper()
+	if !strings.Contains(ev.Reason, tc.reason) || ev.TrapKind != tc.trap || !strings.Contains(ev.Backtrace, tc.backtrace) ||
+		(crashed != nil && ev.Instance != crashed.Status().Instance) {
+		t.Fatalf("crash event %+v: want a reason saying %q, trap kind %q, a backtrace showing %q", ev, tc.reason, tc.trap, tc.backtrace)
+	}
+}
+
+// healthCheck asks inst's shim whether it is alive and idle, within eventTimeout.
+func healthCheck(inst *host.Instance) error {
+	ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
+	defer cancel()
+	return inst.Health(ctx)
 }
 
 // orNone prints a duration that was not measured as "-".
@@ -361,8 +391,11 @@ type hostEvent struct {
 	Reason     string   `json:"reason"`
 	TrapKind   string   `json:"trap_kind"`
 	StderrTail []string `json:"stderr_tail"`
-	Attempt    int      `json:"attempt"`
-	Export     string   `json:"export"`
+	Backtrace  string   `json:"backtrace"`
+	Message    string   `json:"message"`           // trapped
+	Export     string   `json:"export"`            // trapped
+	Attempt    int      `json:"attempt"`           // restarted
+	Previous   string   `json:"previous_instance"` // restarted
 }
 
 func watchEvents(t *testing.T, h *host.Host) *hostEvents {
