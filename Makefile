@@ -36,6 +36,7 @@ test: build
 # Benchmarks report ratios against baselines measured in the same run.
 bench: build
 	$(GO) test -run '^$$' -bench 'ExportCall|ColdStart|HostFunction|PublishRecvLatency' -benchtime 1000x -count 1 -timeout 20m ./tests/
+	$(GO) test -run '^$$' -bench 'SandboxedStart' -benchtime 200x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'BusThroughput' -benchtime 5x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'Publish' -count 1 ./bus/
 	$(GO) test -run '^$$' -bench 'Move1MiB|BenchmarkCall' -benchtime 500x -count 1 ./shim/ ./shim/kernel/

@@ -62,12 +62,16 @@ func startRaw(b *testing.B) (*plugin.Client, *shared.ShimClient) {
 	return client, raw.(*shared.ShimClient)
 }
 
-func benchHost(b *testing.B) *host.Host {
+func benchHost(b *testing.B, sb ...*sandbox.Sandbox) *host.Host {
 	shim, err := host.VerifyShim(shimBin)
 	if err != nil {
 		b.Fatal(err)
 	}
-	h, err := host.New(host.Config{Shim: shim, StateDir: b.TempDir(), Logger: hclog.NewNullLogger(), LogLevel: hclog.Warn})
+	cfg := host.Config{Shim: shim, StateDir: b.TempDir(), Logger: hclog.NewNullLogger(), LogLevel: hclog.Warn}
+	if len(sb) > 0 {
+		cfg.Sandbox = sb[0]
+	}
+	h, err := host.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -149,6 +153,36 @@ func BenchmarkColdStart(b *testing.B) {
 	}
 	b.StopTimer()
 	report(b, "raw-start-ms", rawTime, "capsule-start-ms", capsuleTime)
+}
+
+// BenchmarkSandboxedStart: a capsule from launch to Ready (module cached) with its shim started
+// through the sandbox helper (every layer this machine has) against the same start with the
+// shim exec'd directly (process group only), alternating in the same run.
+func BenchmarkSandboxedStart(b *testing.B) {
+	ctx := context.Background()
+	direct, sandboxed := benchHost(b), benchHost(b, testSandbox)
+	m, _, err := manifest.Load(capsules["hello"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := func(h *host.Host) time.Duration {
+		inst, res, err := h.Load(ctx, m, host.LoadOptions{})
+		if err != nil {
+			b.Fatalf("load: %v", err)
+		}
+		inst.Stop(ctx)
+		return res.Took
+	}
+	start(direct) // compile once per cache
+	start(sandboxed)
+	var directTime, sandboxedTime time.Duration
+	b.ResetTimer()
+	for range b.N {
+		directTime += start(direct)
+		sandboxedTime += start(sandboxed)
+	}
+	b.StopTimer()
+	report(b, "direct-start-ms", directTime, "sandboxed-start-ms", sandboxedTime)
 }
 
 // fetchWAT makes one http_request with its input as the request JSON and outputs the body.
