@@ -172,6 +172,10 @@ func (h *helper) forkAndReap() {
 		// Without a pid namespace the orphans of the tree come to the helper instead of init.
 		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 	}
+	// The program runs as the same uid next to the helper, which keeps its capabilities in the
+	// user namespace: not dumpable, it cannot be read or written through /proc/PID/mem. The
+	// program itself is dumpable again after its exec.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	pid, err := syscall.ForkExec(h.path, h.argv, &syscall.ProcAttr{
 		Env:   h.env,
 		Files: []uintptr{0, 1, 2},

@@ -108,10 +108,3 @@ func runSpec(t *testing.T, sb *Sandbox, spec Spec) result {
 func program(name string, args ...string) Spec {
 	return Spec{Path: testBin, Args: append([]string{name}, args...), Env: []string{"ASTRID_TEST=1"}}
 }
-
-func TestSmoke(t *testing.T) {
-	t.Log("\n" + support.Report())
-	sb := New(testBin, Required, support)
-	r := runSpec(t, sb, program("__exit", "3"))
-	t.Logf("%+v", r)
-}

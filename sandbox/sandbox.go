@@ -148,7 +148,7 @@ const HelperArg = "__sandbox-exec"
 // group, SIGKILL on the parent's death). It is what policy Off runs.
 func execTarget(spec Spec) *exec.Cmd {
 	cmd := exec.Command(spec.Path, spec.Args...)
-	cmd.Env = spec.Env
+	cmd.Env = append([]string{}, spec.Env...) // never nil: nil would be the host's environment
 	cmd.Dir = spec.Dir
 	cmd.SysProcAttr = ProcessAttr()
 	return cmd

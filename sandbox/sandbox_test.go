@@ -1,0 +1,398 @@
+package sandbox
+
+import (
+	"bufio"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// requireSandbox returns a Sandbox with policy Required on this machine's support, or skips the
+// test with what is missing.
+func requireSandbox(t *testing.T) *Sandbox {
+	t.Helper()
+	if err := support.CheckPolicy(Required); err != nil {
+		t.Skipf("this machine cannot run policy required: %v", err)
+	}
+	return New(testBin, Required, support)
+}
+
+func TestProbeReport(t *testing.T) {
+	report := support.Report()
+	for _, l := range Layers() {
+		if !strings.Contains(report, string(l)+" ") {
+			t.Errorf("the report has no line for %s:\n%s", l, report)
+		}
+		if !support.Available(l) && support.Reason(l) == "" {
+			t.Errorf("%s is unavailable without a reason", l)
+		}
+		if support.Available(l) && support.Reason(l) != "" {
+			t.Errorf("%s is available with a reason: %q", l, support.Reason(l))
+		}
+	}
+	sum := support.Summary()
+	if !strings.HasPrefix(sum, "sandbox: cgroup=") || strings.Count(sum, "=") != len(Layers()) {
+		t.Errorf("Summary() = %q", sum)
+	}
+	if got := support.Summary(LayerUserNS, LayerLandlock); !strings.Contains(got, "userns=on") || !strings.Contains(got, "pidns=off") ||
+		(support.LandlockABI() > 0 && !strings.Contains(got, "landlock=v"+strconv.Itoa(support.LandlockABI()))) {
+		t.Errorf("Summary(userns, landlock) = %q", got)
+	}
+	t.Logf("\n%s%s", report, sum)
+}
+
+// TestRequiredRefuses: under policy Required a missing namespace or landlock stops Command with an
+// error naming the layer, why, and the flag that relaxes it; a missing best-effort layer does not.
+func TestRequiredRefuses(t *testing.T) {
+	const why = "switched off for the test"
+	for _, tt := range []struct {
+		missing Layer
+		network bool
+		refuse  bool
+	}{
+		{LayerUserNS, false, true},
+		{LayerPIDNS, false, true},
+		{LayerMountNS, false, true},
+		{LayerNetNS, false, true},
+		{LayerNetNS, true, false}, // a process with the network needs no network namespace
+		{LayerLandlock, false, true},
+		{LayerIPCNS, false, false},
+		{LayerUTSNS, false, false},
+		{LayerSeccomp, false, false},
+		{LayerCgroup, false, false},
+	} {
+		name := string(tt.missing)
+		if tt.network {
+			name += "/network"
+		}
+		t.Run(name, func(t *testing.T) {
+			// A machine with everything but the one layer, whatever this one has.
+			sup := &Support{layers: map[Layer]layerStatus{}, landlockABI: 7}
+			for _, l := range Layers() {
+				sup.layers[l] = layerStatus{on: true}
+			}
+			sup = sup.Without(tt.missing, why)
+			spec := program("__exit", "0")
+			spec.Network = tt.network
+			cmd, err := New(testBin, Required, sup).Command(spec)
+			if !tt.refuse {
+				if err != nil {
+					t.Fatalf("Command refused: %v", err)
+				}
+				if slices.Contains(cmd.Layers, tt.missing) {
+					t.Errorf("Layers %v has the missing %s", cmd.Layers, tt.missing)
+				}
+				_ = cmd.Close()
+				return
+			}
+			if err == nil {
+				_ = cmd.Close()
+				t.Fatalf("Command accepted a spec without %s", tt.missing)
+			}
+			for _, want := range []string{string(tt.missing), why, "--sandbox=best-effort"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if err := sup.CheckPolicy(Required); err == nil && !tt.network {
+				t.Error("CheckPolicy(Required) = nil with a required layer missing")
+			}
+			// Best effort runs without it, and says so in Layers.
+			cmd, err = New(testBin, BestEffort, sup).Command(spec)
+			if err != nil {
+				t.Fatalf("best effort: %v", err)
+			}
+			_ = cmd.Close()
+			if slices.Contains(cmd.Layers, tt.missing) {
+				t.Errorf("best effort Layers %v has the missing %s", cmd.Layers, tt.missing)
+			}
+		})
+	}
+}
+
+// policies are the ways the basic tests run a program: through the helper in both modes, and
+// without it.
+func policies(t *testing.T) []struct {
+	name string
+	sb   *Sandbox
+	exec bool
+} {
+	sb := requireSandbox(t)
+	return []struct {
+		name string
+		sb   *Sandbox
+		exec bool
+	}{
+		{"required", sb, false},
+		{"required/exec", sb, true},
+		{"off", New("", Off, nil), false},
+	}
+}
+
+func TestRun(t *testing.T) {
+	for _, p := range policies(t) {
+		t.Run(p.name, func(t *testing.T) {
+			for _, tt := range []struct {
+				name string
+				args []string
+				want Exit
+			}{
+				{"exit 0", []string{"__exit", "0"}, Exit{}},
+				{"exit 42", []string{"__exit", "42"}, Exit{Code: 42}},
+				{"SIGTERM", []string{"__signal", "15"}, Exit{Code: -1, Signal: syscall.SIGTERM}},
+				{"SIGKILL", []string{"__signal", "9"}, Exit{Code: -1, Signal: syscall.SIGKILL}},
+			} {
+				t.Run(tt.name, func(t *testing.T) {
+					if p.exec && tt.want.Signal != 0 {
+						// In Exec mode the program is the init of its pid namespace, which the
+						// kernel shields from its own signals.
+						t.Skip("a pid namespace's init cannot signal itself to death")
+					}
+					spec := program(tt.args[0], tt.args[1:]...)
+					spec.Exec = p.exec
+					if got := runSpec(t, p.sb, spec).exit; got != tt.want {
+						t.Errorf("exit = %v, want %v", got, tt.want)
+					}
+				})
+			}
+			t.Run("env is exactly Env", func(t *testing.T) {
+				spec := program("__env")
+				spec.Exec = p.exec
+				spec.Env = []string{"A=1", "B=two words", "PATH=/nowhere"}
+				got := strings.Split(strings.TrimSpace(runSpec(t, p.sb, spec).stdout), "\n")
+				if !slices.Equal(got, spec.Env) {
+					t.Errorf("environment %q, want %q", got, spec.Env)
+				}
+				spec.Env = nil
+				if out := runSpec(t, p.sb, spec).stdout; out != "" {
+					t.Errorf("nil Env gave the environment %q, want none", out)
+				}
+			})
+			t.Run("Kill", func(t *testing.T) {
+				spec := program("__sleep")
+				spec.Exec = p.exec
+				cmd, err := p.sb.Command(spec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				if err := cmd.Kill(); err != nil {
+					t.Fatal(err)
+				}
+				if exit, err := cmd.Wait(); err != nil || exit != (Exit{Code: -1, Signal: syscall.SIGKILL}) {
+					t.Errorf("Wait after Kill: %v, %v; want killed by SIGKILL", exit, err)
+				}
+			})
+			t.Run("working directory", func(t *testing.T) {
+				dir := t.TempDir()
+				spec := program("__pwd")
+				spec.Exec = p.exec
+				spec.Dir = dir
+				spec.ReadWrite = []string{dir}
+				if got := strings.TrimSpace(runSpec(t, p.sb, spec).stdout); got != dir {
+					t.Errorf("working directory %q, want %q", got, dir)
+				}
+			})
+			t.Run("missing program", func(t *testing.T) {
+				spec := Spec{Path: "/nonexistent/astrid-program", Exec: p.exec}
+				cmd, err := p.sb.Command(spec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				err = cmd.Start()
+				if err == nil {
+					cmd.Wait()
+					t.Fatal("Start succeeded for a missing program")
+				}
+				if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "/nonexistent/astrid-program") {
+					t.Errorf("Start: %v, want a no such file error naming the program", err)
+				}
+				if p.sb.Policy() != Off && !strings.Contains(err.Error(), `exec: "/nonexistent/astrid-program": no such file or directory`) {
+					t.Errorf("Start: %q", err)
+				}
+				if err := cmd.Kill(); err != nil {
+					t.Errorf("Kill after a failed Start: %v", err)
+				}
+			})
+		})
+	}
+}
+
+// TestSetupFailure: a layer that cannot be applied fails Start with the step's name, and leaves
+// nothing running.
+func TestSetupFailure(t *testing.T) {
+	sb := requireSandbox(t)
+	for _, exec := range []bool{false, true} {
+		spec := program("__exit", "0")
+		spec.Exec = exec
+		spec.ReadOnly = []string{"/nonexistent/astrid-read-only"}
+		cmd, err := sb.Command(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = cmd.Start()
+		var se *StartError
+		if !errors.As(err, &se) || !se.Setup || !strings.HasPrefix(err.Error(), "sandbox: landlock: ") ||
+			!strings.Contains(err.Error(), "/nonexistent/astrid-read-only") {
+			t.Errorf("exec=%v: Start: %v, want a landlock setup error naming the path", exec, err)
+		}
+		if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 127 {
+			t.Errorf("exec=%v: the helper was not reaped with status 127: %v", exec, cmd.ProcessState)
+		}
+	}
+}
+
+func TestPrivateTmp(t *testing.T) {
+	sb := requireSandbox(t)
+	for _, tt := range []struct {
+		name    string
+		sup     *Support
+		wantTmp string // what TMPDIR is inside; "" = the private directory itself
+	}{
+		{"mount namespace", support, "/tmp"},
+		{"no mount namespace", support.Without(LayerMountNS, "test"), ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := sb
+			if tt.sup != support {
+				s = New(testBin, BestEffort, tt.sup)
+			}
+			// Something of the host's in /tmp, which a private /tmp must not show.
+			host, err := os.CreateTemp("/tmp", "astrid-host-file-")
+			if err != nil {
+				t.Fatal(err)
+			}
+			host.Close()
+			defer os.Remove(host.Name())
+			private := t.TempDir()
+			spec := program("__tmp")
+			spec.PrivateTmp = private
+			out := runSpec(t, s, spec).stdout
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			want := tt.wantTmp
+			if want == "" {
+				want = private
+			}
+			// The private tmp holds what the program made, and (bound back at its own path) the
+			// directory of the program, which the tests keep under the host's /tmp.
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], want+" write=ok list=ok ") ||
+				!strings.Contains(lines[0], "made-inside") || strings.Contains(lines[0], filepath.Base(host.Name())) {
+				t.Fatalf("inside, $TMPDIR: %q, want %s, writable, with made-inside and not %s", out, want, host.Name())
+			}
+			if tt.wantTmp == "/tmp" && lines[1] != lines[0] {
+				t.Errorf("inside, /tmp: %q, want the private tmp", lines[1])
+			}
+			if tt.wantTmp == "" && !strings.HasPrefix(lines[1], "/tmp write=EROFS") && !strings.HasPrefix(lines[1], "/tmp write=EACCES") {
+				t.Errorf("inside, /tmp without a mount namespace: %q, want no write", lines[1])
+			}
+			if _, err := os.Stat(filepath.Join(private, "made-inside")); err != nil {
+				t.Errorf("the file made in the private tmp is not in %s: %v", private, err)
+			}
+		})
+	}
+}
+
+// TestKillTree: Kill ends the program, its child and a grandchild that left the process group
+// with setsid: through the pid namespace, or the cgroup without one.
+func TestKillTree(t *testing.T) {
+	sb := requireSandbox(t)
+	for _, tt := range []struct {
+		name string
+		sb   *Sandbox
+		skip string
+	}{
+		{"pid namespace", sb, ""},
+		{"cgroup without pid namespace", New(testBin, BestEffort, support.Without(LayerPIDNS, "test")),
+			support.Reason(LayerCgroup)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.skip != "" {
+				t.Skipf("no cgroup to find a setsid grandchild by: %s", tt.skip)
+			}
+			token := "astrid-kill-tree-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(len(tt.name))
+			spec := program("__tree", token)
+			spec.Cgroup = CgroupLimits{Pids: 64}
+			cmd, err := tt.sb.Command(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			line, err := bufio.NewReader(out).ReadString('\n')
+			if line != "ready\n" {
+				cmd.Kill()
+				cmd.Wait()
+				t.Fatalf("the tree said %q, %v", line, err)
+			}
+			if n := countProcesses(token); n != 4 {
+				t.Errorf("%d processes carry the token before the kill, want 4 (helper, program, child, setsid grandchild)", n)
+			}
+			if err := cmd.Kill(); err != nil {
+				t.Fatalf("Kill: %v", err)
+			}
+			exit, err := cmd.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if exit != (Exit{Code: -1, Signal: syscall.SIGKILL}) {
+				t.Errorf("exit %v, want killed by SIGKILL", exit)
+			}
+			if n := countProcesses(token); n != 0 {
+				t.Errorf("%d processes survived the kill", n)
+			}
+			for range 2 {
+				if err := cmd.Kill(); err != nil {
+					t.Errorf("Kill after Wait: %v", err)
+				}
+			}
+		})
+	}
+}
+
+// countProcesses counts the live processes whose command line has token (a zombie's is empty).
+func countProcesses(token string) int {
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(cmdline), token) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestIdentity: inside, the program is not pid 1 (the helper is), has no capability, and runs
+// with no_new_privs and a seccomp filter.
+func TestIdentity(t *testing.T) {
+	sb := requireSandbox(t)
+	out := runSpec(t, sb, program("__ids")).stdout
+	for _, want := range []string{
+		"ppid=1 ", "uid=" + strconv.Itoa(os.Getuid()),
+		"CapInh: 0000000000000000", "CapPrm: 0000000000000000", "CapEff: 0000000000000000",
+		"CapBnd: 0000000000000000", "CapAmb: 0000000000000000", "NoNewPrivs: 1",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inside: %q lacks %q", out, want)
+		}
+	}
+	if support.Available(LayerSeccomp) && !strings.Contains(out, "Seccomp: 2") {
+		t.Errorf("inside: %q, want Seccomp: 2", out)
+	}
+}
