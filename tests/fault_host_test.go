@@ -120,7 +120,7 @@ func runHostProcessFault(t *testing.T, stateDir string, tc hostProcessFault) {
 			t.Fatalf("astrid-host run after SIGKILL: %v", err)
 		}
 	}
-	t.Logf("fault %q: the host exited in %s; its last shim was gone after %s", tc.name, exited, gone)
+	t.Logf("fault %q: the host exited in %s, its last shim was gone after %s; not restarted; neighbours' gap: n/a (they went down with the host)", tc.name, exited, gone)
 }
 
 // runningHost is an `astrid-host run` the test started, with what it has said so far.

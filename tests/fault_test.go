@@ -230,8 +230,15 @@ func runFault(t *testing.T, stateDir string, tc faultCase) {
 		}
 	}
 	gap := n.finish(t)
-	t.Logf("fault %q: detected in %s, restarted in %s, neighbours' longest gap %s (%d round trips)",
-		tc.name, orNone(r.detect), orNone(r.restart), gap.Round(time.Microsecond), n.rounds)
+	restarted := "restarted in " + orNone(r.restart)
+	switch tc.outcome {
+	case survives, unloaded:
+		restarted = "not restarted"
+	case exhausted:
+		restarted = fmt.Sprintf("restarted %d times, given up after %s", r.restartBudget, orNone(r.restart))
+	}
+	t.Logf("fault %q: detected in %s, %s, neighbours' longest gap %s (%d round trips)",
+		tc.name, orNone(r.detect), restarted, gap.Round(time.Microsecond), n.rounds)
 
 	victim := current(h, id)
 	var pids []int
