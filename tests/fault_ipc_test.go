@@ -47,6 +47,7 @@ func publishFlood(t *testing.T, r *faultRun) {
 	var calls int
 	for calls = 0; calls == 0 || time.Since(r.t0) < bus.RateWindow*6/5; calls++ {
 		_, err := r.victim.Call(context.Background(), "publish", req, 0)
+		r.events.drain() // each refusal traps the call, and the host says so
 		var ge *host.GuestError
 		if !errors.As(err, &ge) || !strings.Contains(ge.Message, "astrid_ipc_publish: Rate limit exceeded (") {
 			t.Fatalf("flood call %d: %v, want the quota's refusal", calls+1, err)
@@ -68,6 +69,16 @@ func publishFlood(t *testing.T, r *faultRun) {
 	}
 	if st.Lagged != 0 {
 		t.Fatalf("the flood's subscriber lagged: %+v", st)
+	}
+	// A host function's refusal ends the call as a trap; the host reports each one.
+	traps := r.events.all(host.TopicCapsuleTrapped, r.victim.ID())
+	for _, ev := range traps {
+		if ev.Export != "publish" || !strings.Contains(ev.Message, "Rate limit exceeded") {
+			t.Fatalf("trap event %+v", ev)
+		}
+	}
+	if len(traps) != calls {
+		t.Fatalf("%d trap events for %d refused calls", len(traps), calls)
 	}
 }
 

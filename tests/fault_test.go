@@ -426,15 +426,21 @@ func (e *hostEvents) add(env bus.Envelope) {
 	}
 }
 
-// all returns the events on topic about capsule id published so far.
-func (e *hostEvents) all(topic, id string) []hostEvent {
+// drain records the events published so far, so that a fault that makes many (a trap event per
+// refused call) does not fill the subscription's queue.
+func (e *hostEvents) drain() {
 	for {
 		env := e.sub.Poll(1 << 20)
 		if len(env.Messages) == 0 {
-			break
+			return
 		}
 		e.add(env)
 	}
+}
+
+// all returns the events on topic about capsule id published so far.
+func (e *hostEvents) all(topic, id string) []hostEvent {
+	e.drain()
 	var out []hostEvent
 	for _, ev := range e.seen {
 		if ev.topic == topic && ev.CapsuleID == id {
