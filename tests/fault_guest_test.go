@@ -35,7 +35,12 @@ func guestFaults() []faultCase {
 		}
 	}
 	return []faultCase{
-		{name: "guest unreachable/panic", inject: trap("panic", "panic"), trap: "panic",
+		{name: "guest unreachable", inject: trap("boom", "unreachable"), trap: "unreachable",
+			reason: "call to boom trapped: wasm `unreachable` instruction executed", backtrace: "module offset",
+			victim: func(t *testing.T) (string, host.LoadOptions) {
+				return watCapsule(t, "unreachable", unreachableWAT, fastRestartFaulty), host.LoadOptions{}
+			}},
+		{name: "guest Go panic", inject: trap("panic", "panic"), trap: "panic",
 			reason: "call to panic panicked: faulty: deliberate panic", backtrace: "main.doPanic"},
 		{name: "infinite loop (epoch)", inject: trap("spin", "timeout"), trap: "timeout",
 			reason: "call to spin hit its time limit of 2s", backtrace: "main.spin"},
