@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,70 +17,37 @@ import (
 
 // TestRunCLI: `astrid-host run` loads every capsule it is given (skipping one whose manifest is
 // invalid), logs each one's state, and on SIGTERM unloads them all and exits 0 with no shim left.
+// (TestFaults has the same with many capsules running; startRun is in fault_host_test.go.)
 func TestRunCLI(t *testing.T) {
 	bad := t.TempDir()
 	if err := os.WriteFile(filepath.Join(bad, "Capsule.toml"), []byte("[package]\nname = \"bad\"\nversion = \"1.0\"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, hostBin, "run", "--state", t.TempDir(), capsules["hello"], bad, capsules["faulty"])
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
+	run := startRun(t, "--state", t.TempDir(), capsules["hello"], bad, capsules["faulty"])
+	if len(run.pids) != 2 || run.pids["hello"] == 0 || run.pids["faulty"] == 0 {
+		t.Fatalf("want hello and faulty loaded, got %v; log:\n%s", run.pids, run.logText())
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	if !strings.Contains(run.logText(), "capsule skipped: invalid manifest") {
+		t.Errorf("the invalid capsule was not reported as skipped; log:\n%s", run.logText())
 	}
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-
-	loaded := regexp.MustCompile(`astrid-host\.(\w+): capsule loaded: pid=(\d+)`)
-	pids := map[string]int{}
-	var log strings.Builder
-	for line := range lines {
-		log.WriteString(line + "\n")
-		if m := loaded.FindStringSubmatch(line); m != nil {
-			pid, _ := strconv.Atoi(m[2])
-			pids[m[1]] = pid
-		}
-		if strings.Contains(line, "running; send SIGINT or SIGTERM to stop") {
-			break
-		}
-	}
-	if len(pids) != 2 || pids["hello"] == 0 || pids["faulty"] == 0 {
-		t.Fatalf("want hello and faulty loaded, got %v; log:\n%s", pids, log.String())
-	}
-	if !strings.Contains(log.String(), "capsule skipped: invalid manifest") {
-		t.Errorf("the invalid capsule was not reported as skipped; log:\n%s", log.String())
-	}
-	for name, pid := range pids {
+	for name, pid := range run.pids {
 		if !processAlive(pid) {
 			t.Fatalf("shim of %s (pid %d) is not running", name, pid)
 		}
 	}
 
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	for line := range lines {
-		log.WriteString(line + "\n")
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("astrid-host run after SIGTERM: %v; log:\n%s", err, log.String())
+	if err := run.wait(t, runShutdownBound); err != nil {
+		t.Fatalf("astrid-host run after SIGTERM: %v; log:\n%s", err, run.logText())
 	}
 	for _, want := range []string{"astrid-host.faulty: capsule state: state=stopped", "astrid-host.hello: capsule state: state=stopped", "astrid-host: stopped"} {
-		if !strings.Contains(log.String(), want) {
-			t.Errorf("log lacks %q:\n%s", want, log.String())
+		if !strings.Contains(run.logText(), want) {
+			t.Errorf("log lacks %q:\n%s", want, run.logText())
 		}
 	}
-	for name, pid := range pids {
+	for name, pid := range run.pids {
 		if processAlive(pid) {
 			t.Errorf("shim of %s (pid %d) survived the host", name, pid)
 		}
@@ -89,37 +55,14 @@ func TestRunCLI(t *testing.T) {
 }
 
 // TestHostKilledLeavesNoShim: a host that dies by SIGKILL runs no cleanup, yet its shims die with
-// it (parent-death signal).
+// it (parent-death signal). (TestFaults has the same with many capsules running.)
 func TestHostKilledLeavesNoShim(t *testing.T) {
-	cmd := exec.Command(hostBin, "run", "--state", t.TempDir(), capsules["hello"])
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Wait()
-	loaded := regexp.MustCompile(`capsule loaded: pid=(\d+)`)
-	pid := 0
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() {
-		if m := loaded.FindStringSubmatch(sc.Text()); m != nil {
-			pid, _ = strconv.Atoi(m[1])
-		}
-		if strings.Contains(sc.Text(), "running; send SIGINT") {
-			break
-		}
-	}
+	run := startRun(t, "--state", t.TempDir(), capsules["hello"])
+	pid := run.pids["hello"]
 	if pid == 0 || !processAlive(pid) {
-		cmd.Process.Kill()
 		t.Fatalf("no running shim reported (pid %d)", pid)
 	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
-	if err := cmd.Process.Kill(); err != nil {
+	if err := run.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the shim to die with its host", func() bool { return !processAlive(pid) })
@@ -191,23 +134,7 @@ func TestRunTailAndPublish(t *testing.T) {
 func TestRunStatus(t *testing.T) {
 	state := t.TempDir()
 	faulty := capsuleVariant(t, "faulty", "\n[restart]\nbackoff = \"10ms\"\n")
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, hostBin, "run", "--state", state, capsules["hello"], faulty)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() && !strings.Contains(sc.Text(), "running; send SIGINT") {
-	}
-	go func() {
-		for sc.Scan() {
-		}
-	}()
+	run := startRun(t, "--state", state, capsules["hello"], faulty)
 	status := func() map[string][]string {
 		res := runCLI(t, state, "status", "--state", state)
 		if res.code != 0 {
@@ -232,10 +159,10 @@ func TestRunStatus(t *testing.T) {
 		r := status()["faulty"]
 		return r[0] == "ready" && r[1] == "1" && strings.Join(r[3:], " ") == fmt.Sprintf("the shim (pid %d) was killed by signal killed", pid)
 	})
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
+	if err := run.wait(t, runShutdownBound); err != nil {
 		t.Fatal(err)
 	}
 	if res := runCLI(t, state, "status", "--state", state); res.code != 1 || !strings.Contains(res.stderr, "no astrid-host run is running") {
