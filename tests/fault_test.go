@@ -94,7 +94,7 @@ type faultRun struct {
 func TestFaults(t *testing.T) {
 	// One module cache for every case: each case compiles nothing after the first.
 	stateDir := t.TempDir()
-	cases := slices.Concat(shimFaults(), guestFaults(), ipcFaults())
+	cases := slices.Concat(shimFaults(), guestFaults(), ipcFaults(), processFaults())
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) { runFault(t, stateDir, tc) })
 	}

@@ -104,3 +104,10 @@ func write() int32 {
 		return n, err
 	})
 }
+
+// echo outputs its input: the fault suite's sign of life.
+//
+//go:wasmexport echo
+func echo() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) { return in, nil })
+}
