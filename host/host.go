@@ -217,7 +217,7 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 		return inst, res, err
 	}
 	inst.setState(StateReady, "")
-	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took)
+	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took, "sandbox", inst.proc.sandbox)
 	h.background(func() { inst.monitorHealth(h.cfg.HealthInterval, h.cfg.HealthTimeout) })
 	if opts.RunLoop && slices.Contains(inst.Exports(), "run") {
 		inst.startRunLoop()

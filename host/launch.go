@@ -30,6 +30,8 @@ type shimProcess struct {
 	sockDir string
 	// stderr keeps the last lines the shim wrote to stderr outside its log, for crash events.
 	stderr *stderrTail
+	// sandbox lists the sandbox layers the shim runs under, for the log.
+	sandbox string
 }
 
 // launchShim starts a shim for one capsule. The shim gets an explicit environment (nothing of the
@@ -63,7 +65,7 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 	tail := &stderrTail{}
 	cfg.Stderr = tail
 	client := plugin.NewClient(cfg)
-	p := &shimProcess{client: client, cmd: cmd, sockDir: sockDir, stderr: tail}
+	p := &shimProcess{client: client, cmd: cmd, sockDir: sockDir, stderr: tail, sandbox: layers}
 	rpc, err := client.Client()
 	if err != nil {
 		p.kill()
