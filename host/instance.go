@@ -314,10 +314,16 @@ func (i *Instance) rpcFailure(ctx context.Context, export string, err error) err
 	case i.proc.waitExited(0) || code == codes.Unavailable:
 		// The connection broke: the shim died. Wait briefly for it to be reaped to say how.
 		reason := "the shim stopped answering: " + status.Convert(err).Message()
-		if i.proc.waitExited(2 * time.Second) {
+		alive := !i.proc.waitExited(2 * time.Second)
+		if !alive {
 			reason = i.proc.exitReason()
 		}
 		i.crashed(reason)
+		if alive {
+			// Its connection is gone but the process is not: nothing can reach it any more, so
+			// end it now rather than let the restart wait out go-plugin's graceful kill.
+			i.proc.killGroup()
+		}
 		return &CallError{Capsule: i.ID(), Export: export, Reason: reason + " during the call"}
 	case errors.Is(context.Cause(ctx), errShimUnresponsive):
 		reason := fmt.Sprintf("the shim did not answer within the call's time limit plus %s; it was killed", shimAnswerGrace)
