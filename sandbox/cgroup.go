@@ -67,7 +67,13 @@ func probeCgroup() (*cgroupRoot, string, string) {
 		if errP == nil && errM == nil {
 			return root, "v1 pids+memory", ""
 		}
-		whyV1 = fmt.Sprintf("the v1 hierarchy is not writable (%v)", errors.Join(errP, errM))
+		var errs []string
+		for _, err := range []error{errP, errM} {
+			if err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+		whyV1 = fmt.Sprintf("the v1 hierarchy is not writable (%s)", strings.Join(errs, "; "))
 	}
 	return nil, "", whyV2 + " and " + whyV1
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // The host's side of a sandboxed process: it plans the layers, starts the helper with the
@@ -165,16 +167,27 @@ func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
 		attr.Cloneflags |= cloneFlag[l]
 	}
 	if has(LayerUserNS) {
-		// The identity map keeps file ownership meaningful: the workspace the process writes is
-		// the host user's. It grants nothing outside: the helper drops every capability before the
-		// program runs.
-		uid, gid := os.Getuid(), os.Getgid()
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
-		attr.GidMappingsEnableSetgroups = false
+		identityMap(attr)
 	}
 	cmd.SysProcAttr = attr
 	return &Cmd{Cmd: cmd, Layers: layers, status: &statusPipe{spec: w, cg: cg}}, nil
+}
+
+// identityMap puts the process in a user namespace where it keeps its uid and gid. The identity
+// map keeps file ownership meaningful: the workspace the process writes is the host user's. It
+// grants nothing outside: the helper drops every capability before the program runs.
+//
+// A process that is not uid 0 in its namespace loses its capabilities at exec, and the helper needs
+// CAP_SYS_ADMIN for the mount namespace and CAP_SETPCAP to empty the bounding set: for a host that
+// is not root they pass the exec as ambient capabilities, which the helper clears.
+func identityMap(attr *syscall.SysProcAttr) {
+	uid, gid := os.Getuid(), os.Getgid()
+	attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}}
+	attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
+	attr.GidMappingsEnableSetgroups = false
+	if uid != 0 {
+		attr.AmbientCaps = []uintptr{unix.CAP_SYS_ADMIN, unix.CAP_SETPCAP}
+	}
 }
 
 // containsLayer reports whether layers has l.

@@ -227,35 +227,37 @@ func catchableSignals() []os.Signal {
 	return sigs
 }
 
-// dropCapabilities empties the bounding, ambient and inheritable sets, so the program gets no
+// dropCapabilities empties the ambient, inheritable and bounding sets, so the program gets no
 // capability at exec even as uid 0 (which it is for a root host, in its identity-mapped user
-// namespace, where capabilities would reach files owned by root).
+// namespace, where capabilities would reach files owned by root). The helper keeps its own.
 func dropCapabilities() error {
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("clear the ambient capabilities: %w", err)
+	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	if err := unix.Capget(&hdr, &data[0]); err != nil {
 		return fmt.Errorf("capget: %w", err)
 	}
-	if data[0].Permitted == 0 && data[1].Permitted == 0 && data[0].Inheritable == 0 && data[1].Inheritable == 0 {
-		// Nothing to lose, and no CAP_SETPCAP to drop the bounding set with: an unprivileged
-		// helper without a user namespace. no_new_privs keeps the program from gaining any.
-		return nil
-	}
-	for c := 0; ; c++ {
-		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
-		if err == unix.EINVAL {
-			break // past the last capability this kernel knows
-		}
-		if err != nil {
-			return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+	if data[0].Effective&(1<<unix.CAP_SETPCAP) != 0 {
+		for c := 0; ; c++ {
+			err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
+			if err == unix.EINVAL {
+				break // past the last capability this kernel knows
+			}
+			if err != nil {
+				return fmt.Errorf("drop capability %d from the bounding set: %w", c, err)
+			}
 		}
 	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
-	}
-	data[0].Inheritable, data[1].Inheritable = 0, 0
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capset: %w", err)
+	// Without CAP_SETPCAP (an unprivileged helper without a user namespace) the bounding set
+	// stays, but there is nothing to gain through it: the helper has no capability to pass on,
+	// and no_new_privs closes setuid and file capabilities.
+	if data[0].Inheritable != 0 || data[1].Inheritable != 0 {
+		data[0].Inheritable, data[1].Inheritable = 0, 0
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			return fmt.Errorf("capset: %w", err)
+		}
 	}
 	return nil
 }

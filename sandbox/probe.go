@@ -92,9 +92,7 @@ func tryNamespaces(helper string, flags uintptr) error {
 	attr := ProcessAttr()
 	attr.Cloneflags = flags
 	if flags&syscall.CLONE_NEWUSER != 0 {
-		uid, gid := os.Getuid(), os.Getgid()
-		attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}}
-		attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
+		identityMap(attr)
 	}
 	cmd.SysProcAttr = attr
 	var stderr bytes.Buffer

@@ -138,11 +138,17 @@ func escape(attempt string, args []string) string {
 			return errnoName(err)
 		}
 		if fi.IsDir() {
-			_, err = os.ReadDir(arg(0))
-		} else {
-			_, err = os.ReadFile(arg(0))
+			entries, err := os.ReadDir(arg(0))
+			if err != nil {
+				return errnoName(err)
+			}
+			return fmt.Sprintf("ok %d", len(entries))
 		}
-		return errnoName(err)
+		data, err := os.ReadFile(arg(0))
+		if err != nil {
+			return errnoName(err)
+		}
+		return fmt.Sprintf("ok %d", len(data))
 	case "chmod":
 		return errnoName(os.Chmod(arg(0), 0o777))
 	case "tcp":
@@ -165,6 +171,9 @@ func escape(attempt string, args []string) string {
 		return errnoName(errnoOrNil(e))
 	case "ptrace-attach":
 		pid, _ := strconv.Atoi(arg(0))
+		if arg(0) == "parent" {
+			pid = os.Getppid()
+		}
 		err := syscall.PtraceAttach(pid)
 		if err == nil {
 			syscall.PtraceDetach(pid)
