@@ -104,7 +104,11 @@ func runSpec(t *testing.T, sb *Sandbox, spec Spec) result {
 	return result{stdout: stdout.String(), stderr: stderr.String(), exit: exit}
 }
 
+// noRaceSleep keeps a race-enabled child from sleeping a second at exit (the race detector's
+// default, to let other goroutines report): in every test program's environment.
+const noRaceSleep = "GORACE=atexit_sleep_ms=0"
+
 // program is a spec running one of the test programs.
 func program(name string, args ...string) Spec {
-	return Spec{Path: testBin, Args: append([]string{name}, args...), Env: []string{"ASTRID_TEST=1"}}
+	return Spec{Path: testBin, Args: append([]string{name}, args...), Env: []string{noRaceSleep}}
 }

@@ -88,7 +88,8 @@ var nsDetail = map[Layer]string{
 // tryNamespaces starts the helper's probe in the namespaces flags, as the helper would be.
 func tryNamespaces(helper string, flags uintptr) error {
 	cmd := exec.Command(helper, HelperArg, probeArg, strconv.FormatUint(uint64(flags), 16))
-	cmd.Env = []string{}
+	// Nothing of the host's; a race-enabled helper (in tests) would sleep a second at exit.
+	cmd.Env = []string{"GORACE=atexit_sleep_ms=0"}
 	attr := ProcessAttr()
 	attr.Cloneflags = flags
 	if flags&syscall.CLONE_NEWUSER != 0 {
