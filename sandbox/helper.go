@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -79,6 +80,13 @@ func (h *helper) run() {
 		h.status = os.NewFile(uintptr(fd), "status")
 	}
 	h.env = os.Environ()
+	// Installing handlers costs a round trip to the runtime's signal thread per signal; it runs
+	// alongside the setup and must be done before the program starts.
+	signalsDone := make(chan struct{})
+	go func() {
+		defer close(signalsDone)
+		handleSignals(h.spec.Exec)
+	}()
 	h.step("cgroup", h.joinCgroups)
 	if h.spec.MountNS {
 		h.step("mount namespace", h.setupMounts)
@@ -93,9 +101,7 @@ func (h *helper) run() {
 	if h.spec.Landlock {
 		h.step("landlock", h.applyLandlock)
 	}
-	// Handlers, not "ignore": handled signals are reset to their defaults at exec, while ignored
-	// ones would stay ignored in the program.
-	signal.Notify(make(chan os.Signal, 1), catchableSignals()...)
+	<-signalsDone
 	if h.spec.Seccomp {
 		h.step("seccomp", installSeccomp)
 	}
@@ -214,17 +220,47 @@ func (h *helper) forkAndReap() {
 	}
 }
 
-// catchableSignals are the signals the helper handles: every one but SIGKILL and SIGSTOP, and
-// 32 and 33, which libc keeps for itself.
-func catchableSignals() []os.Signal {
+// fatalSignals are the signals a host sends to end a process group that would end a Go program
+// that does not ask for them: SIGHUP, SIGINT and SIGTERM kill it, SIGQUIT dumps its goroutines.
+// The runtime ignores the other catchable signals it is not asked for (SIGUSR1, SIGPIPE, SIGALRM,
+// the real-time ones...), and SIGTSTP and the like stop the helper as they stop the program, as
+// for a job in a terminal. Signals the runtime turns into a crash (SIGSEGV, SIGABRT...) still end
+// the helper, and with it the tree, if the host sends them: each handler costs a round trip to
+// the runtime's signal thread on every spawn.
+var fatalSignals = []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT}
+
+// handleSignals sets the helper's signal handling before it starts the program.
+//
+// In fork mode the helper must outlive signals meant for the program: the host signals the whole
+// process group, and an init that died of SIGTERM would take the program down with SIGKILL before
+// it could handle its own SIGTERM. Each fatal signal gets a handler whose deliveries are dropped.
+//
+// In both modes the program must start with default dispositions: handled signals are reset to
+// their defaults at exec, ignored ones stay ignored. The runtime handles every signal except
+// SIGHUP and SIGINT when they were ignored at start (a host started with nohup, or in the
+// background of a shell), so those get a handler too. Never signal.Ignore, for the same reason.
+func handleSignals(exec bool) {
 	var sigs []os.Signal
-	for s := syscall.Signal(1); s <= 64; s++ {
-		if s == syscall.SIGKILL || s == syscall.SIGSTOP || s == 32 || s == 33 {
-			continue
+	for _, s := range fatalSignals {
+		if !exec || ((s == syscall.SIGHUP || s == syscall.SIGINT) && ignored(s)) {
+			sigs = append(sigs, s)
 		}
-		sigs = append(sigs, s)
 	}
-	return sigs
+	if len(sigs) > 0 {
+		signal.Notify(make(chan os.Signal, 1), sigs...)
+	}
+}
+
+// ignored reports whether sig's disposition is SIG_IGN.
+func ignored(sig syscall.Signal) bool {
+	var old struct {
+		handler  uintptr
+		flags    uint64
+		restorer uintptr
+		mask     uint64
+	}
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0)
+	return errno == 0 && old.handler == 1 // SIG_IGN
 }
 
 // dropCapabilities empties the ambient, inheritable and bounding sets, so the program gets no

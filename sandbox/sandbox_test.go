@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -395,4 +396,58 @@ func TestIdentity(t *testing.T) {
 	if support.Available(LayerSeccomp) && !strings.Contains(out, "Seccomp: 2") {
 		t.Errorf("inside: %q, want Seccomp: 2", out)
 	}
+}
+
+// TestSignals: a signal to the process's group reaches the program, and the helper survives it to
+// report how the program ended; the program starts with no signal ignored, even when the host had
+// some ignored (as a host started with nohup does).
+func TestSignals(t *testing.T) {
+	sb := requireSandbox(t)
+	for _, tt := range []struct {
+		program string
+		sig     syscall.Signal
+		want    Exit
+	}{
+		{"__sigtrap", syscall.SIGTERM, Exit{Code: 7}},
+		{"__ready", syscall.SIGTERM, Exit{Code: -1, Signal: syscall.SIGTERM}},
+		{"__ready", syscall.SIGINT, Exit{Code: -1, Signal: syscall.SIGINT}},
+		{"__ready", syscall.SIGHUP, Exit{Code: -1, Signal: syscall.SIGHUP}},
+		{"__ready", syscall.SIGQUIT, Exit{Code: 2}}, // a Go program dumps its goroutines and exits 2
+	} {
+		t.Run(tt.program+"/"+tt.sig.String(), func(t *testing.T) {
+			cmd, err := sb.Command(program(tt.program))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if line, err := bufio.NewReader(out).ReadString('\n'); line != "ready\n" {
+				cmd.Kill()
+				cmd.Wait()
+				t.Fatalf("the program said %q, %v", line, err)
+			}
+			if err := cmd.Signal(tt.sig); err != nil {
+				t.Fatal(err)
+			}
+			if exit, err := cmd.Wait(); err != nil || exit != tt.want {
+				t.Errorf("after %v: %v, %v; want %v", tt.sig, exit, err, tt.want)
+			}
+		})
+	}
+	t.Run("ignored by the host", func(t *testing.T) {
+		signal.Ignore(syscall.SIGINT, syscall.SIGHUP)
+		defer signal.Reset(syscall.SIGINT, syscall.SIGHUP)
+		for _, exec := range []bool{false, true} {
+			spec := program("__sigign")
+			spec.Exec = exec
+			if got := strings.TrimSpace(runSpec(t, sb, spec).stdout); got != "0000000000000000" {
+				t.Errorf("exec=%v: the program starts with SigIgn %s, want none", exec, got)
+			}
+		}
+	})
 }

@@ -54,6 +54,26 @@ func testProgram(name string, args []string) int {
 		return tmpProgram()
 	case "__tree":
 		return treeProgram(arg(0))
+	case "__sigtrap":
+		// Handles SIGTERM: exits 7 when it comes.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGTERM)
+		fmt.Println("ready")
+		<-sig
+		return 7
+	case "__ready":
+		fmt.Println("ready")
+		time.Sleep(time.Hour)
+		return 0
+	case "__sigign":
+		// Which signals the program starts with ignored (SigIgn in /proc/self/status).
+		status, _ := os.ReadFile("/proc/self/status")
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "SigIgn:") {
+				fmt.Println(strings.TrimSpace(strings.TrimPrefix(line, "SigIgn:")))
+			}
+		}
+		return 0
 	case "__sleep":
 		time.Sleep(time.Hour)
 		return 0

@@ -1,0 +1,77 @@
+package sandbox
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+)
+
+// truePath is /bin/true or wherever this system keeps it.
+func truePath(b *testing.B) string {
+	for _, p := range []string{"/bin/true", "/usr/bin/true"} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	b.Skip("no true(1) on this system")
+	return ""
+}
+
+// BenchmarkSpawnTrue: the cost of the sandbox on a process start. plain is os/exec of true with
+// the process layer only; sandboxed starts it under policy Required with every layer this machine
+// has, in fork mode (as the host starts the processes capsules ask for), and also times a plain
+// spawn before each sandboxed one, so its x-plain metric compares the two under the same load.
+// The target is at most 2x.
+func BenchmarkSpawnTrue(b *testing.B) {
+	path := truePath(b)
+	plain := func(b *testing.B) {
+		cmd := exec.Command(path)
+		cmd.SysProcAttr = ProcessAttr()
+		if err := cmd.Run(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("plain", func(b *testing.B) {
+		for b.Loop() {
+			plain(b)
+		}
+	})
+	b.Run("sandboxed", func(b *testing.B) {
+		if err := support.CheckPolicy(Required); err != nil {
+			b.Skipf("this machine cannot run policy required: %v", err)
+		}
+		sb := New(testBin, Required, support)
+		workspace, tmp := b.TempDir(), b.TempDir()
+		spec := Spec{
+			Path: path, Env: []string{"PATH=/usr/bin:/bin"}, Dir: workspace,
+			ReadWrite: []string{workspace}, PrivateTmp: tmp,
+			Cgroup: CgroupLimits{Pids: 64},
+		}
+		var plainTime, sandboxedTime time.Duration
+		var layers []Layer
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			t0 := time.Now()
+			plain(b)
+			plainTime += time.Since(t0)
+			b.StartTimer()
+			t1 := time.Now()
+			cmd, err := sb.Command(spec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cmd.Start(); err != nil {
+				b.Fatal(err)
+			}
+			if exit, err := cmd.Wait(); err != nil || exit != (Exit{}) {
+				b.Fatalf("true: %v, %v", exit, err)
+			}
+			sandboxedTime += time.Since(t1)
+			layers = cmd.Layers
+		}
+		b.ReportMetric(float64(plainTime.Microseconds())/float64(b.N), "plain-µs/op")
+		b.ReportMetric(float64(sandboxedTime)/float64(plainTime), "x-plain")
+		b.Logf("%s; sandboxed/plain = %.2fx", support.Summary(layers...), float64(sandboxedTime)/float64(plainTime))
+	})
+}
