@@ -167,6 +167,9 @@ func (h *helper) landlockRules() ([]llRule, error) {
 	if tmp != "" {
 		tmps = []string{tmp}
 	}
+	if h.spec.MountNS {
+		tmps = append(tmps, "/dev/shm") // private then; missing, it is not asked for
+	}
 	for _, err := range []error{
 		add(systemDirs, llRead, true),
 		add([]string{"/proc"}, llRead, true),
@@ -176,7 +179,7 @@ func (h *helper) landlockRules() ([]llRule, error) {
 		// A missing program fails at exec, with the error exec gives.
 		add([]string{h.path}, ll.AccessFSExecute|ll.AccessFSReadFile, true),
 		add(h.spec.ReadWrite, rw, false),
-		add(tmps, rw, false),
+		add(tmps, rw, true),
 	} {
 		if err != nil {
 			return nil, err

@@ -16,9 +16,9 @@ import (
 //
 //   - / becomes private, so nothing mounted here propagates to the host;
 //   - a fresh /proc (with a pid namespace) lists only the tree's own processes;
-//   - the private tmp is bound on /tmp, and /run (with the host's sockets: docker, dbus, ...)
-//     is covered by an empty tmpfs; paths the process was given that lie under them are bound
-//     back at their own names;
+//   - the private tmp is bound on /tmp, /dev/shm is a private tmpfs, and /run (with the host's
+//     sockets: docker, dbus, ...) is covered by an empty tmpfs; paths the process was given that
+//     lie under /tmp or /run are bound back at their own names;
 //   - with the helper running as uid 0 (a root host), the secrets root could read in the allowed
 //     system directories are masked;
 //   - every mount becomes read-only except the ReadWrite paths and /tmp. Landlock (before ABI 9)
@@ -62,6 +62,14 @@ func (h *helper) setupMounts() error {
 			return fmt.Errorf("bind %s on /tmp: %w", tmp, err)
 		}
 		writable = append(writable, "/tmp")
+	}
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		// POSIX shared memory and semaphores (Python's multiprocessing, for one) need it; the
+		// host's is shared by everything on the machine.
+		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=64m"); err != nil {
+			return fmt.Errorf("a private /dev/shm: %w", err)
+		}
+		writable = append(writable, "/dev/shm")
 	}
 	for _, run := range []string{"/run", "/var/run"} {
 		if fi, err := os.Lstat(run); err != nil || !fi.IsDir() {

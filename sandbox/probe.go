@@ -82,7 +82,7 @@ var nsDetail = map[Layer]string{
 	LayerNetNS:   "loopback only, down",
 	LayerIPCNS:   "private",
 	LayerUTSNS:   "private",
-	LayerMountNS: "fresh /proc, private /tmp, /run hidden, host read-only",
+	LayerMountNS: "fresh /proc, read-only remount and tmpfs work",
 }
 
 // tryNamespaces starts the helper's probe in the namespaces flags, as the helper would be.

@@ -1,9 +1,7 @@
-// Package sandbox confines the processes astrid-host starts: the shims, and (with the process
-// manager) the processes capsules ask for. The layers are described in DESIGN.md §5.
-//
-// This file is the process layer, which every platform gets: each process leads its own process
-// group, so the host can end it together with everything it started, and receives SIGKILL when
-// the host dies, so nothing outlives the host.
+// The process layer, which every process gets, under every policy: each process leads its own
+// process group, so the host can end it together with everything it started, and receives SIGKILL
+// when the host dies, so nothing outlives the host.
+
 package sandbox
 
 import (

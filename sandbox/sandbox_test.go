@@ -451,3 +451,31 @@ func TestSignals(t *testing.T) {
 		}
 	})
 }
+
+// TestPrivateShm: with a mount namespace /dev/shm is writable and the process's own; without,
+// landlock keeps the host's out of reach.
+func TestPrivateShm(t *testing.T) {
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		t.Skipf("no /dev/shm here: %v", err)
+	}
+	sb := requireSandbox(t)
+	name := "/dev/shm/astrid-sandbox-test-" + strconv.Itoa(os.Getpid())
+	defer os.Remove(name)
+	for _, tt := range []struct {
+		name string
+		sb   *Sandbox
+		want string
+	}{
+		{"mount namespace", sb, "ok"},
+		{"no mount namespace", New(testBin, BestEffort, support.Without(LayerMountNS, "test")), "EACCES"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := strings.TrimSpace(runSpec(t, tt.sb, program("__escape", "write", name)).stdout); got != tt.want {
+				t.Errorf("write %s: %q, want %q", name, got, tt.want)
+			}
+			if _, err := os.Stat(name); err == nil {
+				t.Errorf("%s appeared in the host's /dev/shm", name)
+			}
+		})
+	}
+}

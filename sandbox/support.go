@@ -42,7 +42,7 @@ var protects = map[Layer]string{
 	LayerNetNS:    "no network at all: no host services, no loopback, no internet",
 	LayerIPCNS:    "no System V IPC or POSIX message queues shared with the host",
 	LayerUTSNS:    "hostname changes stay inside",
-	LayerMountNS:  "private /proc and /tmp, the host filesystem read-only (no chmod/chown/xattr), /run hidden",
+	LayerMountNS:  "private /proc, /tmp and /dev/shm, the host filesystem read-only (no chmod/chown/xattr), /run hidden",
 	LayerRlimits:  "bounds open files and file size; no core dumps",
 	LayerLandlock: "filesystem allow-list (system dirs read-only, workspace read-write), no TCP, no signals out",
 	LayerSeccomp:  "no ptrace, mount, new namespaces, bpf, keyrings, kernel modules, perf, userfaultfd",
@@ -113,8 +113,7 @@ func (s *Support) Report() string {
 		if s.Available(l) {
 			state, text = "on", s.Detail(l)
 		}
-		fmt.Fprintf(&b, "%-8s %-3s  %s\n", l, state, text)
-		fmt.Fprintf(&b, "%-8s      protects: %s\n", "", protects[l])
+		fmt.Fprintf(&b, "%-8s %-3s  %s — %s\n", l, state, text, protects[l])
 	}
 	return b.String()
 }

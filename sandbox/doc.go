@@ -1,0 +1,21 @@
+// Package sandbox confines the processes astrid-host starts: the shims, and the processes
+// capsules ask for (DESIGN.md §5).
+//
+// Every process gets the process layer (its own process group, SIGKILL when the host dies; see
+// ProcessAttr). Under policies Required and BestEffort it is started through a helper, astrid-host
+// re-executed as "astrid-host __sandbox-exec SPEC -- PROGRAM ARGS...", because Go's os/exec has no
+// hook between fork and exec and landlock and seccomp act on the calling process. The host clones
+// the helper into new user, pid, network, IPC, UTS and mount namespaces; the helper joins its
+// cgroup, sets up the mount namespace, drops its capabilities, sets the rlimits, applies landlock
+// and seccomp, and then either becomes the program (Spec.Exec: the shims) or starts it and stays
+// as the init of its pid namespace, reaping orphans and reporting the program's exit.
+//
+// Probe finds, once, which layers the machine offers and why the others are missing; Support
+// reports them (astrid-host doctor prints Support.Report). Under policy Required a missing
+// namespace or landlock stops every process with an error naming the layer and the flag that
+// relaxes it; under BestEffort each process gets what there is and Cmd.Layers says what that was.
+//
+// The helper is on the path of every sandboxed spawn, and all package initialisation of the
+// binary that runs it happens before HelperMain: keep that binary's init cheap, or run the helper
+// from a small binary of its own (see New).
+package sandbox
