@@ -211,8 +211,9 @@ func absAll(paths []string) []string {
 	return out
 }
 
-// startHelper starts the helper with a status pipe and waits for its first word: the program is
-// running (fork mode: "started"; Exec mode: the pipe closed on exec), or why it is not.
+// startHelper starts the helper with a status pipe and waits for its word that the program runs
+// (fork mode: "started"; Exec mode: "exec", then the pipe closing on exec), or why it does not.
+// A helper stuck in its setup blocks Start until Kill, from another goroutine, ends it.
 func (c *Cmd) startHelper() error {
 	st := c.status
 	r, w, err := os.Pipe()
@@ -234,22 +235,29 @@ func (c *Cmd) startHelper() error {
 	if err != nil {
 		r.Close()
 		_ = st.cg.remove()
-		return err
+		return fmt.Errorf("sandbox: start the helper: %w", err)
 	}
 	st.r, st.br = r, bufio.NewReader(r)
 	line, rerr := st.br.ReadString('\n')
 	switch {
-	case rerr == nil && strings.HasPrefix(line, "started") && !st.spec.Exec:
+	case rerr == nil && strings.HasPrefix(line, "started ") && !st.spec.Exec:
 		return nil
-	case rerr == io.EOF && line == "" && st.spec.Exec:
-		return nil // the pipe is close-on-exec: the program runs
+	case rerr == nil && line == "exec\n" && st.spec.Exec:
+		// The pipe is close-on-exec: EOF is the program running, a line is exec failing.
+		if line, rerr = st.br.ReadString('\n'); rerr == io.EOF && line == "" {
+			return nil
+		}
 	}
-	// The helper failed or died; it exits by itself after an error line. Reap it so nothing is
-	// left behind, and say why.
+	// The helper failed (it exits by itself after an error line) or died (EOF). Reap it so nothing
+	// is left behind, and say why.
 	startErr := parseStatusError(line)
-	if rerr != nil && rerr != io.EOF {
-		_ = c.killTree()
+	switch {
+	case rerr != nil && rerr != io.EOF:
 		startErr = fmt.Errorf("sandbox: reading the helper's status: %w", rerr)
+		_ = c.killTree()
+	case startErr == nil && rerr == nil:
+		startErr = fmt.Errorf("sandbox: the helper said %q", strings.TrimSpace(line))
+		_ = c.killTree()
 	}
 	_, _ = c.waitHelper()
 	if startErr == nil {

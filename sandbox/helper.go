@@ -74,8 +74,8 @@ func parseHelperArgs(args []string) (*helper, error) {
 
 func (h *helper) run() {
 	if fd := h.spec.Status; fd > 0 {
-		// Close-on-exec: in Exec mode the host reads EOF as "the program runs", and in fork mode
-		// the program must not hold the pipe (it would outlive the helper).
+		// Close-on-exec: in Exec mode the host reads EOF after "exec" as "the program runs", and
+		// in fork mode the program must not hold the pipe (it would outlive the helper).
 		syscall.CloseOnExec(fd)
 		h.status = os.NewFile(uintptr(fd), "status")
 	}
@@ -106,6 +106,9 @@ func (h *helper) run() {
 		h.step("seccomp", installSeccomp)
 	}
 	if h.spec.Exec {
+		// "exec", then EOF when the pipe closes on exec: the host tells a program that runs from
+		// a helper that died before it got there.
+		h.report("exec\n")
 		err := syscall.Exec(h.path, h.argv, h.env)
 		h.fail(false, fmt.Sprintf("exec: %q: %v", h.path, err), err)
 	}
