@@ -46,9 +46,15 @@ func HelperMain(args []string) {
 	h, err := parseHelperArgs(args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "astrid sandbox: %v\n", err)
-		os.Exit(127)
+		helperExit(127)
 	}
 	h.run()
+}
+
+// helperExit ends the helper without the runtime's exit hooks: nothing of the helper's is buffered, and
+// a race-enabled build (tests) would sleep a second in them on every exit with status 0.
+func helperExit(code int) {
+	syscall.Exit(code)
 }
 
 // helper is one run of the helper.
@@ -139,7 +145,7 @@ func (h *helper) fail(setup bool, msg string, err error) {
 	if h.status == nil || h.spec.Exec {
 		fmt.Fprintf(os.Stderr, "astrid sandbox: %s\n", msg)
 	}
-	os.Exit(127)
+	helperExit(127)
 }
 
 // report writes one status line, if anybody listens.
@@ -204,7 +210,7 @@ func (h *helper) forkAndReap() {
 		if err != nil {
 			// ECHILD while the program was not reaped: nothing sensible is left to do.
 			h.report("exit -1 0\n")
-			os.Exit(127)
+			helperExit(127)
 		}
 		if wpid != pid {
 			continue // an orphan
@@ -219,7 +225,7 @@ func (h *helper) forkAndReap() {
 			// What the program left in its group goes with it, as it would with a pid namespace.
 			_ = syscall.Kill(0, syscall.SIGKILL)
 		}
-		os.Exit(code)
+		helperExit(code)
 	}
 }
 

@@ -88,8 +88,7 @@ var nsDetail = map[Layer]string{
 // tryNamespaces starts the helper's probe in the namespaces flags, as the helper would be.
 func tryNamespaces(helper string, flags uintptr) error {
 	cmd := exec.Command(helper, HelperArg, probeArg, strconv.FormatUint(uint64(flags), 16))
-	// Nothing of the host's; a race-enabled helper (in tests) would sleep a second at exit.
-	cmd.Env = []string{"GORACE=atexit_sleep_ms=0"}
+	cmd.Env = []string{} // nothing of the host's
 	attr := ProcessAttr()
 	attr.Cloneflags = flags
 	if flags&syscall.CLONE_NEWUSER != 0 {
@@ -112,7 +111,7 @@ func tryNamespaces(helper string, flags uintptr) error {
 func probeMain(args []string) {
 	fail := func(format string, a ...any) {
 		fmt.Fprintf(os.Stderr, "astrid sandbox: "+format+"\n", a...)
-		os.Exit(1)
+		helperExit(1)
 	}
 	if len(args) != 1 {
 		fail("usage: %s %s FLAGS", HelperArg, probeArg)
@@ -130,7 +129,7 @@ func probeMain(args []string) {
 			fail("mount namespace: %v", err)
 		}
 	}
-	os.Exit(0)
+	helperExit(0)
 }
 
 // usernsWhy explains a failure to make a user namespace, from the usual switches that disable

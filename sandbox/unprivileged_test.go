@@ -36,7 +36,7 @@ func TestUnprivileged(t *testing.T) {
 	}
 	cmd := exec.Command(testBin, "-test.v", "-test.count=1",
 		"-test.run=^(TestProbeReport|TestRun|TestSetupFailure|TestPrivateTmp|TestKillTree|TestIdentity|TestEscape|TestEscapeControl)$")
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, unprivilegedEnv + "=1", noRaceSleep}
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, unprivilegedEnv + "=1"}
 	cmd.Dir = tmp
 	cmd.SysProcAttr = ProcessAttr()
 	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{}}
