@@ -276,6 +276,8 @@ type StartError struct {
 	Errno syscall.Errno
 }
 
+// Error is the message: "sandbox: STEP: ..." for a setup failure, `exec: "PATH": ...` for the
+// program's own exec.
 func (e *StartError) Error() string {
 	if e.Setup {
 		return "sandbox: " + e.Msg

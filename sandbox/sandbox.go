@@ -36,6 +36,7 @@ func ParsePolicy(s string) (Policy, error) {
 	return 0, fmt.Errorf("sandbox policy %q is not valid: use required, best-effort or off", s)
 }
 
+// String is the policy's PolicyFlag value.
 func (p Policy) String() string {
 	switch p {
 	case Required:
@@ -71,6 +72,7 @@ type Exit struct {
 	Signal syscall.Signal // 0 unless killed by a signal
 }
 
+// String says how the process ended, as os.ProcessState does.
 func (e Exit) String() string {
 	if e.Signal != 0 {
 		return fmt.Sprintf("killed by signal %d (%s)", int(e.Signal), e.Signal)
@@ -128,7 +130,7 @@ type Spec struct {
 	Cgroup     CgroupLimits
 }
 
-// Cmd is a confined process, started through the helper.
+// Cmd is a confined process, started through the helper (or, under policy Off, directly).
 type Cmd struct {
 	// Cmd is the helper's command. The caller may set Stdin, Stdout and Stderr (or take pipes)
 	// before Start and must not change anything else. In Exec mode the caller may hand it to a
