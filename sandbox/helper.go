@@ -19,15 +19,16 @@ import (
 // and exec, and landlock and seccomp act on the calling process, so the helper confines itself
 // and then either becomes the program (Exec) or starts it and stays as the init of the tree.
 //
-// Everything here runs before main's usual start-up would matter, so it must stay cheap: no
-// package-level state to initialise, no goroutines beyond the runtime's.
+// The helper is on the path of every sandboxed spawn, so it must stay cheap: no package-level
+// state to initialise, and the one slow thing it has to do (installing signal handlers, a round
+// trip to the runtime's signal thread each) runs alongside the rest of the setup.
 
 // HelperMain runs the sandbox helper and never returns. The host's main calls it first thing when
 // os.Args[1] is HelperArg, with the arguments after HelperArg (os.Args itself is accepted too).
 //
-// In order it joins the process's cgroup, sets up the mount namespace (private /proc and /tmp,
-// the host filesystem read-only, /run hidden), drops every capability, sets the rlimits, applies
-// landlock and, last, seccomp. Then in Exec mode it becomes the program; otherwise it starts the
+// In order it joins the process's cgroup, sets up the mount namespace (private /proc, /tmp and
+// /dev/shm, the host filesystem read-only, /run hidden), drops every capability, sets the rlimits,
+// applies landlock and, last, seccomp (after no_new_privs). Then in Exec mode it becomes the program; otherwise it starts the
 // program, reaps everything orphaned in the tree and reports the program's exit to the host.
 // A failed step ends it with status 127 and a message naming the step ("landlock: ...") on the
 // status pipe, or on stderr when nobody listens there.

@@ -21,9 +21,9 @@ import (
 //     lie under /tmp or /run are bound back at their own names;
 //   - with the helper running as uid 0 (a root host), the secrets root could read in the allowed
 //     system directories are masked;
-//   - every mount becomes read-only except the ReadWrite paths and /tmp. Landlock (before ABI 9)
-//     does not cover chmod, chown, utimes or extended attributes, and for a root host the process
-//     owns every root-owned file; a read-only mount refuses them all (EROFS).
+//   - every mount becomes read-only except the ReadWrite paths, /tmp and /dev/shm. Landlock does
+//     not cover chmod, chown, utimes or extended attributes, and for a root host the process owns
+//     every root-owned file; a read-only mount refuses them all (EROFS).
 
 // maskedFiles are files only root should read, which a root host's process (uid 0, owner of
 // them) could read in the allowed /etc. Globs; missing ones are skipped.
