@@ -249,6 +249,9 @@ var fatalSignals = []syscall.Signal{syscall.SIGHUP, syscall.SIGINT, syscall.SIGT
 // their defaults at exec, ignored ones stay ignored. The runtime handles every signal except
 // SIGHUP and SIGINT when they were ignored at start (a host started with nohup, or in the
 // background of a shell), so those get a handler too. Never signal.Ignore, for the same reason.
+// The signals the runtime leaves alone (32 and 33, which libc reserves for itself; GNU make
+// starts its jobs with both ignored) are set back to SIG_DFL when ignored: nothing in the
+// helper sends them.
 func handleSignals(exec bool) {
 	var sigs []os.Signal
 	for _, s := range fatalSignals {
@@ -259,18 +262,38 @@ func handleSignals(exec bool) {
 	if len(sigs) > 0 {
 		signal.Notify(make(chan os.Signal, 1), sigs...)
 	}
+	for _, s := range libcSignals {
+		if ignored(s) {
+			setDefault(s)
+		}
+	}
+}
+
+// libcSignals are the signals the Go runtime never installs a handler for on Linux (SIGCANCEL
+// and SIGSETXID of glibc and musl), so an ignored disposition inherited from the host would
+// reach the program.
+var libcSignals = []syscall.Signal{32, 33}
+
+// kernelSigaction is struct sigaction as rt_sigaction(2) takes it on Linux.
+type kernelSigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
 }
 
 // ignored reports whether sig's disposition is SIG_IGN.
 func ignored(sig syscall.Signal) bool {
-	var old struct {
-		handler  uintptr
-		flags    uint64
-		restorer uintptr
-		mask     uint64
-	}
+	var old kernelSigaction
 	_, _, errno := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), 0, uintptr(unsafe.Pointer(&old)), 8, 0, 0)
 	return errno == 0 && old.handler == 1 // SIG_IGN
+}
+
+// setDefault sets sig's disposition to SIG_DFL. A raw system call: libc refuses to touch 32
+// and 33 in a cgo build.
+func setDefault(sig syscall.Signal) {
+	var dfl kernelSigaction // handler 0: SIG_DFL
+	syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
 }
 
 // dropCapabilities empties the ambient, inheritable and bounding sets, so the program gets no
