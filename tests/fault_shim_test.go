@@ -110,21 +110,10 @@ func closeConnections(t *testing.T, pid int) int {
 		t.Fatalf("pidfd_open(%d): %v", pid, err)
 	}
 	defer unix.Close(pidfd)
-	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
-	entries, err := os.ReadDir(fdDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The shim dials the host's services while its capsule loads, and may still be dialling.
+	waitFor(t, 10*time.Second, "the shim to hold its 3 sockets", func() bool { return len(sockets(t, pid)) >= 3 })
 	closed := 0
-	for _, e := range entries {
-		link, err := os.Readlink(filepath.Join(fdDir, e.Name()))
-		if err != nil || !strings.HasPrefix(link, "socket:[") {
-			continue
-		}
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
+	for fd, link := range sockets(t, pid) {
 		dup, err := unix.PidfdGetfd(pidfd, fd, 0)
 		if err != nil {
 			t.Fatalf("pidfd_getfd(%d, %d): %v", pid, fd, err)
@@ -136,9 +125,30 @@ func closeConnections(t *testing.T, pid int) int {
 		}
 		closed++
 	}
-	// At least the listener, the host's connection and the connection to the host's services.
-	if closed < 3 {
-		t.Fatalf("the shim (pid %d) holds %d sockets; want at least 3", pid, closed)
-	}
 	return closed
+}
+
+// sockets returns the socket descriptors process pid holds, each with its /proc link
+// ("socket:[inode]"): at least go-plugin's listener, the host's connection to it, and the
+// connection to the host's services, for a shim.
+func sockets(t *testing.T, pid int) map[int]string {
+	t.Helper()
+	fdDir := fmt.Sprintf("/proc/%d/fd", pid)
+	entries, err := os.ReadDir(fdDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := make(map[int]string)
+	for _, e := range entries {
+		link, err := os.Readlink(filepath.Join(fdDir, e.Name()))
+		if err != nil || !strings.HasPrefix(link, "socket:[") {
+			continue
+		}
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		found[fd] = link
+	}
+	return found
 }
