@@ -37,7 +37,19 @@ func BenchmarkSpawnTrue(b *testing.B) {
 			plain(b)
 		}
 	})
-	b.Run("sandboxed", func(b *testing.B) {
+	for _, pooled := range []bool{false, true} {
+		name := "sandboxed"
+		if pooled {
+			name = "pooled"
+		}
+		b.Run(name, func(b *testing.B) { benchSandboxed(b, path, plain, pooled) })
+	}
+}
+
+// benchSandboxed times sandboxed starts of true: each through a new helper, or (pooled) through
+// a Pool's warm helper, as the host does.
+func benchSandboxed(b *testing.B, path string, plain func(*testing.B), pooled bool) {
+	{
 		if err := support.CheckPolicy(Required); err != nil {
 			b.Skipf("this machine cannot run policy required: %v", err)
 		}
@@ -48,6 +60,13 @@ func BenchmarkSpawnTrue(b *testing.B) {
 			ReadWrite: []string{workspace}, PrivateTmp: tmp,
 			Cgroup: CgroupLimits{Pids: 64},
 		}
+		command := sb.Command
+		if pooled {
+			pool := sb.NewPool(b.TempDir(), 0)
+			defer pool.Close()
+			spec.PrivateTmp = ""
+			command = pool.Command
+		}
 		var plainTime, sandboxedTime time.Duration
 		var layers []Layer
 		for i := 0; i < b.N; i++ {
@@ -57,7 +76,7 @@ func BenchmarkSpawnTrue(b *testing.B) {
 			plainTime += time.Since(t0)
 			b.StartTimer()
 			t1 := time.Now()
-			cmd, err := sb.Command(spec)
+			cmd, err := command(spec)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -73,5 +92,5 @@ func BenchmarkSpawnTrue(b *testing.B) {
 		b.ReportMetric(float64(plainTime.Microseconds())/float64(b.N), "plain-µs/op")
 		b.ReportMetric(float64(sandboxedTime)/float64(plainTime), "x-plain")
 		b.Logf("%s; sandboxed/plain = %.2fx", support.Summary(layers...), float64(sandboxedTime)/float64(plainTime))
-	})
+	}
 }

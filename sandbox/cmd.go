@@ -47,16 +47,31 @@ func (s *Sandbox) Command(spec Spec) (*Cmd, error) {
 // itself is running, so an error to start it (a missing file, a layer that failed) is returned
 // here.
 func (c *Cmd) Start() error {
-	if c.status == nil {
+	switch {
+	case c.warm != nil:
+		return c.startWarm()
+	case c.status == nil:
 		return c.Cmd.Start()
 	}
 	return c.startHelper()
 }
 
-// Wait waits for the process to end and says how it ended. The error is for a failure to wait,
-// not for a non-zero exit.
+// Wait waits for the process to end and says how it ended. When it returns, the whole tree is
+// gone: what the program left behind is killed (its pid namespace, its group without one) and
+// reaped. The error is for a failure to wait, not for a non-zero exit.
 func (c *Cmd) Wait() (Exit, error) {
-	if c.status == nil {
+	if c.cleanup != nil {
+		defer c.runCleanup()
+	}
+	switch {
+	case c.warm != nil:
+		return c.waitWarm()
+	case c.status == nil:
+		if c.Process != nil && waitExited(c.Process.Pid) == nil {
+			// The program is a zombie, so its group id is still reserved: the kill cannot
+			// reach a stranger.
+			_ = KillGroup(c.Process.Pid)
+		}
 		err := c.Cmd.Wait()
 		var exitErr *exec.ExitError
 		if err != nil && !errors.As(err, &exitErr) {
@@ -67,6 +82,11 @@ func (c *Cmd) Wait() (Exit, error) {
 	return c.waitHelper()
 }
 
+// runCleanup runs the Cmd's cleanup once.
+func (c *Cmd) runCleanup() {
+	c.cleanupOnce.Do(c.cleanup)
+}
+
 // Signal sends sig to the process group of the program (as a terminal would): the program and
 // the children that stayed in its group. Through the helper in fork mode the helper is in the
 // group too and outlives SIGHUP, SIGINT, SIGTERM and SIGQUIT to report how the program took
@@ -74,6 +94,9 @@ func (c *Cmd) Wait() (Exit, error) {
 // every signal it has no handler for (a Go program exits with status 2 on SIGTERM rather than
 // dying of it); only SIGKILL always ends it.
 func (c *Cmd) Signal(sig syscall.Signal) error {
+	if c.warm != nil {
+		return c.signalWarm(sig)
+	}
 	if c.Process == nil {
 		return errors.New("signal: the process is not started")
 	}
@@ -90,6 +113,9 @@ func (c *Cmd) Signal(sig syscall.Signal) error {
 // is its init), its process group, and its cgroup. A tree that is already gone is not an error;
 // Kill may be called any number of times, before or after Wait, from any goroutine.
 func (c *Cmd) Kill() error {
+	if c.warm != nil {
+		return c.killWarm()
+	}
 	if c.Process == nil {
 		return nil
 	}

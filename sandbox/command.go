@@ -36,6 +36,9 @@ type wireSpec struct {
 	OpenFiles  uint64   `json:"nofile,omitempty"`
 	FileSize   uint64   `json:"fsize,omitempty"`
 	Cgroups    []string `json:"cgroups,omitempty"`
+	// Serve makes the helper a warm one (Pool): after its setup it reports "ready" and runs the
+	// programs the host sends on the status socket, one at a time.
+	Serve bool `json:"serve,omitempty"`
 	// Status is the helper's fd of the status pipe; 0 when nobody listens (a launcher such as
 	// go-plugin started the helper), and setup errors then go to stderr only.
 	Status int `json:"status,omitempty"`
@@ -216,7 +219,7 @@ func absAll(paths []string) []string {
 // A helper stuck in its setup blocks Start until Kill, from another goroutine, ends it.
 func (c *Cmd) startHelper() error {
 	st := c.status
-	r, w, err := os.Pipe()
+	r, w, err := statusChannel(st.spec.Serve)
 	if err != nil {
 		return fmt.Errorf("sandbox: status pipe: %w", err)
 	}
@@ -240,7 +243,9 @@ func (c *Cmd) startHelper() error {
 	st.r, st.br = r, bufio.NewReader(r)
 	line, rerr := st.br.ReadString('\n')
 	switch {
-	case rerr == nil && strings.HasPrefix(line, "started ") && !st.spec.Exec:
+	case rerr == nil && strings.HasPrefix(line, "started ") && !st.spec.Exec && !st.spec.Serve:
+		return nil
+	case rerr == nil && line == "ready\n" && st.spec.Serve:
 		return nil
 	case rerr == nil && line == "exec\n" && st.spec.Exec:
 		// The pipe is close-on-exec: EOF is the program running, a line is exec failing.
@@ -264,6 +269,19 @@ func (c *Cmd) startHelper() error {
 		startErr = fmt.Errorf("sandbox: the helper ended before starting the program (%v)", c.ProcessState)
 	}
 	return startErr
+}
+
+// statusChannel makes the status channel: a pipe, or for a warm helper, which also reads its
+// launches there, a socket pair. The first file is the host's end.
+func statusChannel(serve bool) (*os.File, *os.File, error) {
+	if !serve {
+		return os.Pipe()
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "status"), os.NewFile(uintptr(fds[1]), "status"), nil
 }
 
 // StartError is a failure of the helper to set up the sandbox or to start the program, as
@@ -360,6 +378,9 @@ func (c *Cmd) release() error {
 // a Cmd that was never started, or that a launcher such as go-plugin started and waited for.
 // It kills whatever is still in the cgroup.
 func (c *Cmd) Close() error {
+	if c.cleanup != nil {
+		defer c.runCleanup()
+	}
 	if c.status == nil {
 		return nil
 	}

@@ -60,11 +60,12 @@ func helperExit(code int) {
 
 // helper is one run of the helper.
 type helper struct {
-	spec   wireSpec
-	path   string
-	argv   []string // argv[0] is the path
-	env    []string
-	status *os.File // nil when nobody listens
+	spec       wireSpec
+	privateShm bool // /dev/shm is a tmpfs of the helper's own
+	path       string
+	argv       []string // argv[0] is the path
+	env        []string
+	status     *os.File // nil when nobody listens
 }
 
 // parseHelperArgs parses SPEC -- PROGRAM ARGS...
@@ -97,12 +98,8 @@ func (h *helper) run() {
 	h.step("cgroup", h.joinCgroups)
 	if h.spec.MountNS {
 		h.step("mount namespace", h.setupMounts)
-		if h.spec.PrivateTmp != "" {
-			h.setEnv("TMPDIR", "/tmp")
-		}
-	} else if h.spec.PrivateTmp != "" {
-		h.setEnv("TMPDIR", h.spec.PrivateTmp)
 	}
+	h.setTmpEnv()
 	h.step("capabilities", dropCapabilities)
 	h.step("rlimits", h.setRlimits)
 	if h.spec.Landlock {
@@ -111,6 +108,9 @@ func (h *helper) run() {
 	<-signalsDone
 	if h.spec.Seccomp {
 		h.step("seccomp", installSeccomp)
+	}
+	if h.spec.Serve {
+		h.serve()
 	}
 	if h.spec.Exec {
 		// "exec", then EOF when the pipe closes on exec: the host tells a program that runs from
@@ -153,6 +153,21 @@ func (h *helper) fail(setup bool, msg string, err error) {
 func (h *helper) report(format string, a ...any) {
 	if h.status != nil {
 		fmt.Fprintf(h.status, format, a...)
+	}
+}
+
+// tmpDir is where the program's private tmp directory is, as the helper and the program see it.
+func (h *helper) tmpDir() string {
+	if h.spec.MountNS {
+		return "/tmp"
+	}
+	return h.spec.PrivateTmp
+}
+
+// setTmpEnv points the program's TMPDIR at its private tmp directory, if it has one.
+func (h *helper) setTmpEnv() {
+	if h.spec.PrivateTmp != "" {
+		h.setEnv("TMPDIR", h.tmpDir())
 	}
 }
 

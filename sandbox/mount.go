@@ -70,6 +70,7 @@ func (h *helper) setupMounts() error {
 			return fmt.Errorf("a private /dev/shm: %w", err)
 		}
 		writable = append(writable, "/dev/shm")
+		h.privateShm = true
 	}
 	for _, run := range []string{"/run", "/var/run"} {
 		if fi, err := os.Lstat(run); err != nil || !fi.IsDir() {

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"fmt"
 	"os/exec"
+	"sync"
 	"syscall"
 )
 
@@ -139,7 +140,11 @@ type Cmd struct {
 	// Layers are the layers this process gets, in the order applied.
 	Layers []Layer
 
-	status *statusPipe // the helper's status channel; nil for a process started without it
+	status  *statusPipe // the helper's status channel; nil for a process started without it
+	warm    *warmRun    // for a process run by a Pool's warm helper; nil otherwise
+	cleanup func()      // run once the process is waited for or closed (a Pool's private tmp)
+
+	cleanupOnce sync.Once
 }
 
 // HelperArg is the hidden sub-command under which the helper binary (astrid-host, re-executing
