@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"sync"
 	"syscall"
 )
 
@@ -72,7 +73,10 @@ func (c *Cmd) Wait() (Exit, error) {
 			// reach a stranger.
 			_ = KillGroup(c.Process.Pid)
 		}
+		c.mu.Lock()
 		err := c.Cmd.Wait()
+		c.reaped = true
+		c.mu.Unlock()
 		var exitErr *exec.ExitError
 		if err != nil && !errors.As(err, &exitErr) {
 			return Exit{}, err
@@ -93,6 +97,9 @@ func (c *Cmd) runCleanup() {
 // them. In Exec mode the program is the init of its pid namespace, which the kernel shields from
 // every signal it has no handler for (a Go program exits with status 2 on SIGTERM rather than
 // dying of it); only SIGKILL always ends it.
+//
+// After Wait it returns an error wrapping ErrExited: the process's pid may belong to another
+// process by then.
 func (c *Cmd) Signal(sig syscall.Signal) error {
 	if c.warm != nil {
 		return c.signalWarm(sig)
@@ -100,13 +107,30 @@ func (c *Cmd) Signal(sig syscall.Signal) error {
 	if c.Process == nil {
 		return errors.New("signal: the process is not started")
 	}
+	mu, reaped := c.reapState()
+	mu.Lock()
+	defer mu.Unlock()
+	if *reaped {
+		return fmt.Errorf("signal: %w", ErrExited)
+	}
 	if err := syscall.Kill(-c.Process.Pid, sig); err != nil {
 		if errors.Is(err, syscall.ESRCH) {
-			return errors.New("signal: the process has exited")
+			return fmt.Errorf("signal: %w", ErrExited)
 		}
 		return fmt.Errorf("signal %d: %w", int(sig), err)
 	}
 	return nil
+}
+
+// ErrExited is what Signal's error wraps when the process has exited.
+var ErrExited = errors.New("the process has exited")
+
+// reapState returns the lock that orders signals before the reap, and the flag the reap sets.
+func (c *Cmd) reapState() (*sync.Mutex, *bool) {
+	if c.status != nil {
+		return &c.status.mu, &c.status.reaped
+	}
+	return &c.mu, &c.reaped
 }
 
 // Kill ends the whole tree the process started: its pid namespace where there is one (the helper

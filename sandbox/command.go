@@ -325,8 +325,10 @@ func parseStatusError(line string) error {
 // mode (the helper outlives its program by a moment), from the process itself in Exec mode.
 func (c *Cmd) waitHelper() (Exit, error) {
 	st := c.status
-	err := c.Cmd.Wait()
+	// Reaped under the lock, after the exit, so Signal and Kill never reach a recycled pid.
+	_ = waitExited(c.Process.Pid)
 	st.mu.Lock()
+	err := c.Cmd.Wait()
 	st.reaped = true
 	st.mu.Unlock()
 	var exitErr *exec.ExitError

@@ -100,6 +100,9 @@ func (p *Pool) Command(spec Spec) (*Cmd, error) {
 // coldCommand is Command for a Pool that cannot keep helpers: one helper (or none, under policy
 // Off) per process, with a private tmp removed when the process is waited for or closed.
 func (p *Pool) coldCommand(spec Spec) (*Cmd, error) {
+	if p.sb.policy == Off {
+		return p.sb.Command(spec) // unconfined: no private tmp either
+	}
 	tmp, err := os.MkdirTemp(p.tmpRoot, "astrid-process-*")
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: private tmp directory: %w", err)
@@ -109,9 +112,6 @@ func (p *Pool) coldCommand(spec Spec) (*Cmd, error) {
 	if err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
-	}
-	if p.sb.policy == Off {
-		cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
 	}
 	cmd.cleanup = func() { os.RemoveAll(tmp) }
 	return cmd, nil
@@ -398,11 +398,11 @@ func (c *Cmd) signalWarm(sig syscall.Signal) error {
 		return errors.New("signal: the process is not started")
 	}
 	if w.done {
-		return errors.New("signal: the process has exited")
+		return fmt.Errorf("signal: %w", ErrExited)
 	}
 	if err := syscall.Kill(-w.h.cmd.Process.Pid, sig); err != nil {
 		if errors.Is(err, syscall.ESRCH) {
-			return errors.New("signal: the process has exited")
+			return fmt.Errorf("signal: %w", ErrExited)
 		}
 		return fmt.Errorf("signal %d: %w", int(sig), err)
 	}

@@ -145,6 +145,10 @@ type Cmd struct {
 	cleanup func()      // run once the process is waited for or closed (a Pool's private tmp)
 
 	cleanupOnce sync.Once
+
+	// Without a helper (policy Off): mu orders Signal before the reap, which sets reaped.
+	mu     sync.Mutex
+	reaped bool
 }
 
 // HelperArg is the hidden sub-command under which the helper binary (astrid-host, re-executing

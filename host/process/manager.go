@@ -110,6 +110,16 @@ type Manager struct {
 	live       map[*process]struct{}  // every process not yet reaped, for Close
 
 	supervisors sync.WaitGroup // one per started process, done once it is reaped
+
+	poolOnce sync.Once
+	warm     *sandbox.Pool // the instance's warm sandbox helpers, made at the first spawn
+}
+
+// pool returns the instance's Pool: its processes are one trust domain (they share the
+// workspace), so they may share warm helpers.
+func (m *Manager) pool() *sandbox.Pool {
+	m.poolOnce.Do(func() { m.warm = m.cfg.Sandbox.NewPool(m.tmpRoot(), 0) })
+	return m.warm
 }
 
 // New returns a Manager for one capsule instance.
@@ -152,6 +162,11 @@ func (m *Manager) Close() error {
 		}
 	}
 	m.supervisors.Wait()
+	if m.cfg.Sandbox != nil {
+		if err := m.pool().Close(); err != nil {
+			errs = append(errs, fmt.Errorf("end the idle sandbox helpers: %w", err))
+		}
+	}
 	return errors.Join(errs...)
 }
 

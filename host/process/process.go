@@ -31,18 +31,17 @@ type process struct {
 	cmd       *sandbox.Cmd
 	pid       int
 	layers    []sandbox.Layer
-	tmpDir    string
 	outR      *os.File // the host's ends of the output pipes
 	errR      *os.File
 	stdin     *stdinPipe // nil when stdin is the null device
 
-	// mu orders every signal and kill before the reap: while the process is unreaped its pid
-	// and process group cannot be recycled, so a signal never reaches a stranger.
+	// mu orders signals and kills before the end of the process is recorded (sandbox.Cmd
+	// itself keeps them from reaching a recycled pid).
 	mu     sync.Mutex
 	reaped bool
 
 	io   sync.WaitGroup // the readers and the stdin feeder
-	done chan struct{}  // closed once reaped, its output read and its tmp removed
+	done chan struct{}  // closed once reaped, its output read and its tmp emptied
 	exit sandbox.Exit   // how it ended; read only after done
 }
 
@@ -103,19 +102,12 @@ func (m *Manager) startProcess(l launch) (p *process, err error) {
 	if err := os.MkdirAll(m.tmpRoot(), 0o700); err != nil {
 		return nil, fail("create the tmp root: %v", err)
 	}
-	tmpDir, err := os.MkdirTemp(m.tmpRoot(), "astrid-process-*")
-	if err != nil {
-		return nil, fail("create private tmp directory: %v", err)
-	}
-	cleanups = append(cleanups, func() { os.RemoveAll(tmpDir) })
-	spec := l.spec
-	spec.PrivateTmp = tmpDir
-	cmd, err := m.cfg.Sandbox.Command(spec)
+	cmd, err := m.pool().Command(l.spec)
 	if err != nil {
 		return nil, fail("%v", err)
 	}
 	unstarted := cmd
-	cleanups = append(cleanups, func() { _ = unstarted.Close() }) // its cgroup, if it never ran
+	cleanups = append(cleanups, func() { _ = unstarted.Close() }) // its cgroup and tmp, if it never ran
 
 	outR, outW, err := os.Pipe()
 	if err != nil {
@@ -150,7 +142,6 @@ func (m *Manager) startProcess(l launch) (p *process, err error) {
 		cmd:       cmd,
 		pid:       cmd.Process.Pid,
 		layers:    cmd.Layers,
-		tmpDir:    tmpDir,
 		outR:      outR,
 		errR:      errR,
 		stdin:     stdin,
@@ -186,29 +177,15 @@ func copyOutput(wg *sync.WaitGroup, r *os.File, w io.Writer, size int) {
 	}
 }
 
-// supervise waits for the program to exit, kills what it left in its tree, reaps it, lets the
-// readers finish, and cleans up. It is the process's only waiter.
+// supervise waits for the process to exit (when sandbox.Cmd.Wait returns, what it left in its
+// tree is killed and reaped too), lets the readers finish, and cleans up. It is the process's
+// only waiter.
 func (p *process) supervise(m *Manager) {
 	defer m.supervisors.Done()
-	var exit sandbox.Exit
-	var err error
-	if werr := waitExited(p.pid); werr == nil {
-		// The program is a zombie: its pid and group are still reserved, so the tree kill
-		// cannot reach a recycled pid.
-		p.mu.Lock()
-		if kerr := p.cmd.Kill(); kerr != nil {
-			m.log.Warn("killing what an exited process left behind", "pid", p.pid, "error", kerr)
-		}
-		exit, err = p.cmd.Wait()
-		p.reaped = true
-		p.mu.Unlock()
-	} else {
-		m.log.Warn("cannot wait for a process without reaping it; its leftovers are not killed", "pid", p.pid, "error", werr)
-		exit, err = p.cmd.Wait()
-		p.mu.Lock()
-		p.reaped = true
-		p.mu.Unlock()
-	}
+	exit, err := p.cmd.Wait()
+	p.mu.Lock()
+	p.reaped = true
+	p.mu.Unlock()
 	if err != nil {
 		m.log.Error("waiting for a process", "pid", p.pid, "error", err)
 		exit = sandbox.Exit{Code: -1}
@@ -222,9 +199,6 @@ func (p *process) supervise(m *Manager) {
 	p.io.Wait()
 	p.outR.Close()
 	p.errR.Close()
-	if err := os.RemoveAll(p.tmpDir); err != nil {
-		m.log.Warn("removing a process's private tmp directory", "dir", p.tmpDir, "error", err)
-	}
 	p.exit = exit
 	m.forget(p)
 	close(p.done)
@@ -250,7 +224,12 @@ func (p *process) signal(sig syscall.Signal) error {
 	if p.reaped {
 		return errExited
 	}
-	return p.cmd.Signal(sig)
+	if err := p.cmd.Signal(sig); errors.Is(err, sandbox.ErrExited) {
+		return errExited
+	} else if err != nil {
+		return err
+	}
+	return nil
 }
 
 // finished reports whether the process has been reaped and its output read.

@@ -10,8 +10,6 @@ import (
 
 // ASTRID_TEST_SANDBOX=required (or best-effort) runs every test of this package under the real
 // sandbox, with the test binary as its helper; unset or "off", they run under policy Off.
-// Under -race every process then takes a second more: the race-instrumented helper sleeps at
-// exit (GORACE atexit_sleep_ms), and its environment is the child's, so it cannot be told not to.
 func init() {
 	testHelperMain = func() { sandbox.HelperMain(os.Args) }
 	name := os.Getenv("ASTRID_TEST_SANDBOX")
