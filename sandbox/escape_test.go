@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -309,7 +310,7 @@ func TestEscape(t *testing.T) {
 
 // newEscapeEnv makes the targets of the escape attempts; they are removed when t ends.
 func newEscapeEnv(t *testing.T) *escapeEnv {
-	e := &escapeEnv{workspace: t.TempDir(), outside: t.TempDir(), hostPid: os.Getpid()}
+	e := &escapeEnv{workspace: t.TempDir(), outside: outsideDir(t), hostPid: os.Getpid()}
 	if err := os.Chmod(e.outside, 0o777); err != nil { // only the sandbox may stop a write there
 		t.Fatal(err)
 	}
@@ -354,19 +355,50 @@ func newEscapeEnv(t *testing.T) *escapeEnv {
 	return e
 }
 
-// runCmd starts a prepared command, waits for it and returns what it printed and how it ended.
+// outsideDir makes the directory the escape attempts aim at: under /var/tmp where it can, out
+// of the way of a private /tmp (which would hide it, and the attempt fail before any layer is
+// asked).
+func outsideDir(t *testing.T) string {
+	dir, err := os.MkdirTemp("/var/tmp", "astrid-escape-")
+	if err != nil {
+		return t.TempDir()
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// runCmd starts a prepared command (a Pool's too: its output goes through pipes), waits for it
+// and returns what it printed and how it ended.
 func runCmd(t *testing.T, cmd *Cmd) result {
 	t.Helper()
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errR.Close()
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	exit, err := cmd.Wait()
-	if err != nil {
-		t.Fatalf("Wait: %v (stderr: %s)", err, stderr.String())
+	stderr := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(errR)
+		stderr <- b
+	}()
+	stdout, _ := io.ReadAll(outR)
+	r := result{stdout: string(stdout), stderr: string(<-stderr)}
+	if r.exit, err = cmd.Wait(); err != nil {
+		t.Fatalf("Wait: %v (stderr: %s)", err, r.stderr)
 	}
-	return result{stdout: stdout.String(), stderr: stderr.String(), exit: exit}
+	return r
 }
 
 // TestEscapeControl: unconfined, the attempts work, so the escape suite can fail.

@@ -54,6 +54,32 @@ func testProgram(name string, args []string) int {
 		return tmpProgram()
 	case "__tree":
 		return treeProgram(arg(0))
+	case "__orphans":
+		// Leaves two sleepers carrying arg(0) behind, one of them in a session of its own.
+		self, _ := os.Executable()
+		for _, setsid := range []bool{false, true} {
+			attr := &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Setsid: setsid}}
+			if _, err := syscall.ForkExec(self, []string{self, "__sleep", arg(0)}, attr); err != nil {
+				fmt.Println("fork:", err)
+				return 1
+			}
+		}
+		return 0
+	case "__scratch":
+		// Lists /tmp and /dev/shm, then leaves a file and a locked-down directory in each.
+		for _, dir := range []string{"/tmp", "/dev/shm"} {
+			entries, _ := os.ReadDir(dir)
+			var names []string
+			for _, e := range entries {
+				names = append(names, e.Name())
+			}
+			fmt.Printf("%s: %s\n", dir, strings.Join(names, ","))
+			os.WriteFile(dir+"/left-behind", []byte("x"), 0o600)
+			os.MkdirAll(dir+"/locked/deeper", 0o700)
+			os.WriteFile(dir+"/locked/deeper/file", []byte("x"), 0o600)
+			os.Chmod(dir+"/locked", 0)
+		}
+		return 0
 	case "__sigtrap":
 		// Handles SIGTERM: exits 7 when it comes.
 		sig := make(chan os.Signal, 1)
