@@ -19,9 +19,9 @@ type Sandbox struct {
 // that runs HelperMain when its first argument is HelperArg: astrid-host itself) with the layers
 // support says this machine has. support may be nil only with policy Off.
 //
-// The helper's start is on the path of every sandboxed spawn, package initialisation included: a
-// small binary whose main only calls HelperMain started in 1.2 ms on the 2-core test machine,
-// astrid-host in 3.8 ms (its package inits: protobuf descriptors, gRPC, semver's regexps...).
+// The helper's start is on the path of every process started through Command, package
+// initialisation included (astrid-host's: protobuf descriptors, gRPC, semver's regexps...); a
+// Pool (NewPool) pays it once for many processes.
 func New(helper string, policy Policy, support *Support) *Sandbox {
 	return &Sandbox{helper: helper, policy: policy, support: support}
 }

@@ -15,7 +15,8 @@
 // namespace or landlock stops every process with an error naming the layer and the flag that
 // relaxes it; under BestEffort each process gets what there is and Cmd.Layers says what that was.
 //
-// The helper is on the path of every sandboxed spawn, and all package initialisation of the
-// binary that runs it happens before HelperMain: keep that binary's init cheap, or run the helper
-// from a small binary of its own (see New).
+// Starting a helper costs several times a plain fork and exec (a Go process, package
+// initialisation included, and namespaces that are slow to make). A Pool keeps warm helpers that
+// run one program after another and clean up between them, so that a spawn costs about what an
+// unconfined one does; the host runs capsules' processes from one Pool per capsule instance.
 package sandbox

@@ -131,11 +131,13 @@ type Spec struct {
 	Cgroup     CgroupLimits
 }
 
-// Cmd is a confined process, started through the helper (or, under policy Off, directly).
+// Cmd is a confined process, started through the helper, a Pool's warm helper, or (under policy
+// Off) directly.
 type Cmd struct {
 	// Cmd is the helper's command. The caller may set Stdin, Stdout and Stderr (or take pipes)
 	// before Start and must not change anything else. In Exec mode the caller may hand it to a
-	// launcher such as go-plugin instead of calling Start.
+	// launcher such as go-plugin instead of calling Start. For a Pool's Cmd only Stdin, Stdout
+	// and Stderr (*os.File or nil) are used, and after Start Process is the warm helper's.
 	*exec.Cmd
 	// Layers are the layers this process gets, in the order applied.
 	Layers []Layer

@@ -9,7 +9,8 @@
 //
 // # Lifetime
 //
-// Every process is started through sandbox.Command and is killed as a tree (the pid namespace
+// Every process is started through the Manager's sandbox.Pool (warm helpers shared by the
+// instance's processes one after another; see sandbox.Pool) and is killed as a tree (the pid namespace
 // where the sandbox has one, else the process group) when it is killed, when its synchronous
 // spawn times out or is cancelled, and when the Manager is closed. When the program itself
 // exits, whatever it left running in its tree is killed too, as the sandbox's pid namespace
@@ -17,8 +18,8 @@
 // Close (capsule unload or crash, host exit) kills every tree and returns once all of them are
 // reaped and every goroutine of the Manager has ended; later requests fail with ErrClosed.
 //
-// Each process gets a fresh private tmp directory under Config.TmpRoot, removed once the
-// process is reaped.
+// Each process finds an empty private tmp directory: a warm helper's, made under
+// Config.TmpRoot, emptied before the helper takes the next process and removed when it ends.
 //
 // # Decisions where the specification is silent
 //
