@@ -290,7 +290,7 @@ func (h *warmHelper) launch(req []byte, files []int) error {
 	var hdr [4]byte
 	binary.LittleEndian.PutUint32(hdr[:], uint32(len(req)))
 	rights := unix.UnixRights(files...)
-	if err := unix.Sendmsg(int(h.ctl.Fd()), hdr[:], rights, nil, 0); err != nil {
+	if err := unix.Sendmsg(int(h.ctl.Fd()), hdr[:], rights, nil, unix.MSG_NOSIGNAL); err != nil {
 		return fmt.Errorf("sandbox: send the launch to the helper: %w", err)
 	}
 	if _, err := h.ctl.Write(req); err != nil {
