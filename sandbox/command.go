@@ -394,6 +394,11 @@ func (c *Cmd) Close() error {
 func (c *Cmd) killTree() error {
 	st := c.status
 	if st == nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.reaped {
+			return nil // the group id may be somebody else's now
+		}
 		return KillGroup(c.Process.Pid)
 	}
 	st.mu.Lock()

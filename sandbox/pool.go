@@ -103,9 +103,9 @@ func (p *Pool) coldCommand(spec Spec) (*Cmd, error) {
 	if p.sb.policy == Off {
 		return p.sb.Command(spec) // unconfined: no private tmp either
 	}
-	tmp, err := os.MkdirTemp(p.tmpRoot, "astrid-process-*")
+	tmp, err := p.makeTmp()
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: private tmp directory: %w", err)
+		return nil, err
 	}
 	spec.PrivateTmp = tmp
 	cmd, err := p.sb.Command(spec)
@@ -115,6 +115,15 @@ func (p *Pool) coldCommand(spec Spec) (*Cmd, error) {
 	}
 	cmd.cleanup = func() { os.RemoveAll(tmp) }
 	return cmd, nil
+}
+
+// makeTmp makes a private tmp directory under the Pool's tmp root.
+func (p *Pool) makeTmp() (string, error) {
+	tmp, err := os.MkdirTemp(p.tmpRoot, "astrid-process-*")
+	if err != nil {
+		return "", fmt.Errorf("sandbox: private tmp directory: %w", err)
+	}
+	return tmp, nil
 }
 
 // Close ends the idle helpers and makes every later Start fail. Helpers running a program end
@@ -178,9 +187,9 @@ type warmHelper struct {
 
 // startWarm starts a helper in serve mode for spec's confinement and waits until it is ready.
 func (p *Pool) startWarm(key string, spec Spec) (*warmHelper, error) {
-	tmp, err := os.MkdirTemp(p.tmpRoot, "astrid-process-*")
+	tmp, err := p.makeTmp()
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: private tmp directory: %w", err)
+		return nil, err
 	}
 	spec.PrivateTmp = tmp
 	// The helper's own program slot is unused in serve mode; its environment is empty, and
@@ -213,11 +222,13 @@ func (h *warmHelper) retire() error {
 	return err
 }
 
-// kill ends the helper and what it runs, reaps it and removes what it held.
-func (h *warmHelper) kill() {
+// kill ends the helper and what it runs, reaps it, removes what it held, and says how the
+// helper ended.
+func (h *warmHelper) kill() (Exit, error) {
 	_ = h.cmd.killTree()
-	_, _ = h.cmd.waitHelper()
+	exit, err := h.cmd.waitHelper()
 	os.RemoveAll(h.tmp)
+	return exit, err
 }
 
 // launchRequest is what the host sends a warm helper for each program, after a 4-byte length
@@ -277,10 +288,10 @@ func (c *Cmd) startWarm() error {
 			w.pool.put(h) // the program did not start; the helper is still good
 			return err
 		case fresh || attempt > 0:
-			h.kill()
+			_, _ = h.kill()
 			return err
 		default:
-			h.kill() // a stale idle helper: try a new one
+			_, _ = h.kill() // a stale idle helper: try a new one
 		}
 	}
 }
@@ -366,13 +377,11 @@ func (c *Cmd) waitWarm() (Exit, error) {
 		return exit, nil
 	}
 	// The helper died (killed, or its setup of the next run failed): it reports nothing more.
-	_ = w.h.cmd.killTree()
-	hexit, werr := w.h.cmd.waitHelper()
-	os.RemoveAll(w.h.tmp)
-	if ok {
+	hexit, werr := w.h.kill()
+	switch {
+	case ok:
 		return exit, nil
-	}
-	if werr != nil {
+	case werr != nil:
 		return Exit{}, werr
 	}
 	return hexit, nil
@@ -380,10 +389,7 @@ func (c *Cmd) waitWarm() (Exit, error) {
 
 // parseExitLine parses "exit CODE SIGNAL [last]".
 func parseExitLine(line string) (exit Exit, last, ok bool) {
-	f := strings.Fields(line)
-	if len(f) == 4 && f[3] == "last" {
-		last, line = true, strings.Join(f[:3], " ")
-	}
+	line, last = strings.CutSuffix(strings.TrimSuffix(line, "\n"), " last")
 	exit, ok = parseExit(line)
 	return exit, last, ok
 }

@@ -148,7 +148,8 @@ type Cmd struct {
 
 	cleanupOnce sync.Once
 
-	// Without a helper (policy Off): mu orders Signal before the reap, which sets reaped.
+	// Without a helper (policy Off): mu orders Signal and Kill before the reap, which sets
+	// reaped.
 	mu     sync.Mutex
 	reaped bool
 }

@@ -35,11 +35,6 @@ type process struct {
 	errR      *os.File
 	stdin     *stdinPipe // nil when stdin is the null device
 
-	// mu orders signals and kills before the end of the process is recorded (sandbox.Cmd
-	// itself keeps them from reaching a recycled pid).
-	mu     sync.Mutex
-	reaped bool
-
 	io   sync.WaitGroup // the readers and the stdin feeder
 	done chan struct{}  // closed once reaped, its output read and its tmp emptied
 	exit sandbox.Exit   // how it ended; read only after done
@@ -183,9 +178,6 @@ func copyOutput(wg *sync.WaitGroup, r *os.File, w io.Writer, size int) {
 func (p *process) supervise(m *Manager) {
 	defer m.supervisors.Done()
 	exit, err := p.cmd.Wait()
-	p.mu.Lock()
-	p.reaped = true
-	p.mu.Unlock()
 	if err != nil {
 		m.log.Error("waiting for a process", "pid", p.pid, "error", err)
 		exit = sandbox.Exit{Code: -1}
@@ -204,32 +196,17 @@ func (p *process) supervise(m *Manager) {
 	close(p.done)
 }
 
-// killTree kills the process's whole tree, unless it is already reaped.
+// killTree kills the process's whole tree; after the reap it does nothing.
 func (p *process) killTree() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.reaped {
-		return nil
-	}
 	return p.cmd.Kill()
 }
 
-// errExited is returned by signal for a process that has ended.
-var errExited = errors.New("the process has exited")
+// errExited is the error of a signal or a stdin write to a process that has ended.
+var errExited = sandbox.ErrExited
 
-// signal sends sig to the program's process group.
+// signal sends sig to the program's process group; after the reap it returns errExited.
 func (p *process) signal(sig syscall.Signal) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.reaped {
-		return errExited
-	}
-	if err := p.cmd.Signal(sig); errors.Is(err, sandbox.ErrExited) {
-		return errExited
-	} else if err != nil {
-		return err
-	}
-	return nil
+	return p.cmd.Signal(sig)
 }
 
 // finished reports whether the process has been reaped and its output read.
