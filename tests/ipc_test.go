@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/shared/pb"
 )
@@ -185,7 +186,7 @@ func TestIPCQuota(t *testing.T) {
 func TestSubscriptionLimit(t *testing.T) {
 	h := newHost(t)
 	inst, _ := loadCapsule(t, h, "ipc")
-	for i := range bus.MaxSubscriptions {
+	for i := range guard.MaxSubscriptions {
 		if got := call(t, inst, "subscribe", "test.v1.*"); got != fmt.Sprint(i+1) {
 			t.Fatalf("subscription %d got handle %s", i+1, got)
 		}
