@@ -69,19 +69,11 @@ func TestPayloadFromGuestVectors(t *testing.T) {
 		{"null", `null`, `{"type":"custom","data":null}`},
 		{"html kept", `"<&>"`, `{"type":"custom","data":"<&>"}`},
 
-		// What serde_json refuses is not JSON.
+		// What serde_json refuses is not JSON (guard.CheckPayload; its tests have the cases).
 		{"empty", ``, ""},
-		{"trailing data", `{} {}`, ""},
-		{"invalid UTF-8", "\"\xff\"", ""},
-		{"lone high surrogate", `"\ud800"`, ""},
-		{"lone low surrogate", `"\udc00"`, ""},
-		{"high then non-low", `"\ud800\u0041"`, ""},
 		{"surrogate pair", `"\ud83d\ude00"`, `{"type":"custom","data":"\ud83d\ude00"}`},
-		{"overflowing float", `1e400`, ""},
-		{"overflowing integer", strings.Repeat("9", 400), ""},
 		{"big integer", strings.Repeat("9", 30), `{"type":"custom","data":` + strings.Repeat("9", 30) + `}`},
 		{"depth 127", strings.Repeat("[", 127) + strings.Repeat("]", 127), `{"type":"custom","data":` + strings.Repeat("[", 127) + strings.Repeat("]", 127) + `}`},
-		{"depth 128", strings.Repeat("[", 128) + strings.Repeat("]", 128), ""},
 	}
 	for _, c := range cases {
 		got, err := PayloadFromGuest([]byte(c.in))
