@@ -15,7 +15,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -45,16 +44,9 @@ func (s *rawServer) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, er
 }
 
 func (s *rawServer) Compile(stream pb.Shim_CompileServer) error {
-	var wasm []byte
-	for {
-		c, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		wasm = append(wasm, c.Data...)
+	wasm, err := shared.RecvChunks(stream.Recv, shared.MaxModuleBytes)
+	if err != nil {
+		return err
 	}
 	m, err := wasmtime.NewModule(s.engine, wasm)
 	if err != nil {
@@ -64,14 +56,7 @@ func (s *rawServer) Compile(stream pb.Shim_CompileServer) error {
 	if err != nil {
 		return err
 	}
-	for len(art) > 0 {
-		n := min(len(art), shared.ChunkBytes)
-		if err := stream.Send(&pb.Chunk{Data: art[:n]}); err != nil {
-			return err
-		}
-		art = art[n:]
-	}
-	return nil
+	return shared.SendChunks(stream.Send, art)
 }
 
 func (s *rawServer) Shutdown(context.Context, *pb.ShutdownRequest) (*pb.ShutdownResponse, error) {
