@@ -304,6 +304,7 @@ func TestForgedRequests(t *testing.T) {
 	}{
 		{"publish outside the ACL", `{"rpc":"publish","topic":"other.topic","payload":"1"}`, "is not allowed to publish to topic 'other.topic'"},
 		{"invalid payload", `{"rpc":"publish","topic":"test.v1.x","payload":"{"}`, "IPC payload is not valid JSON"},
+		{"payload beyond float64", `{"rpc":"publish","topic":"test.v1.x","payload":"1e400"}`, "IPC payload is not valid JSON"}, // a correct shim refuses it itself
 		{"oversize payload", `{"rpc":"publish","topic":"test.v1.x","bytes":6291456}`, "Payload too large"},
 		{"subscribe outside the ACL", `{"rpc":"subscribe","topic":"other.*"}`, "is not allowed to subscribe to topic 'other.*'"},
 		{"another capsule's handle", `{"rpc":"poll","handle":1}`, "Subscription handle not found"},

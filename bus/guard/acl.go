@@ -27,33 +27,36 @@ var (
 	ErrHandleCollision = errors.New("Subscription handle ID collision due to wraparound")
 )
 
-// checkPublishACL applies a capsule's ipc_publish ACL to the topic name: an empty ACL denies everything;
-// otherwise some entry must match it (topics.Match).
-func checkPublishACL(capsuleID, name string, acl []string) error {
-	if len(acl) == 0 {
-		return fmt.Errorf("Capsule '%s' has no ipc_publish declarations — publishing is denied. Add ipc_publish patterns to Capsule.toml [capabilities]", capsuleID)
-	}
-	for _, p := range acl {
-		if topics.Match(p, name) {
-			return nil
-		}
-	}
-	return fmt.Errorf("Capsule '%s' is not allowed to publish to topic '%s' — declared ipc_publish patterns: %s", capsuleID, name, debugList(acl))
+// acl is one of a capsule's IPC ACLs: the manifest key, how an entry allows a request, and the
+// words of upstream's refusals (which differ between the two ACLs down to the dash).
+type acl struct {
+	key    string // ipc_publish or ipc_subscribe
+	verb   string // "publish to", "subscribe to"
+	gerund string // "publishing", "subscribing"
+	dash   string // "—" (publish) or "-" (subscribe)
+	allows func(entry, name string) bool
 }
 
-// checkSubscribeACL applies a capsule's ipc_subscribe ACL to a subscription pattern: an empty
-// ACL denies everything; otherwise some entry must cover the pattern (topics.Covers), so a wildcard subscription
-// needs an ACL entry at least as wide.
-func checkSubscribeACL(capsuleID, pattern string, acl []string) error {
-	if len(acl) == 0 {
-		return fmt.Errorf("Capsule '%s' has no ipc_subscribe declarations - subscribing is denied. Add ipc_subscribe patterns to Capsule.toml [capabilities]", capsuleID)
+// The two ACLs. A topic may be published if some ipc_publish entry matches it (topics.Match); a
+// pattern may be subscribed to if some ipc_subscribe entry covers it (topics.Covers), so a
+// wildcard subscription needs an entry at least as wide.
+var (
+	publishACL   = acl{key: "ipc_publish", verb: "publish to", gerund: "publishing", dash: "—", allows: topics.Match}
+	subscribeACL = acl{key: "ipc_subscribe", verb: "subscribe to", gerund: "subscribing", dash: "-", allows: topics.Covers}
+)
+
+// check applies the capsule's entries to name, a topic or pattern: an empty ACL denies
+// everything; otherwise some entry must allow it.
+func (a acl) check(capsuleID, name string, entries []string) error {
+	if len(entries) == 0 {
+		return fmt.Errorf("Capsule '%s' has no %s declarations %s %s is denied. Add %s patterns to Capsule.toml [capabilities]", capsuleID, a.key, a.dash, a.gerund, a.key)
 	}
-	for _, a := range acl {
-		if topics.Covers(a, pattern) {
+	for _, e := range entries {
+		if a.allows(e, name) {
 			return nil
 		}
 	}
-	return fmt.Errorf("Capsule '%s' is not allowed to subscribe to topic '%s' - declared ipc_subscribe patterns: %s", capsuleID, pattern, debugList(acl))
+	return fmt.Errorf("Capsule '%s' is not allowed to %s topic '%s' %s declared %s patterns: %s", capsuleID, a.verb, name, a.dash, a.key, debugList(entries))
 }
 
 // debugList renders a list as Rust's {:?} does, as upstream's messages show it: ["a", "b"].

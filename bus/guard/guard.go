@@ -89,7 +89,7 @@ func (g *Guard) CheckPublish(name string, payload []byte) error {
 	if err := topics.CheckPublishTopic(name); err != nil {
 		return err
 	}
-	if err := checkPublishACL(g.capsuleID, name, g.publish); err != nil {
+	if err := publishACL.check(g.capsuleID, name, g.publish); err != nil {
 		return err
 	}
 	return CheckPayload(payload)
@@ -102,7 +102,7 @@ func (g *Guard) CheckSubscribe(pattern string) error {
 	if err := topics.CheckSubscribePattern(pattern); err != nil {
 		return err
 	}
-	if err := checkSubscribeACL(g.capsuleID, pattern, g.subscribe); err != nil {
+	if err := subscribeACL.check(g.capsuleID, pattern, g.subscribe); err != nil {
 		return err
 	}
 	g.mu.Lock()
