@@ -152,8 +152,8 @@ func (s *ipcState) stop() {
 	s.mu.Unlock()
 }
 
-// readArg reads the guest's memory block h, an argument of a host function (what is bounded
-// by its guest's memory: the guard then checks its length).
+// readArg copies the guest's memory block h, an argument of an IPC host function. Its size is
+// bounded by the guest's memory; the guard checks its length against the contract's limits.
 func readArg(c *wasmtime.Caller, k *kernel.Kernel, h uint64, what string) ([]byte, error) {
 	b, err := k.ReadCaller(c, h)
 	if err != nil {

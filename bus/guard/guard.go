@@ -75,11 +75,14 @@ func New(cfg Config, now func() time.Time) *Guard {
 	return g
 }
 
-// CheckPublish checks one publish of payload to the topic name, in upstream 0.5's order:
-// the topic's length; then the quota is charged with the payload's length (so a publish refused
+// CheckPublish checks one publish of payload to the topic name, in upstream 0.5's order, after
+// the bound of every guest argument (MaxArgBytes): the topic's length; then the quota is charged with the payload's length (so a publish refused
 // by a later check still counts, as upstream's does); then the topic's UTF-8 and segments, the
 // ipc_publish ACL, and last the payload's JSON (CheckPayload).
 func (g *Guard) CheckPublish(name string, payload []byte) error {
+	if len(payload) > MaxArgBytes {
+		return argTooLarge(len(payload))
+	}
 	if len(name) > topics.MaxTopicBytes {
 		return topics.ErrTopicTooLong
 	}

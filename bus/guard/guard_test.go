@@ -107,6 +107,10 @@ func TestCheckPublishQuota(t *testing.T) {
 	if err := g.CheckPublish("test.v1.x", big); !errors.Is(err, ErrPayloadTooLarge) {
 		t.Fatalf("a payload over %d bytes: %v", MaxPayloadBytes, err)
 	}
+	huge := make([]byte, MaxArgBytes+1)
+	if err := g.CheckPublish(strings.Repeat("x", 300), huge); err == nil || err.Error() != "memory allocation of 10485761 bytes exceeds maximum allowed limit of 10485760 bytes" {
+		t.Fatalf("an argument over %d bytes: %v", MaxArgBytes, err)
+	}
 	if err := g.CheckPublish("test.v1.x", []byte("123456789")); err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,16 @@ const (
 	MaxRecvTimeoutMs = 60_000
 )
 
+// MaxArgBytes is the largest memory block a guest may pass as an argument of a host function:
+// 10 MiB, upstream's MAX_GUEST_PAYLOAD_LEN.
+const MaxArgBytes = 10 << 20
+
+// argTooLarge is the refusal of an argument block of n bytes, in the words of upstream's
+// get_safe_bytes.
+func argTooLarge(n int) error {
+	return fmt.Errorf("memory allocation of %d bytes exceeds maximum allowed limit of %d bytes", n, MaxArgBytes)
+}
+
 // ParseHandle reads the decimal subscription handle a guest passes to poll, recv or
 // unsubscribe, with upstream's errors: at most MaxHandleBytes, UTF-8, a u64.
 func ParseHandle(b []byte) (uint64, error) {
