@@ -104,11 +104,7 @@ func (s *instanceIPC) admit(p *pb.IpcPublication) (bus.Message, error) {
 	if err := s.guard.CheckPublish(p.Topic, p.Payload); err != nil {
 		return bus.Message{}, err
 	}
-	payload, err := bus.PayloadFromGuest(p.Payload)
-	if err != nil { // the guard checked the same JSON rule
-		return bus.Message{}, err
-	}
-	return bus.Message{Topic: p.Topic, Payload: payload, SourceID: s.sourceID, Principal: s.principal}, nil
+	return bus.Message{Topic: p.Topic, Payload: bus.ConvertPayload(p.Payload), SourceID: s.sourceID, Principal: s.principal}, nil
 }
 
 // subscribe checks a guest subscription with the guard, subscribes it and returns its handle.

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -87,6 +88,9 @@ func (p *contractPair) step(t tb, r ipcRequest) {
 		}
 		var m bus.Message
 		if m, hostErr = p.host.admit(&pb.IpcPublication{Topic: r.topic, Payload: r.payload}); hostErr == nil {
+			if !json.Valid(m.Payload) {
+				t.Fatalf("publish %.40q: the host would put invalid JSON on the bus: %.80q", r.payload, m.Payload)
+			}
 			p.bus.Publish(m)
 		}
 	case "subscribe":
