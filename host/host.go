@@ -283,7 +283,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		MemoryLimitBytes:   m.Limits.Memory,
 		CallTimeoutMs:      uint64(m.Limits.CallTimeout.Milliseconds()),
 		Fuel:               m.Limits.Fuel,
-		HostServicesId:     proc.shim.ServeHostServices(&hostServices{inst: inst}),
+		HostServicesId:     proc.serveHostServices(inst),
 		Config:             guestConfig(m, opts.Config),
 		LogLevel:           capsuleLogLevel(h.cfg.LogLevel),
 		IpcPublish:         m.Capabilities.IPCPublish,

@@ -81,6 +81,39 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 	return p, nil
 }
 
+// serveHostServices serves the host functions to inst's shim and returns the broker id the shim
+// dials. Only the shim's own process may connect (see shared.ShimClient.ServeHostServices): a
+// connection from any other process (another capsule's shim, a process a capsule spawned) is
+// closed before it is read, and logged under the instance it tried to reach. If the intruder is
+// another instance's shim, that shim is stopped as compromised: a correct shim dials only the
+// services the host named for it.
+func (p *shimProcess) serveHostServices(inst *Instance) uint32 {
+	return p.shim.ServeHostServices(&hostServices{inst: inst}, p.pid, func(peerPID int, err error) {
+		intruder := inst.host.instanceByPid(peerPID)
+		name := ""
+		if intruder != nil {
+			name = intruder.ID()
+		}
+		inst.log.Error("refused a connection to this capsule's host services", "peer_pid", peerPID, "peer_capsule", name, "shim_pid", p.pid, "reason", err)
+		if intruder != nil && intruder != inst {
+			intruder.compromised(fmt.Errorf("its shim (pid %d) connected to the host services of capsule %s", peerPID, inst.ID()))
+		}
+	})
+}
+
+// instanceByPid is the instance whose shim is pid, or nil.
+func (h *Host) instanceByPid(pid int) *Instance {
+	if pid <= 0 {
+		return nil
+	}
+	for _, inst := range h.Instances() {
+		if inst.Pid() == pid {
+			return inst
+		}
+	}
+	return nil
+}
+
 // shimFileSizeLimit is the shim's RLIMIT_FSIZE: 8 GiB, above any linear memory wasmtime backs
 // with a memfd (a 32-bit memory is at most 4 GiB).
 const shimFileSizeLimit = 8 << 30

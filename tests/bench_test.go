@@ -45,8 +45,9 @@ func rawShim(b testing.TB) string {
 	return rawShimBin
 }
 
-// startRaw starts rawshim with the client settings astrid-host uses for astrid-shim.
-func startRaw(b *testing.B) (*plugin.Client, *shared.ShimClient) {
+// startRaw starts rawshim with the client settings astrid-host uses for astrid-shim, and returns
+// its pid too (the only process its host services accept).
+func startRaw(b *testing.B) (*plugin.Client, *shared.ShimClient, int) {
 	cmd := exec.Command(rawShim(b))
 	cmd.Env = []string{"TMPDIR=" + os.TempDir()}
 	cmd.SysProcAttr = sandbox.ProcessAttr()
@@ -59,7 +60,7 @@ func startRaw(b *testing.B) (*plugin.Client, *shared.ShimClient) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return client, raw.(*shared.ShimClient)
+	return client, raw.(*shared.ShimClient), cmd.Process.Pid
 }
 
 func benchHost(b *testing.B, sb ...*sandbox.Sandbox) *host.Host {
@@ -83,7 +84,7 @@ func benchHost(b *testing.B, sb ...*sandbox.Sandbox) *host.Host {
 // 64 bytes → back) against one raw go-plugin echo round trip of the same 64 bytes.
 func BenchmarkExportCall(b *testing.B) {
 	ctx := context.Background()
-	client, raw := startRaw(b)
+	client, raw, _ := startRaw(b)
 	defer client.Kill()
 	h := benchHost(b)
 	wasm := watModule(b, "echo", echoWAT)
@@ -137,7 +138,7 @@ func BenchmarkColdStart(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		t0 := time.Now()
-		client, raw := startRaw(b)
+		client, raw, _ := startRaw(b)
 		if _, err := raw.Load(ctx, &pb.LoadRequest{ArtefactPath: artefacts[0]}); err != nil {
 			b.Fatal(err)
 		}
@@ -225,11 +226,11 @@ func BenchmarkHostFunction(b *testing.B) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("pong")) }))
 	defer srv.Close()
 
-	client, raw := startRaw(b)
+	client, raw, pid := startRaw(b)
 	defer client.Kill()
 	gate := httpgate.NewClient(httpgate.Policy{AllowHosts: []string{"127.0.0.1"}, AllowPrivate: true})
 	defer gate.Close()
-	id := raw.ServeHostServices(&benchHTTP{client: gate})
+	id := raw.ServeHostServices(&benchHTTP{client: gate}, pid, nil)
 	if _, err := raw.Load(ctx, &pb.LoadRequest{HostServicesId: id}); err != nil {
 		b.Fatal(err)
 	}

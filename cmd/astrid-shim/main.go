@@ -32,12 +32,21 @@ func main() {
 		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
 		os.Exit(1)
 	}
+	// Only the host that started this shim may call it: another process that finds its socket
+	// (another capsule's shim, say) is refused and named in the log the host relays.
+	server, err := shared.ShimServer(func(peerPID int, err error) {
+		logger.Error("refused a connection to the shim's server", "peer_pid", peerPID, "error", err)
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
+		os.Exit(1)
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
 			NewShimServer: func(broker *plugin.GRPCBroker) pb.ShimServer { return shim.NewServer(logger, engine, broker) },
 		}},
-		GRPCServer: shared.NewServer,
+		GRPCServer: server,
 		Logger:     logger,
 	})
 }

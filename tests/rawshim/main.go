@@ -6,7 +6,10 @@
 //     host with the input as the URL; any other Invoke echoes its input. Comparing astrid-shim
 //     against it measures what the runtime adds to go-plugin's own costs;
 //   - a compromised shim: Invoke of "forge" sends the host the IPC request its input describes,
-//     one that a correct shim would never send, and answers with the host's reply.
+//     one that a correct shim would never send, and answers with the host's reply;
+//   - a shim that reaches for another instance: Invoke of "intrude" dials each unix socket its
+//     input names, as the host's services (publish, spawn) and as a shim's server (Invoke of
+//     "forge", making that shim publish), and answers with what each attempt got.
 //
 // It compiles modules (Compile) with its own engine so a host can load capsules with it.
 package main
@@ -16,6 +19,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -24,6 +28,8 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/shared"
@@ -115,6 +121,63 @@ func (s *rawServer) forge(ctx context.Context, input []byte) error {
 	return err
 }
 
+// intrusion is the input of Invoke("intrude").
+type intrusion struct {
+	Sockets []string `json:"sockets"`
+}
+
+// intrude tries, on each socket, what another instance's connection could do: publish and spawn
+// through the host's services, and make a shim publish through its server. Each attempt's result
+// is "accepted" or the error it got.
+func (s *rawServer) intrude(ctx context.Context, input []byte) ([]byte, error) {
+	var in intrusion
+	if err := json.Unmarshal(input, &in); err != nil {
+		return nil, err
+	}
+	results := map[string]map[string]string{}
+	for _, path := range in.Sockets {
+		conn, err := grpc.NewClient("passthrough:///"+path,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", path)
+			}))
+		if err != nil {
+			return nil, err
+		}
+		host, shim := pb.NewHostServicesClient(conn), pb.NewShimClient(conn)
+		attempts := map[string]func(context.Context) error{
+			"publish": func(ctx context.Context) error {
+				_, err := host.IpcPublish(ctx, &pb.IpcPublishRequest{Messages: []*pb.IpcPublication{{Topic: "test.v1.stolen", Payload: []byte(`"publish"`)}}})
+				return err
+			},
+			"spawn": func(ctx context.Context) error {
+				_, err := host.Process(ctx, &pb.ProcessRequest{Op: pb.ProcessOp_PROCESS_OP_SPAWN, Request: []byte(`{"cmd":"/bin/sh","args":["-c","echo intruder > pwned"]}`)})
+				return err
+			},
+			"invoke": func(ctx context.Context) error {
+				resp, err := shim.Invoke(ctx, &pb.InvokeRequest{Export: "forge", Input: []byte(`{"rpc":"publish","topic":"test.v1.stolen","payload":"\"invoke\""}`)})
+				if err == nil && string(resp.Output) != "accepted" {
+					err = fmt.Errorf("the shim ran the call: %s", resp.Output)
+				}
+				return err
+			},
+		}
+		res := map[string]string{}
+		for name, try := range attempts {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := try(actx); err != nil {
+				res[name] = status.Convert(err).Message()
+			} else {
+				res[name] = "accepted"
+			}
+			cancel()
+		}
+		conn.Close()
+		results[path] = res
+	}
+	return json.Marshal(results)
+}
+
 func (s *rawServer) Load(_ context.Context, req *pb.LoadRequest) (*pb.LoadResponse, error) {
 	if req.ArtefactPath != "" {
 		m, err := wasmtime.NewModuleDeserializeFile(s.engine, req.ArtefactPath)
@@ -158,6 +221,13 @@ func (s *rawServer) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.Invo
 		}
 		return &pb.InvokeResponse{Output: []byte("accepted")}, nil
 	}
+	if req.Export == "intrude" {
+		out, err := s.intrude(ctx, req.Input)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.InvokeResponse{Output: out}, nil
+	}
 	if req.Export == "http" && s.host != nil {
 		resp, err := s.host.Http(ctx, &pb.HttpRequest{Url: string(req.Input)})
 		if err != nil {
@@ -173,12 +243,19 @@ func main() {
 	cfg.SetEpochInterruption(true)
 	engine := wasmtime.NewEngineWithConfig(cfg)
 	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Warn})
+	server, err := shared.ShimServer(func(peerPID int, err error) {
+		logger.Error("refused a connection to the shim's server", "peer_pid", peerPID, "error", err)
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
+		os.Exit(1)
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
 			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer { return &rawServer{engine: engine, broker: b} },
 		}},
-		GRPCServer: shared.NewServer,
+		GRPCServer: server,
 		Logger:     logger,
 	})
 }
