@@ -49,9 +49,6 @@ const (
 	EnvShimLogLevel = "ASTRID_SHIM_LOG_LEVEL"
 	// EnvShimFuel set to "1" starts the shim's engine with fuel metering, for [limits] fuel.
 	EnvShimFuel = "ASTRID_SHIM_FUEL"
-	// EnvShimKernel names the host's cached artefact of the shim's kernel module, if it has one;
-	// the shim deserialises it instead of compiling the kernel (see InfoResponse.kernel_artefact).
-	EnvShimKernel = "ASTRID_SHIM_KERNEL"
 )
 
 // Handshake makes sure astrid-host only talks to astrid-shim of the same protocol version. The

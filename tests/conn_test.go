@@ -191,6 +191,22 @@ func (l *logCapture) Write(p []byte) (int, error) {
 // has reports whether a line contains s.
 func (l *logCapture) has(s string) bool { return l.line(s) != "" }
 
+// len is how many bytes of log there are so far.
+func (l *logCapture) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Len()
+}
+
+// since is the log written after the first n bytes.
+func (l *logCapture) since(n int) *logCapture {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := &logCapture{}
+	c.buf.WriteString(l.buf.String()[n:])
+	return c
+}
+
 // line is the first line that contains s, or "".
 func (l *logCapture) line(s string) string {
 	l.mu.Lock()

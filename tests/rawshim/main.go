@@ -1,8 +1,9 @@
 // Command rawshim is a go-plugin server speaking the shim protocol with none of the runtime behind
 // it, for the tests in package tests:
 //
-//   - the baseline of the benchmarks: Load only deserialises the artefact (if one is named) and
-//     dials the host's services (if served); Invoke of "http" makes one Http broker RPC to the
+//   - the baseline of the benchmarks: Load only deserialises the artefact (the one it compiled,
+//     else the one the host handed over at start, if any) and dials the host's services (if
+//     served); Invoke of "http" makes one Http broker RPC to the
 //     host with the input as the URL; any other Invoke echoes its input. Comparing astrid-shim
 //     against it measures what the runtime adds to go-plugin's own costs;
 //   - a compromised shim: Invoke of "forge" sends the host the IPC request its input describes,
@@ -42,6 +43,9 @@ type rawServer struct {
 	pb.UnimplementedShimServer
 	engine *wasmtime.Engine
 	module *wasmtime.Module
+	// artefact is the one the host handed over at start; compiled is Compile's output.
+	artefact *shared.Artefact
+	compiled []byte
 	broker *plugin.GRPCBroker
 	host   pb.HostServicesClient
 }
@@ -70,6 +74,7 @@ func (s *rawServer) Compile(stream pb.Shim_CompileServer) error {
 	if err != nil {
 		return err
 	}
+	s.compiled = art
 	for len(art) > 0 {
 		n := min(len(art), shared.ChunkBytes)
 		if err := stream.Send(&pb.Chunk{Data: art[:n]}); err != nil {
@@ -179,8 +184,12 @@ func (s *rawServer) intrude(ctx context.Context, input []byte) ([]byte, error) {
 }
 
 func (s *rawServer) Load(_ context.Context, req *pb.LoadRequest) (*pb.LoadResponse, error) {
-	if req.ArtefactPath != "" {
-		m, err := wasmtime.NewModuleDeserializeFile(s.engine, req.ArtefactPath)
+	art := s.compiled
+	if art == nil && s.artefact != nil {
+		art = s.artefact.Bytes
+	}
+	if art != nil {
+		m, err := wasmtime.NewModuleDeserialize(s.engine, art)
 		if err != nil {
 			return nil, err
 		}
@@ -242,6 +251,11 @@ func main() {
 	cfg := wasmtime.NewConfig()
 	cfg.SetEpochInterruption(true)
 	engine := wasmtime.NewEngineWithConfig(cfg)
+	artefact, err := shared.InheritedArtefact(shared.EnvShimArtefactFD)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
+		os.Exit(1)
+	}
 	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Warn})
 	server, err := shared.ShimServer(func(peerPID int, err error) {
 		logger.Error("refused a connection to the shim's server", "peer_pid", peerPID, "error", err)
@@ -253,7 +267,7 @@ func main() {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
-			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer { return &rawServer{engine: engine, broker: b} },
+			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer { return &rawServer{engine: engine, broker: b, artefact: artefact} },
 		}},
 		GRPCServer: server,
 		Logger:     logger,
