@@ -46,8 +46,8 @@ type rawServer struct {
 	// artefact is the one the host handed over at start; compiled is Compile's output.
 	artefact *shared.Artefact
 	compiled []byte
-	broker *plugin.GRPCBroker
-	host   pb.HostServicesClient
+	broker   *plugin.GRPCBroker
+	host     pb.HostServicesClient
 }
 
 func (s *rawServer) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, error) {
@@ -267,7 +267,9 @@ func main() {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
-			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer { return &rawServer{engine: engine, broker: b, artefact: artefact} },
+			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer {
+				return &rawServer{engine: engine, broker: b, artefact: artefact}
+			},
 		}},
 		GRPCServer: server,
 		Logger:     logger,
