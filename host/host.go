@@ -371,6 +371,9 @@ func (h *Host) compile(ctx context.Context, proc *shimProcess, wasm []byte, arte
 		if err != nil {
 			return fmt.Errorf("compile: %s", status.Convert(err).Message())
 		}
+		if len(out)+len(c.Data) > MaxArtefactBytes {
+			return fmt.Errorf("compile: the artefact is larger than %d bytes (1 GiB)", MaxArtefactBytes)
+		}
 		out = append(out, c.Data...)
 	}
 	return h.cache.Store(artefact, out)
