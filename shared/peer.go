@@ -91,39 +91,69 @@ var (
 	errServerOnly = errors.New("astrid: these credentials only accept")
 )
 
-// shimPIDCreds accepts only connections from one process: a host's services for one shim.
-type shimPIDCreds struct {
-	pid int
-	// refused is told about every connection refused, with the peer's pid (0 if unknown).
-	refused func(peerPID int, err error)
+// acceptChecked is a server's transport credentials: check decides on every accepted connection,
+// before gRPC reads from it. A refused connection is closed and refused is told why, with the
+// peer's pid as this process sees it (0 if unknown or outside its pid namespace).
+type acceptChecked struct {
+	protocol string
+	check    func(conn net.Conn) (peerPID int, err error)
+	refused  func(peerPID int, err error)
 }
 
-func (c *shimPIDCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	pid, err := PeerPID(conn)
-	if err == nil && pid != c.pid {
-		err = fmt.Errorf("the peer is pid %d, not the instance's shim (pid %d)", pid, c.pid)
-	}
-	if err != nil {
+// onlyPID accepts only connections from process pid: a host's services for one shim.
+func onlyPID(pid int, refused func(peerPID int, err error)) *acceptChecked {
+	return &acceptChecked{protocol: "astrid-shim-pid", refused: refused, check: func(conn net.Conn) (int, error) {
+		peer, err := PeerPID(conn)
+		if err == nil && peer != pid {
+			err = fmt.Errorf("the peer is pid %d, not the instance's shim (pid %d)", peer, pid)
+		}
+		return peer, err
+	}}
+}
+
+// onlyToken accepts only connections that first send the token whose SHA-256 is sum: a shim's
+// server, for the host that started it.
+func onlyToken(sum [sha256.Size]byte, refused func(peerPID int, err error)) *acceptChecked {
+	return &acceptChecked{protocol: "astrid-host-token", refused: refused, check: func(conn net.Conn) (int, error) {
+		var token [TokenBytes]byte
+		conn.SetReadDeadline(time.Now().Add(HandshakeTimeout))
+		_, err := io.ReadFull(conn, token[:])
+		conn.SetReadDeadline(time.Time{})
+		if err != nil {
+			err = fmt.Errorf("the peer did not send the host's token: %w", err)
+		} else if got := sha256.Sum256(token[:]); subtle.ConstantTimeCompare(got[:], sum[:]) != 1 {
+			err = errors.New("the peer did not send the host's token")
+		}
+		if err != nil {
+			pid, _ := PeerPID(conn)
+			return pid, err
+		}
+		return 0, nil
+	}}
+}
+
+func (c *acceptChecked) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	if pid, err := c.check(conn); err != nil {
 		conn.Close()
 		if c.refused != nil {
 			c.refused(pid, err)
 		}
 		return nil, nil, err
 	}
-	return conn, newPeerAuth("astrid-shim-pid"), nil
+	return conn, newPeerAuth(c.protocol), nil
 }
 
-func (c *shimPIDCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+func (c *acceptChecked) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	return nil, nil, errServerOnly
 }
 
-func (c *shimPIDCreds) Info() credentials.ProtocolInfo {
-	return credentials.ProtocolInfo{SecurityProtocol: "astrid-shim-pid"}
+func (c *acceptChecked) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: c.protocol}
 }
 
-func (c *shimPIDCreds) Clone() credentials.TransportCredentials { cp := *c; return &cp }
+func (c *acceptChecked) Clone() credentials.TransportCredentials { cp := *c; return &cp }
 
-func (c *shimPIDCreds) OverrideServerName(string) error { return nil }
+func (c *acceptChecked) OverrideServerName(string) error { return nil }
 
 // hostTokenCreds is the host's side of a connection to one shim's server: it sends the token.
 type hostTokenCreds struct {
@@ -162,48 +192,6 @@ func newHostToken() (*hostTokenCreds, string) {
 	sum := sha256.Sum256(c.token[:])
 	return c, EnvShimHostTokenSHA256 + "=" + hex.EncodeToString(sum[:])
 }
-
-// shimTokenCreds is a shim's server side: a connection must first send the host's token.
-type shimTokenCreds struct {
-	sum [sha256.Size]byte
-	// refused is told about every connection refused, with the peer's pid as the shim sees it.
-	refused func(peerPID int, err error)
-}
-
-func (c *shimTokenCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	var token [TokenBytes]byte
-	conn.SetReadDeadline(time.Now().Add(HandshakeTimeout))
-	_, err := io.ReadFull(conn, token[:])
-	conn.SetReadDeadline(time.Time{})
-	if err == nil {
-		if sum := sha256.Sum256(token[:]); subtle.ConstantTimeCompare(sum[:], c.sum[:]) != 1 {
-			err = errors.New("the peer did not send the host's token")
-		}
-	} else {
-		err = fmt.Errorf("the peer did not send the host's token: %w", err)
-	}
-	if err != nil {
-		pid, _ := PeerPID(conn)
-		conn.Close()
-		if c.refused != nil {
-			c.refused(pid, err)
-		}
-		return nil, nil, err
-	}
-	return conn, newPeerAuth("astrid-host-token"), nil
-}
-
-func (c *shimTokenCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
-	return nil, nil, errServerOnly
-}
-
-func (c *shimTokenCreds) Info() credentials.ProtocolInfo {
-	return credentials.ProtocolInfo{SecurityProtocol: "astrid-host-token"}
-}
-
-func (c *shimTokenCreds) Clone() credentials.TransportCredentials { cp := *c; return &cp }
-
-func (c *shimTokenCreds) OverrideServerName(string) error { return nil }
 
 // shimTokenFromEnv reads the SHA-256 of the host's token from the shim's environment.
 func shimTokenFromEnv() ([sha256.Size]byte, error) {

@@ -131,7 +131,7 @@ func TestShimPIDCreds(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var r refusals
-			path := serve(t, NewServer([]grpc.ServerOption{grpc.Creds(&shimPIDCreds{pid: tc.pid, refused: r.add})}))
+			path := serve(t, NewServer([]grpc.ServerOption{grpc.Creds(onlyPID(tc.pid, r.add))}))
 			err := check(path, insecure.NewCredentials())
 			pids, errs := r.get()
 			if tc.ok != (err == nil) || tc.ok != (len(pids) == 0) {

@@ -111,7 +111,7 @@ func ShimServer(refused func(peerPID int, err error)) (func([]grpc.ServerOption)
 	if err != nil {
 		return nil, err
 	}
-	creds := &shimTokenCreds{sum: sum, refused: refused}
+	creds := onlyToken(sum, refused)
 	return func(opts []grpc.ServerOption) *grpc.Server {
 		return NewServer(append(opts, grpc.Creds(creds)))
 	}, nil
@@ -166,7 +166,7 @@ type ShimClient struct {
 // from it. Any other peer is disconnected and refused is told its pid (0 if it cannot be read).
 func (c *ShimClient) ServeHostServices(impl pb.HostServicesServer, shimPID int, refused func(peerPID int, err error)) uint32 {
 	id := c.Broker.NextId()
-	creds := &shimPIDCreds{pid: shimPID, refused: refused}
+	creds := onlyPID(shimPID, refused)
 	go c.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
 		// go-plugin passes TLS credentials only under AutoMTLS, which the host does not use; the
 		// last grpc.Creds is the one the server uses.
