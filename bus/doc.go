@@ -1,6 +1,7 @@
-// Package bus is the central topic bus of astrid-host: subscriptions with bounded
-// per-subscription queues, delivery by the one matcher of package bus/topics, the IpcMessage JSON
-// that guests see, and the conversion of a guest's payload into it.
+// Package bus is the central topic bus of astrid-host (docs/architecture.md#the-bus):
+// subscriptions with bounded per-subscription queues, delivery by the one matcher of package
+// bus/topics, the IpcMessage JSON that guests see, and the conversion of a guest's payload into
+// it.
 //
 // What a guest may publish or subscribe to (topic rules, ACLs, quota, the JSON a payload must
 // be) is not decided here: package bus/guard owns those rules, and both the shim and the host

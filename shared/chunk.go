@@ -8,10 +8,6 @@ import (
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
-// MaxArtefactBytes is the largest compiled artefact the host takes from a shim's Compile: 1 GiB,
-// four times MaxModuleBytes (native code is larger than the module it comes from).
-const MaxArtefactBytes = 4 * MaxModuleBytes
-
 // ErrTooLarge is wrapped by RecvChunks' error when the stream goes past its limit.
 var ErrTooLarge = errors.New("stream too large")
 

@@ -98,7 +98,7 @@ func SplitPattern(pattern string) ([]string, bool) {
 }
 
 // Covers reports whether acl covers pattern: every topic that pattern can
-// match is matched by acl. It is the subscribe-ACL check (DESIGN.md §4): a
+// match is matched by acl. It is the subscribe-ACL check (docs/architecture.md#the-bus): a
 // capsule may subscribe to pattern iff one of its ipc_subscribe entries
 // covers it. So "foo.*" is NOT covered by "foo.bar" (it also matches
 // "foo.baz"), while "registry.v1.*" covers "registry.v1.selection.callback"
