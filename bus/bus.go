@@ -4,6 +4,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/astrid-go/astrid/bus/topics"
 )
 
 // Default queue limits of a subscription (docs/architecture.md#the-bus).
@@ -64,7 +66,7 @@ func nowUTC() time.Time { return time.Now().UTC() }
 // Publish assigns m the next global seq (the first is 1) and, if
 // m.Timestamp is zero, the current time; appends it to the queue of every
 // subscription whose pattern matches m.Topic; and returns the seq. A topic
-// that matches nothing (no subscriber, an empty segment, more than MaxDepth
+// that matches nothing (no subscriber, an empty segment, more than topics.MaxDepth
 // segments) still takes a seq. Publish never blocks on subscribers: a full
 // queue evicts its oldest message, counted as lagged. Messages published by
 // one goroutine reach each subscriber in publish order; messages of
@@ -72,11 +74,11 @@ func nowUTC() time.Time { return time.Now().UTC() }
 // reach a subscriber out of order.
 //
 // Publish validates nothing: the host checks guest topics and payloads
-// (CheckPublishTopic, PayloadFromGuest) before calling it.
+// (package bus/guard, PayloadFromGuest) before calling it.
 func (b *Bus) Publish(m Message) uint64 {
 	stamp(&m, b.seq.Add(1), nowUTC)
-	var segBuf [MaxDepth]string
-	segs, ok := splitTopic(m.Topic, segBuf[:0])
+	var segBuf [topics.MaxDepth]string
+	segs, ok := topics.Split(m.Topic, segBuf[:0])
 	if !ok {
 		return m.Seq
 	}
@@ -114,12 +116,12 @@ func (b *Bus) PublishBatch(ms []Message) (firstSeq uint64) {
 	// group, so that every queue is locked once.
 	var order []*Subscription
 	groups := make(map[*Subscription][]*Message)
-	var segBuf [MaxDepth]string
+	var segBuf [topics.MaxDepth]string
 	var subBuf []*Subscription
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	for i := range ms {
-		segs, ok := splitTopic(ms[i].Topic, segBuf[:0])
+		segs, ok := topics.Split(ms[i].Topic, segBuf[:0])
 		if !ok {
 			continue
 		}
@@ -141,7 +143,7 @@ func (b *Bus) PublishBatch(ms []Message) (firstSeq uint64) {
 // Subscribe adds a subscription to pattern and returns it; messages
 // published from now on whose topic pattern matches are queued for it. The
 // caller (the host) has already validated and authorised pattern
-// (CheckSubscribePattern, Covers); any string is accepted without panic, and
+// (package bus/guard); any string is accepted without panic, and
 // one that can match nothing, such as "a..b", makes a subscription that
 // never receives anything. Close the subscription when done with it.
 func (b *Bus) Subscribe(pattern string) *Subscription {
@@ -153,7 +155,7 @@ func (b *Bus) Subscribe(pattern string) *Subscription {
 		maxMsgs:  b.opts.QueueMessages,
 		maxBytes: b.opts.QueueBytes,
 	}
-	if segs, ok := splitPattern(pattern); ok && indexable(segs) {
+	if segs, ok := topics.SplitPattern(pattern); ok && indexable(segs) {
 		s.segs = segs
 	}
 	b.mu.Lock()
@@ -168,7 +170,7 @@ func (b *Bus) Subscribe(pattern string) *Subscription {
 // indexable reports whether a pattern with these segments can match a topic
 // of at most MaxDepth segments; the others stay out of the index.
 func indexable(segs []string) bool {
-	return len(segs) <= MaxDepth
+	return len(segs) <= topics.MaxDepth
 }
 
 // remove takes s out of the index; Subscription.Close calls it once.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/astrid-go/astrid/bus/internal/topictest"
 )
 
 // subscribe subscribes pattern on b and checks, when the test ends, the
@@ -110,12 +112,12 @@ func TestPublishSeqAndTimestamp(t *testing.T) {
 func TestDeliveryFollowsMatch(t *testing.T) {
 	// Every bus-matcher vector, through subscriptions instead of Match.
 	b := New(Options{})
-	for _, c := range busMatcherVectors {
-		s := subscribe(t, b, c.pattern)
-		b.Publish(Message{Topic: c.topic})
+	for _, c := range topictest.BusMatcherVectors {
+		s := subscribe(t, b, c.Pattern)
+		b.Publish(Message{Topic: c.Topic})
 		env := s.Poll(1 << 20)
-		if got := len(env.Messages) == 1; got != c.want {
-			t.Errorf("subscription %q, publish %q: delivered %d messages, want match %v", c.pattern, c.topic, len(env.Messages), c.want)
+		if got := len(env.Messages) == 1; got != c.Want {
+			t.Errorf("subscription %q, publish %q: delivered %d messages, want match %v", c.Pattern, c.Topic, len(env.Messages), c.Want)
 		}
 		s.Close()
 	}
@@ -366,7 +368,7 @@ func TestRecvPartialWakesOtherWaiter(t *testing.T) {
 
 func TestSubscribeAnyString(t *testing.T) {
 	b := New(Options{})
-	patterns := []string{"", ".", "a..b", "a.", ".a", "*", "**", deep(21), deep(30) + ".*", "\xff", "a.\x00"}
+	patterns := []string{"", ".", "a..b", "a.", ".a", "*", "**", topictest.Deep(21), topictest.Deep(30) + ".*", "\xff", "a.\x00"}
 	var subs []*Subscription
 	for _, p := range patterns {
 		subs = append(subs, subscribe(t, b, p))
@@ -374,7 +376,7 @@ func TestSubscribeAnyString(t *testing.T) {
 	if n := b.Subscriptions(); n != len(patterns) {
 		t.Fatalf("Subscriptions() = %d, want %d", n, len(patterns))
 	}
-	for _, top := range []string{"a", "a.b", deep(20), deep(21), "\xff", "a.\x00"} {
+	for _, top := range []string{"a", "a.b", topictest.Deep(20), topictest.Deep(21), "\xff", "a.\x00"} {
 		b.Publish(Message{Topic: top})
 	}
 	for i, s := range subs {

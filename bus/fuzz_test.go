@@ -6,33 +6,10 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
-)
 
-// FuzzMatch checks Match against the naive reference definition, and that
-// Covers is reflexive and sound, on arbitrary strings.
-func FuzzMatch(f *testing.F) {
-	for _, c := range busMatcherVectors {
-		f.Add(c.pattern, c.topic)
-	}
-	for _, c := range strictMatcherVectors {
-		f.Add(c.pattern, c.topic)
-	}
-	f.Add("*", deep(21))
-	f.Fuzz(func(t *testing.T, pattern, topic string) {
-		got := Match(pattern, topic)
-		if want := naiveMatch(pattern, topic); got != want {
-			t.Fatalf("Match(%q, %q) = %v, naive = %v", pattern, topic, got, want)
-		}
-		if Covers(pattern, pattern) != validSegments(pattern) {
-			t.Fatalf("Covers(%q, itself) = %v", pattern, !validSegments(pattern))
-		}
-		// topic read as a pattern: if pattern covers it, pattern matches
-		// every topic it does, including topic itself read literally.
-		if Covers(pattern, topic) && Match(topic, topic) && !got {
-			t.Fatalf("Covers(%q, %q) but Match(%q, %q) = false", pattern, topic, pattern, topic)
-		}
-	})
-}
+	"github.com/astrid-go/astrid/bus/guard"
+	"github.com/astrid-go/astrid/bus/topics"
+)
 
 // FuzzCheckSubscribePattern checks that pattern validation never panics,
 // that what it accepts has the promised shape, and that subscribing to any
@@ -42,23 +19,23 @@ func FuzzCheckSubscribePattern(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		err := CheckSubscribePattern(p)
-		if pubErr := CheckPublishTopic(p); (err == nil) != (pubErr == nil) {
-			t.Fatalf("CheckSubscribePattern(%q) = %v but CheckPublishTopic = %v", p, err, pubErr)
+		err := topics.CheckSubscribePattern(p)
+		if pubErr := topics.CheckPublishTopic(p); (err == nil) != (pubErr == nil) {
+			t.Fatalf("topics.CheckSubscribePattern(%q) = %v but CheckPublishTopic = %v", p, err, pubErr)
 		}
 		if err == nil {
-			if len(p) > MaxTopicBytes || !utf8.ValidString(p) || strings.Count(p, ".") >= MaxGuestSegments || !validSegments(p) {
-				t.Fatalf("CheckSubscribePattern(%q) accepted it", p)
+			if len(p) > topics.MaxTopicBytes || !utf8.ValidString(p) || strings.Count(p, ".") >= topics.MaxGuestSegments || topics.CheckSegments(p) != nil {
+				t.Fatalf("topics.CheckSubscribePattern(%q) accepted it", p)
 			}
-			if !Covers(p, p) || !Match(p, p) {
+			if !topics.Covers(p, p) || !topics.Match(p, p) {
 				t.Fatalf("valid pattern %q does not cover or match itself", p)
 			}
 		}
 		b := New(Options{QueueMessages: 2})
 		s := b.Subscribe(p)
 		b.Publish(Message{Topic: p})
-		if st := s.Stats(); (st.Matched == 1) != Match(p, p) {
-			t.Fatalf("subscription %q: matched %d, Match = %v", p, st.Matched, Match(p, p))
+		if st := s.Stats(); (st.Matched == 1) != topics.Match(p, p) {
+			t.Fatalf("subscription %q: matched %d, Match = %v", p, st.Matched, topics.Match(p, p))
 		}
 		s.Close()
 		if b.Subscriptions() != 0 || !b.index.root.empty() {
@@ -83,7 +60,7 @@ func FuzzPayloadFromGuest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		out, err := PayloadFromGuest(raw)
 		if err != nil {
-			if err != ErrPayloadNotJSON {
+			if err != guard.ErrPayloadNotJSON {
 				t.Fatalf("error %v", err)
 			}
 			return
@@ -105,7 +82,7 @@ func FuzzPayloadFromGuest(f *testing.F) {
 		if !json.Valid(GuestBytes(out)) {
 			t.Fatalf("GuestBytes(%q) = invalid JSON %q", out, GuestBytes(out))
 		}
-		if validJSON(out) { // wrapping may have made it one level too deep
+		if guard.CheckPayload(out) == nil { // wrapping may have made it one level too deep
 			again, err := PayloadFromGuest(out)
 			if err != nil || !bytes.Equal(again, out) {
 				t.Fatalf("PayloadFromGuest(%q) = %q, which converts to %q, %v", raw, out, again, err)

@@ -1,5 +1,7 @@
 package bus
 
+import "github.com/astrid-go/astrid/bus/topics"
+
 // index holds the subscriptions of a bus by pattern, as a trie over pattern
 // segments in the manner of nats-server's sublist. A publish walks it with
 // the topic's segments and visits only nodes whose path can still match, so
@@ -10,7 +12,7 @@ package bus
 // through lit, a "*" that is not the pattern's last segment through wild.
 // The pattern then ends at that node, in exact (the topic ends there too) or,
 // when its last segment is "*", in tail (one or more topic segments remain).
-// The walk is exactly the matcher's rules (match.go), which the tests check
+// The walk is exactly the matcher's rules (package bus/topics), which the tests check
 // against Match.
 //
 // The index is guarded by Bus.mu; it has no lock of its own.
@@ -41,7 +43,7 @@ func (x *index) insert(segs []string, s *Subscription) {
 	for _, seg := range segs[:last] {
 		n = n.child(seg)
 	}
-	if segs[last] == wildcard {
+	if segs[last] == topics.Wildcard {
 		n.tail = n.tail.add(s)
 	} else {
 		n = n.child(segs[last])
@@ -51,7 +53,7 @@ func (x *index) insert(segs []string, s *Subscription) {
 
 // child returns the child of n for the pattern segment seg, creating it.
 func (n *node) child(seg string) *node {
-	if seg == wildcard {
+	if seg == topics.Wildcard {
 		if n.wild == nil {
 			n.wild = &node{}
 		}
@@ -86,20 +88,20 @@ func (x *index) remove(segs []string, s *Subscription) {
 // remove deletes s from the subtree of n and reports whether n is now empty.
 func (n *node) remove(segs []string, s *Subscription) bool {
 	switch {
-	case len(segs) == 1 && segs[0] == wildcard:
+	case len(segs) == 1 && segs[0] == topics.Wildcard:
 		delete(n.tail, s)
 	case len(segs) == 0:
 		delete(n.exact, s)
 	default:
 		seg := segs[0]
 		var c *node
-		if seg == wildcard {
+		if seg == topics.Wildcard {
 			c = n.wild
 		} else {
 			c = n.lit[seg]
 		}
 		if c != nil && c.remove(segs[1:], s) {
-			if seg == wildcard {
+			if seg == topics.Wildcard {
 				n.wild = nil
 			} else {
 				delete(n.lit, seg)
@@ -110,15 +112,15 @@ func (n *node) remove(segs []string, s *Subscription) bool {
 }
 
 // collect appends to out every subscription whose pattern matches the topic
-// split into topic (no empty segment, at most MaxDepth segments).
-func (x *index) collect(topic []string, out []*Subscription) []*Subscription {
-	return x.root.collect(topic, out)
+// split into segs (no empty segment, at most topics.MaxDepth segments).
+func (x *index) collect(segs []string, out []*Subscription) []*Subscription {
+	return x.root.collect(segs, out)
 }
 
 // collect appends the subscriptions of n's subtree that match the rest of a
-// topic, topic. Each subscription sits at one node, so none is appended twice.
-func (n *node) collect(topic []string, out []*Subscription) []*Subscription {
-	if len(topic) == 0 {
+// topic's segments, segs. Each subscription sits at one node, so none is appended twice.
+func (n *node) collect(segs []string, out []*Subscription) []*Subscription {
+	if len(segs) == 0 {
 		for s := range n.exact {
 			out = append(out, s)
 		}
@@ -127,11 +129,11 @@ func (n *node) collect(topic []string, out []*Subscription) []*Subscription {
 	for s := range n.tail {
 		out = append(out, s)
 	}
-	if c := n.lit[topic[0]]; c != nil {
-		out = c.collect(topic[1:], out)
+	if c := n.lit[segs[0]]; c != nil {
+		out = c.collect(segs[1:], out)
 	}
 	if n.wild != nil {
-		out = n.wild.collect(topic[1:], out)
+		out = n.wild.collect(segs[1:], out)
 	}
 	return out
 }

@@ -5,27 +5,16 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math"
-	"strconv"
-	"unicode/utf8"
+
+	"github.com/astrid-go/astrid/bus/guard"
 )
-
-// ErrPayloadNotJSON is upstream's error for a guest payload that does not
-// parse as JSON.
-var ErrPayloadNotJSON = errors.New("IPC payload is not valid JSON")
-
-// maxJSONDepth is the deepest nesting of arrays and objects a guest payload
-// may have. Upstream parses payloads with serde_json, whose default recursion
-// limit of 128 lets 127 levels through and rejects the 128th as invalid JSON.
-const maxJSONDepth = 127
 
 // PayloadFromGuest turns the payload bytes of a guest's publish into the
 // tagged IpcPayload JSON that a Message carries, by upstream's
 // IpcPayload::from_json_value rules:
 //
-//   - raw that is not JSON (as serde_json sees it: also invalid UTF-8, a
-//     lone UTF-16 surrogate escape, a number beyond float64, nesting deeper
-//     than 127) is ErrPayloadNotJSON;
+//   - raw that guard.CheckPayload refuses (not JSON as serde_json sees it)
+//     is guard.ErrPayloadNotJSON;
 //   - a JSON object whose "type" is one of upstream 0.5's tags is read as
 //     that variant: its fields are checked for presence and JSON type,
 //     defaults are applied (user_input and agent_response: session_id
@@ -41,19 +30,27 @@ const maxJSONDepth = 127
 // tool_execute_result.result) are checked for their JSON kind only and kept
 // as they are.
 func PayloadFromGuest(raw []byte) (json.RawMessage, error) {
-	if !validJSON(raw) {
-		return nil, ErrPayloadNotJSON
+	if err := guard.CheckPayload(raw); err != nil {
+		return nil, err
 	}
+	return ConvertPayload(raw), nil
+}
+
+// ConvertPayload is PayloadFromGuest for raw that guard.CheckPayload has
+// accepted already (the host's guard checks every publish before it converts
+// it): the check, a full pass over the payload, is not made twice. Given raw
+// that CheckPayload refuses, the result is not valid JSON.
+func ConvertPayload(raw []byte) json.RawMessage {
 	if members, err := objectMembers(raw); err == nil {
 		if tag, ok := typeTag(members); ok {
 			if variant, known := variants[tag]; known {
 				if out, ok := variant(tag, members); ok {
-					return out, nil
+					return out
 				}
 			}
 		}
 	}
-	return customOf(compact(raw)), nil
+	return customOf(compact(raw))
 }
 
 // CustomPayload returns the custom payload {"type":"custom","data":v} with
@@ -231,88 +228,3 @@ func isObject(raw []byte) bool { return firstByte(raw) == '{' }
 func isArray(raw []byte) bool  { return firstByte(raw) == '[' }
 func isString(raw []byte) bool { return firstByte(raw) == '"' }
 func isNull(raw []byte) bool   { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
-
-// validJSON reports whether serde_json would parse raw as a JSON value:
-// encoding/json's grammar, plus valid UTF-8, no lone surrogate in a \u
-// escape, no number that overflows float64 and at most maxJSONDepth levels
-// of nesting.
-func validJSON(raw []byte) bool {
-	if !json.Valid(raw) || !utf8.Valid(raw) {
-		return false
-	}
-	// raw is well-formed from here on, so the scan below cannot run past a
-	// string's closing quote or a \u escape's four digits.
-	depth := 0
-	for i := 0; i < len(raw); i++ {
-		switch c := raw[i]; {
-		case c == '{' || c == '[':
-			depth++
-			if depth > maxJSONDepth {
-				return false
-			}
-		case c == '}' || c == ']':
-			depth--
-		case c == '"':
-			for i++; raw[i] != '"'; i++ {
-				if raw[i] != '\\' {
-					continue
-				}
-				i++
-				if raw[i] != 'u' {
-					continue
-				}
-				r := hex4(raw[i+1 : i+5])
-				i += 4
-				switch {
-				case r >= 0xDC00 && r <= 0xDFFF:
-					return false // a low surrogate without a high one
-				case r >= 0xD800 && r <= 0xDBFF:
-					if i+6 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
-						return false
-					}
-					if lo := hex4(raw[i+3 : i+7]); lo < 0xDC00 || lo > 0xDFFF {
-						return false
-					}
-					i += 6
-				}
-			}
-		case c == '-' || (c >= '0' && c <= '9'):
-			j := i
-			for j < len(raw) && isNumberByte(raw[j]) {
-				j++
-			}
-			// Integers that fit 64 bits cannot overflow; anything else is
-			// parsed as a float64 by serde_json, which refuses infinity.
-			if j-i > 18 || bytes.ContainsAny(raw[i:j], ".eE") {
-				f, _ := strconv.ParseFloat(string(raw[i:j]), 64)
-				if math.IsInf(f, 0) {
-					return false
-				}
-			}
-			i = j - 1
-		}
-	}
-	return true
-}
-
-// isNumberByte reports whether c can occur in a JSON number.
-func isNumberByte(c byte) bool {
-	return (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E'
-}
-
-// hex4 decodes four hexadecimal digits (already validated by json.Valid).
-func hex4(h []byte) rune {
-	var r rune
-	for _, c := range h {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		default:
-			r |= rune(c - 'A' + 10)
-		}
-	}
-	return r
-}

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/astrid-go/astrid/bus/guard"
 )
 
 func TestPayloadFromGuestVectors(t *testing.T) {
 	cases := []struct {
-		name, in, want string // want "" = ErrPayloadNotJSON
+		name, in, want string // want "" = guard.ErrPayloadNotJSON
 	}{
 		// The from_json_value vectors of the reference §4.3.
 		{"unknown tag", `{"type":"my_plugin_msg","foo":1}`, `{"type":"custom","data":{"type":"my_plugin_msg","foo":1}}`},
@@ -67,25 +69,17 @@ func TestPayloadFromGuestVectors(t *testing.T) {
 		{"null", `null`, `{"type":"custom","data":null}`},
 		{"html kept", `"<&>"`, `{"type":"custom","data":"<&>"}`},
 
-		// What serde_json refuses is not JSON.
+		// What serde_json refuses is not JSON (guard.CheckPayload; its tests have the cases).
 		{"empty", ``, ""},
-		{"trailing data", `{} {}`, ""},
-		{"invalid UTF-8", "\"\xff\"", ""},
-		{"lone high surrogate", `"\ud800"`, ""},
-		{"lone low surrogate", `"\udc00"`, ""},
-		{"high then non-low", `"\ud800\u0041"`, ""},
 		{"surrogate pair", `"\ud83d\ude00"`, `{"type":"custom","data":"\ud83d\ude00"}`},
-		{"overflowing float", `1e400`, ""},
-		{"overflowing integer", strings.Repeat("9", 400), ""},
 		{"big integer", strings.Repeat("9", 30), `{"type":"custom","data":` + strings.Repeat("9", 30) + `}`},
 		{"depth 127", strings.Repeat("[", 127) + strings.Repeat("]", 127), `{"type":"custom","data":` + strings.Repeat("[", 127) + strings.Repeat("]", 127) + `}`},
-		{"depth 128", strings.Repeat("[", 128) + strings.Repeat("]", 128), ""},
 	}
 	for _, c := range cases {
 		got, err := PayloadFromGuest([]byte(c.in))
 		if c.want == "" {
-			if !errors.Is(err, ErrPayloadNotJSON) {
-				t.Errorf("%s: PayloadFromGuest(%.60q) = %s, %v; want %v", c.name, c.in, got, err, ErrPayloadNotJSON)
+			if !errors.Is(err, guard.ErrPayloadNotJSON) {
+				t.Errorf("%s: PayloadFromGuest(%.60q) = %s, %v; want %v", c.name, c.in, got, err, guard.ErrPayloadNotJSON)
 			}
 			continue
 		}
@@ -95,16 +89,13 @@ func TestPayloadFromGuestVectors(t *testing.T) {
 		}
 		// Reading our own output again changes nothing (unless wrapping it in
 		// a custom payload made it one level too deep to read).
-		if !validJSON(got) {
+		if guard.CheckPayload(got) != nil {
 			continue
 		}
 		again, err := PayloadFromGuest(got)
 		if err != nil || string(again) != string(got) {
 			t.Errorf("%s: not idempotent: %s → %s, %v", c.name, got, again, err)
 		}
-	}
-	if ErrPayloadNotJSON.Error() != "IPC payload is not valid JSON" {
-		t.Errorf("ErrPayloadNotJSON = %q, not upstream's text", ErrPayloadNotJSON)
 	}
 }
 

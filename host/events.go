@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/topics"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -72,7 +73,7 @@ func (h *Host) publishEvent(topic string, data any) {
 // Publish publishes a message from the operator (astrid-host run --publish) for the default
 // principal. payload is any JSON; it is wrapped as a guest's would be.
 func (h *Host) Publish(topic string, payload []byte) error {
-	if err := bus.CheckSegments(topic); err != nil {
+	if err := topics.CheckSegments(topic); err != nil {
 		return err
 	}
 	p, err := bus.PayloadFromGuest(payload)

@@ -352,29 +352,18 @@ func (h *Host) compile(ctx context.Context, proc *shimProcess, wasm []byte, arte
 	if err != nil {
 		return fmt.Errorf("compile: %w", err)
 	}
-	for rest := wasm; len(rest) > 0; {
-		n := min(len(rest), shared.ChunkBytes)
-		if err := stream.Send(&pb.Chunk{Data: rest[:n]}); err != nil {
-			return fmt.Errorf("compile: send module: %w", err)
-		}
-		rest = rest[n:]
+	if err := shared.SendChunks(stream.Send, wasm); err != nil {
+		return fmt.Errorf("compile: send module: %w", err)
 	}
 	if err := stream.CloseSend(); err != nil {
 		return fmt.Errorf("compile: %w", err)
 	}
-	var out []byte
-	for {
-		c, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("compile: %s", status.Convert(err).Message())
-		}
-		if len(out)+len(c.Data) > MaxArtefactBytes {
-			return fmt.Errorf("compile: the artefact is larger than %d bytes (1 GiB)", MaxArtefactBytes)
-		}
-		out = append(out, c.Data...)
+	out, err := shared.RecvChunks(stream.Recv, MaxArtefactBytes)
+	if errors.Is(err, shared.ErrTooLarge) {
+		return fmt.Errorf("compile: the artefact is larger than %d bytes (1 GiB)", MaxArtefactBytes)
+	}
+	if err != nil {
+		return fmt.Errorf("compile: %s", status.Convert(err).Message())
 	}
 	return h.cache.Store(artefact, out)
 }

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,17 +10,17 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
-// maxRecvTimeout is the longest recv wait a shim may ask for: 60 s (the shim clamps the guest's).
-const maxRecvTimeout = 60_000
+// The IPC host functions. The shim has already checked each request with the same guard (package
+// bus/guard) on the same configuration, so a refusal by the guard here means the shim is not
+// behaving: the instance is stopped as compromised. Only what a correct shim cannot foresee (the
+// capsule unloading meanwhile, a handle collision after 2^64 subscriptions) is an ordinary error.
 
-// The IPC host functions. The shim has already checked each request exactly as below, so a
-// refusal here means the shim is not behaving: the instance is stopped as compromised.
-
-// IpcPublish publishes the guest's messages, in order, after checking each one against the
-// capsule's ACL and quota. Messages before a refused one are published.
+// IpcPublish publishes the guest's messages, in order, after checking each one with the
+// capsule's guard. Messages before a refused one are published.
 func (s *hostServices) IpcPublish(_ context.Context, req *pb.IpcPublishRequest) (*pb.IpcPublishResponse, error) {
 	if err := s.publish(req.Messages); err != nil {
 		return nil, err
@@ -29,20 +30,15 @@ func (s *hostServices) IpcPublish(_ context.Context, req *pb.IpcPublishRequest) 
 
 // publish checks and publishes a batch of the guest's messages, in order.
 func (s *hostServices) publish(pubs []*pb.IpcPublication) error {
-	ipc := s.inst.ipc
 	msgs := make([]bus.Message, 0, len(pubs))
 	var refusal error
 	for _, p := range pubs {
-		if err := s.checkPublish(p); err != nil {
-			refusal = fmt.Errorf("publish to %q: %w", p.Topic, err)
-			break
-		}
-		payload, err := bus.PayloadFromGuest(p.Payload)
+		m, err := s.inst.ipc.admit(p)
 		if err != nil {
 			refusal = fmt.Errorf("publish to %q: %w", p.Topic, err)
 			break
 		}
-		msgs = append(msgs, bus.Message{Topic: p.Topic, Payload: payload, SourceID: ipc.sourceID, Principal: ipc.principal})
+		msgs = append(msgs, m)
 	}
 	if len(msgs) > 0 {
 		s.inst.host.bus.PublishBatch(msgs)
@@ -53,75 +49,62 @@ func (s *hostServices) publish(pubs []*pb.IpcPublication) error {
 	return nil
 }
 
-// checkPublish applies upstream's publish checks, in upstream's order.
-func (s *hostServices) checkPublish(p *pb.IpcPublication) error {
-	if len(p.Topic) > bus.MaxTopicBytes {
-		return fmt.Errorf("Topic exceeds maximum allowed length (256 bytes)")
-	}
-	if err := s.inst.ipc.limiter.Charge(len(p.Payload)); err != nil {
-		return err
-	}
-	if err := bus.CheckPublishTopic(p.Topic); err != nil {
-		return err
-	}
-	return bus.CheckPublishACL(s.inst.ID(), p.Topic, s.inst.manifest.Capabilities.IPCPublish)
-}
-
 // IpcSubscribe subscribes the capsule to a pattern its ipc_subscribe ACL covers.
 func (s *hostServices) IpcSubscribe(_ context.Context, req *pb.IpcSubscribeRequest) (*pb.IpcSubscribeResponse, error) {
-	if err := bus.CheckSubscribePattern(req.Pattern); err != nil {
-		return nil, s.inst.compromised(fmt.Errorf("subscribe to %q: %w", req.Pattern, err))
+	h, err := s.inst.ipc.subscribe(s.inst.host.bus, req.Pattern)
+	if err != nil {
+		return nil, s.refuse(fmt.Errorf("subscribe to %q: %w", req.Pattern, err))
 	}
-	if err := bus.CheckSubscribeACL(s.inst.ID(), req.Pattern, s.inst.manifest.Capabilities.IPCSubscribe); err != nil {
-		return nil, s.inst.compromised(fmt.Errorf("subscribe to %q: %w", req.Pattern, err))
-	}
-	h, err := s.inst.ipc.add(s.inst.host.bus, req.Pattern)
-	switch {
-	case err == nil:
-		return &pb.IpcSubscribeResponse{Handle: h}, nil
-	case err.Error() == bus.ErrTextHandleCollision:
-		// A shim cannot foresee a collision after 2^64 subscriptions: an ordinary refusal.
-		return nil, status.Error(codes.ResourceExhausted, err.Error())
-	default:
-		return nil, s.inst.compromised(fmt.Errorf("subscribe to %q: %w", req.Pattern, err))
-	}
+	return &pb.IpcSubscribeResponse{Handle: h}, nil
 }
 
 // IpcUnsubscribe ends one of the capsule's own subscriptions.
 func (s *hostServices) IpcUnsubscribe(_ context.Context, req *pb.IpcHandle) (*pb.IpcUnsubscribeResponse, error) {
-	if err := s.inst.ipc.remove(req.Handle); err != nil {
-		return nil, s.inst.compromised(fmt.Errorf("unsubscribe %d: %w", req.Handle, err))
+	if err := s.inst.ipc.unsubscribe(req.Handle); err != nil {
+		return nil, s.refuse(fmt.Errorf("unsubscribe %d: %w", req.Handle, err))
 	}
 	return &pb.IpcUnsubscribeResponse{}, nil
 }
 
 // IpcPoll drains one of the capsule's subscriptions without waiting.
 func (s *hostServices) IpcPoll(_ context.Context, req *pb.IpcHandle) (*pb.IpcEnvelope, error) {
-	sub, ok := s.inst.ipc.get(req.Handle)
-	if !ok {
-		return nil, s.inst.compromised(fmt.Errorf("poll %d: %s", req.Handle, bus.ErrTextHandleNotFound))
+	sub, err := s.inst.ipc.get(req.Handle)
+	if err != nil {
+		return nil, s.refuse(fmt.Errorf("poll %d: %w", req.Handle, err))
 	}
 	return envelope(sub.Poll(envelopeBytes))
 }
 
-// IpcRecv waits for a message on one of the capsule's subscriptions. A timeout, the shim
-// cancelling the call (its capsule is unloading) and the subscription closing all answer with an
-// empty envelope.
+// IpcRecv publishes the guest's pending messages, then waits for a message on one of the
+// capsule's subscriptions. A timeout, the shim cancelling the call (its capsule is unloading) and
+// the subscription closing all answer with an empty envelope.
 func (s *hostServices) IpcRecv(ctx context.Context, req *pb.IpcRecvRequest) (*pb.IpcEnvelope, error) {
-	sub, ok := s.inst.ipc.get(req.Handle)
-	if !ok {
-		return nil, s.inst.compromised(fmt.Errorf("recv %d: %s", req.Handle, bus.ErrTextHandleNotFound))
-	}
-	if req.TimeoutMs > maxRecvTimeout {
-		return nil, s.inst.compromised(fmt.Errorf("recv %d: a timeout of %d ms (the shim clamps it to %d)", req.Handle, req.TimeoutMs, maxRecvTimeout))
+	if err := s.inst.ipc.guard.CheckRecv(req.Handle, req.TimeoutMs); err != nil {
+		return nil, s.refuse(fmt.Errorf("recv %d: %w", req.Handle, err))
 	}
 	if err := s.publish(req.PublishFirst); err != nil {
 		return nil, err
+	}
+	sub, err := s.inst.ipc.get(req.Handle)
+	if err != nil {
+		return nil, s.refuse(fmt.Errorf("recv %d: %w", req.Handle, err))
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
 	defer cancel()
 	env, _ := sub.Recv(ctx, envelopeBytes)
 	return envelope(env)
+}
+
+// refuse answers a refused IPC request: an ordinary error for what a correct shim cannot
+// foresee, a compromise verdict for what its own guard would have refused.
+func (s *hostServices) refuse(err error) error {
+	switch {
+	case errors.Is(err, errUnloading):
+		return status.Error(codes.Unavailable, err.Error())
+	case guard.IsOrdinary(err):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	}
+	return s.inst.compromised(err)
 }
 
 func envelope(env bus.Envelope) (*pb.IpcEnvelope, error) {

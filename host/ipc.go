@@ -4,13 +4,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
-	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/shared/pb"
 )
 
 // DefaultPrincipal is the principal capsules are loaded for, and the one stamped on the messages
@@ -29,35 +31,49 @@ const envelopeBytes = 10 << 20
 // the shim accepts a window's budget that straddles two of the host's windows.
 const quotaTolerance = 2
 
+// errUnloading refuses an IPC request that arrives while the instance is unloading: a race a
+// correct shim can lose, so not evidence of anything.
+var errUnloading = errors.New("the capsule is unloading")
+
 // instanceIPC is the host's IPC state of one capsule instance: the authority over what it may
-// publish and subscribe, and its subscriptions on the bus.
+// publish and subscribe (its guard, the same checks the shim makes), and its subscriptions on
+// the bus.
 type instanceIPC struct {
 	sourceID  string
 	principal string
-	limiter   *bus.RateLimiter
+	guard     *guard.Guard
 
-	mu           sync.Mutex
-	subs         map[uint64]*bus.Subscription
-	interceptors map[uint64]bool
-	next         uint64
-	closed       bool
-}
-
-// interceptorHandle is one element of astrid_get_interceptor_handles' JSON.
-type interceptorHandle struct {
-	HandleID uint64 `json:"handle_id"`
-	Action   string `json:"action"`
-	Topic    string `json:"topic"`
+	mu     sync.Mutex // guards the fields below, and orders the guard's handle changes with them
+	subs   map[uint64]*bus.Subscription
+	next   uint64
+	closed bool
 }
 
 func newInstanceIPC(m *manifest.Manifest) *instanceIPC {
 	return &instanceIPC{
-		sourceID:     uuid.NewString(),
-		principal:    DefaultPrincipal,
-		limiter:      bus.NewRateLimiter(m.Limits.IPCBytesPerSec*quotaTolerance, time.Now),
-		subs:         map[uint64]*bus.Subscription{},
-		interceptors: map[uint64]bool{},
-		next:         1,
+		sourceID:  uuid.NewString(),
+		principal: DefaultPrincipal,
+		guard:     guard.New(hostGuardConfig(m), nil),
+		subs:      map[uint64]*bus.Subscription{},
+		next:      1,
+	}
+}
+
+// hostGuardConfig is the configuration of the host's guard of an instance of m: the ACLs and
+// quota the shim gets in its LoadRequest, with quotaTolerance times the shim's budget.
+func hostGuardConfig(m *manifest.Manifest) guard.Config {
+	bps := m.Limits.IPCBytesPerSec
+	if bps == 0 {
+		bps = guard.DefaultBytesPerSecond
+	}
+	if bps > math.MaxUint64/quotaTolerance {
+		bps = math.MaxUint64 / quotaTolerance
+	}
+	return guard.Config{
+		CapsuleID:   m.ID(),
+		Publish:     m.Capabilities.IPCPublish,
+		Subscribe:   m.Capabilities.IPCSubscribe,
+		BytesPerSec: bps * quotaTolerance,
 	}
 }
 
@@ -68,58 +84,74 @@ func (s *instanceIPC) subscribeInterceptors(b *bus.Bus, interceptors []manifest.
 	if len(interceptors) > maxInterceptors {
 		return nil, fmt.Errorf("the capsule declares %d [[interceptor]]s; at most %d are subscribed", len(interceptors), maxInterceptors)
 	}
-	handles := []interceptorHandle{}
+	handles := []guard.InterceptorHandle{}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ic := range interceptors {
 		h := s.next
+		if err := s.guard.AddInterceptor(h); err != nil {
+			return nil, fmt.Errorf("interceptor %q: %w", ic.Event, err)
+		}
 		s.next++
 		s.subs[h] = b.Subscribe(ic.Event)
-		s.interceptors[h] = true
-		handles = append(handles, interceptorHandle{HandleID: h, Action: ic.Action, Topic: ic.Event})
+		handles = append(handles, guard.InterceptorHandle{HandleID: h, Action: ic.Action, Topic: ic.Event})
 	}
 	return json.Marshal(handles)
 }
 
-// add registers a new guest subscription and returns its handle.
-func (s *instanceIPC) add(b *bus.Bus, pattern string) (uint64, error) {
+// admit checks one of the guest's publishes with the guard and returns the message to publish.
+func (s *instanceIPC) admit(p *pb.IpcPublication) (bus.Message, error) {
+	if err := s.guard.CheckPublish(p.Topic, p.Payload); err != nil {
+		return bus.Message{}, err
+	}
+	return bus.Message{Topic: p.Topic, Payload: bus.ConvertPayload(p.Payload), SourceID: s.sourceID, Principal: s.principal}, nil
+}
+
+// subscribe checks a guest subscription with the guard, subscribes it and returns its handle.
+func (s *instanceIPC) subscribe(b *bus.Bus, pattern string) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return 0, errors.New("the capsule is unloading")
+		return 0, errUnloading
 	}
-	if len(s.subs) >= bus.MaxSubscriptions {
-		return 0, errors.New(bus.ErrTextSubscriptionLimit)
+	if err := s.guard.CheckSubscribe(pattern); err != nil {
+		return 0, err
 	}
 	h := s.next
-	if _, taken := s.subs[h]; taken {
-		return 0, errors.New(bus.ErrTextHandleCollision)
+	if err := s.guard.AddSubscription(h); err != nil {
+		return 0, err
 	}
 	s.next++ // wraps at 2^64, as upstream's wrapping_add
 	s.subs[h] = b.Subscribe(pattern)
 	return h, nil
 }
 
-func (s *instanceIPC) get(h uint64) (*bus.Subscription, bool) {
+// get returns the subscription of a handle the guest polls or receives on.
+func (s *instanceIPC) get(h uint64) (*bus.Subscription, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.guard.CheckHandle(h); err != nil {
+		return nil, err
+	}
 	sub, ok := s.subs[h]
-	return sub, ok
+	if !ok { // closed
+		return nil, errUnloading
+	}
+	return sub, nil
 }
 
-// remove ends a guest subscription; interceptor handles are refused.
-func (s *instanceIPC) remove(h uint64) error {
+// unsubscribe ends a guest subscription; interceptor handles are refused.
+func (s *instanceIPC) unsubscribe(h uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sub, ok := s.subs[h]
-	switch {
-	case !ok:
-		return errors.New(bus.ErrTextHandleNotFound)
-	case s.interceptors[h]:
-		return errors.New(bus.ErrTextInterceptorHandle)
+	if err := s.guard.CheckUnsubscribe(h); err != nil {
+		return err
 	}
-	delete(s.subs, h)
-	sub.Close()
+	if sub, ok := s.subs[h]; ok {
+		sub.Close()
+		delete(s.subs, h)
+	}
+	s.guard.Unsubscribed(h)
 	return nil
 }
 

@@ -2,27 +2,18 @@ package shim
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"google.golang.org/grpc/status"
 
-	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/shared/pb"
 	"github.com/astrid-go/astrid/shim/kernel"
-)
-
-// IPC limits of the guest-facing functions (upstream's).
-const (
-	maxHandleBytes  = 32     // a subscription handle or timeout block
-	maxRecvTimeout  = 60_000 // ms; longer recv timeouts are clamped
-	maxGuestPayload = 10 << 20
 )
 
 // Publishes are pipelined: the shim checks each one as the host will and answers the guest at
@@ -36,16 +27,12 @@ const (
 	publishRPCTimeout    = 30 * time.Second
 )
 
-// ipcState is the shim's view of the capsule's IPC: its ACLs and quota (to check as the host
-// will), its subscription handles, and the publishes not yet sent.
+// ipcState is the shim's side of the capsule's IPC: the guard that checks each guest call
+// exactly as the host will (package bus/guard, built from the LoadRequest), and the publishes
+// not yet sent.
 type ipcState struct {
-	capsuleID     string
-	publishACL    []string
-	subscribeACL  []string
-	limiter       *bus.RateLimiter
-	handles       map[uint64]bool // handles the host gave this capsule
-	interceptors  map[uint64]bool // runtime-owned handles: pollable, not unsubscribable
-	interceptJSON []byte
+	guard         *guard.Guard
+	interceptJSON []byte // what astrid_get_interceptor_handles returns
 
 	host *hostConn
 
@@ -59,48 +46,21 @@ type ipcState struct {
 }
 
 func newIPCState(req *pb.LoadRequest, host *hostConn) (*ipcState, error) {
-	s := &ipcState{
-		capsuleID:     req.CapsuleId,
-		publishACL:    req.IpcPublish,
-		subscribeACL:  req.IpcSubscribe,
-		limiter:       bus.NewRateLimiter(req.IpcBytesPerSec, time.Now),
-		handles:       map[uint64]bool{},
-		interceptors:  map[uint64]bool{},
-		interceptJSON: req.InterceptorHandles,
-		host:          host,
+	cfg, err := guard.ConfigFromLoad(req)
+	if err != nil {
+		return nil, err
 	}
+	s := &ipcState{guard: guard.New(cfg, nil), interceptJSON: req.InterceptorHandles, host: host}
 	if len(s.interceptJSON) == 0 {
 		s.interceptJSON = []byte("[]")
-	}
-	var handles []struct {
-		HandleID uint64 `json:"handle_id"`
-	}
-	if err := json.Unmarshal(s.interceptJSON, &handles); err != nil {
-		return nil, fmt.Errorf("interceptor handles from the host: %w", err)
-	}
-	for _, h := range handles {
-		s.interceptors[h.HandleID] = true
 	}
 	return s, nil
 }
 
-// publish checks one guest publish in upstream's order and queues it.
-func (s *ipcState) publish(topic string, topicLen int, payload []byte) error {
-	if topicLen > bus.MaxTopicBytes {
-		return errors.New("Topic exceeds maximum allowed length (256 bytes)")
-	}
-	// Upstream charges the quota before it reads the payload, so a refused publish still counts.
-	if err := s.limiter.Charge(len(payload)); err != nil {
+// publish checks one guest publish as the host will (guard.CheckPublish) and queues it.
+func (s *ipcState) publish(topic string, payload []byte) error {
+	if err := s.guard.CheckPublish(topic, payload); err != nil {
 		return err
-	}
-	if err := bus.CheckPublishTopic(topic); err != nil {
-		return err
-	}
-	if err := bus.CheckPublishACL(s.capsuleID, topic, s.publishACL); err != nil {
-		return err
-	}
-	if !json.Valid(payload) {
-		return errors.New("IPC payload is not valid JSON")
 	}
 	s.mu.Lock()
 	s.pending = append(s.pending, &pb.IpcPublication{Topic: topic, Payload: payload})
@@ -192,30 +152,12 @@ func (s *ipcState) stop() {
 	s.mu.Unlock()
 }
 
-// readHandle reads a decimal subscription handle block, with upstream's errors.
-func readHandle(c *wasmtime.Caller, k *kernel.Kernel, h uint64) (uint64, error) {
-	b, err := readLimited(c, k, h, maxHandleBytes, "Subscription handle exceeds maximum allowed length")
-	if err != nil {
-		return 0, err
-	}
-	if !utf8.Valid(b) {
-		return 0, fmt.Errorf("Subscription handle is not valid UTF-8: invalid utf-8 sequence")
-	}
-	n, err := strconv.ParseUint(string(b), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("Invalid subscription handle format: %v", err.(*strconv.NumError).Err)
-	}
-	return n, nil
-}
-
-// readLimited reads a block after checking its length, as upstream's get_safe_bytes does.
-func readLimited(c *wasmtime.Caller, k *kernel.Kernel, h uint64, limit int, tooLong string) ([]byte, error) {
+// readArg copies the guest's memory block h, an argument of an IPC host function. Its size is
+// bounded by the guest's memory; the guard checks its length against the contract's limits.
+func readArg(c *wasmtime.Caller, k *kernel.Kernel, h uint64, what string) ([]byte, error) {
 	b, err := k.ReadCaller(c, h)
 	if err != nil {
-		return nil, fmt.Errorf("handle %#x: %w", h, err)
-	}
-	if len(b) > limit {
-		return nil, errors.New(tooLong)
+		return nil, fmt.Errorf("%s handle %#x: %w", what, h, err)
 	}
 	return b, nil
 }
@@ -231,35 +173,26 @@ func (v *env) hostError(err error) error {
 
 // ipcPublish: astrid_ipc_publish(topic, payload).
 func (v *env) ipcPublish(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error) {
-	topicBytes, err := k.ReadCaller(c, uint64(args[0].I64()))
+	topic, err := readArg(c, k, uint64(args[0].I64()), "topic")
 	if err != nil {
-		return nil, fmt.Errorf("topic handle: %w", err)
+		return nil, err
 	}
-	payload, err := k.ReadCaller(c, uint64(args[1].I64()))
+	payload, err := readArg(c, k, uint64(args[1].I64()), "payload")
 	if err != nil {
-		return nil, fmt.Errorf("payload handle: %w", err)
+		return nil, err
 	}
-	if len(payload) > maxGuestPayload {
-		return nil, fmt.Errorf("memory allocation of %d bytes exceeds maximum allowed limit of %d bytes", len(payload), maxGuestPayload)
-	}
-	return nil, v.ipc.publish(string(topicBytes), len(topicBytes), payload)
+	return nil, v.ipc.publish(string(topic), payload)
 }
 
 // ipcSubscribe: astrid_ipc_subscribe(pattern) -> decimal handle.
 func (v *env) ipcSubscribe(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error) {
-	p, err := readLimited(c, k, uint64(args[0].I64()), bus.MaxTopicBytes, "Topic pattern exceeds maximum allowed length (256 bytes)")
+	p, err := readArg(c, k, uint64(args[0].I64()), "pattern")
 	if err != nil {
 		return nil, err
 	}
 	pattern := string(p)
-	if err := bus.CheckSubscribePattern(pattern); err != nil {
+	if err := v.ipc.guard.CheckSubscribe(pattern); err != nil {
 		return nil, err
-	}
-	if err := bus.CheckSubscribeACL(v.ipc.capsuleID, pattern, v.ipc.subscribeACL); err != nil {
-		return nil, err
-	}
-	if len(v.ipc.handles)+len(v.ipc.interceptors) >= bus.MaxSubscriptions {
-		return nil, errors.New(bus.ErrTextSubscriptionLimit)
 	}
 	client, err := v.ipcClient()
 	if err != nil {
@@ -269,7 +202,9 @@ func (v *env) ipcSubscribe(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime
 	if err != nil {
 		return nil, v.hostError(err)
 	}
-	v.ipc.handles[resp.Handle] = true
+	if err := v.ipc.guard.AddSubscription(resp.Handle); err != nil {
+		return nil, fmt.Errorf("the host's handle %d: %w", resp.Handle, err)
+	}
 	return returnBytes(c, k, []byte(strconv.FormatUint(resp.Handle, 10)))
 }
 
@@ -284,26 +219,24 @@ func (v *env) ipcClient() (pb.HostServicesClient, error) {
 	return v.host.get()
 }
 
-// ipcHandle reads a handle argument and checks it belongs to this capsule.
-func (v *env) ipcHandle(c *wasmtime.Caller, k *kernel.Kernel, arg wasmtime.Val) (uint64, error) {
-	h, err := readHandle(c, k, uint64(arg.I64()))
+// ipcHandle reads a handle argument (guard.ParseHandle) and checks it with check.
+func (v *env) ipcHandle(c *wasmtime.Caller, k *kernel.Kernel, arg wasmtime.Val, check func(uint64) error) (uint64, error) {
+	b, err := readArg(c, k, uint64(arg.I64()), "subscription")
 	if err != nil {
 		return 0, err
 	}
-	if !v.ipc.handles[h] && !v.ipc.interceptors[h] {
-		return 0, errors.New(bus.ErrTextHandleNotFound)
+	h, err := guard.ParseHandle(b)
+	if err != nil {
+		return 0, err
 	}
-	return h, nil
+	return h, check(h)
 }
 
 // ipcUnsubscribe: astrid_ipc_unsubscribe(handle).
 func (v *env) ipcUnsubscribe(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error) {
-	h, err := v.ipcHandle(c, k, args[0])
+	h, err := v.ipcHandle(c, k, args[0], v.ipc.guard.CheckUnsubscribe)
 	if err != nil {
 		return nil, err
-	}
-	if v.ipc.interceptors[h] {
-		return nil, errors.New(bus.ErrTextInterceptorHandle)
 	}
 	client, err := v.ipcClient()
 	if err != nil {
@@ -312,13 +245,13 @@ func (v *env) ipcUnsubscribe(c *wasmtime.Caller, k *kernel.Kernel, args []wasmti
 	if _, err := client.IpcUnsubscribe(v.call.ctx, &pb.IpcHandle{Handle: h}); err != nil {
 		return nil, v.hostError(err)
 	}
-	delete(v.ipc.handles, h)
+	v.ipc.guard.Unsubscribed(h)
 	return nil, nil
 }
 
 // ipcPoll: astrid_ipc_poll(handle) -> envelope JSON, without waiting.
 func (v *env) ipcPoll(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error) {
-	h, err := v.ipcHandle(c, k, args[0])
+	h, err := v.ipcHandle(c, k, args[0], v.ipc.guard.CheckHandle)
 	if err != nil {
 		return nil, err
 	}
@@ -336,20 +269,17 @@ func (v *env) ipcPoll(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val)
 // ipcRecv: astrid_ipc_recv(handle, timeout_ms) -> envelope JSON, waiting up to the timeout
 // (clamped to 60 s); the wait ends at the call's time limit and when the capsule unloads.
 func (v *env) ipcRecv(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error) {
-	h, err := v.ipcHandle(c, k, args[0])
+	h, err := v.ipcHandle(c, k, args[0], v.ipc.guard.CheckHandle)
 	if err != nil {
 		return nil, err
 	}
-	tb, err := readLimited(c, k, uint64(args[1].I64()), maxHandleBytes, "Timeout exceeds maximum allowed length")
+	tb, err := readArg(c, k, uint64(args[1].I64()), "timeout")
 	if err != nil {
 		return nil, err
 	}
-	if !utf8.Valid(tb) {
-		return nil, fmt.Errorf("Timeout is not valid UTF-8: invalid utf-8 sequence")
-	}
-	timeout, err := strconv.ParseUint(string(tb), 10, 64)
+	timeout, err := guard.ParseTimeout(tb)
 	if err != nil {
-		return nil, fmt.Errorf("Invalid timeout format: %v", err.(*strconv.NumError).Err)
+		return nil, err
 	}
 	// The pending publishes travel with the recv request: one round trip, not two.
 	v.logs.flush()
@@ -361,7 +291,7 @@ func (v *env) ipcRecv(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val)
 	if err != nil {
 		return nil, err
 	}
-	env, err := client.IpcRecv(v.call.ctx, &pb.IpcRecvRequest{Handle: h, TimeoutMs: min(timeout, maxRecvTimeout), PublishFirst: pending})
+	env, err := client.IpcRecv(v.call.ctx, &pb.IpcRecvRequest{Handle: h, TimeoutMs: guard.ClampRecvTimeout(timeout), PublishFirst: pending})
 	if err != nil {
 		return nil, v.hostError(err)
 	}

@@ -1,11 +1,9 @@
 package shim
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sync/atomic"
 	"time"
@@ -87,26 +85,19 @@ func (s *Server) Compile(stream pb.Shim_CompileServer) error {
 	if s.loaded.Load() {
 		return status.Error(codes.FailedPrecondition, "this shim has loaded a guest and no longer compiles modules")
 	}
-	var wasm bytes.Buffer
-	for {
-		c, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if wasm.Len()+len(c.Data) > shared.MaxModuleBytes {
-			return status.Errorf(codes.InvalidArgument, "module is larger than %d bytes (256 MiB)", shared.MaxModuleBytes)
-		}
-		wasm.Write(c.Data)
+	wasm, err := shared.RecvChunks(stream.Recv, shared.MaxModuleBytes)
+	if errors.Is(err, shared.ErrTooLarge) {
+		return status.Errorf(codes.InvalidArgument, "module is larger than %d bytes (256 MiB)", shared.MaxModuleBytes)
+	}
+	if err != nil {
+		return err
 	}
 	start := time.Now()
-	art, err := s.engine.Compile(wasm.Bytes())
+	art, err := s.engine.Compile(wasm)
 	if err != nil {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
-	s.log.Debug("compiled module", "wasm_bytes", wasm.Len(), "artefact_bytes", len(art), "took", time.Since(start))
+	s.log.Debug("compiled module", "wasm_bytes", len(wasm), "artefact_bytes", len(art), "took", time.Since(start))
 	// Load uses this shim's own output: it needs no artefact from the host, which has only just
 	// received it.
 	if err := s.lock(stream.Context()); err != nil {
@@ -114,14 +105,7 @@ func (s *Server) Compile(stream pb.Shim_CompileServer) error {
 	}
 	s.compiled = art
 	s.unlock()
-	for len(art) > 0 {
-		n := min(len(art), shared.ChunkBytes)
-		if err := stream.Send(&pb.Chunk{Data: art[:n]}); err != nil {
-			return err
-		}
-		art = art[n:]
-	}
-	return nil
+	return shared.SendChunks(stream.Send, art)
 }
 
 // Load connects to the host's services, deserialises the artefact and instantiates the guest.

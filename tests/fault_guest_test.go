@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/shared/pb"
 )
@@ -155,7 +156,7 @@ func bigPayloads(t *testing.T, r *faultRun) {
 		t.Fatalf("echo of 10 MiB + 1 byte: %v", err)
 	}
 
-	const limit, window = bus.MaxPayloadBytes, bus.DefaultBytesPerSecond
+	const limit, window = guard.MaxPayloadBytes, guard.DefaultBytesPerSecond
 	subs := make([]*bus.Subscription, 3)
 	for k := range subs {
 		subs[k] = r.h.Bus().Subscribe(fmt.Sprintf("test.v1.faulty.%d", k+1))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/host"
 )
 
@@ -45,7 +46,7 @@ func publishFlood(t *testing.T, r *faultRun) {
 	const size, perCall = 1 << 10, 200
 	req := []byte(fmt.Sprintf(`{"topic":"test.v1.flood","bytes":%d,"count":%d}`, size, perCall))
 	var calls int
-	for calls = 0; calls == 0 || time.Since(r.t0) < bus.RateWindow*6/5; calls++ {
+	for calls = 0; calls == 0 || time.Since(r.t0) < guard.RateWindow*6/5; calls++ {
 		_, err := r.victim.Call(context.Background(), "publish", req, 0)
 		r.events.drain() // each refusal traps the call, and the host says so
 		var ge *host.GuestError
@@ -61,7 +62,7 @@ func publishFlood(t *testing.T, r *faultRun) {
 		}
 	}
 	elapsed := time.Since(r.t0)
-	windows := uint64(elapsed/bus.RateWindow) + 1
+	windows := uint64(elapsed/guard.RateWindow) + 1
 	st := sub.Stats()
 	t.Logf("%d flood calls in %s: %d of %d messages published", calls, elapsed, st.Matched, calls*perCall)
 	if st.Matched*size > windows*floodQuota {

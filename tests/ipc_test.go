@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/shared/pb"
 )
@@ -185,7 +186,7 @@ func TestIPCQuota(t *testing.T) {
 func TestSubscriptionLimit(t *testing.T) {
 	h := newHost(t)
 	inst, _ := loadCapsule(t, h, "ipc")
-	for i := range bus.MaxSubscriptions {
+	for i := range guard.MaxSubscriptions {
 		if got := call(t, inst, "subscribe", "test.v1.*"); got != fmt.Sprint(i+1) {
 			t.Fatalf("subscription %d got handle %s", i+1, got)
 		}
@@ -303,6 +304,7 @@ func TestForgedRequests(t *testing.T) {
 	}{
 		{"publish outside the ACL", `{"rpc":"publish","topic":"other.topic","payload":"1"}`, "is not allowed to publish to topic 'other.topic'"},
 		{"invalid payload", `{"rpc":"publish","topic":"test.v1.x","payload":"{"}`, "IPC payload is not valid JSON"},
+		{"payload beyond float64", `{"rpc":"publish","topic":"test.v1.x","payload":"1e400"}`, "IPC payload is not valid JSON"}, // a correct shim refuses it itself
 		{"oversize payload", `{"rpc":"publish","topic":"test.v1.x","bytes":6291456}`, "Payload too large"},
 		{"subscribe outside the ACL", `{"rpc":"subscribe","topic":"other.*"}`, "is not allowed to subscribe to topic 'other.*'"},
 		{"another capsule's handle", `{"rpc":"poll","handle":1}`, "Subscription handle not found"},

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/topics"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/manifest"
 )
@@ -68,15 +69,15 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		switch {
 		case !ok:
 			return usageError(fs, stderr, fmt.Errorf("--publish %q: want TOPIC=JSON", p))
-		case bus.CheckSegments(topic) != nil:
-			return usageError(fs, stderr, fmt.Errorf("--publish %q: topic %q %v", p, topic, bus.CheckSegments(topic)))
+		case topics.CheckSegments(topic) != nil:
+			return usageError(fs, stderr, fmt.Errorf("--publish %q: topic %q %v", p, topic, topics.CheckSegments(topic)))
 		case !json.Valid([]byte(payload)):
 			return usageError(fs, stderr, fmt.Errorf("--publish %q: %q is not valid JSON", p, payload))
 		}
 		pubs = append(pubs, publication{topic, payload})
 	}
 	for _, t := range tails {
-		if err := bus.CheckSegments(t); err != nil {
+		if err := topics.CheckSegments(t); err != nil {
 			return usageError(fs, stderr, fmt.Errorf("--tail %q: the pattern %v", t, err))
 		}
 	}

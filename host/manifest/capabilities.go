@@ -1,6 +1,6 @@
 package manifest
 
-import "github.com/astrid-go/astrid/bus"
+import "github.com/astrid-go/astrid/bus/topics"
 
 // capabilities decodes a [capabilities] table, at the root or in a
 // [[component]].
@@ -34,7 +34,7 @@ func (d *decoder) checkPatterns(t *table, k string) {
 		if !ok {
 			continue // reported by strList
 		}
-		if err := bus.CheckSegments(s); err != nil {
+		if err := topics.CheckSegments(s); err != nil {
 			d.errorf(t.at(k).index(i), "%s pattern %q %v", k, s, err)
 		}
 	}

@@ -1,7 +1,7 @@
 package manifest
 
 import (
-	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/topics"
 
 	"fmt"
 	"math"
@@ -40,7 +40,7 @@ func (d *decoder) interceptors(ts []*table) []Interceptor {
 		ic := Interceptor{Priority: defaultPriority}
 		if ev, ok := t.str("event"); ok {
 			ic.Event = ev
-			if err := bus.CheckSegments(ev); err != nil {
+			if err := topics.CheckSegments(ev); err != nil {
 				d.errorf(t.at("event"), "interceptor event %q %v", ev, err)
 			}
 		} else if !t.has("event") {
@@ -105,7 +105,7 @@ func (d *decoder) topics(ts []*table) []Topic {
 // checkTopicName checks the name of a [[topic]]: valid segments, no
 // wildcard, only ASCII letters, digits, '-', '_' and '.'.
 func (d *decoder) checkTopicName(p keyPath, name string) bool {
-	if err := bus.CheckSegments(name); err != nil {
+	if err := topics.CheckSegments(name); err != nil {
 		d.errorf(p, "topic name %q %v", name, err)
 		return false
 	}

@@ -19,7 +19,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"strconv"
@@ -55,16 +54,9 @@ func (s *rawServer) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, er
 }
 
 func (s *rawServer) Compile(stream pb.Shim_CompileServer) error {
-	var wasm []byte
-	for {
-		c, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		wasm = append(wasm, c.Data...)
+	wasm, err := shared.RecvChunks(stream.Recv, shared.MaxModuleBytes)
+	if err != nil {
+		return err
 	}
 	m, err := wasmtime.NewModule(s.engine, wasm)
 	if err != nil {
@@ -75,14 +67,7 @@ func (s *rawServer) Compile(stream pb.Shim_CompileServer) error {
 		return err
 	}
 	s.compiled = art
-	for len(art) > 0 {
-		n := min(len(art), shared.ChunkBytes)
-		if err := stream.Send(&pb.Chunk{Data: art[:n]}); err != nil {
-			return err
-		}
-		art = art[n:]
-	}
-	return nil
+	return shared.SendChunks(stream.Send, art)
 }
 
 func (s *rawServer) Shutdown(context.Context, *pb.ShutdownRequest) (*pb.ShutdownResponse, error) {

@@ -23,6 +23,7 @@ type publishInput struct {
 	Topic   string          `json:"topic"`
 	Payload json.RawMessage `json:"payload"` // published as is (may be invalid JSON on purpose)
 	Raw     string          `json:"raw"`     // if set: publish these bytes as they are (e.g. invalid JSON)
+	RawB64  []byte          `json:"raw_b64"` // if set: publish these bytes (base64 in the input), e.g. invalid UTF-8
 	Bytes   int             `json:"bytes"`   // if set: publish a JSON string of this many bytes instead
 	Count   int             `json:"count"`   // default 1; each payload of a count > 1 gets "n"
 }
@@ -40,6 +41,8 @@ func publish() int32 {
 			switch {
 			case p.Raw != "":
 				payload = []byte(p.Raw)
+			case p.RawB64 != nil:
+				payload = p.RawB64
 			case p.Bytes > 0:
 				payload = []byte(`"` + strings.Repeat("x", p.Bytes-2) + `"`)
 			case p.Count > 1:

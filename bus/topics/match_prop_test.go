@@ -1,4 +1,4 @@
-package bus
+package topics
 
 import (
 	"slices"
@@ -6,10 +6,12 @@ import (
 	"testing"
 
 	"pgregory.net/rapid"
+
+	"github.com/astrid-go/astrid/bus/internal/topictest"
 )
 
 // naiveMatch is the reference definition of the matcher, written
-// independently of Match: split both sides, refuse empty segments and deep
+// independently of Match: split both sides, refuse empty segments and topictest.Deep
 // topics, then recurse over the segments.
 func naiveMatch(pattern, topic string) bool {
 	p := strings.Split(pattern, ".")
@@ -34,24 +36,6 @@ func naiveSegments(p, t []string) bool {
 	return false
 }
 
-// joined draws n segments from seg and joins them with dots.
-func joined(t *rapid.T, seg *rapid.Generator[string], n int, label string) string {
-	segs := make([]string, n)
-	for i := range segs {
-		segs[i] = seg.Draw(t, label)
-	}
-	return strings.Join(segs, ".")
-}
-
-// Small alphabets, so that matches are frequent. "" makes empty segments;
-// "c" in topics is a literal no pattern names.
-var (
-	patternSeg      = rapid.SampledFrom([]string{"a", "b", "*", "*", ""})
-	validPatternSeg = rapid.SampledFrom([]string{"a", "b", "*"})
-	topicSeg        = rapid.SampledFrom([]string{"a", "b", "c", "*", ""})
-	validTopicSeg   = rapid.SampledFrom([]string{"a", "b", "c"})
-)
-
 // anyDepth draws a segment count, mostly small, sometimes around MaxDepth.
 func anyDepth(t *rapid.T, label string) int {
 	return rapid.OneOf(rapid.IntRange(0, 6), rapid.IntRange(MaxDepth-2, MaxDepth+2)).Draw(t, label)
@@ -59,8 +43,8 @@ func anyDepth(t *rapid.T, label string) int {
 
 func TestMatchAgreesWithNaive(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
-		p := joined(t, patternSeg, anyDepth(t, "pattern depth"), "pattern segment")
-		top := joined(t, topicSeg, anyDepth(t, "topic depth"), "topic segment")
+		p := topictest.Joined(t, topictest.PatternSeg, anyDepth(t, "pattern depth"), "pattern segment")
+		top := topictest.Joined(t, topictest.TopicSeg, anyDepth(t, "topic depth"), "topic segment")
 		if got, want := Match(p, top), naiveMatch(p, top); got != want {
 			t.Fatalf("Match(%q, %q) = %v, naive = %v", p, top, got, want)
 		}
@@ -71,11 +55,11 @@ func TestMatchAgreesWithNaiveWhenPatternFitsTopic(t *testing.T) {
 	// Random pairs rarely match; derive the topic from the pattern so that
 	// they often do, with an occasional change to make them miss.
 	rapid.Check(t, func(t *rapid.T) {
-		p := joined(t, validPatternSeg, rapid.IntRange(1, 6).Draw(t, "depth"), "pattern segment")
+		p := topictest.Joined(t, topictest.ValidPatternSeg, rapid.IntRange(1, 6).Draw(t, "depth"), "pattern segment")
 		top := instantiate(t, p)
 		if rapid.IntRange(0, 3).Draw(t, "mutate") == 0 {
 			segs := strings.Split(top, ".")
-			segs[rapid.IntRange(0, len(segs)-1).Draw(t, "at")] = validTopicSeg.Draw(t, "new segment")
+			segs[rapid.IntRange(0, len(segs)-1).Draw(t, "at")] = topictest.ValidTopicSeg.Draw(t, "new segment")
 			top = strings.Join(segs, ".")
 		}
 		if got, want := Match(p, top), naiveMatch(p, top); got != want {
@@ -95,10 +79,10 @@ func instantiate(t *rapid.T, p string) string {
 			out = append(out, s)
 		case i == len(segs)-1:
 			for range rapid.IntRange(1, 3).Draw(t, "tail length") {
-				out = append(out, validTopicSeg.Draw(t, "tail segment"))
+				out = append(out, topictest.ValidTopicSeg.Draw(t, "tail segment"))
 			}
 		default:
-			out = append(out, validTopicSeg.Draw(t, "wildcard segment"))
+			out = append(out, topictest.ValidTopicSeg.Draw(t, "wildcard segment"))
 		}
 	}
 	return strings.Join(out, ".")
@@ -110,11 +94,11 @@ func specialise(t *rapid.T, p string) string {
 	segs := strings.Split(p, ".")
 	for i := range segs {
 		if segs[i] == "*" && rapid.Bool().Draw(t, "narrow") {
-			segs[i] = validPatternSeg.Draw(t, "narrowed")
+			segs[i] = topictest.ValidPatternSeg.Draw(t, "narrowed")
 		}
 	}
 	if rapid.Bool().Draw(t, "extend") {
-		segs = append(segs, validPatternSeg.Draw(t, "extension"))
+		segs = append(segs, topictest.ValidPatternSeg.Draw(t, "extension"))
 	}
 	return strings.Join(segs, ".")
 }
@@ -122,12 +106,12 @@ func specialise(t *rapid.T, p string) string {
 func TestCoversIsSound(t *testing.T) {
 	// Covers(a, p) ⇒ every topic p matches is matched by a.
 	rapid.Check(t, func(t *rapid.T) {
-		a := joined(t, validPatternSeg, rapid.IntRange(1, 5).Draw(t, "acl depth"), "acl segment")
+		a := topictest.Joined(t, topictest.ValidPatternSeg, rapid.IntRange(1, 5).Draw(t, "acl depth"), "acl segment")
 		var p string
 		if rapid.Bool().Draw(t, "derive") {
 			p = specialise(t, a)
 		} else {
-			p = joined(t, validPatternSeg, rapid.IntRange(1, 5).Draw(t, "pattern depth"), "pattern segment")
+			p = topictest.Joined(t, topictest.ValidPatternSeg, rapid.IntRange(1, 5).Draw(t, "pattern depth"), "pattern segment")
 		}
 		if !Covers(a, a) || !Covers(p, p) {
 			t.Fatalf("Covers is not reflexive on %q or %q", a, p)
@@ -137,7 +121,7 @@ func TestCoversIsSound(t *testing.T) {
 		}
 		for range 8 {
 			top := instantiate(t, p)
-			if rand := joined(t, validTopicSeg, rapid.IntRange(1, 7).Draw(t, "topic depth"), "topic segment"); Match(p, rand) {
+			if rand := topictest.Joined(t, topictest.ValidTopicSeg, rapid.IntRange(1, 7).Draw(t, "topic depth"), "topic segment"); Match(p, rand) {
 				top = rand
 			}
 			if !Match(p, top) {
@@ -154,8 +138,8 @@ func TestCoversIsComplete(t *testing.T) {
 	// !Covers(a, p) ⇒ some topic matches p and not a. Searching every topic
 	// over {a, b, c} up to one segment longer than both patterns finds it.
 	rapid.Check(t, func(t *rapid.T) {
-		a := joined(t, validPatternSeg, rapid.IntRange(1, 4).Draw(t, "acl depth"), "acl segment")
-		p := specialise(t, joined(t, validPatternSeg, rapid.IntRange(1, 4).Draw(t, "pattern depth"), "pattern segment"))
+		a := topictest.Joined(t, topictest.ValidPatternSeg, rapid.IntRange(1, 4).Draw(t, "acl depth"), "acl segment")
+		p := specialise(t, topictest.Joined(t, topictest.ValidPatternSeg, rapid.IntRange(1, 4).Draw(t, "pattern depth"), "pattern segment"))
 		if Covers(a, p) {
 			return
 		}
@@ -183,44 +167,4 @@ func someTopic(n int, f func(string) bool) bool {
 		return false
 	}
 	return walk("", n)
-}
-
-func TestIndexAgreesWithMatch(t *testing.T) {
-	// Delivery through the bus's index reaches exactly the subscriptions
-	// whose pattern Match says, with subscriptions coming and going.
-	rapid.Check(t, func(t *rapid.T) {
-		b := New(Options{})
-		var subs []*Subscription
-		for range rapid.IntRange(1, 12).Draw(t, "subscriptions") {
-			subs = append(subs, b.Subscribe(joined(t, patternSeg, rapid.IntRange(0, 4).Draw(t, "depth"), "segment")))
-		}
-		closed := map[*Subscription]bool{}
-		for _, s := range subs {
-			if rapid.IntRange(0, 4).Draw(t, "close") == 0 {
-				s.Close()
-				closed[s] = true
-			}
-		}
-		if got, want := b.Subscriptions(), len(subs)-len(closed); got != want {
-			t.Fatalf("Subscriptions() = %d, want %d", got, want)
-		}
-		for range rapid.IntRange(1, 8).Draw(t, "publishes") {
-			top := joined(t, topicSeg, rapid.IntRange(0, 5).Draw(t, "topic depth"), "topic segment")
-			b.Publish(Message{Topic: top})
-			for _, s := range subs {
-				env := s.Poll(1 << 20)
-				want := !closed[s] && Match(s.Pattern(), top)
-				if got := len(env.Messages) == 1; got != want || len(env.Messages) > 1 {
-					t.Fatalf("publish %q: subscription %q got %d messages, Match = %v (closed %v)",
-						top, s.Pattern(), len(env.Messages), want, closed[s])
-				}
-			}
-		}
-		for _, s := range subs {
-			s.Close()
-		}
-		if !b.index.root.empty() {
-			t.Fatalf("index not empty after every subscription closed: %+v", b.index.root)
-		}
-	})
 }
