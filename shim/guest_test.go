@@ -46,7 +46,7 @@ func newTestGuest(tb testing.TB) (*Engine, *guest, *env) {
 		tb.Fatal(err)
 	}
 	logs := &logSink{local: hclog.NewNullLogger(), level: LogLevelOff}
-	v := &env{cfg: guestConfig{capsuleID: "bench", memLimit: 64 << 20, callTimeout: time.Minute}, logs: logs, stdio: newStdio(logs.add), vars: newVarStore()}
+	v := &env{cfg: guestConfig{capsuleID: "bench", limits: limitsFor(64 << 20), callTimeout: time.Minute}, logs: logs, stdio: newStdio(logs.add), vars: newVarStore()}
 	g, err := e.instantiate(context.Background(), m, v)
 	if err != nil {
 		tb.Fatal(err)

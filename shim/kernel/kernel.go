@@ -138,6 +138,12 @@ func New(store *wasmtime.Store, module *wasmtime.Module, limit uint64) (*Kernel,
 	return k, nil
 }
 
+// MemorySize is the size in bytes of the kernel's two memories together; at most the limit
+// given to New.
+func (k *Kernel) MemorySize(store wasmtime.Storelike) uint64 {
+	return uint64(k.mem.DataSize(store)) + uint64(k.idx.DataSize(store))
+}
+
 // Define defines the kernel's guest-facing functions (exactly Imports) in linker under
 // ModuleName. The kernel's memories are not defined: guests cannot see them.
 func (k *Kernel) Define(store *wasmtime.Store, linker *wasmtime.Linker) error {
