@@ -18,7 +18,7 @@ import (
 // guestConfig is what Load tells the shim about the capsule.
 type guestConfig struct {
 	capsuleID   string
-	limits      storeLimits // [limits] memory, shared out in the Store
+	limits      storeLimits   // [limits] memory, shared out in the Store
 	callTimeout time.Duration // 0: no deadline
 	fuel        uint64        // 0: no fuel metering
 	config      map[string]string

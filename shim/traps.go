@@ -17,13 +17,13 @@ const trapOutOfFuel = 12
 
 // failure describes the circumstances of a failed call, for classify.
 type failure struct {
-	export   string
-	timeout  time.Duration // 0: the call had no deadline
-	cause    error         // why the call was interrupted (errCallTimeout, errUnloading), or nil
-	exit     *int32        // the status the guest gave proc_exit, if it called it
-	limits   storeLimits
-	memSize  uint64   // guest memory size when the call failed
-	stderr   []string // the call's notable stderr lines (see stdio)
+	export  string
+	timeout time.Duration // 0: the call had no deadline
+	cause   error         // why the call was interrupted (errCallTimeout, errUnloading), or nil
+	exit    *int32        // the status the guest gave proc_exit, if it called it
+	limits  storeLimits
+	memSize uint64   // guest memory size when the call failed
+	stderr  []string // the call's notable stderr lines (see stdio)
 }
 
 // classify turns an error from calling a guest export into a GuestError a capsule author can act
