@@ -8,10 +8,12 @@ import (
 
 // Defaults for [limits] and [restart]. They match the fixed values of the
 // upstream runtime (64 MiB of memory, 300 s per call, 10 MiB/s of IPC, 8
-// background processes, 5 restarts with a 2 s backoff doubling to 120 s).
+// background processes, 5 restarts with a 2 s backoff doubling to 120 s);
+// upstream has no compile deadline, and 60 s is ours.
 const (
 	DefaultMemory         = 64 << 20
 	DefaultCallTimeout    = 300 * time.Second
+	DefaultCompileTimeout = 60 * time.Second
 	DefaultIPCBytesPerSec = 10 << 20
 	DefaultMaxProcesses   = 8
 	DefaultRestartPolicy  = RestartOnFailure
@@ -22,20 +24,27 @@ const (
 
 // Bounds of [limits] and [restart] values.
 const (
-	minMemory       = 1 << 20
-	maxMemory       = 4 << 30 // the 32-bit wasm address space
-	maxCallTimeout  = 24 * time.Hour
-	maxMaxProcesses = 1024
-	minBackoff      = time.Millisecond
+	minMemory         = 1 << 20
+	maxMemory         = 4 << 30 // the 32-bit wasm address space
+	maxCallTimeout    = 24 * time.Hour
+	maxCompileTimeout = time.Hour
+	maxMaxProcesses   = 1024
+	minBackoff        = time.Millisecond
 )
 
 // Limits are the resource limits of one capsule instance ([limits]).
 type Limits struct {
-	Memory         uint64        // bytes of linear memory; [limits] memory
-	CallTimeout    time.Duration // wall-clock limit of one export call; [limits] call_timeout
+	// Memory is the most bytes the capsule's Store holds: its linear memory, the kernel's
+	// memories and its table together (the shim shares it out; see the README's limits);
+	// [limits] memory.
+	Memory         uint64
+	CallTimeout    time.Duration // wall-clock limit of one export call, and of the start function and _initialize; [limits] call_timeout
 	Fuel           uint64        // fuel per call, 0 = fuel metering off; [limits] fuel
 	IPCBytesPerSec uint64        // bytes the capsule may publish per second; [limits] ipc_bytes_per_sec
 	MaxProcesses   int           // concurrent background processes; [limits] max_processes
+	// CompileTimeout is the wall-clock limit of compiling the capsule's module; the host kills
+	// the compiling shim when it passes and the load fails. [limits] compile_timeout.
+	CompileTimeout time.Duration
 }
 
 // RestartPolicy says when a crashed capsule is restarted.
@@ -63,6 +72,7 @@ func defaultLimits() Limits {
 	return Limits{
 		Memory:         DefaultMemory,
 		CallTimeout:    DefaultCallTimeout,
+		CompileTimeout: DefaultCompileTimeout,
 		IPCBytesPerSec: DefaultIPCBytesPerSec,
 		MaxProcesses:   DefaultMaxProcesses,
 	}
@@ -99,6 +109,15 @@ func (d *decoder) limits(t *table) Limits {
 				d.errorf(t.at("call_timeout"), "%s is out of range: call_timeout must be more than 0 and at most 24h (default 5m0s)", dur)
 			} else {
 				l.CallTimeout = dur
+			}
+		}
+	}
+	if v, ok := t.get("compile_timeout"); ok {
+		if dur, ok := d.duration(t.at("compile_timeout"), v); ok {
+			if dur <= 0 || dur > maxCompileTimeout {
+				d.errorf(t.at("compile_timeout"), "%s is out of range: compile_timeout must be more than 0 and at most 1h (default 1m0s)", dur)
+			} else {
+				l.CompileTimeout = dur
 			}
 		}
 	}
