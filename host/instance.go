@@ -266,7 +266,7 @@ func (i *Instance) Call(ctx context.Context, export string, input []byte, timeou
 	}
 	limit := timeout
 	if limit <= 0 {
-		limit = i.manifest.Limits.CallTimeout
+		limit = i.opts.callTimeout(i.manifest)
 	}
 	if limit > 0 {
 		// A watchdog rather than a gRPC deadline: a deadline travels to the shim and costs a timer
@@ -482,7 +482,11 @@ func (i *Instance) WaitReady(ctx context.Context) error {
 
 // Stop unloads the capsule: the shim interrupts the guest and drops its Store, then the shim
 // process and its whole process group are ended. A Failed instance keeps its state and reason.
-func (i *Instance) Stop(ctx context.Context) {
+func (i *Instance) Stop(ctx context.Context) { i.stop(ctx, false) }
+
+// stop is Stop; with kill, the shim's process group is SIGKILLed at once instead of being asked
+// to shut down (for a shim that cannot answer, such as one still compiling past its deadline).
+func (i *Instance) stop(ctx context.Context, kill bool) {
 	i.mu.Lock()
 	if i.stopping {
 		i.mu.Unlock()
@@ -490,8 +494,11 @@ func (i *Instance) Stop(ctx context.Context) {
 	}
 	i.stopping = true
 	i.mu.Unlock()
+	if i.proc != nil && kill {
+		i.proc.killGroup()
+	}
 	if i.proc != nil {
-		if i.proc.shim != nil && !i.proc.waitExited(0) {
+		if i.proc.shim != nil && !kill && !i.proc.waitExited(0) {
 			rctx, cancel := context.WithTimeout(ctx, stopRPCTimeout)
 			_, err := i.proc.shim.Shutdown(rctx, &pb.ShutdownRequest{})
 			cancel()
