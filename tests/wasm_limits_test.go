@@ -1,0 +1,175 @@
+package tests
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// storeHogWAT takes all it can of what grows in its Store: its memory (a page at a time until
+// memory.grow refuses), its table (table.grow by the input's u64; returns 1 when refused) and the
+// kernel's memory (64 KiB blocks until alloc refuses).
+const storeHogWAT = `(module
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "input_load_u64" (func $input_load_u64 (param i64) (result i64)))
+  (memory (export "memory") 1)
+  (table $t 1 funcref)
+  (func (export "grow_memory") (result i32)
+    (loop $more (br_if $more (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
+    (i32.const 0))
+  (func (export "grow_table") (result i32)
+    (i32.eq (table.grow $t (ref.null func) (i32.wrap_i64 (call $input_load_u64 (i64.const 0)))) (i32.const -1)))
+  (func (export "fill_kernel") (result i32)
+    (loop $more (br_if $more (i64.ne (call $alloc (i64.const 65536)) (i64.const 0))))
+    (i32.const 0))
+  (func (export "table_size") (result i32) (i32.ne (table.size $t) (i32.wrap_i64 (call $input_load_u64 (i64.const 0)))))
+  (func (export "nop") (result i32) (i32.const 0)))`
+
+// TestStoreLimitsInHost is hole 3 through the real host and shim: with [limits] memory = 4 MiB
+// (documented shares: 2 MiB of guest memory, 1.5 MiB of kernel memory, 65 536 table elements),
+// a capsule that grows its table is refused at exactly the limit and one with many memories does
+// not load; the hog stays Ready and answers, and a neighbour is unaffected throughout.
+func TestStoreLimitsInHost(t *testing.T) {
+	const tableLimit = 4 << 20 / 64
+	h := newHost(t)
+	neighbour, _ := loadCapsule(t, h, watCapsule(t, "neighbour", echoWAT, ""))
+	hog, _ := loadCapsule(t, h, watCapsule(t, "hog", storeHogWAT, "[limits]\nmemory = \"4MiB\"\n"))
+	u64 := func(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
+	ctx := context.Background()
+	steps := []struct {
+		export string
+		input  []byte
+		ok     bool
+	}{
+		{"grow_memory", nil, true},
+		{"fill_kernel", nil, true},
+		{"grow_table", u64(tableLimit), false}, // 1 + 65 536 elements: one too many
+		{"grow_table", u64(tableLimit - 1), true},
+		{"table_size", u64(tableLimit), true},
+		{"grow_table", u64(1), false},
+		{"nop", nil, true},
+	}
+	for _, st := range steps {
+		_, err := hog.Call(ctx, st.export, st.input, 0)
+		if (err == nil) != st.ok {
+			t.Fatalf("%s(%x): %v, want success %v", st.export, st.input, err, st.ok)
+		}
+		var ge *host.GuestError
+		if err != nil && (!errors.As(err, &ge) || ge.Kind != pb.GuestError_GUEST_ERROR) {
+			t.Fatalf("%s(%x): %v, want the guest's own failure (table.grow returned -1), not a trap", st.export, st.input, err)
+		}
+		if out, err := neighbour.Call(ctx, "echo", []byte("unaffected"), 0); err != nil || string(out) != "unaffected" {
+			t.Fatalf("the neighbour after the hog's %s: %q, %v", st.export, out, err)
+		}
+	}
+	if st, reason := hog.State(); st != host.StateReady {
+		t.Errorf("the hog is %s (%s), want Ready", st, reason)
+	}
+
+	many := watCapsule(t, "many", `(module `+strings.Repeat(`(memory 1000)`, 100)+`)`, "")
+	_, _, err := h.Load(ctx, mustManifest(t, many), host.LoadOptions{})
+	want := "instantiate: the module defines more than one linear memory; a capsule may have one (of at most 32 MiB (half of [limits] memory, 64 MiB))"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("loading a module with 100 memories: %v\nwant %q", err, want)
+	}
+	if out, err := neighbour.Call(ctx, "echo", []byte("still"), 0); err != nil || string(out) != "still" {
+		t.Fatalf("the neighbour after the refused load: %q, %v", out, err)
+	}
+}
+
+// asStartWAT is shaped like an AssemblyScript build: a start function initialises the runtime (a
+// heap pointer in a global, a length in memory), and an Extism-style export relies on it.
+const asStartWAT = `(module
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "store_u8" (func $store_u8 (param i64 i32)))
+  (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
+  (memory (export "memory") 1)
+  (global $heap (mut i32) (i32.const 0))
+  (data (i32.const 16) "hello from a start section")
+  (func $start
+    (global.set $heap (i32.const 1024))
+    (i32.store (i32.const 0) (i32.const 26)))
+  (start $start)
+  (func (export "greet") (result i32)
+    (local $n i32) (local $h i64) (local $i i32)
+    (if (i32.eqz (global.get $heap)) (then (return (i32.const 7))))
+    (local.set $n (i32.load (i32.const 0)))
+    (local.set $h (call $alloc (i64.extend_i32_u (local.get $n))))
+    (block $done (loop $copy
+      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+      (call $store_u8 (i64.add (local.get $h) (i64.extend_i32_u (local.get $i)))
+        (i32.load8_u offset=16 (local.get $i)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $copy)))
+    (call $output_set (local.get $h) (i64.extend_i32_u (local.get $n)))
+    (i32.const 0)))`
+
+// TestStartSection is hole 5 through astrid-host call: a module with a start section loads and
+// runs (with fuel metering too), its start function is bounded by --timeout, and a guest's
+// proc_exit status outside [0, 126) is reported as given.
+func TestStartSection(t *testing.T) {
+	start := watModule(t, "start", asStartWAT)
+	fueled := watCapsule(t, "fueled", asStartWAT, "[limits]\nfuel = 1000000\n")
+	spin := watModule(t, "spin", `(module (func $s (loop $l (br $l))) (start $s) (func (export "run") (result i32) (i32.const 0)))`)
+	exit := watModule(t, "exit", `(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (import "extism:host/env" "config_get" (func $config_get (param i64) (result i64)))
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/env" "store_u8" (func $store_u8 (param i64 i32)))
+  (import "extism:host/env" "load_u8" (func $load_u8 (param i64) (result i32)))
+  (import "extism:host/env" "length" (func $length (param i64) (result i64)))
+  (memory (export "memory") 1)
+  ;; exits with the status in config "code", a decimal number with an optional minus sign
+  (func (export "exit") (result i32)
+    (local $key i64) (local $v i64) (local $n i64) (local $i i64) (local $c i32) (local $neg i32) (local $status i32)
+    (local.set $key (call $alloc (i64.const 4)))
+    (call $store_u8 (local.get $key) (i32.const 99))
+    (call $store_u8 (i64.add (local.get $key) (i64.const 1)) (i32.const 111))
+    (call $store_u8 (i64.add (local.get $key) (i64.const 2)) (i32.const 100))
+    (call $store_u8 (i64.add (local.get $key) (i64.const 3)) (i32.const 101))
+    (local.set $v (call $config_get (local.get $key)))
+    (local.set $n (call $length (local.get $v)))
+    (block $done (loop $digits
+      (br_if $done (i64.ge_u (local.get $i) (local.get $n)))
+      (local.set $c (call $load_u8 (i64.add (local.get $v) (local.get $i))))
+      (if (i32.eq (local.get $c) (i32.const 45))
+        (then (local.set $neg (i32.const 1)))
+        (else (local.set $status (i32.add (i32.mul (local.get $status) (i32.const 10)) (i32.sub (local.get $c) (i32.const 48))))))
+      (local.set $i (i64.add (local.get $i) (i64.const 1)))
+      (br $digits)))
+    (if (local.get $neg) (then (local.set $status (i32.sub (i32.const 0) (local.get $status)))))
+    (call $exit (local.get $status))
+    (i32.const 0)))`)
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{name: "start section", args: []string{"call", start, "greet"}, wantStdout: "hello from a start section"},
+		{name: "start section with fuel", args: []string{"call", fueled, "greet"}, wantStdout: "hello from a start section"},
+		{name: "endless start function bounded by --timeout", args: []string{"call", spin, "run", "--timeout", "300ms"},
+			wantCode: 2, wantStderr: "call to the start function hit its time limit of 300ms and was interrupted"},
+		{name: "proc_exit 500", args: []string{"call", exit, "exit", "--config", "code=500"},
+			wantCode: 1, wantStderr: "error: call to exit: the guest exited with status 500\n"},
+		{name: "proc_exit -1", args: []string{"call", exit, "exit", "--config", "code=-1"},
+			wantCode: 1, wantStderr: "error: call to exit: the guest exited with status -1\n"},
+		{name: "proc_exit 0", args: []string{"call", exit, "exit", "--config", "code=0"}},
+	}
+	state := t.TempDir()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := runCLI(t, state, tc.args...)
+			if res.code != tc.wantCode || res.stdout != tc.wantStdout || !strings.Contains(res.stderr, tc.wantStderr) {
+				t.Fatalf("exit %d, stdout %q, stderr:\n%s\nwant exit %d, stdout %q, stderr containing %q",
+					res.code, res.stdout, res.stderr, tc.wantCode, tc.wantStdout, tc.wantStderr)
+			}
+		})
+	}
+}
