@@ -116,6 +116,7 @@ func TestStartSection(t *testing.T) {
 	start := watModule(t, "start", asStartWAT)
 	fueled := watCapsule(t, "fueled", asStartWAT, "[limits]\nfuel = 1000000\n")
 	spin := watModule(t, "spin", `(module (func $s (loop $l (br $l))) (start $s) (func (export "run") (result i32) (i32.const 0)))`)
+	spinInit := watModule(t, "spininit", `(module (func (export "_initialize") (loop $l (br $l))) (func (export "run") (result i32) (i32.const 0)))`)
 	exit := watModule(t, "exit", `(module
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (import "extism:host/env" "config_get" (func $config_get (param i64) (result i64)))
@@ -156,6 +157,8 @@ func TestStartSection(t *testing.T) {
 		{name: "start section with fuel", args: []string{"call", fueled, "greet"}, wantStdout: "hello from a start section"},
 		{name: "endless start function bounded by --timeout", args: []string{"call", spin, "run", "--timeout", "300ms"},
 			wantCode: 2, wantStderr: "call to the start function hit its time limit of 300ms and was interrupted"},
+		{name: "endless _initialize bounded by --timeout", args: []string{"call", spinInit, "run", "--timeout", "300ms"},
+			wantCode: 2, wantStderr: "call to _initialize hit its time limit of 300ms and was interrupted"},
 		{name: "proc_exit 500", args: []string{"call", exit, "exit", "--config", "code=500"},
 			wantCode: 1, wantStderr: "error: call to exit: the guest exited with status 500\n"},
 		{name: "proc_exit -1", args: []string{"call", exit, "exit", "--config", "code=-1"},
