@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,7 +26,7 @@ var (
 )
 
 // testEngine returns a shared engine, with fuel metering or without.
-func testEngine(t *testing.T, fuel bool) *Engine {
+func testEngine(t testing.TB, fuel bool) *Engine {
 	t.Helper()
 	enginesOnce.Do(func() {
 		engines = map[bool]*Engine{}
@@ -41,7 +43,7 @@ func testEngine(t *testing.T, fuel bool) *Engine {
 }
 
 // watGuest compiles wat on e and instantiates it as the shim does for a Load, with cfg.
-func watGuest(t *testing.T, e *Engine, wat string, cfg guestConfig) (*guest, *env, error) {
+func watGuest(t testing.TB, e *Engine, wat string, cfg guestConfig) (*guest, *env, error) {
 	t.Helper()
 	wasm, err := wasmtime.Wat2Wasm(wat)
 	if err != nil {
@@ -62,23 +64,15 @@ func watGuest(t *testing.T, e *Engine, wat string, cfg guestConfig) (*guest, *en
 	return g, v, nil
 }
 
-// hogWAT takes all it can of everything that grows in a Store: its linear memory (a page at a
-// time until memory.grow refuses), its table (table.grow by the input's u64, 0 on success), and
-// the kernel's memory (64 KiB blocks until alloc refuses).
-const hogWAT = `(module
-  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
-  (import "extism:host/env" "input_load_u64" (func $input_load_u64 (param i64) (result i64)))
-  (memory (export "memory") 1)
-  (table $t (export "table") 1 funcref)
-  (func (export "grow_memory") (result i32)
-    (loop $more (br_if $more (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
-    (i32.const 0))
-  (func (export "grow_table") (result i32)
-    (i32.eq (table.grow $t (ref.null func) (i32.wrap_i64 (call $input_load_u64 (i64.const 0)))) (i32.const -1)))
-  (func (export "fill_kernel") (result i32)
-    (loop $more (br_if $more (i64.ne (call $alloc (i64.const 65536)) (i64.const 0))))
-    (i32.const 0))
-  (func (export "nop") (result i32) (i32.const 0)))`
+// readWAT reads a test guest from testdata.
+func readWAT(t *testing.T, name string) string {
+	t.Helper()
+	wat, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(wat)
+}
 
 func u64(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 
@@ -90,7 +84,7 @@ func TestStoreTotalWithinLimit(t *testing.T) {
 		t.Run(formatBytes(memory), func(t *testing.T) {
 			e := testEngine(t, false)
 			lim := limitsFor(memory)
-			g, v, err := watGuest(t, e, hogWAT, guestConfig{limits: lim, callTimeout: time.Minute})
+			g, v, err := watGuest(t, e, readWAT(t, "hog.wat"), guestConfig{limits: lim, callTimeout: time.Minute})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -174,33 +168,6 @@ func TestStoreRefusesMore(t *testing.T) {
 	}
 }
 
-// startWAT is shaped like an AssemblyScript build: its start function initialises the runtime
-// (a heap pointer in a global and a length in memory), and an Extism-style export relies on it.
-const startWAT = `(module
-  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
-  (import "extism:host/env" "store_u8" (func $store_u8 (param i64 i32)))
-  (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 0))
-  (data (i32.const 16) "hello from a start section")
-  (func $start
-    (global.set $heap (i32.const 1024))
-    (i32.store (i32.const 0) (i32.const 26)))
-  (start $start)
-  (func (export "greet") (result i32)
-    (local $n i32) (local $h i64) (local $i i32)
-    (if (i32.eqz (global.get $heap)) (then (return (i32.const 7))))
-    (local.set $n (i32.load (i32.const 0)))
-    (local.set $h (call $alloc (i64.extend_i32_u (local.get $n))))
-    (block $done (loop $copy
-      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-      (call $store_u8 (i64.add (local.get $h) (i64.extend_i32_u (local.get $i)))
-        (i32.load8_u offset=16 (local.get $i)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $copy)))
-    (call $output_set (local.get $h) (i64.extend_i32_u (local.get $n)))
-    (i32.const 0)))`
-
 // TestStartFunction is hole 5: a module with a start section loads and runs, with and without
 // fuel metering, and its start function runs under the call's time limit and fuel like a call.
 func TestStartFunction(t *testing.T) {
@@ -214,8 +181,8 @@ func TestStartFunction(t *testing.T) {
 		wat     string
 		wantErr string // "" means it loads and greet answers
 	}{
-		{name: "loads", timeout: time.Minute, wat: startWAT},
-		{name: "loads with fuel", fuel: 1_000_000, timeout: time.Minute, wat: startWAT},
+		{name: "loads", timeout: time.Minute, wat: readWAT(t, "start.wat")},
+		{name: "loads with fuel", fuel: 1_000_000, timeout: time.Minute, wat: readWAT(t, "start.wat")},
 		{name: "endless start hits the time limit", timeout: 200 * time.Millisecond, wat: spin,
 			wantErr: "call to the start function hit its time limit of 200ms and was interrupted"},
 		{name: "endless start runs out of fuel", fuel: 1_000_000, timeout: time.Minute, wat: spin,

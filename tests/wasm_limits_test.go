@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -11,24 +13,15 @@ import (
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
-// storeHogWAT takes all it can of what grows in its Store: its memory (a page at a time until
-// memory.grow refuses), its table (table.grow by the input's u64; returns 1 when refused) and the
-// kernel's memory (64 KiB blocks until alloc refuses).
-const storeHogWAT = `(module
-  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
-  (import "extism:host/env" "input_load_u64" (func $input_load_u64 (param i64) (result i64)))
-  (memory (export "memory") 1)
-  (table $t 1 funcref)
-  (func (export "grow_memory") (result i32)
-    (loop $more (br_if $more (i32.ne (memory.grow (i32.const 1)) (i32.const -1))))
-    (i32.const 0))
-  (func (export "grow_table") (result i32)
-    (i32.eq (table.grow $t (ref.null func) (i32.wrap_i64 (call $input_load_u64 (i64.const 0)))) (i32.const -1)))
-  (func (export "fill_kernel") (result i32)
-    (loop $more (br_if $more (i64.ne (call $alloc (i64.const 65536)) (i64.const 0))))
-    (i32.const 0))
-  (func (export "table_size") (result i32) (i32.ne (table.size $t) (i32.wrap_i64 (call $input_load_u64 (i64.const 0)))))
-  (func (export "nop") (result i32) (i32.const 0)))`
+// shimWAT reads a test guest the shim's own tests use (shim/testdata).
+func shimWAT(t *testing.T, name string) string {
+	t.Helper()
+	wat, err := os.ReadFile(filepath.Join(repoRoot, "shim", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(wat)
+}
 
 // TestStoreLimitsInHost is hole 3 through the real host and shim: with [limits] memory = 4 MiB
 // (documented shares: 2 MiB of guest memory, 1.5 MiB of kernel memory, 65 536 table elements),
@@ -38,7 +31,7 @@ func TestStoreLimitsInHost(t *testing.T) {
 	const tableLimit = 4 << 20 / 64
 	h := newHost(t)
 	neighbour, _ := loadCapsule(t, h, watCapsule(t, "neighbour", echoWAT, ""))
-	hog, _ := loadCapsule(t, h, watCapsule(t, "hog", storeHogWAT, "[limits]\nmemory = \"4MiB\"\n"))
+	hog, _ := loadCapsule(t, h, watCapsule(t, "hog", shimWAT(t, "hog.wat"), "[limits]\nmemory = \"4MiB\"\n"))
 	u64 := func(v uint64) []byte { return binary.LittleEndian.AppendUint64(nil, v) }
 	ctx := context.Background()
 	steps := []struct {
@@ -82,39 +75,12 @@ func TestStoreLimitsInHost(t *testing.T) {
 	}
 }
 
-// asStartWAT is shaped like an AssemblyScript build: a start function initialises the runtime (a
-// heap pointer in a global, a length in memory), and an Extism-style export relies on it.
-const asStartWAT = `(module
-  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
-  (import "extism:host/env" "store_u8" (func $store_u8 (param i64 i32)))
-  (import "extism:host/env" "output_set" (func $output_set (param i64 i64)))
-  (memory (export "memory") 1)
-  (global $heap (mut i32) (i32.const 0))
-  (data (i32.const 16) "hello from a start section")
-  (func $start
-    (global.set $heap (i32.const 1024))
-    (i32.store (i32.const 0) (i32.const 26)))
-  (start $start)
-  (func (export "greet") (result i32)
-    (local $n i32) (local $h i64) (local $i i32)
-    (if (i32.eqz (global.get $heap)) (then (return (i32.const 7))))
-    (local.set $n (i32.load (i32.const 0)))
-    (local.set $h (call $alloc (i64.extend_i32_u (local.get $n))))
-    (block $done (loop $copy
-      (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
-      (call $store_u8 (i64.add (local.get $h) (i64.extend_i32_u (local.get $i)))
-        (i32.load8_u offset=16 (local.get $i)))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $copy)))
-    (call $output_set (local.get $h) (i64.extend_i32_u (local.get $n)))
-    (i32.const 0)))`
-
 // TestStartSection is hole 5 through astrid-host call: a module with a start section loads and
 // runs (with fuel metering too), its start function is bounded by --timeout, and a guest's
 // proc_exit status outside [0, 126) is reported as given.
 func TestStartSection(t *testing.T) {
-	start := watModule(t, "start", asStartWAT)
-	fueled := watCapsule(t, "fueled", asStartWAT, "[limits]\nfuel = 1000000\n")
+	start := watModule(t, "start", shimWAT(t, "start.wat"))
+	fueled := watCapsule(t, "fueled", shimWAT(t, "start.wat"), "[limits]\nfuel = 1000000\n")
 	spin := watModule(t, "spin", `(module (func $s (loop $l (br $l))) (start $s) (func (export "run") (result i32) (i32.const 0)))`)
 	spinInit := watModule(t, "spininit", `(module (func (export "_initialize") (loop $l (br $l))) (func (export "run") (result i32) (i32.const 0)))`)
 	exit := watModule(t, "exit", `(module

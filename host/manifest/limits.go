@@ -103,24 +103,8 @@ func (d *decoder) limits(t *table) Limits {
 			}
 		}
 	}
-	if v, ok := t.get("call_timeout"); ok {
-		if dur, ok := d.duration(t.at("call_timeout"), v); ok {
-			if dur <= 0 || dur > maxCallTimeout {
-				d.errorf(t.at("call_timeout"), "%s is out of range: call_timeout must be more than 0 and at most 24h (default 5m0s)", dur)
-			} else {
-				l.CallTimeout = dur
-			}
-		}
-	}
-	if v, ok := t.get("compile_timeout"); ok {
-		if dur, ok := d.duration(t.at("compile_timeout"), v); ok {
-			if dur <= 0 || dur > maxCompileTimeout {
-				d.errorf(t.at("compile_timeout"), "%s is out of range: compile_timeout must be more than 0 and at most 1h (default 1m0s)", dur)
-			} else {
-				l.CompileTimeout = dur
-			}
-		}
-	}
+	d.timeout(t, "call_timeout", maxCallTimeout, "24h", DefaultCallTimeout, &l.CallTimeout)
+	d.timeout(t, "compile_timeout", maxCompileTimeout, "1h", DefaultCompileTimeout, &l.CompileTimeout)
 	if n, ok := t.integer("fuel"); ok {
 		if n <= 0 {
 			d.errorf(t.at("fuel"), "must be a positive integer, got %d (remove the key to turn fuel metering off)", n)
@@ -220,6 +204,24 @@ func (d *decoder) size(p keyPath, v any) (uint64, bool) {
 		d.errorf(p, "must be a size: an integer number of bytes or a string of %s; got %s", sizeForms, typeName(v))
 		return 0, false
 	}
+}
+
+// timeout decodes the duration at key of t into *dst: more than 0 and at most max (written
+// maxText in the error, which names def as the default).
+func (d *decoder) timeout(t *table, key string, max time.Duration, maxText string, def time.Duration, dst *time.Duration) {
+	v, ok := t.get(key)
+	if !ok {
+		return
+	}
+	dur, ok := d.duration(t.at(key), v)
+	if !ok {
+		return
+	}
+	if dur <= 0 || dur > max {
+		d.errorf(t.at(key), "%s is out of range: %s must be more than 0 and at most %s (default %s)", dur, key, maxText, def)
+		return
+	}
+	*dst = dur
 }
 
 // duration decodes a Go duration string such as "30s" or "100ms".
