@@ -220,7 +220,7 @@ func (e *Engine) call(ctx context.Context, g *guest, v *env, export string, inpu
 			Message: fmt.Sprintf("export %q %s; the capsule's callable exports are: %s", export, what, listOrNone(g.exports))}, false
 	}
 	if err := g.kernel.BeginCall(g.store, input); err != nil {
-		return nil, &pb.GuestError{Kind: pb.GuestError_OUT_OF_MEMORY, Message: fmt.Sprintf("call to %s: the %d-byte input does not fit in the kernel's share of the capsule's memory, %s (three eighths of [limits] memory, %s): %v",
+		return nil, &pb.GuestError{Kind: pb.GuestError_OUT_OF_MEMORY, Message: fmt.Sprintf("call to %s: the %d-byte input does not fit in the kernel's share of the capsule's memory, %s (three sixteenths of [limits] memory, %s): %v",
 			export, len(input), formatBytes(v.cfg.limits.kernelMemory), formatBytes(v.cfg.limits.total), err)}, false
 	}
 	if v.cfg.fuel > 0 {

@@ -25,10 +25,12 @@ const (
 // so that their total never exceeds it (wasmtime-go can only limit each memory and each table
 // on its own, never their sum):
 //
-//   - the guest's linear memory: half, in whole 64 KiB pages (32 MiB of the default 64 MiB);
-//   - the kernel's two memories together: three eighths, in whole pages (24 MiB by default: room
-//     for a 10 MiB input and a 10 MiB output); the kernel enforces it (kernel.New);
-//   - the guest's table: memory/64 elements of 8 bytes, an eighth (1,048,576 elements by default).
+//   - the guest's linear memory: three quarters, in whole 64 KiB pages (48 MiB of the default
+//     64 MiB), since that is what a capsule author means by memory;
+//   - the kernel's two memories together: three sixteenths, in whole pages (12 MiB by default:
+//     room for a 10 MiB input); the kernel enforces it (kernel.New);
+//   - the guest's table: memory/128 elements of 8 bytes, a sixteenth (524,288 elements by default,
+//     some ten times what a large Go guest needs).
 //
 // The Store also refuses a third instance, a fourth memory and a second table, so none of this
 // can be multiplied.
@@ -43,9 +45,9 @@ type storeLimits struct {
 func limitsFor(memory uint64) storeLimits {
 	return storeLimits{
 		total:         memory,
-		guestMemory:   memory / 2 &^ (wasmPageBytes - 1),
-		kernelMemory:  memory / 8 * 3 &^ (wasmPageBytes - 1),
-		tableElements: memory / 8 / tableElementBytes,
+		guestMemory:   memory / 4 * 3 &^ (wasmPageBytes - 1),
+		kernelMemory:  memory / 16 * 3 &^ (wasmPageBytes - 1),
+		tableElements: memory / 16 / tableElementBytes,
 	}
 }
 
@@ -53,7 +55,7 @@ func limitsFor(memory uint64) storeLimits {
 // guest needs at least one.
 func (l storeLimits) check() error {
 	if l.kernelMemory < kernel.MinLimit || l.guestMemory < wasmPageBytes {
-		return fmt.Errorf("a memory limit of %d bytes is too small: the kernel needs at least %d bytes (three eighths of the limit) and the guest one 64 KiB page (half of it)",
+		return fmt.Errorf("a memory limit of %d bytes is too small: the kernel needs at least %d bytes (three sixteenths of the limit) and the guest one 64 KiB page (three quarters of it)",
 			l.total, uint64(kernel.MinLimit))
 	}
 	return nil
@@ -67,7 +69,7 @@ func (l storeLimits) apply(store *wasmtime.Store) {
 
 // guestShare describes the guest's memory limit for an error message.
 func (l storeLimits) guestShare() string {
-	return fmt.Sprintf("%s (half of [limits] memory, %s)", formatBytes(l.guestMemory), formatBytes(l.total))
+	return fmt.Sprintf("%s (three quarters of [limits] memory, %s)", formatBytes(l.guestMemory), formatBytes(l.total))
 }
 
 // instantiateError explains why instantiating the guest failed when the Store's limits refused
@@ -85,7 +87,7 @@ func (l storeLimits) instantiateError(err error) error {
 	case scan(text, "memory minimum size of %d pages exceeds memory limits", &n):
 		return fmt.Errorf("instantiate: the module's memory starts at %d pages (%s), more than the guest's limit of %s", n, formatBytes(n*wasmPageBytes), l.guestShare())
 	case scan(text, "table minimum size of %d elements exceeds table limits", &n):
-		return fmt.Errorf("instantiate: the module's table starts with %d elements, more than the limit of %d ([limits] memory / 64, an eighth of it at 8 bytes an element)", n, l.tableElements)
+		return fmt.Errorf("instantiate: the module's table starts with %d elements, more than the limit of %d ([limits] memory / 128, a sixteenth of it at 8 bytes an element)", n, l.tableElements)
 	}
 	return fmt.Errorf("instantiate: %s", text)
 }

@@ -144,13 +144,13 @@ func TestStoreRefusesMore(t *testing.T) {
 		name, wat, want string
 	}{
 		{"100 memories", `(module ` + strings.Repeat(`(memory 1000)`, 100) + `)`,
-			"the module defines more than one linear memory; a capsule may have one (of at most 32 MiB (half of [limits] memory, 64 MiB))"},
+			"the module defines more than one linear memory; a capsule may have one (of at most 48 MiB (three quarters of [limits] memory, 64 MiB))"},
 		{"2 memories", `(module (memory 1) (memory 1))`, "the module defines more than one linear memory"},
-		{"2 tables", `(module (table 1 funcref) (table 1 funcref))`, "the module defines more than one table; a capsule may have one (of at most 1048576 elements)"},
-		{"memory starts above its share", `(module (memory 513))`,
-			"the module's memory starts at 513 pages (32832 KiB), more than the guest's limit of 32 MiB (half of [limits] memory, 64 MiB)"},
-		{"table starts above its share", `(module (table 1048577 funcref))`,
-			"the module's table starts with 1048577 elements, more than the limit of 1048576"},
+		{"2 tables", `(module (table 1 funcref) (table 1 funcref))`, "the module defines more than one table; a capsule may have one (of at most 524288 elements)"},
+		{"memory starts above its share", `(module (memory 769))`,
+			"the module's memory starts at 769 pages (49216 KiB), more than the guest's limit of 48 MiB (three quarters of [limits] memory, 64 MiB)"},
+		{"table starts above its share", `(module (table 524289 funcref))`,
+			"the module's table starts with 524289 elements, more than the limit of 524288"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -161,7 +161,7 @@ func TestStoreRefusesMore(t *testing.T) {
 		})
 	}
 	// At the limits, both load.
-	for _, wat := range []string{`(module (memory 512))`, `(module (table 1048576 funcref))`} {
+	for _, wat := range []string{`(module (memory 768))`, `(module (table 524288 funcref))`} {
 		if _, _, err := watGuest(t, testEngine(t, false), wat, guestConfig{limits: lim, callTimeout: time.Minute}); err != nil {
 			t.Errorf("%s: %v", wat, err)
 		}

@@ -24,11 +24,11 @@ func shimWAT(t *testing.T, name string) string {
 }
 
 // TestStoreLimitsInHost is hole 3 through the real host and shim: with [limits] memory = 4 MiB
-// (documented shares: 2 MiB of guest memory, 1.5 MiB of kernel memory, 65 536 table elements),
+// (documented shares: 3 MiB of guest memory, 768 KiB of kernel memory, 32 768 table elements),
 // a capsule that grows its table is refused at exactly the limit and one with many memories does
 // not load; the hog stays Ready and answers, and a neighbour is unaffected throughout.
 func TestStoreLimitsInHost(t *testing.T) {
-	const tableLimit = 4 << 20 / 64
+	const tableLimit = 4 << 20 / 128
 	h := newHost(t)
 	neighbour, _ := loadCapsule(t, h, watCapsule(t, "neighbour", echoWAT, ""))
 	hog, _ := loadCapsule(t, h, watCapsule(t, "hog", shimWAT(t, "hog.wat"), "[limits]\nmemory = \"4MiB\"\n"))
@@ -41,7 +41,7 @@ func TestStoreLimitsInHost(t *testing.T) {
 	}{
 		{"grow_memory", nil, true},
 		{"fill_kernel", nil, true},
-		{"grow_table", u64(tableLimit), false}, // 1 + 65 536 elements: one too many
+		{"grow_table", u64(tableLimit), false}, // 1 + 32 768 elements: one too many
 		{"grow_table", u64(tableLimit - 1), true},
 		{"table_size", u64(tableLimit), true},
 		{"grow_table", u64(1), false},
@@ -66,7 +66,7 @@ func TestStoreLimitsInHost(t *testing.T) {
 
 	many := watCapsule(t, "many", `(module `+strings.Repeat(`(memory 1000)`, 100)+`)`, "")
 	_, _, err := h.Load(ctx, mustManifest(t, many), host.LoadOptions{})
-	want := "instantiate: the module defines more than one linear memory; a capsule may have one (of at most 32 MiB (half of [limits] memory, 64 MiB))"
+	want := "instantiate: the module defines more than one linear memory; a capsule may have one (of at most 48 MiB (three quarters of [limits] memory, 64 MiB))"
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("loading a module with 100 memories: %v\nwant %q", err, want)
 	}
