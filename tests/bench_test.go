@@ -25,7 +25,7 @@ import (
 // The benchmarks compare the runtime against a baseline measured in the same run: rawshim, a
 // go-plugin server speaking the same protocol with nothing behind it (tests/rawshim). Each
 // benchmark alternates the two so drift on a shared machine hits both alike, and reports both
-// times and their ratio (the figure DESIGN.md §7 sets targets for).
+// times and their ratio (the figure docs/architecture.md#performance-targets sets targets for).
 
 var (
 	rawShimOnce sync.Once
