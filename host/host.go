@@ -17,6 +17,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -164,6 +165,18 @@ type LoadOptions struct {
 	// RunLoop starts the capsule's run export in the background once it is loaded, if it has
 	// one (astrid-host run does; astrid-host call, which calls one export, does not).
 	RunLoop bool
+	// CallTimeout, when positive, replaces the capsule's [limits] call_timeout for this
+	// instance: its start function, its _initialize and every call that sets no time limit of
+	// its own run under it (astrid-host call --timeout).
+	CallTimeout time.Duration
+}
+
+// callTimeout is the time limit of the instance's calls that set none of their own.
+func (o LoadOptions) callTimeout(m *manifest.Manifest) time.Duration {
+	if o.CallTimeout > 0 {
+		return o.CallTimeout
+	}
+	return m.Limits.CallTimeout
 }
 
 // LoadResult tells how a capsule was loaded.
@@ -181,14 +194,75 @@ func (h *Host) Load(ctx context.Context, m *manifest.Manifest, opts LoadOptions)
 	return h.loadInstance(ctx, m, opts, nil)
 }
 
+// LoadOutcome is what LoadAll did with one capsule: the instance (nil if none was started, when
+// the host or ctx was stopping) and Load's result and error.
+type LoadOutcome struct {
+	Instance *Instance
+	Result   LoadResult
+	Err      error
+}
+
+// LoadConcurrency is how many capsules LoadAll loads at once: the number of CPUs, and at least
+// 4. Most of a load is waiting (for a shim to start, for the shim's answers); compiling uses
+// every core wasmtime is given, and its [limits] compile_timeout bounds it.
+func LoadConcurrency() int { return max(runtime.NumCPU(), 4) }
+
+// LoadAll loads the capsules of ms as Load does, LoadConcurrency at a time, so that a capsule
+// that is slow to compile or to initialise holds up no other. What depends on order stays in the
+// order of ms: instances are added to the host (Instances, and so `status` and Shutdown, which
+// stops them newest first) and their astrid.v1.capsule.loading events are published in that
+// order; ready and failed events follow as each load ends. outcomes[k] is for ms[k]. Once ctx
+// ends no further load starts (those get ctx's error), and the ones under way end early.
+func (h *Host) LoadAll(ctx context.Context, ms []*manifest.Manifest, opts LoadOptions) []LoadOutcome {
+	out := make([]LoadOutcome, len(ms))
+	slots := make(chan struct{}, LoadConcurrency())
+	var wg sync.WaitGroup
+	for k, m := range ms {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if err := ctx.Err(); err != nil {
+			out[k].Err = fmt.Errorf("load capsule %s: %w", m.ID(), err)
+			continue
+		}
+		inst, err := h.addInstance(m, opts, nil)
+		if err != nil {
+			<-slots
+			out[k].Err = err
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			res, err := h.finishLoad(ctx, inst, opts)
+			out[k] = LoadOutcome{Instance: inst, Result: res, Err: err}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 // loadInstance loads a new instance of m. A restart passes the instance it replaces (in the
 // host's list, and in the restart count it carries on); a first load passes nil.
 func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts LoadOptions, replaces *Instance) (*Instance, LoadResult, error) {
+	inst, err := h.addInstance(m, opts, replaces)
+	if err != nil {
+		return nil, LoadResult{}, err
+	}
+	res, err := h.finishLoad(ctx, inst, opts)
+	return inst, res, err
+}
+
+// addInstance adds a new instance of m, Loading, to the host's list (in place of replaces, if
+// given) and announces it.
+func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Instance) (*Instance, error) {
 	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{})}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return nil, LoadResult{}, errors.New("host: shutting down")
+		return nil, errors.New("host: shutting down")
 	}
 	if replaces != nil {
 		inst.restarts = replaces.restarts + 1
@@ -204,7 +278,12 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 	h.mu.Unlock()
 	inst.log.Info("capsule state", "state", StateLoading, "dir", m.Dir)
 	h.publishEvent(TopicCapsulePrefix+StateLoading.String(), capsuleEvent{CapsuleID: m.ID(), Instance: inst.ipc.sourceID, State: StateLoading.String()})
+	return inst, nil
+}
 
+// finishLoad loads an added instance's module and makes it Ready, or Failed with the reason.
+func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions) (LoadResult, error) {
+	m := inst.manifest
 	start := time.Now()
 	res, err := h.load(ctx, inst, opts)
 	res.Took = time.Since(start)
@@ -212,9 +291,10 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 		err = fmt.Errorf("load capsule %s: %w", m.ID(), err)
 		inst.setState(StateFailed, err.Error())
 		if inst.proc != nil {
-			inst.Stop(ctx)
+			// A shim that overran its compile deadline is still compiling: kill it at once.
+			inst.stop(ctx, errors.Is(err, errCompileTimeout))
 		}
-		return inst, res, err
+		return res, err
 	}
 	inst.setState(StateReady, "")
 	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took, "sandbox", inst.proc.sandbox)
@@ -222,7 +302,7 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 	if opts.RunLoop && slices.Contains(inst.Exports(), "run") {
 		inst.startRunLoop()
 	}
-	return inst, res, nil
+	return res, nil
 }
 
 func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (LoadResult, error) {
@@ -239,6 +319,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		return LoadResult{}, err
 	}
 	inst.proc = proc
+	inst.pid.Store(int64(proc.pid))
 	inst.watched = make(chan struct{})
 	go inst.watchExit()
 
@@ -266,7 +347,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		if got != sum {
 			return fmt.Errorf("module %s changed while it was being loaded; try again", m.WasmPath())
 		}
-		if err := h.compile(ctx, proc, wasm, artefact); err != nil {
+		if err := h.compile(ctx, proc, wasm, artefact, m.Limits.CompileTimeout); err != nil {
 			return err
 		}
 		res.Compiled = true
@@ -281,7 +362,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		CapsuleId:          m.ID(),
 		ArtefactPath:       artefact,
 		MemoryLimitBytes:   m.Limits.Memory,
-		CallTimeoutMs:      uint64(m.Limits.CallTimeout.Milliseconds()),
+		CallTimeoutMs:      uint64(opts.callTimeout(m).Milliseconds()),
 		Fuel:               m.Limits.Fuel,
 		HostServicesId:     proc.serveHostServices(inst),
 		Config:             guestConfig(m, opts.Config),
@@ -346,26 +427,52 @@ func guestConfig(m *manifest.Manifest, overrides map[string]string) map[string]s
 	return cfg
 }
 
-// compile has the (fresh) shim compile wasm and stores the artefact in the cache.
-func (h *Host) compile(ctx context.Context, proc *shimProcess, wasm []byte, artefact string) error {
+// errCompileTimeout marks a load whose compilation overran [limits] compile_timeout.
+var errCompileTimeout = errors.New("compile deadline passed")
+
+// compile has the (fresh) shim compile wasm within limit ([limits] compile_timeout) and stores
+// the artefact in the cache. Compiling cannot be interrupted inside the shim, so at the deadline
+// the call ends with an error wrapping errCompileTimeout, and the caller kills the shim.
+func (h *Host) compile(ctx context.Context, proc *shimProcess, wasm []byte, artefact string, limit time.Duration) error {
+	// A watchdog rather than a gRPC deadline: a deadline would travel to the shim, which could
+	// end the stream a moment before the host's own timer says why.
+	cctx, cancel := context.WithCancelCause(ctx)
+	watchdog := time.AfterFunc(limit, func() { cancel(errCompileTimeout) })
+	defer func() {
+		watchdog.Stop()
+		cancel(nil)
+	}()
+	out, err := h.compileIn(cctx, proc, wasm)
+	if err != nil && errors.Is(context.Cause(cctx), errCompileTimeout) {
+		return fmt.Errorf("compiling its module (%d bytes) did not finish within its deadline of %s ([limits] compile_timeout); the shim compiling it was killed: %w",
+			len(wasm), limit, errCompileTimeout)
+	}
+	if err != nil {
+		return err
+	}
+	return h.cache.Store(artefact, out)
+}
+
+// compileIn streams wasm to the shim's Compile and collects the artefact.
+func (h *Host) compileIn(ctx context.Context, proc *shimProcess, wasm []byte) ([]byte, error) {
 	stream, err := proc.shim.Compile(ctx)
 	if err != nil {
-		return fmt.Errorf("compile: %w", err)
+		return nil, fmt.Errorf("compile: %w", err)
 	}
 	if err := shared.SendChunks(stream.Send, wasm); err != nil {
-		return fmt.Errorf("compile: send module: %w", err)
+		return nil, fmt.Errorf("compile: send module: %w", err)
 	}
 	if err := stream.CloseSend(); err != nil {
-		return fmt.Errorf("compile: %w", err)
+		return nil, fmt.Errorf("compile: %w", err)
 	}
 	out, err := shared.RecvChunks(stream.Recv, MaxArtefactBytes)
 	if errors.Is(err, shared.ErrTooLarge) {
-		return fmt.Errorf("compile: the artefact is larger than %d bytes (1 GiB)", MaxArtefactBytes)
+		return nil, fmt.Errorf("compile: the artefact is larger than %d bytes (1 GiB)", MaxArtefactBytes)
 	}
 	if err != nil {
-		return fmt.Errorf("compile: %s", status.Convert(err).Message())
+		return nil, fmt.Errorf("compile: %s", status.Convert(err).Message())
 	}
-	return h.cache.Store(artefact, out)
+	return out, nil
 }
 
 // readModule reads a capsule's module and hashes it. The host hashes the bytes it sends to the

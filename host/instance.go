@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -62,7 +63,10 @@ type Instance struct {
 	ipc      *instanceIPC
 	log      hclog.Logger
 	proc     *shimProcess
-	watched  chan struct{} // closed when the exit watcher has finished
+	// pid is proc's pid, readable from any goroutine (the host looks instances up by a
+	// connecting peer's pid while others are still loading).
+	pid     atomic.Int64
+	watched chan struct{} // closed when the exit watcher has finished
 
 	mu       sync.Mutex
 	state    State
@@ -126,10 +130,7 @@ func (i *Instance) State() (State, string) {
 
 // Pid is the shim's process id (0 if no shim was started).
 func (i *Instance) Pid() int {
-	if i.proc == nil {
-		return 0
-	}
-	return i.proc.pid
+	return int(i.pid.Load())
 }
 
 // Exports lists the guest exports that can be called by name.
@@ -266,7 +267,7 @@ func (i *Instance) Call(ctx context.Context, export string, input []byte, timeou
 	}
 	limit := timeout
 	if limit <= 0 {
-		limit = i.manifest.Limits.CallTimeout
+		limit = i.opts.callTimeout(i.manifest)
 	}
 	if limit > 0 {
 		// A watchdog rather than a gRPC deadline: a deadline travels to the shim and costs a timer
@@ -482,7 +483,11 @@ func (i *Instance) WaitReady(ctx context.Context) error {
 
 // Stop unloads the capsule: the shim interrupts the guest and drops its Store, then the shim
 // process and its whole process group are ended. A Failed instance keeps its state and reason.
-func (i *Instance) Stop(ctx context.Context) {
+func (i *Instance) Stop(ctx context.Context) { i.stop(ctx, false) }
+
+// stop is Stop; with kill, the shim's process group is SIGKILLed at once instead of being asked
+// to shut down (for a shim that cannot answer, such as one still compiling past its deadline).
+func (i *Instance) stop(ctx context.Context, kill bool) {
 	i.mu.Lock()
 	if i.stopping {
 		i.mu.Unlock()
@@ -490,8 +495,11 @@ func (i *Instance) Stop(ctx context.Context) {
 	}
 	i.stopping = true
 	i.mu.Unlock()
+	if i.proc != nil && kill {
+		i.proc.killGroup()
+	}
 	if i.proc != nil {
-		if i.proc.shim != nil && !i.proc.waitExited(0) {
+		if i.proc.shim != nil && !kill && !i.proc.waitExited(0) {
 			rctx, cancel := context.WithTimeout(ctx, stopRPCTimeout)
 			_, err := i.proc.shim.Shutdown(rctx, &pb.ShutdownRequest{})
 			cancel()

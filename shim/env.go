@@ -39,6 +39,8 @@ type callState struct {
 	// ctx is cancelled when the call's time is up (cause errCallTimeout) or the capsule unloads
 	// (cause errUnloading); blocking host functions give up when it is done.
 	ctx context.Context
+	// exit is the status the guest gave proc_exit during the call (nil: it did not call it).
+	exit *int32
 	// The last http_request's response status and headers (JSON), for http_status_code and
 	// http_headers.
 	httpStatus  int32

@@ -18,7 +18,7 @@ import (
 // guestConfig is what Load tells the shim about the capsule.
 type guestConfig struct {
 	capsuleID   string
-	memLimit    uint64
+	limits      storeLimits   // [limits] memory, shared out in the Store
 	callTimeout time.Duration // 0: no deadline
 	fuel        uint64        // 0: no fuel metering
 	config      map[string]string
@@ -37,12 +37,14 @@ type guest struct {
 	funcs map[string]*wasmtime.Func
 }
 
-// instantiate builds a fresh Store for module: memory limit, WASI with no ambient authority (no
-// preopens, environment or arguments; stdout and stderr captured; a cancellable poll_oneoff), the
-// kernel and the Go host functions, and then the guest, whose _initialize runs once if exported.
+// instantiate builds a fresh Store for module: the Store's limits (see storeLimits), WASI with no
+// ambient authority (no preopens, environment or arguments; stdout and stderr captured; a
+// cancellable poll_oneoff; a proc_exit that reports any status), the kernel and the Go host
+// functions, and then the guest. The guest's start function, if it has one, and then its runtime
+// initialisation (_initialize and the like) run under the call time limit and fuel, as a call does.
 func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *env) (*guest, error) {
 	store := wasmtime.NewStore(e.engine)
-	store.Limiter(int64(v.cfg.memLimit), -1, -1, -1, -1)
+	v.cfg.limits.apply(store)
 	store.SetWasi(wasmtime.NewWasiConfig())
 	g := &guest{store: store}
 	ok := false
@@ -52,7 +54,7 @@ func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *en
 		}
 	}()
 
-	k, err := kernel.New(store, e.kernel)
+	k, err := kernel.New(store, e.kernel, v.cfg.limits.kernelMemory)
 	if err != nil {
 		return nil, fmt.Errorf("instantiate the kernel: %w", err)
 	}
@@ -69,6 +71,9 @@ func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *en
 	if err := v.definePollOneoff(linker); err != nil {
 		return nil, fmt.Errorf("define poll_oneoff: %w", err)
 	}
+	if err := v.defineProcExit(linker); err != nil {
+		return nil, fmt.Errorf("define proc_exit: %w", err)
+	}
 	if err := k.Define(store, linker); err != nil {
 		return nil, fmt.Errorf("define the kernel: %w", err)
 	}
@@ -78,9 +83,12 @@ func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *en
 	if err := checkImports(module, linker, store, v.providedImports()); err != nil {
 		return nil, err
 	}
-	inst, err := linker.Instantiate(store, module)
-	if err != nil {
-		return nil, fmt.Errorf("instantiate: %w", err)
+	var inst *wasmtime.Instance
+	if err := e.runInit(ctx, g, v, startFunction, func() error {
+		inst, err = linker.Instantiate(store, module)
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	g.instance = inst
 	g.exports = callableExports(module)
@@ -94,6 +102,9 @@ func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *en
 	ok = true
 	return g, nil
 }
+
+// startFunction names a module's start section in errors, where an export's name would be.
+const startFunction = "the start function"
 
 // runtimeInits are the exports that initialise a guest's language runtime, run once after
 // instantiation as Extism does: a WASI reactor's _initialize, then a Haskell module's
@@ -121,21 +132,44 @@ func (e *Engine) initRuntime(ctx context.Context, g *guest, v *env) error {
 		if len(f.Type(g.store).Params()) != len(st.args) {
 			continue // not the runtime's initialiser, just a function by that name
 		}
-		if v.cfg.fuel > 0 {
-			if err := g.store.SetFuel(v.cfg.fuel); err != nil {
-				return fmt.Errorf("set fuel: %w", err)
-			}
-		}
-		v.stdio.beginCall()
-		cause, err := e.runWithDeadline(ctx, v, g.store, v.cfg.callTimeout, func() error { _, err := f.Call(g.store, st.args...); return err })
-		v.stdio.flush()
-		if err != nil {
-			ge := classify(err, failure{export: st.name, timeout: v.cfg.callTimeout, cause: cause, memLimit: v.cfg.memLimit,
-				memSize: g.memorySize(), stderr: v.stdio.notableStderr()})
-			return errors.New(ge.Message)
+		if err := e.runInit(ctx, g, v, st.name, func() error { _, err := f.Call(g.store, st.args...); return err }); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// runInit runs one step of bringing a guest up (instantiation, with its start function, or a
+// runtime initialiser) as a call runs: with the call time limit ([limits] call_timeout, or the
+// operator's --timeout), a full tank of fuel, and the guest's stdio captured. A failure of the
+// guest's code is classified as a call's would be; a refusal by the Store's limits says which.
+func (e *Engine) runInit(ctx context.Context, g *guest, v *env, name string, f func() error) error {
+	if v.cfg.fuel > 0 {
+		if err := g.store.SetFuel(v.cfg.fuel); err != nil {
+			return fmt.Errorf("set fuel: %w", err)
+		}
+	}
+	v.stdio.beginCall()
+	cause, err := e.runWithDeadline(ctx, v, g.store, v.cfg.callTimeout, f)
+	v.stdio.flush()
+	if err == nil {
+		return nil
+	}
+	if name == startFunction && !ranGuestCode(err, cause, v) {
+		return v.cfg.limits.instantiateError(err)
+	}
+	ge := classify(err, failure{export: name, timeout: v.cfg.callTimeout, cause: cause, exit: v.call.exit,
+		limits: v.cfg.limits, memSize: g.memorySize(), stderr: v.stdio.notableStderr()})
+	return errors.New(ge.Message)
+}
+
+// ranGuestCode reports whether err, from instantiating a module, came from running its start
+// function (a trap, an interruption, proc_exit, or a host function's trap) rather than from
+// linking it or from the Store's limits.
+func ranGuestCode(err, cause error, v *env) bool {
+	var trap *wasmtime.Trap
+	return errors.As(err, &trap) || cause != nil || v.call.exit != nil ||
+		strings.HasPrefix(err.Error(), "error while executing")
 }
 
 // close releases the Store at once rather than at the next garbage collection.
@@ -186,7 +220,8 @@ func (e *Engine) call(ctx context.Context, g *guest, v *env, export string, inpu
 			Message: fmt.Sprintf("export %q %s; the capsule's callable exports are: %s", export, what, listOrNone(g.exports))}, false
 	}
 	if err := g.kernel.BeginCall(g.store, input); err != nil {
-		return nil, &pb.GuestError{Kind: pb.GuestError_OUT_OF_MEMORY, Message: fmt.Sprintf("call to %s: the %d-byte input does not fit in the capsule's memory: %v", export, len(input), err)}, false
+		return nil, &pb.GuestError{Kind: pb.GuestError_OUT_OF_MEMORY, Message: fmt.Sprintf("call to %s: the %d-byte input does not fit in the kernel's share of the capsule's memory, %s (three sixteenths of [limits] memory, %s): %v",
+			export, len(input), formatBytes(v.cfg.limits.kernelMemory), formatBytes(v.cfg.limits.total), err)}, false
 	}
 	if v.cfg.fuel > 0 {
 		if err := g.store.SetFuel(v.cfg.fuel); err != nil {
@@ -201,16 +236,11 @@ func (e *Engine) call(ctx context.Context, g *guest, v *env, export string, inpu
 		return err
 	})
 	v.stdio.flush()
-	if err != nil {
-		var werr *wasmtime.Error
-		if errors.As(err, &werr) {
-			if status, ok := werr.ExitStatus(); ok && status == 0 {
-				err = nil // proc_exit(0) is a successful end of the call
-			}
-		}
+	if err != nil && v.call.exit != nil && *v.call.exit == 0 {
+		err = nil // proc_exit(0) is a successful end of the call
 	}
 	if err != nil {
-		return nil, classify(err, failure{export: export, timeout: timeout, cause: cause, memLimit: v.cfg.memLimit,
+		return nil, classify(err, failure{export: export, timeout: timeout, cause: cause, exit: v.call.exit, limits: v.cfg.limits,
 			memSize: g.memorySize(), stderr: v.stdio.notableStderr()}), true
 	}
 	out, msg, failed, kerr := g.kernel.Output(g.store)

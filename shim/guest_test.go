@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bytecodealliance/wasmtime-go/v39"
-	"github.com/hashicorp/go-hclog"
-
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -33,25 +30,11 @@ const echoWAT = `(module
 
 func newTestGuest(tb testing.TB) (*Engine, *guest, *env) {
 	tb.Helper()
-	e, err := NewEngine(EngineOptions{})
+	e := testEngine(tb, false)
+	g, v, err := watGuest(tb, e, echoWAT, guestConfig{capsuleID: "bench", limits: limitsFor(64 << 20), callTimeout: time.Minute})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	wasm, err := wasmtime.Wat2Wasm(echoWAT)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m, err := wasmtime.NewModule(e.engine, wasm)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	logs := &logSink{local: hclog.NewNullLogger(), level: LogLevelOff}
-	v := &env{cfg: guestConfig{capsuleID: "bench", memLimit: 64 << 20, callTimeout: time.Minute}, logs: logs, stdio: newStdio(logs.add), vars: newVarStore()}
-	g, err := e.instantiate(context.Background(), m, v)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(g.close)
 	return e, g, v
 }
 

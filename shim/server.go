@@ -120,9 +120,13 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 	if req.LogLevel < 0 || req.LogLevel > LogLevelOff {
 		return nil, status.Errorf(codes.InvalidArgument, "log level %d: want 0 (trace) to %d (off)", req.LogLevel, LogLevelOff)
 	}
+	limits := limitsFor(req.MemoryLimitBytes)
+	if err := limits.check(); err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	s.env.cfg = guestConfig{
 		capsuleID:   req.CapsuleId,
-		memLimit:    req.MemoryLimitBytes,
+		limits:      limits,
 		callTimeout: time.Duration(req.CallTimeoutMs) * time.Millisecond,
 		fuel:        req.Fuel,
 		config:      req.Config,

@@ -17,12 +17,13 @@ const trapOutOfFuel = 12
 
 // failure describes the circumstances of a failed call, for classify.
 type failure struct {
-	export   string
-	timeout  time.Duration // 0: the call had no deadline
-	cause    error         // why the call was interrupted (errCallTimeout, errUnloading), or nil
-	memLimit uint64
-	memSize  uint64   // guest memory size when the call failed
-	stderr   []string // the call's notable stderr lines (see stdio)
+	export  string
+	timeout time.Duration // 0: the call had no deadline
+	cause   error         // why the call was interrupted (errCallTimeout, errUnloading), or nil
+	exit    *int32        // the status the guest gave proc_exit, if it called it
+	limits  storeLimits
+	memSize uint64   // guest memory size when the call failed
+	stderr  []string // the call's notable stderr lines (see stdio)
 }
 
 // classify turns an error from calling a guest export into a GuestError a capsule author can act
@@ -30,9 +31,12 @@ type failure struct {
 func classify(err error, f failure) *pb.GuestError {
 	var trap *wasmtime.Trap
 	var werr *wasmtime.Error
-	// An interrupted call fails however the interruption reached it: an epoch trap while the
-	// guest computes, or a trap from a host function (a sleep, an HTTP request) that gave up.
+	// A guest that called proc_exit ended the call itself, whatever else was going on. An
+	// interrupted call fails however the interruption reached it: an epoch trap while the guest
+	// computes, or a trap from a host function (a sleep, an HTTP request) that gave up.
 	switch {
+	case f.exit != nil:
+		return exitError(f.export, *f.exit)
 	case errors.Is(f.cause, errUnloading):
 		return &pb.GuestError{Kind: pb.GuestError_CANCELLED, Message: fmt.Sprintf("call to %s interrupted: the capsule is unloading", f.export)}
 	case errors.Is(f.cause, errCallTimeout):
@@ -60,10 +64,6 @@ func classify(err error, f failure) *pb.GuestError {
 		}
 		return g
 	case errors.As(err, &werr):
-		if status, ok := werr.ExitStatus(); ok {
-			return &pb.GuestError{Kind: pb.GuestError_EXIT, ExitCode: status,
-				Message: fmt.Sprintf("call to %s: the guest exited with status %d", f.export, status)}
-		}
 		// A trap raised by a host function (the kernel's bounds checks, for instance) arrives as a
 		// wasmtime.Error whose text is "error while executing ...\n\nCaused by:\n    <message>".
 		return &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("call to %s trapped: %s", f.export, hostTrapMessage(werr.Error()))}
@@ -78,11 +78,11 @@ func classify(err error, f failure) *pb.GuestError {
 func classifyUnreachable(g *pb.GuestError, f failure) {
 	text := strings.Join(f.stderr, "\n")
 	saysOOM := strings.Contains(text, "out of memory") || strings.Contains(text, "memory allocation of")
-	atLimit := f.memLimit > 0 && f.memSize+wasmPageBytes > f.memLimit
+	atLimit := f.limits.guestMemory > 0 && f.memSize+wasmPageBytes > f.limits.guestMemory
 	switch {
 	case saysOOM || (len(f.stderr) == 0 && atLimit):
 		g.Kind = pb.GuestError_OUT_OF_MEMORY
-		g.Message = fmt.Sprintf("call to %s ran out of memory: the guest reached its limit of %s ([limits] memory)", f.export, formatBytes(f.memLimit))
+		g.Message = fmt.Sprintf("call to %s ran out of memory: the guest reached its limit of %s", f.export, f.limits.guestShare())
 	case len(f.stderr) > 0:
 		g.Kind = pb.GuestError_PANIC
 		g.Message = fmt.Sprintf("call to %s panicked: %s", f.export, panicLine(f.stderr))

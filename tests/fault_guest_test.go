@@ -46,7 +46,7 @@ func guestFaults() []faultCase {
 		{name: "infinite loop (epoch)", inject: trap("spin", "timeout"), trap: "timeout",
 			reason: "call to spin hit its time limit of 2s", backtrace: "main.spin"},
 		{name: "memory past the limit", inject: trap("hog", "out_of_memory"), trap: "out_of_memory",
-			reason: "call to hog ran out of memory: the guest reached its limit of 32 MiB"},
+			reason: "call to hog ran out of memory: the guest reached its limit of 24 MiB (three quarters of [limits] memory, 32 MiB)"},
 		{name: "stack overflow", inject: trap("recurse", "stack_overflow"), trap: "stack_overflow",
 			reason: "call to recurse overflowed the WebAssembly stack", backtrace: "main.descend"},
 		{name: "unloaded while the guest sleeps", outcome: unloaded, inject: unloadBlocked("sleep", "600000", nil)},

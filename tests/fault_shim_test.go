@@ -84,18 +84,7 @@ func watCapsule(t *testing.T, name, wat, extra string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(t.TempDir(), name)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	toml := fmt.Sprintf("[package]\nname = %q\nversion = \"0.1.0\"\n\n[[component]]\nfile = \"%s.wasm\"\n\n%s", name, name, extra)
-	if err := os.WriteFile(filepath.Join(dir, "Capsule.toml"), []byte(toml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, name+".wasm"), wasm, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return binCapsule(t, name, wasm, extra)
 }
 
 // closeConnections shuts down every socket process pid holds (go-plugin's listener and the

@@ -37,7 +37,7 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	inputFile := fs.String("input-file", "", "read the input from `FILE` ('-' for stdin)")
 	var allowHosts stringList
 	fs.Var(&allowHosts, "allow-host", "`HOST` a bare .wasm may reach with HTTP (\"*\" for any; a capsule lists its hosts in [capabilities] net); repeatable")
-	timeout := fs.Duration("timeout", 0, "time limit of the call, e.g. 2s or 500ms (default: the capsule's [limits] call_timeout)")
+	timeout := fs.Duration("timeout", 0, "time limit of the call, and of the capsule's start function and _initialize, e.g. 2s or 500ms (default: the capsule's [limits] call_timeout)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageError(fs, stderr, err)
@@ -79,7 +79,7 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 	defer h.Shutdown(context.Background())
 
-	inst, _, err := h.Load(ctx, m, host.LoadOptions{Config: config, AllowHosts: allowHosts})
+	inst, _, err := h.Load(ctx, m, host.LoadOptions{Config: config, AllowHosts: allowHosts, CallTimeout: *timeout})
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage

@@ -23,7 +23,8 @@ import (
 const runSynopsis = `Usage: astrid-host run [flags] PATH...
 
 Loads every capsule under PATH (a capsule directory, or a directory of capsule directories),
-each in its own astrid-shim process, logs each one's state, and runs until SIGINT or SIGTERM.
+each in its own astrid-shim process and several at once, logs each one's state, and runs until
+SIGINT or SIGTERM.
 Then it unloads the capsules, newest first, and exits 0 with no process left behind; a second
 signal exits at once (the shims die with the host).
 
@@ -102,7 +103,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	tailDone := startTails(h.Bus(), tails, stdout, logger)
 	defer tailDone()
 	seen := map[string]string{}
-	ready := 0
+	var ms []*manifest.Manifest
 	for _, dir := range dirs {
 		m, warnings, err := manifest.Load(dir)
 		for _, w := range warnings {
@@ -117,11 +118,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		seen[m.ID()] = dir
-		if _, _, err := h.Load(ctx, m, host.LoadOptions{RunLoop: true}); err == nil {
+		ms = append(ms, m)
+	}
+	// Loaded concurrently, so that one slow capsule holds up no other; each load logs how it ended.
+	ready := 0
+	for _, o := range h.LoadAll(ctx, ms, host.LoadOptions{RunLoop: true}) {
+		if o.Err == nil {
 			ready++
-		}
-		if ctx.Err() != nil {
-			break
 		}
 	}
 	if ready == 0 {

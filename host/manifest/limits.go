@@ -8,10 +8,12 @@ import (
 
 // Defaults for [limits] and [restart]. They match the fixed values of the
 // upstream runtime (64 MiB of memory, 300 s per call, 10 MiB/s of IPC, 8
-// background processes, 5 restarts with a 2 s backoff doubling to 120 s).
+// background processes, 5 restarts with a 2 s backoff doubling to 120 s);
+// upstream has no compile deadline, and 60 s is ours.
 const (
 	DefaultMemory         = 64 << 20
 	DefaultCallTimeout    = 300 * time.Second
+	DefaultCompileTimeout = 60 * time.Second
 	DefaultIPCBytesPerSec = 10 << 20
 	DefaultMaxProcesses   = 8
 	DefaultRestartPolicy  = RestartOnFailure
@@ -22,20 +24,27 @@ const (
 
 // Bounds of [limits] and [restart] values.
 const (
-	minMemory       = 1 << 20
-	maxMemory       = 4 << 30 // the 32-bit wasm address space
-	maxCallTimeout  = 24 * time.Hour
-	maxMaxProcesses = 1024
-	minBackoff      = time.Millisecond
+	minMemory         = 1 << 20
+	maxMemory         = 4 << 30 // the 32-bit wasm address space
+	maxCallTimeout    = 24 * time.Hour
+	maxCompileTimeout = time.Hour
+	maxMaxProcesses   = 1024
+	minBackoff        = time.Millisecond
 )
 
 // Limits are the resource limits of one capsule instance ([limits]).
 type Limits struct {
-	Memory         uint64        // bytes of linear memory; [limits] memory
-	CallTimeout    time.Duration // wall-clock limit of one export call; [limits] call_timeout
+	// Memory is the most bytes the capsule's Store holds: its linear memory, the kernel's
+	// memories and its table together (the shim shares it out; see the README's limits);
+	// [limits] memory.
+	Memory         uint64
+	CallTimeout    time.Duration // wall-clock limit of one export call, and of the start function and _initialize; [limits] call_timeout
 	Fuel           uint64        // fuel per call, 0 = fuel metering off; [limits] fuel
 	IPCBytesPerSec uint64        // bytes the capsule may publish per second; [limits] ipc_bytes_per_sec
 	MaxProcesses   int           // concurrent background processes; [limits] max_processes
+	// CompileTimeout is the wall-clock limit of compiling the capsule's module; the host kills
+	// the compiling shim when it passes and the load fails. [limits] compile_timeout.
+	CompileTimeout time.Duration
 }
 
 // RestartPolicy says when a crashed capsule is restarted.
@@ -63,6 +72,7 @@ func defaultLimits() Limits {
 	return Limits{
 		Memory:         DefaultMemory,
 		CallTimeout:    DefaultCallTimeout,
+		CompileTimeout: DefaultCompileTimeout,
 		IPCBytesPerSec: DefaultIPCBytesPerSec,
 		MaxProcesses:   DefaultMaxProcesses,
 	}
@@ -93,15 +103,8 @@ func (d *decoder) limits(t *table) Limits {
 			}
 		}
 	}
-	if v, ok := t.get("call_timeout"); ok {
-		if dur, ok := d.duration(t.at("call_timeout"), v); ok {
-			if dur <= 0 || dur > maxCallTimeout {
-				d.errorf(t.at("call_timeout"), "%s is out of range: call_timeout must be more than 0 and at most 24h (default 5m0s)", dur)
-			} else {
-				l.CallTimeout = dur
-			}
-		}
-	}
+	d.timeout(t, "call_timeout", maxCallTimeout, "24h", DefaultCallTimeout, &l.CallTimeout)
+	d.timeout(t, "compile_timeout", maxCompileTimeout, "1h", DefaultCompileTimeout, &l.CompileTimeout)
 	if n, ok := t.integer("fuel"); ok {
 		if n <= 0 {
 			d.errorf(t.at("fuel"), "must be a positive integer, got %d (remove the key to turn fuel metering off)", n)
@@ -201,6 +204,24 @@ func (d *decoder) size(p keyPath, v any) (uint64, bool) {
 		d.errorf(p, "must be a size: an integer number of bytes or a string of %s; got %s", sizeForms, typeName(v))
 		return 0, false
 	}
+}
+
+// timeout decodes the duration at key of t into *dst: more than 0 and at most max (written
+// maxText in the error, which names def as the default).
+func (d *decoder) timeout(t *table, key string, max time.Duration, maxText string, def time.Duration, dst *time.Duration) {
+	v, ok := t.get(key)
+	if !ok {
+		return
+	}
+	dur, ok := d.duration(t.at(key), v)
+	if !ok {
+		return
+	}
+	if dur <= 0 || dur > max {
+		d.errorf(t.at(key), "%s is out of range: %s must be more than 0 and at most %s (default %s)", dur, key, maxText, def)
+		return
+	}
+	*dst = dur
 }
 
 // duration decodes a Go duration string such as "30s" or "100ms".

@@ -286,6 +286,12 @@ profile = "group"
 			{"limits.call_timeout", 9, `invalid duration "2 seconds": want a number with a unit`},
 			{"limits.ipc_bytes_per_sec", 10, "must not be negative, got -5"},
 		}},
+	{"limits compile_timeout", base + "[limits]\ncompile_timeout = \"0s\"\n",
+		[]want{{"limits.compile_timeout", 8, "0s is out of range: compile_timeout must be more than 0 and at most 1h (default 1m0s)"}}},
+	{"limits compile_timeout too long", base + "[limits]\ncompile_timeout = \"61m\"\n",
+		[]want{{"limits.compile_timeout", 8, "1h1m0s is out of range: compile_timeout must be more than 0 and at most 1h"}}},
+	{"limits compile_timeout type", base + "[limits]\ncompile_timeout = 60\n",
+		[]want{{"limits.compile_timeout", 8, `must be a duration string such as "30s", "100ms" or "2m", got integer`}}},
 	{"limits memory in bytes too small", base + "[limits]\nmemory = 1000\n", []want{{"limits.memory", 8, "1000 bytes is out of range"}}},
 	{"limits not a table", "limits = 5\n" + base, []want{{"limits", 1, "must be a table, got integer"}}},
 

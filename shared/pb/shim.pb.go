@@ -402,7 +402,7 @@ type LoadRequest struct {
 	// artefact_path names the artefact in errors; the shim never opens it. It loads what it
 	// compiled, else the artefact the host checked and handed over at start (ASTRID_SHIM_ARTEFACT_FD).
 	ArtefactPath string `protobuf:"bytes,2,opt,name=artefact_path,json=artefactPath,proto3" json:"artefact_path,omitempty"`
-	// memory_limit_bytes caps every linear memory of the Store (guest and kernel).
+	// memory_limit_bytes is [limits] memory: all the Store may hold (guest memory, kernel memories and table; the shim shares it out).
 	MemoryLimitBytes uint64 `protobuf:"varint,3,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`
 	// call_timeout_ms is the default epoch deadline of a call; 0 means no deadline (run loops).
 	CallTimeoutMs uint64 `protobuf:"varint,4,opt,name=call_timeout_ms,json=callTimeoutMs,proto3" json:"call_timeout_ms,omitempty"`

@@ -63,6 +63,7 @@ const (
 	offOutN       = 96
 	offOutSet     = 104
 	offErrH       = 112
+	offLimit      = 120 // pages $mem and $idx may hold together
 	stateSize     = 128 // entries start here
 	entrySize     = 16  // +0 u64 start, +8 u32 length, +12 u32 live
 	firstBlock    = 16  // the first block's offset in the data memory; keeps handles non-zero
@@ -91,10 +92,22 @@ type Kernel struct {
 	mem      *wasmtime.Memory // block data; handles are offsets in it
 	idx      *wasmtime.Memory // state words and the block index
 	funcs    map[string]*wasmtime.Func
+	// limitPages is the most 64 KiB pages mem and idx may hold together (see New).
+	limitPages uint64
 }
 
-// New instantiates the kernel module in store.
-func New(store *wasmtime.Store, module *wasmtime.Module) (*Kernel, error) {
+// MinLimit is the smallest limit New accepts: the two pages the kernel's memories start with.
+const MinLimit = 2 * wasmPage
+
+// New instantiates the kernel module in store. limit is the most bytes the kernel's two memories
+// (block data and block index) may hold together, rounded down to whole 64 KiB pages; at least
+// MinLimit. Both the kernel's own alloc and the Go side's Alloc and BeginCall refuse to grow past
+// it, whatever the Store's per-memory limit would allow, so the kernel's share of a capsule's
+// memory is exact.
+func New(store *wasmtime.Store, module *wasmtime.Module, limit uint64) (*Kernel, error) {
+	if limit < MinLimit {
+		return nil, fmt.Errorf("extism kernel: a memory limit of %d bytes is less than the %d bytes (two pages) the kernel starts with", limit, uint64(MinLimit))
+	}
 	i64 := wasmtime.NewValType(wasmtime.KindI64)
 	faultType := wasmtime.NewFuncType(
 		[]*wasmtime.ValType{wasmtime.NewValType(wasmtime.KindI32), i64, i64, i64, i64}, nil)
@@ -106,7 +119,7 @@ func New(store *wasmtime.Store, module *wasmtime.Module) (*Kernel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("extism kernel: instantiate: %w", err)
 	}
-	k := &Kernel{instance: inst, funcs: make(map[string]*wasmtime.Func, len(Imports))}
+	k := &Kernel{instance: inst, funcs: make(map[string]*wasmtime.Func, len(Imports)), limitPages: limit / wasmPage}
 	for _, name := range Imports {
 		f := inst.GetFunc(store, name)
 		if f == nil {
@@ -125,6 +138,12 @@ func New(store *wasmtime.Store, module *wasmtime.Module) (*Kernel, error) {
 	return k, nil
 }
 
+// MemorySize is the size in bytes of the kernel's two memories together; at most the limit
+// given to New.
+func (k *Kernel) MemorySize(store wasmtime.Storelike) uint64 {
+	return uint64(k.mem.DataSize(store)) + uint64(k.idx.DataSize(store))
+}
+
 // Define defines the kernel's guest-facing functions (exactly Imports) in linker under
 // ModuleName. The kernel's memories are not defined: guests cannot see them.
 func (k *Kernel) Define(store *wasmtime.Store, linker *wasmtime.Linker) error {
@@ -138,7 +157,7 @@ func (k *Kernel) Define(store *wasmtime.Store, linker *wasmtime.Linker) error {
 
 // BeginCall resets the kernel (all blocks from the previous call become invalid), allocates the
 // input block and copies input into it. An empty input gives input_length 0 and input_offset 0.
-// It fails only when the input does not fit in the kernel memory (the Store's memory limit).
+// It fails only when the input does not fit in the kernel's memory limit (see New).
 func (k *Kernel) BeginCall(store *wasmtime.Store, input []byte) error {
 	k.reset(store)
 	if len(input) == 0 {
@@ -157,12 +176,19 @@ func (k *Kernel) BeginCall(store *wasmtime.Store, input []byte) error {
 	return nil
 }
 
-// reset forgets every block and the output and error of the previous call. Memory is not
-// shrunk (WebAssembly memories cannot shrink), so the next calls reuse it.
+// reset forgets every block and the output and error of the previous call, and rewrites the
+// memory limit. Memory is not shrunk (WebAssembly memories cannot shrink), so the next calls
+// reuse it.
 func (k *Kernel) reset(store wasmtime.Storelike) {
 	st := k.idx.UnsafeData(store)
 	clear(st[:stateSize])
 	put64(st, offTop, firstBlock)
+	put64(st, offLimit, k.limitPages)
+}
+
+// room reports whether mem and idx may grow by pages more pages together ($room of kernel.wat).
+func (k *Kernel) room(s wasmtime.Storelike, pages uint64) bool {
+	return k.mem.Size(s)+k.idx.Size(s)+pages <= k.limitPages
 }
 
 // Output returns a copy of the call's output bytes (nil if output_set was never called; empty,
@@ -259,12 +285,20 @@ func (k *Kernel) allocRaw(s wasmtime.Storelike, n uint64) (uint64, error) {
 	count := get64(st, offCount)
 	e := stateSize + count*entrySize
 	if e+entrySize > uint64(len(st)) {
+		if !k.room(s, 1) {
+			return 0, fmt.Errorf("%w: the block index cannot grow: the kernel's memories hold %s, their limit", ErrOutOfMemory, plural(k.limitPages, "page"))
+		}
 		if _, err := k.idx.Grow(s, 1); err != nil {
 			return 0, fmt.Errorf("%w: grow the block index: %v", ErrOutOfMemory, firstLine(err))
 		}
 	}
 	if have := uint64(k.mem.DataSize(s)); end > have {
-		if _, err := k.mem.Grow(s, (end-have+wasmPage-1)/wasmPage); err != nil {
+		pages := (end - have + wasmPage - 1) / wasmPage
+		if !k.room(s, pages) {
+			return 0, fmt.Errorf("%w: a %d-byte block needs %s more; the kernel's memories may hold %s (%d bytes) together",
+				ErrOutOfMemory, n, plural(pages, "page"), plural(k.limitPages, "page"), k.limitPages*wasmPage)
+		}
+		if _, err := k.mem.Grow(s, pages); err != nil {
 			return 0, fmt.Errorf("%w: grow to %d bytes for a %d-byte block: %v", ErrOutOfMemory, end, n, firstLine(err))
 		}
 	}

@@ -16,6 +16,10 @@
 ;;    80  i64 count: number of index entries
 ;;    88  i64 output handle                96 i64 output length 104 i64 output set (0/1)
 ;;   112  i64 error handle (0: none)
+;;   120  i64 limit: the most pages $mem and $idx may hold together. The Go side writes it at every
+;;          reset; nothing the guest calls writes it. Growing either memory past it fails as if
+;;          the Store's memory limit had refused, so the kernel's memory is bounded by its share
+;;          of the capsule's [limits] memory whatever the Store allows one memory.
 ;;   128  the index: one 16-byte entry per block, in address order (blocks are bump-allocated):
 ;;          +0 i64 start, +8 i32 length (>= 1), +12 i32 live (1) or freed (0)
 ;;
@@ -116,9 +120,16 @@
   ;; ---------------------------------------------------------------------------------------------
   ;; allocation
 
+  ;; Whether $mem and $idx may grow by $pages more pages together: the kernel's limit (offset 120).
+  (func $room (param $pages i64) (result i32)
+    (i64.le_u
+      (i64.add (local.get $pages)
+        (i64.add (i64.extend_i32_u (memory.size $mem)) (i64.extend_i32_u (memory.size $idx))))
+      (i64.load $idx offset=120 (i32.const 0))))
+
   ;; A new block of n bytes (not zeroed), or 0 if n is 0 or memory cannot grow.
   (func $alloc_raw (param $n i64) (result i64)
-    (local $start i64) (local $end i64) (local $count i32) (local $e i32) (local $have i64)
+    (local $start i64) (local $end i64) (local $count i32) (local $e i32) (local $have i64) (local $pages i64)
     (if (i64.eqz (local.get $n)) (then (return (i64.const 0))))
     (if (i64.gt_u (local.get $n) (i64.const 0xffffffff)) (then (return (i64.const 0))))
     (local.set $start (i64.load $idx offset=72 (i32.const 0)))
@@ -129,17 +140,17 @@
     (local.set $e (call $entry (local.get $count)))
     (if (i32.gt_u (i32.add (local.get $e) (i32.const 16)) (i32.shl (memory.size $idx) (i32.const 16)))
       (then
+        (if (i32.eqz (call $room (i64.const 1))) (then (return (i64.const 0))))
         (if (i32.eq (memory.grow $idx (i32.const 1)) (i32.const -1))
           (then (return (i64.const 0))))))
     ;; room for the data
     (local.set $have (i64.shl (i64.extend_i32_u (memory.size $mem)) (i64.const 16)))
     (if (i64.gt_u (local.get $end) (local.get $have))
       (then
-        (if (i32.eq
-              (memory.grow $mem (i32.wrap_i64
-                (i64.shr_u (i64.add (i64.sub (local.get $end) (local.get $have)) (i64.const 0xffff))
-                           (i64.const 16))))
-              (i32.const -1))
+        (local.set $pages
+          (i64.shr_u (i64.add (i64.sub (local.get $end) (local.get $have)) (i64.const 0xffff)) (i64.const 16)))
+        (if (i32.eqz (call $room (local.get $pages))) (then (return (i64.const 0))))
+        (if (i32.eq (memory.grow $mem (i32.wrap_i64 (local.get $pages))) (i32.const -1))
           (then (return (i64.const 0))))))
     (i64.store $idx (local.get $e) (local.get $start))
     (i32.store $idx offset=8 (local.get $e) (i32.wrap_i64 (local.get $n)))

@@ -81,7 +81,7 @@ func newEnvWith(t testing.TB, te *testEngine, limit int64) *env {
 	t.Helper()
 	store := wasmtime.NewStore(te.engine)
 	store.Limiter(limit, -1, -1, -1, -1)
-	k, err := New(store, te.kernel)
+	k, err := New(store, te.kernel, uint64(limit))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,9 +398,24 @@ func TestAllocLimit(t *testing.T) {
 			t.Errorf("alloc(8) after a failed alloc(%d) = 0", n)
 		}
 	}
-	// Up to the limit works (the first 16 bytes and the 8-byte input are in the way).
-	if got := e.words("alloc_n", word(limit-64)); got[0] == 0 {
-		t.Errorf("alloc(limit-64) = 0")
+	// Up to the limit works: the block index keeps its one page, and the first 16 bytes, the
+	// 8-byte input, the 8-byte block and the 16-byte output are in the way.
+	most := uint64(limit - wasmPage - 16 - 8 - 8 - 16)
+	if got := e.words("alloc_n", word(most)); got[0] == 0 {
+		t.Errorf("alloc(%d) = 0, want a block: it fits beside the one-page index", most)
+	}
+	// Exactly: from the Go side, the data may fill all but the index's page; one byte more fails.
+	for _, tc := range []struct {
+		n    int
+		fits bool
+	}{{limit - wasmPage - firstBlock, true}, {limit - wasmPage - firstBlock + 1, false}} {
+		if err := e.k.BeginCall(e.store, nil); err != nil {
+			t.Fatal(err)
+		}
+		h, err := e.k.Alloc(e.store, make([]byte, tc.n))
+		if fits := err == nil && h != 0; fits != tc.fits {
+			t.Errorf("Alloc(%d bytes) = %#x, %v; want it to fit: %v", tc.n, h, err, tc.fits)
+		}
 	}
 	// The Go side fails cleanly too.
 	if err := e.k.BeginCall(e.store, make([]byte, limit)); !errors.Is(err, ErrOutOfMemory) {
@@ -414,6 +429,35 @@ func TestAllocLimit(t *testing.T) {
 	}
 	if h, err := e.k.Alloc(e.store, []byte("x")); h == 0 || err != nil {
 		t.Errorf("Alloc after a failed Alloc = %#x, %v", h, err)
+	}
+}
+
+// TestLimitCoversBothMemories fills the kernel with blocks of one size until alloc refuses: with
+// tiny blocks the index outgrows the data, with large ones the data does; either way the two
+// memories together end within the limit given to New (the Store's per-memory limit is larger and
+// would let each grow to it), and the Go side refuses too.
+func TestLimitCoversBothMemories(t *testing.T) {
+	const limit = 8 * wasmPage
+	for _, size := range []uint64{1, 8, 1000, 3 * wasmPage, 7 * wasmPage} {
+		t.Run(fmt.Sprintf("%d-byte blocks", size), func(t *testing.T) {
+			e := newEnvWith(t, getEngine(t), testMemLimit)
+			e.k.limitPages = limit / wasmPage
+			n := e.words("fill", word(size))[0]
+			total := e.k.mem.Size(e.store) + e.k.idx.Size(e.store)
+			t.Logf("%d blocks; data %d pages, index %d pages", n, e.k.mem.Size(e.store), e.k.idx.Size(e.store))
+			if total > limit/wasmPage {
+				t.Fatalf("the kernel's memories hold %d pages; the limit is %d", total, limit/wasmPage)
+			}
+			if size < 7*wasmPage && n == 0 {
+				t.Fatalf("no %d-byte block fitted in %d pages", size, limit/wasmPage)
+			}
+			if h, err := e.k.Alloc(e.store, make([]byte, limit)); h != 0 || !errors.Is(err, ErrOutOfMemory) {
+				t.Errorf("Alloc past the limit = %#x, %v, want ErrOutOfMemory", h, err)
+			}
+		})
+	}
+	if _, err := New(wasmtime.NewStore(getEngine(t).engine), getEngine(t).kernel, MinLimit-1); err == nil {
+		t.Errorf("New with a limit below two pages succeeded")
 	}
 }
 
@@ -541,7 +585,7 @@ func TestNoWasmFromGo(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			store := wasmtime.NewStore(te.engine) // no deadline and no fuel set: any wasm would trap
 			store.Limiter(testMemLimit, -1, -1, -1, -1)
-			k, err := New(store, te.kernel)
+			k, err := New(store, te.kernel, testMemLimit)
 			if err != nil {
 				t.Fatal(err)
 			}

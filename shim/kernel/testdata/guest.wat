@@ -256,6 +256,22 @@
     (call $put (i32.const 1) (call $alloc (i64.const 8)))
     (call $emit (i32.const 2)))
 
+  ;; input: size (u64). Allocates size-byte blocks until alloc returns 0, then frees the last one
+  ;; (making room for the output); output [blocks allocated]
+  (func (export "fill") (result i32)
+    (local $size i64) (local $n i64) (local $h i64) (local $last i64)
+    (local.set $size (call $input_load_u64 (i64.const 0)))
+    (block $full
+      (loop $l
+        (local.set $h (call $alloc (local.get $size)))
+        (br_if $full (i64.eqz (local.get $h)))
+        (local.set $last (local.get $h))
+        (local.set $n (i64.add (local.get $n) (i64.const 1)))
+        (br $l)))
+    (if (i64.ne (local.get $last) (i64.const 0)) (then (call $free (local.get $last))))
+    (call $put (i32.const 0) (local.get $n))
+    (call $emit (i32.const 1)))
+
   ;; many blocks: input n (u64); allocates n 1..8-byte blocks, stores into each, frees every other
   ;; one, then checks lengths and loads in a second pass; output [sum of loads, sum of lengths]
   (func (export "many") (result i32)
