@@ -21,19 +21,33 @@ import (
 
 // refusals records what a server's credentials refused.
 type refusals struct {
-	mu   sync.Mutex
-	pids []int
-	errs []string
+	mu    sync.Mutex
+	pids  []int
+	errs  []string
+	added chan struct{} // one token per refusal
 }
+
+func newRefusals() *refusals { return &refusals{added: make(chan struct{}, 16)} }
 
 func (r *refusals) add(pid int, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.pids = append(r.pids, pid)
 	r.errs = append(r.errs, err.Error())
+	r.added <- struct{}{}
 }
 
-func (r *refusals) get() ([]int, []string) {
+// get returns the refusals so far; when refused is true it first waits for one, since the
+// client can see its connection closed before the server's handshake goroutine has reported.
+func (r *refusals) get(t *testing.T, refused bool) ([]int, []string) {
+	t.Helper()
+	if refused {
+		select {
+		case <-r.added:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the server did not report a refusal within 10 s")
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]int(nil), r.pids...), append([]string(nil), r.errs...)
@@ -89,14 +103,14 @@ func TestShimTokenCreds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var r refusals
+			r := newRefusals()
 			newServer, err := ShimServer(r.add)
 			if err != nil {
 				t.Fatal(err)
 			}
 			path := serve(t, newServer(nil))
 			err = check(path, tc.creds)
-			pids, errs := r.get()
+			pids, errs := r.get(t, err != nil)
 			if tc.ok != (err == nil) || tc.ok != (len(pids) == 0) {
 				t.Fatalf("RPC: %v; refusals: %v %v", err, pids, errs)
 			}
@@ -130,10 +144,10 @@ func TestShimPIDCreds(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var r refusals
+			r := newRefusals()
 			path := serve(t, NewServer([]grpc.ServerOption{grpc.Creds(onlyPID(tc.pid, r.add))}))
 			err := check(path, insecure.NewCredentials())
-			pids, errs := r.get()
+			pids, errs := r.get(t, err != nil)
 			if tc.ok != (err == nil) || tc.ok != (len(pids) == 0) {
 				t.Fatalf("RPC: %v; refusals: %v %v", err, pids, errs)
 			}
