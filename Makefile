@@ -4,8 +4,9 @@ GO ?= go
 BIN := bin
 STATE := $(BIN)/state
 
-# Every directory under examples/ with a main.go is a capsule built with standard Go.
-EXAMPLES := $(patsubst %/main.go,%,$(wildcard examples/*/main.go))
+# Every directory under examples/ with a Capsule.toml is a capsule built with standard Go;
+# examples/embed is a Go program that embeds the host.
+EXAMPLES := $(patsubst %/Capsule.toml,%,$(wildcard examples/*/Capsule.toml))
 
 .PHONY: all build binaries capsules run test bench fuzz proto clean
 
@@ -17,6 +18,7 @@ build: binaries capsules
 binaries:
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/astrid-host ./cmd/astrid-host
 	$(GO) build -o $(BIN)/astrid-shim ./cmd/astrid-shim
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/embed ./examples/embed
 
 capsules:
 	@for d in $(EXAMPLES); do \
@@ -27,6 +29,7 @@ capsules:
 
 run: build
 	$(BIN)/astrid-host call examples/hello greet --input world --state $(STATE); echo
+	$(BIN)/embed -shim $(BIN)/astrid-shim -state $(STATE) examples/hello greet "from a Go program"
 	$(BIN)/astrid-host run --state $(STATE) examples/
 
 test: build
