@@ -28,11 +28,14 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	status := exitOK
 	for _, p := range pos {
-		dirs, err := host.DiscoverCapsules([]string{p})
+		dirs, skipped, err := host.DiscoverCapsules([]string{p})
 		if err != nil {
 			fmt.Fprintf(stdout, "error: %v\n", err)
 			status = exitFailure
 			continue
+		}
+		for _, s := range skipped {
+			fmt.Fprintf(stdout, "warning: skipped %s\n", s)
 		}
 		for _, dir := range dirs {
 			m, warnings, err := manifest.Load(dir)

@@ -83,7 +83,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if len(pos) == 0 {
 		return usageError(fs, stderr, fmt.Errorf("want at least one capsule PATH"))
 	}
-	dirs, err := host.DiscoverCapsules(pos)
+	dirs, skipped, err := host.DiscoverCapsules(pos)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage
@@ -92,6 +92,9 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage
+	}
+	for _, s := range skipped {
+		logger.Warn("capsule path skipped", "reason", s)
 	}
 	stopStatus := keepStatus(h, stateDir, logger)
 	defer stopStatus()
