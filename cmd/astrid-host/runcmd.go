@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -148,15 +149,22 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("running; send SIGINT or SIGTERM to stop", "capsules", ready)
 	<-ctx.Done()
-	stop()
-
-	// A second signal skips the orderly unload; Pdeathsig takes the shims down with the host.
+	// A second signal skips the orderly unload. Its handler is in place before the first one's is
+	// released, so no second signal can take the default action (death, leaving the runtime
+	// directory behind).
 	force := make(chan os.Signal, 1)
 	signal.Notify(force, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(force)
+	stop()
+	unloaded := make(chan struct{})
+	defer close(unloaded)
 	go func() {
-		<-force
-		logger.Error("second signal: exiting at once")
-		os.Exit(exitFailure)
+		select {
+		case <-force:
+			logger.Error("second signal: exiting at once")
+			forceExit(h, stateDir)
+		case <-unloaded:
+		}
 	}()
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -164,6 +172,15 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	h.Shutdown(sctx)
 	logger.Info("stopped")
 	return exitOK
+}
+
+// forceExit ends the process at once, on a second signal. Pdeathsig takes the shims (and, through
+// their sandbox helpers, what they started) down with the host; what the orderly unload would have
+// removed is removed here: the runtime directory with every socket, and the status file.
+func forceExit(h *host.Host, stateDir string) {
+	os.RemoveAll(h.RuntimeDir())
+	os.Remove(filepath.Join(stateDir, statusFileName))
+	os.Exit(exitFailure)
 }
 
 // startTails prints the bus messages matching each pattern as JSON lines on out until the
