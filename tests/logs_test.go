@@ -52,6 +52,7 @@ const forged = "hello\n[ERROR] astrid-host: forged\x1b[31m red \x9b2J\u202e"
 // newline and terminal controls reaches the host's log and the CLI's output escaped: no line of
 // the output starts with the forged "[ERROR]", and no control byte gets through.
 func TestLogInjection(t *testing.T) {
+	checkLeaks(t)
 	h, logs := hostWithLog(t, hclog.Info)
 	inst, _ := loadCapsule(t, h, "faulty")
 	ctx := context.Background()
@@ -117,6 +118,7 @@ func checkEscaped(t *testing.T, what, text string) {
 // (host.LogLinesPerSecond, a second's burst) into the host's log, and the rest is counted, exactly,
 // in the suppressed note(s).
 func TestLogRateLimit(t *testing.T) {
+	checkLeaks(t)
 	h, logs := hostWithLog(t, hclog.Info)
 	inst, _ := loadCapsule(t, h, "faulty")
 	const total = 20000
@@ -151,6 +153,7 @@ func TestLogRateLimit(t *testing.T) {
 // TestGuestStderrBlock: a Go guest's crash report (its panic and goroutine dump on stderr) is one
 // block under the trap's log line, and under the CLI's error, not one log line per line.
 func TestGuestStderrBlock(t *testing.T) {
+	checkLeaks(t)
 	h, logs := hostWithLog(t, hclog.Info)
 	inst, _ := loadCapsule(t, h, "faulty")
 	_, err := inst.Call(context.Background(), "panic", nil, 0)
