@@ -101,7 +101,7 @@ func (g *guestLog) line(level hclog.Level, source, message string) {
 		if !g.admit(strings.Count(block, "\n")+1, len(block)) {
 			return
 		}
-		g.log.Log(level, "guest "+source+":", source, block)
+		g.log.Log(level, "guest "+source, source, block)
 		return
 	}
 	message = logtext.Escape(message)

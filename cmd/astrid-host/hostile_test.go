@@ -27,7 +27,7 @@ func TestHostileManifest(t *testing.T) {
 			}
 			defer f.Close()
 			return f.Truncate(3 << 30)
-		}, "is 3221225472 bytes; the limit is 1048576 bytes (1 MiB)"},
+		}, "is 3221225472 bytes; the limit is 1048576 bytes (1MiB)"},
 	}
 	for _, k := range kinds {
 		dir := filepath.Join(t.TempDir(), "capsule")

@@ -53,11 +53,11 @@ func TestLoadHostileFiles(t *testing.T) {
 	}{
 		{"symlink to /dev/zero", FileName, "", "the manifest is a character device, not a regular file"},
 		{"FIFO", FileName, "", "the manifest is a named pipe (FIFO), not a regular file"},
-		{"3 GiB sparse file", FileName, "", "the manifest is 3221225472 bytes; the limit is 1048576 bytes (1 MiB)"},
+		{"3 GiB sparse file", FileName, "", "the manifest is 3221225472 bytes; the limit is 1048576 bytes (1MiB)"},
 		{"dangling symlink", FileName, "", "the manifest is a symlink to "},
 		{"symlink to /dev/zero", "demo.wasm", "component[0].file", "is a character device, not a regular file"},
 		{"FIFO", "demo.wasm", "component[0].file", "is a named pipe (FIFO), not a regular file"},
-		{"3 GiB sparse file", "demo.wasm", "component[0].file", "is 3221225472 bytes; the limit is 268435456 bytes (256 MiB)"},
+		{"3 GiB sparse file", "demo.wasm", "component[0].file", "is 3221225472 bytes; the limit is 268435456 bytes (256MiB)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.file+" "+tc.kind, func(t *testing.T) {

@@ -36,6 +36,8 @@ func Load(dir string) (*Manifest, []Problem, error) {
 			if target, lerr := os.Readlink(path); lerr == nil {
 				msg = "the manifest is a symlink to " + target + ", which does not exist"
 			}
+		case errors.Is(err, safefile.ErrTooLarge) && errors.As(err, &serr):
+			msg = "the manifest " + serr.Reason + " (" + formatSize(maxManifestSize) + ")"
 		case errors.As(err, &serr):
 			msg = "the manifest " + serr.Reason
 		}
@@ -115,6 +117,8 @@ func checkWasm(path string) error {
 		switch {
 		case errors.As(err, &serr) && serr.Mode.IsDir():
 			return errors.New("is a directory, not a .wasm file")
+		case errors.Is(err, safefile.ErrTooLarge) && errors.As(err, &serr):
+			return errors.New(serr.Reason + " (" + formatSize(shared.MaxModuleBytes) + ")")
 		case errors.As(err, &serr):
 			return errors.New(serr.Reason)
 		}

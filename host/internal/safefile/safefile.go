@@ -121,7 +121,7 @@ func check(path string, fi fs.FileInfo, limit int64) error {
 }
 
 func tooLarge(path string, size, limit int64, atLeast string) error {
-	return &Error{Path: path, Reason: fmt.Sprintf("is %s%d bytes; the limit is %d bytes (%s)", atLeast, size, limit, formatSize(limit)), Err: ErrTooLarge}
+	return &Error{Path: path, Reason: fmt.Sprintf("is %s%d bytes; the limit is %d bytes", atLeast, size, limit), Err: ErrTooLarge}
 }
 
 func statError(path string, err error) error {
@@ -163,18 +163,4 @@ func Describe(m fs.FileMode) string {
 	default:
 		return fmt.Sprintf("an irregular file (mode %s)", m)
 	}
-}
-
-// formatSize writes a byte count the way the README's limits are written: "1 MiB", "256 MiB",
-// "1536 KiB", "100 bytes".
-func formatSize(n int64) string {
-	switch {
-	case n >= 1<<30 && n%(1<<30) == 0:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 1<<20 && n%(1<<20) == 0:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 1<<10 && n%(1<<10) == 0:
-		return fmt.Sprintf("%d KiB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }

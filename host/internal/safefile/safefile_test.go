@@ -69,7 +69,7 @@ func TestReadFile(t *testing.T) {
 		{"zero", "", ErrNotRegular, []string{files["zero"], "is a character device, not a regular file"}},
 		{"fifo", "", ErrNotRegular, []string{files["fifo"], "is a named pipe (FIFO), not a regular file"}},
 		{"link-to-fifo", "", ErrNotRegular, []string{"is a named pipe (FIFO)"}},
-		{"huge", "", ErrTooLarge, []string{files["huge"], "is 3221225472 bytes; the limit is 1048576 bytes (1 MiB)"}},
+		{"huge", "", ErrTooLarge, []string{files["huge"], "is 3221225472 bytes; the limit is 1048576 bytes"}},
 		{"dir", "", ErrNotRegular, []string{"is a directory, not a regular file"}},
 		{"dangling", "", os.ErrNotExist, []string{"does not exist"}},
 		{"loop", "", syscall.ELOOP, []string{"is a symlink loop"}},
