@@ -18,6 +18,7 @@ import (
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/shared/logtext"
 )
 
 const runSynopsis = `Usage: astrid-host run [flags] PATH...
@@ -204,7 +205,7 @@ func startTails(b *bus.Bus, patterns []string, out io.Writer, logger hclog.Logge
 				for _, m := range env.Messages {
 					line, merr := json.Marshal(m)
 					if merr == nil {
-						fmt.Fprintf(out, "%s\n", line)
+						fmt.Fprintf(out, "%s\n", logtext.EscapeJSON(line))
 					}
 				}
 				mu.Unlock()
@@ -212,7 +213,7 @@ func startTails(b *bus.Bus, patterns []string, out io.Writer, logger hclog.Logge
 					// Stopping: print what is still queued (the host's last events) and end.
 					for _, m := range sub.Poll(10 << 20).Messages {
 						if line, merr := json.Marshal(m); merr == nil {
-							fmt.Fprintf(out, "%s\n", line)
+							fmt.Fprintf(out, "%s\n", logtext.EscapeJSON(line))
 						}
 					}
 					return

@@ -22,6 +22,7 @@ package logtext
 import (
 	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -125,4 +126,40 @@ func Lines(lines []string) string {
 		b.WriteString(Escape(l))
 	}
 	return b.String()
+}
+
+// EscapeJSON returns the JSON text b with every rune that is not printable written as a \u escape
+// (a pair of them outside the Basic Multilingual Plane), so that it is as safe on a terminal as
+// Escape's output and still means the same JSON. encoding/json already escapes the C0 controls,
+// but not C1 controls or the bidirectional overrides. b must be valid JSON, such as
+// json.Marshal's output (which is valid UTF-8).
+func EscapeJSON(b []byte) []byte {
+	if safe(string(b), false) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r < utf8.RuneSelf || unicode.IsPrint(r) || r == utf8.RuneError && n == 1 {
+			out = append(out, b[i:i+n]...)
+			i += n
+			continue
+		}
+		if r > 0xffff {
+			r1, r2 := utf16.EncodeRune(r)
+			out = appendU(appendU(out, r1), r2)
+		} else {
+			out = appendU(out, r)
+		}
+		i += n
+	}
+	return out
+}
+
+func appendU(out []byte, r rune) []byte {
+	out = append(out, '\\', 'u')
+	for shift := 12; shift >= 0; shift -= 4 {
+		out = append(out, hexDigits[(r>>uint(shift))&0xf])
+	}
+	return out
 }

@@ -1,6 +1,8 @@
 package logtext
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -39,6 +41,27 @@ func TestEscape(t *testing.T) {
 func TestLines(t *testing.T) {
 	if got, want := Lines([]string{"panic: boom", "\x1b[2J", "a\nb"}), "panic: boom\n\\x1b[2J\na\\nb"; got != want {
 		t.Fatalf("Lines = %q, want %q", got, want)
+	}
+}
+
+func TestEscapeJSON(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`{"a":"plain"}`, `{"a":"plain"}`},
+		{"{\"a\":\"x\u009b2J\u202ey\"}", `{"a":"x\u009b2J\u202ey"}`},
+		{"{\"a\":\"\U000E0041 é\"}", `{"a":"\udb40\udc41 é"}`},
+	}
+	for _, tc := range tests {
+		got := string(EscapeJSON([]byte(tc.in)))
+		if got != tc.want {
+			t.Errorf("EscapeJSON(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		var a, b any
+		if err := json.Unmarshal([]byte(tc.in), &a); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(got), &b); err != nil || !reflect.DeepEqual(a, b) {
+			t.Errorf("EscapeJSON(%q) = %q means %v, want %v (%v)", tc.in, got, b, a, err)
+		}
 	}
 }
 
