@@ -11,7 +11,7 @@ import (
 )
 
 // processFuncs are the process host functions: name → the operation the host performs. Each takes
-// one JSON request block and returns one JSON result block (ABI.md §3 Processes).
+// one JSON request block and returns one JSON result block (docs/abi.md#processes).
 var processFuncs = []struct {
 	name string
 	op   pb.ProcessOp

@@ -9,7 +9,7 @@ import (
 // Op is one of the process host functions.
 type Op int
 
-// The process host functions, in ABI.md's order.
+// The process host functions, in docs/abi.md's order.
 const (
 	Spawn Op = iota
 	SpawnBackground
