@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/host/internal/safefile"
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/host/process"
 	"github.com/astrid-go/astrid/sandbox"
@@ -314,7 +314,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	fuel := m.Limits.Fuel > 0
 	kernelPath := h.cache.KernelPath(h.cfg.Shim.SHA256, fuel)
 	artefact := h.cache.Path(sum, h.cfg.Shim.SHA256, fuel)
-	proc, cached, err := h.launchShim(m.ID(), inst.log, fuel, kernelPath, artefact)
+	proc, cached, err := h.launchShim(m.ID(), inst.guestLog().relay(), fuel, kernelPath, artefact)
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -478,17 +478,11 @@ func (h *Host) compileIn(ctx context.Context, proc *shimProcess, wasm []byte) ([
 // readModule reads a capsule's module and hashes it. The host hashes the bytes it sends to the
 // shim, so the cache key always matches what was compiled.
 func readModule(path string) ([]byte, string, error) {
-	f, err := os.Open(path)
+	// The capsule directory decides what path is: a regular file of at most 256 MiB, or refused
+	// without blocking or reading more.
+	wasm, err := safefile.ReadFile(path, shared.MaxModuleBytes)
 	if err != nil {
 		return nil, "", fmt.Errorf("read module: %w", err)
-	}
-	defer f.Close()
-	wasm, err := io.ReadAll(io.LimitReader(f, shared.MaxModuleBytes+1))
-	if err != nil {
-		return nil, "", fmt.Errorf("read module %s: %w", path, err)
-	}
-	if len(wasm) > shared.MaxModuleBytes {
-		return nil, "", fmt.Errorf("module %s is larger than %d bytes (256 MiB)", path, shared.MaxModuleBytes)
 	}
 	sum := sha256.Sum256(wasm)
 	return wasm, hex.EncodeToString(sum[:]), nil

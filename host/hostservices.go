@@ -15,14 +15,15 @@ type hostServices struct {
 	inst *Instance
 }
 
-// Log writes the capsule's log lines to its logger, in order.
+// Log writes the capsule's log lines to its logger, in order, escaped and rate-limited (guestLog).
 func (s *hostServices) Log(_ context.Context, req *pb.LogRequest) (*pb.LogResponse, error) {
+	g := s.inst.guestLog()
 	for _, e := range req.Entries {
 		level := hclog.Level(e.Level) + hclog.Trace
 		if level < hclog.Trace || level > hclog.Error {
 			level = hclog.Info
 		}
-		s.inst.log.Log(level, e.Message, "source", e.Source)
+		g.line(level, e.Source, e.Message)
 	}
 	return &pb.LogResponse{}, nil
 }

@@ -62,6 +62,10 @@ type Instance struct {
 	host     *Host
 	ipc      *instanceIPC
 	log      hclog.Logger
+	// glog is the way in to the log for what the guest and its shim chose (escaped and
+	// rate-limited); see guestLog.
+	glog     *guestLog
+	glogOnce sync.Once
 	proc     *shimProcess
 	// pid is proc's pid, readable from any goroutine (the host looks instances up by a
 	// connecting peer's pid while others are still loading).
@@ -87,6 +91,12 @@ type Instance struct {
 	// predecessor's.
 	lastFailure string
 	hasCrashed  bool
+}
+
+// guestLog returns the instance's way in to the log for what its guest and shim chose.
+func (i *Instance) guestLog() *guestLog {
+	i.glogOnce.Do(func() { i.glog = newGuestLog(i.log) })
+	return i.glog
 }
 
 // Restarts is how many times the capsule was restarted before this instance.
@@ -244,13 +254,19 @@ func (e *CallError) Error() string {
 
 // GuestError is returned by Call when the guest ran and failed: it reported an error, trapped,
 // ran out of time or memory, or the export does not exist.
+//
+// Message, Backtrace and Stderr hold what the guest chose, escaped (logtext): they are safe to
+// print.
 type GuestError struct {
 	Capsule   string
 	Export    string
 	Kind      pb.GuestError_Kind
-	Message   string
-	Backtrace string
+	Message   string // one line
+	Backtrace string // one frame per line
 	ExitCode  int32
+	// Stderr is what the guest wrote to stderr during the call (a crash report), one line per
+	// line, or "".
+	Stderr string
 }
 
 func (e *GuestError) Error() string { return e.Message }
@@ -284,14 +300,23 @@ func (i *Instance) Call(ctx context.Context, export string, input []byte, timeou
 	if err != nil {
 		return nil, i.rpcFailure(ctx, export, err)
 	}
-	if ge := resp.Error; ge != nil {
-		if trapped(ge.Kind) {
+	if resp.Error != nil {
+		ge := guestError(resp.Error)
+		args := []any{"export", export, "kind", TrapKindName(ge.Kind), "message", ge.Message}
+		if ge.Stderr != "" {
+			args = append(args, "stderr", ge.Stderr)
+		}
+		switch {
+		case trapped(ge.Kind):
 			// The shim has already dropped the trapped Store; the next call gets a fresh one.
-			i.log.Warn("guest trapped; its Store was replaced", "export", export, "kind", TrapKindName(ge.Kind), "message", ge.Message)
+			i.log.Warn("guest trapped; its Store was replaced", args...)
 			i.host.publishEvent(TopicCapsuleTrapped, trapEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Export: export,
 				TrapKind: TrapKindName(ge.Kind), Message: ge.Message, Backtrace: ge.Backtrace})
+		case ge.Stderr != "":
+			// Not a trap, but the guest said something on stderr: show it under the failure.
+			i.log.Warn("guest call failed", args...)
 		}
-		return nil, &GuestError{Capsule: i.ID(), Export: export, Kind: ge.Kind, Message: ge.Message, Backtrace: ge.Backtrace, ExitCode: ge.ExitCode}
+		return nil, &GuestError{Capsule: i.ID(), Export: export, Kind: ge.Kind, Message: ge.Message, Backtrace: ge.Backtrace, ExitCode: ge.ExitCode, Stderr: ge.Stderr}
 	}
 	return resp.Output, nil
 }
@@ -453,7 +478,11 @@ func (i *Instance) startRunLoop() {
 				reason = "the run loop ended: " + i.proc.exitReason()
 			}
 		case resp.Error != nil:
-			reason, trap = "the run loop failed: "+resp.Error.Message, resp.Error
+			trap = guestError(resp.Error)
+			reason = "the run loop failed: " + trap.Message
+			if trap.Stderr != "" {
+				i.log.Warn("run loop failed", "kind", TrapKindName(trap.Kind), "message", trap.Message, "stderr", trap.Stderr)
+			}
 		default:
 			reason = "the run loop returned; a run-loop capsule runs until it is unloaded"
 		}
@@ -522,6 +551,7 @@ func (i *Instance) stop(ctx context.Context, kill bool) {
 	if client != nil {
 		client.Close()
 	}
+	i.guestLog().close()
 	if st, _ := i.State(); st != StateFailed {
 		i.setState(StateStopped, "")
 	}

@@ -3,6 +3,8 @@ package host
 import (
 	"strings"
 	"sync"
+
+	"github.com/astrid-go/astrid/shared/logtext"
 )
 
 // Bounds of stderrTail: the crash event carries the last stderrTailLines lines the shim wrote to
@@ -29,6 +31,9 @@ func (t *stderrTail) Write(p []byte) (int, error) {
 	if len(line) > stderrLineBytes {
 		line = line[:stderrLineBytes] + "…"
 	}
+	// The shim chose these bytes (a guest may have escaped into it): escaped before they reach a
+	// crash event or a terminal.
+	line = logtext.Escape(line)
 	t.mu.Lock()
 	if len(t.lines) == stderrTailLines {
 		t.lines = append(t.lines[:0], t.lines[1:]...)

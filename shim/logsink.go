@@ -2,10 +2,12 @@ package shim
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/astrid-go/astrid/shared/logtext"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -17,30 +19,89 @@ const (
 	logFlushTimeout = 5 * time.Second
 )
 
+// Bounds of a stderr block: consecutive stderr lines travel as one log entry (a Go runtime's
+// crash report is one readable block, not 60 log lines) of at most maxBlockLines lines and about
+// maxBlockBytes bytes; a longer run of stderr is sent as several blocks.
+const (
+	maxBlockLines = 256
+	maxBlockBytes = 64 << 10
+)
+
 // logSink forwards the capsule's log lines at or above its level to the host's Log service, in
 // order. Before the host is connected (and if the host cannot be reached), lines go to the shim's
 // own log, which go-plugin relays to the host as well.
+//
+// Every line is escaped here (logtext.Escape), where the guest's bytes leave it; the host escapes
+// them again, as it cannot trust a shim. Consecutive stderr lines are gathered into one block:
+// the block is queued as one entry when another kind of line comes, when it is full and when the
+// lines are flushed, except that the block of a call that failed goes with its error instead
+// (takeStderr).
 type logSink struct {
 	local   hclog.Logger
 	host    *hostConn
 	level   int32 // lines below it are dropped (see LogLevelOff)
 	pending []*pb.LogEntry
 	bytes   int
+
+	block      []string // stderr lines not yet queued, escaped, oldest first
+	blockBytes int
 }
 
 func (l *logSink) add(level pb.LogEntry_Level, source, message string) {
+	message = logtext.Escape(message)
+	if source == "stderr" {
+		// Kept whatever the level: a failed call's stderr goes with its error (takeStderr).
+		l.block = append(l.block, message)
+		l.blockBytes += len(message) + 1
+		if len(l.block) >= maxBlockLines || l.blockBytes >= maxBlockBytes {
+			l.endBlock()
+		}
+		return
+	}
+	l.endBlock()
+	l.queue(level, source, message)
+}
+
+// queue adds one entry to the batch, sending the batch when it is full.
+func (l *logSink) queue(level pb.LogEntry_Level, source, message string) {
 	if int32(level) < l.level {
 		return
 	}
 	l.pending = append(l.pending, &pb.LogEntry{Level: level, Source: source, Message: message})
 	l.bytes += len(message)
 	if len(l.pending) >= logBatchEntries || l.bytes >= logBatchBytes {
-		l.flush()
+		l.send()
 	}
 }
 
-// flush sends the pending lines. It runs under the Store lock, which keeps lines in order.
+// endBlock queues the gathered stderr lines as one entry.
+func (l *logSink) endBlock() {
+	if block := l.takeStderr(); block != "" {
+		l.queue(pb.LogEntry_WARN, "stderr", block)
+	}
+}
+
+// takeStderr returns the stderr lines gathered since the last other line or flush as one block
+// (lines joined by "\n"), and forgets them: the caller shows them under a failed call's error
+// rather than as log lines.
+func (l *logSink) takeStderr() string {
+	if len(l.block) == 0 {
+		return ""
+	}
+	block := strings.Join(l.block, "\n")
+	clear(l.block)
+	l.block, l.blockBytes = l.block[:0], 0
+	return block
+}
+
+// flush sends the pending lines, the stderr block included. It runs under the Store lock, which
+// keeps lines in order.
 func (l *logSink) flush() {
+	l.endBlock()
+	l.send()
+}
+
+func (l *logSink) send() {
 	if len(l.pending) == 0 {
 		return
 	}

@@ -221,6 +221,10 @@ func (s *Server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeR
 		s.guest.close()
 		s.guest = nil
 	}
+	if gerr != nil {
+		// The stderr the guest wrote in the call (a crash report) is shown under its error.
+		gerr.Stderr = s.env.logs.takeStderr()
+	}
 	s.env.logs.flush()
 	s.calls.Add(1)
 	return &pb.InvokeResponse{Output: out, Error: gerr}, nil

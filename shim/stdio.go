@@ -31,7 +31,9 @@ const (
 
 // stdio turns a guest's WASI stdout and stderr into log lines of the capsule. Writes are captured
 // synchronously in fd_write (never through the shim's own fd 1, which is go-plugin's handshake
-// channel), so that by the time a call returns every byte it wrote has been seen.
+// channel), so that by the time a call returns every byte it wrote has been seen. The lines go to
+// the logSink, which escapes them and gathers consecutive stderr lines into one block (a failed
+// call's block goes with its error).
 type stdio struct {
 	emit    func(level pb.LogEntry_Level, source, line string)
 	partial [3][]byte // unterminated line per fd (1 stdout, 2 stderr)

@@ -138,8 +138,17 @@ type runningHost struct {
 // capsule loaded and the run loops ready). It is killed at the end of the test if it still runs.
 func startRun(t *testing.T, args ...string) *runningHost {
 	t.Helper()
+	return startRunEnv(t, nil, args...)
+}
+
+// startRunEnv is startRun with env added to the host's environment.
+func startRunEnv(t *testing.T, env []string, args ...string) *runningHost {
+	t.Helper()
 	r := &runningHost{cmd: exec.Command(hostBin, append([]string{"run"}, args...)...), pids: map[string]int{},
 		out: make(chan string, 1024), done: make(chan struct{})}
+	if env != nil {
+		r.cmd.Env = append(os.Environ(), env...)
+	}
 	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

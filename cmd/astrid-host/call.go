@@ -13,6 +13,7 @@ import (
 
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/shared/logtext"
 )
 
 const callSynopsis = `Usage: astrid-host call [flags] TARGET EXPORT
@@ -64,7 +65,7 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	m, err := loadTarget(target, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+		fmt.Fprintf(stderr, "error: %s\n", logtext.EscapeBlock(err.Error())) // one problem a line
 		return exitUsage
 	}
 	if len(allowHosts) > 0 && m.Path != "" {
@@ -81,15 +82,18 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 	inst, _, err := h.Load(ctx, m, host.LoadOptions{Config: config, AllowHosts: allowHosts, CallTimeout: *timeout})
 	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+		// It may quote the guest (a failed _initialize) or the shim.
+		fmt.Fprintf(stderr, "error: %s\n", logtext.Escape(err.Error()))
 		return exitUsage
 	}
 	out, err := inst.Call(ctx, export, in, *timeout)
 	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+		// The message is the guest's (or, for a CallError, may quote the shim's): one escaped line.
+		fmt.Fprintf(stderr, "error: %s\n", logtext.Escape(err.Error()))
 		var ge *host.GuestError
-		if errors.As(err, &ge) && ge.Backtrace != "" {
-			fmt.Fprintf(stderr, "wasm backtrace:\n  %s\n", strings.ReplaceAll(ge.Backtrace, "\n", "\n  "))
+		if errors.As(err, &ge) {
+			printBlock(stderr, "wasm backtrace", ge.Backtrace)
+			printBlock(stderr, "guest stderr", ge.Stderr)
 		}
 		return exitFailure
 	}
@@ -98,6 +102,15 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	return exitOK
+}
+
+// printBlock prints a block of lines under a title, indented, each line escaped; nothing when the
+// block is empty.
+func printBlock(w io.Writer, title, block string) {
+	if block == "" {
+		return
+	}
+	fmt.Fprintf(w, "%s:\n  %s\n", title, strings.ReplaceAll(logtext.EscapeBlock(block), "\n", "\n  "))
 }
 
 // loadTarget reads the manifest of a capsule directory, or builds the default one for a .wasm.
@@ -114,7 +127,7 @@ func loadTarget(target string, stderr io.Writer) (*manifest.Manifest, error) {
 	}
 	m, warnings, err := manifest.Load(target)
 	for _, w := range warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+		fmt.Fprintf(stderr, "warning: %s\n", logtext.Escape(w.String()))
 	}
 	return m, err
 }

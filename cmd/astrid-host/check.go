@@ -7,6 +7,7 @@ import (
 
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/shared/logtext"
 )
 
 const checkSynopsis = `Usage: astrid-host check PATH...
@@ -28,30 +29,33 @@ func checkCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	status := exitOK
 	for _, p := range pos {
-		dirs, err := host.DiscoverCapsules([]string{p})
+		dirs, skipped, err := host.DiscoverCapsules([]string{p})
 		if err != nil {
-			fmt.Fprintf(stdout, "error: %v\n", err)
+			fmt.Fprintf(stdout, "error: %s\n", logtext.Escape(err.Error()))
 			status = exitFailure
 			continue
+		}
+		for _, s := range skipped {
+			fmt.Fprintf(stdout, "warning: skipped %s\n", logtext.Escape(s))
 		}
 		for _, dir := range dirs {
 			m, warnings, err := manifest.Load(dir)
 			for _, w := range warnings {
-				fmt.Fprintf(stdout, "warning: %s\n", w)
+				fmt.Fprintf(stdout, "warning: %s\n", logtext.Escape(w.String()))
 			}
 			if err != nil {
 				var problems manifest.Errors
 				if errors.As(err, &problems) {
 					for _, p := range problems {
-						fmt.Fprintf(stdout, "error: %s\n", p)
+						fmt.Fprintf(stdout, "error: %s\n", logtext.Escape(p.String()))
 					}
 				} else {
-					fmt.Fprintf(stdout, "error: %v\n", err)
+					fmt.Fprintf(stdout, "error: %s\n", logtext.Escape(err.Error()))
 				}
 				status = exitFailure
 				continue
 			}
-			fmt.Fprintf(stdout, "ok: %s %s (%s)\n", m.ID(), m.Package.Version, m.Path)
+			fmt.Fprintf(stdout, "ok: %s %s (%s)\n", m.ID(), m.Package.Version, logtext.Escape(m.Path))
 		}
 	}
 	return status

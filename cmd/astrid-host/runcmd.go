@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 	"github.com/astrid-go/astrid/bus/topics"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/shared/logtext"
 )
 
 const runSynopsis = `Usage: astrid-host run [flags] PATH...
@@ -85,7 +87,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if len(pos) == 0 {
 		return usageError(fs, stderr, fmt.Errorf("want at least one capsule PATH"))
 	}
-	dirs, err := host.DiscoverCapsules(pos)
+	dirs, skipped, err := host.DiscoverCapsules(pos)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage
@@ -94,6 +96,9 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage
+	}
+	for _, s := range skipped {
+		logger.Warn("capsule path skipped", "reason", s)
 	}
 	stopStatus := keepStatus(h, stateDir, logger)
 	defer stopStatus()
@@ -149,15 +154,22 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("running; send SIGINT or SIGTERM to stop", "capsules", ready)
 	<-ctx.Done()
-	stop()
-
-	// A second signal skips the orderly unload; Pdeathsig takes the shims down with the host.
+	// A second signal skips the orderly unload. Its handler is in place before the first one's is
+	// released, so no second signal can take the default action (death, leaving the runtime
+	// directory behind).
 	force := make(chan os.Signal, 1)
 	signal.Notify(force, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(force)
+	stop()
+	unloaded := make(chan struct{})
+	defer close(unloaded)
 	go func() {
-		<-force
-		logger.Error("second signal: exiting at once")
-		os.Exit(exitFailure)
+		select {
+		case <-force:
+			logger.Error("second signal: exiting at once")
+			forceExit(h, stateDir)
+		case <-unloaded:
+		}
 	}()
 	logger.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -165,6 +177,15 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	h.Shutdown(sctx)
 	logger.Info("stopped")
 	return exitOK
+}
+
+// forceExit ends the process at once, on a second signal. Pdeathsig takes the shims (and, through
+// their sandbox helpers, what they started) down with the host; what the orderly unload would have
+// removed is removed here: the runtime directory with every socket, and the status file.
+func forceExit(h *host.Host, stateDir string) {
+	os.RemoveAll(h.RuntimeDir())
+	os.Remove(filepath.Join(stateDir, statusFileName))
+	os.Exit(exitFailure)
 }
 
 // startTails prints the bus messages matching each pattern as JSON lines on out until the
@@ -188,7 +209,7 @@ func startTails(b *bus.Bus, patterns []string, out io.Writer, logger hclog.Logge
 				for _, m := range env.Messages {
 					line, merr := json.Marshal(m)
 					if merr == nil {
-						fmt.Fprintf(out, "%s\n", line)
+						fmt.Fprintf(out, "%s\n", logtext.EscapeJSON(line))
 					}
 				}
 				mu.Unlock()
@@ -196,7 +217,7 @@ func startTails(b *bus.Bus, patterns []string, out io.Writer, logger hclog.Logge
 					// Stopping: print what is still queued (the host's last events) and end.
 					for _, m := range sub.Poll(10 << 20).Messages {
 						if line, merr := json.Marshal(m); merr == nil {
-							fmt.Fprintf(out, "%s\n", line)
+							fmt.Fprintf(out, "%s\n", logtext.EscapeJSON(line))
 						}
 					}
 					return

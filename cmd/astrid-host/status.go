@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/shared/logtext"
 )
 
 const statusSynopsis = `Usage: astrid-host status [--state DIR] [--json]
@@ -133,7 +134,8 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 		if last == "" {
 			last = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", c.Capsule, c.State, c.Restarts, pid, last)
+		// The failure may quote a guest (its trap message) or a shim: escaped, on one line.
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", logtext.Escape(c.Capsule), logtext.Escape(c.State), c.Restarts, pid, logtext.Escape(last))
 	}
 	tw.Flush()
 	return exitOK

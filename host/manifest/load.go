@@ -9,23 +9,37 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/astrid-go/astrid/host/internal/safefile"
+	"github.com/astrid-go/astrid/shared"
 )
 
 // FileName is the name of the manifest in a capsule directory.
 const FileName = "Capsule.toml"
 
-// Load reads dir/Capsule.toml, parses and validates it like Parse, then
+// Load reads dir/Capsule.toml (a regular file of at most 1 MiB; symlinks are followed, and
+// anything else, a device, a FIFO or a larger file, is refused at once without reading it), parses
+// and validates it like Parse, then
 // checks the first component's wasm file: it must exist, be a regular file
 // and start with the header of a WebAssembly core module. Every problem
 // found, in the manifest and in the file, is returned together in one
 // Errors value; warnings are returned even when the error is not nil.
 func Load(dir string) (*Manifest, []Problem, error) {
 	path := filepath.Join(dir, FileName)
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, maxManifestSize)
 	if err != nil {
-		msg := fmt.Sprintf("cannot read the manifest: %v", err)
-		if errors.Is(err, fs.ErrNotExist) {
+		msg := "cannot read the manifest: " + err.Error()
+		var serr *safefile.Error
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			msg = "no " + FileName + " here: a capsule directory needs one"
+			if target, lerr := os.Readlink(path); lerr == nil {
+				msg = "the manifest is a symlink to " + target + ", which does not exist"
+			}
+		case errors.Is(err, safefile.ErrTooLarge) && errors.As(err, &serr):
+			msg = "the manifest " + serr.Reason + " (" + formatSize(maxManifestSize) + ")"
+		case errors.As(err, &serr):
+			msg = "the manifest " + serr.Reason
 		}
 		return nil, nil, Errors{{File: path, Message: msg}}
 	}
@@ -93,25 +107,21 @@ var (
 	wasmComponentVers = []byte{0x0d, 0x00, 0x01, 0x00}
 )
 
-// checkWasm checks that path is a regular file that starts with the header
-// of a WebAssembly core module. The error completes a sentence whose
-// subject is the file, e.g. "does not exist".
+// checkWasm checks that path is a regular file of at most shared.MaxModuleBytes (256 MiB)
+// that starts with the header of a WebAssembly core module. The error
+// completes a sentence whose subject is the file, e.g. "does not exist".
 func checkWasm(path string) error {
-	fi, err := os.Stat(path)
+	f, _, err := safefile.Open(path, shared.MaxModuleBytes)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return errors.New("does not exist")
+		var serr *safefile.Error
+		switch {
+		case errors.As(err, &serr) && serr.Mode.IsDir():
+			return errors.New("is a directory, not a .wasm file")
+		case errors.Is(err, safefile.ErrTooLarge) && errors.As(err, &serr):
+			return errors.New(serr.Reason + " (" + formatSize(shared.MaxModuleBytes) + ")")
+		case errors.As(err, &serr):
+			return errors.New(serr.Reason)
 		}
-		return fmt.Errorf("cannot be read: %v", err)
-	}
-	if fi.IsDir() {
-		return errors.New("is a directory, not a .wasm file")
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("is not a regular file (mode %s)", fi.Mode())
-	}
-	f, err := os.Open(path)
-	if err != nil {
 		return fmt.Errorf("cannot be read: %v", err)
 	}
 	defer f.Close()

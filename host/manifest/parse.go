@@ -144,7 +144,7 @@ func (d *decoder) manifest(root *table, m *Manifest) {
 	if t, ok := root.sub("env"); ok {
 		m.Env = d.env(t)
 	}
-	m.Interceptors = d.interceptors(root.tableList("interceptor"))
+	m.Interceptors = d.interceptors(root.tableList("interceptor"), m.Capabilities.IPCSubscribe)
 	m.Topics = d.topics(root.tableList("topic"))
 	if t, ok := root.sub("imports"); ok {
 		m.Imports = d.imports(t)

@@ -33,8 +33,9 @@ func (d *decoder) env(t *table) map[string]EnvDef {
 	return out
 }
 
-// interceptors decodes [[interceptor]] (upstream rule 4 for event).
-func (d *decoder) interceptors(ts []*table) []Interceptor {
+// interceptors decodes [[interceptor]] (upstream rule 4 for event). subscribeACL is the capsule's
+// ipc_subscribe, for the warning about events that span every namespace (see broadEvent).
+func (d *decoder) interceptors(ts []*table, subscribeACL []string) []Interceptor {
 	var out []Interceptor
 	for _, t := range ts {
 		ic := Interceptor{Priority: defaultPriority}
@@ -42,6 +43,10 @@ func (d *decoder) interceptors(ts []*table) []Interceptor {
 			ic.Event = ev
 			if err := topics.CheckSegments(ev); err != nil {
 				d.errorf(t.at("event"), "interceptor event %q %v", ev, err)
+			} else if broadEvent(ev, subscribeACL) {
+				d.warnf(t.at("event"), "interceptor event %q matches topics of every namespace (every capsule's messages and the host's events), "+
+					"and [capabilities] ipc_subscribe does not grant it: an [[interceptor]] is a subscription the host makes without the ipc_subscribe check (as upstream); "+
+					"name the namespace it handles instead, e.g. event = \"user.v1.prompt\" or \"myapp.v1.*\"", ev)
 			}
 		} else if !t.has("event") {
 			d.errorf(t.at("event"), `required: the topic pattern to intercept, e.g. event = "user.v1.prompt"`)
@@ -58,6 +63,25 @@ func (d *decoder) interceptors(ts []*table) []Interceptor {
 		out = append(out, ic)
 	}
 	return out
+}
+
+// broadEvent reports whether an interceptor event spans every namespace (its first segment is
+// "*", so "*", "*.*" or "*.v1.*") without an ipc_subscribe entry that covers it. Interceptor
+// events are subscribed by the host for the capsule without the subscribe ACL: upstream manifests
+// declare them instead of listing them in ipc_subscribe, so the ACL cannot be required of them;
+// the manifest itself is the grant, and `check` (and run and call, which log manifest warnings)
+// point out the one that grants the whole bus.
+func broadEvent(event string, subscribeACL []string) bool {
+	first, _, _ := strings.Cut(event, ".")
+	if first != "*" {
+		return false
+	}
+	for _, acl := range subscribeACL {
+		if topics.Covers(acl, event) {
+			return false
+		}
+	}
+	return true
 }
 
 // topics decodes [[topic]] (upstream rule 7).

@@ -730,7 +730,11 @@ type GuestError struct {
 	// backtrace is the guest's WebAssembly backtrace, one frame per line, when there is one.
 	Backtrace string `protobuf:"bytes,3,opt,name=backtrace,proto3" json:"backtrace,omitempty"`
 	// exit_code is the proc_exit status for EXIT.
-	ExitCode      int32 `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	ExitCode int32 `protobuf:"varint,4,opt,name=exit_code,json=exitCode,proto3" json:"exit_code,omitempty"`
+	// stderr is what the guest wrote to stderr during the failed call, its lines joined by "\n"
+	// (at most 256 lines and 64 KiB: the newest lines; earlier ones were logged as they came). These
+	// lines come here, to be shown as one block under the error, instead of as log lines.
+	Stderr        string `protobuf:"bytes,5,opt,name=stderr,proto3" json:"stderr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -791,6 +795,13 @@ func (x *GuestError) GetExitCode() int32 {
 		return x.ExitCode
 	}
 	return 0
+}
+
+func (x *GuestError) GetStderr() string {
+	if x != nil {
+		return x.Stderr
+	}
+	return ""
 }
 
 type HealthRequest struct {
@@ -1859,13 +1870,14 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"noDeadline\"Z\n" +
 	"\x0eInvokeResponse\x12\x16\n" +
 	"\x06output\x18\x01 \x01(\fR\x06output\x120\n" +
-	"\x05error\x18\x02 \x01(\v2\x1a.astrid.shim.v1.GuestErrorR\x05error\"\xee\x02\n" +
+	"\x05error\x18\x02 \x01(\v2\x1a.astrid.shim.v1.GuestErrorR\x05error\"\x86\x03\n" +
 	"\n" +
 	"GuestError\x123\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x1f.astrid.shim.v1.GuestError.KindR\x04kind\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1c\n" +
 	"\tbacktrace\x18\x03 \x01(\tR\tbacktrace\x12\x1b\n" +
-	"\texit_code\x18\x04 \x01(\x05R\bexitCode\"\xd5\x01\n" +
+	"\texit_code\x18\x04 \x01(\x05R\bexitCode\x12\x16\n" +
+	"\x06stderr\x18\x05 \x01(\tR\x06stderr\"\xd5\x01\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vGUEST_ERROR\x10\x01\x12\x0f\n" +

@@ -16,6 +16,9 @@
 //   - sleep: sleeps for the number of milliseconds given as input (a
 //     malformed number fails the call);
 //   - stderr: writes the input to stderr and to stdout, and succeeds;
+//   - log: logs the input with log_info, and succeeds;
+//   - flood: logs as many lines as its input says ("N"), each "flood line K", with log_info, and
+//     succeeds;
 //   - exit: os.Exit(3);
 //   - publish: publishes one JSON payload of each size its input lists
 //     ("SIZE,SIZE,..."), the k-th to test.v1.faulty.k, and fails at the
@@ -122,6 +125,26 @@ func stderr() int32 {
 	os.Stderr.Write(in)
 	os.Stdout.Write(in)
 	return 0
+}
+
+//go:wasmexport log
+func logInput() int32 {
+	astrid.Log(astrid.LogInfo, astrid.InputString())
+	return 0
+}
+
+//go:wasmexport flood
+func flood() int32 {
+	return astrid.Export(func(in []byte) ([]byte, error) {
+		n, err := strconv.Atoi(strings.TrimSpace(string(in)))
+		if err != nil || n < 0 {
+			return nil, errors.New("flood: input must be a number of lines, got " + strconv.Quote(string(in)))
+		}
+		for k := range n {
+			astrid.Log(astrid.LogInfo, "flood line "+strconv.Itoa(k))
+		}
+		return nil, nil
+	})
 }
 
 //go:wasmexport exit
