@@ -89,8 +89,8 @@ func (h *Host) CapsulesLoaded() {
 	h.bus.Publish(bus.Message{Topic: TopicCapsulesLoaded, Payload: json.RawMessage(`{"type":"raw_json","status":"ready"}`), SourceID: hostSourceID})
 }
 
-// TrapKindName is the lower-case name of a guest failure's kind as events and logs show it
+// trapKindName is the lower-case name of a guest failure's kind as events and logs show it
 // ("unreachable", "timeout", "out_of_memory", ...).
-func TrapKindName(k pb.GuestError_Kind) string {
+func trapKindName(k pb.GuestError_Kind) string {
 	return strings.ToLower(k.String())
 }

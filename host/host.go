@@ -1,9 +1,3 @@
-// Package host is astrid-host's runtime: it loads capsules, starts one astrid-shim process per
-// capsule through go-plugin, serves the host functions each shim calls back into, tracks every
-// instance's state and stops everything it started.
-//
-// The host is the only authority. A shim is never trusted with anything: what it may do is decided
-// here, keyed on the connection a request came from (each shim gets its own HostServices server).
 package host
 
 import (
@@ -202,12 +196,12 @@ type LoadOutcome struct {
 	Err      error
 }
 
-// LoadConcurrency is how many capsules LoadAll loads at once: the number of CPUs, and at least
+// loadConcurrency is how many capsules LoadAll loads at once: the number of CPUs, and at least
 // 4. Most of a load is waiting (for a shim to start, for the shim's answers); compiling uses
 // every core wasmtime is given, and its [limits] compile_timeout bounds it.
-func LoadConcurrency() int { return max(runtime.NumCPU(), 4) }
+func loadConcurrency() int { return max(runtime.NumCPU(), 4) }
 
-// LoadAll loads the capsules of ms as Load does, LoadConcurrency at a time, so that a capsule
+// LoadAll loads the capsules of ms as Load does, loadConcurrency at a time, so that a capsule
 // that is slow to compile or to initialise holds up no other. What depends on order stays in the
 // order of ms: instances are added to the host (Instances, and so `status` and Shutdown, which
 // stops them newest first) and their astrid.v1.capsule.loading events are published in that
@@ -215,7 +209,7 @@ func LoadConcurrency() int { return max(runtime.NumCPU(), 4) }
 // ends no further load starts (those get ctx's error), and the ones under way end early.
 func (h *Host) LoadAll(ctx context.Context, ms []*manifest.Manifest, opts LoadOptions) []LoadOutcome {
 	out := make([]LoadOutcome, len(ms))
-	slots := make(chan struct{}, LoadConcurrency())
+	slots := make(chan struct{}, loadConcurrency())
 	var wg sync.WaitGroup
 	for k, m := range ms {
 		select {

@@ -189,7 +189,7 @@ func (i *Instance) crashedWith(reason string, trap *pb.GuestError) {
 	i.closeProcesses()
 	ev := capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason}
 	if trap != nil {
-		ev.TrapKind, ev.Backtrace = TrapKindName(trap.Kind), trap.Backtrace
+		ev.TrapKind, ev.Backtrace = trapKindName(trap.Kind), trap.Backtrace
 	}
 	if i.proc != nil && i.proc.stderr != nil {
 		ev.StderrTail = i.proc.stderr.Lines()
@@ -271,6 +271,12 @@ type GuestError struct {
 
 func (e *GuestError) Error() string { return e.Message }
 
+// KindName is the failure's kind as events and logs name it: "guest_error" (the guest returned
+// an error), "exit" (it called proc_exit with a status other than 0), "unreachable", "panic",
+// "timeout", "out_of_memory", "stack_overflow", "out_of_fuel", "trap" (any other trap),
+// "no_such_export", "cancelled" or "not_loaded".
+func (e *GuestError) KindName() string { return trapKindName(e.Kind) }
+
 // Call invokes export with input and returns the guest's output. timeout overrides the capsule's
 // [limits] call_timeout when positive.
 func (i *Instance) Call(ctx context.Context, export string, input []byte, timeout time.Duration) ([]byte, error) {
@@ -302,7 +308,7 @@ func (i *Instance) Call(ctx context.Context, export string, input []byte, timeou
 	}
 	if resp.Error != nil {
 		ge := guestError(resp.Error)
-		args := []any{"export", export, "kind", TrapKindName(ge.Kind), "message", ge.Message}
+		args := []any{"export", export, "kind", trapKindName(ge.Kind), "message", ge.Message}
 		if ge.Stderr != "" {
 			args = append(args, "stderr", ge.Stderr)
 		}
@@ -311,7 +317,7 @@ func (i *Instance) Call(ctx context.Context, export string, input []byte, timeou
 			// The shim has already dropped the trapped Store; the next call gets a fresh one.
 			i.log.Warn("guest trapped; its Store was replaced", args...)
 			i.host.publishEvent(TopicCapsuleTrapped, trapEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Export: export,
-				TrapKind: TrapKindName(ge.Kind), Message: ge.Message, Backtrace: ge.Backtrace})
+				TrapKind: trapKindName(ge.Kind), Message: ge.Message, Backtrace: ge.Backtrace})
 		case ge.Stderr != "":
 			// Not a trap, but the guest said something on stderr: show it under the failure.
 			i.log.Warn("guest call failed", args...)
@@ -481,7 +487,7 @@ func (i *Instance) startRunLoop() {
 			trap = guestError(resp.Error)
 			reason = "the run loop failed: " + trap.Message
 			if trap.Stderr != "" {
-				i.log.Warn("run loop failed", "kind", TrapKindName(trap.Kind), "message", trap.Message, "stderr", trap.Stderr)
+				i.log.Warn("run loop failed", "kind", trapKindName(trap.Kind), "message", trap.Message, "stderr", trap.Stderr)
 			}
 		default:
 			reason = "the run loop returned; a run-loop capsule runs until it is unloaded"

@@ -26,7 +26,7 @@ import (
 //
 // Loading an artefact runs its native code with the capsule's authority, so the cache is checked,
 // not trusted. Every file is sealed by the host: an artefact is stored with an HMAC-SHA256 tag
-// over its name and bytes, under a key only the host holds (KeyFile, 0600, made at random the
+// over its name and bytes, under a key only the host holds (keyFile, 0600, made at random the
 // first time), and so is every remembered module digest (Digest). Before any shim uses an
 // artefact, the host copies it into a sealed memfd, computing the tag over exactly the bytes it
 // copies, and hands the shim that memfd (Open). The shim never opens a path in the cache (it is
@@ -53,8 +53,8 @@ type ModuleCache struct {
 	key []byte
 }
 
-// KeyFile is the name of the cache's MAC key in its directory.
-const KeyFile = "key"
+// keyFile is the name of the cache's MAC key in its directory.
+const keyFile = "key"
 
 // keyBytes is the length of the MAC key, and tagBytes of each tag (HMAC-SHA256).
 const (
@@ -77,7 +77,7 @@ func OpenModuleCache(dir string) (*ModuleCache, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("module cache %s: %w", dir, err)
 	}
-	key, err := cacheKey(filepath.Join(dir, KeyFile))
+	key, err := cacheKey(filepath.Join(dir, keyFile))
 	if err != nil {
 		return nil, fmt.Errorf("module cache %s: %w", dir, err)
 	}

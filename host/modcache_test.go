@@ -153,7 +153,7 @@ func TestModuleCacheKey(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(filepath.Join(dir, KeyFile))
+	fi, err := os.Stat(filepath.Join(dir, keyFile))
 	if err != nil || fi.Mode().Perm() != 0o600 || fi.Size() != keyBytes {
 		t.Fatalf("key file: %v, %v", fi, err)
 	}
@@ -165,7 +165,7 @@ func TestModuleCacheKey(t *testing.T) {
 	if err := c1.Store(path, []byte("code")); err != nil {
 		t.Fatal(err)
 	}
-	overwrite(t, filepath.Join(dir, KeyFile), []byte("not a key"))
+	overwrite(t, filepath.Join(dir, keyFile), []byte("not a key"))
 	c3, err := OpenModuleCache(dir)
 	if err != nil || bytes.Equal(c3.key, c1.key) || len(c3.key) != keyBytes {
 		t.Fatalf("a bad key file was not replaced: %v", err)

@@ -30,7 +30,7 @@ func guestFaults() []faultCase {
 		return func(t *testing.T, r *faultRun) {
 			_, err := r.victim.Call(context.Background(), export, nil, 2*time.Second)
 			var ge *host.GuestError
-			if !errors.As(err, &ge) || host.TrapKindName(ge.Kind) != kind {
+			if !errors.As(err, &ge) || ge.KindName() != kind {
 				t.Fatalf("call to %s: %v, want a guest error of kind %s", export, err, kind)
 			}
 		}
