@@ -69,12 +69,13 @@
 //
 // # Result sizes
 //
-// A spawn result holds at most MaxCaptureBytes of each stream (the first bytes; "truncated"
-// says whether anything was dropped); read_logs and kill hold at most RingBytes of each.
-// After lossy decoding and JSON escaping a byte can take up to six bytes (a control character
-// becomes \u00XX), so a spawn result is at most 2×6×10 MiB plus a few hundred bytes, and about
-// 20 MiB for text output; read_logs and kill results at most 2×6×1 MiB. The transport between
-// shim and host must accept messages of that size.
+// A spawn result holds the start of each stream, as much as takes at most MaxCaptureBytes in
+// the result's JSON string ("truncated" says whether anything was dropped): the bound is on the
+// encoded text, since after lossy decoding and JSON escaping a byte can take up to six bytes (a
+// control character becomes \u00XX). A spawn result is therefore at most 2×10 MiB plus a few
+// hundred bytes whatever the child writes. read_logs and kill hold at most RingBytes of each
+// stream, so at most 2×6×1 MiB. The transport between shim and host accepts both
+// (shared.MaxProcessResultBytes).
 //
 // A background process reads as running until it has been reaped and its output collected:
 // normally at once, at most DrainGrace later when a process that escaped the tree kill (only

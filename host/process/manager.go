@@ -15,7 +15,10 @@ import (
 
 // Limits and sizes of the process host functions.
 const (
-	// MaxCaptureBytes is how much of each stream a synchronous spawn keeps (the first bytes).
+	// MaxCaptureBytes is how much of each stream a synchronous spawn keeps: the start of the
+	// output, as much of it as takes at most this many bytes in the result's JSON string (a
+	// control character takes 2 or 6 bytes there, an invalid byte the 3 of U+FFFD). So a spawn
+	// result is at most 2×MaxCaptureBytes plus a few hundred bytes, whatever the output.
 	MaxCaptureBytes = 10 << 20
 	// RingBytes is the size of each of a background process's two output rings (the newest
 	// bytes are kept).
