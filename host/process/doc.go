@@ -57,7 +57,8 @@
 //     manifest's choice of program is honoured under landlock.
 //   - env: the child's environment is exactly the pass-through variables present in
 //     Config.PassEnv plus the request's env (which may override LANG, LC_ALL, LC_CTYPE and TZ).
-//     Reserved keys are compared case-insensitively. A JSON object with a duplicated key keeps
+//     Reserved keys (env.go: the variables that would let the caller choose or inject code) are
+//     compared case-insensitively. A JSON object with a duplicated key keeps
 //     the last value (Go's decoder), so "no duplicates" holds by construction.
 //   - Requests ignore unknown JSON fields, as upstream's serde decoding does.
 //   - Output is lossy UTF-8 as Rust's String::from_utf8_lossy makes it (one U+FFFD per maximal

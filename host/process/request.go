@@ -12,16 +12,6 @@ import (
 	"github.com/astrid-go/astrid/sandbox"
 )
 
-// reservedEnv are the keys a request may not set: they change what the child runs (PATH,
-// interpreter start-up files and module paths, the dynamic loader's variables under the LD_ and
-// DYLD_ prefixes) or carry the host's secrets.
-var reservedEnv = []string{
-	"PATH", "ASTRID_SESSION_TOKEN", "BASH_ENV", "ENV", "GCONV_PATH", "NODE_OPTIONS", "PERL5OPT",
-	"PYTHONHOME", "PYTHONPATH", "RUBYOPT", "ZDOTDIR",
-}
-
-var reservedEnvPrefixes = []string{"LD_", "DYLD_"}
-
 // systemDirs are the directories every sandboxed process may read and execute (sandbox.Spec).
 var systemDirs = []string{"/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt"}
 
@@ -62,68 +52,6 @@ func (m *Manager) prepare(req SpawnRequest, failText string) (sandbox.Spec, erro
 		ReadWrite: []string{workspace},
 		Cgroup:    sandbox.CgroupLimits{Pids: PidsLimit},
 	}, nil
-}
-
-// environment is the child's whole environment: the pass-through variables the host has, then
-// the request's variables, sorted by key.
-func (m *Manager) environment(requested map[string]string) ([]string, error) {
-	if len(requested) > MaxEnvEntries {
-		return nil, fmt.Errorf("invalid env: %d entries, at most %d", len(requested), MaxEnvEntries)
-	}
-	vars := make(map[string]string, len(passThroughEnv)+len(requested))
-	for _, k := range passThroughEnv {
-		if v, ok := m.cfg.PassEnv[k]; ok {
-			vars[k] = v
-		}
-	}
-	for _, k := range sortedKeys(requested) { // sorted: the first bad key is always the same one
-		v := requested[k]
-		if err := checkEnvVar(k, v); err != nil {
-			return nil, err
-		}
-		vars[k] = v
-	}
-	env := make([]string, 0, len(vars))
-	for _, k := range sortedKeys(vars) {
-		env = append(env, k+"="+vars[k])
-	}
-	return env, nil
-}
-
-// checkEnvVar validates one requested variable.
-func checkEnvVar(key, value string) error {
-	if !validEnvKey(key) {
-		return fmt.Errorf("invalid env key %q: it must match [A-Za-z_][A-Za-z0-9_]*", key)
-	}
-	upper := strings.ToUpper(key)
-	if slices.Contains(reservedEnv, upper) {
-		return fmt.Errorf("env key %q is reserved and may not be set", key)
-	}
-	for _, prefix := range reservedEnvPrefixes {
-		if strings.HasPrefix(upper, prefix) {
-			return fmt.Errorf("env key %q is reserved and may not be set (no %s* variables)", key, prefix)
-		}
-	}
-	if len(value) > MaxEnvValueBytes {
-		return fmt.Errorf("invalid env value of %q: %d bytes, at most %d", key, len(value), MaxEnvValueBytes)
-	}
-	if strings.IndexByte(value, 0) >= 0 {
-		return fmt.Errorf("invalid env value of %q: it contains a NUL byte", key)
-	}
-	return nil
-}
-
-func validEnvKey(key string) bool {
-	if key == "" {
-		return false
-	}
-	for i, c := range []byte(key) {
-		letter := c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-		if !letter && (i == 0 || c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // workspace is the workspace's real path: the sandbox's rules and the containment check need
