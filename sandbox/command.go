@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ type wireSpec struct {
 	Seccomp    bool     `json:"seccomp,omitempty"`
 	ReadOnly   []string `json:"ro,omitempty"`
 	ReadWrite  []string `json:"rw,omitempty"`
+	Hidden     []string `json:"hidden,omitempty"`
 	PrivateTmp string   `json:"tmp,omitempty"`
 	OpenFiles  uint64   `json:"nofile,omitempty"`
 	FileSize   uint64   `json:"fsize,omitempty"`
@@ -98,8 +100,10 @@ func (s *Sandbox) plan(spec Spec) (layers, missing []Layer) {
 	return layers, missing
 }
 
-// refusal is the error of policy Required for the missing layers it cannot do without.
-func refusal(s *Support, missing []Layer) error {
+// refusal is the error of policy Required for the missing layers it cannot do without. exposed
+// are the hidden paths the process could reach without them (see hiddenPaths), named so the
+// operator knows what relaxing the policy would cost and how to avoid it.
+func refusal(s *Support, missing []Layer, exposed []string) error {
 	var parts []string
 	for _, l := range missing {
 		if requiredLayer(l) {
@@ -109,7 +113,39 @@ func refusal(s *Support, missing []Layer) error {
 	if len(parts) == 0 {
 		return nil
 	}
-	return fmt.Errorf("sandbox: %s; %s=best-effort runs without it", strings.Join(parts, "; "), PolicyFlag)
+	msg := fmt.Sprintf("sandbox: %s; %s=best-effort runs without it", strings.Join(parts, "; "), PolicyFlag)
+	if len(exposed) > 0 {
+		msg += fmt.Sprintf(", but then the process could read and write %s, which lies inside a path it may use and only a mount namespace hides: move it out of those paths (for the state directory: --state DIR)",
+			strings.Join(exposed, ", "))
+	}
+	return errors.New(msg)
+}
+
+// hiddenPaths resolves spec's Hidden paths (the mounts cover real paths; a missing one hides
+// nothing) and says which of them a process with layers could still reach: without a mount
+// namespace, those inside a path it may use, or every one without landlock either.
+func hiddenPaths(spec Spec, layers []Layer) (hidden, exposed []string) {
+	for _, p := range spec.Hidden {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			hidden = append(hidden, absAll([]string{r})...)
+		}
+	}
+	if containsLayer(layers, LayerMountNS) {
+		return hidden, nil
+	}
+	var allowed []string
+	for _, p := range slices.Concat(spec.ReadOnly, spec.ReadWrite, []string{spec.PrivateTmp}) {
+		if r, err := filepath.EvalSymlinks(p); err == nil && p != "" {
+			allowed = append(allowed, absAll([]string{r})...)
+		}
+	}
+	for _, h := range hidden {
+		inside := slices.ContainsFunc(allowed, func(a string) bool { return under(h, a) })
+		if inside || !containsLayer(layers, LayerLandlock) {
+			exposed = append(exposed, h)
+		}
+	}
+	return hidden, exposed
 }
 
 func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
@@ -120,8 +156,9 @@ func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
 		return nil, fmt.Errorf("sandbox: the helper path %q is not absolute", s.helper)
 	}
 	layers, missing := s.plan(spec)
+	hidden, exposed := hiddenPaths(spec, layers)
 	if s.policy == Required {
-		if err := refusal(s.support, missing); err != nil {
+		if err := refusal(s.support, missing, exposed); err != nil {
 			return nil, err
 		}
 	}
@@ -135,6 +172,7 @@ func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
 		Seccomp:    has(LayerSeccomp),
 		ReadOnly:   absAll(spec.ReadOnly),
 		ReadWrite:  absAll(spec.ReadWrite),
+		Hidden:     hidden,
 		PrivateTmp: spec.PrivateTmp,
 		OpenFiles:  spec.Rlimits.OpenFiles,
 		FileSize:   spec.Rlimits.FileSize,
@@ -173,7 +211,7 @@ func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
 		identityMap(attr)
 	}
 	cmd.SysProcAttr = attr
-	return &Cmd{Cmd: cmd, Layers: layers, status: &statusPipe{spec: w, cg: cg}}, nil
+	return &Cmd{Cmd: cmd, Layers: layers, Exposed: exposed, status: &statusPipe{spec: w, cg: cg}}, nil
 }
 
 // identityMap puts the process in a user namespace where it keeps its uid and gid. The identity

@@ -81,8 +81,9 @@ func (p *Pool) Command(spec Spec) (*Cmd, error) {
 	if p.sb.policy == Off || !containsLayer(layers, LayerPIDNS) {
 		return p.coldCommand(spec)
 	}
+	_, exposed := hiddenPaths(spec, layers)
 	if p.sb.policy == Required {
-		if err := refusal(p.sb.support, missing); err != nil {
+		if err := refusal(p.sb.support, missing, exposed); err != nil {
 			return nil, err
 		}
 	}
@@ -94,7 +95,7 @@ func (p *Pool) Command(spec Spec) (*Cmd, error) {
 	}
 	cmd := &exec.Cmd{Path: spec.Path, Args: append([]string{spec.Path}, spec.Args...), Dir: spec.Dir,
 		Env: append([]string{}, spec.Env...)}
-	return &Cmd{Cmd: cmd, Layers: layers, warm: &warmRun{pool: p, key: string(key), spec: spec}}, nil
+	return &Cmd{Cmd: cmd, Layers: layers, Exposed: exposed, warm: &warmRun{pool: p, key: string(key), spec: spec}}, nil
 }
 
 // coldCommand is Command for a Pool that cannot keep helpers: one helper (or none, under policy

@@ -195,6 +195,12 @@ func escape(attempt string, args []string) string {
 			return errnoName(err)
 		}
 		return fmt.Sprintf("ok %d", len(data))
+	case "rename":
+		// Replace arg(1) with a file made at arg(0), as a poisoned cache entry would be.
+		if err := os.WriteFile(arg(0), []byte("poisoned\n"), 0o644); err != nil {
+			return "setup: " + errnoName(err)
+		}
+		return errnoName(os.Rename(arg(0), arg(1)))
 	case "chmod":
 		return errnoName(os.Chmod(arg(0), 0o777))
 	case "tcp":
