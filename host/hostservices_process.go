@@ -68,6 +68,7 @@ func (i *Instance) processes() (*process.Manager, error) {
 			Allowed:       caps.HostProcess,
 			Network:       caps.ProcessNetwork,
 			Workspace:     i.host.cfg.Workspace,
+			Hidden:        []string{i.host.cfg.StateDir, i.host.runDir}, // the module cache and the shims' sockets
 			MaxBackground: i.manifest.Limits.MaxProcesses,
 			Sandbox:       i.host.cfg.Sandbox,
 			TmpRoot:       filepath.Join(i.host.runDir, "tmp"),

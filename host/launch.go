@@ -105,6 +105,8 @@ func (h *Host) shimCommand(env []string, sockDir string) (*exec.Cmd, string, err
 		// The shim writes no file, but wasmtime backs linear memories with memfds, whose size
 		// RLIMIT_FSIZE bounds: leave room for the largest memory a capsule may have.
 		Rlimits: sandbox.Rlimits{FileSize: shimFileSizeLimit},
+		// The state directory (the cache's key) is no shim's business; the paths above stay.
+		Hidden: []string{h.cfg.StateDir},
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("sandbox the shim: %w", err)

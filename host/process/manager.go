@@ -72,6 +72,12 @@ type Config struct {
 	Network bool
 	// Workspace is the directory processes may write and run in.
 	Workspace string
+	// Hidden are directories processes may neither read nor write even when they lie in the
+	// workspace: the host's state directory (its module cache, which a process able to write
+	// would poison for every capsule) and its runtime directory (the shims' sockets). See
+	// sandbox.Spec.Hidden; a process the sandbox cannot hide them from (best effort without a
+	// mount namespace) is logged at warn level, once per Manager.
+	Hidden []string
 	// MaxBackground is the most live background processes ([limits] max_processes; pass the
 	// manifest's value, whose default is DefaultMaxBackground). 0 allows none.
 	MaxBackground int
@@ -116,6 +122,8 @@ type Manager struct {
 
 	poolOnce sync.Once
 	warm     *sandbox.Pool // the instance's warm sandbox helpers, made at the first spawn
+
+	exposedOnce sync.Once // the warning that the sandbox cannot hide Config.Hidden
 }
 
 // pool returns the instance's Pool: its processes are one trust domain (they share the

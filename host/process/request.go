@@ -34,13 +34,23 @@ func (m *Manager) prepare(req SpawnRequest, failText string) (sandbox.Spec, erro
 	if err != nil {
 		return sandbox.Spec{}, fmt.Errorf("%s: %v", failText, err)
 	}
+	hidden := m.hidden()
+	if h := hiddenHolding(hidden, workspace); h != "" {
+		return sandbox.Spec{}, fmt.Errorf("%s: the workspace %s is inside the host's own directory %s, which processes may not reach; use another workspace", failText, workspace, h)
+	}
 	dir, err := resolveCwd(workspace, req.Cwd)
 	if err != nil {
 		return sandbox.Spec{}, err
 	}
+	if hiddenHolding(hidden, dir) != "" {
+		return sandbox.Spec{}, fmt.Errorf("invalid cwd %q: it is inside the host's own directory %s, which processes may not reach", req.Cwd, hiddenHolding(hidden, dir))
+	}
 	path, err := resolveProgram(req.Cmd, dir, m.cfg.PassEnv["PATH"])
 	if err != nil {
 		return sandbox.Spec{}, fmt.Errorf("%s: %v", failText, err)
+	}
+	if h := hiddenHolding(hidden, realOr(path)); h != "" {
+		return sandbox.Spec{}, fmt.Errorf("%s: %q is inside the host's own directory %s, which processes may not reach", failText, req.Cmd, h)
 	}
 	return sandbox.Spec{
 		Path:      path,
@@ -50,8 +60,40 @@ func (m *Manager) prepare(req SpawnRequest, failText string) (sandbox.Spec, erro
 		Network:   m.cfg.Network,
 		ReadOnly:  programPaths(path, workspace),
 		ReadWrite: []string{workspace},
+		Hidden:    hidden,
 		Cgroup:    sandbox.CgroupLimits{Pids: PidsLimit},
 	}, nil
+}
+
+// hidden returns the real paths of Config.Hidden that exist (a missing one holds nothing).
+func (m *Manager) hidden() []string {
+	var out []string
+	for _, p := range m.cfg.Hidden {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			if abs, err := filepath.Abs(r); err == nil {
+				out = append(out, abs)
+			}
+		}
+	}
+	return out
+}
+
+// hiddenHolding returns the hidden directory path is in (or is), "" when none.
+func hiddenHolding(hidden []string, path string) string {
+	for _, h := range hidden {
+		if within(h, path) {
+			return h
+		}
+	}
+	return ""
+}
+
+// realOr is path without symlinks, or path itself when that cannot be resolved.
+func realOr(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
+	}
+	return path
 }
 
 // workspace is the workspace's real path: the sandbox's rules and the containment check need
