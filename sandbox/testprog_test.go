@@ -113,6 +113,19 @@ func testProgram(name string, args []string) int {
 			}
 		}
 		return 0
+	case "__alloc":
+		// Allocates and touches arg(0) MiB, then says so: past a memory limit it never gets there.
+		mib, _ := strconv.Atoi(arg(0))
+		var keep [][]byte
+		for range mib {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			keep = append(keep, b)
+		}
+		fmt.Println("ok", len(keep))
+		return 0
 	case "__escape":
 		fmt.Println(escape(arg(0), args[1:]))
 		return 0
