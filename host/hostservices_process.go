@@ -70,6 +70,7 @@ func (i *Instance) processes() (*process.Manager, error) {
 			Workspace:     i.host.cfg.Workspace,
 			Hidden:        []string{i.host.cfg.StateDir, i.host.runDir}, // the module cache and the shims' sockets
 			MaxBackground: i.manifest.Limits.MaxProcesses,
+			MemoryBytes:   int64(i.manifest.Limits.ProcessMemory),
 			Sandbox:       i.host.cfg.Sandbox,
 			TmpRoot:       filepath.Join(i.host.runDir, "tmp"),
 			PassEnv:       i.host.cfg.PassEnv,

@@ -14,6 +14,7 @@ const (
 	DefaultCallTimeout    = 300 * time.Second
 	DefaultIPCBytesPerSec = 10 << 20
 	DefaultMaxProcesses   = 8
+	DefaultProcessMemory  = 2 << 30 // ours: upstream does not limit a spawned process's memory
 	DefaultRestartPolicy  = RestartOnFailure
 	DefaultMaxAttempts    = 5
 	DefaultBackoff        = 2 * time.Second
@@ -26,6 +27,8 @@ const (
 	maxMemory       = 4 << 30 // the 32-bit wasm address space
 	maxCallTimeout  = 24 * time.Hour
 	maxMaxProcesses = 1024
+	minProcMemory   = 16 << 20
+	maxProcMemory   = 1 << 40
 	minBackoff      = time.Millisecond
 )
 
@@ -36,6 +39,7 @@ type Limits struct {
 	Fuel           uint64        // fuel per call, 0 = fuel metering off; [limits] fuel
 	IPCBytesPerSec uint64        // bytes the capsule may publish per second; [limits] ipc_bytes_per_sec
 	MaxProcesses   int           // concurrent background processes; [limits] max_processes
+	ProcessMemory  uint64        // bytes of memory (swap included) of each spawned process tree, where cgroups allow; [limits] process_memory
 }
 
 // RestartPolicy says when a crashed capsule is restarted.
@@ -65,6 +69,7 @@ func defaultLimits() Limits {
 		CallTimeout:    DefaultCallTimeout,
 		IPCBytesPerSec: DefaultIPCBytesPerSec,
 		MaxProcesses:   DefaultMaxProcesses,
+		ProcessMemory:  DefaultProcessMemory,
 	}
 }
 
@@ -123,6 +128,15 @@ func (d *decoder) limits(t *table) Limits {
 			d.errorf(t.at("max_processes"), "%d is out of range: max_processes must be between 0 and %d (default %d)", n, maxMaxProcesses, DefaultMaxProcesses)
 		} else {
 			l.MaxProcesses = int(n)
+		}
+	}
+	if v, ok := t.get("process_memory"); ok {
+		if n, ok := d.size(t.at("process_memory"), v); ok {
+			if n < minProcMemory || n > maxProcMemory {
+				d.errorf(t.at("process_memory"), "%s is out of range: process_memory must be at least 16MiB and at most 1024GiB (default 2GiB)", formatSize(n))
+			} else {
+				l.ProcessMemory = n
+			}
 		}
 	}
 	t.done(nil)

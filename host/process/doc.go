@@ -64,9 +64,11 @@
 //   - Output is lossy UTF-8 as Rust's String::from_utf8_lossy makes it (one U+FFFD per maximal
 //     invalid subsequence). read_logs on a running process keeps an incomplete UTF-8 sequence at
 //     the end of a ring for the next call, so a character split between two reads is not lost.
-//   - Process limits given to the sandbox: default rlimits and a cgroup pids.max of PidsLimit
-//     (enough for a build with parallel compilers, small enough to stop a fork bomb); no memory
-//     limit (the capsule's own memory limit does not say what a compiler needs).
+//   - Process limits given to the sandbox: default rlimits and a cgroup with pids.max PidsLimit
+//     (enough for a build with parallel compilers, small enough to stop a fork bomb) and the
+//     memory limit Config.MemoryBytes ([limits] process_memory, default 2 GiB per tree: the
+//     capsule's own memory limit does not say what a compiler needs), where the sandbox has the
+//     cgroup layer. A tree past its memory limit is killed by the kernel.
 //
 // # Result sizes
 //

@@ -78,6 +78,10 @@ type Config struct {
 	// sandbox.Spec.Hidden; a process the sandbox cannot hide them from (best effort without a
 	// mount namespace) is logged at warn level, once per Manager.
 	Hidden []string
+	// MemoryBytes is the memory limit (swap included) of each process tree, enforced by its
+	// cgroup where the sandbox has the cgroup layer ([limits] process_memory); 0 = none. A tree
+	// that passes it is killed by the kernel (SIGKILL).
+	MemoryBytes int64
 	// MaxBackground is the most live background processes ([limits] max_processes; pass the
 	// manifest's value, whose default is DefaultMaxBackground). 0 allows none.
 	MaxBackground int

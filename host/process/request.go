@@ -61,7 +61,7 @@ func (m *Manager) prepare(req SpawnRequest, failText string) (sandbox.Spec, erro
 		ReadOnly:  programPaths(path, workspace),
 		ReadWrite: []string{workspace},
 		Hidden:    hidden,
-		Cgroup:    sandbox.CgroupLimits{Pids: PidsLimit},
+		Cgroup:    sandbox.CgroupLimits{Pids: PidsLimit, MemoryBytes: m.cfg.MemoryBytes},
 	}, nil
 }
 

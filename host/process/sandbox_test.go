@@ -84,3 +84,26 @@ func TestStateDirHidden(t *testing.T) {
 		t.Error("a file was written in the state directory")
 	}
 }
+
+// TestMemoryLimit: hole 3 of issue 10. A spawned tree that allocates past Config.MemoryBytes is
+// killed by the kernel (the host itself is untouched); the same tree under the limit runs. It
+// needs the cgroup layer (a writable cgroup hierarchy: v2 delegated, or v1 as root).
+func TestMemoryLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *Config) { c.MemoryBytes = 64 << 20 })
+	if !e.hasLayer(t, sandbox.LayerCgroup) {
+		t.Skip("the test sandbox gives processes no cgroup (policy off, or no writable cgroup hierarchy: sandbox.Probe says why), so no memory limit")
+	}
+	// The shell keeps the command substitution's output in its own memory.
+	alloc := func(bytes int) string {
+		return `x=$(head -c ` + itoa(bytes) + ` /dev/zero | tr '\0' a); echo survived ${#x}`
+	}
+	under := e.sh(t, alloc(8<<20))
+	if under.ExitCode != 0 || under.Stdout != "survived 8388608\n" {
+		t.Fatalf("8 MiB under a 64 MiB limit: %+v", under)
+	}
+	over := e.sh(t, alloc(256<<20))
+	if over.ExitCode != -1 || !sameInt(over.Signal, intp(9)) || strings.Contains(over.Stdout, "survived") {
+		t.Fatalf("256 MiB under a 64 MiB limit: exit %d signal %v stdout %q; want killed by SIGKILL", over.ExitCode, deref(over.Signal), over.Stdout)
+	}
+}
