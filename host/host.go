@@ -233,7 +233,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	}
 	fuel := m.Limits.Fuel > 0
 	kernelPath := h.cache.KernelPath(h.cfg.Shim.SHA256, fuel)
-	proc, err := h.launchShim(m.ID(), inst.log, fuel, kernelPath)
+	proc, err := h.launchShim(m.ID(), m.Limits.Memory, inst.log, fuel, kernelPath)
 	if err != nil {
 		return LoadResult{}, err
 	}

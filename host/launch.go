@@ -32,12 +32,15 @@ type shimProcess struct {
 	stderr *stderrTail
 	// sandbox lists the sandbox layers the shim runs under, for the log.
 	sandbox string
+	// confined is the sandbox's handle on the shim (nil without a sandbox): kill closes it,
+	// which ends what is left in the shim's cgroup and removes the cgroup.
+	confined *sandbox.Cmd
 }
 
 // launchShim starts a shim for one capsule. The shim gets an explicit environment (nothing of the
 // host's), its own process group (so the host can kill everything it started), SIGKILL if the host
 // dies, and a private 0700 directory for its socket.
-func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kernelArtefact string) (*shimProcess, error) {
+func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, fuel bool, kernelArtefact string) (*shimProcess, error) {
 	if err := h.cfg.Shim.Recheck(); err != nil {
 		return nil, err
 	}
@@ -55,7 +58,7 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 	if h.cache.Has(kernelArtefact) {
 		env = append(env, shared.EnvShimKernel+"="+kernelArtefact)
 	}
-	cmd, layers, err := h.shimCommand(env, sockDir)
+	cmd, confined, layers, err := h.shimCommand(env, sockDir, memory)
 	if err != nil {
 		os.RemoveAll(sockDir)
 		return nil, err
@@ -65,7 +68,7 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 	tail := &stderrTail{}
 	cfg.Stderr = tail
 	client := plugin.NewClient(cfg)
-	p := &shimProcess{client: client, cmd: cmd, sockDir: sockDir, stderr: tail, sandbox: layers}
+	p := &shimProcess{client: client, cmd: cmd, sockDir: sockDir, stderr: tail, sandbox: layers, confined: confined}
 	rpc, err := client.Client()
 	if err != nil {
 		p.kill()
@@ -87,14 +90,15 @@ const shimFileSizeLimit = 8 << 30
 
 // shimCommand is the command that starts a shim, confined by the host's sandbox: it reads only
 // the system's libraries, its own executable and the module cache, writes only its socket
-// directory, has no network, and cannot create namespaces. Without a sandbox it gets the
-// process layer only.
-func (h *Host) shimCommand(env []string, sockDir string) (*exec.Cmd, string, error) {
+// directory, has no network, and cannot create namespaces; where cgroups allow, its memory is
+// capped at the capsule's [limits] memory plus ShimMemoryOverhead (see shimCgroup). Without a
+// sandbox it gets the process layer only.
+func (h *Host) shimCommand(env []string, sockDir string, memory uint64) (*exec.Cmd, *sandbox.Cmd, string, error) {
 	if h.cfg.Sandbox == nil {
 		cmd := exec.Command(h.cfg.Shim.Path)
 		cmd.Env = env
 		cmd.SysProcAttr = sandbox.ProcessAttr()
-		return cmd, "process", nil
+		return cmd, nil, "process", nil
 	}
 	sc, err := h.cfg.Sandbox.Command(sandbox.Spec{
 		Path:      h.cfg.Shim.Path,
@@ -107,11 +111,12 @@ func (h *Host) shimCommand(env []string, sockDir string) (*exec.Cmd, string, err
 		Rlimits: sandbox.Rlimits{FileSize: shimFileSizeLimit},
 		// The state directory (the cache's key) is no shim's business; the paths above stay.
 		Hidden: []string{h.cfg.StateDir},
+		Cgroup: shimCgroup(memory),
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("sandbox the shim: %w", err)
+		return nil, nil, "", fmt.Errorf("sandbox the shim: %w", err)
 	}
-	return sc.Cmd, layerNames(sc.Layers), nil
+	return sc.Cmd, sc, layerNames(sc.Layers), nil
 }
 
 // layerNames lists sandbox layers for a log line ("process" when there is none beyond it).
@@ -142,6 +147,9 @@ func (p *shimProcess) kill() {
 	}
 	p.killGroup()
 	os.RemoveAll(p.sockDir)
+	if p.confined != nil {
+		_ = p.confined.Close() // its cgroup
+	}
 }
 
 func (p *shimProcess) killGroup() {
