@@ -10,12 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/astrid-go/astrid/sandbox/internal/statusline"
 )
 
 // The host's side of a sandboxed process: it plans the layers, starts the helper with the
@@ -280,20 +281,25 @@ func (c *Cmd) startHelper() error {
 	}
 	st.r, st.br = r, bufio.NewReader(r)
 	line, rerr := st.br.ReadString('\n')
+	l, perr := statusline.Parse(line)
 	switch {
-	case rerr == nil && strings.HasPrefix(line, "started ") && !st.spec.Exec && !st.spec.Serve:
+	case rerr == nil && perr == nil && l.Kind == statusline.Started && !st.spec.Exec && !st.spec.Serve:
 		return nil
-	case rerr == nil && line == "ready\n" && st.spec.Serve:
+	case rerr == nil && perr == nil && l.Kind == statusline.Ready && st.spec.Serve:
 		return nil
-	case rerr == nil && line == "exec\n" && st.spec.Exec:
+	case rerr == nil && perr == nil && l.Kind == statusline.Exec && st.spec.Exec:
 		// The pipe is close-on-exec: EOF is the program running, a line is exec failing.
 		if line, rerr = st.br.ReadString('\n'); rerr == io.EOF && line == "" {
 			return nil
 		}
+		l, perr = statusline.Parse(line)
 	}
 	// The helper failed (it exits by itself after an error line) or died (EOF). Reap it so nothing
 	// is left behind, and say why.
-	startErr := parseStatusError(line)
+	var startErr error
+	if perr == nil && l.Kind == statusline.Error {
+		startErr = startError(l)
+	}
 	switch {
 	case rerr != nil && rerr != io.EOF:
 		startErr = fmt.Errorf("sandbox: reading the helper's status: %w", rerr)
@@ -349,14 +355,9 @@ func (e *StartError) Unwrap() error {
 	return e.Errno
 }
 
-// parseStatusError parses "error setup|exec ERRNO MESSAGE", nil for anything else.
-func parseStatusError(line string) error {
-	f := strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 4)
-	if len(f) != 4 || f[0] != "error" {
-		return nil
-	}
-	n, _ := strconv.Atoi(f[2])
-	return &StartError{Setup: f[1] == "setup", Msg: f[3], Errno: syscall.Errno(n)}
+// startError is the StartError an error line reports.
+func startError(l statusline.Line) *StartError {
+	return &StartError{Setup: l.Setup, Msg: l.Msg, Errno: syscall.Errno(l.Errno)}
 }
 
 // waitHelper waits for the helper and reports the program's end: from the status line in fork
@@ -376,28 +377,18 @@ func (c *Cmd) waitHelper() (Exit, error) {
 	exit := exitOf(c.ProcessState.Sys().(syscall.WaitStatus))
 	if st.br != nil && !st.spec.Exec {
 		// Only the helper held the write end, so this cannot block now that it is gone.
-		if line, _ := st.br.ReadString('\n'); strings.HasPrefix(line, "exit ") {
-			if e, ok := parseExit(line); ok {
-				exit = e
-			}
+		line, _ := st.br.ReadString('\n')
+		if l, err := statusline.Parse(line); err == nil && l.Kind == statusline.Exit {
+			exit = exitOfLine(l)
 		}
 	}
 	c.release()
 	return exit, nil
 }
 
-// parseExit parses "exit CODE SIGNAL".
-func parseExit(line string) (Exit, bool) {
-	f := strings.Fields(line)
-	if len(f) != 3 {
-		return Exit{}, false
-	}
-	code, err1 := strconv.Atoi(f[1])
-	sig, err2 := strconv.Atoi(f[2])
-	if err1 != nil || err2 != nil {
-		return Exit{}, false
-	}
-	return Exit{Code: code, Signal: syscall.Signal(sig)}, true
+// exitOfLine is the program's end an exit line reports.
+func exitOfLine(l statusline.Line) Exit {
+	return Exit{Code: l.Code, Signal: syscall.Signal(l.Signal)}
 }
 
 // release ends what the tree left in its cgroup, removes the cgroup and closes the status pipe.
