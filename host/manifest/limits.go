@@ -89,15 +89,7 @@ func (d *decoder) limits(t *table) Limits {
 	if t == nil {
 		return l
 	}
-	if v, ok := t.get("memory"); ok {
-		if n, ok := d.size(t.at("memory"), v); ok {
-			if n < minMemory || n > maxMemory {
-				d.errorf(t.at("memory"), "%s is out of range: memory must be at least 1MiB and at most 4GiB (default 64MiB)", formatSize(n))
-			} else {
-				l.Memory = n
-			}
-		}
-	}
+	d.sizeIn(t, "memory", minMemory, maxMemory, "at least 1MiB and at most 4GiB (default 64MiB)", &l.Memory)
 	if v, ok := t.get("call_timeout"); ok {
 		if dur, ok := d.duration(t.at("call_timeout"), v); ok {
 			if dur <= 0 || dur > maxCallTimeout {
@@ -130,17 +122,26 @@ func (d *decoder) limits(t *table) Limits {
 			l.MaxProcesses = int(n)
 		}
 	}
-	if v, ok := t.get("process_memory"); ok {
-		if n, ok := d.size(t.at("process_memory"), v); ok {
-			if n < minProcMemory || n > maxProcMemory {
-				d.errorf(t.at("process_memory"), "%s is out of range: process_memory must be at least 16MiB and at most 1024GiB (default 2GiB)", formatSize(n))
-			} else {
-				l.ProcessMemory = n
-			}
-		}
-	}
+	d.sizeIn(t, "process_memory", minProcMemory, maxProcMemory, "at least 16MiB and at most 1024GiB (default 2GiB)", &l.ProcessMemory)
 	t.done(nil)
 	return l
+}
+
+// sizeIn decodes the size at key, if present, into dst when it lies in [lo, hi]; otherwise it
+// reports the value out of range with bounds, the valid range in words.
+func (d *decoder) sizeIn(t *table, key string, lo, hi uint64, bounds string, dst *uint64) {
+	v, ok := t.get(key)
+	if !ok {
+		return
+	}
+	n, ok := d.size(t.at(key), v)
+	switch {
+	case !ok:
+	case n < lo || n > hi:
+		d.errorf(t.at(key), "%s is out of range: %s must be %s", formatSize(n), key, bounds)
+	default:
+		*dst = n
+	}
 }
 
 // restart decodes [restart] (t may be nil when the section is absent).
