@@ -11,8 +11,9 @@ import (
 // makes a shell or an interpreter run code of the caller's, names a command a program runs, or
 // moves the configuration a program reads (which can name commands) somewhere the caller
 // writes. Those are the reserved variables below, each with its reason, compared
-// case-insensitively; whole prefixes where a tool reads a family of such variables. Anything
-// else passes: a program's own settings are the capsule's to choose.
+// case-insensitively; whole prefixes where a tool reads a family of such variables; and the
+// host's session token, as upstream. Anything else passes: a program's own settings are the
+// capsule's to choose.
 
 // envRule reserves one variable (Prefix false) or every variable that starts with Name.
 type envRule struct {
@@ -97,8 +98,8 @@ var reservedEnv = []envRule{
 	{"BUNDLE_", true, whyTool},
 	{"LUA_", true, whyTool},
 	{"CARGO_", true, whyTool}, // CARGO_BUILD_RUSTC_WRAPPER, CARGO_TARGET_*_RUNNER
-	// The host's own.
-	{"ASTRID_", true, whyHost}, // ASTRID_SESSION_TOKEN and the like
+	// The host's own (upstream's).
+	{"ASTRID_SESSION_TOKEN", false, whyHost},
 }
 
 // reservedBy returns the rule that reserves key, if any.

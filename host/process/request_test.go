@@ -103,7 +103,7 @@ func TestEnvironmentRule(t *testing.T) {
 		{"PYTHONHOME", whyTool}, {"PYTHONBREAKPOINT", whyTool}, {"PYTHONWARNINGS", whyTool}, {"PERL5OPT", whyTool}, {"PERL5LIB", whyTool},
 		{"RUBYOPT", whyTool}, {"RUBYLIB", whyTool}, {"NODE_OPTIONS", whyTool}, {"NODE_PATH", whyTool}, {"npm_config_script_shell", whyTool},
 		{"GEM_PATH", whyTool}, {"BUNDLE_GEMFILE", whyTool}, {"LUA_INIT", whyTool}, {"CARGO_BUILD_RUSTC_WRAPPER", whyTool},
-		{"ASTRID_SESSION_TOKEN", whyHost},
+		{"ASTRID_SESSION_TOKEN", whyHost}, {"ASTRID_TEST_MARK", ""},
 		// Allowed: the program's own settings, and names that only look alike.
 		{"FOO", ""}, {"LANG", ""}, {"TZ", ""}, {"GITHUB_TOKEN", ""}, {"HOMEPAGE", ""}, {"PATHS", ""}, {"ENVIRONMENT", ""},
 		{"PS", ""}, {"MY_PATH", ""}, {"NODE", ""}, {"LD", ""}, {"CC", ""},
