@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Default queue limits of a subscription (DESIGN.md §4).
+// Default queue limits of a subscription (docs/architecture.md#the-bus).
 const (
 	DefaultQueueMessages = 1024
 	DefaultQueueBytes    = 8 << 20

@@ -1,4 +1,4 @@
-// Package bus is the central topic bus of astrid-host (DESIGN.md §4): topics
+// Package bus is the central topic bus of astrid-host (docs/architecture.md#the-bus): topics
 // and topic patterns, the one matcher used for both delivery and ACLs,
 // subscriptions with bounded per-subscription queues, the IpcMessage JSON
 // that guests see, and the per-capsule IPC rate limiter.
@@ -155,7 +155,7 @@ func splitPattern(pattern string) ([]string, bool) {
 }
 
 // Covers reports whether acl covers pattern: every topic that pattern can
-// match is matched by acl. It is the subscribe-ACL check (DESIGN.md §4): a
+// match is matched by acl. It is the subscribe-ACL check (docs/architecture.md#the-bus): a
 // capsule may subscribe to pattern iff one of its ipc_subscribe entries
 // covers it. So "foo.*" is NOT covered by "foo.bar" (it also matches
 // "foo.baz"), while "registry.v1.*" covers "registry.v1.selection.callback"

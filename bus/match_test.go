@@ -62,7 +62,7 @@ var busMatcherVectors = []matchCase{
 	{"*", "foo", true},
 	// DIFFERS from the reference's derived row (false): upstream treats a
 	// bare "*" as one segment only because its test is a suffix test for
-	// ".*". Our rule (DESIGN.md §4) is about the last segment, so "*"
+	// ".*". Our rule (docs/architecture.md#the-bus) is about the last segment, so "*"
 	// matches one or more segments, i.e. every topic.
 	{"*", "foo.bar", true},
 	{"*.*", "foo.bar.baz", true},

@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Per-capsule-instance IPC quotas (DESIGN.md §4; MaxSubscriptions is in acl.go).
+// Per-capsule-instance IPC quotas (docs/architecture.md#the-bus; MaxSubscriptions is in acl.go).
 const (
 	// MaxPayloadBytes is the largest payload a capsule may publish.
 	MaxPayloadBytes = 5 << 20
@@ -27,7 +27,7 @@ var (
 )
 
 // RateLimiter is the IPC rate limiter of one capsule instance (upstream
-// 0.5's IpcRateLimiter with DESIGN.md's numbers): a payload may be at most
+// 0.5's IpcRateLimiter with this runtime's numbers): a payload may be at most
 // MaxPayloadBytes, and the payloads charged in a fixed 1 s window may total
 // at most the budget. A window starts with the first charge made at least
 // RateWindow after the previous window's start. There is no message-count

@@ -80,7 +80,7 @@ func CheckPublishTopic(topic string) error {
 // MaxGuestSegments segments (ErrPatternTooManySegments).
 //
 // Upstream's "Wildcard `*` is only supported as the last segment" check is
-// deliberately absent: "*" may be any segment of a subscription (ABI.md §3),
+// deliberately absent: "*" may be any segment of a subscription (docs/abi.md#topics-and-patterns),
 // because the one matcher delivers "a.*.b" correctly.
 func CheckSubscribePattern(p string) error {
 	return checkGuestTopic(p, ErrPatternTooLong, ErrPatternNotUTF8, ErrPatternEmptySegments, ErrPatternTooManySegments)

@@ -40,7 +40,7 @@ func TestCheckGuestTopics(t *testing.T) {
 		{"*", nil, nil},
 		{"foo.bar.*", nil, nil},
 		// Upstream refused these subscriptions ("Wildcard `*` is only
-		// supported as the last segment"); we keep them (ABI.md §3).
+		// supported as the last segment"); we keep them (docs/abi.md#topics-and-patterns).
 		{"a.*.b", nil, nil},
 		{"*.x", nil, nil},
 		{"astrid.v1.admin.response.*.*", nil, nil},

@@ -233,7 +233,8 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	}
 	fuel := m.Limits.Fuel > 0
 	kernelPath := h.cache.KernelPath(h.cfg.Shim.SHA256, fuel)
-	proc, err := h.launchShim(m.ID(), m.Limits.Memory, inst.log, fuel, kernelPath)
+	artefact := h.cache.Path(sum, h.cfg.Shim.SHA256, fuel)
+	proc, cached, err := h.launchShim(m.ID(), m.Limits.Memory, inst.log, fuel, kernelPath, artefact)
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -254,7 +255,6 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	if err != nil {
 		return LoadResult{}, err
 	}
-	artefact := h.cache.Path(sum, info.WasmtimeVersion, info.EngineConfig)
 	var res LoadResult
 	compile := func() error {
 		// Hash the bytes sent to the shim: the artefact must match its key even if the file
@@ -272,7 +272,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		res.Compiled = true
 		return nil
 	}
-	if !h.cache.Has(artefact) {
+	if !cached {
 		if err := compile(); err != nil {
 			return res, err
 		}
@@ -283,7 +283,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		MemoryLimitBytes:   m.Limits.Memory,
 		CallTimeoutMs:      uint64(m.Limits.CallTimeout.Milliseconds()),
 		Fuel:               m.Limits.Fuel,
-		HostServicesId:     proc.shim.ServeHostServices(&hostServices{inst: inst}),
+		HostServicesId:     proc.serveHostServices(inst),
 		Config:             guestConfig(m, opts.Config),
 		LogLevel:           capsuleLogLevel(h.cfg.LogLevel),
 		IpcPublish:         m.Capabilities.IPCPublish,
@@ -370,6 +370,9 @@ func (h *Host) compile(ctx context.Context, proc *shimProcess, wasm []byte, arte
 		}
 		if err != nil {
 			return fmt.Errorf("compile: %s", status.Convert(err).Message())
+		}
+		if len(out)+len(c.Data) > MaxArtefactBytes {
+			return fmt.Errorf("compile: the artefact is larger than %d bytes (1 GiB)", MaxArtefactBytes)
 		}
 		out = append(out, c.Data...)
 	}

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -39,14 +40,17 @@ type shimProcess struct {
 
 // launchShim starts a shim for one capsule. The shim gets an explicit environment (nothing of the
 // host's), its own process group (so the host can kill everything it started), SIGKILL if the host
-// dies, and a private 0700 directory for its socket.
-func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, fuel bool, kernelArtefact string) (*shimProcess, error) {
+// dies, and a private 0700 directory for its socket. The cached artefacts of its kernel and of the
+// capsule's module, if the cache has good ones, are handed over as sealed descriptors (see
+// ModuleCache.Open); the shim has no access to the cache. hasArtefact reports whether the
+// module's was.
+func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, fuel bool, kernelArtefact, artefact string) (p *shimProcess, hasArtefact bool, err error) {
 	if err := h.cfg.Shim.Recheck(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	sockDir, err := os.MkdirTemp(h.runDir, capsuleID+"-")
 	if err != nil {
-		return nil, fmt.Errorf("socket directory: %w", err)
+		return nil, false, fmt.Errorf("socket directory: %w", err)
 	}
 	env := []string{
 		"TMPDIR=" + sockDir, // go-plugin puts the shim's socket in the shim's TMPDIR
@@ -55,33 +59,91 @@ func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, 
 	if fuel {
 		env = append(env, shared.EnvShimFuel+"=1")
 	}
-	if h.cache.Has(kernelArtefact) {
-		env = append(env, shared.EnvShimKernel+"="+kernelArtefact)
+	var files []*os.File
+	defer func() {
+		for _, f := range files {
+			f.Close() // the shim has its own copies
+		}
+	}()
+	for _, a := range []struct{ path, env string }{{kernelArtefact, shared.EnvShimKernelFD}, {artefact, shared.EnvShimArtefactFD}} {
+		if f := h.openArtefact(logger, a.path); f != nil {
+			env = append(env, fmt.Sprintf("%s=%d", a.env, 3+len(files)))
+			files = append(files, f)
+			hasArtefact = a.path == artefact
+		}
 	}
 	cmd, confined, layers, err := h.shimCommand(env, sockDir, memory)
 	if err != nil {
 		os.RemoveAll(sockDir)
-		return nil, err
+		return nil, false, err
 	}
+	cmd.ExtraFiles = files
 	logger.Debug("starting the shim", "sandbox", layers)
 	cfg := shared.ClientConfig(cmd, logger)
 	tail := &stderrTail{}
 	cfg.Stderr = tail
 	client := plugin.NewClient(cfg)
-	p := &shimProcess{client: client, cmd: cmd, sockDir: sockDir, stderr: tail, sandbox: layers, confined: confined}
+	p = &shimProcess{client: client, cmd: cmd, sockDir: sockDir, stderr: tail, sandbox: layers, confined: confined}
 	rpc, err := client.Client()
 	if err != nil {
 		p.kill()
-		return nil, fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err)
+		return nil, false, fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err)
 	}
 	p.pid = cmd.Process.Pid
 	raw, err := rpc.Dispense(shared.PluginName)
 	if err != nil {
 		p.kill()
-		return nil, fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err)
+		return nil, false, fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err)
 	}
 	p.shim = raw.(*shared.ShimClient)
-	return p, nil
+	return p, hasArtefact, nil
+}
+
+// openArtefact is the cached artefact at path as a sealed descriptor to hand a shim, or nil when
+// the cache has none it can vouch for. One that fails its check has been deleted and is logged
+// as an error: something other than the host wrote the cache.
+func (h *Host) openArtefact(logger hclog.Logger, path string) *os.File {
+	f, err := h.cache.Open(path)
+	switch {
+	case errors.Is(err, ErrTampered):
+		logger.Error("a cached artefact failed its check: deleted, compiling again", "artefact", path, "error", err)
+	case err != nil:
+		logger.Warn("cannot read a cached artefact; compiling again", "artefact", path, "error", err)
+	}
+	return f
+}
+
+// serveHostServices serves the host functions to inst's shim and returns the broker id the shim
+// dials. Only the shim's own process may connect (see shared.ShimClient.ServeHostServices): a
+// connection from any other process (another capsule's shim, a process a capsule spawned) is
+// closed before it is read, and logged under the instance it tried to reach. If the intruder is
+// another instance's shim, that shim is stopped as compromised: a correct shim dials only the
+// services the host named for it.
+func (p *shimProcess) serveHostServices(inst *Instance) uint32 {
+	return p.shim.ServeHostServices(&hostServices{inst: inst}, p.pid, func(peerPID int, err error) {
+		intruder := inst.host.instanceByPid(peerPID)
+		name := ""
+		if intruder != nil {
+			name = intruder.ID()
+		}
+		inst.log.Error("refused a connection to this capsule's host services", "peer_pid", peerPID, "peer_capsule", name, "shim_pid", p.pid, "reason", err)
+		if intruder != nil && intruder != inst {
+			intruder.compromised(fmt.Errorf("its shim (pid %d) connected to the host services of capsule %s", peerPID, inst.ID()))
+		}
+	})
+}
+
+// instanceByPid is the instance whose shim is pid, or nil.
+func (h *Host) instanceByPid(pid int) *Instance {
+	if pid <= 0 {
+		return nil
+	}
+	for _, inst := range h.Instances() {
+		if inst.Pid() == pid {
+			return inst
+		}
+	}
+	return nil
 }
 
 // shimFileSizeLimit is the shim's RLIMIT_FSIZE: 8 GiB, above any linear memory wasmtime backs
@@ -89,10 +151,10 @@ func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, 
 const shimFileSizeLimit = 8 << 30
 
 // shimCommand is the command that starts a shim, confined by the host's sandbox: it reads only
-// the system's libraries, its own executable and the module cache, writes only its socket
-// directory, has no network, and cannot create namespaces; where cgroups allow, its memory is
-// capped at the capsule's [limits] memory plus ShimMemoryOverhead (see shimCgroup). Without a
-// sandbox it gets the process layer only.
+// the system's libraries and its own executable (its artefacts arrive as descriptors), writes
+// only its socket directory, has no network, and cannot create namespaces; where cgroups allow,
+// its memory is capped at the capsule's [limits] memory plus ShimMemoryOverhead (see
+// shimCgroup). Without a sandbox it gets the process layer only.
 func (h *Host) shimCommand(env []string, sockDir string, memory uint64) (*exec.Cmd, *sandbox.Cmd, string, error) {
 	if h.cfg.Sandbox == nil {
 		cmd := exec.Command(h.cfg.Shim.Path)
@@ -104,7 +166,7 @@ func (h *Host) shimCommand(env []string, sockDir string, memory uint64) (*exec.C
 		Path:      h.cfg.Shim.Path,
 		Env:       env,
 		Exec:      true,
-		ReadOnly:  []string{h.cfg.Shim.Path, h.cache.Dir()},
+		ReadOnly:  []string{h.cfg.Shim.Path},
 		ReadWrite: []string{sockDir},
 		// The shim writes no file, but wasmtime backs linear memories with memfds, whose size
 		// RLIMIT_FSIZE bounds: leave room for the largest memory a capsule may have.

@@ -1,5 +1,5 @@
 // Package sandbox confines the processes astrid-host starts: the shims, and the processes
-// capsules ask for (DESIGN.md §5).
+// capsules ask for (docs/architecture.md#c-a-spawn).
 //
 // Every process gets the process layer (its own process group, SIGKILL when the host dies; see
 // ProcessAttr). Under policies Required and BestEffort it is started through a helper, astrid-host

@@ -50,7 +50,7 @@ func (p Policy) String() string {
 	return fmt.Sprintf("Policy(%d)", int(p))
 }
 
-// Layer names one confinement layer (DESIGN.md §5).
+// Layer names one confinement layer (README.md#the-sandbox).
 type Layer string
 
 // The layers, in the order the helper applies them.

@@ -49,9 +49,6 @@ const (
 	EnvShimLogLevel = "ASTRID_SHIM_LOG_LEVEL"
 	// EnvShimFuel set to "1" starts the shim's engine with fuel metering, for [limits] fuel.
 	EnvShimFuel = "ASTRID_SHIM_FUEL"
-	// EnvShimKernel names the host's cached artefact of the shim's kernel module, if it has one;
-	// the shim deserialises it instead of compiling the kernel (see InfoResponse.kernel_artefact).
-	EnvShimKernel = "ASTRID_SHIM_KERNEL"
 )
 
 // Handshake makes sure astrid-host only talks to astrid-shim of the same protocol version. The
@@ -69,7 +66,16 @@ const StartTimeout = 30 * time.Second
 // environment inherited from the host (cmd.Env is all the shim gets), the protocol's limits.
 // The host uses it for every shim; the benchmarks' baseline uses it too, so both are measured
 // under the same settings.
+//
+// It makes a fresh token for this shim: the host sends it first on every connection to the
+// shim's server, and cmd.Env gets its SHA-256 (EnvShimHostTokenSHA256), so the shim serves only
+// the host that started it (see ShimServer).
 func ClientConfig(cmd *exec.Cmd, logger hclog.Logger) *plugin.ClientConfig {
+	creds, env := newHostToken()
+	cmd.Env = append(cmd.Env, env)
+	// go-plugin dials with insecure credentials and then applies these options; the later
+	// WithTransportCredentials is the one gRPC uses.
+	dial := append(DialOptions(), grpc.WithTransportCredentials(creds))
 	return &plugin.ClientConfig{
 		HandshakeConfig:  Handshake,
 		Plugins:          plugin.PluginSet{PluginName: &ShimPlugin{}},
@@ -77,7 +83,7 @@ func ClientConfig(cmd *exec.Cmd, logger hclog.Logger) *plugin.ClientConfig {
 		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
 		SkipHostEnv:      true,
 		Logger:           logger,
-		GRPCDialOptions:  DialOptions(),
+		GRPCDialOptions:  dial,
 		StartTimeout:     StartTimeout,
 	}
 }
@@ -89,10 +95,26 @@ func ServerOptions(opts []grpc.ServerOption) []grpc.ServerOption {
 	return append(opts, grpc.MaxRecvMsgSize(MaxMessageBytes), grpc.MaxSendMsgSize(MaxProcessResultBytes+1<<20))
 }
 
-// NewServer builds a gRPC server with the protocol's limits; go-plugin calls it for every server it
-// starts (the shim's main server and the host's broker servers).
+// NewServer builds a gRPC server with the protocol's limits, for servers whose connections are
+// authenticated by the options passed in (ServeHostServices adds its own credentials).
 func NewServer(opts []grpc.ServerOption) *grpc.Server {
 	return grpc.NewServer(ServerOptions(opts)...)
+}
+
+// ShimServer returns the constructor a shim gives go-plugin (ServeConfig.GRPCServer) for its
+// server: the protocol's limits, and only connections that first send the token of the host that
+// started it (whose SHA-256 is in EnvShimHostTokenSHA256). Any other connection is closed before
+// gRPC reads from it, and refused is told (with the peer's pid as the shim sees it: 0 for a
+// process outside its pid namespace). It fails when the environment has no token.
+func ShimServer(refused func(peerPID int, err error)) (func([]grpc.ServerOption) *grpc.Server, error) {
+	sum, err := shimTokenFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	creds := onlyToken(sum, refused)
+	return func(opts []grpc.ServerOption) *grpc.Server {
+		return NewServer(append(opts, grpc.Creds(creds)))
+	}, nil
 }
 
 // DialOptions raise the client side's limits to match the servers'.
@@ -138,10 +160,17 @@ type ShimClient struct {
 // ServeHostServices starts serving impl to this shim through the broker and returns the id the
 // shim dials. The server lives as long as the broker, which go-plugin closes when the client is
 // killed.
-func (c *ShimClient) ServeHostServices(impl pb.HostServicesServer) uint32 {
+//
+// Only the process shimPID may connect: the broker's socket is a path any process of the user
+// can dial, so every accepted connection's peer pid (SO_PEERCRED) is checked before gRPC reads
+// from it. Any other peer is disconnected and refused is told its pid (0 if it cannot be read).
+func (c *ShimClient) ServeHostServices(impl pb.HostServicesServer, shimPID int, refused func(peerPID int, err error)) uint32 {
 	id := c.Broker.NextId()
+	creds := onlyPID(shimPID, refused)
 	go c.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		s := NewServer(opts)
+		// go-plugin passes TLS credentials only under AutoMTLS, which the host does not use; the
+		// last grpc.Creds is the one the server uses.
+		s := NewServer(append(opts, grpc.Creds(creds)))
 		pb.RegisterHostServicesServer(s, impl)
 		return s
 	})

@@ -26,8 +26,9 @@ type EngineOptions struct {
 	// Fuel turns on fuel metering, for capsules that set [limits] fuel.
 	Fuel bool
 	// KernelArtefact, if set, is a cached artefact of the kernel compiled by this shim build
-	// under the same options. When it is missing or unusable the kernel is compiled instead.
-	KernelArtefact string
+	// under the same options, as the host handed it over (shared.EnvShimKernelFD). When it is
+	// missing or unusable the kernel is compiled instead.
+	KernelArtefact []byte
 }
 
 // Engine is the shim's one wasmtime engine, with epoch interruption always on so that every call
@@ -47,9 +48,9 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 	cfg.SetEpochInterruption(true)
 	cfg.SetConsumeFuel(opts.Fuel)
 	e := &Engine{opts: opts, engine: wasmtime.NewEngineWithConfig(cfg)}
-	if opts.KernelArtefact != "" {
+	if len(opts.KernelArtefact) > 0 {
 		// Compiling the kernel costs several milliseconds of every shim start; loading it, 0.3 ms.
-		if k, err := wasmtime.NewModuleDeserializeFile(e.engine, opts.KernelArtefact); err == nil {
+		if k, err := wasmtime.NewModuleDeserialize(e.engine, opts.KernelArtefact); err == nil {
 			e.kernel = k
 			return e, nil
 		}
@@ -108,11 +109,12 @@ func (e *Engine) Compile(wasm []byte) ([]byte, error) {
 	return art, nil
 }
 
-// Deserialize loads an artefact written by Compile (of the same build and Config).
-func (e *Engine) Deserialize(path string) (*wasmtime.Module, error) {
-	m, err := wasmtime.NewModuleDeserializeFile(e.engine, path)
+// Deserialize loads an artefact written by Compile (of the same build and Config); name says
+// which in the error.
+func (e *Engine) Deserialize(artefact []byte, name string) (*wasmtime.Module, error) {
+	m, err := wasmtime.NewModuleDeserialize(e.engine, artefact)
 	if err != nil {
-		return nil, fmt.Errorf("load artefact %s: %w", path, err)
+		return nil, fmt.Errorf("load artefact %s: %w", name, err)
 	}
 	return m, nil
 }

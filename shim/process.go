@@ -10,7 +10,8 @@ import (
 	"github.com/astrid-go/astrid/shim/kernel"
 )
 
-// processImport is one process host function as the shim registers it.
+// processImport is one process host function as the shim registers it. Each takes one JSON
+// request block and returns one JSON result block (docs/abi.md#processes).
 type processImport struct {
 	name string
 	op   pb.ProcessOp

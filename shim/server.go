@@ -40,6 +40,12 @@ type Server struct {
 	unloading context.Context
 	unload    context.CancelCauseFunc
 
+	// artefact is the capsule's compiled module the host handed over at start, if it had one
+	// cached; compiled is what this shim's Compile produced. Load uses compiled first, then
+	// artefact, and releases both. Guarded by storeLock (Compile takes it to set compiled).
+	artefact *shared.Artefact
+	compiled []byte
+
 	loaded  atomic.Bool // a module was loaded: Compile is refused from then on
 	closing atomic.Bool
 	calls   atomic.Uint64
@@ -47,8 +53,10 @@ type Server struct {
 }
 
 // NewServer builds the shim's service; broker is go-plugin's, for dialing the host's services.
-func NewServer(log hclog.Logger, engine *Engine, broker *plugin.GRPCBroker) *Server {
-	s := &Server{log: log, engine: engine, broker: broker, storeLock: make(chan struct{}, 1)}
+// artefact is the capsule's compiled module the host handed over at start (nil if it had none):
+// Load deserialises it unless the host has this shim Compile the module first.
+func NewServer(log hclog.Logger, engine *Engine, broker *plugin.GRPCBroker, artefact *shared.Artefact) *Server {
+	s := &Server{log: log, engine: engine, broker: broker, artefact: artefact, storeLock: make(chan struct{}, 1)}
 	logs := &logSink{local: log}
 	s.env = &env{logs: logs, stdio: newStdio(logs.add), vars: newVarStore()}
 	s.unloading, s.unload = context.WithCancelCause(context.Background())
@@ -99,6 +107,13 @@ func (s *Server) Compile(stream pb.Shim_CompileServer) error {
 		return status.Error(codes.InvalidArgument, err.Error())
 	}
 	s.log.Debug("compiled module", "wasm_bytes", wasm.Len(), "artefact_bytes", len(art), "took", time.Since(start))
+	// Load uses this shim's own output: it needs no artefact from the host, which has only just
+	// received it.
+	if err := s.lock(stream.Context()); err != nil {
+		return err
+	}
+	s.compiled = art
+	s.unlock()
 	for len(art) > 0 {
 		n := min(len(art), shared.ChunkBytes)
 		if err := stream.Send(&pb.Chunk{Data: art[:n]}); err != nil {
@@ -142,7 +157,7 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
 	s.env.ipc = ipc
-	module, err := s.engine.Deserialize(req.ArtefactPath)
+	module, err := s.deserialize(req.ArtefactPath)
 	if err != nil {
 		// Nothing ran yet: the host may still have this shim compile the module afresh.
 		return nil, status.Error(codes.DataLoss, err.Error())
@@ -157,6 +172,23 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 	s.module, s.guest = module, g
 	_, initialized := exportNames(module)["_initialize"]
 	return &pb.LoadResponse{Exports: g.exports, Initialized: initialized}, nil
+}
+
+// deserialize loads the capsule's module: the one this shim compiled, else the artefact the host
+// handed over at start. Either way both are released: a module that fails to load is compiled
+// again by this shim, and the host loads again.
+func (s *Server) deserialize(name string) (*wasmtime.Module, error) {
+	defer func() {
+		s.artefact.Close()
+		s.artefact, s.compiled = nil, nil
+	}()
+	switch {
+	case s.compiled != nil:
+		return s.engine.Deserialize(s.compiled, name)
+	case s.artefact != nil:
+		return s.engine.Deserialize(s.artefact.Bytes, name)
+	}
+	return nil, fmt.Errorf("no artefact for %s: the host handed none over and had this shim compile none", name)
 }
 
 // Invoke calls one export. A call that trapped leaves the Store behind: the next call runs in a

@@ -104,9 +104,9 @@ func BenchmarkPublishRecvLatency(b *testing.B) {
 	ha := string(benchCall(b, a, "subscribe", "test.v1.pong"))
 	hr := string(benchCall(b, r, "subscribe", "test.v1.ping"))
 
-	client, raw := startRaw(b)
+	client, raw, pid := startRaw(b)
 	defer client.Kill()
-	id := raw.ServeHostServices(&benchHTTP{})
+	id := raw.ServeHostServices(&benchHTTP{}, pid, nil)
 	if _, err := raw.Load(context.Background(), &pb.LoadRequest{HostServicesId: id}); err != nil {
 		b.Fatal(err)
 	}

@@ -24,9 +24,34 @@ func main() {
 		JSONFormat: true,
 		Level:      hclog.LevelFromString(os.Getenv(shared.EnvShimLogLevel)),
 	})
+	// The artefacts the host checked and handed over as sealed descriptors (shared.Artefact).
+	kernel, err := shared.InheritedArtefact(shared.EnvShimKernelFD)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
+		os.Exit(1)
+	}
+	artefact, err := shared.InheritedArtefact(shared.EnvShimArtefactFD)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
+		os.Exit(1)
+	}
+	var kernelBytes []byte
+	if kernel != nil {
+		kernelBytes = kernel.Bytes
+	}
 	engine, err := shim.NewEngine(shim.EngineOptions{
 		Fuel:           os.Getenv(shared.EnvShimFuel) == "1",
-		KernelArtefact: os.Getenv(shared.EnvShimKernel),
+		KernelArtefact: kernelBytes,
+	})
+	kernel.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
+		os.Exit(1)
+	}
+	// Only the host that started this shim may call it: another process that finds its socket
+	// (another capsule's shim, say) is refused and named in the log the host relays.
+	server, err := shared.ShimServer(func(peerPID int, err error) {
+		logger.Error("refused a connection to the shim's server", "peer_pid", peerPID, "error", err)
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
@@ -35,9 +60,9 @@ func main() {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
-			NewShimServer: func(broker *plugin.GRPCBroker) pb.ShimServer { return shim.NewServer(logger, engine, broker) },
+			NewShimServer: func(broker *plugin.GRPCBroker) pb.ShimServer { return shim.NewServer(logger, engine, broker, artefact) },
 		}},
-		GRPCServer: shared.NewServer,
+		GRPCServer: server,
 		Logger:     logger,
 	})
 }

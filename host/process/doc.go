@@ -1,5 +1,5 @@
 // Package process is the host's process manager: it runs the OS processes a capsule asks for
-// (ABI.md §3 "Processes"), confined by the sandbox package, and owns them until they are reaped.
+// (docs/abi.md#processes), confined by the sandbox package, and owns them until they are reaped.
 //
 // One Manager serves one capsule instance. Its operations are the seven process host functions
 // (Op): a synchronous spawn, a background spawn, and read-logs, kill, wait, signal and

@@ -13,7 +13,7 @@ import (
 // shared.ProcessFuncs.
 type Op pb.ProcessOp
 
-// The process host functions, in the ABI's order.
+// The process host functions, in docs/abi.md's order.
 const (
 	Spawn           = Op(pb.ProcessOp_PROCESS_OP_SPAWN)
 	SpawnBackground = Op(pb.ProcessOp_PROCESS_OP_SPAWN_BACKGROUND)

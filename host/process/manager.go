@@ -55,7 +55,7 @@ const (
 	captureReadSize = 64 << 10 // a whole pipe buffer: fewer wake-ups for big outputs
 )
 
-// passThroughEnv are the host variables a child gets (DESIGN.md §5).
+// passThroughEnv are the host variables a child gets (docs/abi.md#processes).
 var passThroughEnv = []string{"PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ"}
 
 // ErrClosed is wrapped by the errors of requests made after Close.

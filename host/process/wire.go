@@ -11,7 +11,7 @@ import (
 	"github.com/astrid-go/astrid/sandbox"
 )
 
-// SpawnRequest is the request of spawn and spawn_background (ABI.md §3 Processes).
+// SpawnRequest is the request of spawn and spawn_background (docs/abi.md#processes).
 type SpawnRequest struct {
 	// Cmd must equal an entry of the capsule's [capabilities] host_process.
 	Cmd  string   `json:"cmd"`

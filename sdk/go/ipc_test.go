@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// The envelope example of the upstream reference (astrid-upstream-behaviour.md §2.3).
+// An envelope as upstream astrid 0.5 writes it (the shape is in docs/abi.md, astrid_ipc_poll).
 const sampleEnvelope = `{"messages":[{"topic":"foo.bar","payload":{"type":"custom","data":{"x":1}},"signature":null,` +
 	`"source_id":"6f1c1e0a-9a6b-4f43-9d0e-2b7f7c1d2e3f","timestamp":"2026-03-25T10:00:00.123456789Z","seq":42,"principal":"default"},` +
 	`{"topic":"client.v1.connected","payload":{"type":"connect"},"signature":null,` +

@@ -2,7 +2,7 @@
 
 package astrid
 
-// The Extism kernel imports (ABI.md §1). A handle is a u64 offset of a block
+// The Extism kernel imports (docs/abi.md#extismhostenv-the-kernel). A handle is a u64 offset of a block
 // in the kernel memory, which is separate from the guest's linear memory; 0
 // means none. Go's wasmimport does not allow uint8, so byte values cross as
 // uint32.
@@ -82,7 +82,7 @@ func kernelHTTPStatusCode() int32
 //go:wasmimport extism:host/env http_headers
 func kernelHTTPHeaders() uint64
 
-// The Astrid host functions (ABI.md §3), in extism:host/user. Every parameter
+// The Astrid host functions (docs/abi.md#extismhostuser-the-astrid-host-functions), in extism:host/user. Every parameter
 // is a kernel block handle; numbers (subscription handles, timeouts) cross as
 // decimal ASCII; an error traps the call.
 
@@ -107,7 +107,7 @@ func hostGetInterceptorHandles() uint64
 //go:wasmimport extism:host/user astrid_signal_ready
 func hostSignalReady()
 
-// The process host functions (ABI.md §3 Processes): each takes a JSON request
+// The process host functions (docs/abi.md#processes): each takes a JSON request
 // block and returns a JSON result block.
 
 //go:wasmimport extism:host/user astrid_spawn_host

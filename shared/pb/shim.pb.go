@@ -286,7 +286,7 @@ type InfoResponse struct {
 	EngineConfig string `protobuf:"bytes,2,opt,name=engine_config,json=engineConfig,proto3" json:"engine_config,omitempty"`
 	Pid          int32  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
 	// kernel_artefact is the serialised kernel module, set when the shim had to compile its kernel
-	// (no usable cached artefact was named by ASTRID_SHIM_KERNEL). Info is the first call on a fresh
+	// (the host handed over no usable one, ASTRID_SHIM_KERNEL_FD). Info is the first call on a fresh
 	// shim, so the artefact comes from a process that has run no guest code; the host caches it.
 	KernelArtefact []byte `protobuf:"bytes,4,opt,name=kernel_artefact,json=kernelArtefact,proto3" json:"kernel_artefact,omitempty"`
 	unknownFields  protoimpl.UnknownFields
@@ -399,7 +399,8 @@ type LoadRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// capsule_id names the capsule in logs and errors.
 	CapsuleId string `protobuf:"bytes,1,opt,name=capsule_id,json=capsuleId,proto3" json:"capsule_id,omitempty"`
-	// artefact_path is a file in the host's module cache written by a Compile of the same shim build.
+	// artefact_path names the artefact in errors; the shim never opens it. It loads what it
+	// compiled, else the artefact the host checked and handed over at start (ASTRID_SHIM_ARTEFACT_FD).
 	ArtefactPath string `protobuf:"bytes,2,opt,name=artefact_path,json=artefactPath,proto3" json:"artefact_path,omitempty"`
 	// memory_limit_bytes caps every linear memory of the Store (guest and kernel).
 	MemoryLimitBytes uint64 `protobuf:"varint,3,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`

@@ -42,13 +42,14 @@ const (
 //
 // Shim is served by astrid-shim; the host is its only client.
 type ShimClient interface {
-	// Info reports what the shim runs on; the host keys its compiled-module cache on it.
+	// Info reports what the shim runs on, and its kernel artefact when it had to compile it.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 	// Compile turns WebAssembly bytes into a serialised native artefact. The host streams the module
 	// in chunks and closes its side; the shim streams the artefact back. A shim refuses to compile
 	// once it has loaded a guest, so an artefact never comes from a process that ran guest code.
 	Compile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Chunk, Chunk], error)
-	// Load deserialises an artefact from the host's cache and instantiates the capsule's guest.
+	// Load deserialises the capsule's artefact (the one the shim compiled, else the one the host
+	// handed over at start) and instantiates the capsule's guest.
 	Load(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error)
 	// Invoke calls one export of the loaded guest with input bytes.
 	Invoke(ctx context.Context, in *InvokeRequest, opts ...grpc.CallOption) (*InvokeResponse, error)
@@ -135,13 +136,14 @@ func (c *shimClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts ...
 //
 // Shim is served by astrid-shim; the host is its only client.
 type ShimServer interface {
-	// Info reports what the shim runs on; the host keys its compiled-module cache on it.
+	// Info reports what the shim runs on, and its kernel artefact when it had to compile it.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	// Compile turns WebAssembly bytes into a serialised native artefact. The host streams the module
 	// in chunks and closes its side; the shim streams the artefact back. A shim refuses to compile
 	// once it has loaded a guest, so an artefact never comes from a process that ran guest code.
 	Compile(grpc.BidiStreamingServer[Chunk, Chunk]) error
-	// Load deserialises an artefact from the host's cache and instantiates the capsule's guest.
+	// Load deserialises the capsule's artefact (the one the shim compiled, else the one the host
+	// handed over at start) and instantiates the capsule's guest.
 	Load(context.Context, *LoadRequest) (*LoadResponse, error)
 	// Invoke calls one export of the loaded guest with input bytes.
 	Invoke(context.Context, *InvokeRequest) (*InvokeResponse, error)

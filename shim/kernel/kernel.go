@@ -1,5 +1,5 @@
 // Package kernel is the Extism-compatible kernel of the shim: the memory a guest and the host
-// exchange data in (ABI.md §1, the `extism:host/env` functions alloc, free, length, load_*,
+// exchange data in (docs/abi.md#extismhostenv-the-kernel: the `extism:host/env` functions alloc, free, length, load_*,
 // store_*, input_*, output_set and error_set).
 //
 // A guest moves data 8 bytes per kernel call, so the kernel is a small WebAssembly module of our

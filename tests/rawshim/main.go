@@ -1,13 +1,17 @@
 // Command rawshim is a go-plugin server speaking the shim protocol with none of the runtime behind
 // it, for the tests in package tests:
 //
-//   - the baseline of the benchmarks: Load only deserialises the artefact (if one is named) and
-//     dials the host's services (if served); Invoke of "http" makes one Http broker RPC to the
+//   - the baseline of the benchmarks: Load only deserialises the artefact (the one it compiled,
+//     else the one the host handed over at start, if any) and dials the host's services (if
+//     served); Invoke of "http" makes one Http broker RPC to the
 //     host with the input as the URL; any other Invoke echoes its input. Comparing astrid-shim
 //     against it measures what the runtime adds to go-plugin's own costs;
 //   - a compromised shim: Invoke of "forge" sends the host the IPC request its input describes,
 //     one that a correct shim would never send, and answers with the host's reply; Invoke of
-//     "alloc" allocates as many MiB as its input says.
+//     "alloc" allocates as many MiB as its input says;
+//   - a shim that reaches for another instance: Invoke of "intrude" dials each unix socket its
+//     input names, as the host's services (publish, spawn) and as a shim's server (Invoke of
+//     "forge", making that shim publish), and answers with what each attempt got.
 //
 // It compiles modules (Compile) with its own engine so a host can load capsules with it.
 package main
@@ -17,6 +21,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -25,6 +30,8 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/shared"
@@ -37,8 +44,11 @@ type rawServer struct {
 	pb.UnimplementedShimServer
 	engine *wasmtime.Engine
 	module *wasmtime.Module
-	broker *plugin.GRPCBroker
-	host   pb.HostServicesClient
+	// artefact is the one the host handed over at start; compiled is Compile's output.
+	artefact *shared.Artefact
+	compiled []byte
+	broker   *plugin.GRPCBroker
+	host     pb.HostServicesClient
 }
 
 func (s *rawServer) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, error) {
@@ -65,6 +75,7 @@ func (s *rawServer) Compile(stream pb.Shim_CompileServer) error {
 	if err != nil {
 		return err
 	}
+	s.compiled = art
 	for len(art) > 0 {
 		n := min(len(art), shared.ChunkBytes)
 		if err := stream.Send(&pb.Chunk{Data: art[:n]}); err != nil {
@@ -116,9 +127,70 @@ func (s *rawServer) forge(ctx context.Context, input []byte) error {
 	return err
 }
 
+// intrusion is the input of Invoke("intrude").
+type intrusion struct {
+	Sockets []string `json:"sockets"`
+}
+
+// intrude tries, on each socket, what another instance's connection could do: publish and spawn
+// through the host's services, and make a shim publish through its server. Each attempt's result
+// is "accepted" or the error it got.
+func (s *rawServer) intrude(ctx context.Context, input []byte) ([]byte, error) {
+	var in intrusion
+	if err := json.Unmarshal(input, &in); err != nil {
+		return nil, err
+	}
+	results := map[string]map[string]string{}
+	for _, path := range in.Sockets {
+		conn, err := grpc.NewClient("passthrough:///"+path,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "unix", path)
+			}))
+		if err != nil {
+			return nil, err
+		}
+		host, shim := pb.NewHostServicesClient(conn), pb.NewShimClient(conn)
+		attempts := map[string]func(context.Context) error{
+			"publish": func(ctx context.Context) error {
+				_, err := host.IpcPublish(ctx, &pb.IpcPublishRequest{Messages: []*pb.IpcPublication{{Topic: "test.v1.stolen", Payload: []byte(`"publish"`)}}})
+				return err
+			},
+			"spawn": func(ctx context.Context) error {
+				_, err := host.Process(ctx, &pb.ProcessRequest{Op: pb.ProcessOp_PROCESS_OP_SPAWN, Request: []byte(`{"cmd":"/bin/sh","args":["-c","echo intruder > pwned"]}`)})
+				return err
+			},
+			"invoke": func(ctx context.Context) error {
+				resp, err := shim.Invoke(ctx, &pb.InvokeRequest{Export: "forge", Input: []byte(`{"rpc":"publish","topic":"test.v1.stolen","payload":"\"invoke\""}`)})
+				if err == nil && string(resp.Output) != "accepted" {
+					err = fmt.Errorf("the shim ran the call: %s", resp.Output)
+				}
+				return err
+			},
+		}
+		res := map[string]string{}
+		for name, try := range attempts {
+			actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			if err := try(actx); err != nil {
+				res[name] = status.Convert(err).Message()
+			} else {
+				res[name] = "accepted"
+			}
+			cancel()
+		}
+		conn.Close()
+		results[path] = res
+	}
+	return json.Marshal(results)
+}
+
 func (s *rawServer) Load(_ context.Context, req *pb.LoadRequest) (*pb.LoadResponse, error) {
-	if req.ArtefactPath != "" {
-		m, err := wasmtime.NewModuleDeserializeFile(s.engine, req.ArtefactPath)
+	art := s.compiled
+	if art == nil && s.artefact != nil {
+		art = s.artefact.Bytes
+	}
+	if art != nil {
+		m, err := wasmtime.NewModuleDeserialize(s.engine, art)
 		if err != nil {
 			return nil, err
 		}
@@ -176,6 +248,13 @@ func (s *rawServer) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.Invo
 		}
 		return &pb.InvokeResponse{Output: []byte(fmt.Sprintf("survived %d", len(held)))}, nil
 	}
+	if req.Export == "intrude" {
+		out, err := s.intrude(ctx, req.Input)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.InvokeResponse{Output: out}, nil
+	}
 	if req.Export == "http" && s.host != nil {
 		resp, err := s.host.Http(ctx, &pb.HttpRequest{Url: string(req.Input)})
 		if err != nil {
@@ -190,13 +269,27 @@ func main() {
 	cfg := wasmtime.NewConfig()
 	cfg.SetEpochInterruption(true)
 	engine := wasmtime.NewEngineWithConfig(cfg)
+	artefact, err := shared.InheritedArtefact(shared.EnvShimArtefactFD)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
+		os.Exit(1)
+	}
 	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Warn})
+	server, err := shared.ShimServer(func(peerPID int, err error) {
+		logger.Error("refused a connection to the shim's server", "peer_pid", peerPID, "error", err)
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
+		os.Exit(1)
+	}
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
-			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer { return &rawServer{engine: engine, broker: b} },
+			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer {
+				return &rawServer{engine: engine, broker: b, artefact: artefact}
+			},
 		}},
-		GRPCServer: shared.NewServer,
+		GRPCServer: server,
 		Logger:     logger,
 	})
 }
