@@ -308,7 +308,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	fuel := m.Limits.Fuel > 0
 	kernelPath := h.cache.KernelPath(h.cfg.Shim.SHA256, fuel)
 	artefact := h.cache.Path(sum, h.cfg.Shim.SHA256, fuel)
-	proc, cached, err := h.launchShim(m.ID(), inst.guestLog().relay(), fuel, kernelPath, artefact)
+	proc, cached, err := h.launchShim(m.ID(), m.Limits.Memory, inst.guestLog().relay(), fuel, kernelPath, artefact)
 	if err != nil {
 		return LoadResult{}, err
 	}

@@ -13,25 +13,14 @@ import (
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
-// processOps maps the protocol's operations to the process manager's.
-var processOps = map[pb.ProcessOp]process.Op{
-	pb.ProcessOp_PROCESS_OP_SPAWN:            process.Spawn,
-	pb.ProcessOp_PROCESS_OP_SPAWN_BACKGROUND: process.SpawnBackground,
-	pb.ProcessOp_PROCESS_OP_READ_LOGS:        process.ReadLogs,
-	pb.ProcessOp_PROCESS_OP_KILL:             process.Kill,
-	pb.ProcessOp_PROCESS_OP_WAIT:             process.Wait,
-	pb.ProcessOp_PROCESS_OP_SIGNAL:           process.Signal,
-	pb.ProcessOp_PROCESS_OP_WRITE_STDIN:      process.WriteStdin,
-}
-
 // Process runs one process host function for the guest. Every rule is the host's (package
 // process): the command must be in [capabilities] host_process, env and cwd are checked,
 // processes belong to this instance and the calling principal, and they run in the sandbox. The
 // call's context ends when the guest call does (its time limit, or the capsule unloading), which
 // ends a blocking spawn or wait.
 func (s *hostServices) Process(ctx context.Context, req *pb.ProcessRequest) (*pb.ProcessResponse, error) {
-	op, ok := processOps[req.Op]
-	if !ok {
+	op := process.Op(req.Op)
+	if _, ok := shared.ProcessFuncOf(req.Op); !ok {
 		return nil, s.inst.compromised(fmt.Errorf("unknown process operation %d", req.Op))
 	}
 	procs, err := s.inst.processes()
@@ -68,7 +57,9 @@ func (i *Instance) processes() (*process.Manager, error) {
 			Allowed:       caps.HostProcess,
 			Network:       caps.ProcessNetwork,
 			Workspace:     i.host.cfg.Workspace,
+			Hidden:        []string{i.host.cfg.StateDir, i.host.runDir}, // the module cache and the shims' sockets
 			MaxBackground: i.manifest.Limits.MaxProcesses,
+			MemoryBytes:   int64(i.manifest.Limits.ProcessMemory),
 			Sandbox:       i.host.cfg.Sandbox,
 			TmpRoot:       filepath.Join(i.host.runDir, "tmp"),
 			PassEnv:       i.host.cfg.PassEnv,

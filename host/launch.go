@@ -33,6 +33,9 @@ type shimProcess struct {
 	stderr *stderrTail
 	// sandbox lists the sandbox layers the shim runs under, for the log.
 	sandbox string
+	// confined is the sandbox's handle on the shim (nil without a sandbox): kill closes it,
+	// which ends what is left in the shim's cgroup and removes the cgroup.
+	confined *sandbox.Cmd
 }
 
 // launchShim starts a shim for one capsule. The shim gets an explicit environment (nothing of the
@@ -41,7 +44,7 @@ type shimProcess struct {
 // capsule's module, if the cache has good ones, are handed over as sealed descriptors (see
 // ModuleCache.Open); the shim has no access to the cache. hasArtefact reports whether the
 // module's was.
-func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kernelArtefact, artefact string) (p *shimProcess, hasArtefact bool, err error) {
+func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, fuel bool, kernelArtefact, artefact string) (p *shimProcess, hasArtefact bool, err error) {
 	if err := h.cfg.Shim.Recheck(); err != nil {
 		return nil, false, err
 	}
@@ -69,7 +72,7 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 			hasArtefact = a.path == artefact
 		}
 	}
-	cmd, layers, err := h.shimCommand(env, sockDir)
+	cmd, confined, layers, err := h.shimCommand(env, sockDir, memory)
 	if err != nil {
 		os.RemoveAll(sockDir)
 		return nil, false, err
@@ -80,7 +83,7 @@ func (h *Host) launchShim(capsuleID string, logger hclog.Logger, fuel bool, kern
 	tail := &stderrTail{}
 	cfg.Stderr = tail
 	client := plugin.NewClient(cfg)
-	p = &shimProcess{client: client, cmd: cmd, sockDir: sockDir, stderr: tail, sandbox: layers}
+	p = &shimProcess{client: client, cmd: cmd, sockDir: sockDir, stderr: tail, sandbox: layers, confined: confined}
 	rpc, err := client.Client()
 	if err != nil {
 		p.kill()
@@ -149,14 +152,15 @@ const shimFileSizeLimit = 8 << 30
 
 // shimCommand is the command that starts a shim, confined by the host's sandbox: it reads only
 // the system's libraries and its own executable (its artefacts arrive as descriptors), writes
-// only its socket directory, has no network, and cannot create namespaces. Without a sandbox it gets the
-// process layer only.
-func (h *Host) shimCommand(env []string, sockDir string) (*exec.Cmd, string, error) {
+// only its socket directory, has no network, and cannot create namespaces; where cgroups allow,
+// its memory is capped at the capsule's [limits] memory plus ShimMemoryOverhead (see
+// shimCgroup). Without a sandbox it gets the process layer only.
+func (h *Host) shimCommand(env []string, sockDir string, memory uint64) (*exec.Cmd, *sandbox.Cmd, string, error) {
 	if h.cfg.Sandbox == nil {
 		cmd := exec.Command(h.cfg.Shim.Path)
 		cmd.Env = env
 		cmd.SysProcAttr = sandbox.ProcessAttr()
-		return cmd, "process", nil
+		return cmd, nil, "process", nil
 	}
 	sc, err := h.cfg.Sandbox.Command(sandbox.Spec{
 		Path:      h.cfg.Shim.Path,
@@ -167,11 +171,14 @@ func (h *Host) shimCommand(env []string, sockDir string) (*exec.Cmd, string, err
 		// The shim writes no file, but wasmtime backs linear memories with memfds, whose size
 		// RLIMIT_FSIZE bounds: leave room for the largest memory a capsule may have.
 		Rlimits: sandbox.Rlimits{FileSize: shimFileSizeLimit},
+		// The state directory (the cache's key) is no shim's business; the paths above stay.
+		Hidden: []string{h.cfg.StateDir},
+		Cgroup: shimCgroup(memory),
 	})
 	if err != nil {
-		return nil, "", fmt.Errorf("sandbox the shim: %w", err)
+		return nil, nil, "", fmt.Errorf("sandbox the shim: %w", err)
 	}
-	return sc.Cmd, layerNames(sc.Layers), nil
+	return sc.Cmd, sc, layerNames(sc.Layers), nil
 }
 
 // layerNames lists sandbox layers for a log line ("process" when there is none beyond it).
@@ -202,6 +209,9 @@ func (p *shimProcess) kill() {
 	}
 	p.killGroup()
 	os.RemoveAll(p.sockDir)
+	if p.confined != nil {
+		_ = p.confined.Close() // its cgroup
+	}
 }
 
 func (p *shimProcess) killGroup() {

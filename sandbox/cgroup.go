@@ -214,42 +214,49 @@ type procCgroup struct {
 	dirs    []string
 }
 
+// cgroupFile is one limit to write in a new cgroup; optional ones (swap limits, which only a
+// kernel with swap accounting has) are skipped when the file is missing.
+type cgroupFile struct {
+	name, value string
+	optional    bool
+}
+
 // create makes a cgroup for one process with limits lim; extraPids is added to the pids limit for
-// the helper's own tasks.
+// the helper's own tasks. The memory limit counts swap too where the kernel accounts it (v2
+// memory.swap.max 0; v1 memory.memsw.limit_in_bytes equal to the memory limit), so a tree cannot
+// swap its way past it, and on v2 an out-of-memory kill ends the whole cgroup (memory.oom.group).
 func (r *cgroupRoot) create(lim CgroupLimits, extraPids int) (*procCgroup, error) {
 	name := fmt.Sprintf("astrid-%d-%d", os.Getpid(), cgroupSeq.Add(1))
 	cg := &procCgroup{version: r.version}
-	mk := func(parent string, files map[string]string) error {
+	mk := func(parent string, files []cgroupFile) error {
 		dir := filepath.Join(parent, name)
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return fmt.Errorf("cgroup: %w", err)
 		}
 		cg.dirs = append(cg.dirs, dir)
-		for f, v := range files {
-			if err := os.WriteFile(filepath.Join(dir, f), []byte(v), 0); err != nil {
+		for _, f := range files { // in order: v1 takes memsw only once the memory limit is below it
+			err := os.WriteFile(filepath.Join(dir, f.name), []byte(f.value), 0)
+			if err != nil && !(f.optional && errors.Is(err, os.ErrNotExist)) {
 				return fmt.Errorf("cgroup: %w", err)
 			}
 		}
 		return nil
 	}
-	pids := map[string]string{}
+	var pids, mem []cgroupFile
 	if lim.Pids > 0 {
-		pids["pids.max"] = strconv.Itoa(lim.Pids + extraPids)
+		pids = append(pids, cgroupFile{name: "pids.max", value: strconv.Itoa(lim.Pids + extraPids)})
 	}
-	mem := map[string]string{}
 	if lim.MemoryBytes > 0 {
+		bytes := strconv.FormatInt(lim.MemoryBytes, 10)
 		if r.version == 2 {
-			mem["memory.max"] = strconv.FormatInt(lim.MemoryBytes, 10)
+			mem = []cgroupFile{{"memory.max", bytes, false}, {"memory.swap.max", "0", true}, {"memory.oom.group", "1", true}}
 		} else {
-			mem["memory.limit_in_bytes"] = strconv.FormatInt(lim.MemoryBytes, 10)
+			mem = []cgroupFile{{"memory.limit_in_bytes", bytes, false}, {"memory.memsw.limit_in_bytes", bytes, true}}
 		}
 	}
 	var err error
 	if r.version == 2 {
-		for k, v := range mem {
-			pids[k] = v
-		}
-		err = mk(r.pids, pids)
+		err = mk(r.pids, append(pids, mem...))
 	} else {
 		// Always a pids cgroup, even without a pids limit: it is what the tree kill enumerates.
 		err = mk(r.pids, pids)

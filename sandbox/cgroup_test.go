@@ -3,7 +3,9 @@ package sandbox
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -67,5 +69,57 @@ func TestCgroupLimits(t *testing.T) {
 		if _, err := os.Stat(d); err == nil {
 			t.Errorf("%s is still there after remove", d)
 		}
+	}
+}
+
+// TestMemoryLimit: a process that allocates past its cgroup's memory limit is killed (SIGKILL
+// from the kernel's out-of-memory killer), in fork mode (a spawned tree), through a warm helper,
+// and in Exec mode (a shim); the same allocation under the limit completes.
+func TestMemoryLimit(t *testing.T) {
+	sb := requireSandbox(t)
+	if !support.Available(LayerCgroup) {
+		t.Skipf("no cgroup layer here, so no memory limit: %s", support.Reason(LayerCgroup))
+	}
+	pool := sb.NewPool(t.TempDir(), 0)
+	defer pool.Close()
+	for _, tt := range []struct {
+		name   string
+		exec   bool
+		pooled bool
+	}{
+		{"fork mode", false, false},
+		{"warm helper", false, true},
+		{"exec mode", true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, c := range []struct {
+				mib    string
+				killed bool
+			}{{"32", false}, {"256", true}} {
+				spec := program("__alloc", c.mib)
+				spec.Exec = tt.exec
+				spec.Cgroup = CgroupLimits{Pids: 64, MemoryBytes: 128 << 20}
+				var cmd *Cmd
+				var err error
+				if tt.pooled {
+					cmd, err = pool.Command(spec)
+				} else {
+					cmd, err = sb.Command(spec)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Contains(cmd.Layers, LayerCgroup) {
+					t.Fatalf("layers %v have no cgroup", cmd.Layers)
+				}
+				r := runCmd(t, cmd)
+				switch {
+				case c.killed && r.exit.Signal != syscall.SIGKILL:
+					t.Errorf("allocating %s MiB under a 128 MiB limit: %v, stdout %q; want killed by SIGKILL", c.mib, r.exit, r.stdout)
+				case !c.killed && (r.exit != Exit{} || !strings.HasPrefix(r.stdout, "ok")):
+					t.Errorf("allocating %s MiB under a 128 MiB limit: %v, stdout %q, stderr %q; want it done", c.mib, r.exit, r.stdout, r.stderr)
+				}
+			}
+		})
 	}
 }

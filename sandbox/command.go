@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/astrid-go/astrid/sandbox/internal/statusline"
 )
 
 // The host's side of a sandboxed process: it plans the layers, starts the helper with the
@@ -32,6 +34,7 @@ type wireSpec struct {
 	Seccomp    bool     `json:"seccomp,omitempty"`
 	ReadOnly   []string `json:"ro,omitempty"`
 	ReadWrite  []string `json:"rw,omitempty"`
+	Hidden     []string `json:"hidden,omitempty"`
 	PrivateTmp string   `json:"tmp,omitempty"`
 	OpenFiles  uint64   `json:"nofile,omitempty"`
 	FileSize   uint64   `json:"fsize,omitempty"`
@@ -98,8 +101,10 @@ func (s *Sandbox) plan(spec Spec) (layers, missing []Layer) {
 	return layers, missing
 }
 
-// refusal is the error of policy Required for the missing layers it cannot do without.
-func refusal(s *Support, missing []Layer) error {
+// refusal is the error of policy Required for the missing layers it cannot do without. exposed
+// are the hidden paths the process could reach without them (see hiddenPaths), named so the
+// operator knows what relaxing the policy would cost and how to avoid it.
+func refusal(s *Support, missing []Layer, exposed []string) error {
 	var parts []string
 	for _, l := range missing {
 		if requiredLayer(l) {
@@ -109,7 +114,39 @@ func refusal(s *Support, missing []Layer) error {
 	if len(parts) == 0 {
 		return nil
 	}
-	return fmt.Errorf("sandbox: %s; %s=best-effort runs without it", strings.Join(parts, "; "), PolicyFlag)
+	msg := fmt.Sprintf("sandbox: %s; %s=best-effort runs without it", strings.Join(parts, "; "), PolicyFlag)
+	if len(exposed) > 0 {
+		msg += fmt.Sprintf(", but then the process could read and write %s, which lies inside a path it may use and only a mount namespace hides: move it out of those paths (for the state directory: --state DIR)",
+			strings.Join(exposed, ", "))
+	}
+	return errors.New(msg)
+}
+
+// hiddenPaths resolves spec's Hidden paths (the mounts cover real paths; a missing one hides
+// nothing) and says which of them a process with layers could still reach: without a mount
+// namespace, those inside a path it may use, or every one without landlock either.
+func hiddenPaths(spec Spec, layers []Layer) (hidden, exposed []string) {
+	for _, p := range spec.Hidden {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			hidden = append(hidden, absAll([]string{r})...)
+		}
+	}
+	if containsLayer(layers, LayerMountNS) {
+		return hidden, nil
+	}
+	var allowed []string
+	for _, p := range slices.Concat(spec.ReadOnly, spec.ReadWrite, []string{spec.PrivateTmp}) {
+		if r, err := filepath.EvalSymlinks(p); err == nil && p != "" {
+			allowed = append(allowed, absAll([]string{r})...)
+		}
+	}
+	for _, h := range hidden {
+		inside := slices.ContainsFunc(allowed, func(a string) bool { return under(h, a) })
+		if inside || !containsLayer(layers, LayerLandlock) {
+			exposed = append(exposed, h)
+		}
+	}
+	return hidden, exposed
 }
 
 func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
@@ -120,8 +157,9 @@ func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
 		return nil, fmt.Errorf("sandbox: the helper path %q is not absolute", s.helper)
 	}
 	layers, missing := s.plan(spec)
+	hidden, exposed := hiddenPaths(spec, layers)
 	if s.policy == Required {
-		if err := refusal(s.support, missing); err != nil {
+		if err := refusal(s.support, missing, exposed); err != nil {
 			return nil, err
 		}
 	}
@@ -135,6 +173,7 @@ func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
 		Seccomp:    has(LayerSeccomp),
 		ReadOnly:   absAll(spec.ReadOnly),
 		ReadWrite:  absAll(spec.ReadWrite),
+		Hidden:     hidden,
 		PrivateTmp: spec.PrivateTmp,
 		OpenFiles:  spec.Rlimits.OpenFiles,
 		FileSize:   spec.Rlimits.FileSize,
@@ -173,7 +212,7 @@ func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
 		identityMap(attr)
 	}
 	cmd.SysProcAttr = attr
-	return &Cmd{Cmd: cmd, Layers: layers, status: &statusPipe{spec: w, cg: cg}}, nil
+	return &Cmd{Cmd: cmd, Layers: layers, Exposed: exposed, status: &statusPipe{spec: w, cg: cg}}, nil
 }
 
 // identityMap puts the process in a user namespace where it keeps its uid and gid. The identity
@@ -242,20 +281,25 @@ func (c *Cmd) startHelper() error {
 	}
 	st.r, st.br = r, bufio.NewReader(r)
 	line, rerr := st.br.ReadString('\n')
+	l, perr := statusline.Parse(line)
 	switch {
-	case rerr == nil && strings.HasPrefix(line, "started ") && !st.spec.Exec && !st.spec.Serve:
+	case rerr == nil && perr == nil && l.Kind == statusline.Started && !st.spec.Exec && !st.spec.Serve:
 		return nil
-	case rerr == nil && line == "ready\n" && st.spec.Serve:
+	case rerr == nil && perr == nil && l.Kind == statusline.Ready && st.spec.Serve:
 		return nil
-	case rerr == nil && line == "exec\n" && st.spec.Exec:
+	case rerr == nil && perr == nil && l.Kind == statusline.Exec && st.spec.Exec:
 		// The pipe is close-on-exec: EOF is the program running, a line is exec failing.
 		if line, rerr = st.br.ReadString('\n'); rerr == io.EOF && line == "" {
 			return nil
 		}
+		l, perr = statusline.Parse(line)
 	}
 	// The helper failed (it exits by itself after an error line) or died (EOF). Reap it so nothing
 	// is left behind, and say why.
-	startErr := parseStatusError(line)
+	var startErr error
+	if perr == nil && l.Kind == statusline.Error {
+		startErr = startError(l)
+	}
 	switch {
 	case rerr != nil && rerr != io.EOF:
 		startErr = fmt.Errorf("sandbox: reading the helper's status: %w", rerr)
@@ -311,14 +355,9 @@ func (e *StartError) Unwrap() error {
 	return e.Errno
 }
 
-// parseStatusError parses "error setup|exec ERRNO MESSAGE", nil for anything else.
-func parseStatusError(line string) error {
-	f := strings.SplitN(strings.TrimSuffix(line, "\n"), " ", 4)
-	if len(f) != 4 || f[0] != "error" {
-		return nil
-	}
-	n, _ := strconv.Atoi(f[2])
-	return &StartError{Setup: f[1] == "setup", Msg: f[3], Errno: syscall.Errno(n)}
+// startError is the StartError an error line reports.
+func startError(l statusline.Line) *StartError {
+	return &StartError{Setup: l.Setup, Msg: l.Msg, Errno: syscall.Errno(l.Errno)}
 }
 
 // waitHelper waits for the helper and reports the program's end: from the status line in fork
@@ -338,28 +377,18 @@ func (c *Cmd) waitHelper() (Exit, error) {
 	exit := exitOf(c.ProcessState.Sys().(syscall.WaitStatus))
 	if st.br != nil && !st.spec.Exec {
 		// Only the helper held the write end, so this cannot block now that it is gone.
-		if line, _ := st.br.ReadString('\n'); strings.HasPrefix(line, "exit ") {
-			if e, ok := parseExit(line); ok {
-				exit = e
-			}
+		line, _ := st.br.ReadString('\n')
+		if l, err := statusline.Parse(line); err == nil && l.Kind == statusline.Exit {
+			exit = exitOfLine(l)
 		}
 	}
 	c.release()
 	return exit, nil
 }
 
-// parseExit parses "exit CODE SIGNAL".
-func parseExit(line string) (Exit, bool) {
-	f := strings.Fields(line)
-	if len(f) != 3 {
-		return Exit{}, false
-	}
-	code, err1 := strconv.Atoi(f[1])
-	sig, err2 := strconv.Atoi(f[2])
-	if err1 != nil || err2 != nil {
-		return Exit{}, false
-	}
-	return Exit{Code: code, Signal: syscall.Signal(sig)}, true
+// exitOfLine is the program's end an exit line reports.
+func exitOfLine(l statusline.Line) Exit {
+	return Exit{Code: l.Code, Signal: syscall.Signal(l.Signal)}
 }
 
 // release ends what the tree left in its cgroup, removes the cgroup and closes the status pipe.

@@ -29,7 +29,13 @@ type escapeEnv struct {
 	tcp         string // a listener on 127.0.0.1 that says "hello"
 	unixSock    string // a unix socket under /run, "" if the host cannot make one
 	hostPid     int
+	// The host's state directory inside the workspace (as when the host runs from $HOME, or
+	// make run's bin/state), hidden from the process: a cached module and a secret in it.
+	state, modules, victim, key string
 }
+
+// victimContent is what the cached module in the state directory holds.
+const victimContent = "compiled module\n"
 
 // escapeCase is one attempt.
 type escapeCase struct {
@@ -53,6 +59,44 @@ var escapeCases = []escapeCase{
 		name:    "write outside the workspace",
 		attempt: func(e *escapeEnv) []string { return []string{"write", filepath.Join(e.outside, "escaped")} },
 		want:    fsWrite,
+		exec:    true,
+	},
+	{
+		name:    "write in the state directory inside the workspace",
+		attempt: func(e *escapeEnv) []string { return []string{"write", filepath.Join(e.state, "escaped")} },
+		want:    hiddenOnly("EROFS"), // the empty read-only tmpfs over it
+		exec:    true,
+	},
+	{
+		name: "replace a cached module in the state directory",
+		attempt: func(e *escapeEnv) []string {
+			return []string{"rename", filepath.Join(e.workspace, "poison"), e.victim}
+		},
+		want: hiddenOnly("ENOENT"), // the cache is not there to replace
+		exec: true,
+	},
+	{
+		name:    "read a secret in the state directory",
+		attempt: func(e *escapeEnv) []string { return []string{"read", e.key} },
+		want:    hiddenOnly("ENOENT"),
+		exec:    true,
+	},
+	{
+		// A shim reads the module cache: it is bound back read-only, and still not replaceable.
+		name: "replace a cached module the process may read",
+		attempt: func(e *escapeEnv) []string {
+			return []string{"rename", filepath.Join(e.workspace, "poison"), e.victim}
+		},
+		spec: func(s *Spec) { s.ReadOnly = append(s.ReadOnly, s.Hidden[0]+"/modules") },
+		want: hiddenOnly("EXDEV"), // a mount of its own, read-only
+		exec: true,
+	},
+	{
+		// The control for the one above: the cache it may read is there.
+		name:    "read a cached module the process may read",
+		attempt: func(e *escapeEnv) []string { return []string{"read", e.victim} },
+		spec:    func(s *Spec) { s.ReadOnly = append(s.ReadOnly, s.Hidden[0]+"/modules") },
+		want:    func(func(Layer) bool, *escapeEnv) string { return "ok " + strconv.Itoa(len(victimContent)) },
 		exec:    true,
 	},
 	{
@@ -230,6 +274,17 @@ func fsWrite(has func(Layer) bool, _ *escapeEnv) string {
 	return ""
 }
 
+// hiddenOnly: only the mount namespace hides a path inside the workspace (landlock cannot carve
+// it out of an allowed path).
+func hiddenOnly(errno string) func(func(Layer) bool, *escapeEnv) string {
+	return func(has func(Layer) bool, _ *escapeEnv) string {
+		if has(LayerMountNS) {
+			return errno
+		}
+		return ""
+	}
+}
+
 // landlockOnly: only landlock stops the attempt.
 func landlockOnly(errno string) func(func(Layer) bool, *escapeEnv) string {
 	return func(has func(Layer) bool, _ *escapeEnv) string {
@@ -277,6 +332,7 @@ func TestEscape(t *testing.T) {
 					spec.Exec = p.exec
 					spec.Dir = e.workspace
 					spec.ReadWrite = []string{e.workspace}
+					spec.Hidden = []string{e.state}
 					if c.spec != nil {
 						c.spec(&spec)
 					}
@@ -301,6 +357,12 @@ func TestEscape(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.outside, "escaped")); err == nil {
 		t.Error("a file was written outside the workspace")
 	}
+	if _, err := os.Stat(filepath.Join(e.state, "escaped")); err == nil {
+		t.Error("a file was written in the hidden state directory")
+	}
+	if b, err := os.ReadFile(e.victim); err != nil || string(b) != victimContent {
+		t.Errorf("the cached module in the hidden state directory was replaced: %q, %v", b, err)
+	}
 	select {
 	case <-terms:
 		t.Error("a sandboxed process signalled the host")
@@ -311,6 +373,17 @@ func TestEscape(t *testing.T) {
 // newEscapeEnv makes the targets of the escape attempts; they are removed when t ends.
 func newEscapeEnv(t *testing.T) *escapeEnv {
 	e := &escapeEnv{workspace: t.TempDir(), outside: outsideDir(t), hostPid: os.Getpid()}
+	e.state = filepath.Join(e.workspace, "bin", "state")
+	e.modules = filepath.Join(e.state, "modules")
+	e.victim, e.key = filepath.Join(e.modules, "victim.cwasm"), filepath.Join(e.state, "key")
+	if err := os.MkdirAll(e.modules, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for f, content := range map[string]string{e.victim: victimContent, e.key: "secret\n"} {
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := os.Chmod(e.outside, 0o777); err != nil { // only the sandbox may stop a write there
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/astrid-go/astrid/sandbox/internal/statusline"
 )
 
 // The helper: astrid-host re-executed as "astrid-host __sandbox-exec SPEC -- PROGRAM ARGS...",
@@ -115,7 +117,7 @@ func (h *helper) run() {
 	if h.spec.Exec {
 		// "exec", then EOF when the pipe closes on exec: the host tells a program that runs from
 		// a helper that died before it got there.
-		h.report("exec\n")
+		h.report(statusline.Line{Kind: statusline.Exec})
 		err := syscall.Exec(h.path, h.argv, h.env)
 		h.fail(false, fmt.Sprintf("exec: %q: %v", h.path, err), err)
 	}
@@ -136,13 +138,7 @@ func (h *helper) fail(setup bool, msg string, err error) {
 	msg = strings.ReplaceAll(msg, "\n", " ")
 	var errno syscall.Errno
 	errors.As(err, &errno)
-	if h.status != nil {
-		kind := "exec"
-		if setup {
-			kind = "setup"
-		}
-		fmt.Fprintf(h.status, "error %s %d %s\n", kind, int(errno), msg)
-	}
+	h.report(statusline.Line{Kind: statusline.Error, Setup: setup, Errno: int(errno), Msg: msg})
 	if h.status == nil || h.spec.Exec {
 		fmt.Fprintf(os.Stderr, "astrid sandbox: %s\n", msg)
 	}
@@ -150,10 +146,15 @@ func (h *helper) fail(setup bool, msg string, err error) {
 }
 
 // report writes one status line, if anybody listens.
-func (h *helper) report(format string, a ...any) {
+func (h *helper) report(l statusline.Line) {
 	if h.status != nil {
-		fmt.Fprintf(h.status, format, a...)
+		_, _ = h.status.WriteString(l.String())
 	}
+}
+
+// reportExit writes how the program ended; last says a warm helper ends after it.
+func (h *helper) reportExit(e Exit, last bool) {
+	h.report(statusline.Line{Kind: statusline.Exit, Code: e.Code, Signal: int(e.Signal), Last: last})
 }
 
 // tmpDir is where the program's private tmp directory is, as the helper and the program see it.
@@ -216,7 +217,7 @@ func (h *helper) forkAndReap() {
 	if err != nil {
 		h.fail(false, fmt.Sprintf("exec: %q: %v", h.path, err), err)
 	}
-	h.report("started %d\n", pid)
+	h.report(statusline.Line{Kind: statusline.Started, PID: pid})
 	for {
 		var ws syscall.WaitStatus
 		wpid, err := syscall.Wait4(-1, &ws, 0, nil)
@@ -225,14 +226,14 @@ func (h *helper) forkAndReap() {
 		}
 		if err != nil {
 			// ECHILD while the program was not reaped: nothing sensible is left to do.
-			h.report("exit -1 0\n")
+			h.reportExit(Exit{Code: -1}, false)
 			helperExit(127)
 		}
 		if wpid != pid {
 			continue // an orphan
 		}
 		exit := exitOf(ws)
-		h.report("exit %d %d\n", exit.Code, int(exit.Signal))
+		h.reportExit(exit, false)
 		code := exit.Code
 		if exit.Signal != 0 {
 			code = 128 + int(exit.Signal)

@@ -21,6 +21,8 @@ import (
 //     lie under /tmp or /run are bound back at their own names;
 //   - with the helper running as uid 0 (a root host), the secrets root could read in the allowed
 //     system directories are masked;
+//   - the Hidden paths (the host's state directory) are covered with an empty tmpfs, so a
+//     process whose workspace holds them can neither read nor write them;
 //   - every mount becomes read-only except the ReadWrite paths, /tmp and /dev/shm. Landlock does
 //     not cover chmod, chown, utimes or extended attributes, and for a root host the process owns
 //     every root-owned file; a read-only mount refuses them all (EROFS).
@@ -97,6 +99,9 @@ func (h *helper) setupMounts() error {
 			return fmt.Errorf("bind %s: %w", p, err)
 		}
 	}
+	if err := h.hide(covered); err != nil {
+		return err
+	}
 	ro := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}
 	if err := unix.MountSetattr(-1, "/", unix.AT_RECURSIVE, &ro); err != nil {
 		return fmt.Errorf("make the filesystem read-only: %w", err)
@@ -108,10 +113,40 @@ func (h *helper) setupMounts() error {
 			return fmt.Errorf("make %s writable: %w", p, err)
 		}
 	}
-	if covered[cwd] || under(cwd, "/tmp") || under(cwd, "/run") {
+	if covered[cwd] || under(cwd, "/tmp") || under(cwd, "/run") || slices.ContainsFunc(h.spec.Hidden, func(p string) bool { return under(cwd, p) }) {
 		// The working directory still refers to the covered original; enter what is there now.
 		if err := os.Chdir(cwd); err != nil {
 			return fmt.Errorf("chdir %s: %w", cwd, err)
+		}
+	}
+	return nil
+}
+
+// hide covers the spec's Hidden paths, after the other mounts (a hidden path may lie in the
+// workspace's own mount): a directory with an empty tmpfs, a file with the null device, both
+// made read-only with the rest of the filesystem. The ReadOnly and ReadWrite paths beneath a
+// hidden directory (a shim's module cache in the state directory) are bound back.
+func (h *helper) hide(covered map[string]bool) error {
+	keep := slices.Concat(h.spec.ReadOnly, h.spec.ReadWrite)
+	for _, p := range h.spec.Hidden {
+		fi, err := os.Stat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // nothing there to hide
+		}
+		if err != nil {
+			return fmt.Errorf("hide %s: %w", p, err)
+		}
+		if !fi.IsDir() {
+			if err := unix.Mount("/dev/null", p, "", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("hide %s: %w", p, err)
+			}
+			continue
+		}
+		err = cover(p, keep, covered, func() error {
+			return unix.Mount("tmpfs", p, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0755,size=64k")
+		})
+		if err != nil {
+			return fmt.Errorf("hide %s: %w", p, err)
 		}
 	}
 	return nil

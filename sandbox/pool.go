@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/astrid-go/astrid/sandbox/internal/statusline"
 )
 
 // A Pool keeps warm helpers: helpers that have set the sandbox up once (namespaces, mounts,
@@ -81,8 +83,9 @@ func (p *Pool) Command(spec Spec) (*Cmd, error) {
 	if p.sb.policy == Off || !containsLayer(layers, LayerPIDNS) {
 		return p.coldCommand(spec)
 	}
+	_, exposed := hiddenPaths(spec, layers)
 	if p.sb.policy == Required {
-		if err := refusal(p.sb.support, missing); err != nil {
+		if err := refusal(p.sb.support, missing, exposed); err != nil {
 			return nil, err
 		}
 	}
@@ -94,7 +97,7 @@ func (p *Pool) Command(spec Spec) (*Cmd, error) {
 	}
 	cmd := &exec.Cmd{Path: spec.Path, Args: append([]string{spec.Path}, spec.Args...), Dir: spec.Dir,
 		Env: append([]string{}, spec.Env...)}
-	return &Cmd{Cmd: cmd, Layers: layers, warm: &warmRun{pool: p, key: string(key), spec: spec}}, nil
+	return &Cmd{Cmd: cmd, Layers: layers, Exposed: exposed, warm: &warmRun{pool: p, key: string(key), spec: spec}}, nil
 }
 
 // coldCommand is Command for a Pool that cannot keep helpers: one helper (or none, under policy
@@ -311,11 +314,14 @@ func (h *warmHelper) launch(req []byte, files []int) error {
 	if err != nil {
 		return fmt.Errorf("sandbox: the helper ended before starting the program: %w", err)
 	}
-	if strings.HasPrefix(line, "started ") {
+	l, err := statusline.Parse(line)
+	switch {
+	case err != nil:
+		return fmt.Errorf("sandbox: %w", err)
+	case l.Kind == statusline.Started:
 		return nil
-	}
-	if err := parseStatusError(line); err != nil {
-		return err
+	case l.Kind == statusline.Error:
+		return startError(l)
 	}
 	return fmt.Errorf("sandbox: the helper said %q", strings.TrimSpace(line))
 }
@@ -362,7 +368,9 @@ func (c *Cmd) waitWarm() (Exit, error) {
 	line, err := w.h.cmd.status.br.ReadString('\n')
 	exit, ok := Exit{}, false
 	if err == nil {
-		exit, w.h.last, ok = parseExitLine(line)
+		if l, perr := statusline.Parse(line); perr == nil && l.Kind == statusline.Exit {
+			exit, w.h.last, ok = exitOfLine(l), l.Last, true
+		}
 	}
 	w.mu.Lock()
 	if w.done {
@@ -385,13 +393,6 @@ func (c *Cmd) waitWarm() (Exit, error) {
 		return Exit{}, werr
 	}
 	return hexit, nil
-}
-
-// parseExitLine parses "exit CODE SIGNAL [last]".
-func parseExitLine(line string) (exit Exit, last, ok bool) {
-	line, last = strings.CutSuffix(strings.TrimSuffix(line, "\n"), " last")
-	exit, ok = parseExit(line)
-	return exit, last, ok
 }
 
 // signalWarm sends sig to the helper's process group, which the program is in, unless the

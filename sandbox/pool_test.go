@@ -109,6 +109,7 @@ func TestPoolEscape(t *testing.T) {
 			spec := program("__escape", c.attempt(e)...)
 			spec.Dir = e.workspace
 			spec.ReadWrite = []string{e.workspace}
+			spec.Hidden = []string{e.state}
 			if c.spec != nil {
 				c.spec(&spec)
 			}

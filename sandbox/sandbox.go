@@ -124,6 +124,16 @@ type Spec struct {
 	ReadOnly []string
 	// ReadWrite are the directories the process may write (the workspace, a shim's socket dir).
 	ReadWrite []string
+	// Hidden are paths the process may neither read nor write even where they lie inside
+	// ReadOnly or ReadWrite paths: the host's state directory (its module cache), which is
+	// inside the workspace when the host runs from the home directory. Landlock is an allow-list
+	// and cannot carve a path out of an allowed one, so this takes the mount namespace: each
+	// existing hidden directory is covered with an empty read-only tmpfs, a file with the null
+	// device, and the ReadOnly and ReadWrite paths beneath one are bound back. Without a mount
+	// namespace a hidden path inside an allowed one stays reachable: policy Required refuses
+	// such a process (naming the path), BestEffort starts it and lists the path in
+	// Cmd.Exposed.
+	Hidden []string
 	// PrivateTmp is a directory only this process uses, made by the caller. It is mounted on /tmp
 	// where a mount namespace is available and TMPDIR points at it otherwise. "" = no writable tmp.
 	PrivateTmp string
@@ -141,6 +151,9 @@ type Cmd struct {
 	*exec.Cmd
 	// Layers are the layers this process gets, in the order applied.
 	Layers []Layer
+	// Exposed are the Spec's Hidden paths this process can still reach, because it has no
+	// mount namespace to hide them (policy BestEffort): the caller should warn.
+	Exposed []string
 
 	status  *statusPipe // the helper's status channel; nil for a process started without it
 	warm    *warmRun    // for a process run by a Pool's warm helper; nil otherwise

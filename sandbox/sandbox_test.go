@@ -118,6 +118,72 @@ func TestRequiredRefuses(t *testing.T) {
 	}
 }
 
+// TestHiddenExposed: what a process without a mount namespace can reach of its Hidden paths, and
+// what each policy does about it. Policy Required names the path and how to avoid it;
+// BestEffort lists it in Cmd.Exposed. A hidden path outside every allowed path is not exposed
+// while landlock keeps the process out of it.
+func TestHiddenExposed(t *testing.T) {
+	workspace := t.TempDir()
+	inside := filepath.Join(workspace, "state")
+	outside := t.TempDir()
+	for _, dir := range []string{inside, outside} {
+		if err := os.MkdirAll(filepath.Join(dir, "modules"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := &Support{layers: map[Layer]layerStatus{}, landlockABI: 7}
+	for _, l := range Layers() {
+		full.layers[l] = layerStatus{on: true}
+	}
+	noMount := full.Without(LayerMountNS, "switched off for the test")
+	neither := noMount.Without(LayerLandlock, "switched off for the test")
+	for _, tt := range []struct {
+		name    string
+		sup     *Support
+		policy  Policy
+		hidden  string
+		exposed bool
+		refused bool
+	}{
+		{"mount namespace hides it", full, Required, inside, false, false},
+		{"inside the workspace, required", noMount, Required, inside, true, true},
+		{"inside the workspace, best effort", noMount, BestEffort, inside, true, false},
+		{"outside, landlock keeps it out", noMount, BestEffort, outside, false, false},
+		{"outside, nothing keeps it out", neither, BestEffort, outside, true, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := program("__exit", "0")
+			spec.ReadWrite = []string{workspace}
+			spec.Hidden = []string{tt.hidden}
+			sb := New(testBin, tt.policy, tt.sup)
+			pool := sb.NewPool(t.TempDir(), 0)
+			defer pool.Close()
+			for _, command := range []func(Spec) (*Cmd, error){sb.Command, pool.Command} {
+				cmd, err := command(spec)
+				if tt.refused {
+					if err == nil {
+						_ = cmd.Close()
+						t.Fatal("Command accepted a process that could write the hidden path")
+					}
+					for _, want := range []string{tt.hidden, "mountns", "--state DIR"} {
+						if !strings.Contains(err.Error(), want) {
+							t.Errorf("error %q does not say %q", err, want)
+						}
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = cmd.Close()
+				if got := len(cmd.Exposed) > 0; got != tt.exposed || got && cmd.Exposed[0] != tt.hidden {
+					t.Errorf("Exposed = %v, want exposed %v (%s)", cmd.Exposed, tt.exposed, tt.hidden)
+				}
+			}
+		})
+	}
+}
+
 // policies are the ways the basic tests run a program: through the helper in both modes, and
 // without it.
 func policies(t *testing.T) []struct {

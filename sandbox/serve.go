@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/astrid-go/astrid/sandbox/internal/statusline"
 )
 
 // The helper's side of a Pool (serve mode): set up once, then run one program after another,
@@ -29,7 +31,7 @@ func (h *helper) serve() {
 		h.fail(true, "serve: a warm helper needs its own pid namespace and a status socket", nil)
 	}
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0) // as forkAndReap says
-	h.report("ready\n")
+	h.report(statusline.Line{Kind: statusline.Ready})
 	for {
 		req, fds, err := readLaunch(h.status)
 		if err == io.EOF {
@@ -49,17 +51,17 @@ func (h *helper) serve() {
 		}
 		if err != nil {
 			errno, _ := err.(syscall.Errno)
-			h.report("error exec %d exec: %q: %v\n", int(errno), req.Path, err)
+			h.report(statusline.Line{Kind: statusline.Error, Errno: int(errno), Msg: fmt.Sprintf("exec: %q: %v", req.Path, err)})
 			continue
 		}
-		h.report("started %d\n", pid)
+		h.report(statusline.Line{Kind: statusline.Started, PID: pid})
 		exit := reapUntil(pid)
 		if err := h.cleanUp(); err != nil {
-			h.report("exit %d %d last\n", exit.Code, int(exit.Signal))
+			h.reportExit(exit, true)
 			fmt.Fprintf(os.Stderr, "astrid sandbox: cannot reuse the helper: %v\n", err)
 			helperExit(0)
 		}
-		h.report("exit %d %d\n", exit.Code, int(exit.Signal))
+		h.reportExit(exit, false)
 	}
 }
 

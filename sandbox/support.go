@@ -136,7 +136,7 @@ func (s *Support) CheckPolicy(p Policy) error {
 	if p != Required {
 		return nil
 	}
-	return refusal(s, s.Missing())
+	return refusal(s, s.Missing(), nil)
 }
 
 // Summary is a one-line account of layers for logs, e.g. "sandbox: cgroup=off userns=on pidns=on

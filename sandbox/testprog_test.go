@@ -113,6 +113,19 @@ func testProgram(name string, args []string) int {
 			}
 		}
 		return 0
+	case "__alloc":
+		// Allocates and touches arg(0) MiB, then says so: past a memory limit it never gets there.
+		mib, _ := strconv.Atoi(arg(0))
+		var keep [][]byte
+		for range mib {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			keep = append(keep, b)
+		}
+		fmt.Println("ok", len(keep))
+		return 0
 	case "__escape":
 		fmt.Println(escape(arg(0), args[1:]))
 		return 0
@@ -195,6 +208,12 @@ func escape(attempt string, args []string) string {
 			return errnoName(err)
 		}
 		return fmt.Sprintf("ok %d", len(data))
+	case "rename":
+		// Replace arg(1) with a file made at arg(0), as a poisoned cache entry would be.
+		if err := os.WriteFile(arg(0), []byte("poisoned\n"), 0o644); err != nil {
+			return "setup: " + errnoName(err)
+		}
+		return errnoName(os.Rename(arg(0), arg(1)))
 	case "chmod":
 		return errnoName(os.Chmod(arg(0), 0o777))
 	case "tcp":

@@ -10,20 +10,22 @@ import (
 	"github.com/astrid-go/astrid/shim/kernel"
 )
 
-// processFuncs are the process host functions: name → the operation the host performs. Each takes
-// one JSON request block and returns one JSON result block (docs/abi.md#processes).
-var processFuncs = []struct {
+// processImport is one process host function as the shim registers it. Each takes one JSON
+// request block and returns one JSON result block (docs/abi.md#processes).
+type processImport struct {
 	name string
 	op   pb.ProcessOp
-}{
-	{"astrid_spawn_host", pb.ProcessOp_PROCESS_OP_SPAWN},
-	{"astrid_spawn_background_host", pb.ProcessOp_PROCESS_OP_SPAWN_BACKGROUND},
-	{"astrid_read_process_logs_host", pb.ProcessOp_PROCESS_OP_READ_LOGS},
-	{"astrid_kill_process_host", pb.ProcessOp_PROCESS_OP_KILL},
-	{"astrid_wait_process_host", pb.ProcessOp_PROCESS_OP_WAIT},
-	{"astrid_signal_process_host", pb.ProcessOp_PROCESS_OP_SIGNAL},
-	{"astrid_write_process_stdin_host", pb.ProcessOp_PROCESS_OP_WRITE_STDIN},
 }
+
+// processFuncs are the process host functions the shim registers: shared.ProcessFuncs, the
+// table the host dispatches on too.
+var processFuncs = func() []processImport {
+	out := make([]processImport, len(shared.ProcessFuncs))
+	for i, f := range shared.ProcessFuncs {
+		out[i] = processImport{f.Name, f.Op}
+	}
+	return out
+}()
 
 // processFunc returns the host function for op. The shim only adapts: the host decides whether
 // the capsule may run the command, validates the request, owns the processes and returns the

@@ -3,8 +3,11 @@ package tests
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +17,7 @@ import (
 	"time"
 
 	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/sandbox"
 )
 
 // The process host functions end to end: a real guest (tests/testdata/capsules/procs) asks a
@@ -319,4 +323,60 @@ func TestProcessReaping(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestProcessStateDirInWorkspace: hole 2 of issue 10. With the state directory inside the
+// workspace (the default when the host runs from $HOME, and make run's bin/state), a capsule
+// allowed to run /bin/sh tries to replace every cached artefact (its own and the kernel's) and
+// to write a new file there; each attempt fails, and the cache is unchanged byte for byte.
+func TestProcessStateDirInWorkspace(t *testing.T) {
+	workspace := t.TempDir()
+	state := filepath.Join(workspace, "bin", "state")
+	h := newHost(t, func(c *host.Config) { c.Workspace, c.StateDir = workspace, state })
+	if testSandbox.Policy() != sandbox.Required {
+		t.Skip("this machine cannot run policy required: without a mount namespace nothing hides a path inside the workspace")
+	}
+	inst, _ := loadCapsule(t, h, "procs")
+	before := snapshot(t, state)
+	if len(before) == 0 {
+		t.Fatal("the load cached nothing in the state directory")
+	}
+	for _, tt := range []struct{ name, script string }{
+		{"replace the cached artefacts", `for f in bin/state/modules/*; do echo poisoned > x && mv -f x "$f" || exit 1; done; ls bin/state/modules | grep .`},
+		{"overwrite the cached artefacts", `for f in bin/state/modules/*; do echo poisoned > "$f" || exit 1; done; ls bin/state/modules | grep .`},
+		{"write a new file", `echo x > bin/state/modules/new.cwasm`},
+		{"remove the state directory", `rm -rf bin/state && test ! -e bin/state`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got spawnResult
+			mustProc(t, inst, "spawn", sh(tt.script), &got)
+			if got.ExitCode == 0 {
+				t.Errorf("the capsule's process reached the state directory: %+v", got)
+			}
+		})
+	}
+	if after := snapshot(t, state); !maps.Equal(before, after) {
+		t.Errorf("the state directory changed:\nbefore %v\nafter  %v", before, after)
+	}
+}
+
+// snapshot maps every file under dir to a digest of its bytes.
+func snapshot(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[p] = fmt.Sprintf("%x", sha256.Sum256(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
 }

@@ -16,6 +16,7 @@ const (
 	DefaultCompileTimeout = 60 * time.Second
 	DefaultIPCBytesPerSec = 10 << 20
 	DefaultMaxProcesses   = 8
+	DefaultProcessMemory  = 2 << 30 // ours: upstream does not limit a spawned process's memory
 	DefaultRestartPolicy  = RestartOnFailure
 	DefaultMaxAttempts    = 5
 	DefaultBackoff        = 2 * time.Second
@@ -29,6 +30,8 @@ const (
 	maxCallTimeout    = 24 * time.Hour
 	maxCompileTimeout = time.Hour
 	maxMaxProcesses   = 1024
+	minProcMemory     = 16 << 20
+	maxProcMemory     = 1 << 40
 	minBackoff        = time.Millisecond
 )
 
@@ -42,6 +45,7 @@ type Limits struct {
 	Fuel           uint64        // fuel per call, 0 = fuel metering off; [limits] fuel
 	IPCBytesPerSec uint64        // bytes the capsule may publish per second; [limits] ipc_bytes_per_sec
 	MaxProcesses   int           // concurrent background processes; [limits] max_processes
+	ProcessMemory  uint64        // bytes of memory (swap included) of each spawned process tree, where cgroups allow; [limits] process_memory
 	// CompileTimeout is the wall-clock limit of compiling the capsule's module; the host kills
 	// the compiling shim when it passes and the load fails. [limits] compile_timeout.
 	CompileTimeout time.Duration
@@ -75,6 +79,7 @@ func defaultLimits() Limits {
 		CompileTimeout: DefaultCompileTimeout,
 		IPCBytesPerSec: DefaultIPCBytesPerSec,
 		MaxProcesses:   DefaultMaxProcesses,
+		ProcessMemory:  DefaultProcessMemory,
 	}
 }
 
@@ -94,15 +99,7 @@ func (d *decoder) limits(t *table) Limits {
 	if t == nil {
 		return l
 	}
-	if v, ok := t.get("memory"); ok {
-		if n, ok := d.size(t.at("memory"), v); ok {
-			if n < minMemory || n > maxMemory {
-				d.errorf(t.at("memory"), "%s is out of range: memory must be at least 1MiB and at most 4GiB (default 64MiB)", formatSize(n))
-			} else {
-				l.Memory = n
-			}
-		}
-	}
+	d.sizeIn(t, "memory", minMemory, maxMemory, "at least 1MiB and at most 4GiB (default 64MiB)", &l.Memory)
 	d.timeout(t, "call_timeout", maxCallTimeout, "24h", DefaultCallTimeout, &l.CallTimeout)
 	d.timeout(t, "compile_timeout", maxCompileTimeout, "1h", DefaultCompileTimeout, &l.CompileTimeout)
 	if n, ok := t.integer("fuel"); ok {
@@ -128,8 +125,26 @@ func (d *decoder) limits(t *table) Limits {
 			l.MaxProcesses = int(n)
 		}
 	}
+	d.sizeIn(t, "process_memory", minProcMemory, maxProcMemory, "at least 16MiB and at most 1024GiB (default 2GiB)", &l.ProcessMemory)
 	t.done(nil)
 	return l
+}
+
+// sizeIn decodes the size at key, if present, into dst when it lies in [lo, hi]; otherwise it
+// reports the value out of range with bounds, the valid range in words.
+func (d *decoder) sizeIn(t *table, key string, lo, hi uint64, bounds string, dst *uint64) {
+	v, ok := t.get(key)
+	if !ok {
+		return
+	}
+	n, ok := d.size(t.at(key), v)
+	switch {
+	case !ok:
+	case n < lo || n > hi:
+		d.errorf(t.at(key), "%s is out of range: %s must be %s", formatSize(n), key, bounds)
+	default:
+		*dst = n
+	}
 }
 
 // restart decodes [restart] (t may be nil when the section is absent).

@@ -293,6 +293,10 @@ profile = "group"
 	{"limits compile_timeout type", base + "[limits]\ncompile_timeout = 60\n",
 		[]want{{"limits.compile_timeout", 8, `must be a duration string such as "30s", "100ms" or "2m", got integer`}}},
 	{"limits memory in bytes too small", base + "[limits]\nmemory = 1000\n", []want{{"limits.memory", 8, "1000 bytes is out of range"}}},
+	{"limits process_memory", base + "[limits]\nprocess_memory = \"8MiB\"\n",
+		[]want{{"limits.process_memory", 8, "8MiB is out of range: process_memory must be at least 16MiB and at most 1024GiB (default 2GiB)"}}},
+	{"limits process_memory too big", base + "[limits]\nprocess_memory = \"1025GiB\"\n", []want{{"limits.process_memory", 8, "out of range"}}},
+	{"limits process_memory type", base + "[limits]\nprocess_memory = true\n", []want{{"limits.process_memory", 8, "must be a size"}}},
 	{"limits not a table", "limits = 5\n" + base, []want{{"limits", 1, "must be a table, got integer"}}},
 
 	// [restart].

@@ -57,24 +57,28 @@
 //     manifest's choice of program is honoured under landlock.
 //   - env: the child's environment is exactly the pass-through variables present in
 //     Config.PassEnv plus the request's env (which may override LANG, LC_ALL, LC_CTYPE and TZ).
-//     Reserved keys are compared case-insensitively. A JSON object with a duplicated key keeps
+//     Reserved keys (env.go: the variables that would let the caller choose or inject code) are
+//     compared case-insensitively. A JSON object with a duplicated key keeps
 //     the last value (Go's decoder), so "no duplicates" holds by construction.
 //   - Requests ignore unknown JSON fields, as upstream's serde decoding does.
 //   - Output is lossy UTF-8 as Rust's String::from_utf8_lossy makes it (one U+FFFD per maximal
 //     invalid subsequence). read_logs on a running process keeps an incomplete UTF-8 sequence at
 //     the end of a ring for the next call, so a character split between two reads is not lost.
-//   - Process limits given to the sandbox: default rlimits and a cgroup pids.max of PidsLimit
-//     (enough for a build with parallel compilers, small enough to stop a fork bomb); no memory
-//     limit (the capsule's own memory limit does not say what a compiler needs).
+//   - Process limits given to the sandbox: default rlimits and a cgroup with pids.max PidsLimit
+//     (enough for a build with parallel compilers, small enough to stop a fork bomb) and the
+//     memory limit Config.MemoryBytes ([limits] process_memory, default 2 GiB per tree: the
+//     capsule's own memory limit does not say what a compiler needs), where the sandbox has the
+//     cgroup layer. A tree past its memory limit is killed by the kernel.
 //
 // # Result sizes
 //
-// A spawn result holds at most MaxCaptureBytes of each stream (the first bytes; "truncated"
-// says whether anything was dropped); read_logs and kill hold at most RingBytes of each.
-// After lossy decoding and JSON escaping a byte can take up to six bytes (a control character
-// becomes \u00XX), so a spawn result is at most 2×6×10 MiB plus a few hundred bytes, and about
-// 20 MiB for text output; read_logs and kill results at most 2×6×1 MiB. The transport between
-// shim and host must accept messages of that size.
+// A spawn result holds the start of each stream, as much as takes at most MaxCaptureBytes in
+// the result's JSON string ("truncated" says whether anything was dropped): the bound is on the
+// encoded text, since after lossy decoding and JSON escaping a byte can take up to six bytes (a
+// control character becomes \u00XX). A spawn result is therefore at most 2×10 MiB plus a few
+// hundred bytes whatever the child writes. read_logs and kill hold at most RingBytes of each
+// stream, so at most 2×6×1 MiB. The transport between shim and host accepts both
+// (shared.MaxProcessResultBytes).
 //
 // A background process reads as running until it has been reaped and its output collected:
 // normally at once, at most DrainGrace later when a process that escaped the tree kill (only

@@ -4,59 +4,51 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
+	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/pb"
 )
 
-// Op is one of the process host functions.
-type Op int
+// Op is one of the process host functions: the protocol's operation, named and listed once in
+// shared.ProcessFuncs.
+type Op pb.ProcessOp
 
 // The process host functions, in docs/abi.md's order.
 const (
-	Spawn Op = iota
-	SpawnBackground
-	ReadLogs
-	Kill
-	Wait
-	Signal
-	WriteStdin
+	Spawn           = Op(pb.ProcessOp_PROCESS_OP_SPAWN)
+	SpawnBackground = Op(pb.ProcessOp_PROCESS_OP_SPAWN_BACKGROUND)
+	ReadLogs        = Op(pb.ProcessOp_PROCESS_OP_READ_LOGS)
+	Kill            = Op(pb.ProcessOp_PROCESS_OP_KILL)
+	Wait            = Op(pb.ProcessOp_PROCESS_OP_WAIT)
+	Signal          = Op(pb.ProcessOp_PROCESS_OP_SIGNAL)
+	WriteStdin      = Op(pb.ProcessOp_PROCESS_OP_WRITE_STDIN)
 )
 
-// Ops are all the operations, for registering the host functions.
-var Ops = []Op{Spawn, SpawnBackground, ReadLogs, Kill, Wait, Signal, WriteStdin}
+// Ops are all the operations, in the ABI's order.
+var Ops = func() []Op {
+	ops := make([]Op, len(shared.ProcessFuncs))
+	for i, f := range shared.ProcessFuncs {
+		ops[i] = Op(f.Op)
+	}
+	return ops
+}()
 
-var opNames = [...]string{
-	Spawn:           "astrid_spawn_host",
-	SpawnBackground: "astrid_spawn_background_host",
-	ReadLogs:        "astrid_read_process_logs_host",
-	Kill:            "astrid_kill_process_host",
-	Wait:            "astrid_wait_process_host",
-	Signal:          "astrid_signal_process_host",
-	WriteStdin:      "astrid_write_process_stdin_host",
-}
-
-// requestNames name each operation's request in parse errors, as upstream does.
-var requestNames = [...]string{
-	Spawn:           "process",
-	SpawnBackground: "process",
-	ReadLogs:        "read logs",
-	Kill:            "kill",
-	Wait:            "wait",
-	Signal:          "signal",
-	WriteStdin:      "write stdin",
-}
+// fn is op's entry in shared.ProcessFuncs.
+func (op Op) fn() (shared.ProcessFunc, bool) { return shared.ProcessFuncOf(pb.ProcessOp(op)) }
 
 // String is the host function's name, e.g. astrid_spawn_host.
 func (op Op) String() string {
-	if op >= 0 && int(op) < len(opNames) {
-		return opNames[op]
+	if f, ok := op.fn(); ok {
+		return f.Name
 	}
 	return fmt.Sprintf("Op(%d)", int(op))
 }
 
 // OpByName returns the operation of a host function name.
 func OpByName(name string) (Op, bool) {
-	for op, n := range opNames {
-		if n == name {
-			return Op(op), true
+	for _, f := range shared.ProcessFuncs {
+		if f.Name == name {
+			return Op(f.Op), true
 		}
 	}
 	return 0, false
@@ -78,15 +70,16 @@ func (op Op) maxRequestBytes() int {
 // write_stdin). It returns the JSON result, or an error whose text is the message for the
 // guest. Results are bounded (see the package documentation, "Result sizes").
 func (m *Manager) Handle(ctx context.Context, op Op, principal string, request []byte) ([]byte, error) {
-	if op < 0 || int(op) >= len(opNames) {
+	fn, ok := op.fn()
+	if !ok {
 		return nil, fmt.Errorf("unknown process operation %d", int(op))
 	}
 	if limit := op.maxRequestBytes(); len(request) > limit {
-		return nil, fmt.Errorf("%s request too large: %d bytes, at most %d", requestNames[op], len(request), limit)
+		return nil, fmt.Errorf("%s request too large: %d bytes, at most %d", fn.Request, len(request), limit)
 	}
 	parse := func(v any) error {
 		if err := json.Unmarshal(request, v); err != nil {
-			return fmt.Errorf("failed to parse %s request: %v", requestNames[op], err)
+			return fmt.Errorf("failed to parse %s request: %v", fn.Request, err)
 		}
 		return nil
 	}

@@ -102,12 +102,18 @@ func (e *testEnv) background(t *testing.T, cmd string, args ...string) uint64 {
 // hasPIDNamespace reports whether the test sandbox gives processes a pid namespace.
 func (e *testEnv) hasPIDNamespace(t *testing.T) bool {
 	t.Helper()
+	return e.hasLayer(t, sandbox.LayerPIDNS)
+}
+
+// hasLayer reports whether the test sandbox gives processes layer l.
+func (e *testEnv) hasLayer(t *testing.T, l sandbox.Layer) bool {
+	t.Helper()
 	id := e.background(t, "true")
 	b, err := e.m.lookup(alice, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	has := slices.Contains(b.p.layers, sandbox.LayerPIDNS)
+	has := slices.Contains(b.p.layers, l)
 	if _, err := e.m.Kill(alice, id); err != nil {
 		t.Fatal(err)
 	}

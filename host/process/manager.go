@@ -15,7 +15,10 @@ import (
 
 // Limits and sizes of the process host functions.
 const (
-	// MaxCaptureBytes is how much of each stream a synchronous spawn keeps (the first bytes).
+	// MaxCaptureBytes is how much of each stream a synchronous spawn keeps: the start of the
+	// output, as much of it as takes at most this many bytes in the result's JSON string (a
+	// control character takes 2 or 6 bytes there, an invalid byte the 3 of U+FFFD). So a spawn
+	// result is at most 2×MaxCaptureBytes plus a few hundred bytes, whatever the output.
 	MaxCaptureBytes = 10 << 20
 	// RingBytes is the size of each of a background process's two output rings (the newest
 	// bytes are kept).
@@ -69,6 +72,16 @@ type Config struct {
 	Network bool
 	// Workspace is the directory processes may write and run in.
 	Workspace string
+	// Hidden are directories processes may neither read nor write even when they lie in the
+	// workspace: the host's state directory (its module cache, which a process able to write
+	// would poison for every capsule) and its runtime directory (the shims' sockets). See
+	// sandbox.Spec.Hidden; a process the sandbox cannot hide them from (best effort without a
+	// mount namespace) is logged at warn level, once per Manager.
+	Hidden []string
+	// MemoryBytes is the memory limit (swap included) of each process tree, enforced by its
+	// cgroup where the sandbox has the cgroup layer ([limits] process_memory); 0 = none. A tree
+	// that passes it is killed by the kernel (SIGKILL).
+	MemoryBytes int64
 	// MaxBackground is the most live background processes ([limits] max_processes; pass the
 	// manifest's value, whose default is DefaultMaxBackground). 0 allows none.
 	MaxBackground int
@@ -113,6 +126,8 @@ type Manager struct {
 
 	poolOnce sync.Once
 	warm     *sandbox.Pool // the instance's warm sandbox helpers, made at the first spawn
+
+	exposedOnce sync.Once // the warning that the sandbox cannot hide Config.Hidden
 }
 
 // pool returns the instance's Pool: its processes are one trust domain (they share the

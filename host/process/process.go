@@ -103,6 +103,12 @@ func (m *Manager) startProcess(l launch) (p *process, err error) {
 	}
 	unstarted := cmd
 	cleanups = append(cleanups, func() { _ = unstarted.Close() }) // its cgroup and tmp, if it never ran
+	if len(cmd.Exposed) > 0 {
+		m.exposedOnce.Do(func() {
+			m.log.Warn("the sandbox cannot hide the host's directories from this capsule's processes (no mount namespace): they can read and write them; run the host with its state directory outside the workspace (--state DIR)",
+				"capsule", m.cfg.CapsuleID, "exposed", cmd.Exposed, "workspace", m.cfg.Workspace)
+		})
+	}
 
 	outR, outW, err := os.Pipe()
 	if err != nil {

@@ -12,16 +12,6 @@ import (
 	"github.com/astrid-go/astrid/sandbox"
 )
 
-// reservedEnv are the keys a request may not set: they change what the child runs (PATH,
-// interpreter start-up files and module paths, the dynamic loader's variables under the LD_ and
-// DYLD_ prefixes) or carry the host's secrets.
-var reservedEnv = []string{
-	"PATH", "ASTRID_SESSION_TOKEN", "BASH_ENV", "ENV", "GCONV_PATH", "NODE_OPTIONS", "PERL5OPT",
-	"PYTHONHOME", "PYTHONPATH", "RUBYOPT", "ZDOTDIR",
-}
-
-var reservedEnvPrefixes = []string{"LD_", "DYLD_"}
-
 // systemDirs are the directories every sandboxed process may read and execute (sandbox.Spec).
 var systemDirs = []string{"/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc", "/opt"}
 
@@ -44,13 +34,23 @@ func (m *Manager) prepare(req SpawnRequest, failText string) (sandbox.Spec, erro
 	if err != nil {
 		return sandbox.Spec{}, fmt.Errorf("%s: %v", failText, err)
 	}
+	hidden := m.hidden()
+	if h := hiddenHolding(hidden, workspace); h != "" {
+		return sandbox.Spec{}, fmt.Errorf("%s: the workspace %s is inside the host's own directory %s, which processes may not reach; use another workspace", failText, workspace, h)
+	}
 	dir, err := resolveCwd(workspace, req.Cwd)
 	if err != nil {
 		return sandbox.Spec{}, err
 	}
+	if hiddenHolding(hidden, dir) != "" {
+		return sandbox.Spec{}, fmt.Errorf("invalid cwd %q: it is inside the host's own directory %s, which processes may not reach", req.Cwd, hiddenHolding(hidden, dir))
+	}
 	path, err := resolveProgram(req.Cmd, dir, m.cfg.PassEnv["PATH"])
 	if err != nil {
 		return sandbox.Spec{}, fmt.Errorf("%s: %v", failText, err)
+	}
+	if h := hiddenHolding(hidden, realOr(path)); h != "" {
+		return sandbox.Spec{}, fmt.Errorf("%s: %q is inside the host's own directory %s, which processes may not reach", failText, req.Cmd, h)
 	}
 	return sandbox.Spec{
 		Path:      path,
@@ -60,70 +60,40 @@ func (m *Manager) prepare(req SpawnRequest, failText string) (sandbox.Spec, erro
 		Network:   m.cfg.Network,
 		ReadOnly:  programPaths(path, workspace),
 		ReadWrite: []string{workspace},
-		Cgroup:    sandbox.CgroupLimits{Pids: PidsLimit},
+		Hidden:    hidden,
+		Cgroup:    sandbox.CgroupLimits{Pids: PidsLimit, MemoryBytes: m.cfg.MemoryBytes},
 	}, nil
 }
 
-// environment is the child's whole environment: the pass-through variables the host has, then
-// the request's variables, sorted by key.
-func (m *Manager) environment(requested map[string]string) ([]string, error) {
-	if len(requested) > MaxEnvEntries {
-		return nil, fmt.Errorf("invalid env: %d entries, at most %d", len(requested), MaxEnvEntries)
-	}
-	vars := make(map[string]string, len(passThroughEnv)+len(requested))
-	for _, k := range passThroughEnv {
-		if v, ok := m.cfg.PassEnv[k]; ok {
-			vars[k] = v
+// hidden returns the real paths of Config.Hidden that exist (a missing one holds nothing).
+func (m *Manager) hidden() []string {
+	var out []string
+	for _, p := range m.cfg.Hidden {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			if abs, err := filepath.Abs(r); err == nil {
+				out = append(out, abs)
+			}
 		}
 	}
-	for _, k := range sortedKeys(requested) { // sorted: the first bad key is always the same one
-		v := requested[k]
-		if err := checkEnvVar(k, v); err != nil {
-			return nil, err
-		}
-		vars[k] = v
-	}
-	env := make([]string, 0, len(vars))
-	for _, k := range sortedKeys(vars) {
-		env = append(env, k+"="+vars[k])
-	}
-	return env, nil
+	return out
 }
 
-// checkEnvVar validates one requested variable.
-func checkEnvVar(key, value string) error {
-	if !validEnvKey(key) {
-		return fmt.Errorf("invalid env key %q: it must match [A-Za-z_][A-Za-z0-9_]*", key)
-	}
-	upper := strings.ToUpper(key)
-	if slices.Contains(reservedEnv, upper) {
-		return fmt.Errorf("env key %q is reserved and may not be set", key)
-	}
-	for _, prefix := range reservedEnvPrefixes {
-		if strings.HasPrefix(upper, prefix) {
-			return fmt.Errorf("env key %q is reserved and may not be set (no %s* variables)", key, prefix)
+// hiddenHolding returns the hidden directory path is in (or is), "" when none.
+func hiddenHolding(hidden []string, path string) string {
+	for _, h := range hidden {
+		if within(h, path) {
+			return h
 		}
 	}
-	if len(value) > MaxEnvValueBytes {
-		return fmt.Errorf("invalid env value of %q: %d bytes, at most %d", key, len(value), MaxEnvValueBytes)
-	}
-	if strings.IndexByte(value, 0) >= 0 {
-		return fmt.Errorf("invalid env value of %q: it contains a NUL byte", key)
-	}
-	return nil
+	return ""
 }
 
-func validEnvKey(key string) bool {
-	if key == "" {
-		return false
+// realOr is path without symlinks, or path itself when that cannot be resolved.
+func realOr(path string) string {
+	if r, err := filepath.EvalSymlinks(path); err == nil {
+		return r
 	}
-	for i, c := range []byte(key) {
-		letter := c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
-		if !letter && (i == 0 || c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
+	return path
 }
 
 // workspace is the workspace's real path: the sandbox's rules and the containment check need

@@ -50,12 +50,6 @@ func TestEnvironmentRefused(t *testing.T) {
 		{env{"": "x"}, `invalid env key ""`},
 		{env{"A=B": "x"}, `invalid env key "A=B"`},
 	}
-	for _, k := range reservedEnv {
-		tests = append(tests, struct {
-			env  env
-			want string
-		}{env{k: "x"}, `env key "` + k + `" is reserved and may not be set`})
-	}
 	for _, k := range []string{"LD_PRELOAD", "LD_LIBRARY_PATH", "DYLD_INSERT_LIBRARIES", "ld_preload", "Path"} {
 		tests = append(tests, struct {
 			env  env
@@ -82,6 +76,49 @@ func TestEnvironmentRefused(t *testing.T) {
 			}
 			wantErrContaining(t, err, tt.want)
 		}
+	}
+}
+
+// TestEnvironmentRule: every variable that lets the caller run code in the child, choose what
+// runs, or move the configuration a program reads is refused, naming the key and why; other
+// variables, including look-alikes, pass.
+func TestEnvironmentRule(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		key string
+		why string // "" = allowed
+	}{
+		// The ones an attacker used (issue 10), then each family.
+		{"SHELLOPTS", whyShell}, {"PS4", whyShell}, {"GIT_SSH_COMMAND", whyTool}, {"PYTHONSTARTUP", whyTool}, {"HOME", whyConfig},
+		{"PATH", whyLoader}, {"path", whyLoader}, {"LD_PRELOAD", whyLoader}, {"LD_AUDIT", whyLoader}, {"DYLD_INSERT_LIBRARIES", whyLoader},
+		{"GCONV_PATH", whyLoader}, {"GLIBC_TUNABLES", whyLoader}, {"LOCPATH", whyLoader}, {"NLSPATH", whyLoader}, {"HOSTALIASES", whyLoader},
+		{"BASH_ENV", whyShell}, {"ENV", whyShell}, {"BASHOPTS", whyShell}, {"BASH_FUNC_x", whyShell}, {"BASH_XTRACEFD", whyShell},
+		{"BASH_LOADABLES_PATH", whyShell}, {"PS1", whyShell}, {"PROMPT_COMMAND", whyShell}, {"IFS", whyShell}, {"CDPATH", whyShell},
+		{"GLOBIGNORE", whyShell}, {"ZDOTDIR", whyShell}, {"FPATH", whyShell}, {"INPUTRC", whyShell}, {"HISTFILE", whyShell},
+		{"SHELL", whyCommand}, {"EDITOR", whyCommand}, {"VISUAL", whyCommand}, {"PAGER", whyCommand}, {"LESSOPEN", whyCommand},
+		{"SSH_ASKPASS", whyCommand}, {"MAKEFLAGS", whyCommand}, {"JAVA_TOOL_OPTIONS", whyCommand}, {"_JAVA_OPTIONS", whyCommand},
+		{"CLASSPATH", whyCommand}, {"RUSTC_WRAPPER", whyCommand}, {"GOFLAGS", whyCommand}, {"GOTOOLCHAIN", whyCommand},
+		{"XDG_CONFIG_HOME", whyConfig}, {"xdg_data_home", whyConfig},
+		{"GIT_EXEC_PATH", whyTool}, {"GIT_CONFIG_GLOBAL", whyTool}, {"GIT_PAGER", whyTool}, {"PYTHONPATH", whyTool},
+		{"PYTHONHOME", whyTool}, {"PYTHONBREAKPOINT", whyTool}, {"PYTHONWARNINGS", whyTool}, {"PERL5OPT", whyTool}, {"PERL5LIB", whyTool},
+		{"RUBYOPT", whyTool}, {"RUBYLIB", whyTool}, {"NODE_OPTIONS", whyTool}, {"NODE_PATH", whyTool}, {"npm_config_script_shell", whyTool},
+		{"GEM_PATH", whyTool}, {"BUNDLE_GEMFILE", whyTool}, {"LUA_INIT", whyTool}, {"CARGO_BUILD_RUSTC_WRAPPER", whyTool},
+		{"ASTRID_SESSION_TOKEN", whyHost}, {"ASTRID_TEST_MARK", ""},
+		// Allowed: the program's own settings, and names that only look alike.
+		{"FOO", ""}, {"LANG", ""}, {"TZ", ""}, {"GITHUB_TOKEN", ""}, {"HOMEPAGE", ""}, {"PATHS", ""}, {"ENVIRONMENT", ""},
+		{"PS", ""}, {"MY_PATH", ""}, {"NODE", ""}, {"LD", ""}, {"CC", ""},
+	} {
+		t.Run(tt.key, func(t *testing.T) {
+			t.Parallel()
+			err := checkEnvVar(tt.key, "x")
+			if tt.why == "" {
+				if err != nil {
+					t.Fatalf("%s refused: %v", tt.key, err)
+				}
+				return
+			}
+			wantErrContaining(t, err, `env key "`+tt.key+`" is reserved and may not be set`, tt.why)
+		})
 	}
 }
 

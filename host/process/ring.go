@@ -97,23 +97,37 @@ func partialRuneSuffix(b []byte) int {
 	return 0
 }
 
-// capture keeps the first limit bytes written to it and counts the rest: a synchronous spawn's
-// output. Its reader writes it and the spawn reads it only after the reader has ended, so it
-// needs no lock.
+// capture keeps the start of what is written to it, as much as may take up to limit bytes in a
+// JSON string, and notes that it dropped the rest: a synchronous spawn's output. It counts a
+// lower bound of the JSON size as it goes (an ASCII byte's exact cost, one for any other byte:
+// a multi-byte rune never takes fewer bytes than it has, an invalid sequence becomes the three
+// of U+FFFD), so it stops keeping output that can no longer fit (six times sooner for NULs)
+// and lossyPrefix then cuts exactly. Its reader writes it and the spawn reads it only after
+// the reader has ended, so it needs no lock.
 type capture struct {
 	limit     int
 	buf       []byte
+	cost      int // the lower bound of buf's JSON size
 	truncated bool
 }
 
-// Write keeps what fits and drops the rest; it never fails, so the child is drained to EOF.
+// Write keeps what may fit and drops the rest; it never fails, so the child is drained to EOF.
 func (c *capture) Write(p []byte) (int, error) {
-	room := c.limit - len(c.buf)
-	if len(p) > room {
-		c.truncated = true
-		c.buf = append(c.buf, p[:room]...)
-	} else {
-		c.buf = append(c.buf, p...)
+	if c.truncated {
+		return len(p), nil
 	}
+	for i, b := range p {
+		cost := 1
+		if b < utf8.RuneSelf {
+			cost = jsonRuneLen(rune(b))
+		}
+		if c.cost+cost > c.limit {
+			c.truncated = true
+			c.buf = append(c.buf, p[:i]...)
+			return len(p), nil
+		}
+		c.cost += cost
+	}
+	c.buf = append(c.buf, p...)
 	return len(p), nil
 }

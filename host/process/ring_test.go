@@ -118,6 +118,17 @@ func TestCapture(t *testing.T) {
 	if n, _ := c.Write([]byte("fg")); n != 2 || string(c.buf) != "abcde" || !c.truncated {
 		t.Fatalf("past the limit: n %d %q truncated %v", n, c.buf, c.truncated)
 	}
+	// Control characters count as they are escaped; other bytes at least one each.
+	nul := &capture{limit: 13}
+	nul.Write([]byte("\x00\x00a\x00"))
+	if string(nul.buf) != "\x00\x00a" || !nul.truncated {
+		t.Fatalf("NULs: %q truncated %v", nul.buf, nul.truncated)
+	}
+	multi := &capture{limit: 3}
+	multi.Write([]byte("é\xff\xfe"))
+	if string(multi.buf) != "é\xff" || !multi.truncated {
+		t.Fatalf("non-ASCII: %q truncated %v", multi.buf, multi.truncated)
+	}
 }
 
 func TestLossyString(t *testing.T) {

@@ -10,8 +10,8 @@ import (
 // cancelledResult is upstream's result of a spawn cancelled by the capsule's unload.
 var cancelledResult = SpawnResult{Stdout: "", Stderr: "process cancelled", ExitCode: -1}
 
-// Spawn runs a process to its end and returns its output (the first MaxCaptureBytes of each
-// stream) and how it ended. With TimeoutMS the tree is killed when the time is up
+// Spawn runs a process to its end and returns its output (the start of each stream, as much as
+// takes at most MaxCaptureBytes in the result's JSON) and how it ended. With TimeoutMS the tree is killed when the time is up
 // (TimedOut). When ctx is cancelled or the Manager closes, the tree is killed and the result is
 // upstream's cancelled result.
 func (m *Manager) Spawn(ctx context.Context, principal string, req SpawnRequest) (SpawnResult, error) {
@@ -71,11 +71,15 @@ func (m *Manager) Spawn(ctx context.Context, principal string, req SpawnRequest)
 	if cancelled {
 		return cancelledResult, nil
 	}
+	// Bounded as encoded: a control character takes six bytes in the result's JSON.
+	out, outCut := lossyPrefix(stdout.buf, MaxCaptureBytes)
+	errOut, errCut := lossyPrefix(stderr.buf, MaxCaptureBytes)
+	stdout.buf, stderr.buf = nil, nil
 	res := SpawnResult{
-		Stdout:    lossyString(stdout.buf),
-		Stderr:    lossyString(stderr.buf),
+		Stdout:    out,
+		Stderr:    errOut,
 		ExitCode:  p.exit.Code,
-		Truncated: stdout.truncated || stderr.truncated,
+		Truncated: stdout.truncated || stderr.truncated || outCut || errCut,
 		TimedOut:  timedOut,
 	}
 	if p.exit.Signal != 0 {

@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -70,12 +71,13 @@ func TestSpawn(t *testing.T) {
 	}
 }
 
-// TestSpawnTruncation: each stream keeps exactly its first MaxCaptureBytes, says so, and the
-// child is drained to its end (it would block on a full pipe otherwise).
+// TestSpawnTruncation: each stream of plain text (one JSON byte per byte) keeps exactly its first
+// MaxCaptureBytes, says so, and the child is drained to its end (it would block on a full pipe
+// otherwise).
 func TestSpawnTruncation(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	const line = "0123456789abcdef\n"
+	const line = "0123456789abcdef "
 	full := strings.Repeat(line, MaxCaptureBytes/len(line)+1)
 	for _, tt := range []struct {
 		name      string
@@ -86,7 +88,8 @@ func TestSpawnTruncation(t *testing.T) {
 		{"more than the cap", MaxCaptureBytes + 3<<20, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			script := "yes 0123456789abcdef | head -c " + itoa(tt.size) + " >&2 & yes 0123456789abcdef | head -c " + itoa(tt.size) + "; wait"
+			gen := "yes 0123456789abcdef | tr '\\n' ' ' | head -c " + itoa(tt.size)
+			script := gen + " >&2 & " + gen + "; wait"
 			res := e.sh(t, script)
 			if res.Truncated != tt.truncated || res.ExitCode != 0 {
 				t.Fatalf("truncated %v exit %d, want truncated %v exit 0", res.Truncated, res.ExitCode, tt.truncated)
@@ -97,6 +100,35 @@ func TestSpawnTruncation(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSpawnNULs: a child writing 10 MiB of NUL bytes to each stream, each byte six in JSON, gets
+// the start of its output back, cut so the whole result stays within 2×MaxCaptureBytes (and
+// so within what the transport carries), rather than an error and nothing.
+func TestSpawnNULs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	script := `head -c 10485760 /dev/zero >&2 & head -c 10485760 /dev/zero; wait`
+	req, err := encode(SpawnRequest{Cmd: "sh", Args: []string{"-c", script}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	result, err := e.m.Handle(context.Background(), Spawn, alice, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if limit := 2*MaxCaptureBytes + 256; len(result) > limit {
+		t.Fatalf("the result is %d bytes, more than %d", len(result), limit)
+	}
+	var res SpawnResult
+	if err := json.Unmarshal(result, &res); err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Repeat("\x00", MaxCaptureBytes/6)
+	if !res.Truncated || res.ExitCode != 0 || res.Stdout != want || res.Stderr != want {
+		t.Fatalf("truncated %v exit %d, stdout %d bytes, stderr %d bytes; want truncated, exit 0 and the first %d NULs of each",
+			res.Truncated, res.ExitCode, len(res.Stdout), len(res.Stderr), len(want))
 	}
 }
 

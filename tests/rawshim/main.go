@@ -7,7 +7,8 @@
 //     host with the input as the URL; any other Invoke echoes its input. Comparing astrid-shim
 //     against it measures what the runtime adds to go-plugin's own costs;
 //   - a compromised shim: Invoke of "forge" sends the host the IPC request its input describes,
-//     one that a correct shim would never send, and answers with the host's reply;
+//     one that a correct shim would never send, and answers with the host's reply; Invoke of
+//     "alloc" allocates as many MiB as its input says;
 //   - a shim that reaches for another instance: Invoke of "intrude" dials each unix socket its
 //     input names, as the host's services (publish, spawn) and as a shim's server (Invoke of
 //     "forge", making that shim publish), and answers with what each attempt got.
@@ -214,6 +215,23 @@ func (s *rawServer) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.Invo
 			return &pb.InvokeResponse{Output: []byte(status.Convert(err).Message())}, nil
 		}
 		return &pb.InvokeResponse{Output: []byte("accepted")}, nil
+	}
+	if req.Export == "alloc" {
+		// A shim a guest escaped into, taking memory: the input is a count of MiB to allocate
+		// and touch; the output says it survived that.
+		n, err := strconv.Atoi(string(req.Input))
+		if err != nil {
+			return nil, err
+		}
+		held := make([][]byte, 0, n)
+		for range n {
+			b := make([]byte, 1<<20)
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1
+			}
+			held = append(held, b)
+		}
+		return &pb.InvokeResponse{Output: []byte(fmt.Sprintf("survived %d", len(held)))}, nil
 	}
 	if req.Export == "intrude" {
 		out, err := s.intrude(ctx, req.Input)
