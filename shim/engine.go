@@ -14,7 +14,7 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 
-	"github.com/astrid-go/astrid/shim/kernel"
+	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
 // wasmtimeModule is the Go module path of the wasmtime binding; its version keys the artefact cache.

@@ -7,7 +7,7 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 
-	"github.com/astrid-go/astrid/shim/kernel"
+	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
 // MaxKeyBytes caps the key of a config_get, var_get or var_set call: 4 KiB, upstream's

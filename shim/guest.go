@@ -12,7 +12,7 @@ import (
 
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
-	"github.com/astrid-go/astrid/shim/kernel"
+	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
 // guestConfig is what Load tells the shim about the capsule.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/shared/pb"
-	"github.com/astrid-go/astrid/shim/kernel"
+	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
 // Publishes are pipelined: the shim checks each one as the host will and answers the guest at

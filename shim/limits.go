@@ -6,7 +6,7 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 
-	"github.com/astrid-go/astrid/shim/kernel"
+	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
 // A Store holds exactly two instances, the kernel and the guest, and nothing may add more. The

@@ -6,7 +6,7 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 
 	"github.com/astrid-go/astrid/shared/pb"
-	"github.com/astrid-go/astrid/shim/kernel"
+	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
 // LogLevelOff is the log level at which a capsule logs nothing (the levels below are pb's TRACE

@@ -7,7 +7,7 @@ import (
 
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
-	"github.com/astrid-go/astrid/shim/kernel"
+	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
 // processImport is one process host function as the shim registers it. Each takes one JSON

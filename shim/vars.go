@@ -5,7 +5,7 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 
-	"github.com/astrid-go/astrid/shim/kernel"
+	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
 // MaxVarBytes caps the total size of a capsule instance's variables (keys plus values): 1 MiB.
