@@ -28,7 +28,13 @@ const (
 type Artefact struct {
 	// Bytes are the artefact's bytes; they are valid until Close.
 	Bytes []byte
-	file  *os.File
+	// Path names the sealed descriptor in /proc ("/proc/self/fd/N"), or is empty when /proc does
+	// not show it. Loading the artefact by path lets wasmtime map its code straight from the
+	// memfd instead of copying every byte into fresh executable memory (tens of milliseconds
+	// for a Go guest). Reopening the memfd through /proc gives the same sealed inode, so what
+	// is read is still exactly what the host checked. Valid until Close.
+	Path string
+	file *os.File
 }
 
 // InheritedArtefact maps the artefact whose descriptor the environment variable env names; nil
@@ -56,7 +62,18 @@ func InheritedArtefact(env string) (*Artefact, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: map descriptor %d: %w", env, fd, err)
 	}
-	return &Artefact{Bytes: data, file: f}, nil
+	return &Artefact{Bytes: data, Path: procPath(fd, fi), file: f}, nil
+}
+
+// procPath is "/proc/self/fd/N" for descriptor fd if that path resolves to the very inode fd
+// refers to (fi), else "" (no /proc in this mount namespace, or not the process's own).
+func procPath(fd int, fi os.FileInfo) string {
+	p := "/proc/self/fd/" + strconv.Itoa(fd)
+	pfi, err := os.Stat(p)
+	if err != nil || !os.SameFile(fi, pfi) {
+		return ""
+	}
+	return p
 }
 
 // Close unmaps the artefact and closes its descriptor. It is safe on nil and more than once.
@@ -65,7 +82,7 @@ func (a *Artefact) Close() {
 		return
 	}
 	_ = unix.Munmap(a.Bytes)
-	a.Bytes = nil
+	a.Bytes, a.Path = nil, ""
 	a.file.Close()
 	a.file = nil
 }

@@ -174,7 +174,7 @@ func (s *Server) deserialize(name string) (*wasmtime.Module, error) {
 	case s.compiled != nil:
 		return s.engine.Deserialize(s.compiled, name)
 	case s.artefact != nil:
-		return s.engine.Deserialize(s.artefact.Bytes, name)
+		return s.engine.DeserializeInherited(s.artefact, name)
 	}
 	return nil, fmt.Errorf("no artefact for %s: the host handed none over and had this shim compile none", name)
 }

@@ -35,13 +35,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
 		os.Exit(1)
 	}
-	var kernelBytes []byte
-	if kernel != nil {
-		kernelBytes = kernel.Bytes
-	}
 	engine, err := shim.NewEngine(shim.EngineOptions{
 		Fuel:           os.Getenv(shared.EnvShimFuel) == "1",
-		KernelArtefact: kernelBytes,
+		KernelArtefact: kernel,
 	})
 	kernel.Close()
 	if err != nil {
