@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -35,8 +36,8 @@ func TestInheritedArtefactPath(t *testing.T) {
 	}
 	data := bytes.Repeat([]byte("artefact"), 4096)
 	fd := sealedMemfd(t, data)
-	t.Setenv(EnvShimArtefactFD, strconv.Itoa(fd))
-	a, err := InheritedArtefact(EnvShimArtefactFD)
+	t.Setenv(EnvShimKernelFD, strconv.Itoa(fd))
+	a, err := InheritedArtefact(EnvShimKernelFD)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,13 +82,108 @@ func TestInheritedArtefactEnv(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.set {
-				t.Setenv(EnvShimArtefactFD, tc.value)
+				t.Setenv(EnvShimKernelFD, tc.value)
 			} else {
-				os.Unsetenv(EnvShimArtefactFD)
+				os.Unsetenv(EnvShimKernelFD)
 			}
-			a, err := InheritedArtefact(EnvShimArtefactFD)
+			a, err := InheritedArtefact(EnvShimKernelFD)
 			if (err != nil) != tc.wantErr || (err == nil && a != nil) {
 				t.Fatalf("got %v, %v; want error %v and no artefact", a, err, tc.wantErr)
+			}
+		})
+	}
+}
+
+// TestReceiveArtefact checks the channel the capsule's artefact travels on: the shim takes a
+// sealed memfd and nothing else (a descriptor whose bytes can still change, a message of another
+// shape), finds "no artefact" when the host closed the channel unsent, and does not wait for a
+// host that has sent nothing yet.
+func TestReceiveArtefact(t *testing.T) {
+	data := bytes.Repeat([]byte("code"), 1024)
+	unsealed := func(t *testing.T) int {
+		fd, err := unix.MemfdCreate("test-unsealed", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+		if err != nil {
+			t.Skipf("memfd_create is not available on this kernel: %v", err)
+		}
+		if _, err := unix.Write(fd, data); err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	regular := func(t *testing.T) int {
+		path := t.TempDir() + "/artefact"
+		if err := os.WriteFile(path, data, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	for _, tc := range []struct {
+		name string
+		// send writes on the host's end (nil: the host sends nothing) and closes it if close.
+		send    func(t *testing.T, host *os.File) error
+		close   bool
+		want    bool // an artefact arrives
+		wantErr string
+	}{
+		{name: "sealed memfd", close: true, want: true, send: func(t *testing.T, host *os.File) error {
+			f := os.NewFile(uintptr(sealedMemfd(t, data)), "sealed")
+			defer f.Close()
+			return SendArtefact(host, f)
+		}},
+		{name: "closed unsent", close: true},
+		{name: "not sent yet", wantErr: "not sent"},
+		{name: "unsealed memfd", close: true, wantErr: "not a sealed memfd", send: func(t *testing.T, host *os.File) error {
+			f := os.NewFile(uintptr(unsealed(t)), "unsealed")
+			defer f.Close()
+			return SendArtefact(host, f)
+		}},
+		{name: "regular file", close: true, wantErr: "not a sealed memfd", send: func(t *testing.T, host *os.File) error {
+			f := os.NewFile(uintptr(regular(t)), "regular")
+			defer f.Close()
+			return SendArtefact(host, f)
+		}},
+		{name: "two descriptors", close: true, wantErr: "want 1 byte and 1 descriptor", send: func(t *testing.T, host *os.File) error {
+			a, b := sealedMemfd(t, data), sealedMemfd(t, data)
+			defer unix.Close(a)
+			defer unix.Close(b)
+			return unix.Sendmsg(int(host.Fd()), []byte{1}, unix.UnixRights(a, b), nil, 0)
+		}},
+		{name: "bytes without a descriptor", close: true, wantErr: "want 1 byte and 1 descriptor", send: func(t *testing.T, host *os.File) error {
+			return unix.Sendmsg(int(host.Fd()), []byte{1}, nil, nil, 0)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			host, shim, err := ArtefactSocket()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer shim.Close()
+			defer host.Close()
+			if tc.send != nil {
+				if err := tc.send(t, host); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.close {
+				host.Close()
+			}
+			a, err := ReceiveArtefact(shim)
+			defer a.Close()
+			switch {
+			case tc.wantErr != "":
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v; want an error saying %q", err, tc.wantErr)
+				}
+			case err != nil:
+				t.Fatal(err)
+			case (a != nil) != tc.want:
+				t.Fatalf("artefact received: %v; want %v", a != nil, tc.want)
+			case a != nil && !bytes.Equal(a.Bytes, data):
+				t.Fatal("the received artefact's bytes are not the ones sent")
 			}
 		})
 	}
