@@ -104,8 +104,7 @@ func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, 
 		p.hasArtefact = true
 	}()
 	fail := func(err error) (*shimProcess, error) {
-		p.artefactSent()
-		p.kill()
+		p.kill() // waits for the handover too
 		return nil, err
 	}
 	cmd, confined, layers, err := h.shimCommand(env, sockDir, memory)
