@@ -308,7 +308,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	fuel := m.Limits.Fuel > 0
 	kernelPath := h.cache.KernelPath(h.cfg.Shim.SHA256, fuel)
 	artefact := h.cache.Path(sum, h.cfg.Shim.SHA256, fuel)
-	proc, cached, err := h.launchShim(m.ID(), m.Limits.Memory, inst.guestLog().relay(), fuel, kernelPath, artefact)
+	proc, err := h.launchShim(m.ID(), m.Limits.Memory, inst.guestLog().relay(), fuel, kernelPath, artefact)
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -347,7 +347,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		res.Compiled = true
 		return nil
 	}
-	if !cached {
+	if !proc.artefactSent() {
 		if err := compile(); err != nil {
 			return res, err
 		}

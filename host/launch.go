@@ -36,21 +36,33 @@ type shimProcess struct {
 	// confined is the sandbox's handle on the shim (nil without a sandbox): kill closes it,
 	// which ends what is left in the shim's cgroup and removes the cgroup.
 	confined *sandbox.Cmd
+	// handedOver is closed once the capsule's cached artefact has been checked and sent to the
+	// shim, or found missing or bad (then the channel is closed unsent); hasArtefact says which.
+	handedOver  chan struct{}
+	hasArtefact bool
+}
+
+// artefactSent waits until the handover of the capsule's cached artefact is over and reports
+// whether the shim got one.
+func (p *shimProcess) artefactSent() bool {
+	<-p.handedOver
+	return p.hasArtefact
 }
 
 // launchShim starts a shim for one capsule. The shim gets an explicit environment (nothing of the
 // host's), its own process group (so the host can kill everything it started), SIGKILL if the host
 // dies, and a private 0700 directory for its socket. The cached artefacts of its kernel and of the
 // capsule's module, if the cache has good ones, are handed over as sealed descriptors (see
-// ModuleCache.Open); the shim has no access to the cache. hasArtefact reports whether the
-// module's was.
-func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, fuel bool, kernelArtefact, artefact string) (p *shimProcess, hasArtefact bool, err error) {
+// ModuleCache.Open); the shim has no access to the cache. The kernel's is inherited at start; the
+// module's is checked while the shim starts (its check costs about a millisecond a megabyte) and
+// sent once checked (shared.SendArtefact): p.artefactSent reports whether it was.
+func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, fuel bool, kernelArtefact, artefact string) (p *shimProcess, err error) {
 	if err := h.cfg.Shim.Recheck(); err != nil {
-		return nil, false, err
+		return nil, err
 	}
 	sockDir, err := os.MkdirTemp(h.runDir, capsuleID+"-")
 	if err != nil {
-		return nil, false, fmt.Errorf("socket directory: %w", err)
+		return nil, fmt.Errorf("socket directory: %w", err)
 	}
 	env := []string{
 		"TMPDIR=" + sockDir, // go-plugin puts the shim's socket in the shim's TMPDIR
@@ -65,17 +77,41 @@ func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, 
 			f.Close() // the shim has its own copies
 		}
 	}()
-	for _, a := range []struct{ path, env string }{{kernelArtefact, shared.EnvShimKernelFD}, {artefact, shared.EnvShimArtefactFD}} {
-		if f := h.openArtefact(logger, a.path); f != nil {
-			env = append(env, fmt.Sprintf("%s=%d", a.env, 3+len(files)))
-			files = append(files, f)
-			hasArtefact = a.path == artefact
+	if f := h.openArtefact(logger, kernelArtefact); f != nil {
+		env = append(env, fmt.Sprintf("%s=%d", shared.EnvShimKernelFD, 3+len(files)))
+		files = append(files, f)
+	}
+	hostEnd, shimEnd, err := shared.ArtefactSocket()
+	if err != nil {
+		os.RemoveAll(sockDir)
+		return nil, err
+	}
+	env = append(env, fmt.Sprintf("%s=%d", shared.EnvShimArtefactSocket, 3+len(files)))
+	files = append(files, shimEnd)
+	p = &shimProcess{sockDir: sockDir, handedOver: make(chan struct{})}
+	go func() {
+		defer close(p.handedOver)
+		defer hostEnd.Close() // unsent: the shim finds no artefact
+		f := h.openArtefact(logger, artefact)
+		if f == nil {
+			return
 		}
+		defer f.Close()
+		if err := shared.SendArtefact(hostEnd, f); err != nil {
+			logger.Warn("cannot hand the cached artefact over; compiling again", "artefact", artefact, "error", err)
+			return
+		}
+		p.hasArtefact = true
+	}()
+	fail := func(err error) (*shimProcess, error) {
+		p.kill() // waits for the handover too
+		return nil, err
 	}
 	cmd, confined, layers, err := h.shimCommand(env, sockDir, memory)
 	if err != nil {
+		p.artefactSent()
 		os.RemoveAll(sockDir)
-		return nil, false, err
+		return nil, err
 	}
 	cmd.ExtraFiles = files
 	logger.Debug("starting the shim", "sandbox", layers)
@@ -83,20 +119,18 @@ func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, 
 	tail := &stderrTail{}
 	cfg.Stderr = tail
 	client := plugin.NewClient(cfg)
-	p = &shimProcess{client: client, cmd: cmd, sockDir: sockDir, stderr: tail, sandbox: layers, confined: confined}
+	p.client, p.cmd, p.stderr, p.sandbox, p.confined = client, cmd, tail, layers, confined
 	rpc, err := client.Client()
 	if err != nil {
-		p.kill()
-		return nil, false, fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err)
+		return fail(fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err))
 	}
 	p.pid = cmd.Process.Pid
 	raw, err := rpc.Dispense(shared.PluginName)
 	if err != nil {
-		p.kill()
-		return nil, false, fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err)
+		return fail(fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err))
 	}
 	p.shim = raw.(*shared.ShimClient)
-	return p, hasArtefact, nil
+	return p, nil
 }
 
 // openArtefact is the cached artefact at path as a sealed descriptor to hand a shim, or nil when
@@ -208,6 +242,9 @@ func (p *shimProcess) kill() {
 		<-done
 	}
 	p.killGroup()
+	if p.handedOver != nil {
+		<-p.handedOver // the artefact check ends on its own, in milliseconds
+	}
 	os.RemoveAll(p.sockDir)
 	if p.confined != nil {
 		_ = p.confined.Close() // its cgroup

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 
+	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
@@ -28,7 +29,7 @@ type EngineOptions struct {
 	// KernelArtefact, if set, is a cached artefact of the kernel compiled by this shim build
 	// under the same options, as the host handed it over (shared.EnvShimKernelFD). When it is
 	// missing or unusable the kernel is compiled instead.
-	KernelArtefact []byte
+	KernelArtefact *shared.Artefact
 }
 
 // Engine is the shim's one wasmtime engine, with epoch interruption always on so that every call
@@ -48,9 +49,9 @@ func NewEngine(opts EngineOptions) (*Engine, error) {
 	cfg.SetEpochInterruption(true)
 	cfg.SetConsumeFuel(opts.Fuel)
 	e := &Engine{opts: opts, engine: wasmtime.NewEngineWithConfig(cfg)}
-	if len(opts.KernelArtefact) > 0 {
+	if opts.KernelArtefact != nil {
 		// Compiling the kernel costs several milliseconds of every shim start; loading it, 0.3 ms.
-		if k, err := wasmtime.NewModuleDeserialize(e.engine, opts.KernelArtefact); err == nil {
+		if k, err := e.DeserializeInherited(opts.KernelArtefact, "kernel"); err == nil {
 			e.kernel = k
 			return e, nil
 		}
@@ -117,6 +118,18 @@ func (e *Engine) Deserialize(artefact []byte, name string) (*wasmtime.Module, er
 		return nil, fmt.Errorf("load artefact %s: %w", name, err)
 	}
 	return m, nil
+}
+
+// DeserializeInherited loads an artefact the host handed over (of the same build and Config):
+// mapped from its sealed descriptor where /proc shows it, else copied from its bytes; name says
+// which in the error.
+func (e *Engine) DeserializeInherited(a *shared.Artefact, name string) (*wasmtime.Module, error) {
+	if a.Path != "" {
+		if m, err := wasmtime.NewModuleDeserializeFile(e.engine, a.Path); err == nil {
+			return m, nil
+		}
+	}
+	return e.Deserialize(a.Bytes, name)
 }
 
 // interrupt makes the guest call running now (if any) trap at its next epoch check. Every call

@@ -38,11 +38,12 @@ type Server struct {
 	unloading context.Context
 	unload    context.CancelCauseFunc
 
-	// artefact is the capsule's compiled module the host handed over at start, if it had one
-	// cached; compiled is what this shim's Compile produced. Load uses compiled first, then
-	// artefact, and releases both. Guarded by storeLock (Compile takes it to set compiled).
-	artefact *shared.Artefact
-	compiled []byte
+	// artefacts is the channel on which the host sends the capsule's compiled module once it
+	// has checked it (shared.ReceiveArtefact), nil if it has none; compiled is what this shim's
+	// Compile produced. Load uses compiled first, then what the host sent, and releases both.
+	// Guarded by storeLock (Compile takes it to set compiled).
+	artefacts *os.File
+	compiled  []byte
 
 	loaded  atomic.Bool // a module was loaded: Compile is refused from then on
 	closing atomic.Bool
@@ -51,10 +52,11 @@ type Server struct {
 }
 
 // NewServer builds the shim's service; broker is go-plugin's, for dialing the host's services.
-// artefact is the capsule's compiled module the host handed over at start (nil if it had none):
-// Load deserialises it unless the host has this shim Compile the module first.
-func NewServer(log hclog.Logger, engine *Engine, broker *plugin.GRPCBroker, artefact *shared.Artefact) *Server {
-	s := &Server{log: log, engine: engine, broker: broker, artefact: artefact, storeLock: make(chan struct{}, 1)}
+// artefacts is the shim's end of the channel on which the host sends the capsule's checked
+// compiled module (shared.EnvShimArtefactSocket; nil if there is none): Load deserialises what
+// the host sent unless the host has this shim Compile the module first.
+func NewServer(log hclog.Logger, engine *Engine, broker *plugin.GRPCBroker, artefacts *os.File) *Server {
+	s := &Server{log: log, engine: engine, broker: broker, artefacts: artefacts, storeLock: make(chan struct{}, 1)}
 	logs := &logSink{local: log}
 	s.env = &env{logs: logs, stdio: newStdio(logs.add), vars: newVarStore()}
 	s.unloading, s.unload = context.WithCancelCause(context.Background())
@@ -163,20 +165,29 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 }
 
 // deserialize loads the capsule's module: the one this shim compiled, else the artefact the host
-// handed over at start. Either way both are released: a module that fails to load is compiled
-// again by this shim, and the host loads again.
+// checked and sent. Either way both are released: a module that fails to load is compiled again
+// by this shim, and the host loads again.
 func (s *Server) deserialize(name string) (*wasmtime.Module, error) {
 	defer func() {
-		s.artefact.Close()
-		s.artefact, s.compiled = nil, nil
+		if s.artefacts != nil {
+			s.artefacts.Close()
+		}
+		s.artefacts, s.compiled = nil, nil
 	}()
-	switch {
-	case s.compiled != nil:
+	if s.compiled != nil {
 		return s.engine.Deserialize(s.compiled, name)
-	case s.artefact != nil:
-		return s.engine.Deserialize(s.artefact.Bytes, name)
 	}
-	return nil, fmt.Errorf("no artefact for %s: the host handed none over and had this shim compile none", name)
+	if s.artefacts != nil {
+		a, err := shared.ReceiveArtefact(s.artefacts)
+		if err != nil {
+			return nil, fmt.Errorf("artefact %s: %w", name, err)
+		}
+		if a != nil {
+			defer a.Close()
+			return s.engine.DeserializeInherited(a, name)
+		}
+	}
+	return nil, fmt.Errorf("no artefact for %s: the host sent none and had this shim compile none", name)
 }
 
 // Invoke calls one export. A call that trapped leaves the Store behind: the next call runs in a

@@ -47,13 +47,23 @@ func rawShim(b testing.TB) string {
 
 // startRaw starts rawshim with the client settings astrid-host uses for astrid-shim, and returns
 // its pid too (the only process its host services accept). artefact, if given, is handed over as
-// the host hands a shim its cached artefact.
+// the host hands a shim its cached artefact (sent on the channel before the shim starts).
 func startRaw(b *testing.B, artefact ...*os.File) (*plugin.Client, *shared.ShimClient, int) {
 	cmd := exec.Command(rawShim(b))
 	cmd.Env = []string{"TMPDIR=" + os.TempDir()}
 	if len(artefact) > 0 {
-		cmd.ExtraFiles = artefact
-		cmd.Env = append(cmd.Env, shared.EnvShimArtefactFD+"=3")
+		hostEnd, shimEnd, err := shared.ArtefactSocket()
+		if err != nil {
+			b.Fatal(err)
+		}
+		err = shared.SendArtefact(hostEnd, artefact[0])
+		hostEnd.Close()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer shimEnd.Close()
+		cmd.ExtraFiles = []*os.File{shimEnd}
+		cmd.Env = append(cmd.Env, shared.EnvShimArtefactSocket+"=3")
 	}
 	cmd.SysProcAttr = sandbox.ProcessAttr()
 	client := plugin.NewClient(shared.ClientConfig(cmd, hclog.NewNullLogger()))

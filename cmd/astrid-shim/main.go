@@ -24,24 +24,21 @@ func main() {
 		JSONFormat: true,
 		Level:      hclog.LevelFromString(os.Getenv(shared.EnvShimLogLevel)),
 	})
-	// The artefacts the host checked and handed over as sealed descriptors (shared.Artefact).
+	// The artefacts the host checked and handed over as sealed descriptors (shared.Artefact): the
+	// kernel's at start, the capsule's on a channel once checked.
 	kernel, err := shared.InheritedArtefact(shared.EnvShimKernelFD)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
 		os.Exit(1)
 	}
-	artefact, err := shared.InheritedArtefact(shared.EnvShimArtefactFD)
+	artefacts, err := shared.InheritedSocket(shared.EnvShimArtefactSocket)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
 		os.Exit(1)
 	}
-	var kernelBytes []byte
-	if kernel != nil {
-		kernelBytes = kernel.Bytes
-	}
 	engine, err := shim.NewEngine(shim.EngineOptions{
 		Fuel:           os.Getenv(shared.EnvShimFuel) == "1",
-		KernelArtefact: kernelBytes,
+		KernelArtefact: kernel,
 	})
 	kernel.Close()
 	if err != nil {
@@ -60,7 +57,9 @@ func main() {
 	plugin.Serve(&plugin.ServeConfig{
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
-			NewShimServer: func(broker *plugin.GRPCBroker) pb.ShimServer { return shim.NewServer(logger, engine, broker, artefact) },
+			NewShimServer: func(broker *plugin.GRPCBroker) pb.ShimServer {
+				return shim.NewServer(logger, engine, broker, artefacts)
+			},
 		}},
 		GRPCServer: server,
 		Logger:     logger,

@@ -400,7 +400,7 @@ type LoadRequest struct {
 	// capsule_id names the capsule in logs and errors.
 	CapsuleId string `protobuf:"bytes,1,opt,name=capsule_id,json=capsuleId,proto3" json:"capsule_id,omitempty"`
 	// artefact_path names the artefact in errors; the shim never opens it. It loads what it
-	// compiled, else the artefact the host checked and handed over at start (ASTRID_SHIM_ARTEFACT_FD).
+	// compiled, else the artefact the host checked and sent (ASTRID_SHIM_ARTEFACT_SOCKET).
 	ArtefactPath string `protobuf:"bytes,2,opt,name=artefact_path,json=artefactPath,proto3" json:"artefact_path,omitempty"`
 	// memory_limit_bytes is [limits] memory: all the Store may hold (guest memory, kernel memories and table; the shim shares it out).
 	MemoryLimitBytes uint64 `protobuf:"varint,3,opt,name=memory_limit_bytes,json=memoryLimitBytes,proto3" json:"memory_limit_bytes,omitempty"`

@@ -49,7 +49,7 @@ type ShimClient interface {
 	// once it has loaded a guest, so an artefact never comes from a process that ran guest code.
 	Compile(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[Chunk, Chunk], error)
 	// Load deserialises the capsule's artefact (the one the shim compiled, else the one the host
-	// handed over at start) and instantiates the capsule's guest.
+	// checked and sent) and instantiates the capsule's guest.
 	Load(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error)
 	// Invoke calls one export of the loaded guest with input bytes.
 	Invoke(ctx context.Context, in *InvokeRequest, opts ...grpc.CallOption) (*InvokeResponse, error)
@@ -143,7 +143,7 @@ type ShimServer interface {
 	// once it has loaded a guest, so an artefact never comes from a process that ran guest code.
 	Compile(grpc.BidiStreamingServer[Chunk, Chunk]) error
 	// Load deserialises the capsule's artefact (the one the shim compiled, else the one the host
-	// handed over at start) and instantiates the capsule's guest.
+	// checked and sent) and instantiates the capsule's guest.
 	Load(context.Context, *LoadRequest) (*LoadResponse, error)
 	// Invoke calls one export of the loaded guest with input bytes.
 	Invoke(context.Context, *InvokeRequest) (*InvokeResponse, error)

@@ -43,7 +43,7 @@ type rawServer struct {
 	pb.UnimplementedShimServer
 	engine *wasmtime.Engine
 	module *wasmtime.Module
-	// artefact is the one the host handed over at start; compiled is Compile's output.
+	// artefact is the one the host sent before start; compiled is Compile's output.
 	artefact *shared.Artefact
 	compiled []byte
 	broker   *plugin.GRPCBroker
@@ -170,15 +170,20 @@ func (s *rawServer) intrude(ctx context.Context, input []byte) ([]byte, error) {
 }
 
 func (s *rawServer) Load(_ context.Context, req *pb.LoadRequest) (*pb.LoadResponse, error) {
-	art := s.compiled
-	if art == nil && s.artefact != nil {
-		art = s.artefact.Bytes
+	var m *wasmtime.Module
+	var err error
+	switch {
+	case s.compiled != nil:
+		m, err = wasmtime.NewModuleDeserialize(s.engine, s.compiled)
+	case s.artefact != nil && s.artefact.Path != "":
+		m, err = wasmtime.NewModuleDeserializeFile(s.engine, s.artefact.Path)
+	case s.artefact != nil:
+		m, err = wasmtime.NewModuleDeserialize(s.engine, s.artefact.Bytes)
 	}
-	if art != nil {
-		m, err := wasmtime.NewModuleDeserialize(s.engine, art)
-		if err != nil {
-			return nil, err
-		}
+	if err != nil {
+		return nil, err
+	}
+	if m != nil {
 		s.module = m
 	}
 	if req.HostServicesId != 0 {
@@ -254,7 +259,13 @@ func main() {
 	cfg := wasmtime.NewConfig()
 	cfg.SetEpochInterruption(true)
 	engine := wasmtime.NewEngineWithConfig(cfg)
-	artefact, err := shared.InheritedArtefact(shared.EnvShimArtefactFD)
+	// The benchmark sends the artefact before it starts this shim.
+	sock, err := shared.InheritedSocket(shared.EnvShimArtefactSocket)
+	var artefact *shared.Artefact
+	if err == nil && sock != nil {
+		artefact, err = shared.ReceiveArtefact(sock)
+		sock.Close()
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
 		os.Exit(1)
