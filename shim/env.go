@@ -7,6 +7,7 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 
+	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
@@ -86,6 +87,10 @@ func (v *env) hostFuncs() []hostFunc {
 	}
 	for _, f := range processFuncs {
 		fns = append(fns, hostFunc{userModule, f.name, one, one, v.processFunc(f.op)})
+	}
+	for _, f := range shared.HostCalls {
+		params, results := hostCallImport(f)
+		fns = append(fns, hostFunc{userModule, f.Name, params, results, v.hostCallFunc(f)})
 	}
 	for level, name := range logFuncNames {
 		fns = append(fns, hostFunc{env, name, one, none, v.logFunc(level)})

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -25,9 +26,7 @@ const MaxArgBytes = 10 << 20
 
 // argTooLarge is the refusal of an argument block of n bytes, in the words of upstream's
 // get_safe_bytes.
-func argTooLarge(n int) error {
-	return fmt.Errorf("memory allocation of %d bytes exceeds maximum allowed limit of %d bytes", n, MaxArgBytes)
-}
+func argTooLarge(n int) error { return shared.ArgTooLarge(n, MaxArgBytes) }
 
 // ParseHandle reads the decimal subscription handle a guest passes to poll, recv or
 // unsubscribe, with upstream's errors: at most MaxHandleBytes, UTF-8, a u64.

@@ -95,6 +95,104 @@ func (ProcessOp) EnumDescriptor() ([]byte, []int) {
 	return file_shared_pb_shim_proto_rawDescGZIP(), []int{0}
 }
 
+// HostOp names a host function of shared.HostCalls.
+type HostOp int32
+
+const (
+	HostOp_HOST_OP_UNSPECIFIED              HostOp = 0
+	HostOp_HOST_OP_KV_GET                   HostOp = 1  // astrid_kv_get
+	HostOp_HOST_OP_KV_SET                   HostOp = 2  // astrid_kv_set
+	HostOp_HOST_OP_KV_DELETE                HostOp = 3  // astrid_kv_delete
+	HostOp_HOST_OP_KV_LIST_KEYS             HostOp = 4  // astrid_kv_list_keys
+	HostOp_HOST_OP_KV_CLEAR_PREFIX          HostOp = 5  // astrid_kv_clear_prefix
+	HostOp_HOST_OP_FS_EXISTS                HostOp = 10 // astrid_fs_exists
+	HostOp_HOST_OP_FS_MKDIR                 HostOp = 11 // astrid_fs_mkdir
+	HostOp_HOST_OP_FS_READDIR               HostOp = 12 // astrid_fs_readdir
+	HostOp_HOST_OP_FS_STAT                  HostOp = 13 // astrid_fs_stat
+	HostOp_HOST_OP_FS_UNLINK                HostOp = 14 // astrid_fs_unlink
+	HostOp_HOST_OP_READ_FILE                HostOp = 15 // astrid_read_file
+	HostOp_HOST_OP_WRITE_FILE               HostOp = 16 // astrid_write_file
+	HostOp_HOST_OP_HTTP_REQUEST             HostOp = 20 // astrid_http_request
+	HostOp_HOST_OP_HTTP_STREAM_START        HostOp = 21 // astrid_http_stream_start
+	HostOp_HOST_OP_HTTP_STREAM_READ         HostOp = 22 // astrid_http_stream_read
+	HostOp_HOST_OP_HTTP_STREAM_CLOSE        HostOp = 23 // astrid_http_stream_close
+	HostOp_HOST_OP_TRIGGER_HOOK             HostOp = 30 // astrid_trigger_hook
+	HostOp_HOST_OP_CHECK_CAPSULE_CAPABILITY HostOp = 31 // astrid_check_capsule_capability
+)
+
+// Enum value maps for HostOp.
+var (
+	HostOp_name = map[int32]string{
+		0:  "HOST_OP_UNSPECIFIED",
+		1:  "HOST_OP_KV_GET",
+		2:  "HOST_OP_KV_SET",
+		3:  "HOST_OP_KV_DELETE",
+		4:  "HOST_OP_KV_LIST_KEYS",
+		5:  "HOST_OP_KV_CLEAR_PREFIX",
+		10: "HOST_OP_FS_EXISTS",
+		11: "HOST_OP_FS_MKDIR",
+		12: "HOST_OP_FS_READDIR",
+		13: "HOST_OP_FS_STAT",
+		14: "HOST_OP_FS_UNLINK",
+		15: "HOST_OP_READ_FILE",
+		16: "HOST_OP_WRITE_FILE",
+		20: "HOST_OP_HTTP_REQUEST",
+		21: "HOST_OP_HTTP_STREAM_START",
+		22: "HOST_OP_HTTP_STREAM_READ",
+		23: "HOST_OP_HTTP_STREAM_CLOSE",
+		30: "HOST_OP_TRIGGER_HOOK",
+		31: "HOST_OP_CHECK_CAPSULE_CAPABILITY",
+	}
+	HostOp_value = map[string]int32{
+		"HOST_OP_UNSPECIFIED":              0,
+		"HOST_OP_KV_GET":                   1,
+		"HOST_OP_KV_SET":                   2,
+		"HOST_OP_KV_DELETE":                3,
+		"HOST_OP_KV_LIST_KEYS":             4,
+		"HOST_OP_KV_CLEAR_PREFIX":          5,
+		"HOST_OP_FS_EXISTS":                10,
+		"HOST_OP_FS_MKDIR":                 11,
+		"HOST_OP_FS_READDIR":               12,
+		"HOST_OP_FS_STAT":                  13,
+		"HOST_OP_FS_UNLINK":                14,
+		"HOST_OP_READ_FILE":                15,
+		"HOST_OP_WRITE_FILE":               16,
+		"HOST_OP_HTTP_REQUEST":             20,
+		"HOST_OP_HTTP_STREAM_START":        21,
+		"HOST_OP_HTTP_STREAM_READ":         22,
+		"HOST_OP_HTTP_STREAM_CLOSE":        23,
+		"HOST_OP_TRIGGER_HOOK":             30,
+		"HOST_OP_CHECK_CAPSULE_CAPABILITY": 31,
+	}
+)
+
+func (x HostOp) Enum() *HostOp {
+	p := new(HostOp)
+	*p = x
+	return p
+}
+
+func (x HostOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HostOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_shared_pb_shim_proto_enumTypes[1].Descriptor()
+}
+
+func (HostOp) Type() protoreflect.EnumType {
+	return &file_shared_pb_shim_proto_enumTypes[1]
+}
+
+func (x HostOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HostOp.Descriptor instead.
+func (HostOp) EnumDescriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{1}
+}
+
 type GuestError_Kind int32
 
 const (
@@ -170,11 +268,11 @@ func (x GuestError_Kind) String() string {
 }
 
 func (GuestError_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_shared_pb_shim_proto_enumTypes[1].Descriptor()
+	return file_shared_pb_shim_proto_enumTypes[2].Descriptor()
 }
 
 func (GuestError_Kind) Type() protoreflect.EnumType {
-	return &file_shared_pb_shim_proto_enumTypes[1]
+	return &file_shared_pb_shim_proto_enumTypes[2]
 }
 
 func (x GuestError_Kind) Number() protoreflect.EnumNumber {
@@ -225,11 +323,11 @@ func (x LogEntry_Level) String() string {
 }
 
 func (LogEntry_Level) Descriptor() protoreflect.EnumDescriptor {
-	return file_shared_pb_shim_proto_enumTypes[2].Descriptor()
+	return file_shared_pb_shim_proto_enumTypes[3].Descriptor()
 }
 
 func (LogEntry_Level) Type() protoreflect.EnumType {
-	return &file_shared_pb_shim_proto_enumTypes[2]
+	return &file_shared_pb_shim_proto_enumTypes[3]
 }
 
 func (x LogEntry_Level) Number() protoreflect.EnumNumber {
@@ -606,7 +704,11 @@ type InvokeRequest struct {
 	TimeoutMs uint64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	// no_deadline runs the call without a time limit (a run-loop capsule's run export); it ends
 	// when the capsule unloads.
-	NoDeadline    bool `protobuf:"varint,4,opt,name=no_deadline,json=noDeadline,proto3" json:"no_deadline,omitempty"`
+	NoDeadline bool `protobuf:"varint,4,opt,name=no_deadline,json=noDeadline,proto3" json:"no_deadline,omitempty"`
+	// caller is the JSON astrid_get_caller returns during this call: the invocation's
+	// {"principal","source_id","timestamp"} when the host invokes an interceptor for a bus
+	// message; empty outside one ({} for the guest).
+	Caller        []byte `protobuf:"bytes,5,opt,name=caller,proto3" json:"caller,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -667,6 +769,13 @@ func (x *InvokeRequest) GetNoDeadline() bool {
 		return x.NoDeadline
 	}
 	return false
+}
+
+func (x *InvokeRequest) GetCaller() []byte {
+	if x != nil {
+		return x.Caller
+	}
+	return nil
 }
 
 type InvokeResponse struct {
@@ -1826,6 +1935,122 @@ func (x *ProcessResponse) GetResult() []byte {
 	return nil
 }
 
+type HostCallRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Op    HostOp                 `protobuf:"varint,1,opt,name=op,proto3,enum=astrid.shim.v1.HostOp" json:"op,omitempty"`
+	// args are the guest's argument blocks, in order, as it wrote them.
+	Args          [][]byte `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostCallRequest) Reset() {
+	*x = HostCallRequest{}
+	mi := &file_shared_pb_shim_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostCallRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostCallRequest) ProtoMessage() {}
+
+func (x *HostCallRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostCallRequest.ProtoReflect.Descriptor instead.
+func (*HostCallRequest) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *HostCallRequest) GetOp() HostOp {
+	if x != nil {
+		return x.Op
+	}
+	return HostOp_HOST_OP_UNSPECIFIED
+}
+
+func (x *HostCallRequest) GetArgs() [][]byte {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+type HostCallResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// result is what the guest receives (for a HostResult function, without the status byte).
+	Result []byte `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
+	// failed says the function failed in a way the guest sees: a HostResult function returns
+	// 0x01 followed by error; any other traps the guest's call with error.
+	Failed        bool   `protobuf:"varint,2,opt,name=failed,proto3" json:"failed,omitempty"`
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostCallResponse) Reset() {
+	*x = HostCallResponse{}
+	mi := &file_shared_pb_shim_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostCallResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostCallResponse) ProtoMessage() {}
+
+func (x *HostCallResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shared_pb_shim_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostCallResponse.ProtoReflect.Descriptor instead.
+func (*HostCallResponse) Descriptor() ([]byte, []int) {
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *HostCallResponse) GetResult() []byte {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *HostCallResponse) GetFailed() bool {
+	if x != nil {
+		return x.Failed
+	}
+	return false
+}
+
+func (x *HostCallResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
 var File_shared_pb_shim_proto protoreflect.FileDescriptor
 
 const file_shared_pb_shim_proto_rawDesc = "" +
@@ -1860,14 +2085,15 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
 	"\fLoadResponse\x12\x18\n" +
 	"\aexports\x18\x01 \x03(\tR\aexports\x12 \n" +
-	"\vinitialized\x18\x02 \x01(\bR\vinitialized\"}\n" +
+	"\vinitialized\x18\x02 \x01(\bR\vinitialized\"\x95\x01\n" +
 	"\rInvokeRequest\x12\x16\n" +
 	"\x06export\x18\x01 \x01(\tR\x06export\x12\x14\n" +
 	"\x05input\x18\x02 \x01(\fR\x05input\x12\x1d\n" +
 	"\n" +
 	"timeout_ms\x18\x03 \x01(\x04R\ttimeoutMs\x12\x1f\n" +
 	"\vno_deadline\x18\x04 \x01(\bR\n" +
-	"noDeadline\"Z\n" +
+	"noDeadline\x12\x16\n" +
+	"\x06caller\x18\x05 \x01(\fR\x06caller\"Z\n" +
 	"\x0eInvokeResponse\x12\x16\n" +
 	"\x06output\x18\x01 \x01(\fR\x06output\x120\n" +
 	"\x05error\x18\x02 \x01(\v2\x1a.astrid.shim.v1.GuestErrorR\x05error\"\x86\x03\n" +
@@ -1956,7 +2182,14 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.astrid.shim.v1.ProcessOpR\x02op\x12\x18\n" +
 	"\arequest\x18\x02 \x01(\fR\arequest\")\n" +
 	"\x0fProcessResponse\x12\x16\n" +
-	"\x06result\x18\x01 \x01(\fR\x06result*\xd5\x01\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\"M\n" +
+	"\x0fHostCallRequest\x12&\n" +
+	"\x02op\x18\x01 \x01(\x0e2\x16.astrid.shim.v1.HostOpR\x02op\x12\x12\n" +
+	"\x04args\x18\x02 \x03(\fR\x04args\"X\n" +
+	"\x10HostCallResponse\x12\x16\n" +
+	"\x06result\x18\x01 \x01(\fR\x06result\x12\x16\n" +
+	"\x06failed\x18\x02 \x01(\bR\x06failed\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error*\xd5\x01\n" +
 	"\tProcessOp\x12\x1a\n" +
 	"\x16PROCESS_OP_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10PROCESS_OP_SPAWN\x10\x01\x12\x1f\n" +
@@ -1965,14 +2198,35 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x0fPROCESS_OP_KILL\x10\x04\x12\x13\n" +
 	"\x0fPROCESS_OP_WAIT\x10\x05\x12\x15\n" +
 	"\x11PROCESS_OP_SIGNAL\x10\x06\x12\x1a\n" +
-	"\x16PROCESS_OP_WRITE_STDIN\x10\a2\xaa\x03\n" +
+	"\x16PROCESS_OP_WRITE_STDIN\x10\a*\xed\x03\n" +
+	"\x06HostOp\x12\x17\n" +
+	"\x13HOST_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eHOST_OP_KV_GET\x10\x01\x12\x12\n" +
+	"\x0eHOST_OP_KV_SET\x10\x02\x12\x15\n" +
+	"\x11HOST_OP_KV_DELETE\x10\x03\x12\x18\n" +
+	"\x14HOST_OP_KV_LIST_KEYS\x10\x04\x12\x1b\n" +
+	"\x17HOST_OP_KV_CLEAR_PREFIX\x10\x05\x12\x15\n" +
+	"\x11HOST_OP_FS_EXISTS\x10\n" +
+	"\x12\x14\n" +
+	"\x10HOST_OP_FS_MKDIR\x10\v\x12\x16\n" +
+	"\x12HOST_OP_FS_READDIR\x10\f\x12\x13\n" +
+	"\x0fHOST_OP_FS_STAT\x10\r\x12\x15\n" +
+	"\x11HOST_OP_FS_UNLINK\x10\x0e\x12\x15\n" +
+	"\x11HOST_OP_READ_FILE\x10\x0f\x12\x16\n" +
+	"\x12HOST_OP_WRITE_FILE\x10\x10\x12\x18\n" +
+	"\x14HOST_OP_HTTP_REQUEST\x10\x14\x12\x1d\n" +
+	"\x19HOST_OP_HTTP_STREAM_START\x10\x15\x12\x1c\n" +
+	"\x18HOST_OP_HTTP_STREAM_READ\x10\x16\x12\x1d\n" +
+	"\x19HOST_OP_HTTP_STREAM_CLOSE\x10\x17\x12\x18\n" +
+	"\x14HOST_OP_TRIGGER_HOOK\x10\x1e\x12$\n" +
+	" HOST_OP_CHECK_CAPSULE_CAPABILITY\x10\x1f2\xaa\x03\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.astrid.shim.v1.InfoRequest\x1a\x1c.astrid.shim.v1.InfoResponse\x12;\n" +
 	"\aCompile\x12\x15.astrid.shim.v1.Chunk\x1a\x15.astrid.shim.v1.Chunk(\x010\x01\x12A\n" +
 	"\x04Load\x12\x1b.astrid.shim.v1.LoadRequest\x1a\x1c.astrid.shim.v1.LoadResponse\x12G\n" +
 	"\x06Invoke\x12\x1d.astrid.shim.v1.InvokeRequest\x1a\x1e.astrid.shim.v1.InvokeResponse\x12G\n" +
 	"\x06Health\x12\x1d.astrid.shim.v1.HealthRequest\x1a\x1e.astrid.shim.v1.HealthResponse\x12M\n" +
-	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\xc5\x05\n" +
+	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\x94\x06\n" +
 	"\fHostServices\x12>\n" +
 	"\x03Log\x12\x1a.astrid.shim.v1.LogRequest\x1a\x1b.astrid.shim.v1.LogResponse\x12A\n" +
 	"\x04Http\x12\x1b.astrid.shim.v1.HttpRequest\x1a\x1c.astrid.shim.v1.HttpResponse\x12S\n" +
@@ -1983,7 +2237,8 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\aIpcPoll\x12\x19.astrid.shim.v1.IpcHandle\x1a\x1b.astrid.shim.v1.IpcEnvelope\x12F\n" +
 	"\aIpcRecv\x12\x1e.astrid.shim.v1.IpcRecvRequest\x1a\x1b.astrid.shim.v1.IpcEnvelope\x12V\n" +
 	"\vSignalReady\x12\".astrid.shim.v1.SignalReadyRequest\x1a#.astrid.shim.v1.SignalReadyResponse\x12J\n" +
-	"\aProcess\x12\x1e.astrid.shim.v1.ProcessRequest\x1a\x1f.astrid.shim.v1.ProcessResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
+	"\aProcess\x12\x1e.astrid.shim.v1.ProcessRequest\x1a\x1f.astrid.shim.v1.ProcessResponse\x12M\n" +
+	"\bHostCall\x12\x1f.astrid.shim.v1.HostCallRequest\x1a .astrid.shim.v1.HostCallResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
 
 var (
 	file_shared_pb_shim_proto_rawDescOnce sync.Once
@@ -1997,92 +2252,98 @@ func file_shared_pb_shim_proto_rawDescGZIP() []byte {
 	return file_shared_pb_shim_proto_rawDescData
 }
 
-var file_shared_pb_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_shared_pb_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_shared_pb_shim_proto_goTypes = []any{
 	(ProcessOp)(0),                 // 0: astrid.shim.v1.ProcessOp
-	(GuestError_Kind)(0),           // 1: astrid.shim.v1.GuestError.Kind
-	(LogEntry_Level)(0),            // 2: astrid.shim.v1.LogEntry.Level
-	(*InfoRequest)(nil),            // 3: astrid.shim.v1.InfoRequest
-	(*InfoResponse)(nil),           // 4: astrid.shim.v1.InfoResponse
-	(*Chunk)(nil),                  // 5: astrid.shim.v1.Chunk
-	(*LoadRequest)(nil),            // 6: astrid.shim.v1.LoadRequest
-	(*LoadResponse)(nil),           // 7: astrid.shim.v1.LoadResponse
-	(*InvokeRequest)(nil),          // 8: astrid.shim.v1.InvokeRequest
-	(*InvokeResponse)(nil),         // 9: astrid.shim.v1.InvokeResponse
-	(*GuestError)(nil),             // 10: astrid.shim.v1.GuestError
-	(*HealthRequest)(nil),          // 11: astrid.shim.v1.HealthRequest
-	(*HealthResponse)(nil),         // 12: astrid.shim.v1.HealthResponse
-	(*ShutdownRequest)(nil),        // 13: astrid.shim.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),       // 14: astrid.shim.v1.ShutdownResponse
-	(*LogRequest)(nil),             // 15: astrid.shim.v1.LogRequest
-	(*LogEntry)(nil),               // 16: astrid.shim.v1.LogEntry
-	(*LogResponse)(nil),            // 17: astrid.shim.v1.LogResponse
-	(*HttpRequest)(nil),            // 18: astrid.shim.v1.HttpRequest
-	(*HttpResponse)(nil),           // 19: astrid.shim.v1.HttpResponse
-	(*IpcPublication)(nil),         // 20: astrid.shim.v1.IpcPublication
-	(*IpcPublishRequest)(nil),      // 21: astrid.shim.v1.IpcPublishRequest
-	(*IpcPublishResponse)(nil),     // 22: astrid.shim.v1.IpcPublishResponse
-	(*IpcSubscribeRequest)(nil),    // 23: astrid.shim.v1.IpcSubscribeRequest
-	(*IpcSubscribeResponse)(nil),   // 24: astrid.shim.v1.IpcSubscribeResponse
-	(*IpcHandle)(nil),              // 25: astrid.shim.v1.IpcHandle
-	(*IpcUnsubscribeResponse)(nil), // 26: astrid.shim.v1.IpcUnsubscribeResponse
-	(*IpcRecvRequest)(nil),         // 27: astrid.shim.v1.IpcRecvRequest
-	(*IpcEnvelope)(nil),            // 28: astrid.shim.v1.IpcEnvelope
-	(*SignalReadyRequest)(nil),     // 29: astrid.shim.v1.SignalReadyRequest
-	(*SignalReadyResponse)(nil),    // 30: astrid.shim.v1.SignalReadyResponse
-	(*ProcessRequest)(nil),         // 31: astrid.shim.v1.ProcessRequest
-	(*ProcessResponse)(nil),        // 32: astrid.shim.v1.ProcessResponse
-	nil,                            // 33: astrid.shim.v1.LoadRequest.ConfigEntry
-	nil,                            // 34: astrid.shim.v1.HttpRequest.HeadersEntry
-	nil,                            // 35: astrid.shim.v1.HttpResponse.HeadersEntry
+	(HostOp)(0),                    // 1: astrid.shim.v1.HostOp
+	(GuestError_Kind)(0),           // 2: astrid.shim.v1.GuestError.Kind
+	(LogEntry_Level)(0),            // 3: astrid.shim.v1.LogEntry.Level
+	(*InfoRequest)(nil),            // 4: astrid.shim.v1.InfoRequest
+	(*InfoResponse)(nil),           // 5: astrid.shim.v1.InfoResponse
+	(*Chunk)(nil),                  // 6: astrid.shim.v1.Chunk
+	(*LoadRequest)(nil),            // 7: astrid.shim.v1.LoadRequest
+	(*LoadResponse)(nil),           // 8: astrid.shim.v1.LoadResponse
+	(*InvokeRequest)(nil),          // 9: astrid.shim.v1.InvokeRequest
+	(*InvokeResponse)(nil),         // 10: astrid.shim.v1.InvokeResponse
+	(*GuestError)(nil),             // 11: astrid.shim.v1.GuestError
+	(*HealthRequest)(nil),          // 12: astrid.shim.v1.HealthRequest
+	(*HealthResponse)(nil),         // 13: astrid.shim.v1.HealthResponse
+	(*ShutdownRequest)(nil),        // 14: astrid.shim.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),       // 15: astrid.shim.v1.ShutdownResponse
+	(*LogRequest)(nil),             // 16: astrid.shim.v1.LogRequest
+	(*LogEntry)(nil),               // 17: astrid.shim.v1.LogEntry
+	(*LogResponse)(nil),            // 18: astrid.shim.v1.LogResponse
+	(*HttpRequest)(nil),            // 19: astrid.shim.v1.HttpRequest
+	(*HttpResponse)(nil),           // 20: astrid.shim.v1.HttpResponse
+	(*IpcPublication)(nil),         // 21: astrid.shim.v1.IpcPublication
+	(*IpcPublishRequest)(nil),      // 22: astrid.shim.v1.IpcPublishRequest
+	(*IpcPublishResponse)(nil),     // 23: astrid.shim.v1.IpcPublishResponse
+	(*IpcSubscribeRequest)(nil),    // 24: astrid.shim.v1.IpcSubscribeRequest
+	(*IpcSubscribeResponse)(nil),   // 25: astrid.shim.v1.IpcSubscribeResponse
+	(*IpcHandle)(nil),              // 26: astrid.shim.v1.IpcHandle
+	(*IpcUnsubscribeResponse)(nil), // 27: astrid.shim.v1.IpcUnsubscribeResponse
+	(*IpcRecvRequest)(nil),         // 28: astrid.shim.v1.IpcRecvRequest
+	(*IpcEnvelope)(nil),            // 29: astrid.shim.v1.IpcEnvelope
+	(*SignalReadyRequest)(nil),     // 30: astrid.shim.v1.SignalReadyRequest
+	(*SignalReadyResponse)(nil),    // 31: astrid.shim.v1.SignalReadyResponse
+	(*ProcessRequest)(nil),         // 32: astrid.shim.v1.ProcessRequest
+	(*ProcessResponse)(nil),        // 33: astrid.shim.v1.ProcessResponse
+	(*HostCallRequest)(nil),        // 34: astrid.shim.v1.HostCallRequest
+	(*HostCallResponse)(nil),       // 35: astrid.shim.v1.HostCallResponse
+	nil,                            // 36: astrid.shim.v1.LoadRequest.ConfigEntry
+	nil,                            // 37: astrid.shim.v1.HttpRequest.HeadersEntry
+	nil,                            // 38: astrid.shim.v1.HttpResponse.HeadersEntry
 }
 var file_shared_pb_shim_proto_depIdxs = []int32{
-	33, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
-	10, // 1: astrid.shim.v1.InvokeResponse.error:type_name -> astrid.shim.v1.GuestError
-	1,  // 2: astrid.shim.v1.GuestError.kind:type_name -> astrid.shim.v1.GuestError.Kind
-	16, // 3: astrid.shim.v1.LogRequest.entries:type_name -> astrid.shim.v1.LogEntry
-	2,  // 4: astrid.shim.v1.LogEntry.level:type_name -> astrid.shim.v1.LogEntry.Level
-	34, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
-	35, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
-	20, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
-	20, // 8: astrid.shim.v1.IpcRecvRequest.publish_first:type_name -> astrid.shim.v1.IpcPublication
+	36, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
+	11, // 1: astrid.shim.v1.InvokeResponse.error:type_name -> astrid.shim.v1.GuestError
+	2,  // 2: astrid.shim.v1.GuestError.kind:type_name -> astrid.shim.v1.GuestError.Kind
+	17, // 3: astrid.shim.v1.LogRequest.entries:type_name -> astrid.shim.v1.LogEntry
+	3,  // 4: astrid.shim.v1.LogEntry.level:type_name -> astrid.shim.v1.LogEntry.Level
+	37, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
+	38, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
+	21, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
+	21, // 8: astrid.shim.v1.IpcRecvRequest.publish_first:type_name -> astrid.shim.v1.IpcPublication
 	0,  // 9: astrid.shim.v1.ProcessRequest.op:type_name -> astrid.shim.v1.ProcessOp
-	3,  // 10: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
-	5,  // 11: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
-	6,  // 12: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
-	8,  // 13: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
-	11, // 14: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
-	13, // 15: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
-	15, // 16: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
-	18, // 17: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
-	21, // 18: astrid.shim.v1.HostServices.IpcPublish:input_type -> astrid.shim.v1.IpcPublishRequest
-	23, // 19: astrid.shim.v1.HostServices.IpcSubscribe:input_type -> astrid.shim.v1.IpcSubscribeRequest
-	25, // 20: astrid.shim.v1.HostServices.IpcUnsubscribe:input_type -> astrid.shim.v1.IpcHandle
-	25, // 21: astrid.shim.v1.HostServices.IpcPoll:input_type -> astrid.shim.v1.IpcHandle
-	27, // 22: astrid.shim.v1.HostServices.IpcRecv:input_type -> astrid.shim.v1.IpcRecvRequest
-	29, // 23: astrid.shim.v1.HostServices.SignalReady:input_type -> astrid.shim.v1.SignalReadyRequest
-	31, // 24: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
-	4,  // 25: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
-	5,  // 26: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
-	7,  // 27: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
-	9,  // 28: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
-	12, // 29: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
-	14, // 30: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
-	17, // 31: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
-	19, // 32: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
-	22, // 33: astrid.shim.v1.HostServices.IpcPublish:output_type -> astrid.shim.v1.IpcPublishResponse
-	24, // 34: astrid.shim.v1.HostServices.IpcSubscribe:output_type -> astrid.shim.v1.IpcSubscribeResponse
-	26, // 35: astrid.shim.v1.HostServices.IpcUnsubscribe:output_type -> astrid.shim.v1.IpcUnsubscribeResponse
-	28, // 36: astrid.shim.v1.HostServices.IpcPoll:output_type -> astrid.shim.v1.IpcEnvelope
-	28, // 37: astrid.shim.v1.HostServices.IpcRecv:output_type -> astrid.shim.v1.IpcEnvelope
-	30, // 38: astrid.shim.v1.HostServices.SignalReady:output_type -> astrid.shim.v1.SignalReadyResponse
-	32, // 39: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
-	25, // [25:40] is the sub-list for method output_type
-	10, // [10:25] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	1,  // 10: astrid.shim.v1.HostCallRequest.op:type_name -> astrid.shim.v1.HostOp
+	4,  // 11: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
+	6,  // 12: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
+	7,  // 13: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
+	9,  // 14: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
+	12, // 15: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
+	14, // 16: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
+	16, // 17: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
+	19, // 18: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
+	22, // 19: astrid.shim.v1.HostServices.IpcPublish:input_type -> astrid.shim.v1.IpcPublishRequest
+	24, // 20: astrid.shim.v1.HostServices.IpcSubscribe:input_type -> astrid.shim.v1.IpcSubscribeRequest
+	26, // 21: astrid.shim.v1.HostServices.IpcUnsubscribe:input_type -> astrid.shim.v1.IpcHandle
+	26, // 22: astrid.shim.v1.HostServices.IpcPoll:input_type -> astrid.shim.v1.IpcHandle
+	28, // 23: astrid.shim.v1.HostServices.IpcRecv:input_type -> astrid.shim.v1.IpcRecvRequest
+	30, // 24: astrid.shim.v1.HostServices.SignalReady:input_type -> astrid.shim.v1.SignalReadyRequest
+	32, // 25: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
+	34, // 26: astrid.shim.v1.HostServices.HostCall:input_type -> astrid.shim.v1.HostCallRequest
+	5,  // 27: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
+	6,  // 28: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
+	8,  // 29: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
+	10, // 30: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
+	13, // 31: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
+	15, // 32: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
+	18, // 33: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
+	20, // 34: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
+	23, // 35: astrid.shim.v1.HostServices.IpcPublish:output_type -> astrid.shim.v1.IpcPublishResponse
+	25, // 36: astrid.shim.v1.HostServices.IpcSubscribe:output_type -> astrid.shim.v1.IpcSubscribeResponse
+	27, // 37: astrid.shim.v1.HostServices.IpcUnsubscribe:output_type -> astrid.shim.v1.IpcUnsubscribeResponse
+	29, // 38: astrid.shim.v1.HostServices.IpcPoll:output_type -> astrid.shim.v1.IpcEnvelope
+	29, // 39: astrid.shim.v1.HostServices.IpcRecv:output_type -> astrid.shim.v1.IpcEnvelope
+	31, // 40: astrid.shim.v1.HostServices.SignalReady:output_type -> astrid.shim.v1.SignalReadyResponse
+	33, // 41: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
+	35, // 42: astrid.shim.v1.HostServices.HostCall:output_type -> astrid.shim.v1.HostCallResponse
+	27, // [27:43] is the sub-list for method output_type
+	11, // [11:27] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_shared_pb_shim_proto_init() }
@@ -2095,8 +2356,8 @@ func file_shared_pb_shim_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shared_pb_shim_proto_rawDesc), len(file_shared_pb_shim_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   33,
+			NumEnums:      4,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -346,6 +346,7 @@ const (
 	HostServices_IpcRecv_FullMethodName        = "/astrid.shim.v1.HostServices/IpcRecv"
 	HostServices_SignalReady_FullMethodName    = "/astrid.shim.v1.HostServices/SignalReady"
 	HostServices_Process_FullMethodName        = "/astrid.shim.v1.HostServices/Process"
+	HostServices_HostCall_FullMethodName       = "/astrid.shim.v1.HostServices/HostCall"
 )
 
 // HostServicesClient is the client API for HostServices service.
@@ -378,6 +379,12 @@ type HostServicesClient interface {
 	// or failure is an error status whose message the guest sees. Spawn and wait block; they end
 	// when the call's context ends (the call's time limit, or the capsule unloading).
 	Process(ctx context.Context, in *ProcessRequest, opts ...grpc.CallOption) (*ProcessResponse, error)
+	// HostCall runs one of the host functions of shared.HostCalls (KV, files, HTTP, hooks,
+	// capability checks) for the guest: the shim passes the guest's argument blocks through, each
+	// already checked against the function's limits (the host checks them again). A refusal the
+	// guest should see (a HostResult error, or the message its call traps with) comes back in
+	// HostCallResponse.error; an error status means the request itself was wrong.
+	HostCall(ctx context.Context, in *HostCallRequest, opts ...grpc.CallOption) (*HostCallResponse, error)
 }
 
 type hostServicesClient struct {
@@ -478,6 +485,16 @@ func (c *hostServicesClient) Process(ctx context.Context, in *ProcessRequest, op
 	return out, nil
 }
 
+func (c *hostServicesClient) HostCall(ctx context.Context, in *HostCallRequest, opts ...grpc.CallOption) (*HostCallResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HostCallResponse)
+	err := c.cc.Invoke(ctx, HostServices_HostCall_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostServicesServer is the server API for HostServices service.
 // All implementations must embed UnimplementedHostServicesServer
 // for forward compatibility.
@@ -508,6 +525,12 @@ type HostServicesServer interface {
 	// or failure is an error status whose message the guest sees. Spawn and wait block; they end
 	// when the call's context ends (the call's time limit, or the capsule unloading).
 	Process(context.Context, *ProcessRequest) (*ProcessResponse, error)
+	// HostCall runs one of the host functions of shared.HostCalls (KV, files, HTTP, hooks,
+	// capability checks) for the guest: the shim passes the guest's argument blocks through, each
+	// already checked against the function's limits (the host checks them again). A refusal the
+	// guest should see (a HostResult error, or the message its call traps with) comes back in
+	// HostCallResponse.error; an error status means the request itself was wrong.
+	HostCall(context.Context, *HostCallRequest) (*HostCallResponse, error)
 	mustEmbedUnimplementedHostServicesServer()
 }
 
@@ -544,6 +567,9 @@ func (UnimplementedHostServicesServer) SignalReady(context.Context, *SignalReady
 }
 func (UnimplementedHostServicesServer) Process(context.Context, *ProcessRequest) (*ProcessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Process not implemented")
+}
+func (UnimplementedHostServicesServer) HostCall(context.Context, *HostCallRequest) (*HostCallResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method HostCall not implemented")
 }
 func (UnimplementedHostServicesServer) mustEmbedUnimplementedHostServicesServer() {}
 func (UnimplementedHostServicesServer) testEmbeddedByValue()                      {}
@@ -728,6 +754,24 @@ func _HostServices_Process_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HostServices_HostCall_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HostCallRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServicesServer).HostCall(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostServices_HostCall_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServicesServer).HostCall(ctx, req.(*HostCallRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HostServices_ServiceDesc is the grpc.ServiceDesc for HostServices service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -770,6 +814,10 @@ var HostServices_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Process",
 			Handler:    _HostServices_Process_Handler,
+		},
+		{
+			MethodName: "HostCall",
+			Handler:    _HostServices_HostCall_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

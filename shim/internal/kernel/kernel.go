@@ -249,6 +249,19 @@ func (k *Kernel) ReadCaller(caller *wasmtime.Caller, handle uint64) ([]byte, err
 	return k.read(caller, handle)
 }
 
+// ReadCallerMax is ReadCaller for a block of at most limit bytes: the length is checked before
+// anything is copied, and a longer block is refused with tooLarge(length).
+func (k *Kernel) ReadCallerMax(caller *wasmtime.Caller, handle uint64, limit int, tooLarge func(n int) error) ([]byte, error) {
+	start, n, ok := k.lookup(caller, handle)
+	if !ok || start != handle {
+		return nil, fmt.Errorf("extism kernel: handle %#x is not a live block", handle)
+	}
+	if n > uint64(limit) {
+		return nil, tooLarge(int(n))
+	}
+	return k.read(caller, handle)
+}
+
 func (k *Kernel) alloc(s wasmtime.Storelike, data []byte) (uint64, error) {
 	if len(data) == 0 {
 		return 0, nil

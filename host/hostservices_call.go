@@ -1,0 +1,65 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// hostCallHandler performs one host function of shared.HostCalls for the instance of s. args
+// have passed the function's CheckArgs. It returns the guest's result, or an error: a
+// *guestFailure is what the guest sees (a HostResult error or the text its call traps with);
+// any other error fails the RPC (the guest's call traps with its message).
+type hostCallHandler func(ctx context.Context, s *hostServices, args [][]byte) ([]byte, error)
+
+// hostCallHandlers are the host's side of shared.HostCalls, by operation. Each area keeps its
+// handlers in its own file (hostservices_kv.go, _fs.go, _http.go, _hooks.go, _sys.go).
+var hostCallHandlers = map[pb.HostOp]hostCallHandler{}
+
+// guestFailure is a host function's failure as the guest sees it.
+type guestFailure struct{ msg string }
+
+func (e *guestFailure) Error() string { return e.msg }
+
+// guestFailed returns the failure a guest sees, formatted like fmt.Errorf (%w is not kept).
+func guestFailed(format string, args ...any) error {
+	return &guestFailure{msg: fmt.Sprintf(format, args...)}
+}
+
+// HostCall runs one host function of shared.HostCalls for the guest. The arguments are checked
+// against the function's limits again: a correct shim never sends what the shim's own check
+// (the same function) refuses, so a request that fails it comes from a compromised shim.
+func (s *hostServices) HostCall(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+	f, ok := shared.HostCallOf(req.Op)
+	if !ok {
+		return nil, s.inst.compromised(fmt.Errorf("unknown host function operation %d", req.Op))
+	}
+	if err := f.CheckArgs(req.Args); err != nil {
+		return nil, s.inst.compromised(err)
+	}
+	handle, ok := hostCallHandlers[req.Op]
+	if !ok {
+		return nil, status.Errorf(codes.Unimplemented, "%s is not provided by this host", f.Name)
+	}
+	result, err := handle(ctx, s, req.Args)
+	var gf *guestFailure
+	switch {
+	case errors.As(err, &gf):
+		return &pb.HostCallResponse{Failed: true, Error: gf.msg}, nil
+	case err != nil:
+		if _, isStatus := status.FromError(err); isStatus {
+			return nil, err
+		}
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	if len(result) > shared.MaxHostCallResultBytes {
+		return nil, status.Errorf(codes.ResourceExhausted, "%s: the result is %d bytes; the limit is %d bytes", f.Name, len(result), shared.MaxHostCallResultBytes)
+	}
+	return &pb.HostCallResponse{Result: result}, nil
+}

@@ -1,0 +1,135 @@
+package shared
+
+import (
+	"fmt"
+
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// Argument limits of the host functions, upstream's (astrid-capsule 0.5, host/util.rs and the
+// functions' own): a guest's argument block longer than its limit traps the call before the
+// shim reads it.
+const (
+	// MaxPathBytes bounds a file path: 4 KiB (MAX_PATH_LEN).
+	MaxPathBytes = 4 << 10
+	// MaxKVKeyBytes bounds a KV key or prefix: 4 KiB (MAX_KEY_LEN).
+	MaxKVKeyBytes = 4 << 10
+	// MaxHookRequestBytes bounds an astrid_trigger_hook request: 1 MiB.
+	MaxHookRequestBytes = 1 << 20
+	// MaxCapabilityRequestBytes bounds an astrid_check_capsule_capability request: 1 KiB.
+	MaxCapabilityRequestBytes = 1 << 10
+	// MaxStreamHandleBytes bounds an HTTP stream handle: 1 KiB.
+	MaxStreamHandleBytes = 1 << 10
+)
+
+// MaxHostCallResultBytes bounds the result of one HostCall: gRPC's message limit less room for
+// the response around it (a 10 MiB file or body fits, with its JSON).
+const MaxHostCallResultBytes = MaxMessageBytes - 64<<10
+
+// Result is how a host function's result reaches the guest.
+type Result int
+
+const (
+	// ResultVoid: the function returns nothing; a failure traps the guest's call.
+	ResultVoid Result = iota
+	// ResultBytes: the function returns one block (0 when empty); a failure traps.
+	ResultBytes
+	// ResultHostResult: the function returns upstream's HostResult block, 0x00 followed by the
+	// result or 0x01 followed by the error's UTF-8 text; only oversized arguments trap.
+	ResultHostResult
+)
+
+// HostResult status bytes (upstream's HOST_RESULT_OK and HOST_RESULT_ERR).
+const (
+	HostResultOK  byte = 0x00
+	HostResultErr byte = 0x01
+)
+
+// Arg is one argument block of a host function: what it is (for errors) and its limit.
+type Arg struct {
+	Name string
+	Max  int
+}
+
+// HostCall is one host function carried by the HostCall RPC: its import name
+// (extism:host/user), its operation, its arguments and how its result reaches the guest. The
+// shim registers its imports from this table and checks arguments with CheckArgs before it
+// sends them; the host checks them again with the same function and dispatches on Op.
+type HostCall struct {
+	Name   string
+	Op     pb.HostOp
+	Args   []Arg
+	Result Result
+}
+
+var (
+	pathArg    = []Arg{{"path", MaxPathBytes}}
+	keyArg     = []Arg{{"key", MaxKVKeyBytes}}
+	prefixArg  = []Arg{{"prefix", MaxKVKeyBytes}}
+	requestArg = []Arg{{"request", MaxPayloadBytes}}
+	handleArg  = []Arg{{"stream handle", MaxStreamHandleBytes}}
+)
+
+// HostCalls are the host functions carried by HostCall, in the ABI's order. Adding one is an
+// entry here, its op in shim.proto, and its handler in the host's hostCallHandlers.
+var HostCalls = []HostCall{
+	{"astrid_fs_exists", pb.HostOp_HOST_OP_FS_EXISTS, pathArg, ResultHostResult},
+	{"astrid_fs_mkdir", pb.HostOp_HOST_OP_FS_MKDIR, pathArg, ResultVoid},
+	{"astrid_fs_readdir", pb.HostOp_HOST_OP_FS_READDIR, pathArg, ResultHostResult},
+	{"astrid_fs_stat", pb.HostOp_HOST_OP_FS_STAT, pathArg, ResultHostResult},
+	{"astrid_fs_unlink", pb.HostOp_HOST_OP_FS_UNLINK, pathArg, ResultVoid},
+	{"astrid_read_file", pb.HostOp_HOST_OP_READ_FILE, pathArg, ResultHostResult},
+	{"astrid_write_file", pb.HostOp_HOST_OP_WRITE_FILE, []Arg{{"path", MaxPathBytes}, {"content", MaxPayloadBytes}}, ResultVoid},
+	{"astrid_kv_get", pb.HostOp_HOST_OP_KV_GET, keyArg, ResultHostResult},
+	{"astrid_kv_set", pb.HostOp_HOST_OP_KV_SET, []Arg{{"key", MaxKVKeyBytes}, {"value", MaxPayloadBytes}}, ResultVoid},
+	{"astrid_kv_delete", pb.HostOp_HOST_OP_KV_DELETE, keyArg, ResultVoid},
+	{"astrid_kv_list_keys", pb.HostOp_HOST_OP_KV_LIST_KEYS, prefixArg, ResultHostResult},
+	{"astrid_kv_clear_prefix", pb.HostOp_HOST_OP_KV_CLEAR_PREFIX, prefixArg, ResultHostResult},
+	{"astrid_http_request", pb.HostOp_HOST_OP_HTTP_REQUEST, requestArg, ResultBytes},
+	{"astrid_trigger_hook", pb.HostOp_HOST_OP_TRIGGER_HOOK, []Arg{{"request", MaxHookRequestBytes}}, ResultBytes},
+	{"astrid_check_capsule_capability", pb.HostOp_HOST_OP_CHECK_CAPSULE_CAPABILITY, []Arg{{"request", MaxCapabilityRequestBytes}}, ResultBytes},
+	{"astrid_http_stream_start", pb.HostOp_HOST_OP_HTTP_STREAM_START, requestArg, ResultBytes},
+	{"astrid_http_stream_read", pb.HostOp_HOST_OP_HTTP_STREAM_READ, handleArg, ResultBytes},
+	{"astrid_http_stream_close", pb.HostOp_HOST_OP_HTTP_STREAM_CLOSE, handleArg, ResultVoid},
+}
+
+// HostCallOf returns the host function of op, false for an operation not in the table.
+func HostCallOf(op pb.HostOp) (HostCall, bool) {
+	for _, f := range HostCalls {
+		if f.Op == op {
+			return f, true
+		}
+	}
+	return HostCall{}, false
+}
+
+// ArgTooLarge is the refusal of an argument block of n bytes over limit, in the words of
+// upstream's get_safe_bytes.
+func ArgTooLarge(n, limit int) error {
+	return fmt.Errorf("memory allocation of %d bytes exceeds maximum allowed limit of %d bytes", n, limit)
+}
+
+// CheckArgLen checks the length n of argument i before it is read.
+func (f HostCall) CheckArgLen(i, n int) error {
+	if i < 0 || i >= len(f.Args) {
+		return fmt.Errorf("%s takes %d argument(s), not %d", f.Name, len(f.Args), i+1)
+	}
+	if n > f.Args[i].Max {
+		return fmt.Errorf("%s: %w", f.Args[i].Name, ArgTooLarge(n, f.Args[i].Max))
+	}
+	return nil
+}
+
+// CheckArgs checks a whole request: the number of arguments and each one's length. The shim
+// checks each block with CheckArgLen before reading it; the host checks what arrives with this.
+func (f HostCall) CheckArgs(args [][]byte) error {
+	if len(args) != len(f.Args) {
+		return fmt.Errorf("%s takes %d argument(s), got %d", f.Name, len(f.Args), len(args))
+	}
+	for i, a := range args {
+		if err := f.CheckArgLen(i, len(a)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
