@@ -47,6 +47,7 @@ var builtCapsules = map[string]string{
 	"faulty":  "tests/testdata/capsules/faulty",
 	"ipc":     "tests/testdata/capsules/ipc",
 	"procs":   "tests/testdata/capsules/procs",
+	"raw":     "tests/testdata/capsules/raw",
 	"runner":  "examples/runner",
 }
 

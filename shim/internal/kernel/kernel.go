@@ -250,8 +250,12 @@ func (k *Kernel) ReadCaller(caller *wasmtime.Caller, handle uint64) ([]byte, err
 }
 
 // ReadCallerMax is ReadCaller for a block of at most limit bytes: the length is checked before
-// anything is copied, and a longer block is refused with tooLarge(length).
+// anything is copied, and a longer block is refused with tooLarge(length). Handle 0 reads as
+// empty: it is what alloc(0) returns, so it is how Extism PDKs pass an empty argument.
 func (k *Kernel) ReadCallerMax(caller *wasmtime.Caller, handle uint64, limit int, tooLarge func(n int) error) ([]byte, error) {
+	if handle == 0 {
+		return []byte{}, nil
+	}
 	start, n, ok := k.lookup(caller, handle)
 	if !ok || start != handle {
 		return nil, fmt.Errorf("extism kernel: handle %#x is not a live block", handle)
