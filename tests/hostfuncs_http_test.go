@@ -245,12 +245,19 @@ func streamRest(t *testing.T, inst *host.Instance, handle string) [][]byte {
 func TestHostHTTPStream(t *testing.T) {
 	checkLeaks(t)
 	large := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	release := make(chan struct{})
+	release, held := make(chan struct{}), make(chan struct{})
 	srv, _ := httpServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Kind", r.URL.Path)
 		switch r.URL.Path {
 		case "/large":
 			w.Write(large)
+		case "/held":
+			w.(http.Flusher).Flush()
+			select {
+			case <-held:
+				io.WriteString(w, "held part")
+			case <-r.Context().Done():
+			}
 		case "/slow":
 			io.WriteString(w, "first;")
 			w.(http.Flusher).Flush()
@@ -280,6 +287,22 @@ func TestHostHTTPStream(t *testing.T) {
 		if _, err := callRaw(t, inst, "astrid_http_stream_close", []byte(handle)); err != nil {
 			t.Fatal(err)
 		}
+	})
+	t.Run("call time limit", func(t *testing.T) {
+		// A read blocked on the server ends with the call's time limit; the stream (the host's)
+		// outlives the call and its chunk comes to the next read.
+		handle, _, _ := streamStart(t, inst, srv.URL+"/held")
+		in, _ := json.Marshal(rawRequest{Fn: "astrid_http_stream_read", Args: [][]byte{[]byte(handle)}})
+		_, err := inst.Call(context.Background(), "call", in, 300*time.Millisecond)
+		var ge *host.GuestError
+		if !errors.As(err, &ge) || !strings.Contains(ge.Message, "time limit") {
+			t.Fatalf("read past the call's time limit = %v, want the time limit", err)
+		}
+		close(held)
+		if got := string(bytes.Join(streamRest(t, inst, handle), nil)); got != "held part" {
+			t.Fatalf("after the time limit: %q, want \"held part\"", got)
+		}
+		callRaw(t, inst, "astrid_http_stream_close", []byte(handle))
 	})
 	t.Run("slow", func(t *testing.T) {
 		handle, _, _ := streamStart(t, inst, srv.URL+"/slow")
