@@ -16,7 +16,7 @@ const (
 	DefaultCompileTimeout = 60 * time.Second
 	DefaultIPCBytesPerSec = 10 << 20
 	DefaultMaxProcesses   = 8
-	DefaultProcessMemory  = 2 << 30 // ours: upstream does not limit a spawned process's memory
+	DefaultProcessMemory  = 2 << 30  // ours: upstream does not limit a spawned process's memory
 	DefaultKVBytes        = 64 << 20 // ours: upstream's KV store has no per-capsule quota
 	DefaultRestartPolicy  = RestartOnFailure
 	DefaultMaxAttempts    = 5
