@@ -46,7 +46,7 @@ func (s *Space) Mkdir(path []byte) error {
 	defer r.Close()
 	g := s.gate(r, p)
 	if p.dotdot {
-		return opMkdir.check(g, lexical(r, p))
+		return opMkdir.refuseDotDot(g, r, p)
 	}
 	// The deepest existing ancestor, opened beneath the root.
 	fd, i, err := r.openDeepest(p.Comps, p.base)
@@ -224,21 +224,16 @@ func (s *Space) ReadFile(path []byte) ([]byte, error) {
 		return nil, &failure{text: fmt.Sprintf("%sPermission denied: %s is %s, not a regular file", opRead.fail, string(path), safefile.Describe(fi.Mode()))}
 	}
 	if fi.Size() > MaxFileBytes {
-		return nil, tooLarge(fi.Size())
+		return nil, &failure{text: fmt.Sprintf("%sPermission denied: File too large to read into memory (%d bytes > %d bytes)", opRead.fail, fi.Size(), MaxFileBytes)}
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
 	if err != nil {
 		return nil, opRead.ioFailure(unwrapPathError(err))
 	}
-	if len(data) > MaxFileBytes {
-		return nil, tooLarge(int64(len(data)))
+	if len(data) > MaxFileBytes { // it grew after the fstat
+		return nil, &failure{text: fmt.Sprintf("%sPermission denied: File too large to read into memory (at least %d bytes > %d bytes)", opRead.fail, len(data), MaxFileBytes)}
 	}
 	return data, nil
-}
-
-// tooLarge is upstream's refusal of a file over MaxFileBytes.
-func tooLarge(size int64) error {
-	return &failure{text: fmt.Sprintf("%sPermission denied: File too large to read into memory (%d bytes > %d bytes)", opRead.fail, size, MaxFileBytes)}
 }
 
 // WriteFile creates or replaces the contents of the regular file path (its directory must

@@ -159,6 +159,15 @@ func (o op) check(g *Gate, phys string) error {
 	return nil
 }
 
+// refuseDotDot is the refusal of a path with a ".." component: the gate's, which refuses any
+// such path (as upstream's), named as the guest named it below the root.
+func (o op) refuseDotDot(g *Gate, r *Root, p Path) error {
+	if err := o.check(g, lexical(r, p)); err != nil {
+		return err
+	}
+	return &failure{text: fmt.Sprintf("security denied %s: %s has a '..' component", o.gate, p.Raw)}
+}
+
 // lexical is the path as named, below the root's physical path (for a refusal that comes before
 // anything is opened, such as a ".." component).
 func lexical(r *Root, p Path) string {
@@ -190,9 +199,8 @@ func (s *Space) resolve(raw []byte, o op) (*target, error) {
 	}
 	g := s.gate(r, p)
 	if p.dotdot {
-		err := o.check(g, lexical(r, p))
 		r.Close()
-		return nil, err
+		return nil, o.refuseDotDot(g, r, p)
 	}
 	dirComps, name := p.Comps, ""
 	if !p.isRoot() {
