@@ -19,7 +19,10 @@ type Gate struct {
 }
 
 // NewGate resolves the capsule's fs_read and fs_write entries against the physical paths of the
-// workspace and the principal's home.
+// workspace and the principal's home. An empty workspace or home drops the entries of its scheme
+// (and, for the workspace, `*`): a call gates with the entries of the root its path names only,
+// so a `cwd://` entry never grants the home even where the home lies inside the workspace (a
+// state directory inside it), nor a `home://` entry the workspace.
 func NewGate(capsule string, fsRead, fsWrite []string, workspace, home string) *Gate {
 	return &Gate{
 		capsule:   capsule,
@@ -38,11 +41,19 @@ func resolvePrefixes(entries []string, workspace, home string) []string {
 		var p string
 		switch {
 		case e == "*":
-			out = append(out, "*")
+			if workspace != "" {
+				out = append(out, "*")
+			}
 			continue
 		case strings.HasPrefix(e, "cwd://"):
+			if workspace == "" {
+				continue
+			}
 			p = workspace + "/" + strings.TrimPrefix(e, "cwd://")
 		case strings.HasPrefix(e, "home://"):
+			if home == "" {
+				continue
+			}
 			p = home + "/" + strings.TrimPrefix(e, "home://")
 		default:
 			p = e

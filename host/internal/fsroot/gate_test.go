@@ -51,3 +51,22 @@ func TestGate(t *testing.T) {
 		t.Errorf("write refusal: %v", err)
 	}
 }
+
+// TestGateOneRoot: a call gates with the entries of its own root only, so where the home lies
+// inside the workspace (a state directory inside it) a cwd:// entry does not grant it.
+func TestGateOneRoot(t *testing.T) {
+	const ws, home = "/ws", "/ws/bin/state/home/alice"
+	inHome := home + "/notes"
+	if err := NewGate("c", []string{"cwd://", "*"}, nil, "", home).CheckRead(inHome); err == nil {
+		t.Error("cwd:// and * granted a home path")
+	}
+	if err := NewGate("c", []string{"home://"}, nil, "", home).CheckRead(inHome); err != nil {
+		t.Error(err)
+	}
+	if err := NewGate("c", []string{"home://"}, nil, ws, "").CheckRead(ws + "/x"); err == nil {
+		t.Error("home:// granted a workspace path")
+	}
+	if err := NewGate("c", []string{"*"}, nil, "", home).CheckRead("/anything"); err == nil {
+		t.Error("* without a workspace granted everything")
+	}
+}

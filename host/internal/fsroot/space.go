@@ -133,18 +133,13 @@ func (s *Space) openRoot(p Path) (*Root, error) {
 	return r, nil
 }
 
-// gate builds the capsule's gate for this call's workspace and home.
+// gate builds the capsule's gate for this call: the entries of the root p names (cwd:// and `*`
+// for the workspace, home:// for the home and /tmp) and the literal ones.
 func (s *Space) gate(r *Root, p Path) *Gate {
-	ws, home := r.Path(), ""
 	if p.Scheme == Workspace {
-		home, _ = s.homePath() // unresolvable: home:// entries grant nothing here
-	} else {
-		home = r.Path()
-		if w, err := filepath.EvalSymlinks(s.Workspace); err == nil {
-			ws = w
-		}
+		return NewGate(s.Capsule, s.FSRead, s.FSWrite, r.Path(), "")
 	}
-	return NewGate(s.Capsule, s.FSRead, s.FSWrite, ws, home)
+	return NewGate(s.Capsule, s.FSRead, s.FSWrite, "", r.Path())
 }
 
 // check runs the gate for o on the physical path phys.
