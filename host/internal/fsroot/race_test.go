@@ -55,7 +55,7 @@ func TestRaceDirectorySwappedForSymlink(t *testing.T) {
 				}()
 				defer func() { stop.Store(true); wg.Wait() }()
 
-				const want, maxIter = 1000, 200000
+				const want, maxIter = 500, 200000
 				var inside, refused int
 				for i := 0; i < maxIter && (inside < want || refused < want); i++ {
 					data, err := f.space.ReadFile([]byte("d/" + c.file))
