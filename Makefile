@@ -25,7 +25,7 @@ capsules:
 		echo "GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d || exit 1; \
 	done
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/go/
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/go/...
 
 run: build
 	$(BIN)/astrid-host call examples/hello greet --input world --state $(STATE); echo
@@ -48,6 +48,9 @@ bench: build
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./host/manifest/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeHookInput -fuzztime 30s ./sdk/go/
+	$(GO) test -run '^$$' -fuzz FuzzParseVerdict -fuzztime 30s ./sdk/go/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeHostResult -fuzztime 30s ./sdk/go/
 
 # Regenerates the committed protocol code (needs protoc from Debian's protobuf-compiler).
 proto:
