@@ -108,14 +108,16 @@ func TestSysLimits(t *testing.T) {
 		name string
 		fn   string
 		args [][]byte
-		trap string // "" for success
+		// trap names the refused argument; "" for success. n is its length, limit its limit.
+		trap     string
+		n, limit int
 	}{
-		{"log level at 64 bytes", "astrid_log", [][]byte{[]byte(strings.Repeat("l", 64)), []byte("long level")}, ""},
-		{"log level over 64 bytes", "astrid_log", [][]byte{[]byte(strings.Repeat("l", 65)), []byte("x")}, "astrid_log: level handle 0x"},
-		{"log message at 64 KiB", "astrid_log", [][]byte{[]byte("info"), []byte("big" + strings.Repeat("m", 64<<10-3))}, ""},
-		{"log message over 64 KiB", "astrid_log", [][]byte{[]byte("info"), []byte(strings.Repeat("m", 64<<10+1))}, "astrid_log: message handle 0x"},
-		{"config key at 4 KiB", "astrid_get_config", [][]byte{[]byte(strings.Repeat("k", 4<<10))}, ""},
-		{"config key over 4 KiB", "astrid_get_config", [][]byte{[]byte(strings.Repeat("k", 4<<10+1))}, "astrid_get_config: key handle 0x"},
+		{"log level at 64 bytes", "astrid_log", [][]byte{[]byte(strings.Repeat("l", 64)), []byte("long level")}, "", 0, 0},
+		{"log level over 64 bytes", "astrid_log", [][]byte{[]byte(strings.Repeat("l", 65)), []byte("x")}, "astrid_log: level handle 0x", 65, 64},
+		{"log message at 64 KiB", "astrid_log", [][]byte{[]byte("info"), []byte("big" + strings.Repeat("m", 64<<10-3))}, "", 0, 0},
+		{"log message over 64 KiB", "astrid_log", [][]byte{[]byte("info"), []byte(strings.Repeat("m", 64<<10+1))}, "astrid_log: message handle 0x", 64<<10 + 1, 64 << 10},
+		{"config key at 4 KiB", "astrid_get_config", [][]byte{[]byte(strings.Repeat("k", 4<<10))}, "", 0, 0},
+		{"config key over 4 KiB", "astrid_get_config", [][]byte{[]byte(strings.Repeat("k", 4<<10+1))}, "astrid_get_config: key handle 0x", 4<<10 + 1, 4 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := callRaw(t, inst, tc.fn, tc.args...)
@@ -125,18 +127,9 @@ func TestSysLimits(t *testing.T) {
 				}
 				return
 			}
-			var n, limit int
-			switch {
-			case strings.Contains(tc.name, "level"):
-				n, limit = 65, 64
-			case strings.Contains(tc.name, "message"):
-				n, limit = 64<<10+1, 64<<10
-			default:
-				n, limit = 4<<10+1, 4<<10
-			}
 			var ge *host.GuestError
-			if err == nil || !strings.Contains(err.Error(), tc.trap) || !strings.Contains(err.Error(), tooLarge(n, limit)) {
-				t.Fatalf("got %q, %v; want a trap with %q and %q", out, err, tc.trap, tooLarge(n, limit))
+			if err == nil || !strings.Contains(err.Error(), tc.trap) || !strings.Contains(err.Error(), tooLarge(tc.n, tc.limit)) {
+				t.Fatalf("got %q, %v; want a trap with %q and %q", out, err, tc.trap, tooLarge(tc.n, tc.limit))
 			}
 			if !errors.As(err, &ge) || ge.KindName() != "trap" {
 				t.Errorf("%v: want a guest trap", err)
