@@ -25,7 +25,7 @@ capsules:
 		echo "GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d"; \
 		GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $$d/$$(basename $$d).wasm ./$$d || exit 1; \
 	done
-	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/go/
+	GOOS=wasip1 GOARCH=wasm $(GO) vet ./sdk/go/...
 
 run: build
 	$(BIN)/astrid-host call examples/hello greet --input world --state $(STATE); echo
@@ -41,12 +41,16 @@ bench: build
 	$(GO) test -run '^$$' -bench 'ExportCall|ColdStart|HostFunction|PublishRecvLatency' -benchtime 1000x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'SandboxedStart' -benchtime 200x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'BusThroughput' -benchtime 5x -count 1 -timeout 20m ./tests/
+	$(GO) test -run '^$$' -bench '^BenchmarkKV$$' -benchtime 20x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'SpawnTrue' -benchtime 200x -count 1 ./sandbox/
 	$(GO) test -run '^$$' -bench 'Publish' -count 1 ./bus/
 	$(GO) test -run '^$$' -bench 'Move1MiB|BenchmarkCall' -benchtime 500x -count 1 ./shim/ ./shim/internal/kernel/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 60s ./host/manifest/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeHookInput -fuzztime 30s ./sdk/go/
+	$(GO) test -run '^$$' -fuzz FuzzParseVerdict -fuzztime 30s ./sdk/go/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeHostResult -fuzztime 30s ./sdk/go/
 
 # Regenerates the committed protocol code (needs protoc from Debian's protobuf-compiler).
 proto:

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/host/internal/kvstore"
 	"github.com/astrid-go/astrid/host/internal/safefile"
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/host/process"
@@ -32,7 +33,9 @@ import (
 type Config struct {
 	// Shim is the verified astrid-shim executable (see VerifyShim).
 	Shim *ShimBinary
-	// StateDir holds the host's persistent state; compiled modules are cached in StateDir/modules.
+	// StateDir holds the host's persistent state: compiled modules are cached in StateDir/modules,
+	// and the capsules' KV store is StateDir/kv.db, which one host at a time may hold (it is
+	// opened when a capsule that uses it loads or first calls it).
 	StateDir string
 	// Workspace is the directory capsules work in: the processes they spawn run in it and may
 	// write only there (and in a private tmp). Default: the current directory.
@@ -71,6 +74,9 @@ type Host struct {
 	log    hclog.Logger
 	cache  *ModuleCache
 	runDir string
+	// kv is the capsules' KV store, opened on first use so that a host whose capsules never use
+	// it never takes its lock; closed by Shutdown.
+	kv *kvstore.Lazy
 
 	bus *bus.Bus
 	// closing ends when Shutdown begins; pending restarts wait on it.
@@ -123,7 +129,7 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, bus: bus.New(bus.Options{})}
+	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, bus: bus.New(bus.Options{}), kv: kvstore.NewLazy(cfg.StateDir)}
 	h.closing, h.stopRestarts = context.WithCancel(context.Background())
 	return h, nil
 }
@@ -384,6 +390,13 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	inst.mu.Lock()
 	inst.exports = resp.Exports
 	inst.mu.Unlock()
+	if fn := usesKV(resp.Imports); fn != "" {
+		// Fail fast: a capsule that cannot have the KV store (another host holds it) does not
+		// become Ready only to fail its first call.
+		if _, err := h.kv.Store(); err != nil {
+			return res, fmt.Errorf("the capsule imports %s: %w", fn, err)
+		}
+	}
 	return res, nil
 }
 
@@ -508,5 +521,8 @@ func (h *Host) Shutdown(ctx context.Context) {
 		insts[k].Stop(ctx)
 	}
 	h.tasks.Wait()
+	if err := h.kv.Close(); err != nil {
+		h.log.Error("closing the KV store", "path", h.kv.Path(), "error", err)
+	}
 	os.RemoveAll(h.runDir)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -314,6 +315,19 @@ func callableExports(module *wasmtime.Module) []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// userImports lists the Astrid host functions (module extism:host/user) module imports, sorted,
+// without duplicates.
+func userImports(module *wasmtime.Module) []string {
+	var names []string
+	for _, imp := range module.Imports() {
+		if imp.Module() == userModule && imp.Name() != nil {
+			names = append(names, *imp.Name())
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 func listOrNone(names []string) string {

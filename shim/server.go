@@ -161,7 +161,7 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 	}
 	s.module, s.guest = module, g
 	_, initialized := exportNames(module)["_initialize"]
-	return &pb.LoadResponse{Exports: g.exports, Initialized: initialized}, nil
+	return &pb.LoadResponse{Exports: g.exports, Initialized: initialized, Imports: userImports(module)}, nil
 }
 
 // deserialize loads the capsule's module: the one this shim compiled, else the artefact the host

@@ -46,9 +46,12 @@ var builtCapsules = map[string]string{
 	"pong":    "examples/pong",
 	"faulty":  "tests/testdata/capsules/faulty",
 	"ipc":     "tests/testdata/capsules/ipc",
+	"kv":      "tests/testdata/capsules/kv",
+	"memory":  "examples/memory",
 	"procs":   "tests/testdata/capsules/procs",
 	"raw":     "tests/testdata/capsules/raw",
 	"runner":  "examples/runner",
+	"session": "examples/session",
 }
 
 func TestMain(m *testing.M) {

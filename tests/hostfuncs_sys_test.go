@@ -1,9 +1,12 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,14 +108,16 @@ func TestSysLimits(t *testing.T) {
 		name string
 		fn   string
 		args [][]byte
-		trap string // "" for success
+		// trap names the refused argument; "" for success. n is its length, limit its limit.
+		trap     string
+		n, limit int
 	}{
-		{"log level at 64 bytes", "astrid_log", [][]byte{[]byte(strings.Repeat("l", 64)), []byte("long level")}, ""},
-		{"log level over 64 bytes", "astrid_log", [][]byte{[]byte(strings.Repeat("l", 65)), []byte("x")}, "astrid_log: level handle 0x"},
-		{"log message at 64 KiB", "astrid_log", [][]byte{[]byte("info"), []byte("big" + strings.Repeat("m", 64<<10-3))}, ""},
-		{"log message over 64 KiB", "astrid_log", [][]byte{[]byte("info"), []byte(strings.Repeat("m", 64<<10+1))}, "astrid_log: message handle 0x"},
-		{"config key at 4 KiB", "astrid_get_config", [][]byte{[]byte(strings.Repeat("k", 4<<10))}, ""},
-		{"config key over 4 KiB", "astrid_get_config", [][]byte{[]byte(strings.Repeat("k", 4<<10+1))}, "astrid_get_config: key handle 0x"},
+		{"log level at 64 bytes", "astrid_log", [][]byte{[]byte(strings.Repeat("l", 64)), []byte("long level")}, "", 0, 0},
+		{"log level over 64 bytes", "astrid_log", [][]byte{[]byte(strings.Repeat("l", 65)), []byte("x")}, "astrid_log: level handle 0x", 65, 64},
+		{"log message at 64 KiB", "astrid_log", [][]byte{[]byte("info"), []byte("big" + strings.Repeat("m", 64<<10-3))}, "", 0, 0},
+		{"log message over 64 KiB", "astrid_log", [][]byte{[]byte("info"), []byte(strings.Repeat("m", 64<<10+1))}, "astrid_log: message handle 0x", 64<<10 + 1, 64 << 10},
+		{"config key at 4 KiB", "astrid_get_config", [][]byte{[]byte(strings.Repeat("k", 4<<10))}, "", 0, 0},
+		{"config key over 4 KiB", "astrid_get_config", [][]byte{[]byte(strings.Repeat("k", 4<<10+1))}, "astrid_get_config: key handle 0x", 4<<10 + 1, 4 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := callRaw(t, inst, tc.fn, tc.args...)
@@ -122,18 +127,9 @@ func TestSysLimits(t *testing.T) {
 				}
 				return
 			}
-			var n, limit int
-			switch {
-			case strings.Contains(tc.name, "level"):
-				n, limit = 65, 64
-			case strings.Contains(tc.name, "message"):
-				n, limit = 64<<10+1, 64<<10
-			default:
-				n, limit = 4<<10+1, 4<<10
-			}
 			var ge *host.GuestError
-			if err == nil || !strings.Contains(err.Error(), tc.trap) || !strings.Contains(err.Error(), tooLarge(n, limit)) {
-				t.Fatalf("got %q, %v; want a trap with %q and %q", out, err, tc.trap, tooLarge(n, limit))
+			if err == nil || !strings.Contains(err.Error(), tc.trap) || !strings.Contains(err.Error(), tooLarge(tc.n, tc.limit)) {
+				t.Fatalf("got %q, %v; want a trap with %q and %q", out, err, tc.trap, tooLarge(tc.n, tc.limit))
 			}
 			if !errors.As(err, &ge) || ge.KindName() != "trap" {
 				t.Errorf("%v: want a guest trap", err)
@@ -245,6 +241,82 @@ func TestSysCallerAndClock(t *testing.T) {
 		}
 		if ms < before || ms > after {
 			t.Errorf("astrid_clock_ms() = %d, outside the call's [%d, %d]", ms, before, after)
+		}
+	})
+}
+
+// TestSysCheckCapsuleCapability: astrid_check_capsule_capability answers {"allowed": bool} for
+// any [capabilities] field of the capsule instance with the given source id (a boolean's value,
+// a list not empty), and false, never an error, for an unknown field, an unknown or stopped
+// instance, or a malformed request; a request over 1 KiB traps.
+func TestSysCheckCapsuleCapability(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t)
+	checker, _ := loadCapsule(t, h, "raw")
+	dir := capsuleVariant(t, "raw", "")
+	toml := filepath.Join(dir, "Capsule.toml")
+	data, err := os.ReadFile(toml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), "[capabilities]\n", "[capabilities]\nallow_prompt_injection = true\nuplink = false\nidentity = []\n", 1))
+	if err := os.WriteFile(toml, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target, _ := loadCapsule(t, h, dir)
+	stopped, _ := loadCapsule(t, h, dir)
+	stoppedID := stopped.Status().Instance
+	stopped.Stop(context.Background())
+	targetID, selfID := target.Status().Instance, checker.Status().Instance
+	req := func(id, capability string) string {
+		b, err := json.Marshal(map[string]string{"source_uuid": id, "capability": capability})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	for _, tc := range []struct {
+		name    string
+		request string
+		allowed bool
+	}{
+		{"bool true", req(targetID, "allow_prompt_injection"), true},
+		{"bool false", req(targetID, "uplink"), false},
+		{"bool absent", req(targetID, "process_network"), false},
+		{"list", req(targetID, "net"), true},
+		{"another list", req(targetID, "fs_write"), true},
+		{"empty list", req(targetID, "identity"), false},
+		{"absent list", req(targetID, "kv"), false},
+		{"unknown field", req(targetID, "root"), false},
+		{"field in another case", req(targetID, "ALLOW_PROMPT_INJECTION"), false},
+		{"own instance, absent", req(selfID, "allow_prompt_injection"), false},
+		{"own instance, list", req(selfID, "ipc_publish"), true},
+		{"upper-case uuid", req(strings.ToUpper(targetID), "allow_prompt_injection"), true},
+		{"unknown uuid", req("0f0e0d0c-0b0a-4908-8706-050403020100", "allow_prompt_injection"), false},
+		{"stopped instance", req(stoppedID, "allow_prompt_injection"), false},
+		{"not a uuid", req("raw", "allow_prompt_injection"), false},
+		{"empty uuid", req("", "net"), false},
+		{"not JSON", "allow_prompt_injection", false},
+		{"empty request", "", false},
+		{"capability not a string", fmt.Sprintf(`{"source_uuid":%q,"capability":true}`, targetID), false},
+		{"JSON array", "[]", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := callRaw(t, checker, "astrid_check_capsule_capability", []byte(tc.request))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf(`{"allowed":%v}`, tc.allowed); string(out) != want {
+				t.Errorf("%s: got %s, want %s", tc.request, out, want)
+			}
+		})
+	}
+	t.Run("request over 1 KiB", func(t *testing.T) {
+		long := req(targetID, "allow_prompt_injection"+strings.Repeat(" ", 1024))
+		out, err := callRaw(t, checker, "astrid_check_capsule_capability", []byte(long))
+		want := fmt.Sprintf("memory allocation of %d bytes exceeds maximum allowed limit of 1024 bytes", len(long))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("got %q, %v; want a trap with %q", out, err, want)
 		}
 	})
 }

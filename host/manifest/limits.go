@@ -16,7 +16,8 @@ const (
 	DefaultCompileTimeout = 60 * time.Second
 	DefaultIPCBytesPerSec = 10 << 20
 	DefaultMaxProcesses   = 8
-	DefaultProcessMemory  = 2 << 30 // ours: upstream does not limit a spawned process's memory
+	DefaultProcessMemory  = 2 << 30  // ours: upstream does not limit a spawned process's memory
+	DefaultKVBytes        = 64 << 20 // ours: upstream's KV store has no per-capsule quota
 	DefaultRestartPolicy  = RestartOnFailure
 	DefaultMaxAttempts    = 5
 	DefaultBackoff        = 2 * time.Second
@@ -33,6 +34,9 @@ const (
 	minProcMemory     = 16 << 20
 	maxProcMemory     = 1 << 40
 	minBackoff        = time.Millisecond
+	// maxKVBytes bounds a capsule's KV quota: 16 GiB. Every capsule's entries share one
+	// database file that the host maps into memory.
+	maxKVBytes = 16 << 30
 )
 
 // Limits are the resource limits of one capsule instance ([limits]).
@@ -49,6 +53,10 @@ type Limits struct {
 	// CompileTimeout is the wall-clock limit of compiling the capsule's module; the host kills
 	// the compiling shim when it passes and the load fails. [limits] compile_timeout.
 	CompileTimeout time.Duration
+	// KVBytes is the capsule's KV quota: the most bytes its keys and values may take together,
+	// across every principal's namespace of the capsule. 0 gives it no KV storage.
+	// [limits] kv_bytes.
+	KVBytes uint64
 }
 
 // RestartPolicy says when a crashed capsule is restarted.
@@ -80,6 +88,7 @@ func defaultLimits() Limits {
 		IPCBytesPerSec: DefaultIPCBytesPerSec,
 		MaxProcesses:   DefaultMaxProcesses,
 		ProcessMemory:  DefaultProcessMemory,
+		KVBytes:        DefaultKVBytes,
 	}
 }
 
@@ -126,6 +135,7 @@ func (d *decoder) limits(t *table) Limits {
 		}
 	}
 	d.sizeIn(t, "process_memory", minProcMemory, maxProcMemory, "at least 16MiB and at most 1024GiB (default 2GiB)", &l.ProcessMemory)
+	d.sizeIn(t, "kv_bytes", 0, maxKVBytes, "at most 16GiB (default 64MiB; 0 gives the capsule no KV storage)", &l.KVBytes)
 	t.done(nil)
 	return l
 }

@@ -297,6 +297,10 @@ profile = "group"
 		[]want{{"limits.process_memory", 8, "8MiB is out of range: process_memory must be at least 16MiB and at most 1024GiB (default 2GiB)"}}},
 	{"limits process_memory too big", base + "[limits]\nprocess_memory = \"1025GiB\"\n", []want{{"limits.process_memory", 8, "out of range"}}},
 	{"limits process_memory type", base + "[limits]\nprocess_memory = true\n", []want{{"limits.process_memory", 8, "must be a size"}}},
+	{"limits kv_bytes too big", base + "[limits]\nkv_bytes = \"17GiB\"\n",
+		[]want{{"limits.kv_bytes", 8, "17GiB is out of range: kv_bytes must be at most 16GiB (default 64MiB; 0 gives the capsule no KV storage)"}}},
+	{"limits kv_bytes negative", base + "[limits]\nkv_bytes = -1\n", []want{{"limits.kv_bytes", 8, "must not be negative, got -1"}}},
+	{"limits kv_bytes type", base + "[limits]\nkv_bytes = \"lots\"\n", []want{{"limits.kv_bytes", 8, `invalid size "lots"`}}},
 	{"limits not a table", "limits = 5\n" + base, []want{{"limits", 1, "must be a table, got integer"}}},
 
 	// [restart].

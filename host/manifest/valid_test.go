@@ -218,7 +218,7 @@ func TestParseDefaults(t *testing.T) {
 	if len(warns) != 0 {
 		t.Errorf("warnings = %v", warns)
 	}
-	wantLimits := Limits{Memory: 64 << 20, CallTimeout: 300 * time.Second, IPCBytesPerSec: 10 << 20, MaxProcesses: 8, ProcessMemory: 2 << 30, CompileTimeout: 60 * time.Second}
+	wantLimits := Limits{Memory: 64 << 20, CallTimeout: 300 * time.Second, IPCBytesPerSec: 10 << 20, MaxProcesses: 8, ProcessMemory: 2 << 30, CompileTimeout: 60 * time.Second, KVBytes: 64 << 20}
 	if m.Limits != wantLimits {
 		t.Errorf("Limits = %+v, want %+v", m.Limits, wantLimits)
 	}
@@ -275,12 +275,13 @@ fuel = 1000000
 ipc_bytes_per_sec = "1MB"
 max_processes = 0
 process_memory = "16MiB"
+kv_bytes = "1KiB"
 [restart]
 policy = "never"
 max_attempts = 0
 backoff = "100ms"
 max_backoff = "1s"
-`, Limits{128 << 20, 2 * time.Second, 1000000, 1000000, 0, 16 << 20, 500 * time.Millisecond}, Restart{RestartNever, 0, 100 * time.Millisecond, time.Second}},
+`, Limits{128 << 20, 2 * time.Second, 1000000, 1000000, 0, 16 << 20, 500 * time.Millisecond, 1 << 10}, Restart{RestartNever, 0, 100 * time.Millisecond, time.Second}},
 		{"integers and bounds", `[limits]
 memory = 1048576
 call_timeout = "24h"
@@ -288,17 +289,19 @@ compile_timeout = "1h"
 ipc_bytes_per_sec = 1
 max_processes = 1024
 process_memory = "1024GiB"
+kv_bytes = 0
 [restart]
 policy = "always"
 backoff = "1ms"
-`, Limits{1 << 20, 24 * time.Hour, 0, 1, 1024, 1 << 40, time.Hour}, Restart{RestartAlways, 5, time.Millisecond, 120 * time.Second}},
+`, Limits{1 << 20, 24 * time.Hour, 0, 1, 1024, 1 << 40, time.Hour, 0}, Restart{RestartAlways, 5, time.Millisecond, 120 * time.Second}},
 		{"4GiB and explicit defaults", `[limits]
 memory = "4GiB"
+kv_bytes = "16GiB"
 [restart]
 policy = "on-failure"
 backoff = "5m"
 max_backoff = "5m"
-`, Limits{4 << 30, 300 * time.Second, 0, 10 << 20, 8, 2 << 30, time.Minute}, Restart{RestartOnFailure, 5, 5 * time.Minute, 5 * time.Minute}},
+`, Limits{4 << 30, 300 * time.Second, 0, 10 << 20, 8, 2 << 30, time.Minute, 16 << 30}, Restart{RestartOnFailure, 5, 5 * time.Minute, 5 * time.Minute}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

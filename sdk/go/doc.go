@@ -47,6 +47,20 @@
 //     from (ReadLogs), wait for (Wait), write to (WriteStdin), signal or
 //     kill. The manifest lists the commands in [capabilities] host_process
 //     (see Processes below).
+//   - KVGet, KVSet, KVDelete, KVListKeys and KVClearPrefix (and KVGetJSON,
+//     KVSetJSON) use the capsule's durable key-value store, kept by the host
+//     across restarts.
+//   - ReadFile, WriteFile, FileExists, Mkdir, ReadDir, Stat and Unlink work on
+//     files the host reads and writes for the capsule: the workspace
+//     ("cwd://"), the principal's home ("home://") and its "/tmp", within the
+//     manifest's fs_read and fs_write.
+//   - HTTPSend and HTTPStreamStart make HTTP requests through upstream's
+//     astrid_http_* functions (Fetch uses the Extism kernel's).
+//   - GetConfig, Caller, ClockMS and Now, AstridLog, CheckCapsuleCapability
+//     and TriggerHook wrap upstream's sys and hooks functions.
+//   - Package intercept (sdk/go/intercept) exports astrid_hook_trigger and
+//     runs the handler registered for each [[interceptor]] action, with
+//     HookEvent and Verdict (Continue, Final, Deny) from this package.
 //   - Memory, Allocate and FindMemory work with kernel blocks directly, the
 //     way host functions exchange data.
 //
@@ -54,7 +68,9 @@
 // calls Fetch, say, does not import http_request, and one that does no IPC
 // does not import the astrid_ipc_* functions.
 //
-// Failures the host detects in a call to it (an HTTP request it refuses or
+// Upstream's KV reads, ReadFile, ReadDir, Stat and FileExists report the
+// host's refusals and failures as a *HostError the capsule may handle (upstream's
+// HostResult). Other failures the host detects in a call to it (an HTTP request it refuses or
 // that fails, variables over their size cap, an access outside a block, a
 // topic or a command the manifest does not allow) trap the export call with
 // the host's message: the call fails at once and the capsule cannot catch

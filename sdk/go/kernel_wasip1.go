@@ -130,3 +130,73 @@ func hostSignalProcess(req uint64) uint64
 
 //go:wasmimport extism:host/user astrid_write_process_stdin_host
 func hostWriteProcessStdin(req uint64) uint64
+
+// The files, KV, HTTP, sys and hooks host functions (docs/abi.md), with astrid-sys 0.5's
+// declarations. Functions marked HostResult return upstream's status-byte block; the void ones
+// trap the call when they fail.
+
+//go:wasmimport extism:host/user astrid_fs_exists
+func hostFsExists(path uint64) uint64 // HostResult
+
+//go:wasmimport extism:host/user astrid_fs_mkdir
+func hostFsMkdir(path uint64)
+
+//go:wasmimport extism:host/user astrid_fs_readdir
+func hostFsReaddir(path uint64) uint64 // HostResult
+
+//go:wasmimport extism:host/user astrid_fs_stat
+func hostFsStat(path uint64) uint64 // HostResult
+
+//go:wasmimport extism:host/user astrid_fs_unlink
+func hostFsUnlink(path uint64)
+
+//go:wasmimport extism:host/user astrid_read_file
+func hostReadFile(path uint64) uint64 // HostResult
+
+//go:wasmimport extism:host/user astrid_write_file
+func hostWriteFile(path, content uint64)
+
+//go:wasmimport extism:host/user astrid_kv_get
+func hostKVGet(key uint64) uint64 // HostResult
+
+//go:wasmimport extism:host/user astrid_kv_set
+func hostKVSet(key, value uint64)
+
+//go:wasmimport extism:host/user astrid_kv_delete
+func hostKVDelete(key uint64)
+
+//go:wasmimport extism:host/user astrid_kv_list_keys
+func hostKVListKeys(prefix uint64) uint64 // HostResult
+
+//go:wasmimport extism:host/user astrid_kv_clear_prefix
+func hostKVClearPrefix(prefix uint64) uint64 // HostResult
+
+//go:wasmimport extism:host/user astrid_get_config
+func hostGetConfig(key uint64) uint64
+
+//go:wasmimport extism:host/user astrid_get_caller
+func hostGetCaller() uint64
+
+//go:wasmimport extism:host/user astrid_clock_ms
+func hostClockMS() uint64
+
+//go:wasmimport extism:host/user astrid_log
+func hostLog(level, msg uint64)
+
+//go:wasmimport extism:host/user astrid_check_capsule_capability
+func hostCheckCapsuleCapability(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_trigger_hook
+func hostTriggerHook(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_http_request
+func hostHTTPRequest(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_http_stream_start
+func hostHTTPStreamStart(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_http_stream_read
+func hostHTTPStreamRead(handle uint64) uint64
+
+//go:wasmimport extism:host/user astrid_http_stream_close
+func hostHTTPStreamClose(handle uint64)

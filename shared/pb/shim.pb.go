@@ -647,7 +647,10 @@ type LoadResponse struct {
 	// exports lists the guest's exported functions, sorted.
 	Exports []string `protobuf:"bytes,1,rep,name=exports,proto3" json:"exports,omitempty"`
 	// initialized says whether the guest exported _initialize (and it ran).
-	Initialized   bool `protobuf:"varint,2,opt,name=initialized,proto3" json:"initialized,omitempty"`
+	Initialized bool `protobuf:"varint,2,opt,name=initialized,proto3" json:"initialized,omitempty"`
+	// imports lists the Astrid host functions the guest imports (module extism:host/user), by
+	// name, sorted, without duplicates: the host opens what they need (the KV store) at load.
+	Imports       []string `protobuf:"bytes,3,rep,name=imports,proto3" json:"imports,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -694,6 +697,13 @@ func (x *LoadResponse) GetInitialized() bool {
 		return x.Initialized
 	}
 	return false
+}
+
+func (x *LoadResponse) GetImports() []string {
+	if x != nil {
+		return x.Imports
+	}
+	return nil
 }
 
 type InvokeRequest struct {
@@ -2082,10 +2092,11 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x13interceptor_handles\x18\f \x01(\fR\x12interceptorHandles\x1a9\n" +
 	"\vConfigEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"J\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"d\n" +
 	"\fLoadResponse\x12\x18\n" +
 	"\aexports\x18\x01 \x03(\tR\aexports\x12 \n" +
-	"\vinitialized\x18\x02 \x01(\bR\vinitialized\"\x95\x01\n" +
+	"\vinitialized\x18\x02 \x01(\bR\vinitialized\x12\x18\n" +
+	"\aimports\x18\x03 \x03(\tR\aimports\"\x95\x01\n" +
 	"\rInvokeRequest\x12\x16\n" +
 	"\x06export\x18\x01 \x01(\tR\x06export\x12\x14\n" +
 	"\x05input\x18\x02 \x01(\fR\x05input\x12\x1d\n" +
