@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,7 +76,8 @@ type Instance struct {
 	reason   string
 	exports  []string
 	stopping bool
-	http     *httpgate.Client // built on the first HTTP request; closed by Stop
+	http     *httpgate.Client // built on the first HTTP request; closed by Stop and crashes
+	httpDone bool             // closeHTTP ran: no client is built any more
 	procs    *process.Manager // made on the first process request; closed by Stop and crashes
 	runLoop  bool             // the run export was started
 
@@ -187,6 +187,7 @@ func (i *Instance) crashedWith(reason string, trap *pb.GuestError) {
 	i.mu.Unlock()
 	i.ipc.close()
 	i.closeProcesses()
+	i.closeHTTP()
 	ev := capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason}
 	if trap != nil {
 		ev.TrapKind, ev.Backtrace = trapKindName(trap.Kind), trap.Backtrace
@@ -369,29 +370,6 @@ func (i *Instance) rpcFailure(ctx context.Context, export string, err error) err
 	}
 }
 
-// httpClient returns the client that performs the capsule's HTTP requests, under its policy:
-// the hosts in [capabilities] net and the operator's --allow-host, and the host's private-network
-// setting. It returns nil once the instance is stopping.
-func (i *Instance) httpClient() *httpgate.Client {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.stopping {
-		return nil
-	}
-	if i.http == nil {
-		remedy := "list it in [capabilities] net of " + i.manifest.Path
-		if i.manifest.Path == "" {
-			remedy = "pass --allow-host to astrid-host call"
-		}
-		i.http = httpgate.NewClient(httpgate.Policy{
-			AllowHosts:   append(slices.Clone(i.manifest.Capabilities.Net), i.opts.AllowHosts...),
-			AllowPrivate: i.host.cfg.AllowPrivateNetwork,
-			Remedy:       remedy,
-		})
-	}
-	return i.http
-}
-
 // ErrBusy is returned by Health when a guest call (or a run loop) holds the capsule's Store: the
 // shim answered, and the call's own deadline watches the guest.
 var ErrBusy = errors.New("the capsule is busy in a call")
@@ -551,12 +529,7 @@ func (i *Instance) stop(ctx context.Context, kill bool) {
 	}
 	i.ipc.close()
 	i.closeProcesses()
-	i.mu.Lock()
-	client := i.http
-	i.mu.Unlock()
-	if client != nil {
-		client.Close()
-	}
+	i.closeHTTP()
 	i.guestLog().close()
 	if st, _ := i.State(); st != StateFailed {
 		i.setState(StateStopped, "")

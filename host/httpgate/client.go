@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"sync"
 	"time"
@@ -28,7 +29,19 @@ type Client struct {
 
 	mu       sync.Mutex
 	closed   bool
-	inflight sync.WaitGroup
+	inflight sync.WaitGroup // requests in Do and streams being opened
+
+	// The client's open streams (see stream.go), under mu: by handle, how many are being opened
+	// (they hold a slot of MaxStreams), and the last handle given out. readers counts the
+	// goroutines reading a stream's body.
+	streams    map[uint64]*stream
+	opening    int
+	lastStream uint64
+	readers    sync.WaitGroup
+
+	// connectTimeout is StreamConnectTimeout and readTimeout StreamReadTimeout; tests shorten
+	// them.
+	connectTimeout, readTimeout time.Duration
 }
 
 // errClosed is returned by Do after Close, or when Close interrupted the request.
@@ -56,19 +69,26 @@ func NewClient(p Policy) *Client {
 		MaxResponseHeaderBytes: MaxHeaderBytes,
 	}
 	stopped, stop := context.WithCancel(context.Background())
-	c := &Client{policy: p, tr: tr, stopped: stopped, stop: stop}
+	c := &Client{policy: p, tr: tr, stopped: stopped, stop: stop, streams: map[uint64]*stream{}, connectTimeout: StreamConnectTimeout, readTimeout: StreamReadTimeout}
 	c.hc = &http.Client{Transport: tr, CheckRedirect: c.checkRedirect}
 	return c
 }
 
-// Close aborts the requests in flight, waits for them to return and closes the kept-alive
-// connections. Do fails after Close. Close may be called more than once.
+// Close aborts the requests in flight, closes every open stream (a read waiting for a chunk
+// returns at once, empty), waits for all of them to return and closes the kept-alive
+// connections. Do and OpenStream fail after Close. Close may be called more than once.
 func (c *Client) Close() {
 	c.mu.Lock()
 	c.closed = true
+	open := c.streams
+	c.streams = map[uint64]*stream{}
 	c.mu.Unlock()
 	c.stop()
+	for _, s := range open {
+		s.close(errClosed)
+	}
 	c.inflight.Wait()
+	c.readers.Wait()
 	c.tr.CloseIdleConnections()
 }
 
@@ -91,6 +111,51 @@ func (c *Client) checkRedirect(req *http.Request, via []*http.Request) error {
 // TLS failure, ctx cancelled) is a plain failure. The request ends at ctx's end or after Timeout,
 // whichever comes first.
 func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
+	p, err := c.prepare(r)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.inflight.Done()
+
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(c.stopped, func() { cancel(errClosed) })()
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, Timeout, errTimeLimit)
+	defer cancelTimeout()
+
+	resp, err := c.send(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	// A HEAD response's Content-Length describes a body that is not sent.
+	if p.method != http.MethodHead && resp.ContentLength > MaxBodyBytes {
+		return nil, tooLarge(p.url.Host)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
+	if err != nil {
+		return nil, classify(ctx, p.url.Host, err)
+	}
+	if len(data) > MaxBodyBytes {
+		return nil, tooLarge(p.url.Host)
+	}
+	return &Response{Status: resp.StatusCode, Headers: responseHeaders(resp.Header), Body: data}, nil
+}
+
+// prepared is a Request that passed the checks made before anything is sent.
+type prepared struct {
+	method string
+	url    *url.URL
+	header http.Header
+	body   []byte
+}
+
+// prepare checks r before anything is sent: method, URL, the allow-list, the body's size and
+// the headers. Do and OpenStream both start with it.
+func (c *Client) prepare(r Request) (*prepared, error) {
 	method, err := checkMethod(r.Method)
 	if err != nil {
 		return nil, err
@@ -109,49 +174,38 @@ func (c *Client) Do(ctx context.Context, r Request) (*Response, error) {
 	if err != nil {
 		return nil, err
 	}
+	return &prepared{method: method, url: u, header: hdr, body: r.Body}, nil
+}
 
+// enter counts a request in flight, or fails once the client is closed. The caller calls
+// c.inflight.Done when the request has returned.
+func (c *Client) enter() error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
-		return nil, errClosed
+		return errClosed
 	}
 	c.inflight.Add(1)
-	c.mu.Unlock()
-	defer c.inflight.Done()
+	return nil
+}
 
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	defer context.AfterFunc(c.stopped, func() { cancel(errClosed) })()
-	ctx, cancelTimeout := context.WithTimeoutCause(ctx, Timeout, errTimeLimit)
-	defer cancelTimeout()
-
+// send sends p with ctx and returns the final response (after redirects), whose body the caller
+// reads and closes.
+func (c *Client) send(ctx context.Context, p *prepared) (*http.Response, error) {
 	var body io.Reader
-	if len(r.Body) > 0 {
-		body = bytes.NewReader(r.Body)
+	if len(p.body) > 0 {
+		body = bytes.NewReader(p.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	req, err := http.NewRequestWithContext(ctx, p.method, p.url.String(), body)
 	if err != nil {
-		return nil, newError(ErrInvalid, fmt.Sprintf("HTTP request to %q: %v", u.Host, err))
+		return nil, newError(ErrInvalid, fmt.Sprintf("HTTP request to %q: %v", p.url.Host, err))
 	}
-	req.Header = hdr
-
+	req.Header = p.header
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, classify(ctx, u.Host, err)
+		return nil, classify(ctx, p.url.Host, err)
 	}
-	defer resp.Body.Close()
-	// A HEAD response's Content-Length describes a body that is not sent.
-	if method != http.MethodHead && resp.ContentLength > MaxBodyBytes {
-		return nil, tooLarge(u.Host)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBodyBytes+1))
-	if err != nil {
-		return nil, classify(ctx, u.Host, err)
-	}
-	if len(data) > MaxBodyBytes {
-		return nil, tooLarge(u.Host)
-	}
-	return &Response{Status: resp.StatusCode, Headers: responseHeaders(resp.Header), Body: data}, nil
+	return resp, nil
 }
 
 func tooLarge(target string) error {
@@ -168,6 +222,8 @@ func classify(ctx context.Context, target string, err error) error {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errTimeLimit):
 		return newError(ErrTimeout, fmt.Sprintf("HTTP request to %q timed out after %s (the limit for one request, including its response body)", target, Timeout))
+	case errors.Is(cause, errConnectLimit):
+		return newError(ErrTimeout, fmt.Sprintf("HTTP stream to %q did not answer within the limit for opening a stream (%s, until the response's headers)", target, StreamConnectTimeout))
 	case errors.Is(cause, context.DeadlineExceeded):
 		return newError(ErrTimeout, fmt.Sprintf("HTTP request to %q timed out: the calling guest's deadline passed first (the limit for one request is %s)", target, Timeout))
 	case errors.Is(cause, errClosed):

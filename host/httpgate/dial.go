@@ -41,7 +41,7 @@ func (d *dialer) control(_, address string, _ syscall.RawConn) error {
 	}
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
-		return newError(ErrNotAllowed, fmt.Sprintf("HTTP connection to %q refused: not an IP address and port", address))
+		return newError(ErrNotAllowed, fmt.Sprintf("HTTP connection to %q refused: not an IP address and port", address), ErrPrivateAddress)
 	}
 	if blocked(ap.Addr()) {
 		return refusedLiteral(address, ap.Addr())
@@ -80,7 +80,7 @@ func (d *dialer) DialContext(ctx context.Context, network, address string) (net.
 		}
 		return nil, newError(ErrNotAllowed, fmt.Sprintf(
 			"HTTP request to %q refused: it resolves only to loopback/private addresses (%s), which capsules may not reach (%s; astrid-host --allow-private-network lifts this, for tests)",
-			address, joinAddrs(refused), privateRefusal))
+			address, joinAddrs(refused), privateRefusal), ErrPrivateAddress)
 	}
 	// Try the permitted addresses in the resolver's order, as net.Dialer would.
 	var errs []error
@@ -101,7 +101,7 @@ func (d *dialer) DialContext(ctx context.Context, network, address string) (net.
 func refusedLiteral(address string, ip netip.Addr) error {
 	return newError(ErrNotAllowed, fmt.Sprintf(
 		"HTTP request to %q refused: %s is a loopback/private address, which capsules may not reach (%s; astrid-host --allow-private-network lifts this, for tests)",
-		address, ip, privateRefusal))
+		address, ip, privateRefusal), ErrPrivateAddress)
 }
 
 // ipNetwork maps a dial network to the resolver's: "tcp4" → "ip4", "tcp6" → "ip6", else "ip".

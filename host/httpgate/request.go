@@ -54,6 +54,9 @@ func checkURL(raw string) (*url.URL, error) {
 	if strings.TrimSpace(raw) == "" {
 		return nil, newError(ErrInvalid, "HTTP request has no URL")
 	}
+	if len(raw) > MaxURLBytes {
+		return nil, newError(ErrInvalid, fmt.Sprintf("HTTP request URL is %d bytes; it may not exceed %d bytes (8 KiB)", len(raw), MaxURLBytes))
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, newError(ErrInvalid, fmt.Sprintf("HTTP request URL is not valid: %v", unwrapURLError(err)))
@@ -87,8 +90,19 @@ func unwrapURLError(err error) error {
 }
 
 // header builds the request header, refusing names and values that cannot be sent as they are
-// (a value with CR or LF would otherwise be an injected header).
+// (a value with CR or LF would otherwise be an injected header) and more headers than
+// MaxRequestHeaders or MaxRequestHeaderBytes allow.
 func header(h map[string]string) (http.Header, error) {
+	if len(h) > MaxRequestHeaders {
+		return nil, newError(ErrInvalid, fmt.Sprintf("HTTP request has %d headers; it may have at most %d", len(h), MaxRequestHeaders))
+	}
+	size := 0
+	for k, v := range h {
+		size += len(k) + len(v)
+	}
+	if size > MaxRequestHeaderBytes {
+		return nil, newError(ErrInvalid, fmt.Sprintf("HTTP request headers are %d bytes (names and values); they may not exceed %d bytes (64 KiB)", size, MaxRequestHeaderBytes))
+	}
 	out := make(http.Header, len(h))
 	// Sorted, so that two keys differing only in case resolve the same way every time.
 	for _, k := range slices.Sorted(maps.Keys(h)) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -29,6 +30,9 @@ func TestInvalidRequests(t *testing.T) {
 		{"header CRLF", Request{URL: "http://example.com/", Headers: map[string]string{"X-A": "a\r\nX-Injected: 1"}}, ErrInvalid, "control characters"},
 		{"header NUL", Request{URL: "http://example.com/", Headers: map[string]string{"X-A": "a\x00"}}, ErrInvalid, "control characters"},
 		{"body too large", Request{URL: "http://example.com/", Method: "POST", Body: make([]byte, MaxBodyBytes+1)}, ErrTooLarge, "may not exceed 10485760 bytes (10 MiB)"},
+		{"URL too long", Request{URL: "http://example.com/" + strings.Repeat("a", MaxURLBytes)}, ErrInvalid, "HTTP request URL is 8211 bytes; it may not exceed 8192 bytes (8 KiB)"},
+		{"too many headers", Request{URL: "http://example.com/", Headers: manyHeaders(MaxRequestHeaders+1, 1)}, ErrInvalid, "HTTP request has 65 headers; it may have at most 64"},
+		{"headers too large", Request{URL: "http://example.com/", Headers: manyHeaders(2, 40<<10)}, ErrInvalid, "HTTP request headers are 81926 bytes (names and values); they may not exceed 65536 bytes (64 KiB)"},
 		{"host not listed", Request{URL: "http://example.org/"}, ErrNotAllowed, `HTTP request to "example.org" is not allowed`},
 		{"port ignored, host still not listed", Request{URL: "http://evil-example.com:8080/"}, ErrNotAllowed, `"evil-example.com"`},
 	}
@@ -90,4 +94,13 @@ func TestResponseHeaders(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got[k], v)
 		}
 	}
+}
+
+// manyHeaders returns n headers X-0, X-1, … whose values are size bytes each.
+func manyHeaders(n, size int) map[string]string {
+	h := make(map[string]string, n)
+	for i := range n {
+		h["X-"+strconv.Itoa(i)] = strings.Repeat("v", size)
+	}
+	return h
 }
