@@ -21,6 +21,7 @@ import (
 
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host/internal/safefile"
+	"github.com/astrid-go/astrid/host/internal/wasmscan"
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/host/process"
 	"github.com/astrid-go/astrid/sandbox"
@@ -73,6 +74,8 @@ type Host struct {
 	runDir string
 
 	bus *bus.Bus
+	// dispatch runs the interceptors of capsules without a run export for the bus's messages.
+	dispatch *dispatcher
 	// closing ends when Shutdown begins; pending restarts wait on it.
 	closing      context.Context
 	stopRestarts context.CancelFunc
@@ -123,7 +126,9 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, bus: bus.New(bus.Options{})}
+	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir}
+	h.dispatch = newDispatcher(h)
+	h.bus = bus.New(bus.Options{Observer: h.dispatch.observe})
 	h.closing, h.stopRestarts = context.WithCancel(context.Background())
 	return h, nil
 }
@@ -252,7 +257,7 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 // addInstance adds a new instance of m, Loading, to the host's list (in place of replaces, if
 // given) and announces it.
 func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Instance) (*Instance, error) {
-	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{})}
+	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{}), calls: make(chan struct{}, 1)}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -326,7 +331,15 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 			inst.log.Warn("cannot cache the kernel artefact", "error", err)
 		}
 	}
-	interceptors, err := inst.ipc.subscribeInterceptors(h.bus, m.Interceptors)
+	// A run-loop capsule reads its [[interceptor]] events from subscriptions made for it before
+	// it loads; the others' interceptors are dispatched to astrid_hook_trigger once they are
+	// Ready. Which one it is, the module's exports say, read here before the shim loads it.
+	runExport, err := scanRunExport(m.WasmPath())
+	if err != nil {
+		return LoadResult{}, err
+	}
+	inst.runExport = runExport
+	interceptors, err := inst.ipc.subscribeInterceptors(h.bus, m.Interceptors, runExport)
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -381,10 +394,29 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	if err != nil {
 		return res, errors.New(status.Convert(err).Message())
 	}
+	if slices.Contains(resp.Exports, "run") != runExport {
+		return res, fmt.Errorf("its module exports a function run that cannot be called (the callable exports are %v); a run loop takes no parameters, or the module changed while it was loading",
+			resp.Exports)
+	}
 	inst.mu.Lock()
 	inst.exports = resp.Exports
 	inst.mu.Unlock()
 	return res, nil
+}
+
+// scanRunExport reports whether the module at path exports a function named run, reading no
+// more of it than its section headers and its export section.
+func scanRunExport(path string) (bool, error) {
+	f, _, err := safefile.Open(path, shared.MaxModuleBytes)
+	if err != nil {
+		return false, fmt.Errorf("read module: %w", err)
+	}
+	defer f.Close()
+	run, err := wasmscan.HasFuncExport(f, "run")
+	if err != nil {
+		return false, fmt.Errorf("read the exports of module %s: %w", path, err)
+	}
+	return run, nil
 }
 
 // capsuleLogLevel maps an hclog level to the guest's scale: 0 trace … 4 error, 5 off.
@@ -497,6 +529,8 @@ func (h *Host) Shutdown(ctx context.Context) {
 	h.mu.Lock()
 	h.closed = true
 	h.mu.Unlock()
+	// No interceptor runs from now on; those running end with their instances.
+	h.dispatch.close()
 	// Pending restarts give up, and one that is loading fails and cleans up, before the
 	// instances are stopped, so none is added behind Shutdown's back.
 	h.stopRestarts()
@@ -507,6 +541,7 @@ func (h *Host) Shutdown(ctx context.Context) {
 	for k := len(insts) - 1; k >= 0; k-- {
 		insts[k].Stop(ctx)
 	}
+	h.dispatch.wait()
 	h.tasks.Wait()
 	os.RemoveAll(h.runDir)
 }
