@@ -234,4 +234,3 @@ func (i *Instance) rpcFailure(ctx context.Context, export string, err error) err
 		return &CallError{Capsule: i.ID(), Export: export, Reason: status.Convert(err).Message()}
 	}
 }
-
