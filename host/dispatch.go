@@ -250,6 +250,9 @@ func (d *dispatcher) run(it dispatchItem) {
 			continue // it stopped or failed since the message was published
 		}
 		v, err := st.inst.invokeInterceptor(d.ctx, st.action, payload, caller)
+		if err != nil && d.ctx.Err() != nil {
+			return // the host is shutting down: the failure is its doing
+		}
 		if err != nil {
 			st.inst.log.Warn("interceptor failed; the chain goes on", "action", logtext.Escape(st.action),
 				"topic", logtext.Escape(it.msg.Topic), "error", err.Error())

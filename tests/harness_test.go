@@ -48,6 +48,7 @@ var builtCapsules = map[string]string{
 	"ipc":     "tests/testdata/capsules/ipc",
 	"procs":   "tests/testdata/capsules/procs",
 	"raw":     "tests/testdata/capsules/raw",
+	"hook":    "tests/testdata/capsules/hook",
 	"runner":  "examples/runner",
 }
 

@@ -1,0 +1,328 @@
+package tests
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/host"
+)
+
+// The event every chain test publishes, and the pattern its interceptors match.
+const (
+	hookTopic = "test.v1.event.x"
+	hookEvent = "test.v1.event.*"
+)
+
+// recordTimeout bounds the wait for one record: generous for a loaded machine, and only reached
+// when a test fails.
+const recordTimeout = 30 * time.Second
+
+// chainCapsule is a capsule of a chain test: its name, its interceptor's priority (0: the
+// default) and action.
+type chainCapsule struct {
+	name     string
+	priority int
+	action   string
+}
+
+// hexOf is the hex of a verdict byte followed by s.
+func hexOf(verdict byte, s string) string { return hex.EncodeToString(append([]byte{verdict}, s...)) }
+
+// TestInterceptorChain runs upstream's dispatcher vectors through real shims: capsules without a
+// run export whose interceptors match the same topic form one chain in ascending priority
+// (default 100); Continue passes its bytes on (empty bytes keep the payload), Final and Deny stop
+// the chain; and the verdict bytes decode as upstream's InterceptResult::from_guest_bytes. The
+// capsules are loaded in an order other than their priorities'. Each case publishes its messages
+// in order on one route, so a message's chain has ended before the next one's starts: the record
+// of a later message proves that an interceptor did not fire for an earlier one.
+func TestInterceptorChain(t *testing.T) {
+	checkLeaks(t)
+	tests := []struct {
+		name     string
+		capsules []chainCapsule
+		payloads []string
+		want     []string // "label payload" of each record, in order
+	}{
+		{
+			name:     "priorities 200, 10, 50 fire as 10, 50, 200",
+			capsules: []chainCapsule{{"p200", 200, "rec #p200"}, {"p10", 10, "rec #p10"}, {"p50", 50, "rec #p50"}},
+			payloads: []string{`{"n":1}`},
+			want:     []string{`p10 {"n":1}`, `p50 {"n":1}`, `p200 {"n":1}`},
+		},
+		{
+			name:     "deny at 10 stops the one at 100",
+			capsules: []chainCapsule{{"handler", 0, "rec #handler"}, {"guard", 10, "rec #guard out=@"}},
+			payloads: []string{`{"out":"026e6f"}`, `{"out":""}`},
+			want:     []string{`guard {"out":"026e6f"}`, `guard {"out":""}`, `handler {"out":""}`},
+		},
+		{
+			name:     "final at 30 stops the one at 100",
+			capsules: []chainCapsule{{"core", 100, "rec #core"}, {"cache", 30, "rec #cache out=@"}},
+			payloads: []string{`{"out":"` + hexOf(1, "cached response") + `"}`, `{"out":""}`},
+			want:     []string{`cache {"out":"` + hexOf(1, "cached response") + `"}`, `cache {"out":""}`, `core {"out":""}`},
+		},
+		{
+			name:     "continue passes its bytes on; empty keeps the payload",
+			capsules: []chainCapsule{{"second", 20, "rec #second"}, {"first", 10, "out=@"}},
+			payloads: []string{`{"out":"` + hexOf(0, `{"x":2}`) + `"}`, `{"out":""}`, `{"out":"00"}`},
+			want:     []string{`second {"x":2}`, `second {"out":""}`, `second {"out":"00"}`},
+		},
+		{
+			// [] → Continue(empty), [0,1,2,3] → Continue([1,2,3]), [1,4,5] → Final([4,5]),
+			// [2,'n','o'] → Deny("no"), [0xFF,1] → Continue([0xFF,1]); then a sentinel.
+			name:     "verdict bytes decode as upstream",
+			capsules: []chainCapsule{{"next", 20, "rec #next"}, {"verdict", 10, "out=@"}},
+			payloads: []string{`{"out":""}`, `{"out":"00010203"}`, `{"out":"010405"}`, `{"out":"026e6f"}`, `{"out":"ff01"}`, `{"out":"","end":1}`},
+			want:     []string{`next {"out":""}`, "next \x01\x02\x03", "next \xff\x01", `next {"out":"","end":1}`},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHost(t)
+			rec := newRecorder(t, h)
+			for _, c := range tc.capsules {
+				loadCapsule(t, h, hookCapsule(t, c.name, []interceptorDef{{hookEvent, c.action, c.priority}}, ""))
+			}
+			for _, p := range tc.payloads {
+				publish(t, h, hookTopic, p, host.DefaultPrincipal)
+			}
+			var got []string
+			for range tc.want {
+				r := rec.next(t, recordTimeout)
+				got = append(got, r.label()+" "+string(r.Payload))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("records:\n%q\nwant:\n%q", got, tc.want)
+			}
+			if r, ok := rec.tryNext(t, 0); ok {
+				t.Fatalf("unexpected record %q %q", r.Action, r.Payload)
+			}
+		})
+	}
+}
+
+// TestInterceptorDenyLogged: a Deny is logged with its reason, escaped: a guest's reason with a
+// newline and terminal controls does not forge a log line.
+func TestInterceptorDenyLogged(t *testing.T) {
+	checkLeaks(t)
+	h, logs := hostWithLog(t, hclog.Info)
+	rec := newRecorder(t, h)
+	loadCapsule(t, h, hookCapsule(t, "guard", []interceptorDef{{hookEvent, "out=@", 10}}, ""))
+	loadCapsule(t, h, hookCapsule(t, "handler", []interceptorDef{{hookEvent, "rec #handler", 20}}, ""))
+	publish(t, h, hookTopic, `{"out":"`+hexOf(2, forged)+`"}`, host.DefaultPrincipal)
+	publish(t, h, hookTopic, `{"out":""}`, host.DefaultPrincipal) // the sentinel: the deny's chain has ended
+	if r := rec.next(t, recordTimeout); string(r.Payload) != `{"out":""}` {
+		t.Fatalf("the handler saw %q", r.Payload)
+	}
+	out := logs.String()
+	if !strings.Contains(out, "interceptor denied the event; the chain stops") || !strings.Contains(out, `hello\n[ERROR] astrid-host: forged\x1b[31m`) {
+		t.Fatalf("the deny and its escaped reason are not in the log:\n%s", out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "[ERROR] astrid-host: forged") || strings.ContainsAny(line, "\x1b\u009b\u202e") {
+			t.Fatalf("a log line carries the guest's controls: %q", line)
+		}
+	}
+}
+
+// TestInterceptorPublishOrder: a single interceptor receives 10 000 messages in publish order.
+// The publisher keeps at most 200 messages ahead of the interceptor, within its queue of 256.
+func TestInterceptorPublishOrder(t *testing.T) {
+	checkLeaks(t)
+	const total, window = 10_000, 200
+	h := newHost(t)
+	rec := newRecorder(t, h)
+	inst, _ := loadCapsule(t, h, hookCapsule(t, "ordered", []interceptorDef{{hookEvent, "rec", 0}}, ""))
+	published, received := 0, 0
+	for received < total {
+		for published < total && published-received < window {
+			published++
+			publish(t, h, hookTopic, fmt.Sprintf(`{"n":%d}`, published), host.DefaultPrincipal)
+		}
+		r := rec.next(t, recordTimeout)
+		received++
+		if want := fmt.Sprintf(`{"n":%d}`, received); string(r.Payload) != want {
+			t.Fatalf("message %d: the interceptor received %s", received, r.Payload)
+		}
+	}
+	if st := inst.InterceptorStats(); st.Invoked != total || st.Failed != 0 || st.Dropped != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestInterceptorFaults: a trapping and a hanging interceptor fail their own invocation only: the
+// chain goes on (the hanging one after its call limit), another capsule's interceptor runs
+// meanwhile, and both capsules stay Ready, the trapped one with a fresh Store that handles the
+// next message.
+func TestInterceptorFaults(t *testing.T) {
+	checkLeaks(t)
+	const limit = 2 * time.Second
+	h := newHost(t)
+	rec := newRecorder(t, h)
+	trapper, _ := loadCapsule(t, h, hookCapsule(t, "trapper", []interceptorDef{{hookEvent, "rec #trapper trap", 10}}, ""))
+	hanger, _ := loadCapsule(t, h, hookCapsule(t, "hanger", []interceptorDef{{hookEvent, "rec #hanger hang", 20}}, "[limits]\ncall_timeout = \"2s\""))
+	loadCapsule(t, h, hookCapsule(t, "last", []interceptorDef{{hookEvent, "rec #last", 30}}, ""))
+	loadCapsule(t, h, hookCapsule(t, "other", []interceptorDef{{"test.v1.other.*", "rec #other", 0}}, ""))
+	trapped := h.Bus().Subscribe(host.TopicCapsuleTrapped)
+	defer trapped.Close()
+
+	publish(t, h, hookTopic, `{"n":1}`, host.DefaultPrincipal)
+	if r := rec.next(t, recordTimeout); r.label() != "trapper" {
+		t.Fatalf("first record %q", r.Action)
+	}
+	hangStart := rec.next(t, recordTimeout)
+	if hangStart.label() != "hanger" {
+		t.Fatalf("second record %q", hangStart.Action)
+	}
+	// The hanger is in its call now: another capsule's interceptor is not held up by it.
+	start := time.Now()
+	publish(t, h, "test.v1.other.y", `{"n":2}`, host.DefaultPrincipal)
+	if r := rec.next(t, recordTimeout); r.label() != "other" {
+		t.Fatalf("while the hanger hangs, record %q came first", r.Action)
+	}
+	if took := time.Since(start); took > limit/2 {
+		t.Errorf("another capsule's interceptor took %s while the hanger hung", took)
+	}
+	// The chain goes on after the hanger's call limit.
+	if r := rec.next(t, recordTimeout); r.label() != "last" {
+		t.Fatalf("after the hanger, record %q", r.Action)
+	}
+	if took := time.Since(start); took > limit+10*time.Second {
+		t.Errorf("the chain went on %s after the hang began; the call limit is %s", took, limit)
+	}
+	for _, inst := range []*host.Instance{trapper, hanger} {
+		if st, reason := inst.State(); st != host.StateReady {
+			t.Fatalf("%s is %s (%s)", inst.ID(), st, reason)
+		}
+		if st := inst.InterceptorStats(); st.Invoked != 1 || st.Failed != 1 {
+			t.Fatalf("%s stats %+v", inst.ID(), st)
+		}
+	}
+	kinds := map[string]string{}
+	for len(kinds) < 2 {
+		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+		env, err := trapped.Recv(ctx, 1<<20)
+		cancel()
+		if err != nil {
+			t.Fatalf("trap events: %v (have %v)", err, kinds)
+		}
+		for _, m := range env.Messages {
+			var ev struct {
+				CapsuleID string `json:"capsule_id"`
+				Export    string `json:"export"`
+				TrapKind  string `json:"trap_kind"`
+			}
+			if err := json.Unmarshal(bus.GuestBytes(m.Payload), &ev); err != nil || ev.Export != host.HookExport {
+				t.Fatalf("trap event %s", m.Payload)
+			}
+			kinds[ev.CapsuleID] = ev.TrapKind
+		}
+	}
+	if kinds["hanger"] != "timeout" || kinds["trapper"] == "" {
+		t.Fatalf("trap kinds %v", kinds)
+	}
+	// The trapped capsule handles the next message in a fresh Store.
+	publish(t, h, hookTopic, `{"n":3}`, host.DefaultPrincipal)
+	if r := rec.next(t, recordTimeout); r.label() != "trapper" || string(r.Payload) != `{"n":3}` {
+		t.Fatalf("after the trap, record %q %q", r.Action, r.Payload)
+	}
+}
+
+// TestInterceptorCallerContext: during an invocation the host sends the message's caller
+// context ({"principal","source_id","timestamp"}) with the call, and what the interceptor
+// publishes carries the message's principal; a message without a valid principal leaves the
+// capsule's own. Outside an invocation, publishes carry the capsule's own principal.
+func TestInterceptorCallerContext(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t)
+	rec := newRecorder(t, h)
+	loadCapsule(t, h, hookCapsule(t, "ctx", []interceptorDef{{hookEvent, "rec", 0}}, ""))
+	tests := []struct {
+		name, principal, want string
+	}{
+		{"another principal", "alice", "alice"},
+		{"the default principal", host.DefaultPrincipal, host.DefaultPrincipal},
+		{"no principal (a system event)", "", host.DefaultPrincipal},
+		{"an invalid principal", "../../etc", host.DefaultPrincipal},
+		{"a principal too long", strings.Repeat("a", 65), host.DefaultPrincipal},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			publish(t, h, hookTopic, `{"p":1}`, tc.principal)
+			r := rec.next(t, recordTimeout)
+			if r.Principal != tc.want {
+				t.Fatalf("the interceptor's publish carried principal %q, want %q", r.Principal, tc.want)
+			}
+		})
+	}
+}
+
+// TestInterceptorSubscriptions: a capsule without a run export gets no subscription for its
+// [[interceptor]]s (they are dispatched instead), so nothing piles up as lag.
+func TestInterceptorSubscriptions(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t)
+	rec := newRecorder(t, h)
+	inst, _ := loadCapsule(t, h, hookCapsule(t, "nosubs", []interceptorDef{{hookEvent, "rec", 0}, {"test.v1.more.*", "rec", 0}}, ""))
+	if subs := inst.SubscriptionStats(); len(subs) != 0 {
+		t.Fatalf("subscriptions %v", subs)
+	}
+	publish(t, h, hookTopic, `{}`, host.DefaultPrincipal)
+	rec.next(t, recordTimeout)
+}
+
+// TestInterceptorQueueFull: a message that finds its capsule's queue full (256 waiting behind a
+// hung interceptor) is dropped, counted and reported on astrid.v1.interceptor.dropped; nothing
+// is dropped silently.
+func TestInterceptorQueueFull(t *testing.T) {
+	checkLeaks(t)
+	const extra = 3
+	h := newHost(t)
+	rec := newRecorder(t, h)
+	reports := h.Bus().Subscribe(host.TopicInterceptorDropped)
+	defer reports.Close()
+	inst, _ := loadCapsule(t, h, hookCapsule(t, "slow", []interceptorDef{{hookEvent, "rec hang", 0}}, "[limits]\ncall_timeout = \"30s\""))
+	publish(t, h, hookTopic, `{"n":0}`, host.DefaultPrincipal)
+	rec.next(t, recordTimeout) // the interceptor is in its call, out of the queue
+	for n := 1; n <= host.InterceptorQueueCapacity+extra; n++ {
+		publish(t, h, hookTopic, fmt.Sprintf(`{"n":%d}`, n), host.DefaultPrincipal)
+	}
+	if st := inst.InterceptorStats(); st.Dropped != extra {
+		t.Fatalf("stats %+v, want %d dropped", st, extra)
+	}
+	var dropped, total uint64
+	for dropped < extra {
+		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+		env, err := reports.Recv(ctx, 1<<20)
+		cancel()
+		if err != nil {
+			t.Fatalf("reports: %v (%d dropped reported)", err, dropped)
+		}
+		for _, m := range env.Messages {
+			var rep struct {
+				CapsuleID    string `json:"capsule_id"`
+				Action       string `json:"action"`
+				Dropped      uint64 `json:"dropped"`
+				DroppedTotal uint64 `json:"dropped_total"`
+				Capacity     int    `json:"capacity"`
+			}
+			if err := json.Unmarshal(bus.GuestBytes(m.Payload), &rep); err != nil || rep.CapsuleID != "slow" || rep.Action != "rec hang" || rep.Capacity != host.InterceptorQueueCapacity {
+				t.Fatalf("report %s", m.Payload)
+			}
+			dropped += rep.Dropped
+			total = rep.DroppedTotal
+		}
+	}
+	if dropped != extra || total != extra {
+		t.Fatalf("reported %d dropped (total %d), want %d", dropped, total, extra)
+	}
+}
