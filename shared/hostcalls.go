@@ -109,15 +109,22 @@ func ArgTooLarge(n, limit int) error {
 	return fmt.Errorf("memory allocation of %d bytes exceeds maximum allowed limit of %d bytes", n, limit)
 }
 
+// CheckLen checks the length n of an argument block before it is read: over Max, the refusal
+// names the argument and gives upstream's text (ArgTooLarge). The shim-local host functions
+// (astrid_log, astrid_get_config) check their arguments with it too.
+func (a Arg) CheckLen(n int) error {
+	if n > a.Max {
+		return fmt.Errorf("%s: %w", a.Name, ArgTooLarge(n, a.Max))
+	}
+	return nil
+}
+
 // CheckArgLen checks the length n of argument i before it is read.
 func (f HostCall) CheckArgLen(i, n int) error {
 	if i < 0 || i >= len(f.Args) {
 		return fmt.Errorf("%s takes %d argument(s), not %d", f.Name, len(f.Args), i+1)
 	}
-	if n > f.Args[i].Max {
-		return fmt.Errorf("%s: %w", f.Args[i].Name, ArgTooLarge(n, f.Args[i].Max))
-	}
-	return nil
+	return f.Args[i].CheckLen(n)
 }
 
 // CheckArgs checks a whole request: the number of arguments and each one's length. The shim

@@ -46,6 +46,9 @@ type callState struct {
 	// http_headers.
 	httpStatus  int32
 	httpHeaders []byte
+	// caller is the caller context astrid_get_caller returns (InvokeRequest.caller): set by
+	// Invoke for the call, kept when the call begins (runWithDeadline), empty outside one.
+	caller []byte
 }
 
 // userModule is the import module of the Astrid host functions.
@@ -84,6 +87,10 @@ func (v *env) hostFuncs() []hostFunc {
 		{userModule, "astrid_ipc_recv", two, one, v.ipcRecv},
 		{userModule, "astrid_get_interceptor_handles", none, one, v.getInterceptorHandles},
 		{userModule, "astrid_signal_ready", none, none, v.signalReady},
+		{userModule, "astrid_log", two, none, v.astridLog},
+		{userModule, "astrid_get_config", one, one, v.astridGetConfig},
+		{userModule, "astrid_get_caller", none, one, v.astridGetCaller},
+		{userModule, "astrid_clock_ms", none, one, v.astridClockMs},
 	}
 	for _, f := range processFuncs {
 		fns = append(fns, hostFunc{userModule, f.name, one, one, v.processFunc(f.op)})

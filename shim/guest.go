@@ -183,7 +183,7 @@ func (g *guest) close() { g.store.Close() }
 func (e *Engine) runWithDeadline(parent context.Context, v *env, store *wasmtime.Store, timeout time.Duration, f func() error) (cause, err error) {
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
-	v.call = callState{ctx: ctx}
+	v.call = callState{ctx: ctx, caller: v.call.caller}
 	store.SetEpochDeadline(1)
 	if timeout <= 0 {
 		err = f()

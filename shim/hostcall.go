@@ -20,9 +20,9 @@ func (v *env) hostCallFunc(f shared.HostCall) func(*wasmtime.Caller, *kernel.Ker
 	return func(c *wasmtime.Caller, k *kernel.Kernel, params []wasmtime.Val) ([]wasmtime.Val, error) {
 		args := make([][]byte, len(f.Args))
 		for i := range f.Args {
-			b, err := k.ReadCallerMax(c, uint64(params[i].I64()), f.Args[i].Max, func(n int) error { return f.CheckArgLen(i, n) })
+			b, err := readBounded(c, k, uint64(params[i].I64()), f.Args[i])
 			if err != nil {
-				return nil, fmt.Errorf("%s handle %#x: %w", f.Args[i].Name, uint64(params[i].I64()), err)
+				return nil, err
 			}
 			args[i] = b
 		}

@@ -223,7 +223,9 @@ func (s *Server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeR
 	if req.NoDeadline {
 		timeout = 0
 	}
+	s.env.call.caller = req.Caller
 	out, gerr, trapped := s.engine.call(s.unloading, s.guest, s.env, req.Export, req.Input, timeout)
+	s.env.call.caller = nil
 	// What the guest published reaches the bus before its call is answered.
 	if err := s.env.ipc.flush(s.unloading); err != nil && gerr == nil {
 		out, gerr = nil, &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("call to %s: %v", req.Export, err)}

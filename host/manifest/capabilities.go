@@ -6,20 +6,73 @@ import "github.com/astrid-go/astrid/bus/topics"
 // [[component]].
 func (d *decoder) capabilities(t *table) Capabilities {
 	var c Capabilities
-	c.Uplink = t.boolean("uplink")
-	c.Net = t.strList("net")
-	c.KV = t.strList("kv")
-	c.FSRead = t.strList("fs_read")
-	c.FSWrite = t.strList("fs_write")
-	c.HostProcess = t.strList("host_process")
-	c.NetBind = t.strList("net_bind")
-	c.IPCPublish = t.strList("ipc_publish")
-	c.IPCSubscribe = t.strList("ipc_subscribe")
-	c.Identity = t.strList("identity")
-	c.AllowPromptInjection = t.boolean("allow_prompt_injection")
-	c.ProcessNetwork = t.boolean("process_network")
+	for _, f := range c.fields() {
+		if f.flag != nil {
+			*f.flag = t.boolean(f.key)
+		} else {
+			*f.list = t.strList(f.key)
+		}
+	}
 	t.done(capabilityHints)
 	return c
+}
+
+// capabilityField is one field of Capabilities by its TOML key: a boolean
+// (flag) or a list.
+type capabilityField struct {
+	key  string
+	flag *bool
+	list *[]string
+}
+
+// fields lists every field of c with its TOML key: the one table the
+// decoder and Granted read, so a field cannot be decoded under one name and
+// looked up under another (a test checks that it covers every field).
+func (c *Capabilities) fields() []capabilityField {
+	return []capabilityField{
+		{key: "uplink", flag: &c.Uplink},
+		{key: "net", list: &c.Net},
+		{key: "kv", list: &c.KV},
+		{key: "fs_read", list: &c.FSRead},
+		{key: "fs_write", list: &c.FSWrite},
+		{key: "host_process", list: &c.HostProcess},
+		{key: "net_bind", list: &c.NetBind},
+		{key: "ipc_publish", list: &c.IPCPublish},
+		{key: "ipc_subscribe", list: &c.IPCSubscribe},
+		{key: "identity", list: &c.Identity},
+		{key: "allow_prompt_injection", flag: &c.AllowPromptInjection},
+		{key: "process_network", flag: &c.ProcessNetwork},
+	}
+}
+
+// CapabilityNames are the TOML keys of every [capabilities] field, in
+// declaration order.
+func CapabilityNames() []string {
+	var c Capabilities
+	fields := c.fields()
+	names := make([]string, len(fields))
+	for i, f := range fields {
+		names[i] = f.key
+	}
+	return names
+}
+
+// Granted reports whether the [capabilities] field named by its TOML key
+// grants anything: a boolean field's value, a list field when it is not
+// empty. An unknown name is not granted. It answers
+// astrid_check_capsule_capability, which upstream 0.5 answers for
+// allow_prompt_injection only and this runtime for every field.
+func (c Capabilities) Granted(name string) bool {
+	for _, f := range c.fields() {
+		if f.key != name {
+			continue
+		}
+		if f.flag != nil {
+			return *f.flag
+		}
+		return len(*f.list) > 0
+	}
+	return false
 }
 
 // checkPatterns checks that every string in the topic-pattern list at key
