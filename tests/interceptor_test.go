@@ -237,33 +237,52 @@ func TestInterceptorFaults(t *testing.T) {
 	}
 }
 
-// TestInterceptorCallerContext: during an invocation the host sends the message's caller
-// context ({"principal","source_id","timestamp"}) with the call, and what the interceptor
-// publishes carries the message's principal; a message without a valid principal leaves the
-// capsule's own. Outside an invocation, publishes carry the capsule's own principal.
+// TestInterceptorCallerContext: during an invocation the interceptor sees the message's caller
+// context with astrid_get_caller ({"principal","source_id","timestamp"}, upstream's JSON), and
+// what it publishes carries the message's principal; a message without a valid principal leaves
+// the capsule's own. Outside an invocation (a plain call) the guest sees {}.
 func TestInterceptorCallerContext(t *testing.T) {
 	checkLeaks(t)
 	h := newHost(t)
 	rec := newRecorder(t, h)
-	loadCapsule(t, h, hookCapsule(t, "ctx", []interceptorDef{{hookEvent, "rec", 0}}, ""))
+	inst, _ := loadCapsule(t, h, hookCapsule(t, "ctx", []interceptorDef{{hookEvent, "rec", 0}}, ""))
+	const src = "6f1c1c3e-1234-4abc-9def-0123456789ab"
+	ts := time.Date(2026, 5, 6, 7, 8, 9, 250_000_000, time.UTC)
 	tests := []struct {
-		name, principal, want string
+		name, principal, wantPublish, wantCaller string
 	}{
-		{"another principal", "alice", "alice"},
-		{"the default principal", host.DefaultPrincipal, host.DefaultPrincipal},
-		{"no principal (a system event)", "", host.DefaultPrincipal},
-		{"an invalid principal", "../../etc", host.DefaultPrincipal},
-		{"a principal too long", strings.Repeat("a", 65), host.DefaultPrincipal},
+		{"another principal", "alice", "alice", `"alice"`},
+		{"the default principal", host.DefaultPrincipal, host.DefaultPrincipal, `"default"`},
+		{"no principal (a system event)", "", host.DefaultPrincipal, `null`},
+		{"an invalid principal", "../../etc", host.DefaultPrincipal, `"../../etc"`},
+		{"a principal too long", strings.Repeat("a", 65), host.DefaultPrincipal, `"` + strings.Repeat("a", 65) + `"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			publish(t, h, hookTopic, `{"p":1}`, tc.principal)
+			p, err := bus.PayloadFromGuest([]byte(`{"p":1}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.Bus().Publish(bus.Message{Topic: hookTopic, Payload: p, SourceID: src, Principal: tc.principal, Timestamp: ts})
 			r := rec.next(t, recordTimeout)
-			if r.Principal != tc.want {
-				t.Fatalf("the interceptor's publish carried principal %q, want %q", r.Principal, tc.want)
+			if r.Principal != tc.wantPublish {
+				t.Fatalf("the interceptor's publish carried principal %q, want %q", r.Principal, tc.wantPublish)
+			}
+			want := `{"principal":` + tc.wantCaller + `,"source_id":"` + src + `","timestamp":"2026-05-06T07:08:09.250+00:00"}`
+			if string(r.Caller) != want {
+				t.Fatalf("astrid_get_caller inside: %s\nwant %s", r.Caller, want)
 			}
 		})
 	}
+	t.Run("outside an invocation", func(t *testing.T) {
+		input := []byte(`{"name":"rec","arguments":[]}`)
+		if _, err := inst.Call(context.Background(), host.HookExport, input, 0); err != nil {
+			t.Fatal(err)
+		}
+		if r := rec.next(t, recordTimeout); string(r.Caller) != "{}" || r.Principal != host.DefaultPrincipal {
+			t.Fatalf("a plain call sees caller %s and publishes for %q", r.Caller, r.Principal)
+		}
+	})
 }
 
 // TestInterceptorSubscriptions: a capsule without a run export gets no subscription for its
