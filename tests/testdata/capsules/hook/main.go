@@ -73,7 +73,7 @@ func astridHookTrigger() int32 {
 			}
 			switch verb {
 			case "stamp":
-				if err := astrid.PublishJSON("test.v1.seen", strconv.AppendInt([]byte(`{"t":`), entered, 10)); err != nil {
+				if err := astrid.PublishJSON("test.v1.seen", append(strconv.AppendInt([]byte(`{"t":`), entered, 10), '}')); err != nil {
 					return nil, err
 				}
 			case "rec":
