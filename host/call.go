@@ -141,7 +141,9 @@ func (i *Instance) invokeHeld(ctx context.Context, export string, input []byte, 
 		resp *pb.InvokeResponse
 		err  error
 	}
-	answered := make(chan answer, 1)
+	// Unbuffered: the answer is handed over only to a receiver, so exactly one side (this call,
+	// or the task once the call was abandoned) finishes the call.
+	answered := make(chan answer)
 	abandoned := make(chan struct{})
 	i.host.background(func() {
 		resp, err := i.proc.shim.Invoke(rpcCtx, req)
@@ -161,7 +163,11 @@ func (i *Instance) invokeHeld(ctx context.Context, export string, input []byte, 
 			return finish(a.resp, a.err)
 		default:
 		}
-		return nil, &CallError{Capsule: i.ID(), Export: export, Reason: context.Cause(ctx).Error() +
+		reason := ctx.Err().Error()
+		if cause := context.Cause(ctx); cause != ctx.Err() {
+			reason += " (" + cause.Error() + ")"
+		}
+		return nil, &CallError{Capsule: i.ID(), Export: export, Reason: reason +
 			"; the call goes on in the capsule until its time limit, and the capsule's next call waits for it"}
 	}
 }

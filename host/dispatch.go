@@ -142,7 +142,7 @@ func (d *dispatcher) refresh() {
 	defer d.refreshMu.Unlock()
 	var t []hook
 	for _, inst := range d.host.Instances() {
-		if st, _ := inst.State(); st != StateReady || inst.runExport {
+		if st, _ := inst.State(); st != StateReady || !inst.dispatched() {
 			continue
 		}
 		for _, ic := range inst.manifest.Interceptors {
@@ -151,6 +151,12 @@ func (d *dispatcher) refresh() {
 	}
 	slices.SortStableFunc(t, func(a, b hook) int { return cmp.Compare(a.priority, b.priority) })
 	d.table.Store(&t)
+}
+
+// dispatched reports whether the instance's interceptors are dispatched: it has no run export
+// and exports astrid_hook_trigger.
+func (i *Instance) dispatched() bool {
+	return !i.runExport && slices.Contains(i.Exports(), HookExport)
 }
 
 // matching returns the interceptors whose event matches topic, in priority order, leaving out

@@ -297,6 +297,9 @@ func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions)
 	}
 	inst.setState(StateReady, "")
 	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took, "sandbox", inst.proc.sandbox)
+	if len(m.Interceptors) > 0 && !inst.runExport && !inst.dispatched() {
+		inst.log.Warn("the capsule declares [[interceptor]]s but exports neither run nor " + HookExport + ": they never run")
+	}
 	h.background(func() { inst.monitorHealth(h.cfg.HealthInterval, h.cfg.HealthTimeout) })
 	if opts.RunLoop && slices.Contains(inst.Exports(), "run") {
 		inst.startRunLoop()
@@ -394,9 +397,13 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	if err != nil {
 		return res, errors.New(status.Convert(err).Message())
 	}
-	if slices.Contains(resp.Exports, "run") != runExport {
-		return res, fmt.Errorf("its module exports a function run that cannot be called (the callable exports are %v); a run loop takes no parameters, or the module changed while it was loading",
-			resp.Exports)
+	switch callableRun := slices.Contains(resp.Exports, "run"); {
+	case callableRun && !runExport:
+		// The module changed after it was read: its interceptors would be dispatched to a
+		// capsule whose run loop holds its Store.
+		return res, fmt.Errorf("module %s changed while it was being loaded (it now exports run); try again", m.WasmPath())
+	case runExport && !callableRun:
+		inst.log.Warn("the module exports a function run that cannot be called (a run loop takes no parameters): it is a run-loop capsule whose run loop never starts")
 	}
 	inst.mu.Lock()
 	inst.exports = resp.Exports

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -343,5 +344,33 @@ func TestInterceptorQueueFull(t *testing.T) {
 	}
 	if dropped != extra || total != extra {
 		t.Fatalf("reported %d dropped (total %d), want %d", dropped, total, extra)
+	}
+}
+
+// TestInterceptorAbandonedCall: a call whose context ends while the guest still runs returns at
+// once, but the capsule's next call (here an interceptor invocation for another principal)
+// waits until the shim has answered: what the abandoned call publishes afterwards still carries
+// the capsule's own principal and caller context, not the next invocation's.
+func TestInterceptorAbandonedCall(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t)
+	rec := newRecorder(t, h)
+	inst, _ := loadCapsule(t, h, hookCapsule(t, "abandoned", []interceptorDef{{hookEvent, "rec #intercepted", 0}}, ""))
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err := inst.Call(ctx, host.HookExport, []byte(`{"name":"sleep=2000 rec #plain","arguments":[]}`), 0)
+	var ce *host.CallError
+	if !errors.As(err, &ce) || !strings.Contains(ce.Reason, "context deadline exceeded") {
+		t.Fatalf("the abandoned call returned %v", err)
+	}
+	publish(t, h, hookTopic, `{"p":1}`, "alice")
+	for _, want := range []struct{ label, principal, caller string }{
+		{"plain", host.DefaultPrincipal, "{}"},
+		{"intercepted", "alice", `"alice"`},
+	} {
+		r := rec.next(t, recordTimeout)
+		if r.label() != want.label || r.Principal != want.principal || !strings.Contains(string(r.Caller), want.caller) {
+			t.Fatalf("record %s published for %q with caller %s; want %s for %q with %s", r.label(), r.Principal, r.Caller, want.label, want.principal, want.caller)
+		}
 	}
 }

@@ -12,6 +12,7 @@
 //	#LABEL       nothing (names an action apart from another capsule's)
 //	trigger=HOOK call astrid_trigger_hook({"hook": HOOK, "payload": <the arguments as JSON>})
 //	             and answer 0x00 followed by its result
+//	sleep=MS     sleep that many milliseconds
 //	trap         panic (the call traps)
 //	hang         compute forever (the call hits its time limit)
 //
@@ -97,6 +98,12 @@ func astridHookTrigger() int32 {
 			case "trigger":
 				r := triggerHook(mustJSON(map[string]json.RawMessage{"hook": mustJSON(arg), "payload": payloadOf(req)}))
 				out = append([]byte{0}, r...)
+			case "sleep":
+				ms, err := strconv.Atoi(arg)
+				if err != nil {
+					return nil, err
+				}
+				time.Sleep(time.Duration(ms) * time.Millisecond)
 			case "trap":
 				panic("trap requested by the action")
 			case "hang":
