@@ -134,3 +134,16 @@ func publish(t testing.TB, h *host.Host, topic, payload, principal string) {
 	}
 	h.Bus().Publish(bus.Message{Topic: topic, Payload: p, SourceID: bus.NilSourceID, Principal: principal})
 }
+
+// nextMessages waits for the next messages of sub, failing the test if none come within
+// recordTimeout.
+func nextMessages(t testing.TB, sub *bus.Subscription) []bus.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	env, err := sub.Recv(ctx, 1<<20)
+	if err != nil {
+		t.Fatalf("no message for %s within %s: %v", sub.Pattern(), recordTimeout, err)
+	}
+	return env.Messages
+}

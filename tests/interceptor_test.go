@@ -210,13 +210,7 @@ func TestInterceptorFaults(t *testing.T) {
 	}
 	kinds := map[string]string{}
 	for len(kinds) < 2 {
-		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
-		env, err := trapped.Recv(ctx, 1<<20)
-		cancel()
-		if err != nil {
-			t.Fatalf("trap events: %v (have %v)", err, kinds)
-		}
-		for _, m := range env.Messages {
+		for _, m := range nextMessages(t, trapped) {
 			var ev struct {
 				CapsuleID string `json:"capsule_id"`
 				Export    string `json:"export"`
@@ -321,13 +315,7 @@ func TestInterceptorQueueFull(t *testing.T) {
 	}
 	var dropped, total uint64
 	for dropped < extra {
-		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
-		env, err := reports.Recv(ctx, 1<<20)
-		cancel()
-		if err != nil {
-			t.Fatalf("reports: %v (%d dropped reported)", err, dropped)
-		}
-		for _, m := range env.Messages {
+		for _, m := range nextMessages(t, reports) {
 			var rep struct {
 				CapsuleID    string `json:"capsule_id"`
 				Action       string `json:"action"`
