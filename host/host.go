@@ -337,10 +337,9 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	// A run-loop capsule reads its [[interceptor]] events from subscriptions made for it before
 	// it loads; the others' interceptors are dispatched to astrid_hook_trigger once they are
 	// Ready. Which one it is, the module's exports say, read here before the shim loads it.
-	runExport, err := scanRunExport(m.WasmPath())
-	if err != nil {
-		return LoadResult{}, err
-	}
+	// A module the scan cannot read goes on to the shim, whose compiler says what is wrong with
+	// it; should the shim accept it, the load fails below with the scan's error.
+	runExport, scanErr := scanRunExport(m.WasmPath())
 	inst.runExport = runExport
 	interceptors, err := inst.ipc.subscribeInterceptors(h.bus, m.Interceptors, runExport)
 	if err != nil {
@@ -398,6 +397,8 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		return res, errors.New(status.Convert(err).Message())
 	}
 	switch callableRun := slices.Contains(resp.Exports, "run"); {
+	case scanErr != nil:
+		return res, scanErr
 	case callableRun && !runExport:
 		// The module changed after it was read: its interceptors would be dispatched to a
 		// capsule whose run loop holds its Store.
