@@ -22,6 +22,13 @@ type Options struct {
 	// QueueBytes is the most payload bytes a subscription's queue holds;
 	// <= 0 means DefaultQueueBytes.
 	QueueBytes int
+	// Observer, if set, is called once for every message published, with its
+	// seq and timestamp set, after it has been queued for the subscribers: in
+	// the publisher's goroutine, outside the bus's locks (so it may publish),
+	// and in publish order for each publisher. It must not block and must not
+	// modify the message. The host's interceptor dispatcher is the observer:
+	// it sees every message, which no bounded subscription queue guarantees.
+	Observer func(*Message)
 }
 
 // Bus is the in-process topic bus: publishers hand it messages, and it
@@ -80,6 +87,9 @@ func (b *Bus) Publish(m Message) uint64 {
 	var segBuf [topics.MaxDepth]string
 	segs, ok := topics.Split(m.Topic, segBuf[:0])
 	if !ok {
+		if b.opts.Observer != nil {
+			b.opts.Observer(&m)
+		}
 		return m.Seq
 	}
 	var subBuf [8]*Subscription
@@ -88,6 +98,9 @@ func (b *Bus) Publish(m Message) uint64 {
 		s.push(&m)
 	}
 	b.mu.RUnlock()
+	if b.opts.Observer != nil {
+		b.opts.Observer(&m)
+	}
 	return m.Seq
 }
 
@@ -119,7 +132,6 @@ func (b *Bus) PublishBatch(ms []Message) (firstSeq uint64) {
 	var segBuf [topics.MaxDepth]string
 	var subBuf []*Subscription
 	b.mu.RLock()
-	defer b.mu.RUnlock()
 	for i := range ms {
 		segs, ok := topics.Split(ms[i].Topic, segBuf[:0])
 		if !ok {
@@ -136,6 +148,12 @@ func (b *Bus) PublishBatch(ms []Message) (firstSeq uint64) {
 	}
 	for _, s := range order {
 		s.push(groups[s]...)
+	}
+	b.mu.RUnlock()
+	if b.opts.Observer != nil {
+		for i := range ms {
+			b.opts.Observer(&ms[i])
+		}
 	}
 	return first
 }

@@ -76,6 +76,11 @@ func (m *Message) appendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
+// AppendTimestamp appends t as messages' JSON shows it: RFC 3339 in UTC with
+// a "Z", as few fraction digits (0, 3, 6 or 9) as represent it exactly
+// (chrono's SecondsFormat::AutoSi).
+func AppendTimestamp(b []byte, t time.Time) []byte { return appendTimestamp(b, t) }
+
 // appendTimestamp appends t in UTC as chrono's AutoSi RFC 3339 form.
 func appendTimestamp(b []byte, t time.Time) []byte {
 	t = t.UTC()

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/astrid-go/astrid/bus/guard"
+	"github.com/astrid-go/astrid/shared/serdejson"
 )
 
 // PayloadFromGuest turns the payload bytes of a guest's publish into the
@@ -57,13 +58,11 @@ func ConvertPayload(raw []byte) json.RawMessage {
 // v encoded by encoding/json (without HTML escaping), for the host's own
 // events.
 func CustomPayload(v any) (json.RawMessage, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	data, err := serdejson.Marshal(v)
+	if err != nil {
 		return nil, err
 	}
-	return customOf(bytes.TrimSuffix(buf.Bytes(), []byte("\n"))), nil
+	return customOf(data), nil
 }
 
 // customOf wraps data, valid compact JSON, as a custom payload.

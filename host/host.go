@@ -22,6 +22,7 @@ import (
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host/internal/kvstore"
 	"github.com/astrid-go/astrid/host/internal/safefile"
+	"github.com/astrid-go/astrid/host/internal/wasmscan"
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/host/process"
 	"github.com/astrid-go/astrid/sandbox"
@@ -79,6 +80,8 @@ type Host struct {
 	kv *kvstore.Lazy
 
 	bus *bus.Bus
+	// dispatch runs the interceptors of capsules without a run export for the bus's messages.
+	dispatch *dispatcher
 	// closing ends when Shutdown begins; pending restarts wait on it.
 	closing      context.Context
 	stopRestarts context.CancelFunc
@@ -129,7 +132,9 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, bus: bus.New(bus.Options{}), kv: kvstore.NewLazy(cfg.StateDir)}
+	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, kv: kvstore.NewLazy(cfg.StateDir)}
+	h.dispatch = newDispatcher(h)
+	h.bus = bus.New(bus.Options{Observer: h.dispatch.observe})
 	h.closing, h.stopRestarts = context.WithCancel(context.Background())
 	return h, nil
 }
@@ -258,7 +263,7 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 // addInstance adds a new instance of m, Loading, to the host's list (in place of replaces, if
 // given) and announces it.
 func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Instance) (*Instance, error) {
-	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{})}
+	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{}), calls: make(chan struct{}, 1)}
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -298,6 +303,9 @@ func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions)
 	}
 	inst.setState(StateReady, "")
 	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took, "sandbox", inst.proc.sandbox)
+	if len(m.Interceptors) > 0 && !inst.runExport && !inst.dispatched() {
+		inst.log.Warn("the capsule declares [[interceptor]]s but exports neither run nor " + HookExport + ": they never run")
+	}
 	h.background(func() { inst.monitorHealth(h.cfg.HealthInterval, h.cfg.HealthTimeout) })
 	if opts.RunLoop && slices.Contains(inst.Exports(), "run") {
 		inst.startRunLoop()
@@ -332,7 +340,14 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 			inst.log.Warn("cannot cache the kernel artefact", "error", err)
 		}
 	}
-	interceptors, err := inst.ipc.subscribeInterceptors(h.bus, m.Interceptors)
+	// A run-loop capsule reads its [[interceptor]] events from subscriptions made for it before
+	// it loads; the others' interceptors are dispatched to astrid_hook_trigger once they are
+	// Ready. Which one it is, the module's exports say, read here before the shim loads it.
+	// A module the scan cannot read goes on to the shim, whose compiler says what is wrong with
+	// it; should the shim accept it, the load fails below with the scan's error.
+	runExport, scanErr := scanRunExport(m.WasmPath())
+	inst.runExport = runExport
+	interceptors, err := inst.ipc.subscribeInterceptors(h.bus, m.Interceptors, runExport)
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -387,6 +402,16 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	if err != nil {
 		return res, errors.New(status.Convert(err).Message())
 	}
+	switch callableRun := slices.Contains(resp.Exports, "run"); {
+	case scanErr != nil:
+		return res, scanErr
+	case callableRun && !runExport:
+		// The module changed after it was read: its interceptors would be dispatched to a
+		// capsule whose run loop holds its Store.
+		return res, fmt.Errorf("module %s changed while it was being loaded (it now exports run); try again", m.WasmPath())
+	case runExport && !callableRun:
+		inst.log.Warn("the module exports a function run that cannot be called (a run loop takes no parameters): it is a run-loop capsule whose run loop never starts")
+	}
 	inst.mu.Lock()
 	inst.exports = resp.Exports
 	inst.mu.Unlock()
@@ -398,6 +423,21 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		}
 	}
 	return res, nil
+}
+
+// scanRunExport reports whether the module at path exports a function named run, reading no
+// more of it than its section headers and its export section.
+func scanRunExport(path string) (bool, error) {
+	f, _, err := safefile.Open(path, shared.MaxModuleBytes)
+	if err != nil {
+		return false, fmt.Errorf("read module: %w", err)
+	}
+	defer f.Close()
+	run, err := wasmscan.HasFuncExport(f, "run")
+	if err != nil {
+		return false, fmt.Errorf("read the exports of module %s: %w", path, err)
+	}
+	return run, nil
 }
 
 // capsuleLogLevel maps an hclog level to the guest's scale: 0 trace … 4 error, 5 off.
@@ -510,6 +550,8 @@ func (h *Host) Shutdown(ctx context.Context) {
 	h.mu.Lock()
 	h.closed = true
 	h.mu.Unlock()
+	// No interceptor runs from now on; those running end with their instances.
+	h.dispatch.close()
 	// Pending restarts give up, and one that is loading fails and cleans up, before the
 	// instances are stopped, so none is added behind Shutdown's back.
 	h.stopRestarts()
@@ -520,6 +562,7 @@ func (h *Host) Shutdown(ctx context.Context) {
 	for k := len(insts) - 1; k >= 0; k-- {
 		insts[k].Stop(ctx)
 	}
+	h.dispatch.wait()
 	h.tasks.Wait()
 	if err := h.kv.Close(); err != nil {
 		h.log.Error("closing the KV store", "path", h.kv.Path(), "error", err)

@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/astrid-go/astrid/host/httpgate"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
+	"github.com/astrid-go/astrid/shared/serdejson"
 )
 
 // Http performs an HTTP request for the guest (extism's http_request, astrid_http_request). All
@@ -221,7 +221,7 @@ func astridHTTPRequest(ctx context.Context, s *hostServices, args [][]byte) ([]b
 	if !utf8.Valid(resp.Body) {
 		return nil, guestFailed("failed to read http response body: response body is not valid UTF-8")
 	}
-	out, err := marshalJSON(astridHTTPResponse{Status: resp.Status, Headers: nonNil(resp.Headers), Body: string(resp.Body)})
+	out, err := serdejson.Marshal(astridHTTPResponse{Status: resp.Status, Headers: nonNil(resp.Headers), Body: string(resp.Body)})
 	if err != nil {
 		return nil, err
 	}
@@ -230,17 +230,6 @@ func astridHTTPRequest(ctx context.Context, s *hostServices, args [][]byte) ([]b
 			len(resp.Body), len(out), shared.MaxHostCallResultBytes)
 	}
 	return out, nil
-}
-
-// marshalJSON encodes v as serde_json would: no HTML escaping, no trailing newline.
-func marshalJSON(v any) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // nonNil returns h, or an empty map for nil (so it encodes as {}, not null).

@@ -9,6 +9,7 @@ import (
 
 	"github.com/astrid-go/astrid/host/httpgate"
 	"github.com/astrid-go/astrid/shared/pb"
+	"github.com/astrid-go/astrid/shared/serdejson"
 )
 
 // astrid_http_stream_start/read/close: a response whose body the capsule reads in chunks. The
@@ -49,7 +50,7 @@ func astridHTTPStreamStart(ctx context.Context, s *hostServices, args [][]byte) 
 	}
 	s.inst.log.Debug("http stream opened", "method", logMethod(req.Method), "host", logHost(req.URL),
 		"handle", head.Handle, "status", head.Status, "took", time.Since(start))
-	return marshalJSON(astridHTTPStreamStartJSON{Handle: strconv.FormatUint(head.Handle, 10), Status: head.Status, Headers: nonNil(head.Headers)})
+	return serdejson.Marshal(astridHTTPStreamStartJSON{Handle: strconv.FormatUint(head.Handle, 10), Status: head.Status, Headers: nonNil(head.Headers)})
 }
 
 // astridHTTPStreamRead: astrid_http_stream_read(handle) → the next chunk of the body, at most

@@ -28,16 +28,21 @@ func (s *hostServices) IpcPublish(_ context.Context, req *pb.IpcPublishRequest) 
 	return &pb.IpcPublishResponse{}, nil
 }
 
-// publish checks and publishes a batch of the guest's messages, in order.
+// publish checks and publishes a batch of the guest's messages, in order. They carry the
+// instance's effective principal: during an interceptor invocation, the principal of the
+// message it handles (the shim sends a call's publishes before it answers the call, so a batch
+// never straddles two calls).
 func (s *hostServices) publish(pubs []*pb.IpcPublication) error {
 	msgs := make([]bus.Message, 0, len(pubs))
 	var refusal error
+	principal := s.inst.effectivePrincipal()
 	for _, p := range pubs {
 		m, err := s.inst.ipc.admit(p)
 		if err != nil {
 			refusal = fmt.Errorf("publish to %q: %w", p.Topic, err)
 			break
 		}
+		m.Principal = principal
 		msgs = append(msgs, m)
 	}
 	if len(msgs) > 0 {

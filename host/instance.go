@@ -84,6 +84,20 @@ type Instance struct {
 	ready     chan struct{} // closed by astrid_signal_ready
 	readyOnce sync.Once
 
+	// calls is the instance's call slot (capacity 1): every guest call the host makes through
+	// invoke holds it, so the host's calls to one instance run one at a time, as the shim runs
+	// them, and what the shim asks meanwhile belongs to the call holding it (see callerContext).
+	// The run loop does not take it: it is never given a caller context.
+	calls chan struct{}
+	// caller is the caller context of the interceptor invocation holding the call slot, nil
+	// outside one.
+	caller atomic.Pointer[callerContext]
+	// runExport is whether the module exports a function named run (read before it loads): a
+	// run-loop capsule, whose [[interceptor]]s are subscribed for it instead of dispatched.
+	runExport bool
+	// hooks counts the invocations and drops of the capsule's interceptors.
+	hooks interceptorCounters
+
 	// restarts counts the restarts before this instance: the capsule's restart budget is spent
 	// across instances, so a crash loop ends.
 	restarts int
@@ -158,6 +172,7 @@ func (i *Instance) setState(s State, reason string) {
 	if !changed {
 		return
 	}
+	i.host.dispatch.refresh() // only Ready capsules' interceptors run
 	if s == StateFailed {
 		i.log.Error("capsule failed", "state", s, "reason", reason)
 	} else {
@@ -238,135 +253,6 @@ func (i *Instance) watchExit() {
 		// Release go-plugin's client, the broker's servers and the socket directory now rather
 		// than when the instance is finally stopped.
 		i.proc.kill()
-	}
-}
-
-// CallError is returned by Call when the capsule could not run the call at all: it is not Ready,
-// or its shim died or stopped answering. A guest that ran and failed gives a *GuestError instead.
-type CallError struct {
-	Capsule string
-	Export  string
-	Reason  string
-}
-
-func (e *CallError) Error() string {
-	return fmt.Sprintf("capsule %s: call to %s: %s", e.Capsule, e.Export, e.Reason)
-}
-
-// GuestError is returned by Call when the guest ran and failed: it reported an error, trapped,
-// ran out of time or memory, or the export does not exist.
-//
-// Message, Backtrace and Stderr hold what the guest chose, escaped (logtext): they are safe to
-// print.
-type GuestError struct {
-	Capsule   string
-	Export    string
-	Kind      pb.GuestError_Kind
-	Message   string // one line
-	Backtrace string // one frame per line
-	ExitCode  int32
-	// Stderr is what the guest wrote to stderr during the call (a crash report), one line per
-	// line, or "".
-	Stderr string
-}
-
-func (e *GuestError) Error() string { return e.Message }
-
-// KindName is the failure's kind as events and logs name it: "guest_error" (the guest returned
-// an error), "exit" (it called proc_exit with a status other than 0), "unreachable", "panic",
-// "timeout", "out_of_memory", "stack_overflow", "out_of_fuel", "trap" (any other trap),
-// "no_such_export", "cancelled" or "not_loaded".
-func (e *GuestError) KindName() string { return trapKindName(e.Kind) }
-
-// Call invokes export with input and returns the guest's output. timeout overrides the capsule's
-// [limits] call_timeout when positive.
-func (i *Instance) Call(ctx context.Context, export string, input []byte, timeout time.Duration) ([]byte, error) {
-	if st, reason := i.State(); st != StateReady {
-		msg := fmt.Sprintf("the capsule is %s", st)
-		if reason != "" {
-			msg += ": " + reason
-		}
-		return nil, &CallError{Capsule: i.ID(), Export: export, Reason: msg}
-	}
-	limit := timeout
-	if limit <= 0 {
-		limit = i.opts.callTimeout(i.manifest)
-	}
-	if limit > 0 {
-		// A watchdog rather than a gRPC deadline: a deadline travels to the shim and costs a timer
-		// on both sides of every call (~10 µs), while only the host needs to act on it.
-		var cancel context.CancelCauseFunc
-		ctx, cancel = context.WithCancelCause(ctx)
-		watchdog := time.AfterFunc(limit+shimAnswerGrace, func() { cancel(errShimUnresponsive) })
-		defer func() {
-			watchdog.Stop()
-			cancel(nil)
-		}()
-	}
-	resp, err := i.proc.shim.Invoke(ctx, &pb.InvokeRequest{Export: export, Input: input, TimeoutMs: uint64(timeout.Milliseconds())})
-	if err != nil {
-		return nil, i.rpcFailure(ctx, export, err)
-	}
-	if resp.Error != nil {
-		ge := guestError(resp.Error)
-		args := []any{"export", export, "kind", trapKindName(ge.Kind), "message", ge.Message}
-		if ge.Stderr != "" {
-			args = append(args, "stderr", ge.Stderr)
-		}
-		switch {
-		case trapped(ge.Kind):
-			// The shim has already dropped the trapped Store; the next call gets a fresh one.
-			i.log.Warn("guest trapped; its Store was replaced", args...)
-			i.host.publishEvent(TopicCapsuleTrapped, trapEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Export: export,
-				TrapKind: trapKindName(ge.Kind), Message: ge.Message, Backtrace: ge.Backtrace})
-		case ge.Stderr != "":
-			// Not a trap, but the guest said something on stderr: show it under the failure.
-			i.log.Warn("guest call failed", args...)
-		}
-		return nil, &GuestError{Capsule: i.ID(), Export: export, Kind: ge.Kind, Message: ge.Message, Backtrace: ge.Backtrace, ExitCode: ge.ExitCode, Stderr: ge.Stderr}
-	}
-	return resp.Output, nil
-}
-
-// trapped reports whether a guest failure of kind k was a trap (the guest did not end the call
-// itself): its Store is gone and the host says so on the bus.
-func trapped(k pb.GuestError_Kind) bool {
-	switch k {
-	case pb.GuestError_UNREACHABLE, pb.GuestError_PANIC, pb.GuestError_TIMEOUT, pb.GuestError_OUT_OF_MEMORY,
-		pb.GuestError_STACK_OVERFLOW, pb.GuestError_OUT_OF_FUEL, pb.GuestError_TRAP, pb.GuestError_EXIT:
-		return true
-	}
-	return false
-}
-
-// rpcFailure turns a failed Invoke RPC into a CallError and, when the shim is gone or hung, marks
-// the instance Failed.
-func (i *Instance) rpcFailure(ctx context.Context, export string, err error) error {
-	code := status.Code(err)
-	switch {
-	case i.proc.waitExited(0) || code == codes.Unavailable:
-		// The connection broke: the shim died. Wait briefly for it to be reaped to say how.
-		reason := "the shim stopped answering: " + status.Convert(err).Message()
-		alive := !i.proc.waitExited(2 * time.Second)
-		if !alive {
-			reason = i.proc.exitReason()
-		}
-		i.crashed(reason)
-		if alive {
-			// Its connection is gone but the process is not: nothing can reach it any more, so
-			// end it now rather than let the restart wait out go-plugin's graceful kill.
-			i.proc.killGroup()
-		}
-		return &CallError{Capsule: i.ID(), Export: export, Reason: reason + " during the call"}
-	case errors.Is(context.Cause(ctx), errShimUnresponsive):
-		reason := fmt.Sprintf("the shim did not answer within the call's time limit plus %s; it was killed", shimAnswerGrace)
-		i.crashed(reason)
-		i.proc.kill()
-		return &CallError{Capsule: i.ID(), Export: export, Reason: reason}
-	case ctx.Err() != nil:
-		return &CallError{Capsule: i.ID(), Export: export, Reason: ctx.Err().Error()}
-	default:
-		return &CallError{Capsule: i.ID(), Export: export, Reason: status.Convert(err).Message()}
 	}
 }
 

@@ -77,12 +77,17 @@ func hostGuardConfig(m *manifest.Manifest) guard.Config {
 	}
 }
 
-// subscribeInterceptors subscribes the capsule's [[interceptor]] events for it (the manifest is
-// operator-trusted, so no ACL applies) and returns the JSON the guest reads with
+// subscribeInterceptors subscribes a run-loop capsule's [[interceptor]] events for it (the
+// manifest is operator-trusted, so no ACL applies) and returns the JSON the guest reads with
 // astrid_get_interceptor_handles. These handles come first (1..N) and cannot be unsubscribed.
-func (s *instanceIPC) subscribeInterceptors(b *bus.Bus, interceptors []manifest.Interceptor) ([]byte, error) {
+// A capsule without a run export (subscribe false) gets no subscription and "[]": its
+// interceptors are dispatched to its astrid_hook_trigger instead.
+func (s *instanceIPC) subscribeInterceptors(b *bus.Bus, interceptors []manifest.Interceptor, subscribe bool) ([]byte, error) {
 	if len(interceptors) > maxInterceptors {
-		return nil, fmt.Errorf("the capsule declares %d [[interceptor]]s; at most %d are subscribed", len(interceptors), maxInterceptors)
+		return nil, fmt.Errorf("the capsule declares %d [[interceptor]]s; at most %d are allowed", len(interceptors), maxInterceptors)
+	}
+	if !subscribe {
+		interceptors = nil
 	}
 	handles := []guard.InterceptorHandle{}
 	s.mu.Lock()

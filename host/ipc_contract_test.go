@@ -55,7 +55,7 @@ func newContractPair(t tb, m *manifest.Manifest, now func() time.Time) *contract
 	b := bus.New(bus.Options{})
 	h := newInstanceIPC(m)
 	h.guard = guard.New(hostGuardConfig(m), now)
-	interceptors, err := h.subscribeInterceptors(b, m.Interceptors)
+	interceptors, err := h.subscribeInterceptors(b, m.Interceptors, true)
 	if err != nil {
 		t.Fatal(err)
 	}

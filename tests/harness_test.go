@@ -50,6 +50,7 @@ var builtCapsules = map[string]string{
 	"memory":  "examples/memory",
 	"procs":   "tests/testdata/capsules/procs",
 	"raw":     "tests/testdata/capsules/raw",
+	"hook":    "tests/testdata/capsules/hook",
 	"runner":  "examples/runner",
 	"session": "examples/session",
 }

@@ -351,8 +351,9 @@ func TestForgedRequests(t *testing.T) {
 	}
 }
 
-// TestInterceptorHandles: the host subscribes a capsule's [[interceptor]] events for it; the
-// guest finds them with astrid_get_interceptor_handles, reads them, and they come first (1..N).
+// TestInterceptorHandles: the host subscribes a run-loop capsule's [[interceptor]] events for it
+// (the ipc capsule exports run); the guest finds them with astrid_get_interceptor_handles, reads
+// them, and they come first (1..N). A capsule without run gets none (TestInterceptorSubscriptions).
 func TestInterceptorHandles(t *testing.T) {
 	checkLeaks(t)
 	h := newHost(t)

@@ -1,14 +1,13 @@
 package process
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
 	"syscall"
 
 	"github.com/astrid-go/astrid/sandbox"
+	"github.com/astrid-go/astrid/shared/serdejson"
 )
 
 // SpawnRequest is the request of spawn and spawn_background (docs/abi.md#processes).
@@ -146,13 +145,11 @@ func exitFields(e sandbox.Exit) (code, signal *int) {
 // encode marshals a result without HTML escaping (output is not HTML, and escaping would
 // inflate it) and without the encoder's trailing newline.
 func encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	out, err := serdejson.Marshal(v)
+	if err != nil {
 		return nil, fmt.Errorf("failed to encode process result: %v", err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return out, nil
 }
 
 // sortedKeys returns m's keys in order, so environments are deterministic.

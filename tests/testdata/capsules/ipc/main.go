@@ -6,6 +6,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -269,5 +270,25 @@ func interceptors() int32 {
 			subs[h.HandleID] = h.Subscription()
 		}
 		return json.Marshal(hs)
+	})
+}
+
+// run makes this a run-loop capsule, whose [[interceptor]]s the host subscribes for it (the
+// handles interceptors lists) rather than dispatching them to astrid_hook_trigger. Started (a
+// run with the run loop on), it says it is ready and waits until the capsule unloads.
+//
+//go:wasmexport run
+func run() int32 {
+	return astrid.Export(func([]byte) ([]byte, error) {
+		astrid.SignalReady()
+		for {
+			hs, err := astrid.InterceptorHandles()
+			if err != nil || len(hs) == 0 {
+				return nil, errors.New("the run loop has no interceptor handle to wait on")
+			}
+			if _, err := hs[0].Subscription().Recv(astrid.MaxRecvTimeout); err != nil {
+				return nil, err
+			}
+		}
 	})
 }
