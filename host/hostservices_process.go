@@ -27,7 +27,7 @@ func (s *hostServices) Process(ctx context.Context, req *pb.ProcessRequest) (*pb
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
-	result, err := procs.Handle(ctx, op, DefaultPrincipal, req.Request)
+	result, err := procs.Handle(ctx, op, s.inst.effectivePrincipal(), req.Request)
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}

@@ -230,7 +230,7 @@ func (r *cgroupRoot) create(lim CgroupLimits, extraPids int) (*procCgroup, error
 	cg := &procCgroup{version: r.version}
 	mk := func(parent string, files []cgroupFile) error {
 		dir := filepath.Join(parent, name)
-		if err := os.Mkdir(dir, 0o755); err != nil {
+		if err := mkdirCgroup(dir); err != nil {
 			return fmt.Errorf("cgroup: %w", err)
 		}
 		cg.dirs = append(cg.dirs, dir)
@@ -269,6 +269,21 @@ func (r *cgroupRoot) create(lim CgroupLimits, extraPids int) (*procCgroup, error
 		return nil, err
 	}
 	return cg, nil
+}
+
+// mkdirCgroup makes the cgroup directory dir. A directory of that name already there is the
+// leftover of an earlier host that had this host's pid and was killed before it could remove its
+// cgroups (SIGKILL): it is removed and made afresh when it is empty, which the kernel checks (rmdir
+// of a cgroup with processes in it fails with EBUSY, and then so does this).
+func mkdirCgroup(dir string) error {
+	err := os.Mkdir(dir, 0o755)
+	if !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if rmErr := os.Remove(dir); rmErr != nil {
+		return fmt.Errorf("%w (a cgroup left by an earlier process with this pid, still in use: %v)", err, rmErr)
+	}
+	return os.Mkdir(dir, 0o755)
 }
 
 // kill SIGKILLs every process in the cgroup, including ones that left the process group and the

@@ -1,9 +1,12 @@
 package sandbox
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -69,6 +72,59 @@ func TestCgroupLimits(t *testing.T) {
 		if _, err := os.Stat(d); err == nil {
 			t.Errorf("%s is still there after remove", d)
 		}
+	}
+}
+
+// TestCgroupLeftover: a cgroup left behind by an earlier host with the same pid (one killed with
+// SIGKILL, which could not remove its cgroups) does not stop this host from making its own: the
+// empty leftover is replaced. One that still holds a process is not touched.
+func TestCgroupLeftover(t *testing.T) {
+	if !support.Available(LayerCgroup) {
+		t.Skipf("no cgroup layer: %s", support.Reason(LayerCgroup))
+	}
+	next := fmt.Sprintf("astrid-%d-%d", os.Getpid(), cgroupSeq.Load()+1)
+	stale := filepath.Join(support.cgroup.pids, next)
+	if err := os.Mkdir(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(stale) })
+	cg, err := support.cgroup.create(CgroupLimits{Pids: 8}, 0)
+	if err != nil {
+		t.Fatalf("create with an empty leftover %s: %v", stale, err)
+	}
+	if cg.dirs[0] != stale {
+		t.Fatalf("created %s, want the leftover's name %s", cg.dirs[0], stale)
+	}
+	if err := cg.remove(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A leftover still in use: its process stays, and create says why it failed.
+	next = fmt.Sprintf("astrid-%d-%d", os.Getpid(), cgroupSeq.Load()+1)
+	busy := filepath.Join(support.cgroup.pids, next)
+	if err := os.Mkdir(busy, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = sleeper.Process.Kill()
+		_ = sleeper.Wait()
+		_ = (&procCgroup{dirs: []string{busy}}).remove()
+	})
+	if err := os.WriteFile(filepath.Join(busy, "cgroup.procs"), []byte(strconv.Itoa(sleeper.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if cg, err := support.cgroup.create(CgroupLimits{Pids: 8}, 0); err == nil {
+		_ = cg.remove()
+		t.Fatalf("create over a leftover in use succeeded")
+	} else if !strings.Contains(err.Error(), "still in use") {
+		t.Fatalf("create over a leftover in use: %v, want it to say the leftover is still in use", err)
+	}
+	if pids, _ := cgroupProcs(busy); len(pids) != 1 || pids[0] != sleeper.Process.Pid {
+		t.Fatalf("the leftover's processes are %v, want [%d]", pids, sleeper.Process.Pid)
 	}
 }
 
