@@ -76,7 +76,7 @@ type indexEntry struct {
 func onRemember(ev astrid.HookEvent) (astrid.Verdict, error) {
 	var req rememberRequest
 	if err := ev.Decode(&req); err != nil {
-		return astrid.Verdict{}, fmt.Errorf("memory.v1.remember: %w", err)
+		return astrid.Verdict{}, err
 	}
 	if err := checkResponseTopic(req.ResponseTopic); err != nil {
 		return astrid.Verdict{}, err
