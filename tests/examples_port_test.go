@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -145,11 +146,16 @@ func TestSessionCapsule(t *testing.T) {
 // TestMemoryCapsule drives examples/memory (the port of capsule-memory): personal memory from
 // home://memory.md and project memory from cwd://.astrid/memory.md are injected on the
 // request's response topic, home memory is the caller principal's, a long file is cut on a
-// UTF-8 boundary, and nothing is published when there is no memory.
+// UTF-8 boundary, and nothing is published when there is no memory. Then our addition,
+// memory.v1.remember: lines appended to either file are injected by the next before_build, the
+// per-principal KV index counts them and refuses a duplicate while the line is still in the
+// file, bad requests change nothing, and a second host on the same state directory sees the
+// index.
 func TestMemoryCapsule(t *testing.T) {
 	checkLeaks(t)
 	state, ws := t.TempDir(), t.TempDir()
-	h := newHost(t, func(c *host.Config) { c.StateDir, c.Workspace = state, ws })
+	withDirs := func(c *host.Config) { c.StateDir, c.Workspace = state, ws }
+	h := newHost(t, withDirs)
 	loadCapsule(t, h, "memory")
 	w := watchBus(t, h, "prompt_builder.v1.hook_response.*")
 	ask := func(id string) string {
@@ -208,5 +214,188 @@ func TestMemoryCapsule(t *testing.T) {
 	}
 	for _, m := range w.got {
 		t.Fatalf("unexpected reply on %s: %s", m.Topic, m.Payload)
+	}
+
+	testMemoryRemember(t, h, state, ws, withDirs)
+}
+
+// rememberReply is memory.v1.remember's reply.
+type rememberReply struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+	Scope  string `json:"scope"`
+	Line   string `json:"line"`
+	Bytes  int    `json:"bytes"`
+	Count  uint64 `json:"count"`
+	LastMS uint64 `json:"last_ms"`
+}
+
+// testMemoryRemember is TestMemoryCapsule's part for memory.v1.remember, on h (whose personal
+// memory is "Prefers short answers." and which has no project memory file).
+func testMemoryRemember(t *testing.T, h *host.Host, state, ws string, withDirs func(*host.Config)) {
+	personal := filepath.Join(state, "home", host.DefaultPrincipal, "memory.md")
+	project := filepath.Join(ws, ".astrid", "memory.md")
+	read := func(path string) string {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	// The project folder is gone too: remember creates it.
+	if err := os.Remove(filepath.Dir(project)); err != nil {
+		t.Fatal(err)
+	}
+	type env struct {
+		h  *host.Host
+		w  *busWatch
+		wp *busWatch
+	}
+	e := &env{h: h, w: watchBus(t, h, "memory.v1.response.*"), wp: watchBus(t, h, "prompt_builder.v1.hook_response.*")}
+	n := 0
+	// remember publishes req as principal and returns the reply on a fresh response topic.
+	remember := func(principal string, req map[string]any) rememberReply {
+		t.Helper()
+		n++
+		topic := fmt.Sprintf("memory.v1.response.m%d", n)
+		req["response_topic"] = topic
+		payload, err := bus.CustomPayload(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.h.Bus().Publish(bus.Message{Topic: "memory.v1.remember", Payload: payload, SourceID: bus.NilSourceID, Principal: principal})
+		var r rememberReply
+		if err := json.Unmarshal(e.w.next(topic), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	ask := func() string {
+		t.Helper()
+		n++
+		topic := fmt.Sprintf("prompt_builder.v1.hook_response.p%d", n)
+		publishJSON(t, e.h, "prompt_builder.v1.hook.before_build", map[string]any{"response_topic": topic})
+		var r struct {
+			Append string `json:"appendSystemContext"`
+		}
+		if err := json.Unmarshal(e.wp.next(topic), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r.Append
+	}
+	line := regexp.MustCompile(`^- \d{4}-\d{2}-\d{2}: `)
+	start := uint64(time.Now().UnixMilli())
+
+	// Refused requests change nothing and say why. One with a response topic outside
+	// memory.v1.response.* and one whose payload is not an object get no reply (the invocation
+	// fails, logged): they come first, and the next reply proves they were run.
+	publishJSON(t, h, "memory.v1.remember", map[string]any{"text": "never", "response_topic": "prompt_builder.v1.hook_response.x"})
+	publishJSON(t, h, "memory.v1.remember", []int{1})
+	for _, c := range []struct {
+		name, want string
+		req        map[string]any
+	}{
+		{"unknown scope", `unknown scope "team"`, map[string]any{"text": "x", "scope": "team"}},
+		{"blank text", "text is empty", map[string]any{"text": " \n\t "}},
+		{"text too long", "over the limit of 2048 bytes", map[string]any{"text": strings.Repeat("x", 2049)}},
+		{"control character", "control characters", map[string]any{"text": "a\x1b[2Jb"}},
+	} {
+		// Not t.Run: remember's bus watch fails the parent test, from its goroutine.
+		if r := remember(host.DefaultPrincipal, c.req); r.Status != "error" || !strings.Contains(r.Error, c.want) {
+			t.Fatalf("%s: reply = %+v, want an error containing %q", c.name, r, c.want)
+		}
+	}
+	if got := read(personal); got != "Prefers short answers." {
+		t.Fatalf("refused requests changed personal memory: %q", got)
+	}
+	if _, err := os.Stat(filepath.Dir(project)); !os.IsNotExist(err) {
+		t.Fatalf("refused requests created the project folder: %v", err)
+	}
+
+	// Project memory: the folder and file are created, the whitespace collapsed.
+	r1 := remember(host.DefaultPrincipal, map[string]any{"text": "Deploys  on\nFridays are banned.", "scope": "project"})
+	if r1.Status != "remembered" || r1.Scope != "project" || r1.Count != 1 || r1.LastMS < start || !line.MatchString(r1.Line) || !strings.HasSuffix(r1.Line, ": Deploys on Fridays are banned.") {
+		t.Fatalf("project remember = %+v", r1)
+	}
+	if got := read(project); got != r1.Line+"\n" || r1.Bytes != len(got) {
+		t.Fatalf("project memory = %q (reply says %d bytes), want %q", got, r1.Bytes, r1.Line+"\n")
+	}
+	// Personal memory (the default scope): appended on a line of its own.
+	r2 := remember(host.DefaultPrincipal, map[string]any{"text": "Likes Go."})
+	if r2.Status != "remembered" || r2.Scope != "personal" || r2.Count != 2 || r2.LastMS < r1.LastMS {
+		t.Fatalf("personal remember = %+v", r2)
+	}
+	wantPersonal := "Prefers short answers.\n" + r2.Line + "\n"
+	if got := read(personal); got != wantPersonal {
+		t.Fatalf("personal memory = %q, want %q", got, wantPersonal)
+	}
+	// The next before_build injects both.
+	if got, want := ask(), "# Memory (personal)\n\n"+wantPersonal+"\n\n# Memory (project)\n\n"+r1.Line+"\n"; got != want {
+		t.Fatalf("before_build after remember: %q, want %q", got, want)
+	}
+	// The same text again (after whitespace collapsing) is a duplicate: nothing written, the
+	// index unchanged. The same text in the other scope is not.
+	if r := remember(host.DefaultPrincipal, map[string]any{"text": " Likes   Go. ", "scope": "personal"}); r.Status != "duplicate" || r.Count != 2 || r.LastMS != r2.LastMS {
+		t.Fatalf("duplicate = %+v", r)
+	}
+	if got := read(personal); got != wantPersonal {
+		t.Fatalf("a duplicate changed personal memory: %q", got)
+	}
+	// The index is per principal: bob's first line, in his own home.
+	rb := remember("bob", map[string]any{"text": "Likes Go."})
+	if rb.Status != "remembered" || rb.Count != 1 {
+		t.Fatalf("bob's remember = %+v", rb)
+	}
+	if got := read(filepath.Join(state, "home", "bob", "memory.md")); got != rb.Line+"\n" {
+		t.Fatalf("bob's memory = %q", got)
+	}
+	// A file that would grow past the 32 KiB that before_build injects is refused, unchanged.
+	full := strings.Repeat("p", 32768-10)
+	if err := os.WriteFile(project, []byte(full), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := remember(host.DefaultPrincipal, map[string]any{"text": "One more.", "scope": "project"}); r.Status != "error" || !strings.Contains(r.Error, "project memory is full") {
+		t.Fatalf("full project memory: %+v", r)
+	}
+	if got := read(project); got != full {
+		t.Fatalf("a refused remember changed the full file (%d bytes)", len(got))
+	}
+	// A file that is not UTF-8 is not replaced.
+	if err := os.WriteFile(project, []byte("caf\xe9\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := remember(host.DefaultPrincipal, map[string]any{"text": "One more.", "scope": "project"}); r.Status != "error" || !strings.Contains(r.Error, "is not UTF-8") {
+		t.Fatalf("non-UTF-8 project memory: %+v", r)
+	}
+	if got := read(project); got != "caf\xe9\n" {
+		t.Fatalf("a refused remember changed the non-UTF-8 file: %q", got)
+	}
+	if strings.Contains(read(personal), "never") {
+		t.Fatal("a request with a forbidden response topic was carried out")
+	}
+	for _, m := range append(e.w.got, e.wp.got...) {
+		t.Fatalf("unexpected reply on %s: %s", m.Topic, m.Payload)
+	}
+	h.Shutdown(context.Background())
+
+	// A second host on the same state directory sees the index: the duplicate is still refused,
+	// and once the line is gone from the file it is remembered again, counted as the third.
+	h2 := newHost(t, withDirs)
+	loadCapsule(t, h2, "memory")
+	e.h, e.w, e.wp = h2, watchBus(t, h2, "memory.v1.response.*"), watchBus(t, h2, "prompt_builder.v1.hook_response.*")
+	if r := remember(host.DefaultPrincipal, map[string]any{"text": "Likes Go."}); r.Status != "duplicate" || r.Count != 2 || r.LastMS != r2.LastMS {
+		t.Fatalf("after a host restart, duplicate = %+v", r)
+	}
+	if err := os.WriteFile(personal, []byte("Prefers short answers.\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r3 := remember(host.DefaultPrincipal, map[string]any{"text": "Likes Go."})
+	if r3.Status != "remembered" || r3.Count != 3 {
+		t.Fatalf("after the line was removed, remember = %+v", r3)
+	}
+	// The non-UTF-8 project file is skipped, as before.
+	if got, want := ask(), "# Memory (personal)\n\nPrefers short answers.\n"+r3.Line+"\n"; got != want {
+		t.Fatalf("before_build on the second host: %q, want %q", got, want)
 	}
 }

@@ -12,6 +12,9 @@
 // Missing, empty or unreadable files are skipped; each section is cut at 32 KiB on a UTF-8
 // boundary. The result goes to the request's response_topic as
 // {"appendSystemContext": "..."}.
+//
+// Our addition, not in upstream (remember.go): memory.v1.remember appends a dated line to one
+// of the two files and keeps a per-principal index of what was remembered in the KV store.
 package main
 
 import (
@@ -88,11 +91,16 @@ func buildSections(srcs []memorySource) string {
 
 // projectMemoryPath is cwd://{cwd_dir}/memory.md.
 func projectMemoryPath() string {
+	return projectMemoryDir() + "/memory.md"
+}
+
+// projectMemoryDir is cwd://{cwd_dir}, the project folder.
+func projectMemoryDir() string {
 	dir := astrid.GetConfig("cwd_dir")
 	if dir == "" {
 		dir = defaultCwdDir
 	}
-	return "cwd://" + dir + "/memory.md"
+	return "cwd://" + dir
 }
 
 // readMemory returns the UTF-8 content of the file at path, or "" when it is missing, empty,
