@@ -97,6 +97,9 @@ func TestCompileDeadline(t *testing.T) {
 	if st, reason := insts[0].State(); st != host.StateLoading || len(events.all(host.TopicCapsulePrefix+"failed", "huge")) != 0 {
 		t.Fatalf("the huge capsule was %s (%s) when its neighbour had answered; the neighbour should not have waited for it", st, reason)
 	}
+	// Its shim may still be starting on a loaded machine (the neighbour can be quicker); its pid
+	// stays known after it is killed.
+	waitFor(t, time.Minute, "the huge capsule's shim to start", func() bool { return insts[0].Pid() != 0 })
 	pid := insts[0].Pid()
 
 	// Then the huge capsule fails at its deadline, saying which capsule, which deadline, which key.
