@@ -184,4 +184,10 @@ func TestGuestStderrBlock(t *testing.T) {
 		!strings.Contains(res.stderr, "guest stderr:\n  panic: faulty: deliberate panic\n") {
 		t.Errorf("call panic: exit %d; want the error with the crash report as one block under it:\n%s", res.code, res.stderr)
 	}
+	// At call's default level (warn) the log's trap line already carries the report: it is shown
+	// once, not again under the error.
+	res = runCLI(t, t.TempDir(), "call", "--sandbox", "best-effort", capsules["faulty"], "panic")
+	if n := strings.Count(res.stderr, "panic: faulty: deliberate panic\n"); res.code != 1 || n != 1 {
+		t.Errorf("call panic at the default log level: exit %d, the crash report shown %d times, want once:\n%s", res.code, n, res.stderr)
+	}
 }

@@ -71,7 +71,7 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(allowHosts) > 0 && m.Path != "" {
 		return usageError(fs, stderr, fmt.Errorf("--allow-host applies to a bare .wasm; the capsule %s lists the hosts it may reach in [capabilities] net", target))
 	}
-	h, _, err := hf.newHost(stderr)
+	h, logger, err := hf.newHost(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage
@@ -93,7 +93,10 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		var ge *host.GuestError
 		if errors.As(err, &ge) {
 			printBlock(stderr, "wasm backtrace", ge.Backtrace)
-			printBlock(stderr, "guest stderr", ge.Stderr)
+			if !logger.IsWarn() {
+				// Otherwise the host's log has shown it already, under its warning of the failure.
+				printBlock(stderr, "guest stderr", ge.Stderr)
+			}
 		}
 		return exitFailure
 	}
