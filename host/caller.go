@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/host/internal/principal"
 	"github.com/astrid-go/astrid/shared/serdejson"
 )
 
@@ -20,28 +21,10 @@ type callerContext struct {
 	json []byte
 }
 
-// maxPrincipalBytes is the longest principal id (upstream's PrincipalId: 64 characters).
-const maxPrincipalBytes = 64
-
-// validPrincipal reports whether p is a principal id by upstream's rule: 1 to 64 characters of
-// [A-Za-z0-9_-]. Only a valid id names a KV namespace or a home directory.
-func validPrincipal(p string) bool {
-	if p == "" || len(p) > maxPrincipalBytes {
-		return false
-	}
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 // newCallerContext is the caller context of an invocation for message m.
 func newCallerContext(m *bus.Message) *callerContext {
 	c := &callerContext{json: callerJSON(m)}
-	if validPrincipal(m.Principal) {
+	if principal.Valid(m.Principal) {
 		c.principal = m.Principal
 	}
 	return c

@@ -2,7 +2,6 @@ package fsroot
 
 import (
 	"errors"
-	"fmt"
 	"strings"
 	"unicode/utf8"
 )
@@ -76,22 +75,3 @@ func Parse(raw []byte) (Path, error) {
 // isRoot reports whether the path names its scheme's root itself.
 func (p Path) isRoot() bool { return len(p.Comps) == p.base }
 
-// MaxPrincipalBytes bounds a principal id, as upstream's PrincipalId.
-const MaxPrincipalBytes = 64
-
-// CheckPrincipal checks a principal id with upstream's rule (1–64 characters of [A-Za-z0-9_-])
-// and words: it names a directory under STATE/home.
-func CheckPrincipal(id string) error {
-	switch {
-	case id == "":
-		return errors.New("principal id must not be empty")
-	case len(id) > MaxPrincipalBytes:
-		return errors.New("principal id exceeds 64 characters")
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return fmt.Errorf("principal id contains invalid character %q (allowed: a-z, A-Z, 0-9, -, _)", c)
-		}
-	}
-	return nil
-}

@@ -1,6 +1,8 @@
 package fsroot
 
 import (
+	"github.com/astrid-go/astrid/host/internal/principal"
+
 	"errors"
 	"fmt"
 	"os"
@@ -92,7 +94,7 @@ func (t *target) close() {
 // homePath is the principal's home: STATE/home/PRINCIPAL with the state directory's symlinks
 // resolved.
 func (s *Space) homePath() (string, error) {
-	if err := CheckPrincipal(s.Principal); err != nil {
+	if err := principal.Check(s.Principal); err != nil {
 		return "", fmt.Errorf("home:// is not available: %w", err)
 	}
 	state, err := filepath.EvalSymlinks(s.StateDir)

@@ -335,28 +335,8 @@ func TestNonRegularFiles(t *testing.T) {
 	wantErr(t, err, "IO error: IO error: Is a directory (os error 21)")
 }
 
+// TestPrincipal: a home is named only by a valid principal id (package principal's rule).
 func TestPrincipal(t *testing.T) {
-	cases := []struct{ id, want string }{
-		{"alice", ""},
-		{"a_b-C9", ""},
-		{strings.Repeat("a", 64), ""},
-		{"", "principal id must not be empty"},
-		{strings.Repeat("a", 65), "principal id exceeds 64 characters"},
-		{"../x", "principal id contains invalid character '.'"},
-		{"a/b", "principal id contains invalid character '/'"},
-	}
-	for _, c := range cases {
-		t.Run(c.id, func(t *testing.T) {
-			err := CheckPrincipal(c.id)
-			if c.want == "" {
-				if err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			wantErr(t, err, c.want)
-		})
-	}
 	f := newFixture(t, []string{"home://"}, nil)
 	f.space.Principal = "../../x"
 	_, err := f.space.ReadFile([]byte("home://a"))
