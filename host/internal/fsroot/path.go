@@ -74,4 +74,3 @@ func Parse(raw []byte) (Path, error) {
 
 // isRoot reports whether the path names its scheme's root itself.
 func (p Path) isRoot() bool { return len(p.Comps) == p.base }
-
