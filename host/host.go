@@ -25,6 +25,7 @@ import (
 	"github.com/astrid-go/astrid/host/internal/wasmscan"
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/host/process"
+	"github.com/astrid-go/astrid/host/store"
 	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
@@ -170,6 +171,10 @@ type LoadOptions struct {
 	// RunLoop starts the capsule's run export in the background once it is loaded, if it has
 	// one (astrid-host run does; astrid-host call, which calls one export, does not).
 	RunLoop bool
+	// Installed is the meta.json of a capsule loaded from the store (package store): its module
+	// must hash to Installed.WasmHash, or the load is refused with store.VerifyModule's error.
+	// Nil for a development capsule (a directory given on the command line), loaded unverified.
+	Installed *store.Meta
 	// CallTimeout, when positive, replaces the capsule's [limits] call_timeout for this
 	// instance: its start function, its _initialize and every call that sets no time limit of
 	// its own run under it (astrid-host call --timeout).

@@ -37,6 +37,10 @@ Usage:
   astrid-host check PATH...                  validate Capsule.toml files and print every problem
   astrid-host status [--state DIR]           show the capsules of the running host
   astrid-host doctor                         show which sandbox layers this machine supports
+  astrid-host install [flags] SRC            install a capsule into the store (STATE/capsules)
+  astrid-host uninstall NAME                 remove an installed capsule
+  astrid-host list                           list the installed capsules
+  astrid-host config NAME [KEY=VALUE...]     show or set a capsule's [env] values
 
 Run 'astrid-host COMMAND --help' for a command's flags.
 `
@@ -66,11 +70,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return statusCommand(rest, stdout, stderr)
 	case "doctor":
 		return doctorCommand(rest, stdout, stderr)
+	case "install":
+		return installCommand(rest, stdin, stdout, stderr)
+	case "uninstall":
+		return uninstallCommand(rest, stdout, stderr)
+	case "list":
+		return listCommand(rest, stdout, stderr)
+	case "config":
+		return configCommand(rest, stdin, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status and doctor\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status, doctor, install, uninstall, list and config\n\n%s", cmd, usage)
 		return exitUsage
 	}
 }
