@@ -1,0 +1,54 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// ManifestName is the file that makes a directory a capsule (the same name host.ManifestName
+// gives it; the store cannot import host).
+const ManifestName = "Capsule.toml"
+
+// Installed is one capsule directory of the store, as List finds it.
+type Installed struct {
+	// Name is the directory's name, which install makes the capsule's package.name.
+	Name string
+	// Dir is STATE/capsules/NAME.
+	Dir string
+	// Meta is the capsule's meta.json, nil when it could not be read (MetaErr says why).
+	Meta    *Meta
+	MetaErr error
+}
+
+// List returns the capsules of the store in name order: every directory of STATE/capsules that
+// holds a Capsule.toml. Entries whose names start with "." (the store's own staging and backup
+// directories) are not capsules. A store that does not exist yet is empty.
+func List(stateDir string) ([]Installed, error) {
+	entries, err := os.ReadDir(Dir(stateDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the capsule store: %w", err)
+	}
+	var out []Installed
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		dir := filepath.Join(Dir(stateDir), e.Name())
+		if _, err := os.Lstat(filepath.Join(dir, ManifestName)); err != nil {
+			continue
+		}
+		in := Installed{Name: e.Name(), Dir: dir}
+		in.Meta, in.MetaErr = ReadMeta(dir)
+		out = append(out, in)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
