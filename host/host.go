@@ -1,12 +1,14 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -175,10 +177,30 @@ type LoadOptions struct {
 	// must hash to Installed.WasmHash, or the load is refused with store.VerifyModule's error.
 	// Nil for a development capsule (a directory given on the command line), loaded unverified.
 	Installed *store.Meta
+	// Lifecycle is the install or upgrade hook this instance is loaded for (RunLifecycle), the
+	// zero value for any other load. Host functions that behave differently during a lifecycle
+	// hook (upstream's elicit, which asks the operator) read it with Instance.Lifecycle.
+	Lifecycle LifecyclePhase
 	// CallTimeout, when positive, replaces the capsule's [limits] call_timeout for this
 	// instance: its start function, its _initialize and every call that sets no time limit of
 	// its own run under it (astrid-host call --timeout).
 	CallTimeout time.Duration
+}
+
+// source says, for the loading log line, where the capsule comes from.
+func (o LoadOptions) source() string {
+	if o.Installed == nil {
+		return "development capsule (a directory, not the store: its module is not verified)"
+	}
+	return "store (its module is checked against meta.json's BLAKE3 hash)"
+}
+
+// integrity says, for the loaded log line, whether the module was verified.
+func (o LoadOptions) integrity() string {
+	if o.Installed == nil {
+		return "unverified development capsule (no BLAKE3 check)"
+	}
+	return "BLAKE3 verified against meta.json"
 }
 
 // callTimeout is the time limit of the instance's calls that set none of their own.
@@ -286,7 +308,7 @@ func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Ins
 		h.instances = append(h.instances, inst)
 	}
 	h.mu.Unlock()
-	inst.log.Info("capsule state", "state", StateLoading, "dir", m.Dir)
+	inst.log.Info("capsule state", "state", StateLoading, "dir", m.Dir, "source", opts.source())
 	h.publishEvent(TopicCapsulePrefix+StateLoading.String(), capsuleEvent{CapsuleID: m.ID(), Instance: inst.ipc.sourceID, State: StateLoading.String()})
 	return inst, nil
 }
@@ -307,7 +329,7 @@ func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions)
 		return res, err
 	}
 	inst.setState(StateReady, "")
-	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took, "sandbox", inst.proc.sandbox)
+	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took, "sandbox", inst.proc.sandbox, "integrity", opts.integrity())
 	if len(m.Interceptors) > 0 && !inst.runExport && !inst.dispatched() {
 		inst.log.Warn("the capsule declares [[interceptor]]s but exports neither run nor " + HookExport + ": they never run")
 	}
@@ -320,7 +342,17 @@ func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions)
 
 func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (LoadResult, error) {
 	m := inst.manifest
-	sum, err := h.cache.Digest(m.WasmPath())
+	// An installed capsule's module is read once: the bytes verified are the bytes that select
+	// the cached artefact, are scanned and are compiled. A development capsule's digest may come
+	// from the cache's index, and its module is read only when it has to be compiled.
+	var verified []byte
+	var sum string
+	var err error
+	if opts.Installed != nil {
+		verified, sum, err = readVerifiedModule(m, opts.Installed)
+	} else {
+		sum, err = h.cache.Digest(m.WasmPath())
+	}
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -350,7 +382,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	// Ready. Which one it is, the module's exports say, read here before the shim loads it.
 	// A module the scan cannot read goes on to the shim, whose compiler says what is wrong with
 	// it; should the shim accept it, the load fails below with the scan's error.
-	runExport, scanErr := scanRunExport(m.WasmPath())
+	runExport, scanErr := scanRunExport(m.WasmPath(), verified)
 	inst.runExport = runExport
 	interceptors, err := inst.ipc.subscribeInterceptors(h.bus, m.Interceptors, runExport)
 	if err != nil {
@@ -358,14 +390,17 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	}
 	var res LoadResult
 	compile := func() error {
-		// Hash the bytes sent to the shim: the artefact must match its key even if the file
-		// changed since Digest looked at it.
-		wasm, got, err := readModule(m.WasmPath())
-		if err != nil {
-			return err
-		}
-		if got != sum {
-			return fmt.Errorf("module %s changed while it was being loaded; try again", m.WasmPath())
+		wasm := verified
+		if wasm == nil {
+			// Hash the bytes sent to the shim: the artefact must match its key even if the
+			// file changed since Digest looked at it.
+			var got string
+			if wasm, got, err = readModule(m.WasmPath()); err != nil {
+				return err
+			}
+			if got != sum {
+				return fmt.Errorf("module %s changed while it was being loaded; try again", m.WasmPath())
+			}
 		}
 		if err := h.compile(ctx, proc, wasm, artefact, m.Limits.CompileTimeout); err != nil {
 			return err
@@ -430,15 +465,20 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	return res, nil
 }
 
-// scanRunExport reports whether the module at path exports a function named run, reading no
-// more of it than its section headers and its export section.
-func scanRunExport(path string) (bool, error) {
-	f, _, err := safefile.Open(path, shared.MaxModuleBytes)
-	if err != nil {
-		return false, fmt.Errorf("read module: %w", err)
+// scanRunExport reports whether the module exports a function named run, reading no more of it
+// than its section headers and its export section: from wasm when the module was read already
+// (an installed capsule's verified bytes), else from the file at path.
+func scanRunExport(path string, wasm []byte) (bool, error) {
+	var r io.Reader = bytes.NewReader(wasm)
+	if wasm == nil {
+		f, _, err := safefile.Open(path, shared.MaxModuleBytes)
+		if err != nil {
+			return false, fmt.Errorf("read module: %w", err)
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
-	run, err := wasmscan.HasFuncExport(f, "run")
+	run, err := wasmscan.HasFuncExport(r, "run")
 	if err != nil {
 		return false, fmt.Errorf("read the exports of module %s: %w", path, err)
 	}
@@ -538,6 +578,20 @@ func readModule(path string) ([]byte, string, error) {
 	}
 	sum := sha256.Sum256(wasm)
 	return wasm, hex.EncodeToString(sum[:]), nil
+}
+
+// readVerifiedModule reads an installed capsule's module once, checks it against its meta.json
+// (store.VerifyModule: upstream's refusals of a missing or different BLAKE3 hash) and returns
+// the bytes with their SHA-256, the module cache's key, computed from the same bytes.
+func readVerifiedModule(m *manifest.Manifest, meta *store.Meta) ([]byte, string, error) {
+	wasm, sum, err := readModule(m.WasmPath())
+	if err != nil {
+		return nil, "", err
+	}
+	if err := store.VerifyModule(m.ID(), meta, wasm); err != nil {
+		return nil, "", err
+	}
+	return wasm, sum, nil
 }
 
 // background runs f on a goroutine the host waits for at Shutdown.
