@@ -290,6 +290,7 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 // addInstance adds a new instance of m, Loading, to the host's list (in place of replaces, if
 // given) and announces it.
 func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Instance) (*Instance, error) {
+	opts = h.storeOptions(m, opts)
 	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{}), calls: make(chan struct{}, 1)}
 	h.mu.Lock()
 	if h.closed {
@@ -313,9 +314,28 @@ func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Ins
 	return inst, nil
 }
 
+// storeOptions completes opts for a capsule whose directory is in the host's store
+// (STATE/capsules/NAME) but that was given without LoadOptions.Installed (a path on the command
+// line): it is an installed capsule all the same, verified against its meta.json, so that naming
+// a store directory cannot load a changed module unverified. A meta.json that cannot be read
+// counts as one without a hash, and the load is refused.
+func (h *Host) storeOptions(m *manifest.Manifest, opts LoadOptions) LoadOptions {
+	if opts.Installed != nil || m.Path == "" || !store.Holds(h.cfg.StateDir, m.Dir) {
+		return opts
+	}
+	meta, err := store.ReadMeta(m.Dir)
+	if err != nil {
+		h.log.Named(m.ID()).Warn("cannot read the installed capsule's meta.json", "error", err)
+		meta = &store.Meta{}
+	}
+	opts.Installed = meta
+	return opts
+}
+
 // finishLoad loads an added instance's module and makes it Ready, or Failed with the reason.
 func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions) (LoadResult, error) {
 	m := inst.manifest
+	opts = inst.opts // as addInstance completed them
 	start := time.Now()
 	res, err := h.load(ctx, inst, opts)
 	res.Took = time.Since(start)

@@ -45,7 +45,8 @@ type Result struct {
 	Recovered []string
 }
 
-// HookError is Install's error when the lifecycle hook failed and the store was rolled back.
+// HookError is Install's error when Options.Hook failed (the capsule did not load for its
+// lifecycle hook, or the hook failed) and the store was rolled back.
 type HookError struct {
 	Name string
 	// Restored is true when a previous install was put back (false: nothing was installed
@@ -58,11 +59,11 @@ type HookError struct {
 func (e *HookError) Error() string {
 	switch {
 	case !e.Restored:
-		return fmt.Sprintf("the lifecycle hook of %s failed; the install was undone (%s is not installed): %v", e.Name, e.Name, e.Err)
+		return fmt.Sprintf("installing %s failed and was undone (%s is not installed): %v", e.Name, e.Name, e.Err)
 	case e.Previous == "":
-		return fmt.Sprintf("the lifecycle hook of %s failed; the install was undone and the previous install is back: %v", e.Name, e.Err)
+		return fmt.Sprintf("upgrading %s failed and was undone (the previous install is back): %v", e.Name, e.Err)
 	}
-	return fmt.Sprintf("the lifecycle hook of %s failed; the install was undone and version %s is installed as before: %v", e.Name, e.Previous, e.Err)
+	return fmt.Sprintf("upgrading %s failed and was undone (version %s is installed as before): %v", e.Name, e.Previous, e.Err)
 }
 
 func (e *HookError) Unwrap() error { return e.Err }

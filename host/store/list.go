@@ -74,3 +74,26 @@ func Verify(in Installed) error {
 	}
 	return VerifyModule(m.ID(), in.Meta, wasm)
 }
+
+// Holds reports whether dir is one of the store's capsule directories: directly in
+// STATE/capsules, compared with symlinks resolved, so that a capsule of the store given by a path
+// (or a link to it) is still recognised as installed and verified.
+func Holds(stateDir, dir string) bool {
+	storeDir, err := filepath.EvalSymlinks(Dir(stateDir))
+	if err != nil {
+		return false
+	}
+	storeDir, err = filepath.Abs(storeDir)
+	if err != nil {
+		return false
+	}
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return false
+	}
+	real, err = filepath.Abs(real)
+	if err != nil {
+		return false
+	}
+	return filepath.Dir(real) == storeDir && !strings.HasPrefix(filepath.Base(real), ".")
+}
