@@ -59,16 +59,23 @@ func (i *Instance) Lifecycle() LifecyclePhase { return i.opts.Lifecycle }
 
 // RunLifecycle runs an installed capsule's lifecycle hook, as `astrid-host install` does once the
 // capsule is in the store: it loads m in its own shim like any load (its module verified against
-// meta, LoadOptions.Lifecycle set to the phase LifecycleFor(previous) gives), calls the phase's
-// export if the module exports it, with the previous version (or "") as input, and stops the
-// instance. timeout, when positive, replaces the capsule's [limits] call_timeout for the load
-// and the hook. It returns the export it called, "" when the module exports none. An error (the
-// capsule does not load, or the hook fails) is what makes install roll back.
+// meta, LoadOptions.Lifecycle set to the phase LifecycleFor(previous) gives, and never restarted:
+// a crash fails the hook), calls the phase's export if the module exports it, with the previous
+// version (or "") as input, and stops the instance, which then leaves Instances. timeout, when
+// positive, replaces the capsule's [limits] call_timeout for the load and the hook. It returns
+// the export it called, "" when the module exports none. An error (the capsule does not load, or
+// the hook fails) is what makes install roll back.
 func (h *Host) RunLifecycle(ctx context.Context, m *manifest.Manifest, meta, previous *store.Meta, timeout time.Duration) (string, error) {
 	phase, input := LifecycleFor(previous)
-	inst, _, err := h.Load(ctx, m, LoadOptions{Installed: meta, Lifecycle: phase, CallTimeout: timeout})
+	once := *m
+	once.Restart.Policy = manifest.RestartNever
+	inst, _, err := h.Load(ctx, &once, LoadOptions{Installed: meta, Lifecycle: phase, CallTimeout: timeout})
 	if inst != nil {
-		defer inst.Stop(context.Background())
+		// The hook's instance is no capsule the host runs: gone from Instances once it ends.
+		defer func() {
+			inst.Stop(context.Background())
+			h.forget(inst)
+		}()
 	}
 	if err != nil {
 		return "", err
@@ -83,4 +90,11 @@ func (h *Host) RunLifecycle(ctx context.Context, m *manifest.Manifest, meta, pre
 		return export, fmt.Errorf("%s: %w", export, err)
 	}
 	return export, nil
+}
+
+// forget removes a stopped instance from the host's list.
+func (h *Host) forget(inst *Instance) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.instances = slices.DeleteFunc(h.instances, func(i *Instance) bool { return i == inst })
 }
