@@ -283,7 +283,7 @@ func (s *source) stageWasm(stage string) error {
 	if err := c.file(real, filepath.Join(stage, file), file, 0); err != nil {
 		return err
 	}
-	return syncDir(stage)
+	return syncFS(stage)
 }
 
 // versionMap turns [imports] or [exports] into meta.json's namespace -> interface -> version.
