@@ -53,6 +53,9 @@ type copier struct {
 	lim    copyLimits
 	files  int
 	bytes  int64
+	// store is the directory the copy is made in (STATE/capsules): a source that contains it
+	// would copy the copy being made.
+	store fs.FileInfo
 }
 
 // copyTree copies the capsule directory src into dst (which must not exist). module is the
@@ -66,6 +69,9 @@ func copyTree(src, dst, module string, lim copyLimits) error {
 		return err
 	}
 	c := &copier{root: root, module: filepath.Clean(filepath.FromSlash(module)), lim: lim}
+	if c.store, err = os.Stat(filepath.Dir(dst)); err != nil {
+		return err
+	}
 	if err := os.Mkdir(dst, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", dst, err)
 	}
@@ -114,6 +120,9 @@ func (c *copier) entry(srcDir, dstDir, relDir string, e fs.DirEntry) error {
 	}
 	switch t := e.Type(); {
 	case t.IsDir():
+		if fi, err := os.Lstat(src); err == nil && os.SameFile(fi, c.store) {
+			return fmt.Errorf("the capsule directory %s contains the capsule store %s: install from a directory outside the state directory", c.root, src)
+		}
 		if err := os.Mkdir(dst, 0o755); err != nil {
 			return fmt.Errorf("create %s: %w", dst, err)
 		}

@@ -46,6 +46,7 @@ func TestCopySymlinks(t *testing.T) {
 		{"link to a directory inside", func(t *testing.T, src string) {
 			must(t, os.Symlink("data", filepath.Join(src, "loop")))
 		}, "which is a directory: install follows a symlink only to a regular file inside the capsule", nil},
+		{"the store inside the source", func(t *testing.T, src string) {}, "contains the capsule store", nil},
 		{"fifo", func(t *testing.T, src string) {
 			must(t, syscall.Mkfifo(filepath.Join(src, "pipe"), 0o644))
 		}, "pipe is a named pipe (FIFO): install copies only regular files and directories", nil},
@@ -62,6 +63,9 @@ func TestCopySymlinks(t *testing.T) {
 			src := capsuleDir(t, "cap", "1.0.0", emptyModule, map[string]string{"data/real.txt": "real"})
 			tc.make(t, src)
 			state := t.TempDir()
+			if tc.name == "the store inside the source" {
+				state = filepath.Join(src, "data", "state")
+			}
 			_, err := Install(state, src, Options{})
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
