@@ -174,8 +174,11 @@ type LoadOptions struct {
 	// one (astrid-host run does; astrid-host call, which calls one export, does not).
 	RunLoop bool
 	// Installed is the meta.json of a capsule loaded from the store (package store): its module
-	// must hash to Installed.WasmHash, or the load is refused with store.VerifyModule's error.
-	// Nil for a development capsule (a directory given on the command line), loaded unverified.
+	// is read once, must hash to Installed.WasmHash, or the load is refused with
+	// store.VerifyModule's error, and those same bytes are what is compiled or pick the cached
+	// artefact. Nil for a development capsule (a directory outside the store), loaded
+	// unverified and logged as such; a capsule whose directory is in the host's store is
+	// verified even when Installed is nil (its meta.json is read at each load).
 	Installed *store.Meta
 	// Lifecycle is the install or upgrade hook this instance is loaded for (RunLifecycle), the
 	// zero value for any other load. Host functions that behave differently during a lifecycle
