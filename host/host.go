@@ -178,7 +178,8 @@ type LoadOptions struct {
 	// store.VerifyModule's error, and those same bytes are what is compiled or pick the cached
 	// artefact. Nil for a development capsule (a directory outside the store), loaded
 	// unverified and logged as such; a capsule whose directory is in the host's store is
-	// verified even when Installed is nil (its meta.json is read at each load).
+	// verified even when Installed is nil (its meta.json is read when it is first loaded, and
+	// its restarts are verified against that).
 	Installed *store.Meta
 	// Lifecycle is the install or upgrade hook this instance is loaded for (RunLifecycle), the
 	// zero value for any other load. Host functions that behave differently during a lifecycle
