@@ -3,6 +3,7 @@ package host
 import (
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/host/store"
+	"github.com/astrid-go/astrid/shared/logtext"
 )
 
 // Integrity of installed capsules: a capsule of the store is verified at every load (its module's
@@ -19,7 +20,7 @@ func (h *Host) storeOptions(m *manifest.Manifest, opts LoadOptions) LoadOptions 
 	}
 	meta, err := store.ReadMeta(m.Dir)
 	if err != nil {
-		h.log.Named(m.ID()).Warn("cannot read the installed capsule's meta.json", "error", err)
+		h.log.Named(m.ID()).Warn("cannot read the installed capsule's meta.json", "error", logtext.Escape(err.Error()))
 		meta = &store.Meta{}
 	}
 	opts.Installed = meta
