@@ -1,12 +1,14 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -172,9 +174,17 @@ type LoadOptions struct {
 	// one (astrid-host run does; astrid-host call, which calls one export, does not).
 	RunLoop bool
 	// Installed is the meta.json of a capsule loaded from the store (package store): its module
-	// must hash to Installed.WasmHash, or the load is refused with store.VerifyModule's error.
-	// Nil for a development capsule (a directory given on the command line), loaded unverified.
+	// is read once, must hash to Installed.WasmHash, or the load is refused with
+	// store.VerifyModule's error, and those same bytes are what is compiled or pick the cached
+	// artefact. Nil for a development capsule (a directory outside the store), loaded
+	// unverified and logged as such; a capsule whose directory is in the host's store is
+	// verified even when Installed is nil (its meta.json is read when it is first loaded, and
+	// its restarts are verified against that).
 	Installed *store.Meta
+	// Lifecycle is the install or upgrade hook this instance is loaded for (RunLifecycle), the
+	// zero value for any other load. Host functions that behave differently during a lifecycle
+	// hook (upstream's elicit, which asks the operator) read it with Instance.Lifecycle.
+	Lifecycle LifecyclePhase
 	// CallTimeout, when positive, replaces the capsule's [limits] call_timeout for this
 	// instance: its start function, its _initialize and every call that sets no time limit of
 	// its own run under it (astrid-host call --timeout).
@@ -268,6 +278,7 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 // addInstance adds a new instance of m, Loading, to the host's list (in place of replaces, if
 // given) and announces it.
 func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Instance) (*Instance, error) {
+	opts = h.storeOptions(m, opts)
 	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{}), calls: make(chan struct{}, 1)}
 	h.mu.Lock()
 	if h.closed {
@@ -286,7 +297,7 @@ func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Ins
 		h.instances = append(h.instances, inst)
 	}
 	h.mu.Unlock()
-	inst.log.Info("capsule state", "state", StateLoading, "dir", m.Dir)
+	inst.log.Info("capsule state", "state", StateLoading, "dir", m.Dir, "source", opts.source())
 	h.publishEvent(TopicCapsulePrefix+StateLoading.String(), capsuleEvent{CapsuleID: m.ID(), Instance: inst.ipc.sourceID, State: StateLoading.String()})
 	return inst, nil
 }
@@ -294,6 +305,7 @@ func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Ins
 // finishLoad loads an added instance's module and makes it Ready, or Failed with the reason.
 func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions) (LoadResult, error) {
 	m := inst.manifest
+	opts = inst.opts // as addInstance completed them
 	start := time.Now()
 	res, err := h.load(ctx, inst, opts)
 	res.Took = time.Since(start)
@@ -307,7 +319,7 @@ func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions)
 		return res, err
 	}
 	inst.setState(StateReady, "")
-	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took, "sandbox", inst.proc.sandbox)
+	inst.log.Info("capsule loaded", "pid", inst.Pid(), "exports", inst.Exports(), "compiled", res.Compiled, "took", res.Took, "sandbox", inst.proc.sandbox, "integrity", opts.integrity())
 	if len(m.Interceptors) > 0 && !inst.runExport && !inst.dispatched() {
 		inst.log.Warn("the capsule declares [[interceptor]]s but exports neither run nor " + HookExport + ": they never run")
 	}
@@ -320,7 +332,17 @@ func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions)
 
 func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (LoadResult, error) {
 	m := inst.manifest
-	sum, err := h.cache.Digest(m.WasmPath())
+	// An installed capsule's module is read once: the bytes verified are the bytes that select
+	// the cached artefact, are scanned and are compiled. A development capsule's digest may come
+	// from the cache's index, and its module is read only when it has to be compiled.
+	var verified []byte
+	var sum string
+	var err error
+	if opts.Installed != nil {
+		verified, sum, err = readVerifiedModule(m, opts.Installed)
+	} else {
+		sum, err = h.cache.Digest(m.WasmPath())
+	}
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -350,7 +372,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	// Ready. Which one it is, the module's exports say, read here before the shim loads it.
 	// A module the scan cannot read goes on to the shim, whose compiler says what is wrong with
 	// it; should the shim accept it, the load fails below with the scan's error.
-	runExport, scanErr := scanRunExport(m.WasmPath())
+	runExport, scanErr := scanRunExport(m.WasmPath(), verified)
 	inst.runExport = runExport
 	interceptors, err := inst.ipc.subscribeInterceptors(h.bus, m.Interceptors, runExport)
 	if err != nil {
@@ -358,14 +380,17 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	}
 	var res LoadResult
 	compile := func() error {
-		// Hash the bytes sent to the shim: the artefact must match its key even if the file
-		// changed since Digest looked at it.
-		wasm, got, err := readModule(m.WasmPath())
-		if err != nil {
-			return err
-		}
-		if got != sum {
-			return fmt.Errorf("module %s changed while it was being loaded; try again", m.WasmPath())
+		wasm := verified
+		if wasm == nil {
+			// Hash the bytes sent to the shim: the artefact must match its key even if the
+			// file changed since Digest looked at it.
+			var got string
+			if wasm, got, err = readModule(m.WasmPath()); err != nil {
+				return err
+			}
+			if got != sum {
+				return fmt.Errorf("module %s changed while it was being loaded; try again", m.WasmPath())
+			}
 		}
 		if err := h.compile(ctx, proc, wasm, artefact, m.Limits.CompileTimeout); err != nil {
 			return err
@@ -430,15 +455,20 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	return res, nil
 }
 
-// scanRunExport reports whether the module at path exports a function named run, reading no
-// more of it than its section headers and its export section.
-func scanRunExport(path string) (bool, error) {
-	f, _, err := safefile.Open(path, shared.MaxModuleBytes)
-	if err != nil {
-		return false, fmt.Errorf("read module: %w", err)
+// scanRunExport reports whether the module exports a function named run, reading no more of it
+// than its section headers and its export section: from wasm when the module was read already
+// (an installed capsule's verified bytes), else from the file at path.
+func scanRunExport(path string, wasm []byte) (bool, error) {
+	var r io.Reader = bytes.NewReader(wasm)
+	if wasm == nil {
+		f, _, err := safefile.Open(path, shared.MaxModuleBytes)
+		if err != nil {
+			return false, fmt.Errorf("read module: %w", err)
+		}
+		defer f.Close()
+		r = f
 	}
-	defer f.Close()
-	run, err := wasmscan.HasFuncExport(f, "run")
+	run, err := wasmscan.HasFuncExport(r, "run")
 	if err != nil {
 		return false, fmt.Errorf("read the exports of module %s: %w", path, err)
 	}

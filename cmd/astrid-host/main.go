@@ -6,6 +6,9 @@
 //	astrid-host check PATH...                  validate capsule manifests
 //	astrid-host status [--state DIR]           show the capsules of a running host
 //	astrid-host doctor                         show which sandbox layers this machine supports
+//	astrid-host install [flags] SRC            install a capsule into the store
+//	astrid-host uninstall NAME                 remove an installed capsule
+//	astrid-host list                           list the installed capsules
 //
 // Run `astrid-host COMMAND --help` for each command's flags. Flags may come before or after the
 // positional arguments.

@@ -56,6 +56,10 @@ type Manifest struct {
 // ID returns the capsule id, which is package.name.
 func (m *Manifest) ID() string { return m.Package.Name }
 
+// ValidID reports whether s is a valid capsule id (package.name): non-empty, only lowercase
+// ASCII letters, digits and '-'. Such a name is also safe as a directory name.
+func ValidID(s string) bool { return validID(s) }
+
 // WasmPath returns the absolute path of the first component's .wasm file,
 // the one the runtime loads, or "" when the manifest has no component.
 func (m *Manifest) WasmPath() string {

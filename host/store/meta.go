@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -81,16 +82,60 @@ func Hash(wasm []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// ErrNoHash and ErrHashMismatch are wrapped by VerifyModule's two refusals, so that callers can
+// tell them apart without matching upstream's texts.
+var (
+	ErrNoHash       = errors.New("no BLAKE3 hash in meta.json")
+	ErrHashMismatch = errors.New("BLAKE3 hash mismatch")
+)
+
+// verifyError is a VerifyModule refusal: upstream's text, wrapping ErrNoHash or ErrHashMismatch.
+type verifyError struct {
+	msg  string
+	kind error
+}
+
+func (e *verifyError) Error() string { return e.msg }
+func (e *verifyError) Unwrap() error { return e.kind }
+
 // VerifyModule checks a store capsule's module bytes against its meta.json, with upstream
 // Astrid's refusals: a meta without a hash ("has no BLAKE3 hash in meta.json … Refusing to load
-// unverified binary.") and a hash that differs ("integrity check failed … may have been
-// tampered with."). name is the capsule's package.name.
+// unverified binary.", wrapping ErrNoHash) and a hash that differs ("integrity check failed … may
+// have been tampered with.", wrapping ErrHashMismatch). name is the capsule's package.name.
 func VerifyModule(name string, meta *Meta, wasm []byte) error {
 	if meta == nil || meta.WasmHash == "" {
-		return fmt.Errorf("WASM capsule '%s' has no BLAKE3 hash in meta.json. Capsules must be installed via `astrid-host install` which records the hash. Refusing to load unverified binary.", name)
+		return &verifyError{kind: ErrNoHash, msg: fmt.Sprintf("WASM capsule '%s' has no BLAKE3 hash in meta.json. Capsules must be installed via `astrid-host install` which records the hash. Refusing to load unverified binary.", name)}
 	}
 	if got := Hash(wasm); got != meta.WasmHash {
-		return fmt.Errorf("WASM integrity check failed: expected BLAKE3 %s, got %s. The binary may have been tampered with.", meta.WasmHash, got)
+		return &verifyError{kind: ErrHashMismatch, msg: fmt.Sprintf("WASM integrity check failed: expected BLAKE3 %s, got %s. The binary may have been tampered with.", meta.WasmHash, got)}
 	}
 	return nil
+}
+
+// WriteMeta writes dir/meta.json (indented JSON, 0600) atomically and durably: a temporary file
+// in dir, synced, renamed over meta.json, and dir synced.
+func WriteMeta(dir string, m *Meta) error {
+	data, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".meta-*.json")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Join(dir, MetaName), err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(append(data, '\n'))
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), filepath.Join(dir, MetaName))
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Join(dir, MetaName), err)
+	}
+	return syncDir(dir)
 }
