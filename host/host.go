@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -163,7 +161,10 @@ const MaxInputBytes = shared.MaxPayloadBytes
 
 // LoadOptions are the operator's choices for one load.
 type LoadOptions struct {
-	// Config overrides the capsule's [env] defaults in what the guest reads with config_get.
+	// Config are the operator's explicit [env] values for this load (astrid-host call --config):
+	// they win over the values saved with `astrid-host config` and over the [env] defaults in
+	// what the guest reads with config_get and astrid_get_config (see envconfig.Resolve). Keys
+	// that are not [env] keys reach the guest too.
 	Config map[string]string
 	// AllowHosts adds hosts the capsule's HTTP requests may reach, beyond [capabilities] net
 	// (astrid-host call --allow-host, for a bare .wasm).
@@ -320,6 +321,10 @@ func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions)
 
 func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (LoadResult, error) {
 	m := inst.manifest
+	config, err := h.guestConfig(inst, opts)
+	if err != nil {
+		return LoadResult{}, err
+	}
 	sum, err := h.cache.Digest(m.WasmPath())
 	if err != nil {
 		return LoadResult{}, err
@@ -385,7 +390,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		CallTimeoutMs:      uint64(opts.callTimeout(m).Milliseconds()),
 		Fuel:               m.Limits.Fuel,
 		HostServicesId:     proc.serveHostServices(inst),
-		Config:             guestConfig(m, opts.Config),
+		Config:             config,
 		LogLevel:           capsuleLogLevel(h.cfg.LogLevel),
 		IpcPublish:         m.Capabilities.IPCPublish,
 		IpcSubscribe:       m.Capabilities.IPCSubscribe,
@@ -455,28 +460,6 @@ func capsuleLogLevel(l hclog.Level) int32 {
 	default:
 		return int32(l - hclog.Trace)
 	}
-}
-
-// guestConfig is what the guest reads with config_get: each [env] key's default (a string as
-// is, null as "", other values as JSON), then the operator's overrides.
-func guestConfig(m *manifest.Manifest, overrides map[string]string) map[string]string {
-	cfg := map[string]string{}
-	for k, def := range m.Env {
-		switch v := def.Default.(type) {
-		case nil:
-			cfg[k] = ""
-		case string:
-			cfg[k] = v
-		default:
-			b, err := json.Marshal(v)
-			if err != nil {
-				b = []byte(fmt.Sprint(v))
-			}
-			cfg[k] = string(b)
-		}
-	}
-	maps.Copy(cfg, overrides)
-	return cfg
 }
 
 // errCompileTimeout marks a load whose compilation overran [limits] compile_timeout.
