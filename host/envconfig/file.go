@@ -92,7 +92,7 @@ func Parse(path string, data []byte) (map[string]string, error) {
 	out := make(map[string]string, len(raw))
 	for _, k := range keys {
 		var s string
-		if err := json.Unmarshal(raw[k], &s); err != nil {
+		if v := bytes.TrimSpace(raw[k]); len(v) == 0 || v[0] != '"' || json.Unmarshal(v, &s) != nil {
 			return nil, bad("has a value for %q that is %s, not a string", k, jsonKind(raw[k]))
 		}
 		out[k] = s
