@@ -153,7 +153,7 @@ func TestOnboardingPayload(t *testing.T) {
 func TestParse(t *testing.T) {
 	for _, tc := range []struct {
 		name, data, want string
-		values       map[string]string
+		values           map[string]string
 	}{
 		{name: "object of strings", data: `{"a": "1", "b": ""}`, values: map[string]string{"a": "1", "b": ""}},
 		{name: "empty object", data: " {}\n", values: map[string]string{}},
