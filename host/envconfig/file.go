@@ -71,7 +71,7 @@ func Read(stateDir, name string) (map[string]string, error) {
 // string (upstream's format). Errors name path and the problem.
 func Parse(path string, data []byte) (map[string]string, error) {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("saved [env] configuration %s %s; it must be a JSON object of strings such as {\"KEY\": \"value\"}: fix it with 'astrid-host config', or remove the file", path, fmt.Sprintf(format, args...))
+		return fmt.Errorf("saved [env] configuration %s %s; it must be a JSON object of strings such as {\"KEY\": \"value\"}: fix the file or remove it", path, fmt.Sprintf(format, args...))
 	}
 	if !utf8.Valid(data) {
 		return nil, bad("is not valid UTF-8")

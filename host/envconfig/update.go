@@ -9,6 +9,14 @@ import (
 	"github.com/astrid-go/astrid/host/manifest"
 )
 
+// InvalidError is Update's error for a key or value the capsule does not allow (as opposed to a
+// file that cannot be read or written).
+type InvalidError struct{ Err error }
+
+func (e *InvalidError) Error() string { return e.Err.Error() }
+
+func (e *InvalidError) Unwrap() error { return e.Err }
+
 // CheckKey checks that key is an [env] key of m that the operator may set: declared, and not
 // reserved. The error lists the keys that are.
 func CheckKey(m *manifest.Manifest, key string) error {
@@ -40,18 +48,19 @@ func Keys(m *manifest.Manifest) []string {
 // Update changes capsule m's saved values (the file of m's package.name under stateDir): each
 // key of set gets its value, each key of unset is removed. Every key of set must pass CheckKey
 // and its value CheckValue; a key of unset must be an [env] key or one the file holds (a key an
-// older version of the capsule declared). Nothing is written unless all pass. A file that cannot
+// older version of the capsule declared); an error of these checks is an *InvalidError. Nothing is
+// written unless all pass. A file that cannot
 // be read (malformed, too large) is not overwritten: the error says so.
 func Update(stateDir string, m *manifest.Manifest, set map[string]string, unset []string) error {
 	for _, k := range slices.Sorted(maps.Keys(set)) {
 		if err := CheckKey(m, k); err != nil {
-			return err
+			return &InvalidError{err}
 		}
 		if err := CheckValue(k, m.Env[k], set[k]); err != nil {
-			return err
+			return &InvalidError{err}
 		}
 		if slices.Contains(unset, k) {
-			return fmt.Errorf("%s is both set and unset", k)
+			return &InvalidError{fmt.Errorf("%s is both set and unset", k)}
 		}
 	}
 	saved, err := Read(stateDir, m.ID())
@@ -63,7 +72,7 @@ func Update(stateDir string, m *manifest.Manifest, set map[string]string, unset 
 			continue
 		}
 		if err := CheckKey(m, k); err != nil {
-			return err
+			return &InvalidError{err}
 		}
 	}
 	values := maps.Clone(saved)
