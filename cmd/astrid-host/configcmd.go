@@ -220,14 +220,13 @@ func displayValue(e envconfig.Entry) string {
 
 // describeWanted says what a missing key wants: a secret, one of an enum's values, a JSON array.
 func describeWanted(e envconfig.Entry) string {
-	f := envconfig.NewField(e.Key, e.Def)
-	switch f.FieldType.Kind {
-	case "Secret":
+	switch f := envconfig.NewField(e.Key, e.Def); {
+	case f.FieldType.Kind == "Secret":
 		return " (secret)"
-	case "Enum":
-		return " (one of: " + logtext.Escape(strings.Join(f.FieldType.Options, ", ")) + ")"
-	case "Array":
+	case f.FieldType.Kind == "Array":
 		return ` (a JSON array, e.g. '["a","b"]')`
+	case len(e.Def.EnumValues) > 0:
+		return " (one of: " + logtext.Escape(strings.Join(e.Def.EnumValues, ", ")) + ")"
 	}
 	return ""
 }

@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/astrid-go/astrid/host/envconfig"
@@ -151,16 +155,56 @@ func (p *prompter) ask(f envconfig.Field, def manifest.EnvDef) (value string, ok
 // secret reads a secret without echo. This is the one place the prompts handle a secret's
 // value; envconfig.IsSecret decides which values are secrets.
 func (p *prompter) secret(label string) (string, error) {
-	fmt.Fprintf(p.out, "  %s (input hidden): ", label)
-	b, err := term.ReadPassword(p.fd)
-	fmt.Fprintln(p.out)
+	restore, err := noEcho(p.fd)
 	if err != nil {
-		return "", fmt.Errorf("read a secret: %w", err)
+		return "", fmt.Errorf("read a secret: turn the terminal's echo off: %w", err)
 	}
-	if len(b) > maxAnswerBytes {
-		return "", fmt.Errorf("the answer is longer than %d bytes", maxAnswerBytes)
+	fmt.Fprintf(p.out, "  %s (input hidden): ", label)
+	line, err := readLine(p.in)
+	restore()
+	fmt.Fprintln(p.out)
+	return line, err
+}
+
+// noEcho turns the terminal's echo off (line editing, Ctrl-C and Ctrl-D keep working) until
+// restore is called. An interrupt, termination or hang-up signal meanwhile restores the terminal
+// first and is then delivered again, so a Ctrl-C at a secret's prompt ends the program as usual
+// but never leaves the terminal without echo. (golang.org/x/term's ReadPassword neither
+// restores the terminal on a signal nor returns at Ctrl-D.)
+func noEcho(fd int) (restore func(), err error) {
+	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	if err != nil {
+		return nil, err
 	}
-	return strings.TrimSpace(string(b)), nil
+	quiet := *old
+	quiet.Lflag &^= unix.ECHO
+	quiet.Lflag |= unix.ICANON | unix.ISIG
+	quiet.Iflag |= unix.ICRNL
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &quiet); err != nil {
+		signal.Stop(sigs)
+		return nil, err
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case sig := <-sigs:
+			_ = unix.IoctlSetTermios(fd, unix.TCSETS, old)
+			signal.Stop(sigs)
+			_ = syscall.Kill(os.Getpid(), sig.(syscall.Signal)) // its usual effect, now
+		case <-done:
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		signal.Stop(sigs)
+		_ = unix.IoctlSetTermios(fd, unix.TCSETS, old)
+	}, nil
 }
 
 // array reads items one per line until an empty line, and returns them as a JSON array ("" for
@@ -186,9 +230,9 @@ func (p *prompter) array(label string) (string, error) {
 	return string(b), err
 }
 
-// readLine reads one line from r, a byte at a time so that nothing after the line is consumed (a
-// secret is read from the same terminal without this reader), without its line end and trimmed
-// of spaces. A line longer than maxAnswerBytes is an error; end of input before any byte is
+// readLine reads one line from r, a byte at a time so that nothing after the line is consumed
+// (the next question may change the terminal's mode), without its line end and trimmed of
+// spaces. A line longer than maxAnswerBytes is an error; end of input before any byte is
 // io.EOF.
 func readLine(r io.Reader) (string, error) {
 	var line []byte
