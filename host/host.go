@@ -5,11 +5,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -165,7 +163,10 @@ const MaxInputBytes = shared.MaxPayloadBytes
 
 // LoadOptions are the operator's choices for one load.
 type LoadOptions struct {
-	// Config overrides the capsule's [env] defaults in what the guest reads with config_get.
+	// Config are the operator's explicit [env] values for this load (astrid-host call --config):
+	// they win over the values saved with `astrid-host config` and over the [env] defaults in
+	// what the guest reads with config_get and astrid_get_config (see envconfig.Resolve). Keys
+	// that are not [env] keys reach the guest too.
 	Config map[string]string
 	// AllowHosts adds hosts the capsule's HTTP requests may reach, beyond [capabilities] net
 	// (astrid-host call --allow-host, for a bare .wasm).
@@ -332,12 +333,15 @@ func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions)
 
 func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (LoadResult, error) {
 	m := inst.manifest
+	config, err := h.guestConfig(inst, opts)
+	if err != nil {
+		return LoadResult{}, err
+	}
 	// An installed capsule's module is read once: the bytes verified are the bytes that select
 	// the cached artefact, are scanned and are compiled. A development capsule's digest may come
 	// from the cache's index, and its module is read only when it has to be compiled.
 	var verified []byte
 	var sum string
-	var err error
 	if opts.Installed != nil {
 		verified, sum, err = readVerifiedModule(m, opts.Installed)
 	} else {
@@ -410,7 +414,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		CallTimeoutMs:      uint64(opts.callTimeout(m).Milliseconds()),
 		Fuel:               m.Limits.Fuel,
 		HostServicesId:     proc.serveHostServices(inst),
-		Config:             guestConfig(m, opts.Config),
+		Config:             config,
 		LogLevel:           capsuleLogLevel(h.cfg.LogLevel),
 		IpcPublish:         m.Capabilities.IPCPublish,
 		IpcSubscribe:       m.Capabilities.IPCSubscribe,
@@ -485,28 +489,6 @@ func capsuleLogLevel(l hclog.Level) int32 {
 	default:
 		return int32(l - hclog.Trace)
 	}
-}
-
-// guestConfig is what the guest reads with config_get: each [env] key's default (a string as
-// is, null as "", other values as JSON), then the operator's overrides.
-func guestConfig(m *manifest.Manifest, overrides map[string]string) map[string]string {
-	cfg := map[string]string{}
-	for k, def := range m.Env {
-		switch v := def.Default.(type) {
-		case nil:
-			cfg[k] = ""
-		case string:
-			cfg[k] = v
-		default:
-			b, err := json.Marshal(v)
-			if err != nil {
-				b = []byte(fmt.Sprint(v))
-			}
-			cfg[k] = string(b)
-		}
-	}
-	maps.Copy(cfg, overrides)
-	return cfg
 }
 
 // errCompileTimeout marks a load whose compilation overran [limits] compile_timeout.
