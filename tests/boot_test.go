@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/astrid-go/astrid/host"
 )
 
@@ -53,10 +55,11 @@ func TestBootDependencyOrder(t *testing.T) {
 		{name: "store", toml: "[exports.svc]\nstore = \"1.0.3\"\n"},
 		{name: "logger", toml: "[exports.svc]\nlog = \"2.1.0\"\n"},
 		{name: "old-api", toml: "[exports.svc]\napi = \"0.9.0\"\n"}, // does not satisfy ^1.0: no edge
+		{name: "lonely", toml: "[imports.svc]\nnone = \"^1\"\ngone = { version = \"*\", optional = true }\n"},
 	}
 	edges := [][2]string{{"store", "api"}, {"api", "consumer"}, {"logger", "consumer"}, {"broken", "cache-user"}}
 	caps := bootCapsules(t, cs, host.LoadOptions{})
-	h := newHost(t)
+	h, logs := hostWithLog(t, hclog.Info)
 	events := watchEvents(t, h)
 
 	rep := h.Boot(context.Background(), caps)
@@ -100,6 +103,19 @@ func TestBootDependencyOrder(t *testing.T) {
 	}
 	if got := eventIndex(events, host.TopicCapsulesLoaded, ""); got < eventIndex(events, host.TopicCapsulePrefix+"ready", "consumer") {
 		t.Errorf("capsules_loaded (#%d) before the last capsule was ready", got)
+	}
+
+	// Upstream's boot checks, and the import a failed provider left unmet.
+	for _, want := range []string{
+		`[WARN]  test-host: several capsules export the same interface: both handle its events: interface=svc/api providers=["api", "old-api"]`,
+		`[ERROR] test-host: required import not satisfied: the capsule loads without it: capsule=lonely import="svc/none ^1" why="no capsule exports this interface"`,
+		`[INFO]  test-host: optional import not satisfied: the capsule boots with reduced functionality: capsule=lonely import="svc/gone *" why="no capsule exports this interface"`,
+		`[INFO]  test-host: boot validation complete: capsules=9 imports_satisfied=4 warnings=2`,
+		`[ERROR] test-host: required import not satisfied: the capsule loads without it: capsule=cache-user import="svc/cache *" why="every capsule that exports it failed to load" providers=["broken"]`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("the log lacks %s:\n%s", want, logs.String())
+		}
 	}
 
 	h.Shutdown(context.Background())
