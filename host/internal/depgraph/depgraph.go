@@ -34,8 +34,12 @@ func ImportSatisfiedBy(importNS, importName, req, exportNS, exportName, exportVe
 	if err != nil {
 		return false
 	}
-	return c.Check(v)
+	return versionMatches(c, v)
 }
+
+// versionMatches is the version half of the rule: the requirement matches the exact version
+// (semver's rules: a pre-release matches only a requirement that names one).
+func versionMatches(c *semver.Constraints, v *semver.Version) bool { return c.Check(v) }
 
 // Import is one interface a capsule imports, and who provides it.
 type Import struct {
@@ -63,36 +67,61 @@ type Graph struct {
 	names []string
 	// Imports[k] are capsule k's imports, ordered by namespace then name.
 	Imports [][]Import
-	exports [][]export
+	// exports maps each exported interface to its exporters, in input order.
+	exports map[iface][]exporter
 }
 
-type export struct{ ns, name, version string }
+// iface is an interface: namespace and name.
+type iface struct{ ns, name string }
+
+// exporter is a capsule that exports an interface, and the version it exports (nil when it does
+// not parse: it then meets no requirement).
+type exporter struct {
+	k       int
+	version *semver.Version
+}
 
 // New builds the graph of ms: for each import of each capsule, the other capsules whose exports
-// satisfy it.
+// satisfy it. Exports are indexed by interface, so the work grows with the number of imports and
+// of exporters of each imported interface, not with their product: a manifest (1 MiB at most)
+// with tens of thousands of [exports] or [imports] does not hold up a boot.
 func New(ms []*manifest.Manifest) *Graph {
-	g := &Graph{names: make([]string, len(ms)), Imports: make([][]Import, len(ms)), exports: make([][]export, len(ms))}
+	g := &Graph{names: make([]string, len(ms)), Imports: make([][]Import, len(ms)), exports: map[iface][]exporter{}}
 	for k, m := range ms {
 		g.names[k] = m.ID()
-		for _, ns := range sortedKeys(m.Exports) {
-			for _, name := range sortedKeys(m.Exports[ns]) {
-				g.exports[k] = append(g.exports[k], export{ns, name, m.Exports[ns][name].Version})
+		for ns, ifaces := range m.Exports {
+			for name, def := range ifaces {
+				v, err := semver.StrictNewVersion(def.Version)
+				if err != nil {
+					v = nil
+				}
+				key := iface{ns, name}
+				g.exports[key] = append(g.exports[key], exporter{k, v})
 			}
 		}
+	}
+	// Requirements are parsed once each, and only for interfaces someone exports.
+	reqs := map[string]*semver.Constraints{}
+	parse := func(req string) *semver.Constraints {
+		c, ok := reqs[req]
+		if !ok {
+			c, _ = manifest.ParseRequirement(req) // nil when invalid: it matches nothing
+			reqs[req] = c
+		}
+		return c
 	}
 	for k, m := range ms {
 		for _, ns := range sortedKeys(m.Imports) {
 			for _, name := range sortedKeys(m.Imports[ns]) {
 				def := m.Imports[ns][name]
 				imp := Import{Namespace: ns, Name: name, Requirement: def.Version, Optional: def.Optional}
-				for p := range ms {
-					if !g.exportsMatch(p, imp) {
-						continue
-					}
-					if p == k {
+				for _, e := range g.exports[iface{ns, name}] {
+					switch c := parse(def.Version); {
+					case c == nil || e.version == nil || !versionMatches(c, e.version):
+					case e.k == k:
 						imp.Self = true
-					} else {
-						imp.Providers = append(imp.Providers, p)
+					default:
+						imp.Providers = append(imp.Providers, e.k)
 					}
 				}
 				g.Imports[k] = append(g.Imports[k], imp)
@@ -100,13 +129,6 @@ func New(ms []*manifest.Manifest) *Graph {
 		}
 	}
 	return g
-}
-
-// exportsMatch reports whether capsule p exports something imp accepts.
-func (g *Graph) exportsMatch(p int, imp Import) bool {
-	return slices.ContainsFunc(g.exports[p], func(e export) bool {
-		return ImportSatisfiedBy(imp.Namespace, imp.Name, imp.Requirement, e.ns, e.name, e.version)
-	})
 }
 
 // Providers returns the capsules capsule k depends on: the providers of all its imports, each
@@ -196,17 +218,14 @@ func (d Duplicate) String() string { return fmt.Sprintf("%s/%s", d.Namespace, d.
 // Duplicates lists the interfaces exported by more than one capsule, ordered by namespace then
 // name.
 func (g *Graph) Duplicates() []Duplicate {
-	by := map[[2]string][]string{}
-	for k, exps := range g.exports {
-		for _, e := range exps {
-			key := [2]string{e.ns, e.name}
-			by[key] = append(by[key], g.names[k])
-		}
-	}
 	var out []Duplicate
-	for key, names := range by {
-		if len(names) > 1 {
-			out = append(out, Duplicate{Namespace: key[0], Name: key[1], Providers: names})
+	for key, es := range g.exports {
+		if len(es) > 1 {
+			d := Duplicate{Namespace: key.ns, Name: key.name}
+			for _, e := range es {
+				d.Providers = append(d.Providers, g.names[e.k])
+			}
+			out = append(out, d)
 		}
 	}
 	slices.SortFunc(out, func(a, b Duplicate) int {
