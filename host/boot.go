@@ -73,41 +73,51 @@ func (r BootReport) Loaded() int {
 // waits under way end early, Boot returns once they have, and astrid.v1.capsules_loaded is not
 // published. What did load stays loaded until Shutdown.
 func (h *Host) Boot(ctx context.Context, caps []Capsule) BootReport {
-	n := len(caps)
-	ms := make([]*manifest.Manifest, n)
+	ms := make([]*manifest.Manifest, len(caps))
 	for k, c := range caps {
 		ms[k] = c.Manifest
 	}
 	g := depgraph.New(ms)
-	rep := BootReport{}
-	order, err := g.Sort()
-	if err != nil {
-		h.log.Error("dependency cycle in capsules, falling back to discovery order", "error", err)
-		rep.Cycle = err
-		order = make([]int, n)
-		for k := range order {
-			order[k] = k
-		}
+	var rep BootReport
+	var deps [][]int
+	rep.Order, deps, rep.Cycle = bootOrder(g, ms)
+	if rep.Cycle != nil {
+		h.log.Error("dependency cycle in capsules, falling back to discovery order", "error", rep.Cycle)
 	}
 	h.checkImports(g, ms)
+	rep.Outcomes = make([]LoadOutcome, len(caps))
+	done := make([]bool, len(caps))
+	starting := func(k int) { h.checkProviders(g, ms, k, rep.Outcomes, done) }
+	h.schedule(ctx, caps, rep.Order, deps, true, rep.Outcomes, done, starting)
+	if ctx.Err() == nil {
+		h.CapsulesLoaded()
+	}
+	return rep
+}
 
-	// Uplinks first, the relative order of each partition kept (upstream's partition).
-	isUplink := func(k int) bool { return ms[k].Capabilities.Uplink }
-	var uplinks []int
-	for _, k := range order {
-		if isUplink(k) {
-			uplinks = append(uplinks, k)
+// bootOrder is the order Boot starts ms in, and what each one waits for: dependency order (the
+// order given when the imports form a cycle, which is returned) with the uplinks moved first,
+// the relative order of each partition kept (upstream's partition). deps[k] are the capsules k
+// waits for: its providers that come before it (all of them, unless a cycle put some after it)
+// and, unless it is an uplink, every uplink.
+func bootOrder(g *depgraph.Graph, ms []*manifest.Manifest) (order []int, deps [][]int, cycle error) {
+	n := len(ms)
+	sorted, cycle := g.Sort()
+	if cycle != nil {
+		sorted = make([]int, n)
+		for k := range sorted {
+			sorted[k] = k
 		}
 	}
-	rep.Order = append(uplinks, slices.DeleteFunc(slices.Clone(order), isUplink)...)
+	isUplink := func(k int) bool { return ms[k].Capabilities.Uplink }
+	uplinks := slices.DeleteFunc(slices.Clone(sorted), func(k int) bool { return !isUplink(k) })
+	order = slices.Concat(uplinks, slices.DeleteFunc(slices.Clone(sorted), isUplink))
 	pos := make([]int, n)
-	for p, k := range rep.Order {
+	for p, k := range order {
 		pos[k] = p
 	}
-	// A capsule waits for its providers that come before it (all of them, unless a cycle put
-	// some after it) and, unless it is an uplink, for every uplink.
-	deps := make([][]int, n)
-	for k := range caps {
+	deps = make([][]int, n)
+	for k := range ms {
 		for _, p := range g.Providers(k) {
 			if pos[p] < pos[k] {
 				deps[k] = append(deps[k], p)
@@ -119,36 +129,31 @@ func (h *Host) Boot(ctx context.Context, caps []Capsule) BootReport {
 		slices.Sort(deps[k])
 		deps[k] = slices.Compact(deps[k])
 	}
+	return order, deps, cycle
+}
 
-	rep.Outcomes = make([]LoadOutcome, n)
-	done := make([]bool, n)
-	starting := func(k int) {
-		// A provider that failed leaves its consumers' imports unmet: say so, as for an import
-		// nothing exports, and load the consumer anyway.
-		for _, imp := range g.Imports[k] {
-			if imp.Self || len(imp.Providers) == 0 {
-				continue // satisfied by itself, or already reported by checkImports
-			}
-			loaded, pending := false, false
-			for _, p := range imp.Providers {
-				loaded = loaded || (done[p] && rep.Outcomes[p].Err == nil)
-				pending = pending || !done[p]
-			}
-			if loaded || pending {
-				continue
-			}
-			var failed []string
-			for _, p := range imp.Providers {
-				failed = append(failed, ms[p].ID())
-			}
-			h.unsatisfied(ms[k].ID(), imp, "every capsule that exports it failed to load", "providers", failed)
+// checkProviders logs, as capsule k starts, each of its imports that every provider failed to
+// load: its import is then unmet, as one nothing exports is (checkImports), and it loads anyway.
+// An import a provider still to load may meet (one a cycle put after k) is not reported.
+func (h *Host) checkProviders(g *depgraph.Graph, ms []*manifest.Manifest, k int, out []LoadOutcome, done []bool) {
+	for _, imp := range g.Imports[k] {
+		if imp.Self || len(imp.Providers) == 0 {
+			continue // satisfied by itself, or already reported by checkImports
 		}
+		loaded, pending := false, false
+		for _, p := range imp.Providers {
+			loaded = loaded || (done[p] && out[p].Err == nil)
+			pending = pending || !done[p]
+		}
+		if loaded || pending {
+			continue
+		}
+		var failed []string
+		for _, p := range imp.Providers {
+			failed = append(failed, ms[p].ID())
+		}
+		h.unsatisfied(ms[k].ID(), imp, "every capsule that exports it failed to load", "providers", failed)
 	}
-	h.schedule(ctx, caps, rep.Order, deps, true, rep.Outcomes, done, starting)
-	if ctx.Err() == nil {
-		h.CapsulesLoaded()
-	}
-	return rep
 }
 
 // checkImports logs upstream's boot checks of ms's imports and exports.
