@@ -13,9 +13,10 @@
 //  2. Verify the shim (VerifyShim: a regular file no one else may write, pinned by its SHA-256)
 //     and probe the sandbox (sandbox.Probe, sandbox.New with a policy).
 //  3. Start a Host with New(Config{...}); StateDir holds the module cache.
-//  4. Load capsules: manifest.Load(dir) reads and validates a capsule directory, Host.Load (one)
-//     or Host.LoadAll (several at once) start them; Instance.Call invokes an export, and
-//     Host.Publish and Host.Bus reach the bus.
+//  4. Load capsules: manifest.Load(dir) reads and validates a capsule directory, Host.Load (one),
+//     Host.LoadAll (several at once) or Host.Boot (several, in dependency order, as `run` does;
+//     DiscoverInstalled and ReadCapsules find them as `run` does) start them; Instance.Call
+//     invokes an export, and Host.Publish and Host.Bus reach the bus.
 //  5. Host.Shutdown stops every capsule, newest first, and leaves no process behind.
 //
 // The first lines of such a main:

@@ -51,6 +51,9 @@ type Config struct {
 	// upstream's health monitor); HealthTimeout is how long the shim has to answer (default 2 s).
 	HealthInterval time.Duration
 	HealthTimeout  time.Duration
+	// ReadyTimeout bounds Boot's wait for each run-loop capsule to signal ready
+	// (default DefaultReadyTimeout).
+	ReadyTimeout time.Duration
 	// AllowPrivateNetwork lets capsules' HTTP requests reach loopback, private, link-local and
 	// other non-public addresses, which the SSRF rule otherwise refuses. For tests.
 	AllowPrivateNetwork bool
@@ -111,6 +114,9 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.HealthTimeout <= 0 {
 		cfg.HealthTimeout = DefaultHealthTimeout
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
 	}
 	if cfg.LogLevel == hclog.NoLevel {
 		cfg.LogLevel = hclog.Info
@@ -234,34 +240,16 @@ func loadConcurrency() int { return max(runtime.NumCPU(), 4) }
 // stops them newest first) and their astrid.v1.capsule.loading events are published in that
 // order; ready and failed events follow as each load ends. outcomes[k] is for ms[k]. Once ctx
 // ends no further load starts (those get ctx's error), and the ones under way end early.
+// Boot is LoadAll in dependency order, uplinks first, waiting for readiness.
 func (h *Host) LoadAll(ctx context.Context, ms []*manifest.Manifest, opts LoadOptions) []LoadOutcome {
-	out := make([]LoadOutcome, len(ms))
-	slots := make(chan struct{}, loadConcurrency())
-	var wg sync.WaitGroup
+	caps := make([]Capsule, len(ms))
+	order := make([]int, len(ms))
 	for k, m := range ms {
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if err := ctx.Err(); err != nil {
-			out[k].Err = fmt.Errorf("load capsule %s: %w", m.ID(), err)
-			continue
-		}
-		inst, err := h.addInstance(m, opts, nil)
-		if err != nil {
-			<-slots
-			out[k].Err = err
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			res, err := h.finishLoad(ctx, inst, opts)
-			out[k] = LoadOutcome{Instance: inst, Result: res, Err: err}
-		}()
+		caps[k] = Capsule{Manifest: m, Options: opts}
+		order[k] = k
 	}
-	wg.Wait()
+	out := make([]LoadOutcome, len(ms))
+	h.schedule(ctx, caps, order, make([][]int, len(ms)), false, out, make([]bool, len(ms)), nil)
 	return out
 }
 

@@ -78,7 +78,7 @@ func shimFaults() []faultCase {
 
 // watCapsule makes a capsule directory named name whose module is wat, with extra appended to
 // its Capsule.toml.
-func watCapsule(t *testing.T, name, wat, extra string) string {
+func watCapsule(t testing.TB, name, wat, extra string) string {
 	t.Helper()
 	wasm, err := os.ReadFile(watModule(t, name, wat))
 	if err != nil {

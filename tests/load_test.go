@@ -43,7 +43,7 @@ func hugeModule(n int) []byte {
 }
 
 // binCapsule writes a capsule directory holding wasm as name.wasm, with extra in its Capsule.toml.
-func binCapsule(t *testing.T, name string, wasm []byte, extra string) string {
+func binCapsule(t testing.TB, name string, wasm []byte, extra string) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -59,7 +59,7 @@ func binCapsule(t *testing.T, name string, wasm []byte, extra string) string {
 	return dir
 }
 
-func mustManifest(t *testing.T, dir string) *manifest.Manifest {
+func mustManifest(t testing.TB, dir string) *manifest.Manifest {
 	t.Helper()
 	m, _, err := manifest.Load(dir)
 	if err != nil {

@@ -18,20 +18,33 @@ import (
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/bus/topics"
 	"github.com/astrid-go/astrid/host"
-	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/host/store"
 	"github.com/astrid-go/astrid/shared/logtext"
 )
 
-const runSynopsis = `Usage: astrid-host run [flags] PATH...
+const runSynopsis = `Usage: astrid-host run [flags] [PATH...]
 
-Loads every capsule under PATH (a capsule directory, or a directory of capsule directories),
-each in its own astrid-shim process and several at once, logs each one's state, and runs until
-SIGINT or SIGTERM.
-Then it unloads the capsules, newest first, and exits 0 with no process left behind; a second
-signal exits at once (the shims die with the host).
+Loads capsules, each in its own astrid-shim process and several at once, logs each one's state,
+and runs until SIGINT or SIGTERM. Then it unloads the capsules, newest first, and exits 0 with no
+process left behind; a second signal exits at once (the shims die with the host).
+
+Which capsules:
+  - with no PATH, the installed ones: the store (STATE/capsules, see 'astrid-host install'),
+    then the workspace's .astrid/capsules (laid out like the store); each module is verified
+    against its meta.json and refused if it does not match. The first capsule of a name wins;
+    a later one is skipped with a warning naming both places.
+  - with PATHs, the capsules under each PATH (a capsule directory, or a directory of capsule
+    directories): development capsules, loaded without a hash check.
+
+In what order: by [imports] and [exports]. A capsule that imports an interface starts once the
+capsules exporting it have loaded and are ready; capsules that do not depend on each other load
+at the same time. Uplink capsules ([capabilities] uplink = true) load first, and the others wait
+for them to be ready. A dependency cycle is logged, naming the capsules in it, and the capsules
+then load in the order found; an import nothing provides is logged and its capsule loads anyway.
 
 A capsule that exports run is a run-loop capsule: run is started in the background once it is
-loaded, with no time limit, and runs until the host stops.
+loaded, with no time limit, and runs until the host stops; it signals ready when it has
+subscribed (each is given 5 s).
 
 A capsule whose manifest is invalid is skipped with its problems logged; the command fails
 (exit 2) only when no capsule could be loaded.
@@ -44,15 +57,12 @@ for smoke tests.
 While it runs, 'astrid-host status' (with the same --state) shows each capsule's state, restarts
 and last failure.
 
-Example:
+Examples:
+  astrid-host run
   astrid-host run --tail 'ping.v1.*' --publish 'ping.v1.request={"n":1}' examples/`
 
 // shutdownTimeout bounds the orderly unload at the end of run.
 const shutdownTimeout = 10 * time.Second
-
-// readyTimeout is how long run waits for run-loop capsules to signal ready before it announces
-// that the capsules are loaded and publishes --publish messages.
-const readyTimeout = 5 * time.Second
 
 func runCommand(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", runSynopsis, stderr)
@@ -84,21 +94,36 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			return usageError(fs, stderr, fmt.Errorf("--tail %q: the pattern %v", t, err))
 		}
 	}
-	if len(pos) == 0 {
-		return usageError(fs, stderr, fmt.Errorf("want at least one capsule PATH"))
-	}
-	dirs, skipped, err := host.DiscoverCapsules(pos)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
-		return exitUsage
+	var found []host.Found
+	var notes []string
+	if len(pos) > 0 {
+		if found, notes, err = host.DiscoverPaths(pos); err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			return exitUsage
+		}
 	}
 	h, logger, stateDir, err := hf.newHostIn(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
 		return exitUsage
 	}
-	for _, s := range skipped {
+	for _, s := range notes {
 		logger.Warn("capsule path skipped", "reason", s)
+	}
+	if len(pos) == 0 {
+		found, notes, err = host.DiscoverInstalled(stateDir, h.Workspace())
+		if err == nil && len(found) == 0 {
+			err = fmt.Errorf("no capsule to run: %s and %s hold none; install one with 'astrid-host install DIR', or give a capsule PATH",
+				store.Dir(stateDir), filepath.Join(h.Workspace(), host.WorkspaceCapsulesDir))
+		}
+		if err != nil {
+			h.Shutdown(context.Background())
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			return exitUsage
+		}
+		for _, s := range notes {
+			logger.Warn("installed capsule cannot be verified", "reason", s)
+		}
 	}
 	stopStatus := keepStatus(h, stateDir, logger)
 	defer stopStatus()
@@ -107,47 +132,20 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	tailDone := startTails(h.Bus(), tails, stdout, logger)
 	defer tailDone()
-	seen := map[string]string{}
-	var ms []*manifest.Manifest
-	for _, dir := range dirs {
-		m, warnings, err := manifest.Load(dir)
-		for _, w := range warnings {
-			logger.Warn("manifest warning", "problem", w.String())
-		}
-		if err != nil {
-			logger.Error("capsule skipped: invalid manifest", "dir", dir, "problems", err.Error())
-			continue
-		}
-		if first, dup := seen[m.ID()]; dup {
-			logger.Warn("capsule skipped: another capsule with this id is already loaded", "id", m.ID(), "dir", dir, "loaded_from", first)
-			continue
-		}
-		seen[m.ID()] = dir
-		ms = append(ms, m)
-	}
-	// Loaded concurrently, so that one slow capsule holds up no other; each load logs how it ended.
-	ready := 0
-	for _, o := range h.LoadAll(ctx, ms, host.LoadOptions{RunLoop: true}) {
-		if o.Err == nil {
-			ready++
-		}
-	}
-	if ready == 0 {
+	caps := host.ReadCapsules(found, host.LoadOptions{RunLoop: true}, logger)
+	// Boot loads them in dependency order, several at once, waits for the run-loop capsules to
+	// signal ready (so that what is published next reaches them) and announces
+	// astrid.v1.capsules_loaded; each load logs how it ended.
+	ready := h.Boot(ctx, caps).Loaded()
+	if ready == 0 && ctx.Err() == nil {
 		logger.Error("no capsule could be loaded")
 		h.Shutdown(context.Background())
 		return exitUsage
 	}
-	// Run-loop capsules say when they have subscribed (astrid_signal_ready); give them a moment,
-	// as upstream does, so that what is published next reaches them.
-	rctx, rcancel := context.WithTimeout(ctx, readyTimeout)
-	for _, inst := range h.Instances() {
-		if err := inst.WaitReady(rctx); err != nil {
-			logger.Warn("run-loop capsule not ready", "capsule", inst.ID(), "error", err)
-		}
-	}
-	rcancel()
-	h.CapsulesLoaded()
 	for _, p := range pubs {
+		if ctx.Err() != nil {
+			break // stopping during the boot
+		}
 		if err := h.Publish(p.topic, []byte(p.payload)); err != nil {
 			logger.Error("--publish failed", "topic", p.topic, "error", err)
 		}
