@@ -9,7 +9,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-
 	"github.com/astrid-go/astrid/host/internal/identity"
 	"github.com/astrid-go/astrid/shared/pb"
 	"github.com/astrid-go/astrid/shared/serdejson"
