@@ -112,6 +112,10 @@ func (h *Host) PendingApprovals() []PendingApproval {
 	return out
 }
 
+// ApprovalDecisions are the decisions Approve takes: approve, deny, approve_session,
+// approve_always.
+func ApprovalDecisions() []string { return slices.Clone(approval.Decisions) }
+
 // ErrNoSuchApproval is Approve's error for a request id no request is waiting under.
 var ErrNoSuchApproval = errors.New("no approval request is waiting under this id (it was answered, timed out, or never existed)")
 

@@ -18,6 +18,7 @@ import (
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/bus/topics"
 	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/host/control"
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/shared/logtext"
 )
@@ -42,7 +43,8 @@ shows (nearly) everything. --publish TOPIC=JSON publishes a message once every c
 for smoke tests.
 
 While it runs, 'astrid-host status' (with the same --state) shows each capsule's state, restarts
-and last failure.
+and last failure, and 'astrid-host approve' answers the capsules' approval requests, which run logs
+with their REQUEST_ID (through the control socket STATE/run/control.sock).
 
 Example:
   astrid-host run --tail 'ping.v1.*' --publish 'ping.v1.request={"n":1}' examples/`
@@ -102,6 +104,8 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	stopStatus := keepStatus(h, stateDir, logger)
 	defer stopStatus()
+	stopControl := serveControl(h, stateDir, logger)
+	defer stopControl()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -185,6 +189,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 func forceExit(h *host.Host, stateDir string) {
 	os.RemoveAll(h.RuntimeDir())
 	os.Remove(filepath.Join(stateDir, statusFileName))
+	os.Remove(control.SocketPath(stateDir))
 	os.Exit(exitFailure)
 }
 
