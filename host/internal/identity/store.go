@@ -42,6 +42,13 @@ const (
 	MaxLinksPerUser = 1024
 )
 
+// The caps in force (the constants; tests lower them).
+var (
+	maxUsers        uint64 = MaxUsers
+	maxLinks        uint64 = MaxLinks
+	maxLinksPerUser        = MaxLinksPerUser
+)
+
 // Buckets inside the area: users by id, links by "platform/platform_user_id", the index of
 // links by user ("user_id/platform/platform_user_id"), and the counts of users and links.
 var (
@@ -146,8 +153,8 @@ func (s *Store) CreateUser(displayName *string) (User, error) {
 			return err
 		}
 		n := readCount(counts, usersBucket)
-		if n >= MaxUsers {
-			return kvstore.Refuse(storageFailure(fmt.Errorf("the identity store holds %d users, the most it may hold", MaxUsers)))
+		if n >= maxUsers {
+			return kvstore.Refuse(storageFailure(fmt.Errorf("the identity store holds %d users, the most it may hold", maxUsers)))
 		}
 		if err := users.Put([]byte(u.ID), rec); err != nil {
 			return err
@@ -224,11 +231,11 @@ func (s *Store) Link(platform, platformUserID string, user uuid.UUID, method str
 		}
 		n := readCount(counts, linksBucket)
 		switch {
-		case old == nil && n >= MaxLinks:
-			return kvstore.Refuse(storageFailure(fmt.Errorf("the identity store holds %d links, the most it may hold", MaxLinks)))
+		case old == nil && n >= maxLinks:
+			return kvstore.Refuse(storageFailure(fmt.Errorf("the identity store holds %d links, the most it may hold", maxLinks)))
 		case old == nil || old.AstridUserID != l.AstridUserID:
-			if c := countPrefix(byUser, []byte(l.AstridUserID+"/")); c >= MaxLinksPerUser {
-				return kvstore.Refuse(storageFailure(fmt.Errorf("user %s has %d links, the most one user may have", l.AstridUserID, MaxLinksPerUser)))
+			if c := countPrefix(byUser, []byte(l.AstridUserID+"/")); c >= maxLinksPerUser {
+				return kvstore.Refuse(storageFailure(fmt.Errorf("user %s has %d links, the most one user may have", l.AstridUserID, maxLinksPerUser)))
 			}
 		}
 		if old != nil {
