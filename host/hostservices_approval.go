@@ -69,7 +69,13 @@ type approvals struct {
 
 	mu      sync.Mutex
 	pending map[string]PendingApproval
-	perInst map[*Instance]int
+	waits   map[*Instance]*instanceWaits
+}
+
+// instanceWaits are the requests of one instance waiting for their answers.
+type instanceWaits struct {
+	cancels map[string]context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 func newApprovals(h *Host, timeout time.Duration) *approvals {
@@ -77,27 +83,61 @@ func newApprovals(h *Host, timeout time.Duration) *approvals {
 		allowances: approval.NewAllowances(h.kv.Store),
 		timeout:    timeout,
 		pending:    map[string]PendingApproval{},
-		perInst:    map[*Instance]int{},
+		waits:      map[*Instance]*instanceWaits{},
 	}
 }
 
-// begin records a waiting request of inst; end (returned) forgets it.
-func (a *approvals) begin(inst *Instance, p PendingApproval) (end func(), err error) {
+// begin records a waiting request of inst and returns the context its wait ends with (ctx, or
+// the instance stopping: stopInstance); end (returned) forgets the request. A stopping instance
+// makes no more requests.
+func (a *approvals) begin(ctx context.Context, inst *Instance, p PendingApproval) (wctx context.Context, end func(), err error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.perInst[inst] >= maxPendingApprovalsPerInstance {
-		return nil, fmt.Errorf("approval request refused: %d requests of this capsule are already waiting for an answer, the most one capsule may have", maxPendingApprovalsPerInstance)
+	inst.mu.Lock()
+	stopping := inst.stopping
+	inst.mu.Unlock()
+	if stopping {
+		return nil, nil, errors.New("approval request refused: the capsule is unloading")
 	}
-	a.perInst[inst]++
+	w := a.waits[inst]
+	if w == nil {
+		w = &instanceWaits{cancels: map[string]context.CancelFunc{}}
+		a.waits[inst] = w
+	}
+	if len(w.cancels) >= maxPendingApprovalsPerInstance {
+		return nil, nil, fmt.Errorf("approval request refused: %d requests of this capsule are already waiting for an answer, the most one capsule may have", maxPendingApprovalsPerInstance)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w.cancels[p.RequestID] = cancel
+	w.wg.Add(1)
 	a.pending[p.RequestID] = p
-	return func() {
+	return wctx, func() {
+		cancel()
 		a.mu.Lock()
-		defer a.mu.Unlock()
 		delete(a.pending, p.RequestID)
-		if a.perInst[inst]--; a.perInst[inst] <= 0 {
-			delete(a.perInst, inst)
+		delete(w.cancels, p.RequestID)
+		if len(w.cancels) == 0 && a.waits[inst] == w {
+			delete(a.waits, inst)
 		}
+		a.mu.Unlock()
+		w.wg.Done()
 	}, nil
+}
+
+// stopInstance ends the waits of a stopping instance's requests (each is denied) and returns
+// once they have ended: an unload does not wait for an answer, however the shim behaves.
+func (a *approvals) stopInstance(inst *Instance) {
+	a.mu.Lock()
+	w := a.waits[inst]
+	if w != nil {
+		for _, cancel := range w.cancels {
+			cancel()
+		}
+	}
+	a.mu.Unlock()
+	if w != nil {
+		w.wg.Wait()
+	}
 }
 
 // PendingApprovals lists the approval requests waiting for an answer, oldest first.
@@ -198,7 +238,7 @@ func (h *Host) askApproval(ctx context.Context, inst *Instance, req approval.Req
 	// Subscribe before publishing, so no answer can come first.
 	sub := h.bus.Subscribe(TopicApprovalResponsePrefix + id)
 	defer sub.Close()
-	end, err := h.approvals.begin(inst, PendingApproval{RequestID: id, Capsule: inst.ID(), Action: req.Action,
+	ctx, end, err := h.approvals.begin(ctx, inst, PendingApproval{RequestID: id, Capsule: inst.ID(), Action: req.Action,
 		Resource: req.Resource, RiskLevel: req.RiskLevel, Since: time.Now().UTC()})
 	if err != nil {
 		return nil, guestFailed("%v", err)
