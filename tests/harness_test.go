@@ -51,6 +51,7 @@ var builtCapsules = map[string]string{
 	"procs":   "tests/testdata/capsules/procs",
 	"raw":     "tests/testdata/capsules/raw",
 	"hook":    "tests/testdata/capsules/hook",
+	"authz":   "tests/testdata/capsules/authz",
 	"runner":  "examples/runner",
 	"session": "examples/session",
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,12 +30,6 @@ waits 60 s for an answer, then is denied.
 Exit status: 0 when the answer was delivered, 1 when no host is running with that state directory
 or no request waits under REQUEST_ID, 2 for usage errors.`
 
-// approveParams are the params of the control method "approve".
-type approveParams struct {
-	RequestID string `json:"request_id"`
-	Decision  string `json:"decision"`
-}
-
 func approveCommand(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("approve", approveSynopsis, stderr)
 	state := fs.String("state", "", "the state directory of the running host (default: as for run)")
@@ -58,7 +51,7 @@ func approveCommand(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	err = control.Call(context.Background(), dir, "approve", approveParams{RequestID: pos[0], Decision: pos[1]}, nil)
+	err = control.Call(context.Background(), dir, host.ControlApprove, host.ApproveParams{RequestID: pos[0], Decision: pos[1]}, nil)
 	var noHost *control.NoHostError
 	switch {
 	case errors.As(err, &noHost):
@@ -72,27 +65,11 @@ func approveCommand(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// controlHandlers are the methods run serves on its control socket.
-func controlHandlers(h *host.Host) control.Handlers {
-	return control.Handlers{
-		"approve": func(_ context.Context, raw json.RawMessage) (any, error) {
-			var p approveParams
-			if err := json.Unmarshal(raw, &p); err != nil {
-				return nil, fmt.Errorf(`approve: want params {"request_id": string, "decision": string}: %v`, err)
-			}
-			if err := h.Approve(p.RequestID, p.Decision); err != nil {
-				return nil, err
-			}
-			return p, nil
-		},
-	}
-}
-
 // serveControl serves the host's control socket until the returned function is called. A socket
 // another live host already serves (a second run on the same state directory) is left to it,
 // with a warning: approve then reaches that host.
 func serveControl(h *host.Host, stateDir string, logger hclog.Logger) (stop func()) {
-	srv, err := control.Listen(stateDir, controlHandlers(h), logger.Named("control"))
+	srv, err := control.Listen(stateDir, h.ControlHandlers(), logger.Named("control"))
 	if err != nil {
 		logger.Warn("no control socket: 'astrid-host approve' cannot reach this host", "error", err)
 		return func() {}
