@@ -139,6 +139,24 @@ func identityResolve(_ context.Context, s *hostServices, args [][]byte) ([]byte,
 	return serdejson.Marshal(resp)
 }
 
+// identityOK performs an operation that answers upstream's OkResponse, once the store is at
+// hand and the capsule's identity level allows it: op's refusal is the answer's "error".
+func (s *hostServices) identityOK(level string, op func(*identity.Store) (identityOKResponse, error)) ([]byte, error) {
+	st, err := s.identityStore()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.inst.checkIdentity(level); err != nil {
+		return okFailed(identityFailure(err))
+	}
+	resp, err := op(st)
+	if err != nil {
+		return okFailed(identityFailure(err))
+	}
+	resp.OK = true
+	return serdejson.Marshal(resp)
+}
+
 // identityLink: astrid_identity_link({"platform", "platform_user_id", "astrid_user_id",
 // "method"}) → {"ok", "link"?, "error"?}.
 func identityLink(_ context.Context, s *hostServices, args [][]byte) ([]byte, error) {
@@ -150,18 +168,10 @@ func identityLink(_ context.Context, s *hostServices, args [][]byte) ([]byte, er
 	if err != nil {
 		return okFailed("invalid UUID: " + err.Error())
 	}
-	st, err := s.identityStore()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.inst.checkIdentity("link"); err != nil {
-		return okFailed(identityFailure(err))
-	}
-	l, err := st.Link(f["platform"], f["platform_user_id"], user, f["method"])
-	if err != nil {
-		return okFailed(identityFailure(err))
-	}
-	return serdejson.Marshal(identityOKResponse{OK: true, Link: &l})
+	return s.identityOK("link", func(st *identity.Store) (identityOKResponse, error) {
+		l, err := st.Link(f["platform"], f["platform_user_id"], user, f["method"])
+		return identityOKResponse{Link: &l}, err
+	})
 }
 
 // identityUnlink: astrid_identity_unlink({"platform", "platform_user_id"}) → {"ok",
@@ -171,18 +181,10 @@ func identityUnlink(_ context.Context, s *hostServices, args [][]byte) ([]byte, 
 	if err != nil {
 		return nil, guestFailed("invalid unlink request: %v", err)
 	}
-	st, err := s.identityStore()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.inst.checkIdentity("link"); err != nil {
-		return okFailed(identityFailure(err))
-	}
-	removed, err := st.Unlink(f["platform"], f["platform_user_id"])
-	if err != nil {
-		return okFailed(identityFailure(err))
-	}
-	return serdejson.Marshal(identityOKResponse{OK: true, Removed: &removed})
+	return s.identityOK("link", func(st *identity.Store) (identityOKResponse, error) {
+		removed, err := st.Unlink(f["platform"], f["platform_user_id"])
+		return identityOKResponse{Removed: &removed}, err
+	})
 }
 
 // identityCreateUser: astrid_identity_create_user({"display_name"?}) → {"ok", "user_id"?,
@@ -192,18 +194,10 @@ func identityCreateUser(_ context.Context, s *hostServices, args [][]byte) ([]by
 	if err != nil {
 		return nil, guestFailed("invalid create_user request: %v", err)
 	}
-	st, err := s.identityStore()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.inst.checkIdentity("admin"); err != nil {
-		return okFailed(identityFailure(err))
-	}
-	u, err := st.CreateUser(name)
-	if err != nil {
-		return okFailed(identityFailure(err))
-	}
-	return serdejson.Marshal(identityOKResponse{OK: true, UserID: &u.ID})
+	return s.identityOK("admin", func(st *identity.Store) (identityOKResponse, error) {
+		u, err := st.CreateUser(name)
+		return identityOKResponse{UserID: &u.ID}, err
+	})
 }
 
 // identityListLinks: astrid_identity_list_links({"astrid_user_id"}) → {"ok", "links"?,
@@ -217,18 +211,10 @@ func identityListLinks(_ context.Context, s *hostServices, args [][]byte) ([]byt
 	if err != nil {
 		return okFailed("invalid UUID: " + err.Error())
 	}
-	st, err := s.identityStore()
-	if err != nil {
-		return nil, err
-	}
-	if err := s.inst.checkIdentity("link"); err != nil {
-		return okFailed(identityFailure(err))
-	}
-	links, err := st.ListLinks(user)
-	if err != nil {
-		return okFailed(identityFailure(err))
-	}
-	return serdejson.Marshal(identityOKResponse{OK: true, Links: &links})
+	return s.identityOK("link", func(st *identity.Store) (identityOKResponse, error) {
+		links, err := st.ListLinks(user)
+		return identityOKResponse{Links: &links}, err
+	})
 }
 
 // optionalStringField decodes a guest's JSON object with one optional string field (absent or

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,34 +18,6 @@ import (
 // guardTimeout bounds waits for something that must happen; it is a test failure, not a way to
 // synchronise.
 const guardTimeout = 60 * time.Second
-
-// capsuleEdited copies the built capsule name into a fresh directory named newName, with its
-// Capsule.toml passed through edit, and returns the directory.
-func capsuleEdited(t testing.TB, name, newName string, edit func(string) string) string {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), newName)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	entries, err := os.ReadDir(capsules[name])
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		data, err := os.ReadFile(filepath.Join(capsules[name], e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Name() == "Capsule.toml" {
-			s := strings.Replace(string(data), fmt.Sprintf("name = %q", name), fmt.Sprintf("name = %q", newName), 1)
-			data = []byte(edit(s))
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return dir
-}
 
 // withCapability adds a line to a Capsule.toml's [capabilities].
 func withCapability(line string) func(string) string {

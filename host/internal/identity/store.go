@@ -370,23 +370,16 @@ func buckets(area *bolt.Bucket, a, b []byte) (*bolt.Bucket, *bolt.Bucket, error)
 }
 
 func getUser(area *bolt.Bucket, id string) (*User, error) {
-	b := area.Bucket(usersBucket)
-	if b == nil {
-		return nil, nil
-	}
-	v := b.Get([]byte(id))
-	if v == nil {
-		return nil, nil
-	}
-	var u User
-	if err := json.Unmarshal(v, &u); err != nil {
-		return nil, fmt.Errorf("user %s: %w", id, err)
-	}
-	return &u, nil
+	return getRecord[User](area, usersBucket, id)
 }
 
 func getLink(area *bolt.Bucket, key string) (*Link, error) {
-	b := area.Bucket(linksBucket)
+	return getRecord[Link](area, linksBucket, key)
+}
+
+// getRecord reads the JSON record under key in the area's bucket, nil when there is none.
+func getRecord[T any](area *bolt.Bucket, bucket []byte, key string) (*T, error) {
+	b := area.Bucket(bucket)
 	if b == nil {
 		return nil, nil
 	}
@@ -394,11 +387,11 @@ func getLink(area *bolt.Bucket, key string) (*Link, error) {
 	if v == nil {
 		return nil, nil
 	}
-	var l Link
-	if err := json.Unmarshal(v, &l); err != nil {
-		return nil, fmt.Errorf("link %s: %w", key, err)
+	var r T
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", bucket, key, err)
 	}
-	return &l, nil
+	return &r, nil
 }
 
 func countPrefix(b *bolt.Bucket, prefix []byte) int {
