@@ -27,15 +27,19 @@ func init() {
 // maxKVListBytes bounds astrid_kv_list_keys's JSON: 10 MiB, the most a guest takes in one block.
 const maxKVListBytes = shared.MaxPayloadBytes
 
-// kvKeyPrefix starts the name of every KV host function: a capsule that imports one has the host
-// open the store when it loads (usesKV).
-const kvKeyPrefix = "astrid_kv_"
+// storeFuncPrefixes start the names of the host functions that use the host's database (the KV
+// functions, the identity functions and astrid_request_approval, whose approve_always allowances
+// live there): a capsule that imports one has the host open it when it loads (usesStore).
+var storeFuncPrefixes = []string{"astrid_kv_", "astrid_identity_", "astrid_request_approval"}
 
-// usesKV returns the first KV host function among a module's imports, "" for none.
-func usesKV(imports []string) string {
+// usesStore returns the first host function among a module's imports that uses the host's
+// database, "" for none.
+func usesStore(imports []string) string {
 	for _, name := range imports {
-		if strings.HasPrefix(name, kvKeyPrefix) {
-			return name
+		for _, p := range storeFuncPrefixes {
+			if strings.HasPrefix(name, p) {
+				return name
+			}
 		}
 	}
 	return ""

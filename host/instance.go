@@ -394,6 +394,8 @@ func (i *Instance) stop(ctx context.Context, kill bool) {
 	}
 	i.stopping = true
 	i.mu.Unlock()
+	// Approval requests waiting for an answer end now (denied), whatever the shim does.
+	i.host.approvals.stopInstance(i)
 	if i.proc != nil && kill {
 		i.proc.killGroup()
 	}

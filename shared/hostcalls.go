@@ -91,6 +91,12 @@ var HostCalls = []HostCall{
 	{"astrid_http_stream_start", pb.HostOp_HOST_OP_HTTP_STREAM_START, requestArg, ResultBytes},
 	{"astrid_http_stream_read", pb.HostOp_HOST_OP_HTTP_STREAM_READ, handleArg, ResultBytes},
 	{"astrid_http_stream_close", pb.HostOp_HOST_OP_HTTP_STREAM_CLOSE, handleArg, ResultVoid},
+	{"astrid_request_approval", pb.HostOp_HOST_OP_REQUEST_APPROVAL, requestArg, ResultBytes},
+	{"astrid_identity_resolve", pb.HostOp_HOST_OP_IDENTITY_RESOLVE, requestArg, ResultBytes},
+	{"astrid_identity_link", pb.HostOp_HOST_OP_IDENTITY_LINK, requestArg, ResultBytes},
+	{"astrid_identity_unlink", pb.HostOp_HOST_OP_IDENTITY_UNLINK, requestArg, ResultBytes},
+	{"astrid_identity_create_user", pb.HostOp_HOST_OP_IDENTITY_CREATE_USER, requestArg, ResultBytes},
+	{"astrid_identity_list_links", pb.HostOp_HOST_OP_IDENTITY_LIST_LINKS, requestArg, ResultBytes},
 }
 
 // HostCallOf returns the host function of op, false for an operation not in the table.

@@ -108,6 +108,26 @@ func astridHTTPStreamRead(handle uint64) uint64
 //go:wasmimport extism:host/user astrid_http_stream_close
 func astridHTTPStreamClose(handle uint64)
 
+// The approval and identity host functions of issue 13, as astrid-sys 0.5 declares them.
+
+//go:wasmimport extism:host/user astrid_request_approval
+func astridRequestApproval(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_identity_resolve
+func astridIdentityResolve(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_identity_link
+func astridIdentityLink(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_identity_unlink
+func astridIdentityUnlink(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_identity_create_user
+func astridIdentityCreateUser(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_identity_list_links
+func astridIdentityListLinks(req uint64) uint64
+
 // funcs calls each host function with its argument blocks and returns its result block (0 for
 // a function that returns nothing).
 var funcs = map[string]func(a []uint64) uint64{
@@ -133,6 +153,12 @@ var funcs = map[string]func(a []uint64) uint64{
 	"astrid_http_stream_start":        func(a []uint64) uint64 { return astridHTTPStreamStart(a[0]) },
 	"astrid_http_stream_read":         func(a []uint64) uint64 { return astridHTTPStreamRead(a[0]) },
 	"astrid_http_stream_close":        func(a []uint64) uint64 { astridHTTPStreamClose(a[0]); return 0 },
+	"astrid_request_approval":         func(a []uint64) uint64 { return astridRequestApproval(a[0]) },
+	"astrid_identity_resolve":         func(a []uint64) uint64 { return astridIdentityResolve(a[0]) },
+	"astrid_identity_link":            func(a []uint64) uint64 { return astridIdentityLink(a[0]) },
+	"astrid_identity_unlink":          func(a []uint64) uint64 { return astridIdentityUnlink(a[0]) },
+	"astrid_identity_create_user":     func(a []uint64) uint64 { return astridIdentityCreateUser(a[0]) },
+	"astrid_identity_list_links":      func(a []uint64) uint64 { return astridIdentityListLinks(a[0]) },
 }
 
 // request is the input of call: the function and its argument blocks (JSON base64 for bytes).
