@@ -124,7 +124,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		for _, s := range notes {
-			logger.Warn("installed capsule cannot be verified", "reason", s)
+			logger.Warn("capsule store", "note", s)
 		}
 	}
 	stopStatus := keepStatus(h, stateDir, logger)
