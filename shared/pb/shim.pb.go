@@ -118,6 +118,14 @@ const (
 	HostOp_HOST_OP_HTTP_STREAM_CLOSE        HostOp = 23 // astrid_http_stream_close
 	HostOp_HOST_OP_TRIGGER_HOOK             HostOp = 30 // astrid_trigger_hook
 	HostOp_HOST_OP_CHECK_CAPSULE_CAPABILITY HostOp = 31 // astrid_check_capsule_capability
+	HostOp_HOST_OP_UPLINK_REGISTER          HostOp = 60 // astrid_uplink_register
+	HostOp_HOST_OP_UPLINK_SEND              HostOp = 61 // astrid_uplink_send
+	HostOp_HOST_OP_NET_BIND_UNIX            HostOp = 70 // astrid_net_bind_unix
+	HostOp_HOST_OP_NET_ACCEPT               HostOp = 71 // astrid_net_accept
+	HostOp_HOST_OP_NET_POLL_ACCEPT          HostOp = 72 // astrid_net_poll_accept
+	HostOp_HOST_OP_NET_READ                 HostOp = 73 // astrid_net_read
+	HostOp_HOST_OP_NET_WRITE                HostOp = 74 // astrid_net_write
+	HostOp_HOST_OP_NET_CLOSE_STREAM         HostOp = 75 // astrid_net_close_stream
 )
 
 // Enum value maps for HostOp.
@@ -142,6 +150,14 @@ var (
 		23: "HOST_OP_HTTP_STREAM_CLOSE",
 		30: "HOST_OP_TRIGGER_HOOK",
 		31: "HOST_OP_CHECK_CAPSULE_CAPABILITY",
+		60: "HOST_OP_UPLINK_REGISTER",
+		61: "HOST_OP_UPLINK_SEND",
+		70: "HOST_OP_NET_BIND_UNIX",
+		71: "HOST_OP_NET_ACCEPT",
+		72: "HOST_OP_NET_POLL_ACCEPT",
+		73: "HOST_OP_NET_READ",
+		74: "HOST_OP_NET_WRITE",
+		75: "HOST_OP_NET_CLOSE_STREAM",
 	}
 	HostOp_value = map[string]int32{
 		"HOST_OP_UNSPECIFIED":              0,
@@ -163,6 +179,14 @@ var (
 		"HOST_OP_HTTP_STREAM_CLOSE":        23,
 		"HOST_OP_TRIGGER_HOOK":             30,
 		"HOST_OP_CHECK_CAPSULE_CAPABILITY": 31,
+		"HOST_OP_UPLINK_REGISTER":          60,
+		"HOST_OP_UPLINK_SEND":              61,
+		"HOST_OP_NET_BIND_UNIX":            70,
+		"HOST_OP_NET_ACCEPT":               71,
+		"HOST_OP_NET_POLL_ACCEPT":          72,
+		"HOST_OP_NET_READ":                 73,
+		"HOST_OP_NET_WRITE":                74,
+		"HOST_OP_NET_CLOSE_STREAM":         75,
 	}
 )
 
@@ -2209,7 +2233,7 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x0fPROCESS_OP_KILL\x10\x04\x12\x13\n" +
 	"\x0fPROCESS_OP_WAIT\x10\x05\x12\x15\n" +
 	"\x11PROCESS_OP_SIGNAL\x10\x06\x12\x1a\n" +
-	"\x16PROCESS_OP_WRITE_STDIN\x10\a*\xed\x03\n" +
+	"\x16PROCESS_OP_WRITE_STDIN\x10\a*\xbe\x05\n" +
 	"\x06HostOp\x12\x17\n" +
 	"\x13HOST_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eHOST_OP_KV_GET\x10\x01\x12\x12\n" +
@@ -2230,7 +2254,15 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x18HOST_OP_HTTP_STREAM_READ\x10\x16\x12\x1d\n" +
 	"\x19HOST_OP_HTTP_STREAM_CLOSE\x10\x17\x12\x18\n" +
 	"\x14HOST_OP_TRIGGER_HOOK\x10\x1e\x12$\n" +
-	" HOST_OP_CHECK_CAPSULE_CAPABILITY\x10\x1f2\xaa\x03\n" +
+	" HOST_OP_CHECK_CAPSULE_CAPABILITY\x10\x1f\x12\x1b\n" +
+	"\x17HOST_OP_UPLINK_REGISTER\x10<\x12\x17\n" +
+	"\x13HOST_OP_UPLINK_SEND\x10=\x12\x19\n" +
+	"\x15HOST_OP_NET_BIND_UNIX\x10F\x12\x16\n" +
+	"\x12HOST_OP_NET_ACCEPT\x10G\x12\x1b\n" +
+	"\x17HOST_OP_NET_POLL_ACCEPT\x10H\x12\x14\n" +
+	"\x10HOST_OP_NET_READ\x10I\x12\x15\n" +
+	"\x11HOST_OP_NET_WRITE\x10J\x12\x1c\n" +
+	"\x18HOST_OP_NET_CLOSE_STREAM\x10K2\xaa\x03\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.astrid.shim.v1.InfoRequest\x1a\x1c.astrid.shim.v1.InfoResponse\x12;\n" +
 	"\aCompile\x12\x15.astrid.shim.v1.Chunk\x1a\x15.astrid.shim.v1.Chunk(\x010\x01\x12A\n" +
