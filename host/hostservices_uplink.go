@@ -30,7 +30,7 @@ const (
 	// MaxUplinks is how many uplinks one capsule may register (MAX_UPLINKS_PER_CAPSULE).
 	MaxUplinks = 32
 	// InboundQueueLen is the capacity of a capsule's inbound queue: a send to a full queue is
-	// dropped and answered {"ok": false, "dropped": true}.
+	// dropped and answered {"dropped": true, "ok": false}.
 	InboundQueueLen = 128
 	// maxUplinkIDBytes bounds the uplink_id astrid_uplink_send parses.
 	maxUplinkIDBytes = 64
@@ -124,7 +124,7 @@ func asciiLower(s string) string {
 }
 
 // astridUplinkSend: astrid_uplink_send(uplink_id, platform_user_id, content) → {"ok": true} once
-// the message is queued for the bus, {"ok": false, "dropped": true} when the queue is full. A
+// the message is queued for the bus, {"dropped": true, "ok": false} when the queue is full. A
 // platform_user_id or content that is not UTF-8 becomes empty, as upstream.
 func astridUplinkSend(_ context.Context, s *hostServices, args [][]byte) ([]byte, error) {
 	rawID, userID, content := args[0], args[1], args[2]
@@ -166,7 +166,7 @@ func astridUplinkSend(_ context.Context, s *hostServices, args [][]byte) ([]byte
 	case q <- msg:
 		return []byte(`{"ok":true}`), nil
 	default:
-		return []byte(`{"ok":false,"dropped":true}`), nil
+		return []byte(`{"dropped":true,"ok":false}`), nil // serde_json::Value: sorted keys
 	}
 }
 

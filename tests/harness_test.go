@@ -56,6 +56,9 @@ var builtCapsules = map[string]string{
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(netClientEnv) != "" {
+		os.Exit(netClientMain()) // a socket client run as another user (TestNetPeerUID)
+	}
 	code, err := setup(m)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tests: setup: %v\n%s", err, buildLogs.String())
