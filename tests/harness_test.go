@@ -53,6 +53,7 @@ var builtCapsules = map[string]string{
 	"hook":    "tests/testdata/capsules/hook",
 	"runner":  "examples/runner",
 	"session": "examples/session",
+	"bridge":  "examples/bridge",
 }
 
 func TestMain(m *testing.M) {
