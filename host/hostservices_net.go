@@ -148,7 +148,7 @@ func (s *hostServices) admitConn(ctx context.Context, sock *syssock.Server, conn
 		return nil, false, errNetUnloading
 	case err != nil:
 		conn.Close()
-		s.inst.log.Warn(fn+": rejected socket connection", "security_event", true, "reason", err.Error())
+		s.inst.log.Warn(fn+": rejected socket connection", "security_event", true, "reason", logtext.Escape(err.Error()))
 		return nil, false, nil
 	}
 	h, err := n.add(conn)
