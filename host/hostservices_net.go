@@ -163,12 +163,8 @@ func (s *hostServices) admitConn(ctx context.Context, sock *syssock.Server, conn
 // astridNetRead: astrid_net_read(handle) → a status byte (0x00 data, 0x01 closed, 0x02
 // pending) followed, for data, by the next frame.
 func astridNetRead(ctx context.Context, s *hostServices, args [][]byte) ([]byte, error) {
-	h, err := parseNetHandle(args[0])
-	if err != nil {
-		return nil, err
-	}
 	n := &s.inst.net
-	st, err := n.get(h)
+	_, st, err := n.lookup(args[0])
 	if err != nil {
 		return nil, err
 	}
@@ -187,12 +183,8 @@ func astridNetRead(ctx context.Context, s *hostServices, args [][]byte) ([]byte,
 // client has gone) is only logged, as upstream; the capsule unloading meanwhile traps
 // "capsule unloading".
 func astridNetWrite(ctx context.Context, s *hostServices, args [][]byte) ([]byte, error) {
-	h, err := parseNetHandle(args[0])
-	if err != nil {
-		return nil, err
-	}
 	n := &s.inst.net
-	st, err := n.get(h)
+	h, st, err := n.lookup(args[0])
 	if err != nil {
 		return nil, err
 	}

@@ -110,6 +110,16 @@ func (n *instanceNet) add(conn *net.UnixConn) (uint64, error) {
 	return n.next, nil
 }
 
+// lookup parses a guest's stream handle and returns the open stream it names.
+func (n *instanceNet) lookup(raw []byte) (uint64, *netStream, error) {
+	h, err := parseNetHandle(raw)
+	if err != nil {
+		return 0, nil, err
+	}
+	st, err := n.get(h)
+	return h, st, err
+}
+
 // get returns an open stream.
 func (n *instanceNet) get(h uint64) (*netStream, error) {
 	n.mu.Lock()

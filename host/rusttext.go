@@ -9,11 +9,10 @@ import (
 
 // Rust's ways of turning bytes into text, which upstream's refusals quote.
 
-// utf8Prefix is how many bytes at the start of b form the longest prefix of a valid UTF-8
-// sequence (at least 1): what Rust's from_utf8_lossy replaces with one U+FFFD.
-func utf8Prefix(b []byte) int {
-	first := b[0]
-	width, lo, hi := 0, byte(0x80), byte(0xbf)
+// utf8Seq is what Rust's UTF-8 validation expects of a sequence starting with first: its width
+// (0 for a byte no sequence starts with) and the range of its second byte.
+func utf8Seq(first byte) (width int, lo, hi byte) {
+	lo, hi = 0x80, 0xbf
 	switch {
 	case first >= 0xc2 && first <= 0xdf:
 		width = 2
@@ -30,14 +29,23 @@ func utf8Prefix(b []byte) int {
 	case first == 0xf4:
 		width, hi = 4, 0x8f
 	}
-	n := 1
-	for ; n < width && n < len(b); n++ {
+	return width, lo, hi
+}
+
+// utf8ValidPart is how many bytes of b, which starts an invalid sequence, are a valid prefix of
+// one (at least 1), and whether b ends inside it.
+func utf8ValidPart(b []byte) (n int, cut bool) {
+	width, lo, hi := utf8Seq(b[0])
+	for n = 1; n < width; n++ {
+		if n >= len(b) {
+			return n, true
+		}
 		c := b[n]
 		if n == 1 && (c < lo || c > hi) || n > 1 && (c < 0x80 || c > 0xbf) {
 			break
 		}
 	}
-	return n
+	return n, false
 }
 
 // rustLossy is String::from_utf8_lossy: each maximal invalid subsequence becomes one U+FFFD.
@@ -50,7 +58,8 @@ func rustLossy(b []byte) string {
 		r, size := utf8.DecodeRune(b)
 		if r == utf8.RuneError && size <= 1 {
 			sb.WriteRune(utf8.RuneError)
-			b = b[utf8Prefix(b):]
+			n, _ := utf8ValidPart(b)
+			b = b[n:]
 			continue
 		}
 		sb.Write(b[:size])

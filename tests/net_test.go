@@ -24,13 +24,20 @@ import (
 // rawVariant copies the raw capsule, adding caps to its [capabilities] and appending extra.
 func rawVariant(t testing.TB, caps, extra string) string {
 	t.Helper()
-	dir := capsuleVariant(t, "raw", extra)
+	return editedVariant(t, "raw", extra, "[capabilities]", caps)
+}
+
+// editedVariant is capsuleVariant(name, extra) with line added under the table header of its
+// Capsule.toml.
+func editedVariant(t testing.TB, name, extra, header, line string) string {
+	t.Helper()
+	dir := capsuleVariant(t, name, extra)
 	path := filepath.Join(dir, "Capsule.toml")
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b = bytes.Replace(b, []byte("[capabilities]\n"), []byte("[capabilities]\n"+caps+"\n"), 1)
+	b = bytes.Replace(b, []byte(header+"\n"), []byte(header+"\n"+line+"\n"), 1)
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -1,10 +1,7 @@
 package tests
 
 import (
-	"bytes"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -139,15 +136,5 @@ func TestUplinkQueueFull(t *testing.T) {
 // rawLimited is the raw capsule with [[uplink]] and [limits] ipc_bytes_per_sec = 1.
 func rawLimited(t *testing.T) string {
 	t.Helper()
-	dir := capsuleVariant(t, "raw", uplinkDecl)
-	path := filepath.Join(dir, "Capsule.toml")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b = bytes.Replace(b, []byte("[limits]\n"), []byte("[limits]\nipc_bytes_per_sec = 1\n"), 1)
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return editedVariant(t, "raw", uplinkDecl, "[limits]", "ipc_bytes_per_sec = 1")
 }

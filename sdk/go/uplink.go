@@ -48,14 +48,7 @@ func RegisterUplink(name, platform, profile string) (Uplink, error) {
 	if !containsFold(uplinkProfiles, profile) {
 		return Uplink{}, fmt.Errorf("astrid: RegisterUplink: profile %q: want chat, interactive, notify, bridge or human", profile)
 	}
-	n, p, r := AllocateString(name), AllocateString(platform), AllocateString(profile)
-	res := FindMemory(hostUplinkRegister(n.handle, p.handle, r.handle))
-	n.Free()
-	p.Free()
-	r.Free()
-	id := res.Bytes()
-	res.Free()
-	return Uplink{ID: string(id)}, nil
+	return Uplink{ID: string(callHost3(hostUplinkRegister, name, platform, profile))}, nil
 }
 
 // Send hands the host a message content from the platform's user platformUserID. It reports
@@ -69,13 +62,7 @@ func (u Uplink) Send(platformUserID, content string) (queued bool, err error) {
 	if err := checkLen("Uplink.Send", "content", len(content), MaxUplinkContentBytes); err != nil {
 		return false, err
 	}
-	i, p, c := AllocateString(u.ID), AllocateString(platformUserID), AllocateString(content)
-	res := FindMemory(hostUplinkSend(i.handle, p.handle, c.handle))
-	i.Free()
-	p.Free()
-	c.Free()
-	b := res.Bytes()
-	res.Free()
+	b := callHost3(hostUplinkSend, u.ID, platformUserID, content)
 	var r struct {
 		OK bool `json:"ok"`
 	}
@@ -83,6 +70,19 @@ func (u Uplink) Send(platformUserID, content string) (queued bool, err error) {
 		return false, err
 	}
 	return r.OK, nil
+}
+
+// callHost3 passes a, b and c to the host function fn in kernel blocks and returns a copy of
+// the result block, freeing all four.
+func callHost3(fn func(a, b, c uint64) uint64, a, b, c string) []byte {
+	ma, mb, mc := AllocateString(a), AllocateString(b), AllocateString(c)
+	r := FindMemory(fn(ma.handle, mb.handle, mc.handle))
+	ma.Free()
+	mb.Free()
+	mc.Free()
+	out := r.Bytes()
+	r.Free()
+	return out
 }
 
 // containsFold reports whether list holds s, ignoring case.
