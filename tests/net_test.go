@@ -390,8 +390,8 @@ func TestNetUnloadEndsBlockedCalls(t *testing.T) {
 				ch = asyncRaw(t, inst, "astrid_net_accept", nil)
 			} else {
 				handle, c := acceptOne(t, inst, state)
-				// A length prefix of 1000 bytes and 10 of them: the read waits up to 5 s for the rest.
-				if _, err := c.Write(append(binary.BigEndian.AppendUint32(nil, 1000), make([]byte, 10)...)); err != nil {
+				// A length prefix of 10 MiB and 10 bytes of it: the read waits up to 15 s for the rest.
+				if _, err := c.Write(append(binary.BigEndian.AppendUint32(nil, 10<<20), make([]byte, 10)...)); err != nil {
 					t.Fatal(err)
 				}
 				ch = asyncRaw(t, inst, "astrid_net_read", []byte(handle))
@@ -400,7 +400,8 @@ func TestNetUnloadEndsBlockedCalls(t *testing.T) {
 			start := time.Now()
 			inst.Stop(context.Background())
 			r := waitRaw(t, ch, which)
-			if took := time.Since(start); took > 3*time.Second {
+			// Left alone, the accept waits for the call's limit (60 s) and the read 15 s.
+			if took := time.Since(start); took > 10*time.Second {
 				t.Fatalf("stop and the %s took %s; the blocked call should end at once", which, took)
 			}
 			if r.err == nil && which == "accept" {
