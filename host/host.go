@@ -26,6 +26,7 @@ import (
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/host/process"
 	"github.com/astrid-go/astrid/host/store"
+	"github.com/astrid-go/astrid/host/syssock"
 	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
@@ -104,6 +105,12 @@ type Host struct {
 	mu        sync.Mutex
 	instances []*Instance // in load order
 	closed    bool
+
+	// sock is the CLI socket (STATE/run/system.sock), bound when the first capsule that declares
+	// net_bind loads (cliSocket) and closed by Shutdown.
+	sockMu     sync.Mutex
+	sock       *syssock.Server
+	sockClosed bool
 }
 
 // New prepares a host: the module cache under cfg.StateDir and a private runtime directory for
@@ -348,6 +355,13 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	if err != nil {
 		return LoadResult{}, err
 	}
+	if len(m.Capabilities.NetBind) > 0 {
+		// The socket and its token exist before the capsule can accept, as upstream binds them
+		// at boot; a host whose capsules never ask for it never holds it.
+		if _, err := h.cliSocket(); err != nil {
+			return LoadResult{}, fmt.Errorf("[capabilities] net_bind: %w", err)
+		}
+	}
 	fuel := m.Limits.Fuel > 0
 	kernelPath := h.cache.KernelPath(h.cfg.Shim.SHA256, fuel)
 	artefact := h.cache.Path(sum, h.cfg.Shim.SHA256, fuel)
@@ -579,6 +593,7 @@ func (h *Host) Shutdown(ctx context.Context) {
 	}
 	h.dispatch.wait()
 	h.tasks.Wait()
+	h.closeCLISocket()
 	if err := h.kv.Close(); err != nil {
 		h.log.Error("closing the KV store", "path", h.kv.Path(), "error", err)
 	}

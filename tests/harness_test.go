@@ -54,9 +54,13 @@ var builtCapsules = map[string]string{
 	"authz":   "tests/testdata/capsules/authz",
 	"runner":  "examples/runner",
 	"session": "examples/session",
+	"bridge":  "examples/bridge",
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(netClientEnv) != "" {
+		os.Exit(netClientMain()) // a socket client run as another user (TestNetPeerUID)
+	}
 	code, err := setup(m)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tests: setup: %v\n%s", err, buildLogs.String())

@@ -46,6 +46,7 @@ Usage:
   astrid-host uninstall NAME                 remove an installed capsule
   astrid-host list                           list the installed capsules
   astrid-host config NAME [KEY=VALUE...]     show or set a capsule's [env] values
+  astrid-host connect [--state DIR]          talk to a capsule over the host's CLI socket (stdin/stdout)
 
 Run 'astrid-host COMMAND --help' for a command's flags.
 `
@@ -85,11 +86,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return configCommand(rest, stdin, stdout, stderr)
 	case "approve":
 		return approveCommand(rest, stdout, stderr)
+	case "connect":
+		return connectCommand(rest, stdin, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status, doctor, approve, install, uninstall, list and config\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status, doctor, install, uninstall, list, config, approve and connect\n\n%s", cmd, usage)
 		return exitUsage
 	}
 }
