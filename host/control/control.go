@@ -23,12 +23,14 @@ import (
 	"io"
 	"path/filepath"
 	"time"
+
+	"github.com/astrid-go/astrid/host/internal/rundir"
 )
 
 // Names in the state directory.
 const (
 	// DirName is the state directory's runtime directory (0700).
-	DirName = "run"
+	DirName = rundir.Name
 	// SocketName is the control socket in it (0600).
 	SocketName = "control.sock"
 )
@@ -44,7 +46,7 @@ const (
 )
 
 // SocketPath is the control socket of the host that runs with stateDir.
-func SocketPath(stateDir string) string { return filepath.Join(stateDir, DirName, SocketName) }
+func SocketPath(stateDir string) string { return filepath.Join(rundir.Path(stateDir), SocketName) }
 
 // Request is one call of a method.
 type Request struct {

@@ -13,11 +13,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/astrid-go/astrid/host/internal/rundir"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/logtext"
 )
@@ -58,8 +58,8 @@ func Listen(stateDir string, handlers Handlers, log hclog.Logger) (*Server, erro
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	dir := filepath.Join(stateDir, DirName)
-	if err := privateDir(dir); err != nil {
+	dir, err := rundir.Ensure(stateDir)
+	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	path := filepath.Join(dir, SocketName)
@@ -98,28 +98,6 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.wg.Wait()
 	return err
-}
-
-// privateDir makes dir (0700) if it does not exist, and checks that it is a directory (not a
-// link) of the host's user; a group- or world-accessible one is made 0700.
-func privateDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return err
-	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	switch {
-	case !fi.IsDir():
-		return fmt.Errorf("%s is not a directory", dir)
-	case !ok || int(st.Uid) != os.Geteuid():
-		return fmt.Errorf("%s is not owned by this user (uid %d); it must be the host user's own, mode 0700", dir, os.Geteuid())
-	case fi.Mode().Perm()&0o077 != 0:
-		return os.Chmod(dir, 0o700)
-	}
-	return nil
 }
 
 // removeStale removes a socket at path that no host answers on, and fails with ErrInUse for

@@ -23,12 +23,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/astrid-go/astrid/host/internal/rundir"
 )
 
 // Names in STATE/run.
 const (
 	// RunDirName is the directory, under the state directory, of the host's sockets (0700).
-	RunDirName = "run"
+	RunDirName = rundir.Name
 	// SocketName is the CLI socket (0600).
 	SocketName = "system.sock"
 	// TokenName is the session token file (0600): 64 hex characters, new at every bind.
@@ -42,7 +44,7 @@ const (
 const MaxSocketPathBytes = 107
 
 // RunDir is STATE/run.
-func RunDir(stateDir string) string { return filepath.Join(stateDir, RunDirName) }
+func RunDir(stateDir string) string { return rundir.Path(stateDir) }
 
 // SocketPath is STATE/run/system.sock.
 func SocketPath(stateDir string) string { return filepath.Join(RunDir(stateDir), SocketName) }
@@ -51,30 +53,9 @@ func SocketPath(stateDir string) string { return filepath.Join(RunDir(stateDir),
 func TokenPath(stateDir string) string { return filepath.Join(RunDir(stateDir), TokenName) }
 
 // EnsureRunDir creates STATE/run (0700) if needed and checks that it is a real directory owned
-// by this user, not a symlink, and private (its mode is set to 0700). It returns its path.
-func EnsureRunDir(stateDir string) (string, error) {
-	if stateDir == "" {
-		return "", errors.New("no state directory (--state) for the host's sockets")
-	}
-	dir := RunDir(stateDir)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("create the runtime directory: %w", err)
-	}
-	fi, err := os.Lstat(dir)
-	if err != nil {
-		return "", fmt.Errorf("runtime directory: %w", err)
-	}
-	if !fi.IsDir() {
-		return "", fmt.Errorf("runtime directory %s is not a directory (a symlink or a file); remove it", dir)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return "", fmt.Errorf("runtime directory %s belongs to uid %d, not to this user (uid %d)", dir, st.Uid, os.Geteuid())
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return "", fmt.Errorf("make the runtime directory private: %w", err)
-	}
-	return dir, nil
-}
+// by this user, not a symlink, and private (see package rundir, its one owner). It returns its
+// path.
+func EnsureRunDir(stateDir string) (string, error) { return rundir.Ensure(stateDir) }
 
 // Server is the bound socket of one host. Its connections are taken with Next, checked with
 // Authenticate, and the whole is released by Close.
