@@ -321,6 +321,17 @@ func (h *Host) cliSocket() (*syssock.Server, error) {
 	return s, nil
 }
 
+// CLISocketWaiting is how many capsule calls are waiting on the CLI socket for a client
+// (astrid_net_accept), 0 when it is not bound.
+func (h *Host) CLISocketWaiting() int {
+	h.sockMu.Lock()
+	defer h.sockMu.Unlock()
+	if h.sock == nil {
+		return 0
+	}
+	return h.sock.Waiting()
+}
+
 // closeCLISocket closes the CLI socket, if it was bound: the socket and token files are removed.
 func (h *Host) closeCLISocket() {
 	h.sockMu.Lock()

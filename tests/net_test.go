@@ -384,7 +384,7 @@ func TestNetNoNetBind(t *testing.T) {
 func TestNetUnloadEndsBlockedCalls(t *testing.T) {
 	for _, which := range []string{"accept", "read"} {
 		t.Run(which, func(t *testing.T) {
-			_, inst, state := netHost(t, "")
+			h, inst, state := netHost(t, "")
 			var ch <-chan rawResult
 			if which == "accept" {
 				ch = asyncRaw(t, inst, "astrid_net_accept", nil)
@@ -396,7 +396,11 @@ func TestNetUnloadEndsBlockedCalls(t *testing.T) {
 				}
 				ch = asyncRaw(t, inst, "astrid_net_read", []byte(handle))
 			}
-			waitFor(t, 30*time.Second, "the call to be running", func() bool { return storeBusy(inst) })
+			if which == "accept" {
+				waitFor(t, 30*time.Second, "the accept to wait in the host", func() bool { return h.CLISocketWaiting() == 1 })
+			} else {
+				waitFor(t, 30*time.Second, "the call to be running", func() bool { return storeBusy(inst) })
+			}
 			start := time.Now()
 			inst.Stop(context.Background())
 			r := waitRaw(t, ch, which)
@@ -406,6 +410,14 @@ func TestNetUnloadEndsBlockedCalls(t *testing.T) {
 			}
 			if r.err == nil && which == "accept" {
 				t.Fatalf("accept returned %q after unload", r.out)
+			}
+			// The host's side of the accept has ended too, not only the guest's call.
+			waitFor(t, 10*time.Second, "the host's accept to end", func() bool { return h.CLISocketWaiting() == 0 })
+			// Nothing of the unloaded instance is still waiting on the socket: the next
+			// instance's accept gets the next client.
+			again, _ := loadCapsule(t, h, inst.Manifest().Dir)
+			if handle, _ := acceptOne(t, again, state); handle != "1" {
+				t.Fatalf("the reloaded capsule's first stream: %q", handle)
 			}
 		})
 	}

@@ -69,6 +69,7 @@ type Server struct {
 	done            chan struct{}
 	closeOnce       sync.Once
 	wg              sync.WaitGroup
+	waiting         atomic.Int64 // calls in Next
 }
 
 // accepted is one result of the listener's accept loop.
@@ -211,6 +212,8 @@ var ErrStopped = errors.New("stopped")
 // ctx ends or stop is closed (ErrStopped), or, when wait is positive, for at most wait
 // (ErrNoConnection). An error of the listener itself (too many open files) is returned as is.
 func (s *Server) Next(ctx context.Context, stop <-chan struct{}, wait time.Duration) (*net.UnixConn, error) {
+	s.waiting.Add(1)
+	defer s.waiting.Add(-1)
 	var timeout <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -295,6 +298,9 @@ func PeerUID(conn *net.UnixConn) (uint32, error) {
 	}
 	return cred.Uid, nil
 }
+
+// Waiting is how many calls are waiting in Next for a connection.
+func (s *Server) Waiting() int { return int(s.waiting.Load()) }
 
 // Path is the socket's path.
 func (s *Server) Path() string { return s.path }
