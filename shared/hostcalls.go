@@ -91,6 +91,8 @@ var HostCalls = []HostCall{
 	{"astrid_http_stream_start", pb.HostOp_HOST_OP_HTTP_STREAM_START, requestArg, ResultBytes},
 	{"astrid_http_stream_read", pb.HostOp_HOST_OP_HTTP_STREAM_READ, handleArg, ResultBytes},
 	{"astrid_http_stream_close", pb.HostOp_HOST_OP_HTTP_STREAM_CLOSE, handleArg, ResultVoid},
+	{"astrid_elicit", pb.HostOp_HOST_OP_ELICIT, requestArg, ResultBytes},
+	{"astrid_has_secret", pb.HostOp_HOST_OP_HAS_SECRET, keyArg, ResultBytes},
 }
 
 // HostCallOf returns the host function of op, false for an operation not in the table.

@@ -167,7 +167,7 @@ func saveConfig(stdout, stderr io.Writer, stateDir string, m *manifest.Manifest,
 
 // showConfig prints each [env] key of m with its value (a secret masked) and its source.
 func showConfig(stdout, stderr io.Writer, stateDir string, m *manifest.Manifest) int {
-	saved, err := envconfig.Read(stateDir, m.ID())
+	saved, err := envconfig.ReadAll(stateDir, m)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %s\n", logtext.Escape(err.Error()))
 		return exitFailure

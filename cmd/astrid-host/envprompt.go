@@ -52,7 +52,7 @@ func promptEnv(stdin io.Reader, stdout, stderr io.Writer, stateDir string, m *ma
 	if !ok {
 		return nil
 	}
-	saved, err := envconfig.Read(stateDir, m.ID())
+	saved, err := envconfig.ReadAll(stateDir, m)
 	if err != nil {
 		return err
 	}

@@ -108,6 +108,12 @@ func astridHTTPStreamRead(handle uint64) uint64
 //go:wasmimport extism:host/user astrid_http_stream_close
 func astridHTTPStreamClose(handle uint64)
 
+//go:wasmimport extism:host/user astrid_elicit
+func astridElicit(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_has_secret
+func astridHasSecret(req uint64) uint64
+
 // funcs calls each host function with its argument blocks and returns its result block (0 for
 // a function that returns nothing).
 var funcs = map[string]func(a []uint64) uint64{
@@ -133,6 +139,8 @@ var funcs = map[string]func(a []uint64) uint64{
 	"astrid_http_stream_start":        func(a []uint64) uint64 { return astridHTTPStreamStart(a[0]) },
 	"astrid_http_stream_read":         func(a []uint64) uint64 { return astridHTTPStreamRead(a[0]) },
 	"astrid_http_stream_close":        func(a []uint64) uint64 { astridHTTPStreamClose(a[0]); return 0 },
+	"astrid_elicit":                   func(a []uint64) uint64 { return astridElicit(a[0]) },
+	"astrid_has_secret":               func(a []uint64) uint64 { return astridHasSecret(a[0]) },
 }
 
 // request is the input of call: the function and its argument blocks (JSON base64 for bytes).
