@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -13,8 +14,11 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/google/uuid"
 
+	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/host/elicit"
 	"github.com/astrid-go/astrid/host/secretstore"
 	"github.com/astrid-go/astrid/host/store"
 )
@@ -267,4 +271,91 @@ func TestElicitInstallTerminal(t *testing.T) {
 		t.Fatalf("stdout: %s", stdout.String())
 	}
 	checkInstalledElicit(t, state, "us", "pro", stdout.String(), screen.String())
+}
+
+// TestElicitBus: in a lifecycle hook's instance, astrid_elicit publishes upstream's
+// ElicitRequest on astrid.v1.elicit and returns what is published on its response topic: a
+// text's value, an array's values, a secret stored (not returned); a cancel traps with
+// upstream's text; and the capsule unloading ends a waiting call at once.
+func TestElicitBus(t *testing.T) {
+	checkLeaks(t)
+	state := t.TempDir()
+	h := newHost(t, func(c *host.Config) { c.StateDir = state })
+	requests := h.Bus().Subscribe(elicit.TopicRequest)
+	defer requests.Close()
+	inst, _ := loadCapsule(t, h, "raw", host.LoadOptions{Lifecycle: host.LifecycleInstall})
+
+	// ask calls astrid_elicit with req, answers the request it publishes with answer (unless
+	// nil), and returns the call's result.
+	ask := func(req string, answer func(id uuid.UUID)) ([]byte, error) {
+		t.Helper()
+		type result struct {
+			out []byte
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			out, err := callRaw(t, inst, "astrid_elicit", []byte(req))
+			done <- result{out, err}
+		}()
+		env, err := requests.Recv(context.Background(), 1<<20)
+		if err != nil || len(env.Messages) != 1 {
+			t.Fatalf("the elicit request: %+v %v", env, err)
+		}
+		ev, id, err := elicit.ParseEvent(env.Messages[0].Payload)
+		if err != nil || ev.CapsuleID != "raw" || env.Messages[0].SourceID != bus.NilSourceID {
+			t.Fatalf("the elicit request %s from %s: %v", env.Messages[0].Payload, env.Messages[0].SourceID, err)
+		}
+		if answer != nil {
+			answer(id)
+		}
+		r := <-done
+		return r.out, r.err
+	}
+	publish := func(id uuid.UUID, payload string) {
+		h.Bus().Publish(bus.Message{Topic: elicit.ResponseTopic(id), Payload: json.RawMessage(payload)})
+	}
+	for _, tc := range []struct {
+		name, req, answer, want, err string
+	}{
+		{"text", `{"type":"text","key":"region"}`, `{"type":"elicit_response","request_id":"x","value":"eu"}`, `{"value":"eu"}`, ""},
+		{"array", `{"type":"array","key":"relays"}`, `{"type":"elicit_response","request_id":"x","values":["a","b"]}`, `{"values":["a","b"]}`, ""},
+		{"secret", `{"type":"secret","key":"api_key"}`, `{"type":"elicit_response","request_id":"x","value":"` + elicitSecret + `"}`, `{"ok":true}`, ""},
+		{"empty secret", `{"type":"secret","key":"k2"}`, `{"type":"elicit_response","request_id":"x","value":""}`, "", "received empty secret value from elicit response"},
+		{"cancel", `{"type":"text","key":"region"}`, `{"type":"elicit_response","request_id":"x"}`, "", "user cancelled elicit request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := ask(tc.req, func(id uuid.UUID) { publish(id, tc.answer) })
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("got %s, %v; want a trap with %q", out, err, tc.err)
+				}
+				return
+			}
+			if err != nil || string(out) != tc.want {
+				t.Fatalf("got %s, %v; want %s", out, err, tc.want)
+			}
+		})
+	}
+	if v, ok, _ := secretstore.Get(state, "raw", "api_key"); !ok || v != elicitSecret {
+		t.Fatalf("the secret store holds %q, %v", v, ok)
+	}
+	if out, err := callRaw(t, inst, "astrid_has_secret", []byte(`{"key":"api_key"}`)); err != nil || string(out) != `{"exists":true}` {
+		t.Fatalf("has_secret: %s %v", out, err)
+	}
+
+	t.Run("unloaded while waiting", func(t *testing.T) {
+		var took time.Duration
+		_, err := ask(`{"type":"text","key":"region"}`, func(uuid.UUID) {
+			start := time.Now()
+			inst.Stop(context.Background())
+			took = time.Since(start)
+		})
+		if err == nil {
+			t.Fatal("the call returned no error after the unload")
+		}
+		if took > 10*time.Second {
+			t.Fatalf("the unload took %s", took)
+		}
+	})
 }
