@@ -45,7 +45,9 @@ func TestRefused(t *testing.T) {
 	}{
 		{"name with a slash", func() error { return Set(state, "../x", map[string]string{"k": "v"}) }, "is not a capsule name"},
 		{"empty key", func() error { return Set(state, "a", map[string]string{"": "sk-value"}) }, "must not be empty"},
-		{"long key", func() error { return Set(state, "a", map[string]string{strings.Repeat("k", MaxKeyBytes+1): "sk-value"}) }, "the limit is 4096 bytes"},
+		{"long key", func() error {
+			return Set(state, "a", map[string]string{strings.Repeat("k", MaxKeyBytes+1): "sk-value"})
+		}, "the limit is 4096 bytes"},
 		{"value not UTF-8", func() error { return Set(state, "a", map[string]string{"k": "sk-\xff"}) }, "not valid UTF-8"},
 		{"file too large", func() error {
 			if err := os.MkdirAll(Dir(state), 0o700); err != nil {
