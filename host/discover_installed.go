@@ -1,6 +1,7 @@
 package host
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 
@@ -54,12 +55,27 @@ func DiscoverInstalled(stateDir, workspace string) (found []Found, notes []strin
 		{"the workspace", filepath.Join(workspace, WorkspaceCapsulesDir), filepath.Join(workspace, filepath.Dir(WorkspaceCapsulesDir))},
 	}
 	for _, p := range places {
+		// An install that a crash interrupted is finished (or undone) first, as install, uninstall
+		// and list do; while another install holds the store, the capsules it is changing are
+		// left out, as they may not have passed their hook yet.
+		recovered, rerr := store.Recover(p.root)
+		for _, r := range recovered {
+			notes = append(notes, fmt.Sprintf("%s: recovered from an interrupted install: %s", p.dir, r))
+		}
+		busy := errors.Is(rerr, store.ErrBusy)
+		if rerr != nil && !busy {
+			return nil, nil, fmt.Errorf("%s %s: %w", p.place, p.dir, rerr)
+		}
 		// store.List reads ROOT/capsules: for the workspace, ROOT is WORKSPACE/.astrid.
 		list, err := store.List(p.root)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s %s: %w", p.place, p.dir, err)
 		}
 		for _, in := range list {
+			if busy && store.Pending(p.root, in.Name) {
+				notes = append(notes, fmt.Sprintf("%s: skipped: an install or uninstall of it is under way", in.Dir))
+				continue
+			}
 			f := Found{Dir: in.Dir, Place: fmt.Sprintf("%s (%s)", p.place, p.dir), Installed: in.Meta}
 			if in.Meta == nil {
 				f.Installed = &store.Meta{}

@@ -140,3 +140,29 @@ func TestDiscoverPaths(t *testing.T) {
 		t.Fatalf("ReadCapsules = %+v; want x without a meta", caps)
 	}
 }
+
+// TestDiscoverInstalledRecovers: an upgrade interrupted during its hook (the new version in
+// place, the old one backed up, the journal still there) is rolled back before run looks at the
+// store, so run loads the old version rather than one whose hook never finished.
+func TestDiscoverInstalledRecovers(t *testing.T) {
+	state, ws := t.TempDir(), t.TempDir()
+	storeDir := store.Dir(state)
+	writeCapsule(t, storeDir, ".backup-cap", "cap", "1.0.0")
+	writeCapsule(t, storeDir, "cap", "cap", "2.0.0")
+	if err := os.WriteFile(filepath.Join(storeDir, ".pending-cap"), []byte("upgrade"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	found, notes, err := DiscoverInstalled(state, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || found[0].Installed == nil || found[0].Installed.Version != "1.0.0" {
+		t.Fatalf("found %+v, want cap at its old version 1.0.0 (notes %q)", found, notes)
+	}
+	if len(notes) == 0 || !strings.Contains(strings.Join(notes, "\n"), "recovered") {
+		t.Errorf("notes %q do not say the store was recovered", notes)
+	}
+	if store.Pending(state, "cap") {
+		t.Error("the journal is still there after discovery")
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"github.com/astrid-go/astrid/host/manifest"
 	"github.com/astrid-go/astrid/host/process"
 	"github.com/astrid-go/astrid/host/store"
+	"github.com/astrid-go/astrid/host/syssock"
 	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
@@ -36,8 +37,9 @@ type Config struct {
 	// Shim is the verified astrid-shim executable (see VerifyShim).
 	Shim *ShimBinary
 	// StateDir holds the host's persistent state: compiled modules are cached in StateDir/modules,
-	// and the capsules' KV store is StateDir/kv.db, which one host at a time may hold (it is
-	// opened when a capsule that uses it loads or first calls it).
+	// and the host's database is StateDir/kv.db (the capsules' KV store, the identity store and
+	// the approve_always allowances), which one host at a time may hold (it is opened when a
+	// capsule that uses it loads or first calls it).
 	StateDir string
 	// Workspace is the directory capsules work in: the processes they spawn run in it and may
 	// write only there (and in a private tmp). Default: the current directory.
@@ -61,6 +63,9 @@ type Config struct {
 	// CLI always sets one (--sandbox). With nil, shims get only the process layer (own process
 	// group, SIGKILL on the host's death) and the process host functions are refused.
 	Sandbox *sandbox.Sandbox
+	// ApprovalTimeout is how long a capsule's approval request (astrid_request_approval) waits
+	// for an answer before it is denied; default DefaultApprovalTimeout (60 s, as upstream).
+	ApprovalTimeout time.Duration
 	// PassEnv are the host's environment variables spawned processes inherit: PATH, LANG,
 	// LC_ALL, LC_CTYPE and TZ (nothing else of the host's environment reaches them). New fills it
 	// from the host's environment when it is nil.
@@ -82,6 +87,8 @@ type Host struct {
 	// kv is the capsules' KV store, opened on first use so that a host whose capsules never use
 	// it never takes its lock; closed by Shutdown.
 	kv *kvstore.Lazy
+	// approvals are the approval requests waiting for an answer and the allowances answers left.
+	approvals *approvals
 
 	bus *bus.Bus
 	// dispatch runs the interceptors of capsules without a run export for the bus's messages.
@@ -98,6 +105,12 @@ type Host struct {
 	mu        sync.Mutex
 	instances []*Instance // in load order
 	closed    bool
+
+	// sock is the CLI socket (STATE/run/system.sock), bound when the first capsule that declares
+	// net_bind loads (cliSocket) and closed by Shutdown.
+	sockMu     sync.Mutex
+	sock       *syssock.Server
+	sockClosed bool
 }
 
 // New prepares a host: the module cache under cfg.StateDir and a private runtime directory for
@@ -128,6 +141,9 @@ func New(cfg Config) (*Host, error) {
 		}
 		cfg.Workspace = wd
 	}
+	if cfg.ApprovalTimeout <= 0 {
+		cfg.ApprovalTimeout = DefaultApprovalTimeout
+	}
 	if cfg.PassEnv == nil {
 		cfg.PassEnv = process.HostPassEnv()
 	}
@@ -140,6 +156,7 @@ func New(cfg Config) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, kv: kvstore.NewLazy(cfg.StateDir)}
+	h.approvals = newApprovals(h, cfg.ApprovalTimeout)
 	h.dispatch = newDispatcher(h)
 	h.bus = bus.New(bus.Options{Observer: h.dispatch.observe})
 	h.closing, h.stopRestarts = context.WithCancel(context.Background())
@@ -338,6 +355,13 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	if err != nil {
 		return LoadResult{}, err
 	}
+	if len(m.Capabilities.NetBind) > 0 {
+		// The socket and its token exist before the capsule can accept, as upstream binds them
+		// at boot; a host whose capsules never ask for it never holds it.
+		if _, err := h.cliSocket(); err != nil {
+			return LoadResult{}, fmt.Errorf("[capabilities] net_bind: %w", err)
+		}
+	}
 	fuel := m.Limits.Fuel > 0
 	kernelPath := h.cache.KernelPath(h.cfg.Shim.SHA256, fuel)
 	artefact := h.cache.Path(sum, h.cfg.Shim.SHA256, fuel)
@@ -437,9 +461,9 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	inst.mu.Lock()
 	inst.exports = resp.Exports
 	inst.mu.Unlock()
-	if fn := usesKV(resp.Imports); fn != "" {
-		// Fail fast: a capsule that cannot have the KV store (another host holds it) does not
-		// become Ready only to fail its first call.
+	if fn := usesStore(resp.Imports); fn != "" {
+		// Fail fast: a capsule that cannot have the host's database (another host holds it)
+		// does not become Ready only to fail its first call.
 		if _, err := h.kv.Store(); err != nil {
 			return res, fmt.Errorf("the capsule imports %s: %w", fn, err)
 		}
@@ -569,6 +593,7 @@ func (h *Host) Shutdown(ctx context.Context) {
 	}
 	h.dispatch.wait()
 	h.tasks.Wait()
+	h.closeCLISocket()
 	if err := h.kv.Close(); err != nil {
 		h.log.Error("closing the KV store", "path", h.kv.Path(), "error", err)
 	}

@@ -27,15 +27,19 @@ func init() {
 // maxKVListBytes bounds astrid_kv_list_keys's JSON: 10 MiB, the most a guest takes in one block.
 const maxKVListBytes = shared.MaxPayloadBytes
 
-// kvKeyPrefix starts the name of every KV host function: a capsule that imports one has the host
-// open the store when it loads (usesKV).
-const kvKeyPrefix = "astrid_kv_"
+// storeFuncPrefixes start the names of the host functions that use the host's database (the KV
+// functions, the identity functions and astrid_request_approval, whose approve_always allowances
+// live there): a capsule that imports one has the host open it when it loads (usesStore).
+var storeFuncPrefixes = []string{"astrid_kv_", "astrid_identity_", "astrid_request_approval"}
 
-// usesKV returns the first KV host function among a module's imports, "" for none.
-func usesKV(imports []string) string {
+// usesStore returns the first host function among a module's imports that uses the host's
+// database, "" for none.
+func usesStore(imports []string) string {
 	for _, name := range imports {
-		if strings.HasPrefix(name, kvKeyPrefix) {
-			return name
+		for _, p := range storeFuncPrefixes {
+			if strings.HasPrefix(name, p) {
+				return name
+			}
 		}
 	}
 	return ""
@@ -193,38 +197,12 @@ func rustUTF8Error(b []byte) string {
 		}
 		// Rust's from_utf8: how many bytes of a well-started sequence are valid, and whether
 		// the input ends before the sequence does.
-		first := b[i]
-		width, lo, hi := 0, byte(0x80), byte(0xbf)
-		switch {
-		case first >= 0xc2 && first <= 0xdf:
-			width = 2
-		case first == 0xe0:
-			width, lo = 3, 0xa0
-		case first >= 0xe1 && first <= 0xec, first == 0xee, first == 0xef:
-			width = 3
-		case first == 0xed:
-			width, hi = 3, 0x9f
-		case first == 0xf0:
-			width, lo = 4, 0x90
-		case first >= 0xf1 && first <= 0xf3:
-			width = 4
-		case first == 0xf4:
-			width, hi = 4, 0x8f
+		// (DecodeRune and Rust refuse the same sequences.)
+		n, cut := utf8ValidPart(b[i:])
+		if cut {
+			return fmt.Sprintf("incomplete utf-8 byte sequence from index %d", i)
 		}
-		if width == 0 {
-			return fmt.Sprintf("invalid utf-8 sequence of 1 bytes from index %d", i)
-		}
-		for n := 1; n < width; n++ {
-			if i+n >= len(b) {
-				return fmt.Sprintf("incomplete utf-8 byte sequence from index %d", i)
-			}
-			c := b[i+n]
-			if n == 1 && (c < lo || c > hi) || n > 1 && (c < 0x80 || c > 0xbf) {
-				return fmt.Sprintf("invalid utf-8 sequence of %d bytes from index %d", n, i)
-			}
-		}
-		// DecodeRune and Rust disagree on nothing else; a sequence both accept is valid.
-		i += width
+		return fmt.Sprintf("invalid utf-8 sequence of %d bytes from index %d", n, i)
 	}
 	return "invalid utf-8"
 }

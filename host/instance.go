@@ -81,6 +81,13 @@ type Instance struct {
 	procs    *process.Manager // made on the first process request; closed by Stop and crashes
 	runLoop  bool             // the run export was started
 
+	// net is the CLI socket streams the capsule accepted (astrid_net_*); closed by Stop and
+	// crashes.
+	net instanceNet
+	// uplinks is the capsule's registered uplinks and inbound queue (astrid_uplink_*); closed
+	// by Stop and crashes.
+	uplinks instanceUplinks
+
 	ready     chan struct{} // closed by astrid_signal_ready
 	readyOnce sync.Once
 
@@ -203,6 +210,8 @@ func (i *Instance) crashedWith(reason string, trap *pb.GuestError) {
 	i.ipc.close()
 	i.closeProcesses()
 	i.closeHTTP()
+	i.net.close()
+	i.uplinks.close()
 	ev := capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason}
 	if trap != nil {
 		ev.TrapKind, ev.Backtrace = trapKindName(trap.Kind), trap.Backtrace
@@ -394,6 +403,8 @@ func (i *Instance) stop(ctx context.Context, kill bool) {
 	}
 	i.stopping = true
 	i.mu.Unlock()
+	// Approval requests waiting for an answer end now (denied), whatever the shim does.
+	i.host.approvals.stopInstance(i)
 	if i.proc != nil && kill {
 		i.proc.killGroup()
 	}
@@ -416,6 +427,8 @@ func (i *Instance) stop(ctx context.Context, kill bool) {
 	i.ipc.close()
 	i.closeProcesses()
 	i.closeHTTP()
+	i.net.close()
+	i.uplinks.close()
 	i.guestLog().close()
 	if st, _ := i.State(); st != StateFailed {
 		i.setState(StateStopped, "")

@@ -18,8 +18,19 @@ const (
 	MaxHookRequestBytes = 1 << 20
 	// MaxCapabilityRequestBytes bounds an astrid_check_capsule_capability request: 1 KiB.
 	MaxCapabilityRequestBytes = 1 << 10
-	// MaxStreamHandleBytes bounds an HTTP stream handle: 1 KiB.
+	// MaxStreamHandleBytes bounds an HTTP or socket stream handle: 1 KiB.
 	MaxStreamHandleBytes = 1 << 10
+	// MaxUplinkFieldBytes bounds an uplink's name, platform and profile, and the
+	// platform_user_id of astrid_uplink_send: 512 bytes.
+	MaxUplinkFieldBytes = 512
+	// MaxUplinkIDArgBytes bounds the uplink_id block of astrid_uplink_send: 128 bytes (an id
+	// over 64 bytes is then refused with "uplink_id too long").
+	MaxUplinkIDArgBytes = 128
+	// MaxUplinkContentBytes bounds the content of astrid_uplink_send: 1 MiB
+	// (MAX_INBOUND_MESSAGE_BYTES).
+	MaxUplinkContentBytes = 1 << 20
+	// MaxNetFrameBytes bounds a frame on the CLI socket, in either direction: 10 MiB.
+	MaxNetFrameBytes = 10 << 20
 )
 
 // MaxHostCallResultBytes bounds the result of one HostCall: gRPC's message limit less room for
@@ -37,6 +48,9 @@ const (
 	// ResultHostResult: the function returns upstream's HostResult block, 0x00 followed by the
 	// result or 0x01 followed by the error's UTF-8 text; only oversized arguments trap.
 	ResultHostResult
+	// ResultRawI64: the function returns a bare i64, not a block: the host's result is its
+	// decimal digits (astrid_net_bind_unix returns 1, as upstream); a failure traps.
+	ResultRawI64
 )
 
 // HostResult status bytes (upstream's HOST_RESULT_OK and HOST_RESULT_ERR).
@@ -45,11 +59,19 @@ const (
 	HostResultErr byte = 0x01
 )
 
-// Arg is one argument block of a host function: what it is (for errors) and its limit.
+// Arg is one argument block of a host function: what it is (for errors) and its limit. An
+// argument whose Max is Ignored is never read (upstream's function ignores it, whatever the
+// guest passes): the shim sends it empty.
 type Arg struct {
 	Name string
 	Max  int
 }
+
+// Ignored as an Arg's Max marks an argument upstream ignores: the shim does not read it.
+const Ignored = -1
+
+// Ignored reports whether the argument is one upstream ignores.
+func (a Arg) Ignored() bool { return a.Max == Ignored }
 
 // HostCall is one host function carried by the HostCall RPC: its import name
 // (extism:host/user), its operation, its arguments and how its result reaches the guest. The
@@ -68,6 +90,9 @@ var (
 	prefixArg  = []Arg{{"prefix", MaxKVKeyBytes}}
 	requestArg = []Arg{{"request", MaxPayloadBytes}}
 	handleArg  = []Arg{{"stream handle", MaxStreamHandleBytes}}
+	// ignoredArg is the listener handle of astrid_net_accept and astrid_net_poll_accept and
+	// the path of astrid_net_bind_unix: upstream ignores them (the host pre-binds the socket).
+	ignoredArg = []Arg{{"listener handle", Ignored}}
 )
 
 // HostCalls are the host functions carried by HostCall, in the ABI's order. Adding one is an
@@ -93,6 +118,20 @@ var HostCalls = []HostCall{
 	{"astrid_http_stream_close", pb.HostOp_HOST_OP_HTTP_STREAM_CLOSE, handleArg, ResultVoid},
 	{"astrid_elicit", pb.HostOp_HOST_OP_ELICIT, requestArg, ResultBytes},
 	{"astrid_has_secret", pb.HostOp_HOST_OP_HAS_SECRET, keyArg, ResultBytes},
+	{"astrid_request_approval", pb.HostOp_HOST_OP_REQUEST_APPROVAL, requestArg, ResultBytes},
+	{"astrid_identity_resolve", pb.HostOp_HOST_OP_IDENTITY_RESOLVE, requestArg, ResultBytes},
+	{"astrid_identity_link", pb.HostOp_HOST_OP_IDENTITY_LINK, requestArg, ResultBytes},
+	{"astrid_identity_unlink", pb.HostOp_HOST_OP_IDENTITY_UNLINK, requestArg, ResultBytes},
+	{"astrid_identity_create_user", pb.HostOp_HOST_OP_IDENTITY_CREATE_USER, requestArg, ResultBytes},
+	{"astrid_identity_list_links", pb.HostOp_HOST_OP_IDENTITY_LIST_LINKS, requestArg, ResultBytes},
+	{"astrid_uplink_register", pb.HostOp_HOST_OP_UPLINK_REGISTER, []Arg{{"name", MaxUplinkFieldBytes}, {"platform", MaxUplinkFieldBytes}, {"profile", MaxUplinkFieldBytes}}, ResultBytes},
+	{"astrid_uplink_send", pb.HostOp_HOST_OP_UPLINK_SEND, []Arg{{"uplink_id", MaxUplinkIDArgBytes}, {"platform_user_id", MaxUplinkFieldBytes}, {"content", MaxUplinkContentBytes}}, ResultBytes},
+	{"astrid_net_bind_unix", pb.HostOp_HOST_OP_NET_BIND_UNIX, []Arg{{"path", Ignored}}, ResultRawI64},
+	{"astrid_net_accept", pb.HostOp_HOST_OP_NET_ACCEPT, ignoredArg, ResultBytes},
+	{"astrid_net_poll_accept", pb.HostOp_HOST_OP_NET_POLL_ACCEPT, ignoredArg, ResultBytes},
+	{"astrid_net_read", pb.HostOp_HOST_OP_NET_READ, handleArg, ResultBytes},
+	{"astrid_net_write", pb.HostOp_HOST_OP_NET_WRITE, []Arg{handleArg[0], {"data", MaxNetFrameBytes}}, ResultVoid},
+	{"astrid_net_close_stream", pb.HostOp_HOST_OP_NET_CLOSE_STREAM, handleArg, ResultVoid},
 }
 
 // HostCallOf returns the host function of op, false for an operation not in the table.
@@ -115,6 +154,12 @@ func ArgTooLarge(n, limit int) error {
 // names the argument and gives upstream's text (ArgTooLarge). The shim-local host functions
 // (astrid_log, astrid_get_config) check their arguments with it too.
 func (a Arg) CheckLen(n int) error {
+	if a.Ignored() {
+		if n > 0 {
+			return fmt.Errorf("%s: an ignored argument is sent empty, not %d bytes", a.Name, n)
+		}
+		return nil
+	}
 	if n > a.Max {
 		return fmt.Errorf("%s: %w", a.Name, ArgTooLarge(n, a.Max))
 	}

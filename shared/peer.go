@@ -51,25 +51,45 @@ const HandshakeTimeout = 10 * time.Second
 // kernel recorded it when that process connected, translated into the caller's pid namespace (0
 // when the peer is outside it).
 func PeerPID(conn net.Conn) (int, error) {
+	cred, err := peerCred(conn)
+	if err != nil {
+		return 0, err
+	}
+	return int(cred.Pid), nil
+}
+
+// PeerUID returns the user id of the process at the other end of a unix socket connection, as
+// the kernel recorded it when that process connected (SO_PEERCRED): what a local control socket
+// checks before it reads a byte.
+func PeerUID(conn net.Conn) (int, error) {
+	cred, err := peerCred(conn)
+	if err != nil {
+		return 0, err
+	}
+	return int(cred.Uid), nil
+}
+
+// peerCred returns the SO_PEERCRED credentials of a unix socket connection's peer.
+func peerCred(conn net.Conn) (*unix.Ucred, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return 0, fmt.Errorf("peer credentials: %T is not a socket", conn)
+		return nil, fmt.Errorf("peer credentials: %T is not a socket", conn)
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
-		return 0, fmt.Errorf("peer credentials: %w", err)
+		return nil, fmt.Errorf("peer credentials: %w", err)
 	}
 	var cred *unix.Ucred
 	var serr error
 	if err := raw.Control(func(fd uintptr) {
 		cred, serr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
 	}); err != nil {
-		return 0, fmt.Errorf("peer credentials: %w", err)
+		return nil, fmt.Errorf("peer credentials: %w", err)
 	}
 	if serr != nil {
-		return 0, fmt.Errorf("peer credentials: %w", serr)
+		return nil, fmt.Errorf("peer credentials: %w", serr)
 	}
-	return int(cred.Pid), nil
+	return cred, nil
 }
 
 // peerAuth is what the handshakes below tell gRPC about a connection: no transport security

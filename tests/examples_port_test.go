@@ -34,21 +34,7 @@ func watchBus(t *testing.T, h *host.Host, pattern string) *busWatch {
 // failing the test after 30 s; messages on other topics are kept in w.got.
 func (w *busWatch) next(topic string) []byte {
 	w.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	for {
-		for i, m := range w.got {
-			if m.Topic == topic {
-				w.got = append(w.got[:i:i], w.got[i+1:]...)
-				return bus.GuestBytes(m.Payload)
-			}
-		}
-		env, err := w.sub.Recv(ctx, 10<<20)
-		if err != nil {
-			w.t.Fatalf("waiting for a message on %s: %v (received meanwhile: %d others)", topic, err, len(w.got))
-		}
-		w.got = append(w.got, env.Messages...)
-	}
+	return bus.GuestBytes(w.nextMsg(topic).Payload)
 }
 
 // publishJSON publishes v as the operator (principal "default").

@@ -51,11 +51,16 @@ var builtCapsules = map[string]string{
 	"procs":   "tests/testdata/capsules/procs",
 	"raw":     "tests/testdata/capsules/raw",
 	"hook":    "tests/testdata/capsules/hook",
+	"authz":   "tests/testdata/capsules/authz",
 	"runner":  "examples/runner",
 	"session": "examples/session",
+	"bridge":  "examples/bridge",
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(netClientEnv) != "" {
+		os.Exit(netClientMain()) // a socket client run as another user (TestNetPeerUID)
+	}
 	code, err := setup(m)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tests: setup: %v\n%s", err, buildLogs.String())
@@ -259,11 +264,14 @@ func (w *testWriter) close() {
 	w.mu.Unlock()
 }
 
-// capsuleVariant copies a built capsule into a fresh directory, appending extra to its
-// Capsule.toml (e.g. a [limits] table), and returns the directory.
-func capsuleVariant(t testing.TB, name, extra string) string {
+// capsuleEdited copies the built capsule name into a fresh directory named newName, with its
+// Capsule.toml passed through edit, and returns the directory.
+func capsuleEdited(t testing.TB, name, newName string, edit func(string) string) string {
 	t.Helper()
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), newName)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	entries, err := os.ReadDir(capsules[name])
 	if err != nil {
 		t.Fatal(err)
@@ -274,11 +282,19 @@ func capsuleVariant(t testing.TB, name, extra string) string {
 			t.Fatal(err)
 		}
 		if e.Name() == "Capsule.toml" {
-			data = append(data, "\n"+extra...)
+			s := strings.Replace(string(data), fmt.Sprintf("name = %q", name), fmt.Sprintf("name = %q", newName), 1)
+			data = []byte(edit(s))
 		}
 		if err := os.WriteFile(filepath.Join(dir, e.Name()), data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return dir
+}
+
+// capsuleVariant copies a built capsule into a fresh directory, appending extra to its
+// Capsule.toml (e.g. a [limits] table), and returns the directory.
+func capsuleVariant(t testing.TB, name, extra string) string {
+	t.Helper()
+	return capsuleEdited(t, name, name, func(toml string) string { return toml + "\n" + extra })
 }

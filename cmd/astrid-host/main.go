@@ -9,6 +9,7 @@
 //	astrid-host install [flags] SRC            install a capsule into the store
 //	astrid-host uninstall NAME                 remove an installed capsule
 //	astrid-host list                           list the installed capsules
+//	astrid-host approve ID DECISION            answer a capsule's approval request
 //
 // Run `astrid-host COMMAND --help` for each command's flags. Flags may come before or after the
 // positional arguments.
@@ -40,10 +41,12 @@ Usage:
   astrid-host check PATH...                  validate Capsule.toml files and print every problem
   astrid-host status [--state DIR]           show the capsules of the running host
   astrid-host doctor                         show which sandbox layers this machine supports
+  astrid-host approve [--state DIR] ID DECISION  answer a capsule's approval request in the running host
   astrid-host install [flags] SRC            install a capsule into the store (STATE/capsules)
   astrid-host uninstall NAME                 remove an installed capsule
   astrid-host list                           list the installed capsules
   astrid-host config NAME [KEY=VALUE...]     show or set a capsule's [env] values
+  astrid-host connect [--state DIR]          talk to a capsule over the host's CLI socket (stdin/stdout)
 
 Run 'astrid-host COMMAND --help' for a command's flags.
 `
@@ -81,11 +84,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return listCommand(rest, stdout, stderr)
 	case "config":
 		return configCommand(rest, stdin, stdout, stderr)
+	case "approve":
+		return approveCommand(rest, stdout, stderr)
+	case "connect":
+		return connectCommand(rest, stdin, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status, doctor, install, uninstall, list and config\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status, doctor, install, uninstall, list, config, approve and connect\n\n%s", cmd, usage)
 		return exitUsage
 	}
 }

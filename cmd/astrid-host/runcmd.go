@@ -19,6 +19,7 @@ import (
 	"github.com/astrid-go/astrid/bus/topics"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/store"
+	"github.com/astrid-go/astrid/host/control"
 	"github.com/astrid-go/astrid/shared/logtext"
 )
 
@@ -55,7 +56,8 @@ shows (nearly) everything. --publish TOPIC=JSON publishes a message once every c
 for smoke tests.
 
 While it runs, 'astrid-host status' (with the same --state) shows each capsule's state, restarts
-and last failure.
+and last failure, and 'astrid-host approve' answers the capsules' approval requests, which run logs
+with their REQUEST_ID (through the control socket STATE/run/control.sock).
 
 Examples:
   astrid-host run
@@ -122,11 +124,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		for _, s := range notes {
-			logger.Warn("installed capsule cannot be verified", "reason", s)
+			logger.Warn("capsule store", "note", s)
 		}
 	}
 	stopStatus := keepStatus(h, stateDir, logger)
 	defer stopStatus()
+	stopControl := serveControl(h, stateDir, logger)
+	defer stopControl()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -183,6 +187,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 func forceExit(h *host.Host, stateDir string) {
 	os.RemoveAll(h.RuntimeDir())
 	os.Remove(filepath.Join(stateDir, statusFileName))
+	os.Remove(control.SocketPath(stateDir))
 	os.Exit(exitFailure)
 }
 

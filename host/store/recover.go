@@ -149,6 +149,14 @@ func Recover(stateDir string) ([]string, error) {
 	return recoverLocked(stateDir)
 }
 
+// Pending reports whether an install or uninstall of name has begun and not yet committed: its
+// journal is in the store. While it is, STATE/capsules/NAME may be a version whose hook has not
+// run (or has failed), which the install's rollback (or the next Recover) will put back.
+func Pending(stateDir, name string) bool {
+	_, err := os.Lstat(journalPath(stateDir, name))
+	return err == nil
+}
+
 // recoverLocked is Recover for a caller that holds the lock.
 func recoverLocked(stateDir string) ([]string, error) {
 	entries, err := os.ReadDir(Dir(stateDir))

@@ -20,7 +20,8 @@ const (
 
 // HostError is a failure a host function reported without trapping the call: the host's
 // message for one of the functions that return upstream's HostResult (the KV reads, ReadFile,
-// ReadDir, Stat, FileExists). The capsule may handle it, as it would an os.PathError.
+// ReadDir, Stat, FileExists), or the "error" of an identity function's answer (a capability not
+// declared, an invalid field). The capsule may handle it, as it would an os.PathError.
 type HostError struct {
 	// Func is the host function that failed, such as "astrid_read_file".
 	Func string

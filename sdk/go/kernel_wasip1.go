@@ -206,3 +206,29 @@ func hostHTTPStreamRead(handle uint64) uint64
 
 //go:wasmimport extism:host/user astrid_http_stream_close
 func hostHTTPStreamClose(handle uint64)
+
+//go:wasmimport extism:host/user astrid_uplink_register
+func hostUplinkRegister(name, platform, profile uint64) uint64
+
+//go:wasmimport extism:host/user astrid_uplink_send
+func hostUplinkSend(uplinkID, platformUserID, content uint64) uint64
+
+// astrid_net_bind_unix returns a bare i64 (1), not a block.
+//
+//go:wasmimport extism:host/user astrid_net_bind_unix
+func hostNetBindUnix(path uint64) uint64
+
+//go:wasmimport extism:host/user astrid_net_accept
+func hostNetAccept(listener uint64) uint64
+
+//go:wasmimport extism:host/user astrid_net_poll_accept
+func hostNetPollAccept(listener uint64) uint64
+
+//go:wasmimport extism:host/user astrid_net_read
+func hostNetRead(stream uint64) uint64
+
+//go:wasmimport extism:host/user astrid_net_write
+func hostNetWrite(stream, data uint64)
+
+//go:wasmimport extism:host/user astrid_net_close_stream
+func hostNetCloseStream(stream uint64)

@@ -120,6 +120,20 @@ const (
 	HostOp_HOST_OP_CHECK_CAPSULE_CAPABILITY HostOp = 31 // astrid_check_capsule_capability
 	HostOp_HOST_OP_ELICIT                   HostOp = 50 // astrid_elicit
 	HostOp_HOST_OP_HAS_SECRET               HostOp = 51 // astrid_has_secret
+	HostOp_HOST_OP_REQUEST_APPROVAL         HostOp = 60 // astrid_request_approval
+	HostOp_HOST_OP_IDENTITY_RESOLVE         HostOp = 61 // astrid_identity_resolve
+	HostOp_HOST_OP_IDENTITY_LINK            HostOp = 62 // astrid_identity_link
+	HostOp_HOST_OP_IDENTITY_UNLINK          HostOp = 63 // astrid_identity_unlink
+	HostOp_HOST_OP_IDENTITY_CREATE_USER     HostOp = 64 // astrid_identity_create_user
+	HostOp_HOST_OP_IDENTITY_LIST_LINKS      HostOp = 65 // astrid_identity_list_links
+	HostOp_HOST_OP_UPLINK_REGISTER          HostOp = 66 // astrid_uplink_register
+	HostOp_HOST_OP_UPLINK_SEND              HostOp = 67 // astrid_uplink_send
+	HostOp_HOST_OP_NET_BIND_UNIX            HostOp = 70 // astrid_net_bind_unix
+	HostOp_HOST_OP_NET_ACCEPT               HostOp = 71 // astrid_net_accept
+	HostOp_HOST_OP_NET_POLL_ACCEPT          HostOp = 72 // astrid_net_poll_accept
+	HostOp_HOST_OP_NET_READ                 HostOp = 73 // astrid_net_read
+	HostOp_HOST_OP_NET_WRITE                HostOp = 74 // astrid_net_write
+	HostOp_HOST_OP_NET_CLOSE_STREAM         HostOp = 75 // astrid_net_close_stream
 )
 
 // Enum value maps for HostOp.
@@ -146,6 +160,20 @@ var (
 		31: "HOST_OP_CHECK_CAPSULE_CAPABILITY",
 		50: "HOST_OP_ELICIT",
 		51: "HOST_OP_HAS_SECRET",
+		60: "HOST_OP_REQUEST_APPROVAL",
+		61: "HOST_OP_IDENTITY_RESOLVE",
+		62: "HOST_OP_IDENTITY_LINK",
+		63: "HOST_OP_IDENTITY_UNLINK",
+		64: "HOST_OP_IDENTITY_CREATE_USER",
+		65: "HOST_OP_IDENTITY_LIST_LINKS",
+		66: "HOST_OP_UPLINK_REGISTER",
+		67: "HOST_OP_UPLINK_SEND",
+		70: "HOST_OP_NET_BIND_UNIX",
+		71: "HOST_OP_NET_ACCEPT",
+		72: "HOST_OP_NET_POLL_ACCEPT",
+		73: "HOST_OP_NET_READ",
+		74: "HOST_OP_NET_WRITE",
+		75: "HOST_OP_NET_CLOSE_STREAM",
 	}
 	HostOp_value = map[string]int32{
 		"HOST_OP_UNSPECIFIED":              0,
@@ -169,6 +197,20 @@ var (
 		"HOST_OP_CHECK_CAPSULE_CAPABILITY": 31,
 		"HOST_OP_ELICIT":                   50,
 		"HOST_OP_HAS_SECRET":               51,
+		"HOST_OP_REQUEST_APPROVAL":         60,
+		"HOST_OP_IDENTITY_RESOLVE":         61,
+		"HOST_OP_IDENTITY_LINK":            62,
+		"HOST_OP_IDENTITY_UNLINK":          63,
+		"HOST_OP_IDENTITY_CREATE_USER":     64,
+		"HOST_OP_IDENTITY_LIST_LINKS":      65,
+		"HOST_OP_UPLINK_REGISTER":          66,
+		"HOST_OP_UPLINK_SEND":              67,
+		"HOST_OP_NET_BIND_UNIX":            70,
+		"HOST_OP_NET_ACCEPT":               71,
+		"HOST_OP_NET_POLL_ACCEPT":          72,
+		"HOST_OP_NET_READ":                 73,
+		"HOST_OP_NET_WRITE":                74,
+		"HOST_OP_NET_CLOSE_STREAM":         75,
 	}
 )
 
@@ -2215,7 +2257,7 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x0fPROCESS_OP_KILL\x10\x04\x12\x13\n" +
 	"\x0fPROCESS_OP_WAIT\x10\x05\x12\x15\n" +
 	"\x11PROCESS_OP_SIGNAL\x10\x06\x12\x1a\n" +
-	"\x16PROCESS_OP_WRITE_STDIN\x10\a*\x99\x04\n" +
+	"\x16PROCESS_OP_WRITE_STDIN\x10\a*\xa1\a\n" +
 	"\x06HostOp\x12\x17\n" +
 	"\x13HOST_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eHOST_OP_KV_GET\x10\x01\x12\x12\n" +
@@ -2238,7 +2280,21 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x14HOST_OP_TRIGGER_HOOK\x10\x1e\x12$\n" +
 	" HOST_OP_CHECK_CAPSULE_CAPABILITY\x10\x1f\x12\x12\n" +
 	"\x0eHOST_OP_ELICIT\x102\x12\x16\n" +
-	"\x12HOST_OP_HAS_SECRET\x1032\xaa\x03\n" +
+	"\x12HOST_OP_HAS_SECRET\x103\x12\x1c\n" +
+	"\x18HOST_OP_REQUEST_APPROVAL\x10<\x12\x1c\n" +
+	"\x18HOST_OP_IDENTITY_RESOLVE\x10=\x12\x19\n" +
+	"\x15HOST_OP_IDENTITY_LINK\x10>\x12\x1b\n" +
+	"\x17HOST_OP_IDENTITY_UNLINK\x10?\x12 \n" +
+	"\x1cHOST_OP_IDENTITY_CREATE_USER\x10@\x12\x1f\n" +
+	"\x1bHOST_OP_IDENTITY_LIST_LINKS\x10A\x12\x1b\n" +
+	"\x17HOST_OP_UPLINK_REGISTER\x10B\x12\x17\n" +
+	"\x13HOST_OP_UPLINK_SEND\x10C\x12\x19\n" +
+	"\x15HOST_OP_NET_BIND_UNIX\x10F\x12\x16\n" +
+	"\x12HOST_OP_NET_ACCEPT\x10G\x12\x1b\n" +
+	"\x17HOST_OP_NET_POLL_ACCEPT\x10H\x12\x14\n" +
+	"\x10HOST_OP_NET_READ\x10I\x12\x15\n" +
+	"\x11HOST_OP_NET_WRITE\x10J\x12\x1c\n" +
+	"\x18HOST_OP_NET_CLOSE_STREAM\x10K2\xaa\x03\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.astrid.shim.v1.InfoRequest\x1a\x1c.astrid.shim.v1.InfoResponse\x12;\n" +
 	"\aCompile\x12\x15.astrid.shim.v1.Chunk\x1a\x15.astrid.shim.v1.Chunk(\x010\x01\x12A\n" +

@@ -58,7 +58,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{entriesBucket, usageBucket} {
+		for _, name := range [][]byte{entriesBucket, usageBucket, systemBucket} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
@@ -93,8 +93,9 @@ func (s *Store) Close() error {
 
 // write makes one write in a transaction that is committed and synced before it returns; apply
 // may run more than once (a shared transaction that fails is retried write by write), so it
-// must reset what it reports at its start. apply returns a refusal (a *QuotaError) before it
-// changes anything; any other error aborts its transaction.
+// must reset what it reports at its start. apply returns a refusal (a *QuotaError or a
+// *RefusalError, see isRefusal) before it changes anything; any other error aborts its
+// transaction.
 func (s *Store) write(size int, apply func(tx *bolt.Tx) error) error {
 	req := &writeReq{apply: apply, size: size, done: make(chan error, 1)}
 	s.mu.RLock()
@@ -153,8 +154,7 @@ func (s *Store) commit(batch []*writeReq) {
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		for i, r := range batch {
 			err := r.apply(tx)
-			var qe *QuotaError
-			if err != nil && !errors.As(err, &qe) {
+			if err != nil && !isRefusal(err) {
 				return err
 			}
 			errs[i] = err

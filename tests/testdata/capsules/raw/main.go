@@ -10,6 +10,7 @@ package main
 
 import (
 	"encoding/json"
+	"strconv"
 )
 
 func main() {}
@@ -114,6 +115,53 @@ func astridElicit(req uint64) uint64
 //go:wasmimport extism:host/user astrid_has_secret
 func astridHasSecret(req uint64) uint64
 
+// The approval and identity host functions of issue 13, as astrid-sys 0.5 declares them.
+
+//go:wasmimport extism:host/user astrid_request_approval
+func astridRequestApproval(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_identity_resolve
+func astridIdentityResolve(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_identity_link
+func astridIdentityLink(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_identity_unlink
+func astridIdentityUnlink(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_identity_create_user
+func astridIdentityCreateUser(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_identity_list_links
+func astridIdentityListLinks(req uint64) uint64
+
+// Uplinks and the CLI socket (issue 13), as astrid-sys 0.5 declares them: every argument a block,
+// and astrid_net_bind_unix's result a bare i64 (1), not a block.
+
+//go:wasmimport extism:host/user astrid_uplink_register
+func astridUplinkRegister(name, platform, profile uint64) uint64
+
+//go:wasmimport extism:host/user astrid_uplink_send
+func astridUplinkSend(uplinkID, platformUserID, content uint64) uint64
+
+//go:wasmimport extism:host/user astrid_net_bind_unix
+func astridNetBindUnix(path uint64) uint64
+
+//go:wasmimport extism:host/user astrid_net_accept
+func astridNetAccept(listener uint64) uint64
+
+//go:wasmimport extism:host/user astrid_net_poll_accept
+func astridNetPollAccept(listener uint64) uint64
+
+//go:wasmimport extism:host/user astrid_net_read
+func astridNetRead(stream uint64) uint64
+
+//go:wasmimport extism:host/user astrid_net_write
+func astridNetWrite(stream, data uint64)
+
+//go:wasmimport extism:host/user astrid_net_close_stream
+func astridNetCloseStream(stream uint64)
+
 // funcs calls each host function with its argument blocks and returns its result block (0 for
 // a function that returns nothing).
 var funcs = map[string]func(a []uint64) uint64{
@@ -141,6 +189,21 @@ var funcs = map[string]func(a []uint64) uint64{
 	"astrid_http_stream_close":        func(a []uint64) uint64 { astridHTTPStreamClose(a[0]); return 0 },
 	"astrid_elicit":                   func(a []uint64) uint64 { return astridElicit(a[0]) },
 	"astrid_has_secret":               func(a []uint64) uint64 { return astridHasSecret(a[0]) },
+	"astrid_request_approval":         func(a []uint64) uint64 { return astridRequestApproval(a[0]) },
+	"astrid_identity_resolve":         func(a []uint64) uint64 { return astridIdentityResolve(a[0]) },
+	"astrid_identity_link":            func(a []uint64) uint64 { return astridIdentityLink(a[0]) },
+	"astrid_identity_unlink":          func(a []uint64) uint64 { return astridIdentityUnlink(a[0]) },
+	"astrid_identity_create_user":     func(a []uint64) uint64 { return astridIdentityCreateUser(a[0]) },
+	"astrid_identity_list_links":      func(a []uint64) uint64 { return astridIdentityListLinks(a[0]) },
+	"astrid_uplink_register":          func(a []uint64) uint64 { return astridUplinkRegister(a[0], a[1], a[2]) },
+	"astrid_uplink_send":              func(a []uint64) uint64 { return astridUplinkSend(a[0], a[1], a[2]) },
+	// The bare i64 is returned as its decimal digits, so the test can see it.
+	"astrid_net_bind_unix":    func(a []uint64) uint64 { return block(strconv.AppendUint(nil, astridNetBindUnix(a[0]), 10)) },
+	"astrid_net_accept":       func(a []uint64) uint64 { return astridNetAccept(a[0]) },
+	"astrid_net_poll_accept":  func(a []uint64) uint64 { return astridNetPollAccept(a[0]) },
+	"astrid_net_read":         func(a []uint64) uint64 { return astridNetRead(a[0]) },
+	"astrid_net_write":        func(a []uint64) uint64 { astridNetWrite(a[0], a[1]); return 0 },
+	"astrid_net_close_stream": func(a []uint64) uint64 { astridNetCloseStream(a[0]); return 0 },
 }
 
 // request is the input of call: the function and its argument blocks (JSON base64 for bytes).
