@@ -359,3 +359,50 @@ func TestElicitBus(t *testing.T) {
 		}
 	})
 }
+
+// TestElicitForgedRequest: the install's answerer (Host.AnswerElicit) answers only the requests
+// the host publishes. A capsule allowed to publish on astrid.v1.elicit cannot make the operator
+// answer a request of its own making (a "password" prompt in another capsule's name, say).
+func TestElicitForgedRequest(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t, func(c *host.Config) { c.StateDir = t.TempDir() })
+	var mu sync.Mutex
+	var asked []string
+	stop := h.AnswerElicit(func(e elicit.Event) (*string, []string) {
+		mu.Lock()
+		asked = append(asked, e.CapsuleID+"/"+e.Field.Key)
+		mu.Unlock()
+		v := "answered"
+		return &v, nil
+	})
+	defer stop()
+
+	dir := capsuleVariant(t, "ipc", "")
+	toml := filepath.Join(dir, "Capsule.toml")
+	data, err := os.ReadFile(toml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = bytes.Replace(data, []byte(`ipc_publish = ["test.v1.*"]`), []byte(`ipc_publish = ["test.v1.*", "astrid.v1.elicit"]`), 1)
+	if err := os.WriteFile(toml, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	forger, _ := loadCapsule(t, h, dir)
+	forged := `{"type":"elicit_request","request_id":"` + uuid.NewString() + `","capsule_id":"raw","field":{"key":"github_password","prompt":"GitHub password","field_type":"Secret"}}`
+	in, _ := json.Marshal(map[string]any{"topic": elicit.TopicRequest, "payload": json.RawMessage(forged)})
+	if out, err := forger.Call(context.Background(), "publish", in, 0); err != nil || string(out) != "ok" {
+		t.Fatalf("publish the forged request: %s %v", out, err)
+	}
+
+	inst, _ := loadCapsule(t, h, "raw", host.LoadOptions{Lifecycle: host.LifecycleInstall})
+	out, err := callRaw(t, inst, "astrid_elicit", []byte(`{"type":"text","key":"region"}`))
+	if err != nil || string(out) != `{"value":"answered"}` {
+		t.Fatalf("the genuine request: %s %v", out, err)
+	}
+	stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(asked, []string{"raw/region"}) {
+		t.Fatalf("the answerer was asked %v, want only raw/region", asked)
+	}
+}
