@@ -23,7 +23,7 @@ func (h *Host) guestConfig(inst *Instance, opts LoadOptions) (map[string]string,
 	var saved map[string]string
 	if len(m.Env) > 0 && h.cfg.StateDir != "" {
 		var err error
-		if saved, err = envconfig.Read(h.cfg.StateDir, m.ID()); err != nil {
+		if saved, err = envconfig.ReadAll(h.cfg.StateDir, m); err != nil {
 			return nil, err
 		}
 	}

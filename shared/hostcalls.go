@@ -116,6 +116,8 @@ var HostCalls = []HostCall{
 	{"astrid_http_stream_start", pb.HostOp_HOST_OP_HTTP_STREAM_START, requestArg, ResultBytes},
 	{"astrid_http_stream_read", pb.HostOp_HOST_OP_HTTP_STREAM_READ, handleArg, ResultBytes},
 	{"astrid_http_stream_close", pb.HostOp_HOST_OP_HTTP_STREAM_CLOSE, handleArg, ResultVoid},
+	{"astrid_elicit", pb.HostOp_HOST_OP_ELICIT, requestArg, ResultBytes},
+	{"astrid_has_secret", pb.HostOp_HOST_OP_HAS_SECRET, keyArg, ResultBytes},
 	{"astrid_request_approval", pb.HostOp_HOST_OP_REQUEST_APPROVAL, requestArg, ResultBytes},
 	{"astrid_identity_resolve", pb.HostOp_HOST_OP_IDENTITY_RESOLVE, requestArg, ResultBytes},
 	{"astrid_identity_link", pb.HostOp_HOST_OP_IDENTITY_LINK, requestArg, ResultBytes},

@@ -31,8 +31,9 @@ with 'call --config', else the saved value, else the [env] default. A key with n
 an enum of several values with no saved value) is missing: the guest reads "" and the host
 publishes astrid.v1.onboarding.required when the capsule loads.
 
-Shown is each [env] key, its value and where it comes from (saved, default or missing). Secret
-values (type = "secret") are never shown: they read ********.
+Secret values (type = "secret") are saved in the secret store, STATE/secrets/NAME.json (0600),
+not in the .env.json file. Shown is each [env] key, its value and where it comes from (saved,
+default or missing). Secret values are never shown: they read ********.
 
 KEY must be an [env] key of the capsule, an enum's value one of its enum_values, and an array's
 value a JSON array. A value given on the command line stays in the shell's history: for a
@@ -167,7 +168,7 @@ func saveConfig(stdout, stderr io.Writer, stateDir string, m *manifest.Manifest,
 
 // showConfig prints each [env] key of m with its value (a secret masked) and its source.
 func showConfig(stdout, stderr io.Writer, stateDir string, m *manifest.Manifest) int {
-	saved, err := envconfig.Read(stateDir, m.ID())
+	saved, err := envconfig.ReadAll(stateDir, m)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %s\n", logtext.Escape(err.Error()))
 		return exitFailure

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/astrid-go/astrid/host/envconfig"
+	"github.com/astrid-go/astrid/host/secretstore"
 	"github.com/astrid-go/astrid/host/store"
 )
 
@@ -129,7 +130,7 @@ func TestConfigCommand(t *testing.T) {
 			}
 		})
 	}
-	saved, err := envconfig.Read(state, "weather")
+	saved, err := readSaved(t, state, "weather")
 	if err != nil || saved["api_key"] != secret || saved["network"] != "mainnet" || saved["region"] != "eu" || len(saved) != 3 {
 		t.Fatalf("saved %v, %v", saved, err)
 	}
@@ -158,4 +159,28 @@ func TestConfigCommand(t *testing.T) {
 			}
 		}
 	})
+}
+
+// readSaved is a capsule's saved configuration with its secrets (from the secret store, where
+// the secret api_key must be, never in the configuration file).
+func readSaved(t *testing.T, state, name string) (map[string]string, error) {
+	t.Helper()
+	saved, err := envconfig.Read(state, name)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := saved["api_key"]; ok {
+		t.Errorf("the secret api_key is in the configuration file %s", envconfig.Path(state, name))
+	}
+	secrets, err := secretstore.All(state, name)
+	if err != nil {
+		return nil, err
+	}
+	if saved == nil {
+		saved = map[string]string{}
+	}
+	for k, v := range secrets {
+		saved[k] = v
+	}
+	return saved, nil
 }

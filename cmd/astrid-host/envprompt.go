@@ -52,7 +52,7 @@ func promptEnv(stdin io.Reader, stdout, stderr io.Writer, stateDir string, m *ma
 	if !ok {
 		return nil
 	}
-	saved, err := envconfig.Read(stateDir, m.ID())
+	saved, err := envconfig.ReadAll(stateDir, m)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func promptEnv(stdin io.Reader, stdout, stderr io.Writer, stateDir string, m *ma
 	if err := envconfig.Update(stateDir, m, answers, nil); err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "  Configuration saved in %s.\n\n", envconfig.Path(stateDir, m.ID()))
+	fmt.Fprintf(stderr, "  Configuration saved in %s (secrets in the secret store).\n\n", envconfig.Path(stateDir, m.ID()))
 	return nil
 }
 

@@ -183,7 +183,7 @@ func TestPromptEnv(t *testing.T) {
 	if strings.ContainsRune(term.all(), 0x1b) {
 		t.Errorf("a terminal escape from the manifest reached the terminal")
 	}
-	saved, err := envconfig.Read(state, "weather")
+	saved, err := readSaved(t, state, "weather")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestPromptEnvEndOfInput(t *testing.T) {
 	if err := term.wait(); err != nil {
 		t.Fatal(err)
 	}
-	saved, _ := envconfig.Read(state, "weather")
+	saved, _ := readSaved(t, state, "weather")
 	if saved["hosts"] != `["h"]` || saved["api_key"] != "k" || len(saved) != 2 {
 		t.Errorf("saved %v", saved)
 	}

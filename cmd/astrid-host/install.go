@@ -28,11 +28,20 @@ first install, astrid_upgrade (input: the previous version) over an installed ca
 hook fails, or the capsule does not load, the store is put back exactly as it was. On a terminal,
 install then asks for the capsule's [env] values it still misses.
 
+The hook may ask for values with astrid_elicit (text, secret, select, array): --set KEY=VALUE
+answers the request for KEY (a select's value must be one of its options; an array is a JSON
+array such as '["a","b"]'); on a terminal install asks for the others (secrets without echo);
+without a terminal a request with no --set fails the hook at once, naming the key, and the
+store is put back. Secrets go to the secret store, STATE/secrets/NAME.json (0600), never to the
+KV or the logs. A secret given with --set is visible to other users in the process list: on a
+shared machine answer it on the terminal.
+
 Exit status: 0 when installed; 1 when the hook failed or the capsule did not load (nothing
 changed), or the store is busy with another install; 2 for usage, manifest or copy errors.
 
 Examples:
   astrid-host install examples/hello
+  astrid-host install --set region=eu --set api_key=$KEY ./my-capsule
   astrid-host install --name my-tool --version 1.2.0 ./build/tool.wasm`
 
 const uninstallSynopsis = `Usage: astrid-host uninstall [--state DIR] NAME
@@ -63,6 +72,8 @@ func installCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 	hf.register(fs, "warn")
 	name := fs.String("name", "", "the capsule's `NAME` in the store, for a bare .wasm (lowercase letters, digits and '-')")
 	version := fs.String("version", "", "the package.version of a bare .wasm, strict semver `MAJOR.MINOR.PATCH` (default 0.0.0)")
+	sets := keyValues{}
+	fs.Var(sets, "set", "`KEY=VALUE` answering the lifecycle hook's elicit request for KEY (repeatable); needed for each request when install does not run on a terminal")
 	timeout := fs.Duration("timeout", 0, "time limit of the lifecycle hook, and of the capsule's start function and _initialize (default: the capsule's [limits] call_timeout)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
@@ -85,6 +96,8 @@ func installCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 	defer h.Shutdown(context.Background())
 
 	var hook string
+	answers := newInstallAnswers(sets, stdin, stderr)
+	stopAnswering := h.AnswerElicit(answers.answer)
 	res, err := store.Install(state, src, store.Options{
 		Name:    *name,
 		Version: *version,
@@ -94,11 +107,15 @@ func installCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 			return err
 		},
 	})
+	stopAnswering()
 	if res != nil {
 		printRecovered(stderr, res.Recovered)
 		for _, w := range res.Warnings {
 			fmt.Fprintf(stderr, "warning: %s\n", logtext.Escape(w.String()))
 		}
+	}
+	if ferr := answers.failure(); ferr != nil {
+		fmt.Fprintf(stderr, "error: %s\n", ferr.Error()) // escaped where it quotes the guest
 	}
 	if err != nil {
 		// The error may quote the guest (a failed hook) and lists manifest problems one a line.
@@ -108,6 +125,9 @@ func installCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 			return exitFailure
 		}
 		return exitUsage
+	}
+	for _, k := range answers.unused() {
+		fmt.Fprintf(stderr, "warning: --set %s: the install hook did not ask for it\n", logtext.Escape(k))
 	}
 	id, meta := res.Manifest.ID(), res.Meta
 	switch {

@@ -269,7 +269,10 @@ func TestUpdate(t *testing.T) {
 			}
 		})
 	}
-	got, err := Read(state, "weather")
+	if plain, _ := Read(state, "weather"); plain["api_key"] != "" {
+		t.Errorf("the secret is in the configuration file")
+	}
+	got, err := ReadAll(state, m)
 	if err != nil || got["api_key"] != "sk-1" || got["network"] != "mainnet" || len(got) != 3 {
 		t.Fatalf("saved %v, %v", got, err)
 	}

@@ -150,34 +150,15 @@ func write(stateDir, name string, values map[string]string) error {
 	if len(data) > MaxFileBytes {
 		return fmt.Errorf("save [env] configuration: %s would be %d bytes; the limit is %d bytes", path, len(data), MaxFileBytes)
 	}
-	tmp, err := os.CreateTemp(dir, ".tmp-"+name+"-*") // created 0600
-	if err != nil {
-		return fmt.Errorf("save [env] configuration: %w", err)
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
-	if _, err := tmp.Write(data); err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
+	if err := safefile.WriteAtomic(path, data); err != nil {
 		return fmt.Errorf("save [env] configuration %s: %w", path, err)
 	}
-	return syncDir(dir)
+	return nil
 }
 
 // syncDir makes a rename or removal in dir durable.
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("save [env] configuration: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := safefile.SyncDir(dir); err != nil {
 		return fmt.Errorf("save [env] configuration: %w", err)
 	}
 	return nil

@@ -45,7 +45,8 @@ func Keys(m *manifest.Manifest) []string {
 	return keys
 }
 
-// Update changes capsule m's saved values (the file of m's package.name under stateDir): each
+// Update changes capsule m's saved values (the file of m's package.name under stateDir, and the
+// secret store for its secret keys): each
 // key of set gets its value, each key of unset is removed. Every key of set must pass CheckKey
 // and its value CheckValue; a key of unset must be an [env] key or one the file holds (a key an
 // older version of the capsule declared); an error of these checks is an *InvalidError. Nothing is
@@ -75,13 +76,20 @@ func Update(stateDir string, m *manifest.Manifest, set map[string]string, unset 
 			return &InvalidError{err}
 		}
 	}
+	plain, secrets := splitSecrets(m, set)
+	if err := saveSecrets(stateDir, m, secrets, unset); err != nil {
+		return err
+	}
 	values := maps.Clone(saved)
 	if values == nil {
 		values = map[string]string{}
 	}
-	maps.Copy(values, set)
+	maps.Copy(values, plain)
 	for _, k := range unset {
 		delete(values, k)
+	}
+	for k := range secrets {
+		delete(values, k) // a secret an older version saved here now lives in the secret store
 	}
 	return write(stateDir, m.ID(), values)
 }

@@ -64,6 +64,8 @@ func hostGetCaller() uint64                            { panic(noKernel) }
 func hostClockMS() uint64                              { panic(noKernel) }
 func hostLog(uint64, uint64)                           { panic(noKernel) }
 func hostCheckCapsuleCapability(uint64) uint64         { panic(noKernel) }
+func hostElicit(uint64) uint64                         { panic(noKernel) }
+func hostHasSecret(uint64) uint64                      { panic(noKernel) }
 func hostTriggerHook(uint64) uint64                    { panic(noKernel) }
 func hostHTTPRequest(uint64) uint64                    { panic(noKernel) }
 func hostHTTPStreamStart(uint64) uint64                { panic(noKernel) }

@@ -186,6 +186,12 @@ func hostLog(level, msg uint64)
 //go:wasmimport extism:host/user astrid_check_capsule_capability
 func hostCheckCapsuleCapability(req uint64) uint64
 
+//go:wasmimport extism:host/user astrid_elicit
+func hostElicit(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_has_secret
+func hostHasSecret(req uint64) uint64
+
 //go:wasmimport extism:host/user astrid_trigger_hook
 func hostTriggerHook(req uint64) uint64
 

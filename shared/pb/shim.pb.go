@@ -118,6 +118,8 @@ const (
 	HostOp_HOST_OP_HTTP_STREAM_CLOSE        HostOp = 23 // astrid_http_stream_close
 	HostOp_HOST_OP_TRIGGER_HOOK             HostOp = 30 // astrid_trigger_hook
 	HostOp_HOST_OP_CHECK_CAPSULE_CAPABILITY HostOp = 31 // astrid_check_capsule_capability
+	HostOp_HOST_OP_ELICIT                   HostOp = 50 // astrid_elicit
+	HostOp_HOST_OP_HAS_SECRET               HostOp = 51 // astrid_has_secret
 	HostOp_HOST_OP_REQUEST_APPROVAL         HostOp = 60 // astrid_request_approval
 	HostOp_HOST_OP_IDENTITY_RESOLVE         HostOp = 61 // astrid_identity_resolve
 	HostOp_HOST_OP_IDENTITY_LINK            HostOp = 62 // astrid_identity_link
@@ -156,6 +158,8 @@ var (
 		23: "HOST_OP_HTTP_STREAM_CLOSE",
 		30: "HOST_OP_TRIGGER_HOOK",
 		31: "HOST_OP_CHECK_CAPSULE_CAPABILITY",
+		50: "HOST_OP_ELICIT",
+		51: "HOST_OP_HAS_SECRET",
 		60: "HOST_OP_REQUEST_APPROVAL",
 		61: "HOST_OP_IDENTITY_RESOLVE",
 		62: "HOST_OP_IDENTITY_LINK",
@@ -191,6 +195,8 @@ var (
 		"HOST_OP_HTTP_STREAM_CLOSE":        23,
 		"HOST_OP_TRIGGER_HOOK":             30,
 		"HOST_OP_CHECK_CAPSULE_CAPABILITY": 31,
+		"HOST_OP_ELICIT":                   50,
+		"HOST_OP_HAS_SECRET":               51,
 		"HOST_OP_REQUEST_APPROVAL":         60,
 		"HOST_OP_IDENTITY_RESOLVE":         61,
 		"HOST_OP_IDENTITY_LINK":            62,
@@ -2251,7 +2257,7 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x0fPROCESS_OP_KILL\x10\x04\x12\x13\n" +
 	"\x0fPROCESS_OP_WAIT\x10\x05\x12\x15\n" +
 	"\x11PROCESS_OP_SIGNAL\x10\x06\x12\x1a\n" +
-	"\x16PROCESS_OP_WRITE_STDIN\x10\a*\xf5\x06\n" +
+	"\x16PROCESS_OP_WRITE_STDIN\x10\a*\xa1\a\n" +
 	"\x06HostOp\x12\x17\n" +
 	"\x13HOST_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eHOST_OP_KV_GET\x10\x01\x12\x12\n" +
@@ -2272,7 +2278,9 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x18HOST_OP_HTTP_STREAM_READ\x10\x16\x12\x1d\n" +
 	"\x19HOST_OP_HTTP_STREAM_CLOSE\x10\x17\x12\x18\n" +
 	"\x14HOST_OP_TRIGGER_HOOK\x10\x1e\x12$\n" +
-	" HOST_OP_CHECK_CAPSULE_CAPABILITY\x10\x1f\x12\x1c\n" +
+	" HOST_OP_CHECK_CAPSULE_CAPABILITY\x10\x1f\x12\x12\n" +
+	"\x0eHOST_OP_ELICIT\x102\x12\x16\n" +
+	"\x12HOST_OP_HAS_SECRET\x103\x12\x1c\n" +
 	"\x18HOST_OP_REQUEST_APPROVAL\x10<\x12\x1c\n" +
 	"\x18HOST_OP_IDENTITY_RESOLVE\x10=\x12\x19\n" +
 	"\x15HOST_OP_IDENTITY_LINK\x10>\x12\x1b\n" +

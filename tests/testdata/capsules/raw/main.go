@@ -109,6 +109,12 @@ func astridHTTPStreamRead(handle uint64) uint64
 //go:wasmimport extism:host/user astrid_http_stream_close
 func astridHTTPStreamClose(handle uint64)
 
+//go:wasmimport extism:host/user astrid_elicit
+func astridElicit(req uint64) uint64
+
+//go:wasmimport extism:host/user astrid_has_secret
+func astridHasSecret(req uint64) uint64
+
 // The approval and identity host functions of issue 13, as astrid-sys 0.5 declares them.
 
 //go:wasmimport extism:host/user astrid_request_approval
@@ -181,6 +187,8 @@ var funcs = map[string]func(a []uint64) uint64{
 	"astrid_http_stream_start":        func(a []uint64) uint64 { return astridHTTPStreamStart(a[0]) },
 	"astrid_http_stream_read":         func(a []uint64) uint64 { return astridHTTPStreamRead(a[0]) },
 	"astrid_http_stream_close":        func(a []uint64) uint64 { astridHTTPStreamClose(a[0]); return 0 },
+	"astrid_elicit":                   func(a []uint64) uint64 { return astridElicit(a[0]) },
+	"astrid_has_secret":               func(a []uint64) uint64 { return astridHasSecret(a[0]) },
 	"astrid_request_approval":         func(a []uint64) uint64 { return astridRequestApproval(a[0]) },
 	"astrid_identity_resolve":         func(a []uint64) uint64 { return astridIdentityResolve(a[0]) },
 	"astrid_identity_link":            func(a []uint64) uint64 { return astridIdentityLink(a[0]) },
