@@ -31,9 +31,10 @@ func TestApprovalCLI(t *testing.T) {
 		t.Fatalf("approval request line %s: %v", line, err)
 	}
 	id := msg.Payload.RequestID
-	if !strings.Contains(run.logText(), "request_id="+id) {
-		t.Errorf("run's log does not name the request id %s:\n%s", id, run.logText())
-	}
+	// The log line goes to stderr, the tailed message to stdout: either may be read first.
+	waitFor(t, eventTimeout, "run's log naming the request id "+id, func() bool {
+		return strings.Contains(run.logText(), "request_id="+id)
+	})
 
 	if res := runCLI(t, state, "approve", "--state", state, id, "maybe"); res.code != 2 || !strings.Contains(res.stderr, `decision "maybe": want one of approve, deny, approve_session, approve_always`) {
 		t.Fatalf("a bad decision: exit %d\n%s", res.code, res.stderr)

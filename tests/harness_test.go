@@ -35,6 +35,9 @@ var (
 	// the built astrid-host as its helper, with policy required where this machine has every
 	// layer it needs (best-effort otherwise, logged once).
 	testSandbox *sandbox.Sandbox
+	// sharedModules is the module cache of every test host that keeps its default state dir
+	// (see newHost).
+	sharedModules string
 )
 
 // builtCapsules are the Go capsules the tests run: example and test-only ones.
@@ -78,6 +81,10 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	binDir = filepath.Join(dir, "bin")
+	sharedModules = filepath.Join(dir, "modules")
+	if err := os.Mkdir(sharedModules, 0o700); err != nil {
+		return 0, err
+	}
 	hostBin = filepath.Join(binDir, "astrid-host")
 	shimBin = filepath.Join(binDir, "astrid-shim")
 	if err := goBuild(nil, "-o", hostBin, "./cmd/astrid-host"); err != nil {
@@ -163,15 +170,24 @@ func newHost(t *testing.T, configure ...func(*host.Config)) *host.Host {
 	}
 	logs := &testWriter{t: t}
 	t.Cleanup(logs.close) // runs last: after the host's shutdown has logged
+	state := t.TempDir()
 	cfg := host.Config{
 		Shim:      shim,
-		StateDir:  t.TempDir(),
+		StateDir:  state,
 		Workspace: t.TempDir(),
 		Sandbox:   testSandbox,
 		Logger:    hclog.New(&hclog.LoggerOptions{Name: "test-host", Output: logs, Level: hclog.Debug}),
 	}
 	for _, f := range configure {
 		f(&cfg)
+	}
+	if cfg.StateDir == state {
+		// Compiled modules are shared by the tests' hosts, as by one host across restarts: a
+		// capsule is compiled once per run rather than once per test (compiling is most of a
+		// test's CPU time). A test about the cache itself gives its host a state dir of its own.
+		if err := os.Symlink(sharedModules, filepath.Join(state, "modules")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	h, err := host.New(cfg)
 	if err != nil {

@@ -97,7 +97,7 @@ func TestShimKilledMidCall(t *testing.T) {
 // TestModuleCache: the second start of a capsule deserialises the cached artefact instead of
 // compiling, and a corrupt artefact is replaced rather than trusted.
 func TestModuleCache(t *testing.T) {
-	h := newHost(t)
+	h := newHost(t, func(c *host.Config) { c.StateDir = t.TempDir() }) // a cache of its own
 	first, res := loadCapsule(t, h, "hello")
 	if !res.Compiled {
 		t.Fatal("first load did not compile")

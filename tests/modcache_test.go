@@ -26,6 +26,7 @@ func TestTamperedArtefact(t *testing.T) {
 	tw := &testWriter{t: t}
 	t.Cleanup(tw.close)
 	h := newHost(t, func(c *host.Config) {
+		c.StateDir = t.TempDir() // a cache of its own
 		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "test-host", Output: io.MultiWriter(logs, tw), Level: hclog.Debug})
 	})
 	dir := h.Cache().Dir()
