@@ -30,6 +30,8 @@ capsules:
 run: build
 	$(BIN)/astrid-host call examples/hello greet --input world --state $(STATE); echo
 	$(BIN)/embed -shim $(BIN)/astrid-shim -state $(STATE) examples/hello greet "from a Go program"
+	$(BIN)/astrid-host install --state $(STATE) examples/hello
+	$(BIN)/astrid-host list --state $(STATE)
 	$(BIN)/astrid-host run --state $(STATE) examples/
 
 test: build
