@@ -18,8 +18,8 @@ import (
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/bus/topics"
 	"github.com/astrid-go/astrid/host"
-	"github.com/astrid-go/astrid/host/store"
 	"github.com/astrid-go/astrid/host/control"
+	"github.com/astrid-go/astrid/host/store"
 	"github.com/astrid-go/astrid/shared/logtext"
 )
 

@@ -21,7 +21,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/astrid-go/astrid/host/internal/safefile"
@@ -40,20 +39,11 @@ func Dir(stateDir string) string { return filepath.Join(stateDir, "config", "env
 // Path is the configuration file of the capsule named name: STATE/config/env/NAME.env.json.
 func Path(stateDir, name string) string { return filepath.Join(Dir(stateDir), name+FileSuffix) }
 
-// checkName refuses a name that would put the file outside Dir. Capsule ids ([a-z0-9-]) always
-// pass; this guards callers that pass something else.
-func checkName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, 0) {
-		return fmt.Errorf("%q is not a capsule name", name)
-	}
-	return nil
-}
-
 // Read returns the saved values of the capsule named name: nil, and no error, when it has no
 // file. A file that is not a regular file, is larger than MaxFileBytes, is not valid UTF-8 or is
 // not a JSON object of strings is an error naming the file and what is wrong with it.
 func Read(stateDir, name string) (map[string]string, error) {
-	if err := checkName(name); err != nil {
+	if err := safefile.CheckName(name); err != nil {
 		return nil, err
 	}
 	path := Path(stateDir, name)
@@ -123,7 +113,7 @@ func jsonKind(v json.RawMessage) string {
 // STATE/config and STATE/config/env are 0700 (values may be secrets). With no values left the
 // file is removed.
 func write(stateDir, name string, values map[string]string) error {
-	if err := checkName(name); err != nil {
+	if err := safefile.CheckName(name); err != nil {
 		return err
 	}
 	dir := Dir(stateDir)

@@ -19,7 +19,6 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -42,14 +41,6 @@ func Path(stateDir, name string) string { return filepath.Join(Dir(stateDir), na
 // mu serialises the read-modify-write of Set and Delete within the process.
 var mu sync.Mutex
 
-// checkName refuses a name that would put the file outside Dir.
-func checkName(name string) error {
-	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, 0) {
-		return fmt.Errorf("%q is not a capsule name", name)
-	}
-	return nil
-}
-
 // CheckKey checks a secret's key: not empty, valid UTF-8, at most MaxKeyBytes.
 func CheckKey(key string) error {
 	switch {
@@ -67,7 +58,7 @@ func CheckKey(key string) error {
 // file that is not a regular file, is larger than MaxFileBytes or is not a JSON object of
 // strings is an error naming the file (never its content).
 func All(stateDir, name string) (map[string]string, error) {
-	if err := checkName(name); err != nil {
+	if err := safefile.CheckName(name); err != nil {
 		return nil, err
 	}
 	path := Path(stateDir, name)

@@ -23,6 +23,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"syscall"
 )
 
@@ -163,4 +164,14 @@ func Describe(m fs.FileMode) string {
 	default:
 		return fmt.Sprintf("an irregular file (mode %s)", m)
 	}
+}
+
+// CheckName refuses a per-capsule file name that would put the file outside its directory (empty,
+// ".", "..", a path separator or a NUL). Capsule ids ([a-z0-9-]) always pass; this guards
+// callers that pass something else.
+func CheckName(name string) error {
+	if name == "" || name == "." || name == ".." || strings.ContainsAny(name, `/\`) || strings.ContainsRune(name, 0) {
+		return fmt.Errorf("%q is not a capsule name", name)
+	}
+	return nil
 }
