@@ -43,11 +43,13 @@ type rawServer struct {
 	pb.UnimplementedShimServer
 	engine *wasmtime.Engine
 	module *wasmtime.Module
-	// artefact is the one the host sent before start; compiled is Compile's output.
-	artefact *shared.Artefact
-	compiled []byte
-	broker   *plugin.GRPCBroker
-	host     pb.HostServicesClient
+	// artefacts is the channel the host sends a cached artefact on (nil: none); artefact is
+	// what Load took from it; compiled is Compile's output.
+	artefacts *os.File
+	artefact  *shared.Artefact
+	compiled  []byte
+	broker    *plugin.GRPCBroker
+	host      pb.HostServicesClient
 }
 
 func (s *rawServer) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, error) {
@@ -172,6 +174,16 @@ func (s *rawServer) intrude(ctx context.Context, input []byte) ([]byte, error) {
 func (s *rawServer) Load(_ context.Context, req *pb.LoadRequest) (*pb.LoadResponse, error) {
 	var m *wasmtime.Module
 	var err error
+	// As astrid-shim: the host sends a cached artefact before it asks for the load (the
+	// benchmarks send it before the start), so it is taken here, once.
+	if s.artefacts != nil {
+		s.artefact, err = shared.ReceiveArtefact(s.artefacts)
+		s.artefacts.Close()
+		s.artefacts = nil
+		if err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case s.compiled != nil:
 		m, err = wasmtime.NewModuleDeserialize(s.engine, s.compiled)
@@ -259,13 +271,7 @@ func main() {
 	cfg := wasmtime.NewConfig()
 	cfg.SetEpochInterruption(true)
 	engine := wasmtime.NewEngineWithConfig(cfg)
-	// The benchmark sends the artefact before it starts this shim.
 	sock, err := shared.InheritedSocket(shared.EnvShimArtefactSocket)
-	var artefact *shared.Artefact
-	if err == nil && sock != nil {
-		artefact, err = shared.ReceiveArtefact(sock)
-		sock.Close()
-	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
 		os.Exit(1)
@@ -282,7 +288,7 @@ func main() {
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
 			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer {
-				return &rawServer{engine: engine, broker: b, artefact: artefact}
+				return &rawServer{engine: engine, broker: b, artefacts: sock}
 			},
 		}},
 		GRPCServer: server,
