@@ -8,7 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/astrid-go/astrid/host/metrics"
-	"github.com/astrid-go/astrid/shared/pb"
 )
 
 // The host's side of its Prometheus metrics (package metrics, docs/metrics.md): the events it
@@ -82,18 +81,15 @@ func (i *Instance) recordInvocation(kind string, start time.Time, err error) {
 	i.host.metrics.Invocation(i.ID(), kind, invocationOutcome(err), time.Since(start))
 }
 
-// invocationOutcome classes a call's error for metrics: ok, a known guest failure kind, or
-// call_failed. A kind the shim sent that this host does not know is "other", never its number.
+// invocationOutcome classes a call's error for metrics: ok, the guest failure's kind, or
+// call_failed. The Recorder bounds it (metrics.Outcome): a kind a shim made up is "other".
 func invocationOutcome(err error) string {
 	var ge *GuestError
 	switch {
 	case err == nil:
 		return metrics.OutcomeOK
 	case errors.As(err, &ge):
-		if _, known := pb.GuestError_Kind_name[int32(ge.Kind)]; known {
-			return ge.KindName()
-		}
-		return metrics.OutcomeOther
+		return ge.KindName()
 	default:
 		return metrics.OutcomeCallFailed
 	}

@@ -10,9 +10,12 @@ package metrics
 
 import (
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/astrid-go/astrid/shared/pb"
 )
 
 // Invocation kinds (the kind label of astrid_capsule_invocation_duration_seconds).
@@ -35,10 +38,28 @@ const (
 	OutcomeOther = "other"
 )
 
-// GuestOutcomes are the outcomes of a call the guest ran and failed, as the host names guest
-// failure kinds.
-var GuestOutcomes = []string{"guest_error", "exit", "unreachable", "panic", "timeout", "out_of_memory",
-	"stack_overflow", "out_of_fuel", "trap", "no_such_export", "cancelled", "not_loaded"}
+// GuestOutcomes are the outcomes of a call the guest ran and failed: the guest failure kinds of
+// the protocol (pb.GuestError_Kind), lower-cased as the host names them ("guest_error",
+// "timeout", "unreachable", ...).
+var GuestOutcomes = guestOutcomes()
+
+func guestOutcomes() []string {
+	out := make([]string, 0, len(pb.GuestError_Kind_name))
+	for _, name := range pb.GuestError_Kind_name {
+		out = append(out, strings.ToLower(name))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Outcome bounds an invocation outcome: outcome itself if it is OutcomeOK, OutcomeCallFailed or
+// one of GuestOutcomes, else OutcomeOther (a failure kind a compromised shim made up).
+func Outcome(outcome string) string {
+	if outcome != OutcomeOK && outcome != OutcomeCallFailed && !slices.Contains(GuestOutcomes, outcome) {
+		return OutcomeOther
+	}
+	return outcome
+}
 
 // Crash reasons (the reason label of astrid_capsule_crashes_total and
 // astrid_capsule_restarts_total): classes of what ended an instance against its will.
@@ -106,12 +127,10 @@ func NewRecorder() *Recorder {
 }
 
 // Invocation records a call of kind (KindExport, KindInterceptor) to capsule that ended with
-// outcome (OutcomeOK, OutcomeCallFailed or one of GuestOutcomes) after d.
+// outcome (OutcomeOK, OutcomeCallFailed or one of GuestOutcomes; anything else is recorded as
+// OutcomeOther) after d.
 func (r *Recorder) Invocation(capsule, kind, outcome string, d time.Duration) {
-	if outcome != OutcomeOK && outcome != OutcomeCallFailed && !slices.Contains(GuestOutcomes, outcome) {
-		outcome = OutcomeOther
-	}
-	r.invocations.WithLabelValues(capsule, kind, outcome).Observe(d.Seconds())
+	r.invocations.WithLabelValues(capsule, kind, Outcome(outcome)).Observe(d.Seconds())
 }
 
 // Crash records a crash of capsule of reason class (one of CrashReasons).
