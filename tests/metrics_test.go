@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -263,5 +265,82 @@ func TestMetricsCountTraffic(t *testing.T) {
 	}
 	if got := after.value("astrid_capsule_shim_resident_bytes", "capsule", "faulty"); got <= 0 {
 		t.Errorf("astrid_capsule_shim_resident_bytes{capsule=faulty} = %v, want the shim's RSS", got)
+	}
+}
+
+// TestRunMetricsFlag: `astrid-host run --metrics 127.0.0.1:0` serves the metrics of the running
+// host (with the Go runtime's) on the port its log names, and they follow a crash of a capsule's
+// shim; a bad or busy address is refused at start with an error naming it.
+func TestRunMetricsFlag(t *testing.T) {
+	t.Run("serves", func(t *testing.T) {
+		run := startRun(t, "--state", t.TempDir(), "--metrics", "127.0.0.1:0", capsules["hello"], capsules["faulty"])
+		m := regexp.MustCompile(`serving metrics: addr=(127\.0\.0\.1:\d+) path=/metrics`).FindStringSubmatch(run.logText())
+		if m == nil {
+			t.Fatalf("the log does not say where metrics are served:\n%s", run.logText())
+		}
+		addr := m[1]
+		s := scrape(t, addr)
+		for _, c := range []string{"hello", "faulty"} {
+			if got := s.value("astrid_capsule_state", "capsule", c, "state", "ready"); got != 1 {
+				t.Errorf("astrid_capsule_state{capsule=%q,state=ready} = %v, want 1", c, got)
+			}
+		}
+		if s["go_goroutines"] == nil || s["process_resident_memory_bytes"] == nil {
+			t.Errorf("the Go runtime's and the process's metrics are missing")
+		}
+		if err := syscall.Kill(run.pids["faulty"], syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the restart to show in the metrics", func() bool {
+			s = scrape(t, addr)
+			return s.value("astrid_capsule_restarts_total", "capsule", "faulty", "reason", metrics.CrashShimExit) == 1 &&
+				s.value("astrid_capsule_state", "capsule", "faulty", "state", "ready") == 1
+		})
+		if got := s.value("astrid_capsule_crashes_total", "capsule", "faulty", "reason", metrics.CrashShimExit); got != 1 {
+			t.Errorf("astrid_capsule_crashes_total{faulty,shim_exit} = %v, want 1", got)
+		}
+		if got := s.value("astrid_capsule_crashes_total", "capsule", "hello", "reason", metrics.CrashShimExit); got != 0 {
+			t.Errorf("astrid_capsule_crashes_total{hello,shim_exit} = %v, want 0", got)
+		}
+		if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		if err := run.wait(t, runShutdownBound); err != nil {
+			t.Fatalf("astrid-host run after SIGTERM: %v; log:\n%s", err, run.logText())
+		}
+		if _, err := http.Get("http://" + addr + metrics.MetricsPath); err == nil {
+			t.Errorf("the metrics endpoint still answers after the host stopped")
+		}
+	})
+
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	refused := []struct {
+		name, addr string
+		want       []string
+	}{
+		{"no port", "127.0.0.1", []string{`--metrics "127.0.0.1"`, "want HOST:PORT"}},
+		{"port out of range", "127.0.0.1:70000", []string{`the port "70000" is not a number from 0 to 65535`}},
+		{"not a host", "bad_host:9464", []string{`"bad_host" is neither an IP address nor a host name`}},
+		{"address in use", busy.Addr().String(), []string{"error: --metrics: serve metrics on " + busy.Addr().String(), "address already in use"}},
+	}
+	for _, c := range refused {
+		t.Run(c.name, func(t *testing.T) {
+			res := runCLI(t, t.TempDir(), "run", "--metrics", c.addr, capsules["hello"])
+			if res.code != 2 {
+				t.Fatalf("exit %d, want 2; stderr:\n%s", res.code, res.stderr)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(res.stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, res.stderr)
+				}
+			}
+			if strings.Contains(res.stderr, "capsule loaded") {
+				t.Errorf("capsules were loaded before the address was refused:\n%s", res.stderr)
+			}
+		})
 	}
 }
