@@ -40,8 +40,9 @@ type Options struct {
 // reading while it appends to queues, Subscribe and Close for writing. Each
 // subscription's queue has its own small mutex, always taken after mu.
 type Bus struct {
-	opts Options
-	seq  atomic.Uint64 // last seq assigned
+	opts   Options
+	seq    atomic.Uint64 // last seq assigned
+	totals totals        // cumulative counts (Totals)
 
 	mu    sync.RWMutex
 	index index
@@ -84,6 +85,7 @@ func nowUTC() time.Time { return time.Now().UTC() }
 // (package bus/guard, PayloadFromGuest) before calling it.
 func (b *Bus) Publish(m Message) uint64 {
 	stamp(&m, b.seq.Add(1), nowUTC)
+	b.totals.published.Add(1)
 	var segBuf [topics.MaxDepth]string
 	segs, ok := topics.Split(m.Topic, segBuf[:0])
 	if !ok {
@@ -114,6 +116,7 @@ func (b *Bus) PublishBatch(ms []Message) (firstSeq uint64) {
 		return 0
 	}
 	first := b.seq.Add(uint64(len(ms))) - uint64(len(ms)) + 1
+	b.totals.published.Add(uint64(len(ms)))
 	now := time.Time{}
 	clock := func() time.Time {
 		if now.IsZero() {

@@ -82,6 +82,7 @@ func (s *Subscription) push(ms ...*Message) {
 			s.q.pop()
 			s.lagged++
 			s.lagPending++
+			s.bus.totals.lagged.Add(1)
 		}
 		s.q.push(m, s.maxMsgs)
 	}
@@ -135,6 +136,7 @@ func (s *Subscription) drain(maxBytes int, always bool) (Envelope, bool) {
 		}
 	}
 	s.delivered += uint64(n)
+	s.bus.totals.delivered.Add(uint64(n))
 	env := Envelope{Messages: msgs, Lagged: s.lagPending}
 	s.lagPending = 0
 	more := s.q.n > 0

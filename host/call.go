@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/astrid-go/astrid/host/metrics"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -53,7 +54,10 @@ func (e *GuestError) KindName() string { return trapKindName(e.Kind) }
 // [limits] call_timeout when positive. Calls to one instance run one at a time: a call waits
 // (as long as ctx allows) for the one before it, and its time limit starts once it runs.
 func (i *Instance) Call(ctx context.Context, export string, input []byte, timeout time.Duration) ([]byte, error) {
-	return i.invoke(ctx, export, input, timeout, nil)
+	start := time.Now()
+	out, err := i.invoke(ctx, export, input, timeout, nil)
+	i.recordInvocation(metrics.KindExport, start, err)
+	return out, err
 }
 
 // notReady is the CallError of a call to an instance that is not Ready, or nil if it is.
@@ -219,10 +223,11 @@ func (i *Instance) rpcFailure(ctx context.Context, export string, err error) err
 		// The connection broke: the shim died. Wait briefly for it to be reaped to say how.
 		reason := "the shim stopped answering: " + status.Convert(err).Message()
 		alive := !i.proc.waitExited(2 * time.Second)
+		class := metrics.CrashConnectionLost
 		if !alive {
-			reason = i.proc.exitReason()
+			reason, class = i.proc.exitReason(), metrics.CrashShimExit
 		}
-		i.crashed(reason)
+		i.crashed(class, reason)
 		if alive {
 			// Its connection is gone but the process is not: nothing can reach it any more, so
 			// end it now rather than let the restart wait out go-plugin's graceful kill.
@@ -231,7 +236,7 @@ func (i *Instance) rpcFailure(ctx context.Context, export string, err error) err
 		return &CallError{Capsule: i.ID(), Export: export, Reason: reason + " during the call"}
 	case errors.Is(context.Cause(ctx), errShimUnresponsive):
 		reason := fmt.Sprintf("the shim did not answer within the call's time limit plus %s; it was killed", shimAnswerGrace)
-		i.crashed(reason)
+		i.crashed(metrics.CrashUnresponsive, reason)
 		i.proc.kill()
 		return &CallError{Capsule: i.ID(), Export: export, Reason: reason}
 	case ctx.Err() != nil:

@@ -24,6 +24,7 @@ import (
 	"github.com/astrid-go/astrid/host/internal/safefile"
 	"github.com/astrid-go/astrid/host/internal/wasmscan"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/host/metrics"
 	"github.com/astrid-go/astrid/host/process"
 	"github.com/astrid-go/astrid/host/store"
 	"github.com/astrid-go/astrid/host/syssock"
@@ -91,6 +92,8 @@ type Host struct {
 	approvals *approvals
 
 	bus *bus.Bus
+	// metrics records what happens for the host's Prometheus metrics (RegisterMetrics).
+	metrics *metrics.Recorder
 	// dispatch runs the interceptors of capsules without a run export for the bus's messages.
 	dispatch *dispatcher
 	// closing ends when Shutdown begins; pending restarts wait on it.
@@ -155,7 +158,7 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, kv: kvstore.NewLazy(cfg.StateDir)}
+	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, kv: kvstore.NewLazy(cfg.StateDir), metrics: metrics.NewRecorder()}
 	h.approvals = newApprovals(h, cfg.ApprovalTimeout)
 	h.dispatch = newDispatcher(h)
 	h.bus = bus.New(bus.Options{Observer: h.dispatch.observe})

@@ -35,11 +35,18 @@ func guestFailed(format string, args ...any) error {
 // HostCall runs one host function of shared.HostCalls for the guest. The arguments are checked
 // against the function's limits again: a correct shim never sends what the shim's own check
 // (the same function) refuses, so a request that fails it comes from a compromised shim.
-func (s *hostServices) HostCall(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+func (s *hostServices) HostCall(ctx context.Context, req *pb.HostCallRequest) (resp *pb.HostCallResponse, err error) {
 	f, ok := shared.HostCallOf(req.Op)
 	if !ok {
 		return nil, s.inst.compromised(fmt.Errorf("unknown host function operation %d", req.Op))
 	}
+	defer func() {
+		failed := failedIf(err)
+		if resp.GetFailed() { // a HostResult error, or the text the guest's call traps with
+			failed = 1
+		}
+		s.recordHostCall(f.Name, 1, failed)
+	}()
 	if err := f.CheckArgs(req.Args); err != nil {
 		return nil, s.inst.compromised(err)
 	}

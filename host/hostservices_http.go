@@ -25,7 +25,8 @@ import (
 // [capabilities] net, refuses private addresses unless the operator allowed them, and enforces the
 // time and size limits (see package httpgate). A refusal or failure is an error status whose
 // message the shim turns into the guest's trap text.
-func (s *hostServices) Http(ctx context.Context, req *pb.HttpRequest) (*pb.HttpResponse, error) {
+func (s *hostServices) Http(ctx context.Context, req *pb.HttpRequest) (_ *pb.HttpResponse, err error) {
+	defer func() { s.recordHostCall("http_request", 1, failedIf(err)) }()
 	client := s.inst.httpClient()
 	if client == nil {
 		return nil, status.Error(codes.Unavailable, "HTTP requests are not available: the capsule is stopping")

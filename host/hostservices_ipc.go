@@ -48,6 +48,7 @@ func (s *hostServices) publish(pubs []*pb.IpcPublication) error {
 	if len(msgs) > 0 {
 		s.inst.host.bus.PublishBatch(msgs)
 	}
+	s.recordHostCall("astrid_ipc_publish", len(msgs)+failedIf(refusal), failedIf(refusal))
 	if refusal != nil {
 		return s.inst.compromised(refusal)
 	}
@@ -55,7 +56,8 @@ func (s *hostServices) publish(pubs []*pb.IpcPublication) error {
 }
 
 // IpcSubscribe subscribes the capsule to a pattern its ipc_subscribe ACL covers.
-func (s *hostServices) IpcSubscribe(_ context.Context, req *pb.IpcSubscribeRequest) (*pb.IpcSubscribeResponse, error) {
+func (s *hostServices) IpcSubscribe(_ context.Context, req *pb.IpcSubscribeRequest) (_ *pb.IpcSubscribeResponse, err error) {
+	defer func() { s.recordHostCall("astrid_ipc_subscribe", 1, failedIf(err)) }()
 	h, err := s.inst.ipc.subscribe(s.inst.host.bus, req.Pattern)
 	if err != nil {
 		return nil, s.refuse(fmt.Errorf("subscribe to %q: %w", req.Pattern, err))
@@ -64,7 +66,8 @@ func (s *hostServices) IpcSubscribe(_ context.Context, req *pb.IpcSubscribeReque
 }
 
 // IpcUnsubscribe ends one of the capsule's own subscriptions.
-func (s *hostServices) IpcUnsubscribe(_ context.Context, req *pb.IpcHandle) (*pb.IpcUnsubscribeResponse, error) {
+func (s *hostServices) IpcUnsubscribe(_ context.Context, req *pb.IpcHandle) (_ *pb.IpcUnsubscribeResponse, err error) {
+	defer func() { s.recordHostCall("astrid_ipc_unsubscribe", 1, failedIf(err)) }()
 	if err := s.inst.ipc.unsubscribe(req.Handle); err != nil {
 		return nil, s.refuse(fmt.Errorf("unsubscribe %d: %w", req.Handle, err))
 	}
@@ -72,7 +75,8 @@ func (s *hostServices) IpcUnsubscribe(_ context.Context, req *pb.IpcHandle) (*pb
 }
 
 // IpcPoll drains one of the capsule's subscriptions without waiting.
-func (s *hostServices) IpcPoll(_ context.Context, req *pb.IpcHandle) (*pb.IpcEnvelope, error) {
+func (s *hostServices) IpcPoll(_ context.Context, req *pb.IpcHandle) (_ *pb.IpcEnvelope, err error) {
+	defer func() { s.recordHostCall("astrid_ipc_poll", 1, failedIf(err)) }()
 	sub, err := s.inst.ipc.get(req.Handle)
 	if err != nil {
 		return nil, s.refuse(fmt.Errorf("poll %d: %w", req.Handle, err))
@@ -83,7 +87,8 @@ func (s *hostServices) IpcPoll(_ context.Context, req *pb.IpcHandle) (*pb.IpcEnv
 // IpcRecv publishes the guest's pending messages, then waits for a message on one of the
 // capsule's subscriptions. A timeout, the shim cancelling the call (its capsule is unloading) and
 // the subscription closing all answer with an empty envelope.
-func (s *hostServices) IpcRecv(ctx context.Context, req *pb.IpcRecvRequest) (*pb.IpcEnvelope, error) {
+func (s *hostServices) IpcRecv(ctx context.Context, req *pb.IpcRecvRequest) (_ *pb.IpcEnvelope, err error) {
+	defer func() { s.recordHostCall("astrid_ipc_recv", 1, failedIf(err)) }()
 	if err := s.inst.ipc.guard.CheckRecv(req.Handle, req.TimeoutMs); err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", req.Handle, err))
 	}
@@ -122,6 +127,7 @@ func envelope(env bus.Envelope) (*pb.IpcEnvelope, error) {
 
 // SignalReady records that a run-loop capsule is ready for messages (astrid_signal_ready).
 func (s *hostServices) SignalReady(context.Context, *pb.SignalReadyRequest) (*pb.SignalReadyResponse, error) {
+	s.recordHostCall("astrid_signal_ready", 1, 0)
 	s.inst.readyOnce.Do(func() { close(s.inst.ready) })
 	return &pb.SignalReadyResponse{}, nil
 }

@@ -18,11 +18,13 @@ import (
 // processes belong to this instance and the calling principal, and they run in the sandbox. The
 // call's context ends when the guest call does (its time limit, or the capsule unloading), which
 // ends a blocking spawn or wait.
-func (s *hostServices) Process(ctx context.Context, req *pb.ProcessRequest) (*pb.ProcessResponse, error) {
+func (s *hostServices) Process(ctx context.Context, req *pb.ProcessRequest) (_ *pb.ProcessResponse, err error) {
 	op := process.Op(req.Op)
-	if _, ok := shared.ProcessFuncOf(req.Op); !ok {
+	f, ok := shared.ProcessFuncOf(req.Op)
+	if !ok {
 		return nil, s.inst.compromised(fmt.Errorf("unknown process operation %d", req.Op))
 	}
+	defer func() { s.recordHostCall(f.Name, 1, failedIf(err)) }()
 	procs, err := s.inst.processes()
 	if err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())

@@ -15,6 +15,7 @@ import (
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host/httpgate"
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/host/metrics"
 	"github.com/astrid-go/astrid/host/process"
 	"github.com/astrid-go/astrid/shared/pb"
 )
@@ -112,6 +113,9 @@ type Instance struct {
 	// predecessor's.
 	lastFailure string
 	hasCrashed  bool
+	// crashClass is the class of the instance's crash (a metrics.Crash* reason), "" if it has
+	// not crashed.
+	crashClass string
 }
 
 // guestLog returns the instance's way in to the log for what its guest and shim chose.
@@ -189,11 +193,12 @@ func (i *Instance) setState(s State, reason string) {
 }
 
 // crashed records that the instance failed against its will: it is marked Failed, its
-// subscriptions end, and astrid.v1.capsule.crashed says why.
-func (i *Instance) crashed(reason string) { i.crashedWith(reason, nil) }
+// subscriptions end, and astrid.v1.capsule.crashed says why. class is the reason's class for
+// metrics (one of metrics.CrashReasons).
+func (i *Instance) crashed(class, reason string) { i.crashedWith(class, reason, nil) }
 
 // crashedWith is crashed with the guest error that ended a run loop, if that was the cause.
-func (i *Instance) crashedWith(reason string, trap *pb.GuestError) {
+func (i *Instance) crashedWith(class, reason string, trap *pb.GuestError) {
 	// A crash is noticed by several paths at once (the failed call, the exit watcher): only the
 	// first one counts, so the capsule is restarted once.
 	i.mu.Lock()
@@ -206,7 +211,9 @@ func (i *Instance) crashedWith(reason string, trap *pb.GuestError) {
 	i.fail(reason)
 	i.mu.Lock()
 	i.lastFailure = reason
+	i.crashClass = class
 	i.mu.Unlock()
+	i.host.metrics.Crash(i.ID(), class)
 	i.ipc.close()
 	i.closeProcesses()
 	i.closeHTTP()
@@ -228,7 +235,7 @@ func (i *Instance) crashedWith(reason string, trap *pb.GuestError) {
 func (i *Instance) compromised(err error) error {
 	reason := "the shim sent a request a correct shim never sends, so it is no longer trusted: " + err.Error()
 	i.log.Error("stopping a compromised shim", "pid", i.Pid(), "reason", err.Error())
-	i.crashed(reason)
+	i.crashed(metrics.CrashCompromised, reason)
 	i.host.background(func() { i.Stop(context.Background()) })
 	return status.Error(codes.PermissionDenied, reason)
 }
@@ -258,7 +265,7 @@ func (i *Instance) watchExit() {
 	stopping := i.stopping
 	i.mu.Unlock()
 	if !stopping {
-		i.crashed(i.proc.exitReason())
+		i.crashed(metrics.CrashShimExit, i.proc.exitReason())
 		// Release go-plugin's client, the broker's servers and the socket directory now rather
 		// than when the instance is finally stopped.
 		i.proc.kill()
@@ -328,7 +335,7 @@ func (i *Instance) monitorHealth(interval, timeout time.Duration) {
 		}
 		reason := "health check failed: " + err.Error()
 		i.host.publishEvent(TopicHealthFailed, capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, Reason: reason})
-		i.crashed(reason)
+		i.crashed(metrics.CrashHealthCheck, reason)
 		// It does not answer, so it would not shut down gracefully either: SIGKILL at once.
 		i.proc.killGroup()
 		i.proc.kill()
@@ -365,7 +372,7 @@ func (i *Instance) startRunLoop() {
 		default:
 			reason = "the run loop returned; a run-loop capsule runs until it is unloaded"
 		}
-		i.crashedWith(reason, trap)
+		i.crashedWith(metrics.CrashRunLoop, reason, trap)
 	})
 }
 

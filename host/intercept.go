@@ -3,9 +3,12 @@ package host
 import (
 	"context"
 	"fmt"
-	"github.com/astrid-go/astrid/shared/serdejson"
 	"strconv"
+	"time"
 	"unicode/utf8"
+
+	"github.com/astrid-go/astrid/host/metrics"
+	"github.com/astrid-go/astrid/shared/serdejson"
 )
 
 // HookExport is the guest export that runs a capsule's interceptors (upstream's
@@ -111,7 +114,9 @@ func (i *Instance) invokeInterceptor(ctx context.Context, action string, payload
 		return Verdict{}, err
 	}
 	i.hooks.invoked.Add(1)
+	start := time.Now()
 	out, err := i.invoke(ctx, HookExport, input, 0, caller)
+	i.recordInvocation(metrics.KindInterceptor, start, err)
 	if err != nil {
 		i.hooks.failed.Add(1)
 		return Verdict{}, err

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/astrid-go/astrid/host/manifest"
+	"github.com/astrid-go/astrid/host/metrics"
 )
 
 // TopicCapsuleRestarted is published when a crashed capsule has been loaded again.
@@ -73,6 +74,7 @@ func (h *Host) superviseCrash(inst *Instance, reason string) {
 			return
 		}
 		inst.Stop(context.Background()) // release what is left of the crashed instance
+		h.metrics.Restart(inst.ID(), inst.restartClass())
 		next, _, err := h.loadInstance(h.closing, inst.manifest, inst.opts, inst)
 		if err != nil {
 			// The failed load crashed nothing (it never ran): count it and try again.
@@ -85,4 +87,15 @@ func (h *Host) superviseCrash(inst *Instance, reason string) {
 		h.publishEvent(TopicCapsuleRestarted, restartEvent{CapsuleID: inst.ID(), Instance: next.ipc.sourceID,
 			Previous: inst.ipc.sourceID, Attempt: attempt, Reason: reason})
 	}()
+}
+
+// restartClass is the reason class (metrics.CrashReasons) of what the instance's restart
+// replaces: its crash, or metrics.CrashLoadFailed for an instance that failed to load.
+func (i *Instance) restartClass() string {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.crashClass == "" {
+		return metrics.CrashLoadFailed
+	}
+	return i.crashClass
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/astrid-go/astrid/bus/topics"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/control"
+	"github.com/astrid-go/astrid/host/metrics"
 	"github.com/astrid-go/astrid/host/store"
 	"github.com/astrid-go/astrid/shared/logtext"
 )
@@ -55,6 +56,10 @@ the host's own events (astrid.v1.capsule.*, astrid.v1.capsules_loaded) included;
 shows (nearly) everything. --publish TOPIC=JSON publishes a message once every capsule is loaded,
 for smoke tests.
 
+--metrics HOST:PORT serves Prometheus metrics at http://HOST:PORT/metrics while the host runs
+(and /healthz); docs/metrics.md lists them. Bind it to a loopback or private address: the
+endpoint has no authentication.
+
 While it runs, 'astrid-host status' (with the same --state) shows each capsule's state, restarts
 and last failure, and 'astrid-host approve' answers the capsules' approval requests, which run logs
 with their REQUEST_ID (through the control socket STATE/run/control.sock).
@@ -73,6 +78,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	var tails, publishes stringList
 	fs.Var(&tails, "tail", "print bus messages whose topic `PATTERN` matches as JSON lines on stdout; repeatable")
 	fs.Var(&publishes, "publish", "publish `TOPIC=JSON` once the capsules are loaded; repeatable")
+	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `HOST:PORT` at /metrics (port 0 picks a free one; the log says which); see docs/metrics.md")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageError(fs, stderr, err)
@@ -94,6 +100,11 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	for _, t := range tails {
 		if err := topics.CheckSegments(t); err != nil {
 			return usageError(fs, stderr, fmt.Errorf("--tail %q: the pattern %v", t, err))
+		}
+	}
+	if *metricsAddr != "" {
+		if err := metrics.CheckAddr(*metricsAddr); err != nil {
+			return usageError(fs, stderr, fmt.Errorf("--metrics %w", err))
 		}
 	}
 	var found []host.Found
@@ -127,6 +138,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			logger.Warn("capsule store", "note", s)
 		}
 	}
+	stopMetrics, err := serveMetrics(h, *metricsAddr, logger)
+	if err != nil {
+		h.Shutdown(context.Background())
+		fmt.Fprintf(stderr, "error: --metrics: %v\n", err)
+		return exitUsage
+	}
+	defer stopMetrics()
 	stopStatus := keepStatus(h, stateDir, logger)
 	defer stopStatus()
 	stopControl := serveControl(h, stateDir, logger)

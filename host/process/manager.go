@@ -190,6 +190,14 @@ func (m *Manager) closedError() error {
 	return fmt.Errorf("%w: capsule '%s' is unloading or the host is exiting", ErrClosed, m.cfg.CapsuleID)
 }
 
+// Running is how many of the manager's processes have been started and not yet reaped
+// (synchronous and background ones), for the host's metrics.
+func (m *Manager) Running() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.live)
+}
+
 // forget drops a reaped process from the set Close kills.
 func (m *Manager) forget(p *process) {
 	m.mu.Lock()
