@@ -44,10 +44,14 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	slots  chan struct{}
-	wg     sync.WaitGroup
+	// streams holds a token for each stream being served (MaxStreams).
+	streams chan struct{}
+	wg      sync.WaitGroup
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu sync.Mutex
+	// conns are the connections being served; true for one that carries a stream, which ends
+	// itself when the server closes (with a last frame saying so) rather than being cut.
+	conns map[net.Conn]bool
 }
 
 // Listen binds the control socket of stateDir (SocketPath) and serves handlers on it until
@@ -76,7 +80,7 @@ func Listen(stateDir string, handlers Handlers, log hclog.Logger) (*Server, erro
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
 	s := &Server{ln: ln, path: path, handlers: handlers, log: log, uid: os.Geteuid(),
-		slots: make(chan struct{}, MaxConns), conns: map[net.Conn]struct{}{}}
+		slots: make(chan struct{}, MaxConns), streams: make(chan struct{}, MaxStreams), conns: map[net.Conn]bool{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.serve()
@@ -86,14 +90,17 @@ func Listen(stateDir string, handlers Handlers, log hclog.Logger) (*Server, erro
 // Path is the socket's path.
 func (s *Server) Path() string { return s.path }
 
-// Close stops accepting, ends the connections being served, waits for their handlers and
-// removes the socket.
+// Close stops accepting, ends the connections being served (a stream with a last frame saying
+// the host is stopping, written within StreamEndTimeout), waits for their handlers and removes
+// the socket.
 func (s *Server) Close() error {
 	s.cancel()
 	err := s.ln.Close()
 	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
+	for c, streaming := range s.conns {
+		if !streaming {
+			c.Close()
+		}
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -155,7 +162,7 @@ func (s *Server) serve() {
 			<-s.slots
 			return
 		}
-		s.conns[conn] = struct{}{}
+		s.conns[conn] = false
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
@@ -179,7 +186,9 @@ func (s *Server) refuse(conn net.Conn, msg string) {
 	conn.Close()
 }
 
-// handle serves one connection: the peer's user id, one request, its response.
+// handle serves one connection: the peer's user id, one request, its response (and, for a
+// method that streams, the stream's frames). The request's context ends when the client closes
+// the connection or sends anything more, and when the server closes.
 func (s *Server) handle(conn net.Conn) {
 	uid, err := shared.PeerUID(conn)
 	if err != nil {
@@ -199,28 +208,38 @@ func (s *Server) handle(conn net.Conn) {
 		WriteFrame(conn, Response{Error: "bad request: " + err.Error()})
 		return
 	}
-	resp := s.call(req)
-	conn.SetDeadline(time.Now().Add(IOTimeout))
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	defer watchPeer(conn, cancel)()
+	resp, stream := s.call(ctx, req)
+	if stream != nil {
+		s.serveStream(ctx, conn, req.Method, stream)
+		return
+	}
+	conn.SetWriteDeadline(time.Now().Add(IOTimeout))
 	if err := WriteFrame(conn, resp); err != nil {
 		s.log.Warn("control socket: cannot answer", "method", logtext.Escape(req.Method), "error", err)
 	}
 }
 
-// call runs the request's method.
-func (s *Server) call(req Request) Response {
+// call runs the request's method: its response, or the Stream it answers with.
+func (s *Server) call(ctx context.Context, req Request) (Response, Stream) {
 	h, ok := s.handlers[req.Method]
 	if !ok {
-		return Response{Error: fmt.Sprintf("unknown method %q; this host serves: %s", logtext.Escape(req.Method), strings.Join(s.methods(), ", "))}
+		return Response{Error: fmt.Sprintf("unknown method %q; this host serves: %s", logtext.Escape(req.Method), strings.Join(s.methods(), ", "))}, nil
 	}
-	result, err := h(s.ctx, req.Params)
+	result, err := h(ctx, req.Params)
 	if err != nil {
-		return Response{Error: err.Error()}
+		return Response{Error: err.Error()}, nil
+	}
+	if st, ok := result.(Stream); ok {
+		return Response{OK: true}, st
 	}
 	b, err := json.Marshal(result)
 	if err != nil {
-		return Response{Error: fmt.Sprintf("%s: cannot encode the result: %v", req.Method, err)}
+		return Response{Error: fmt.Sprintf("%s: cannot encode the result: %v", req.Method, err)}, nil
 	}
-	return Response{OK: true, Result: b}
+	return Response{OK: true, Result: b}, nil
 }
 
 func (s *Server) methods() []string {
