@@ -112,6 +112,8 @@ type Instance struct {
 	// predecessor's.
 	lastFailure string
 	hasCrashed  bool
+	// unloaded is set by Unload: a restart pending for the instance gives up.
+	unloaded atomic.Bool
 }
 
 // guestLog returns the instance's way in to the log for what its guest and shim chose.
