@@ -77,7 +77,8 @@ func Call(ctx context.Context, stateDir, method string, params, result any) erro
 var ErrConnectionLost = errors.New("the connection to the host ended before the stream did")
 
 // CallStream calls a method that answers with a stream (see Stream) and calls onFrame with
-// each frame's result, in order, until the stream ends. It returns nil when the host ended the
+// each frame's result, in order, until the stream ends; first with nil, once the host has
+// accepted the request (what the method set up, such as a subscription, is then in place). It returns nil when the host ended the
 // stream without error, a *RemoteError when the method failed or its stream ended with an error
 // (ErrStopping's text when the host is shutting down), a *NoHostError when no host runs with
 // stateDir, ctx's error when ctx ended first (the connection is then closed, which ends the
@@ -114,6 +115,9 @@ func CallStream(ctx context.Context, stateDir, method string, params any, onFram
 				return fmt.Errorf("%s: the host answered with a result, not a stream", method)
 			}
 			conn.SetReadDeadline(time.Time{})
+			if err := onFrame(nil); err != nil {
+				return err
+			}
 			continue
 		}
 		if err := onFrame(resp.Result); err != nil {

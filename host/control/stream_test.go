@@ -82,7 +82,12 @@ func TestStream(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
+			started := false
 			err := CallStream(context.Background(), ss.state, "count", map[string]int{"n": tc.n}, func(r json.RawMessage) error {
+				if r == nil {
+					started = true
+					return nil
+				}
 				got = append(got, string(r))
 				return nil
 			})
@@ -92,6 +97,8 @@ func TestStream(t *testing.T) {
 				t.Fatalf("error %v, want %q", err, tc.err)
 			case tc.err == "" && err != nil:
 				t.Fatal(err)
+			case tc.err == "" && !started:
+				t.Fatal("onFrame was not called with nil once the stream was accepted")
 			case fmt.Sprint(got) != fmt.Sprint(tc.want):
 				t.Fatalf("frames %v, want %v", got, tc.want)
 			}
@@ -112,7 +119,9 @@ func TestStreamClientGone(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		done <- CallStream(ctx, ss.state, "follow", nil, func(r json.RawMessage) error {
-			cancel() // the first frame: the client leaves
+			if r != nil {
+				cancel() // the first frame: the client leaves
+			}
 			return nil
 		})
 	}()
@@ -133,7 +142,9 @@ func TestStreamServerClose(t *testing.T) {
 	done := make(chan error)
 	go func() {
 		done <- CallStream(context.Background(), ss.state, "follow", nil, func(r json.RawMessage) error {
-			frames <- r
+			if r != nil {
+				frames <- r
+			}
 			return nil
 		})
 	}()
@@ -163,9 +174,8 @@ func TestMaxStreams(t *testing.T) {
 			CallStream(ctx, ss.state, "follow", nil, func(json.RawMessage) error { started <- struct{}{}; return nil })
 		}()
 	}
-	// Each of them has its stream once it has received a frame.
+	// Each of them has its stream once it is told so (onFrame(nil)).
 	for range MaxStreams {
-		ss.next <- 0
 		<-started
 	}
 	err := CallStream(context.Background(), ss.state, "follow", nil, func(json.RawMessage) error { return nil })
@@ -194,7 +204,12 @@ func TestQuietStream(t *testing.T) {
 	done := make(chan error)
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		done <- CallStream(ctx, ss.state, "follow", nil, func(r json.RawMessage) error { frames <- r; return nil })
+		done <- CallStream(ctx, ss.state, "follow", nil, func(r json.RawMessage) error {
+			if r != nil {
+				frames <- r
+			}
+			return nil
+		})
 	}()
 	ss.next <- 1
 	<-frames
