@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -322,5 +323,140 @@ func TestControlCommands(t *testing.T) {
 		if res.code != 1 || !strings.Contains(res.stderr, "no astrid-host run is running with state directory "+state) {
 			t.Errorf("%v with no host: exit %d\n%s", args, res.code, res.stderr)
 		}
+	}
+}
+
+// TestControlSlowTail: a tail client that reads nothing cannot hold up the bus: every publish
+// returns at once while it does not read, its queue in the host drops the oldest messages, and
+// when it reads again it gets what the queue kept and the exact count of what it dropped.
+func TestControlSlowTail(t *testing.T) {
+	state := t.TempDir()
+	startRun(t, "--state", state, capsules["hello"])
+	conn, err := net.Dial("unix", control.SocketPath(state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(eventTimeout))
+	if err := control.WriteFrame(conn, control.Request{Method: host.ControlTail, Params: json.RawMessage(`{"patterns":["slow.v1.x"]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var resp control.Response
+	if err := control.ReadFrame(conn, &resp); err != nil || !resp.OK {
+		t.Fatalf("tail: %+v, %v", resp, err)
+	}
+	// 40 messages of 400 KiB: twice the queue's 8 MiB, far more than the socket buffers hold.
+	const n = 40
+	payload := `"` + strings.Repeat("x", 400<<10) + `"`
+	for i := range n {
+		ctx, cancel := context.WithTimeout(context.Background(), control.IOTimeout)
+		err := control.Call(ctx, state, host.ControlPublish, host.PublishParams{Topic: "slow.v1.x", Payload: payload}, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("publish %d while the tail reads nothing: %v", i, err)
+		}
+	}
+	var got, lagged uint64
+	for got+lagged < n {
+		conn.SetDeadline(time.Now().Add(eventTimeout))
+		var fr control.Response
+		if err := control.ReadFrame(conn, &fr); err != nil || !fr.OK || fr.End {
+			t.Fatalf("after %d messages and %d lagged: %+v, %v", got, lagged, fr, err)
+		}
+		var f host.TailFrame
+		if err := json.Unmarshal(fr.Result, &f); err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case f.Message != nil:
+			got++
+		case f.Lagged > 0 && f.Pattern == "slow.v1.x":
+			lagged += f.Lagged
+		default:
+			t.Fatalf("unexpected frame %s", fr.Result)
+		}
+	}
+	if got+lagged != n || lagged == 0 {
+		t.Fatalf("received %d and lagged %d of %d published; want them to add up, with some lagged", got, lagged, n)
+	}
+	t.Logf("received %d, lagged %d", got, lagged)
+}
+
+// TestControlOtherUser: a command run as another user is refused by the host of the state
+// directory even when the socket's modes would let that user connect (opened up here on
+// purpose, so that only the peer checks stand in the way): the client refuses a host of another
+// user, and the host logs that it refused the client.
+func TestControlOtherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a command as another user (setpriv --reuid)")
+	}
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv to run a command as another user")
+	}
+	pub := t.TempDir()
+	os.Chmod(pub, 0o755)
+	os.Chmod(filepath.Dir(pub), 0o755)
+	bin := filepath.Join(pub, "astrid-host")
+	data, err := os.ReadFile(hostBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(pub, "state")
+	os.Mkdir(state, 0o755)
+	run := startRun(t, "--state", state, capsules["hello"])
+	os.Chmod(filepath.Join(state, control.DirName), 0o755)
+	os.Chmod(control.SocketPath(state), 0o666)
+	for _, args := range [][]string{{"status"}, {"publish", "test.v1.x", "1"}, {"unload", "hello"}} {
+		cmd := exec.Command(setpriv, append([]string{"--reuid=65534", "--regid=65534", "--clear-groups", bin}, append(args, "--state", state)...)...)
+		cmd.Dir = pub
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "served by uid 0, not by this user (uid 65534); refusing to talk to it") {
+			t.Fatalf("%v as nobody: %v\n%s", args, err, out)
+		}
+	}
+	waitFor(t, eventTimeout, "the host to log the refusal", func() bool {
+		return strings.Contains(run.logText(), "control socket: connection refused: another user: peer_uid=65534 host_uid=0")
+	})
+	if r := statusRows(t, state)["hello"]; len(r) < 2 || r[1] != "ready" {
+		t.Fatalf("hello after nobody's unload: %v", r)
+	}
+}
+
+// TestControlUnloadPendingRestart: unloading a crashed capsule whose restart is pending drops
+// the restart: the capsule stays unloaded. (Before, the restart put it back.)
+func TestControlUnloadPendingRestart(t *testing.T) {
+	state := t.TempDir()
+	const backoff = 2 * time.Second
+	faulty := capsuleVariant(t, "faulty", fmt.Sprintf("\n[restart]\nbackoff = %q\n", backoff))
+	run := startRun(t, "--state", state, faulty)
+	tail := startTail(t, state, host.TopicCapsulePrefix+"*")
+	if err := syscall.Kill(run.pids["faulty"], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	tail.await(t, `"topic":"astrid.v1.capsule.crashed"`)
+	if res := runCLI(t, state, "unload", "--state", state, "faulty"); res.code != 0 {
+		t.Fatalf("unload: exit %d\n%s", res.code, res.stderr)
+	}
+	// The restart would load a new instance once the backoff (+10% jitter) is over: nothing may
+	// load within twice that. Proving an absence takes this bounded wait.
+	deadline := time.After(2 * backoff)
+	for {
+		select {
+		case line := <-tail.lines:
+			if strings.Contains(line, `"topic":"astrid.v1.capsule.loading"`) || strings.Contains(line, `"topic":"astrid.v1.capsule.restarted"`) {
+				t.Fatalf("the unloaded capsule was restarted: %s\nlog:\n%s", line, run.logText())
+			}
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	if rows := statusRows(t, state); len(rows) != 0 {
+		t.Fatalf("status after unloading a crashed capsule: %v", rows)
 	}
 }
