@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,25 +24,8 @@ import (
 type tailProcess struct {
 	cmd    *exec.Cmd
 	lines  chan string // stdout lines; closed at EOF
-	stderr *lockedBuffer
+	stderr *logBuffer
 	done   chan struct{}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // startTail starts `astrid-host tail --state state patterns...` and returns once it follows
@@ -51,7 +33,7 @@ func (l *lockedBuffer) String() string {
 func startTail(t *testing.T, state string, patterns ...string) *tailProcess {
 	t.Helper()
 	tp := &tailProcess{cmd: exec.Command(hostBin, append([]string{"tail", "--state", state}, patterns...)...),
-		lines: make(chan string, 1024), stderr: &lockedBuffer{}, done: make(chan struct{})}
+		lines: make(chan string, 1024), stderr: &logBuffer{}, done: make(chan struct{})}
 	tp.cmd.Stderr = tp.stderr
 	stdout, err := tp.cmd.StdoutPipe()
 	if err != nil {

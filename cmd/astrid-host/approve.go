@@ -43,9 +43,8 @@ func approveCommand(args []string, stdout, stderr io.Writer) int {
 	case !slices.Contains(decisions, pos[1]):
 		return usageError(fs, stderr, fmt.Errorf("decision %q: want one of %s", pos[1], strings.Join(decisions, ", ")))
 	}
-	dir, err := runningState(*state)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+	dir, ok := runningState(*state, stderr)
+	if !ok {
 		return exitUsage
 	}
 	err = control.Call(context.Background(), dir, host.ControlApprove, host.ApproveParams{RequestID: pos[0], Decision: pos[1]}, nil)

@@ -61,15 +61,14 @@ func callRunning(fs *flag.FlagSet, state string, pos []string, input, inputFile 
 	if err := host.CheckCallParams(p); err != nil {
 		return usageError(fs, stderr, err)
 	}
-	dir, err := runningState(state)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+	dir, ok := runningState(state, stderr)
+	if !ok {
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	var werr error
-	err = control.CallStream(ctx, dir, host.ControlCall, p, func(raw json.RawMessage) error {
+	err := control.CallStream(ctx, dir, host.ControlCall, p, func(raw json.RawMessage) error {
 		if raw == nil {
 			return nil
 		}

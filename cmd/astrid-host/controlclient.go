@@ -19,12 +19,18 @@ func stateFlag(fs *flag.FlagSet) *string {
 	return fs.String("state", "", "the state directory of the running host (default: as for run)")
 }
 
-// runningState is the state directory --state names, or run's default.
-func runningState(state string) (string, error) {
+// runningState is the state directory --state names, or run's default; when there is none it
+// says why on stderr and returns false.
+func runningState(state string, stderr io.Writer) (string, bool) {
 	if state != "" {
-		return state, nil
+		return state, true
 	}
-	return defaultStateDir()
+	dir, err := defaultStateDir()
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return "", false
+	}
+	return dir, true
 }
 
 // controlFailed reports a failed control call on stderr and returns exitFailure: that no host

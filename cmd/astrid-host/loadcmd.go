@@ -60,9 +60,8 @@ func loadCommand(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return usageError(fs, stderr, fmt.Errorf("PATH %s: %v", pos[0], err))
 	}
-	dir, err := runningState(*state)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+	dir, ok := runningState(*state, stderr)
+	if !ok {
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -102,9 +101,8 @@ func unloadCommand(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 1 {
 		return usageError(fs, stderr, fmt.Errorf("want one capsule NAME, got %d argument(s)", len(pos)))
 	}
-	dir, err := runningState(*state)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+	dir, ok := runningState(*state, stderr)
+	if !ok {
 		return exitUsage
 	}
 	if err := control.Call(context.Background(), dir, host.ControlUnload, host.UnloadParams{Capsule: pos[0]}, nil); err != nil {

@@ -40,9 +40,8 @@ func publishCommand(args []string, stdout, stderr io.Writer) int {
 	if err := host.CheckOperatorPublish(pos[0], []byte(pos[1])); err != nil {
 		return usageError(fs, stderr, err)
 	}
-	dir, err := runningState(*state)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+	dir, ok := runningState(*state, stderr)
+	if !ok {
 		return exitUsage
 	}
 	var res host.PublishResult

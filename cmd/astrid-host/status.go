@@ -36,9 +36,8 @@ func statusCommand(args []string, stdout, stderr io.Writer) int {
 	if len(pos) != 0 {
 		return usageError(fs, stderr, fmt.Errorf("status takes no arguments"))
 	}
-	dir, err := runningState(*state)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+	dir, ok := runningState(*state, stderr)
+	if !ok {
 		return exitUsage
 	}
 	var st host.HostStatus

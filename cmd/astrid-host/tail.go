@@ -41,9 +41,8 @@ func tailCommand(args []string, stdout, stderr io.Writer) int {
 	if err := host.CheckTailPatterns(pos); err != nil {
 		return usageError(fs, stderr, err)
 	}
-	dir, err := runningState(*state)
-	if err != nil {
-		fmt.Fprintf(stderr, "error: %v\n", err)
+	dir, ok := runningState(*state, stderr)
+	if !ok {
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
