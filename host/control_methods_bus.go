@@ -197,31 +197,50 @@ func (h *Host) tail(patterns []string) control.Stream {
 }
 
 // followSubscription sends what sub receives as TailFrames until ctx ends or a send fails.
+// When the host is stopping, what sub still holds (the host's last events) is sent first.
 func followSubscription(ctx context.Context, sub *bus.Subscription, send func(any) error) error {
 	for {
 		env, err := sub.Recv(ctx, tailBatchBytes)
-		if env.Lagged > 0 {
-			if serr := send(TailFrame{Pattern: sub.Pattern(), Lagged: env.Lagged}); serr != nil {
-				return serr
+		if serr := sendEnvelope(sub.Pattern(), env, send); serr != nil {
+			return serr
+		}
+		if err == nil {
+			continue
+		}
+		if control.Stopping(ctx) {
+			sub.Close() // nothing more is queued: the drain ends
+			for env := sub.Poll(tailBatchBytes); len(env.Messages) > 0 || env.Lagged > 0; env = sub.Poll(tailBatchBytes) {
+				if serr := sendEnvelope(sub.Pattern(), env, send); serr != nil {
+					return serr
+				}
 			}
 		}
+		return err
+	}
+}
+
+// sendEnvelope sends what one envelope of the pattern's subscription holds: how many messages
+// were dropped before it, then each message (or, for one too large, its topic, seq and size).
+func sendEnvelope(pattern string, env bus.Envelope, send func(any) error) error {
+	if env.Lagged > 0 {
+		if err := send(TailFrame{Pattern: pattern, Lagged: env.Lagged}); err != nil {
+			return err
+		}
+	}
+	for _, m := range env.Messages {
+		line, err := json.Marshal(m)
 		if err != nil {
 			return err
 		}
-		for _, m := range env.Messages {
-			line, merr := json.Marshal(m)
-			frame := TailFrame{Message: line}
-			switch {
-			case merr != nil:
-				return merr
-			case len(line) > MaxTailMessageBytes:
-				frame = TailFrame{Pattern: sub.Pattern(), TooLarge: &TailTooLarge{Topic: m.Topic, Seq: m.Seq, Bytes: len(line)}}
-			}
-			if err := send(frame); err != nil {
-				return err
-			}
+		frame := TailFrame{Message: line}
+		if len(line) > MaxTailMessageBytes {
+			frame = TailFrame{Pattern: pattern, TooLarge: &TailTooLarge{Topic: m.Topic, Seq: m.Seq, Bytes: len(line)}}
+		}
+		if err := send(frame); err != nil {
+			return err
 		}
 	}
+	return nil
 }
 
 // clip cuts s to at most n bytes (at a rune boundary), marking the cut with "…".

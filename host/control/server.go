@@ -42,7 +42,7 @@ type Server struct {
 	uid      int
 
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	slots  chan struct{}
 	// streams holds a token for each stream being served (MaxStreams).
 	streams chan struct{}
@@ -81,7 +81,7 @@ func Listen(stateDir string, handlers Handlers, log hclog.Logger) (*Server, erro
 	}
 	s := &Server{ln: ln, path: path, handlers: handlers, log: log, uid: os.Geteuid(),
 		slots: make(chan struct{}, MaxConns), streams: make(chan struct{}, MaxStreams), conns: map[net.Conn]bool{}}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -94,11 +94,13 @@ func (s *Server) Path() string { return s.path }
 // the host is stopping, written within StreamEndTimeout), waits for their handlers and removes
 // the socket.
 func (s *Server) Close() error {
-	s.cancel()
+	s.cancel(ErrStopping)
 	err := s.ln.Close()
 	s.mu.Lock()
 	for c, streaming := range s.conns {
-		if !streaming {
+		if streaming {
+			c.SetWriteDeadline(time.Now().Add(StreamEndTimeout)) // a write blocked now ends soon
+		} else {
 			c.Close()
 		}
 	}

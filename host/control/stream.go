@@ -27,8 +27,14 @@ const (
 )
 
 // ErrStopping is the error of a stream the server ended because it is closing: the host is
-// shutting down.
+// shutting down. It is also the cause (context.Cause) of the context of every request then, so
+// that a Stream can tell the host stopping from its client leaving (see Stopping).
 var ErrStopping = errors.New("the host is shutting down")
+
+// Stopping reports whether ctx, a request's context, ended because the server is closing: a
+// Stream may then send what it still holds (each frame is given StreamEndTimeout) before it
+// returns.
+func Stopping(ctx context.Context) bool { return errors.Is(context.Cause(ctx), ErrStopping) }
 
 // Stream is a result a Handler returns to answer with a sequence of frames instead of one
 // result: the server answers the request {"ok": true}, then runs the Stream, which calls send
@@ -64,6 +70,9 @@ func (s *Server) serveStream(ctx context.Context, conn net.Conn, method string, 
 	write := func(resp Response, timeout time.Duration) error {
 		mu.Lock()
 		defer mu.Unlock()
+		if s.ctx.Err() != nil {
+			timeout = min(timeout, StreamEndTimeout) // closing: no client holds it up for long
+		}
 		conn.SetWriteDeadline(time.Now().Add(timeout))
 		return WriteFrame(conn, resp)
 	}
@@ -82,7 +91,7 @@ func (s *Server) serveStream(ctx context.Context, conn net.Conn, method string, 
 	})
 	last := Response{OK: err == nil, End: true}
 	switch {
-	case s.ctx.Err() != nil:
+	case Stopping(ctx):
 		last = Response{End: true, Error: ErrStopping.Error()}
 	case ctx.Err() != nil:
 		return // the client is gone

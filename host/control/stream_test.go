@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -52,6 +53,9 @@ func newStreamServer(t *testing.T) *streamServer {
 						return err
 					}
 				case <-ctx.Done():
+					if Stopping(ctx) {
+						send(-1) // what it still holds goes out before the end
+					}
 					ss.ended <- ctx.Err()
 					return ctx.Err()
 				}
@@ -135,7 +139,7 @@ func TestStreamClientGone(t *testing.T) {
 }
 
 // TestStreamServerClose: closing the server ends every stream with a last frame saying the
-// host is shutting down.
+// host is shutting down, after what the stream still sends once it sees the server stopping.
 func TestStreamServerClose(t *testing.T) {
 	ss := newStreamServer(t)
 	frames := make(chan json.RawMessage)
@@ -152,6 +156,11 @@ func TestStreamServerClose(t *testing.T) {
 	if r := <-frames; string(r) != "7" {
 		t.Fatalf("frame %s", r)
 	}
+	go func() {
+		if r := <-frames; string(r) != "-1" {
+			t.Errorf("frame after Close: %s, want -1", r)
+		}
+	}()
 	ss.srv.Close()
 	var re *RemoteError
 	if err := <-done; !errors.As(err, &re) || re.Msg != ErrStopping.Error() {
@@ -222,5 +231,35 @@ func TestQuietStream(t *testing.T) {
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatal(err)
+	}
+}
+
+// TestCloseSlowStreamClient: a stream whose client reads nothing does not hold up the server's
+// Close (and so the host's exit) for StreamWriteTimeout: its blocked write ends within
+// StreamEndTimeout.
+func TestCloseSlowStreamClient(t *testing.T) {
+	ss := newStreamServer(t)
+	c, err := net.Dial("unix", ss.srv.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(IOTimeout))
+	// Far more frames than the socket buffers hold: the stream's writes block once they are full.
+	if err := WriteFrame(c, Request{Method: "count", Params: json.RawMessage(`{"n":100000000}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var resp Response
+	if err := ReadFrame(c, &resp); err != nil || !resp.OK {
+		t.Fatalf("%+v, %v", resp, err)
+	}
+	closed := make(chan struct{})
+	start := time.Now()
+	go func() { ss.srv.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Logf("Close took %s", time.Since(start))
+	case <-time.After(IOTimeout):
+		t.Fatalf("Close waited more than %s for a stream whose client reads nothing", IOTimeout)
 	}
 }
