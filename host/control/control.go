@@ -5,7 +5,8 @@
 // Who may connect: the socket is mode 0600 in a 0700 directory owned by the host's user, and the
 // server checks each connection's peer user id (SO_PEERCRED) before it reads a byte, refusing
 // every other user (root included, unless the host runs as root). The client checks the
-// server's user id the same way.
+// server's user id the same way. The server also refuses every process that descends from its
+// own (the capsules' shims and what they spawn run as the host's user too; see lineage.go).
 //
 // The protocol: one request and its response per connection, each a frame of a 4-byte
 // big-endian length and that many bytes of JSON, at most MaxFrameBytes. A request is

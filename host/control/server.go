@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -40,6 +41,10 @@ type Server struct {
 	handlers Handlers
 	log      hclog.Logger
 	uid      int
+	pid      int
+	// allowDescendants lets processes the server's own process started be served (for tests
+	// whose client is a child of the test binary that serves).
+	allowDescendants atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -79,7 +84,7 @@ func Listen(stateDir string, handlers Handlers, log hclog.Logger) (*Server, erro
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	s := &Server{ln: ln, path: path, handlers: handlers, log: log, uid: os.Geteuid(),
+	s := &Server{ln: ln, path: path, handlers: handlers, log: log, uid: os.Geteuid(), pid: os.Getpid(),
 		slots: make(chan struct{}, MaxConns), streams: make(chan struct{}, MaxStreams), conns: map[net.Conn]bool{}}
 	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.wg.Add(1)
@@ -203,6 +208,12 @@ func (s *Server) handle(conn net.Conn) {
 		WriteFrame(conn, Response{Error: fmt.Sprintf("refused: the host runs as uid %d and serves no other user (you are uid %d)", s.uid, uid)})
 		return
 	}
+	if err := s.checkLineage(conn); err != nil {
+		s.log.Warn("control socket: connection refused", "error", err)
+		conn.SetDeadline(time.Now().Add(IOTimeout))
+		WriteFrame(conn, Response{Error: "refused: " + err.Error()})
+		return
+	}
 	conn.SetDeadline(time.Now().Add(IOTimeout))
 	var req Request
 	if err := ReadFrame(conn, &req); err != nil {
@@ -222,6 +233,29 @@ func (s *Server) handle(conn net.Conn) {
 	if err := WriteFrame(conn, resp); err != nil {
 		s.log.Warn("control socket: cannot answer", "method", logtext.Escape(req.Method), "error", err)
 	}
+}
+
+// checkLineage refuses a peer that descends from the server's process: a process the host
+// started, such as a capsule's shim (see lineage.go).
+func (s *Server) checkLineage(conn net.Conn) error {
+	if s.allowDescendants.Load() {
+		return nil
+	}
+	pid, err := shared.PeerPID(conn)
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("cannot tell which process connected (pid %d): %v", pid, err)
+	}
+	if pid == s.pid {
+		return nil
+	}
+	below, err := descendsFrom(pid, s.pid)
+	switch {
+	case err != nil:
+		return fmt.Errorf("cannot tell whether process %d was started by the host: %v", pid, err)
+	case below:
+		return fmt.Errorf("process %d was started by the host (a capsule's shim or a process a capsule spawned); the control socket serves the operator only", pid)
+	}
+	return nil
 }
 
 // call runs the request's method: its response, or the Stream it answers with.
