@@ -81,6 +81,13 @@ func (tp *tailProcess) await(t *testing.T, want ...string) string {
 	}
 }
 
+// pidOf is the shim pid run last logged for the capsule name.
+func (r *runningHost) pidOf(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.pids[name]
+}
+
 func containsAll(s string, subs []string) bool {
 	for _, sub := range subs {
 		if !strings.Contains(s, sub) {
@@ -122,8 +129,8 @@ func TestControlCommands(t *testing.T) {
 		rows := statusRows(t, state)
 		for _, name := range []string{"hello", "faulty"} {
 			r := rows[name]
-			if len(r) < 6 || r[0] != "0.1.0" || r[1] != "ready" || r[2] != "0" || r[3] != fmt.Sprint(run.pids[name]) || r[4] != "development" || r[5] != "-" {
-				t.Fatalf("status row of %s: %v (want 0.1.0 ready 0 %d development -)", name, r, run.pids[name])
+			if len(r) < 6 || r[0] != "0.1.0" || r[1] != "ready" || r[2] != "0" || r[3] != fmt.Sprint(run.pidOf(name)) || r[4] != "development" || r[5] != "-" {
+				t.Fatalf("status row of %s: %v (want 0.1.0 ready 0 %d development -)", name, r, run.pidOf(name))
 			}
 		}
 		res := runCLI(t, state, "status", "--state", state, "--json")
@@ -135,7 +142,7 @@ func TestControlCommands(t *testing.T) {
 			t.Fatalf("status --json: %+v", st)
 		}
 		for _, c := range st.Capsules {
-			if c.State != "ready" || c.Version != "0.1.0" || c.Source != "development" || c.Dir != capsules[c.Capsule] || c.Pid != run.pids[c.Capsule] {
+			if c.State != "ready" || c.Version != "0.1.0" || c.Source != "development" || c.Dir != capsules[c.Capsule] || c.Pid != run.pidOf(c.Capsule) {
 				t.Fatalf("status --json capsule %+v", c)
 			}
 		}
@@ -257,8 +264,8 @@ func TestControlCommands(t *testing.T) {
 			t.Fatalf("unload: exit %d\n%s%s", res.code, res.stdout, res.stderr)
 		}
 		tail.await(t, `"topic":"astrid.v1.capsule.stopped"`, `"capsule_id":"hello"`)
-		if _, ok := statusRows(t, state)["hello"]; ok || processAlive(run.pids["hello"]) {
-			t.Fatalf("hello after unload: status %v, shim alive %v", statusRows(t, state), processAlive(run.pids["hello"]))
+		if _, ok := statusRows(t, state)["hello"]; ok || processAlive(run.pidOf("hello")) {
+			t.Fatalf("hello after unload: status %v, shim alive %v", statusRows(t, state), processAlive(run.pidOf("hello")))
 		}
 		if res := runCLI(t, state, "unload", "--state", state, "hello"); res.code != 1 || !strings.Contains(res.stderr, `no capsule "hello" is loaded in this host; loaded: faulty`) {
 			t.Fatalf("unload twice: exit %d\n%s", res.code, res.stderr)
@@ -417,7 +424,7 @@ func TestControlUnloadPendingRestart(t *testing.T) {
 	faulty := capsuleVariant(t, "faulty", fmt.Sprintf("\n[restart]\nbackoff = %q\n", backoff))
 	run := startRun(t, "--state", state, faulty)
 	tail := startTail(t, state, host.TopicCapsulePrefix+"*")
-	if err := syscall.Kill(run.pids["faulty"], syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(run.pidOf("faulty"), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	tail.await(t, `"topic":"astrid.v1.capsule.crashed"`)
