@@ -115,6 +115,9 @@ func CallStream(ctx context.Context, stateDir, method string, params any, onFram
 				return fmt.Errorf("%s: the host answered with a result, not a stream", method)
 			}
 			conn.SetReadDeadline(time.Time{})
+			if ctx.Err() != nil { // ended before the deadline was lifted: AfterFunc's is gone
+				return ctx.Err()
+			}
 			if err := onFrame(nil); err != nil {
 				return err
 			}
