@@ -55,6 +55,7 @@ func echoHandlers() Handlers {
 	return Handlers{
 		"echo": func(_ context.Context, p json.RawMessage) (any, error) { return p, nil },
 		"fail": func(context.Context, json.RawMessage) (any, error) { return nil, errors.New("it failed") },
+		"huge": func(context.Context, json.RawMessage) (any, error) { return strings.Repeat("x", MaxFrameBytes), nil },
 	}
 }
 
@@ -92,7 +93,8 @@ func TestCall(t *testing.T) {
 	}{
 		{name: "result", method: "echo", params: map[string]int{"n": 1}, want: `{"n":1}`},
 		{name: "method error", method: "fail", err: "it failed"},
-		{name: "unknown method", method: "nope", err: `unknown method "nope"; this host serves: echo, fail`},
+		{name: "unknown method", method: "nope", err: `unknown method "nope"; this host serves: echo, fail, huge`},
+		{name: "result too large", method: "huge", err: "huge: the result is 1048578 bytes of JSON, more than one response holds (1048576)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -275,6 +275,9 @@ func (s *Server) call(ctx context.Context, req Request) (Response, Stream) {
 	if err != nil {
 		return Response{Error: fmt.Sprintf("%s: cannot encode the result: %v", req.Method, err)}, nil
 	}
+	if len(b) > MaxFrameBytes-len(`{"ok":true,"result":}`) {
+		return Response{Error: fmt.Sprintf("%s: the result is %d bytes of JSON, more than one response holds (%d)", req.Method, len(b), MaxFrameBytes)}, nil
+	}
 	return Response{OK: true, Result: b}, nil
 }
 
