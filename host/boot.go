@@ -73,6 +73,16 @@ func (r BootReport) Loaded() int {
 // waits under way end early, Boot returns once they have, and astrid.v1.capsules_loaded is not
 // published. What did load stays loaded until Shutdown.
 func (h *Host) Boot(ctx context.Context, caps []Capsule) BootReport {
+	rep := h.boot(ctx, caps)
+	if ctx.Err() == nil {
+		h.CapsulesLoaded()
+	}
+	return rep
+}
+
+// boot is Boot without its last step (astrid.v1.capsules_loaded), for capsules loaded into a
+// running host (astrid-host load).
+func (h *Host) boot(ctx context.Context, caps []Capsule) BootReport {
 	ms := make([]*manifest.Manifest, len(caps))
 	for k, c := range caps {
 		ms[k] = c.Manifest
@@ -89,9 +99,6 @@ func (h *Host) Boot(ctx context.Context, caps []Capsule) BootReport {
 	done := make([]bool, len(caps))
 	starting := func(k int) { h.checkProviders(g, ms, k, rep.Outcomes, done) }
 	h.schedule(ctx, caps, rep.Order, deps, true, rep.Outcomes, done, starting)
-	if ctx.Err() == nil {
-		h.CapsulesLoaded()
-	}
 	return rep
 }
 

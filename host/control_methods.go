@@ -23,7 +23,7 @@ type ApproveParams struct {
 
 // ControlHandlers are the methods the host serves on its control socket.
 func (h *Host) ControlHandlers() control.Handlers {
-	return control.Handlers{
+	hs := control.Handlers{
 		ControlApprove: func(_ context.Context, raw json.RawMessage) (any, error) {
 			var p ApproveParams
 			if err := json.Unmarshal(raw, &p); err != nil {
@@ -35,4 +35,7 @@ func (h *Host) ControlHandlers() control.Handlers {
 			return p, nil
 		},
 	}
+	h.busMethods(hs)
+	h.capsuleMethods(hs)
+	return hs
 }

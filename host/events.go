@@ -7,7 +7,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/astrid-go/astrid/bus"
-	"github.com/astrid-go/astrid/bus/topics"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -70,18 +69,11 @@ func (h *Host) publishEvent(topic string, data any) {
 	h.bus.Publish(bus.Message{Topic: topic, Payload: payload, SourceID: hostSourceID})
 }
 
-// Publish publishes a message from the operator (astrid-host run --publish) for the default
-// principal. payload is any JSON; it is wrapped as a guest's would be.
+// Publish publishes a message from the operator (astrid-host run --publish) as PublishOperator
+// does.
 func (h *Host) Publish(topic string, payload []byte) error {
-	if err := topics.CheckSegments(topic); err != nil {
-		return err
-	}
-	p, err := bus.PayloadFromGuest(payload)
-	if err != nil {
-		return err
-	}
-	h.bus.Publish(bus.Message{Topic: topic, Payload: p, SourceID: hostSourceID, Principal: DefaultPrincipal})
-	return nil
+	_, err := h.PublishOperator(topic, payload)
+	return err
 }
 
 // CapsulesLoaded announces that every capsule given to the host has been loaded.

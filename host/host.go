@@ -294,6 +294,10 @@ func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Ins
 		h.mu.Unlock()
 		return nil, errors.New("host: shutting down")
 	}
+	if replaces != nil && replaces.unloaded.Load() {
+		h.mu.Unlock()
+		return nil, fmt.Errorf("capsule %s was unloaded", m.ID())
+	}
 	if replaces != nil {
 		inst.restarts = replaces.restarts + 1
 		inst.lastFailure = replaces.Status().LastFailure

@@ -116,6 +116,8 @@ type Instance struct {
 	// crashClass is the class of the instance's crash (a metrics.Crash* reason), "" if it has
 	// not crashed.
 	crashClass string
+	// unloaded is set by Unload: a restart pending for the instance gives up.
+	unloaded atomic.Bool
 }
 
 // guestLog returns the instance's way in to the log for what its guest and shim chose.

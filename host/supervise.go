@@ -74,6 +74,9 @@ func (h *Host) superviseCrash(inst *Instance, reason string) {
 			return
 		}
 		inst.Stop(context.Background()) // release what is left of the crashed instance
+		if inst.unloaded.Load() {
+			return // unloaded meanwhile (addInstance checks again, under the host's lock)
+		}
 		h.metrics.Restart(inst.ID(), inst.restartClass())
 		next, _, err := h.loadInstance(h.closing, inst.manifest, inst.opts, inst)
 		if err != nil {

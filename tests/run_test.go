@@ -129,8 +129,8 @@ func TestRunTailAndPublish(t *testing.T) {
 	}
 }
 
-// TestRunStatus: while `run` runs, `astrid-host status` shows each capsule's state, restarts and
-// last failure, and follows a crash and its restart; once the host is gone, status says so.
+// TestRunStatus: while `run` runs, `astrid-host status` shows each capsule's version, state,
+// restarts, pid, source and last failure (live, from the control socket), and follows a crash and its restart; once the host is gone, status says so.
 func TestRunStatus(t *testing.T) {
 	state := t.TempDir()
 	faulty := capsuleVariant(t, "faulty", "\n[restart]\nbackoff = \"10ms\"\n")
@@ -148,16 +148,16 @@ func TestRunStatus(t *testing.T) {
 		return rows
 	}
 	rows := status()
-	if rows["hello"][0] != "ready" || rows["faulty"][0] != "ready" || rows["faulty"][1] != "0" {
+	if rows["hello"][1] != "ready" || rows["faulty"][1] != "ready" || rows["faulty"][2] != "0" {
 		t.Fatalf("status at start: %v", rows)
 	}
-	pid, _ := strconv.Atoi(rows["faulty"][2])
+	pid, _ := strconv.Atoi(rows["faulty"][3])
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "status to show the restart", func() bool {
 		r := status()["faulty"]
-		return r[0] == "ready" && r[1] == "1" && strings.Join(r[3:], " ") == fmt.Sprintf("the shim (pid %d) was killed by signal killed", pid)
+		return r[1] == "ready" && r[2] == "1" && strings.Join(r[5:], " ") == fmt.Sprintf("the shim (pid %d) was killed by signal killed", pid)
 	})
 	if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -9,10 +9,12 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/astrid-go/astrid/host/control"
 )
 
 // TestRunDoubleSignal: a second SIGINT while `astrid-host run` unloads its capsules ends it at once
-// (exit 1), and still removes its runtime directory (the shims' sockets) and its status file;
+// (exit 1), and still removes its runtime directory (the shims' sockets) and its control socket;
 // the shims die with it. Before, the forced exit left the runtime directory behind.
 func TestRunDoubleSignal(t *testing.T) {
 	tmp := t.TempDir() // the host's TMPDIR: its runtime directory is made here
@@ -25,8 +27,8 @@ func TestRunDoubleSignal(t *testing.T) {
 	if entries, _ := filepath.Glob(filepath.Join(tmp, "astrid-run-*")); len(entries) != 1 {
 		t.Fatalf("runtime directories in TMPDIR: %v; want one", entries)
 	}
-	if _, err := os.Stat(filepath.Join(state, "status.json")); err != nil {
-		t.Fatalf("no status file while running: %v", err)
+	if _, err := os.Stat(control.SocketPath(state)); err != nil {
+		t.Fatalf("no control socket while running: %v", err)
 	}
 	// A stopped shim cannot answer the shutdown request, so the orderly unload waits out the
 	// shim's grace period: the second signal arrives while it does.
@@ -53,8 +55,8 @@ func TestRunDoubleSignal(t *testing.T) {
 	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
 		t.Errorf("TMPDIR after a forced exit holds %v; the runtime directory must be removed", names(entries))
 	}
-	if _, err := os.Stat(filepath.Join(state, "status.json")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("status file after a forced exit: %v; want it removed", err)
+	if _, err := os.Stat(control.SocketPath(state)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("control socket after a forced exit: %v; want it removed", err)
 	}
 	waitFor(t, 10*time.Second, "the stopped shim to die with its host", func() bool { return !processAlive(pid) })
 }

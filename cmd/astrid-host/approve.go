@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -32,7 +31,7 @@ or no request waits under REQUEST_ID, 2 for usage errors.`
 
 func approveCommand(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("approve", approveSynopsis, stderr)
-	state := fs.String("state", "", "the state directory of the running host (default: as for run)")
+	state := stateFlag(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageError(fs, stderr, err)
@@ -44,22 +43,13 @@ func approveCommand(args []string, stdout, stderr io.Writer) int {
 	case !slices.Contains(decisions, pos[1]):
 		return usageError(fs, stderr, fmt.Errorf("decision %q: want one of %s", pos[1], strings.Join(decisions, ", ")))
 	}
-	dir := *state
-	if dir == "" {
-		if dir, err = defaultStateDir(); err != nil {
-			fmt.Fprintf(stderr, "error: %v\n", err)
-			return exitUsage
-		}
+	dir, ok := runningState(*state, stderr)
+	if !ok {
+		return exitUsage
 	}
 	err = control.Call(context.Background(), dir, host.ControlApprove, host.ApproveParams{RequestID: pos[0], Decision: pos[1]}, nil)
-	var noHost *control.NoHostError
-	switch {
-	case errors.As(err, &noHost):
-		fmt.Fprintln(stderr, noHost.Error())
-		return exitFailure
-	case err != nil:
-		fmt.Fprintf(stderr, "error: %v\n", err)
-		return exitFailure
+	if err != nil {
+		return controlFailed(stderr, err)
 	}
 	fmt.Fprintf(stdout, "%s: %s\n", pos[0], pos[1])
 	return exitOK
@@ -71,7 +61,7 @@ func approveCommand(args []string, stdout, stderr io.Writer) int {
 func serveControl(h *host.Host, stateDir string, logger hclog.Logger) (stop func()) {
 	srv, err := control.Listen(stateDir, h.ControlHandlers(), logger.Named("control"))
 	if err != nil {
-		logger.Warn("no control socket: 'astrid-host approve' cannot reach this host", "error", err)
+		logger.Warn("no control socket: astrid-host status, tail, publish, call --running, load, unload and approve cannot reach this host", "error", err)
 		return func() {}
 	}
 	logger.Debug("control socket", "path", srv.Path())

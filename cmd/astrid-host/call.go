@@ -17,16 +17,25 @@ import (
 )
 
 const callSynopsis = `Usage: astrid-host call [flags] TARGET EXPORT
+       astrid-host call --running [--state DIR] [--timeout D] [--input TEXT | --input-file F] NAME EXPORT [INPUT]
 
 Runs TARGET (a capsule directory, or a bare .wasm file with a default manifest that grants
 nothing) in a full host, with its own shim and the same checks as 'run', and calls EXPORT once.
 The output bytes go to stdout unchanged; diagnostics go to stderr.
 
-Exit status: 0 on success; 1 when the guest failed ("error: " and the guest's message or the
-trap on stderr); 2 for usage, manifest or load errors.
+With --running, calls EXPORT of the capsule NAME loaded in the astrid-host run that uses the
+state directory DIR instead, through its control socket (DIR/run/control.sock): the live instance,
+with its state, for the principal "default". The input (INPUT, --input or --input-file) is at
+most 512 KiB; Ctrl-C cancels the call. The flags that configure a host of its own (--config,
+--allow-host, --workspace, --shim, --sandbox, --log-level, --allow-private-network) do not apply.
 
-Example:
-  astrid-host call examples/hello greet --input world`
+Exit status: 0 on success; 1 when the guest failed ("error: " and the guest's message or the
+trap on stderr), or, with --running, when no host runs with DIR or it has no such capsule or
+export; 2 for usage, manifest or load errors.
+
+Examples:
+  astrid-host call examples/hello greet --input world
+  astrid-host call --running hello greet world`
 
 func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("call", callSynopsis, stderr)
@@ -39,9 +48,13 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var allowHosts stringList
 	fs.Var(&allowHosts, "allow-host", "`HOST` a bare .wasm may reach with HTTP (\"*\" for any; a capsule lists its hosts in [capabilities] net); repeatable")
 	timeout := fs.Duration("timeout", 0, "time limit of the call, and of the capsule's start function and _initialize, e.g. 2s or 500ms (default: the capsule's [limits] call_timeout)")
+	running := fs.Bool("running", false, "call `NAME`'s EXPORT in the running host of --state (its control socket) instead of loading TARGET")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageError(fs, stderr, err)
+	}
+	if *running {
+		return callRunning(fs, hf.state, pos, *input, *inputFile, *timeout, stdin, stdout, stderr)
 	}
 	if len(pos) != 2 {
 		return usageError(fs, stderr, fmt.Errorf("want TARGET and EXPORT, got %d argument(s): %s", len(pos), strings.Join(pos, " ")))

@@ -10,6 +10,10 @@
 //	astrid-host uninstall NAME                 remove an installed capsule
 //	astrid-host list                           list the installed capsules
 //	astrid-host approve ID DECISION            answer a capsule's approval request
+//	astrid-host publish TOPIC JSON             publish a message on the running host's bus
+//	astrid-host tail PATTERN...                follow the running host's bus
+//	astrid-host load PATH                      load capsules into the running host
+//	astrid-host unload NAME                    unload a capsule from the running host
 //
 // Run `astrid-host COMMAND --help` for each command's flags. Flags may come before or after the
 // positional arguments.
@@ -38,8 +42,13 @@ astrid-shim process.
 Usage:
   astrid-host run   [flags] PATH...          load capsules and run until SIGINT/SIGTERM
   astrid-host call  [flags] TARGET EXPORT    run a capsule (or a bare .wasm) and call one export
+  astrid-host call --running NAME EXPORT [INPUT]  call an export of a capsule in the running host
   astrid-host check PATH...                  validate Capsule.toml files and print every problem
-  astrid-host status [--state DIR]           show the capsules of the running host
+  astrid-host status [--state DIR] [--json]  show the capsules of the running host, live
+  astrid-host publish [--state DIR] TOPIC JSON   publish a message on the running host's bus
+  astrid-host tail [--state DIR] PATTERN...  follow the running host's bus until Ctrl-C
+  astrid-host load [--state DIR] PATH        load capsules into the running host
+  astrid-host unload [--state DIR] NAME      unload a capsule from the running host
   astrid-host doctor                         show which sandbox layers this machine supports
   astrid-host approve [--state DIR] ID DECISION  answer a capsule's approval request in the running host
   astrid-host install [flags] SRC            install a capsule into the store (STATE/capsules)
@@ -88,11 +97,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return approveCommand(rest, stdout, stderr)
 	case "connect":
 		return connectCommand(rest, stdin, stdout, stderr)
+	case "publish":
+		return publishCommand(rest, stdout, stderr)
+	case "tail":
+		return tailCommand(rest, stdout, stderr)
+	case "load":
+		return loadCommand(rest, stdout, stderr)
+	case "unload":
+		return unloadCommand(rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status, doctor, install, uninstall, list, config, approve and connect\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status, doctor, install, uninstall, list, config, approve, connect, publish, tail, load and unload\n\n%s", cmd, usage)
 		return exitUsage
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -16,12 +15,10 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/astrid-go/astrid/bus"
-	"github.com/astrid-go/astrid/bus/topics"
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/control"
 	"github.com/astrid-go/astrid/host/metrics"
 	"github.com/astrid-go/astrid/host/store"
-	"github.com/astrid-go/astrid/shared/logtext"
 )
 
 const runSynopsis = `Usage: astrid-host run [flags] [PATH...]
@@ -60,9 +57,10 @@ for smoke tests.
 (and /healthz); docs/metrics.md lists them. Bind it to a loopback or private address: the
 endpoint has no authentication.
 
-While it runs, 'astrid-host status' (with the same --state) shows each capsule's state, restarts
-and last failure, and 'astrid-host approve' answers the capsules' approval requests, which run logs
-with their REQUEST_ID (through the control socket STATE/run/control.sock).
+While it runs, the commands publish, tail, call --running, status, load, unload and approve (with
+the same --state) reach it through its control socket STATE/run/control.sock: 'astrid-host status'
+shows each capsule's state, restarts and last failure, 'astrid-host approve' answers the capsules'
+approval requests, which run logs with their REQUEST_ID.
 
 Examples:
   astrid-host run
@@ -87,18 +85,16 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	var pubs []publication
 	for _, p := range publishes {
 		topic, payload, ok := strings.Cut(p, "=")
-		switch {
-		case !ok:
+		if !ok {
 			return usageError(fs, stderr, fmt.Errorf("--publish %q: want TOPIC=JSON", p))
-		case topics.CheckSegments(topic) != nil:
-			return usageError(fs, stderr, fmt.Errorf("--publish %q: topic %q %v", p, topic, topics.CheckSegments(topic)))
-		case !json.Valid([]byte(payload)):
-			return usageError(fs, stderr, fmt.Errorf("--publish %q: %q is not valid JSON", p, payload))
+		}
+		if err := host.CheckOperatorPublish(topic, []byte(payload)); err != nil {
+			return usageError(fs, stderr, fmt.Errorf("--publish %q: %v", p, err))
 		}
 		pubs = append(pubs, publication{topic, payload})
 	}
 	for _, t := range tails {
-		if err := topics.CheckSegments(t); err != nil {
+		if err := host.CheckOperatorTopic(t); err != nil {
 			return usageError(fs, stderr, fmt.Errorf("--tail %q: the pattern %v", t, err))
 		}
 	}
@@ -145,8 +141,6 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer stopMetrics()
-	stopStatus := keepStatus(h, stateDir, logger)
-	defer stopStatus()
 	stopControl := serveControl(h, stateDir, logger)
 	defer stopControl()
 
@@ -201,10 +195,9 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 
 // forceExit ends the process at once, on a second signal. Pdeathsig takes the shims (and, through
 // their sandbox helpers, what they started) down with the host; what the orderly unload would have
-// removed is removed here: the runtime directory with every socket, and the status file.
+// removed is removed here: the runtime directory with every socket, and the control socket.
 func forceExit(h *host.Host, stateDir string) {
 	os.RemoveAll(h.RuntimeDir())
-	os.Remove(filepath.Join(stateDir, statusFileName))
 	os.Remove(control.SocketPath(stateDir))
 	os.Exit(exitFailure)
 }
@@ -214,7 +207,7 @@ func forceExit(h *host.Host, stateDir string) {
 func startTails(b *bus.Bus, patterns []string, out io.Writer, logger hclog.Logger) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var mu sync.Mutex // one line at a time on out
+	printer := &tailPrinter{out: out}
 	for _, p := range patterns {
 		sub := b.Subscribe(p)
 		wg.Add(1)
@@ -226,20 +219,13 @@ func startTails(b *bus.Bus, patterns []string, out io.Writer, logger hclog.Logge
 				if env.Lagged > 0 {
 					logger.Warn("--tail fell behind; messages were skipped", "pattern", p, "skipped", env.Lagged)
 				}
-				mu.Lock()
 				for _, m := range env.Messages {
-					line, merr := json.Marshal(m)
-					if merr == nil {
-						fmt.Fprintf(out, "%s\n", logtext.EscapeJSON(line))
-					}
+					printer.message(m)
 				}
-				mu.Unlock()
 				if err != nil {
 					// Stopping: print what is still queued (the host's last events) and end.
 					for _, m := range sub.Poll(10 << 20).Messages {
-						if line, merr := json.Marshal(m); merr == nil {
-							fmt.Fprintf(out, "%s\n", logtext.EscapeJSON(line))
-						}
+						printer.message(m)
 					}
 					return
 				}

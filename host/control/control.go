@@ -5,14 +5,23 @@
 // Who may connect: the socket is mode 0600 in a 0700 directory owned by the host's user, and the
 // server checks each connection's peer user id (SO_PEERCRED) before it reads a byte, refusing
 // every other user (root included, unless the host runs as root). The client checks the
-// server's user id the same way.
+// server's user id the same way. The server also refuses every process that descends from its
+// own (the capsules' shims and what they spawn run as the host's user too; see lineage.go).
 //
 // The protocol: one request and its response per connection, each a frame of a 4-byte
 // big-endian length and that many bytes of JSON, at most MaxFrameBytes. A request is
 // {"method": string, "params": any JSON}; a response {"ok": true, "result": any JSON} or
 // {"ok": false, "error": string}. Methods are named functions the server is given (Handlers),
 // so a new command is a new method. A connection that sends nothing within IOTimeout is closed;
-// at most MaxConns are served at once.
+// at most MaxConns are served at once. The client sends nothing after its request: closing the
+// connection (or sending more) cancels the request.
+//
+// Streams: a method may answer with a sequence of frames instead (`astrid-host tail` follows the
+// bus this way): {"ok": true}, then one {"ok": true, "result": ...} per value, then a last frame
+// with "end": true, "ok" saying whether it ended well and "error" why not (the host shutting down
+// ends every stream so). A stream has no time limit while it has nothing to send; a frame the
+// client does not take within StreamWriteTimeout ends it; at most MaxStreams run at once. See
+// Stream (server) and CallStream (client).
 package control
 
 import (
@@ -54,11 +63,13 @@ type Request struct {
 	Params json.RawMessage `json:"params,omitempty"`
 }
 
-// Response is a method's answer: its result, or why it failed.
+// Response is a method's answer: its result, or why it failed. A stream's frames are Responses
+// too, its last one with End set (see Stream).
 type Response struct {
 	OK     bool            `json:"ok"`
 	Result json.RawMessage `json:"result,omitempty"`
 	Error  string          `json:"error,omitempty"`
+	End    bool            `json:"end,omitempty"`
 }
 
 // ErrFrameTooLarge refuses a frame over MaxFrameBytes, before it is read.

@@ -55,6 +55,7 @@ func echoHandlers() Handlers {
 	return Handlers{
 		"echo": func(_ context.Context, p json.RawMessage) (any, error) { return p, nil },
 		"fail": func(context.Context, json.RawMessage) (any, error) { return nil, errors.New("it failed") },
+		"huge": func(context.Context, json.RawMessage) (any, error) { return strings.Repeat("x", MaxFrameBytes), nil },
 	}
 }
 
@@ -92,7 +93,8 @@ func TestCall(t *testing.T) {
 	}{
 		{name: "result", method: "echo", params: map[string]int{"n": 1}, want: `{"n":1}`},
 		{name: "method error", method: "fail", err: "it failed"},
-		{name: "unknown method", method: "nope", err: `unknown method "nope"; this host serves: echo, fail`},
+		{name: "unknown method", method: "nope", err: `unknown method "nope"; this host serves: echo, fail, huge`},
+		{name: "result too large", method: "huge", err: "huge: the result is 1048578 bytes of JSON, more than one response holds (1048576)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -260,6 +262,7 @@ func TestOtherUserRefused(t *testing.T) {
 	state := filepath.Join(pub, "state")
 	os.Mkdir(state, 0o755)
 	s := listen(t, state)
+	s.allowDescendants.Store(true) // the clients are this test's children
 	os.Chmod(filepath.Dir(s.Path()), 0o755)
 	os.Chmod(s.Path(), 0o666)
 
@@ -282,5 +285,36 @@ func TestOtherUserRefused(t *testing.T) {
 	}
 	if got := run(true); !strings.Contains(got, `"ok":false`) || !strings.Contains(got, "refused: the host runs as uid 0 and serves no other user (you are uid 65534)") {
 		t.Fatalf("nobody: %s", got)
+	}
+}
+
+// TestDescendantRefused: a process the serving process started (as a capsule's shim is the
+// host's), directly or through another, is refused, whatever its user; the serving process
+// itself is served (TestCall). A process of the same user that the host did not start is
+// served: the tests/ package runs the commands so, against a real astrid-host run.
+func TestDescendantRefused(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := listen(t, t.TempDir())
+	tests := []struct {
+		name string
+		cmd  *exec.Cmd
+	}{
+		{"child", exec.Command(self)},
+		{"grandchild", exec.Command("/bin/sh", "-c", `"$0"; exit $?`, self)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.cmd.Env = append(os.Environ(), helperEnv+"="+s.Path())
+			out, err := tc.cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("client: %v\n%s", err, out)
+			}
+			if got := string(out); !strings.Contains(got, `"ok":false`) || !strings.Contains(got, "was started by the host (a capsule's shim or a process a capsule spawned); the control socket serves the operator only") {
+				t.Fatalf("a descendant of the server: %s", got)
+			}
+		})
 	}
 }

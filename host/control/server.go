@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -40,14 +41,22 @@ type Server struct {
 	handlers Handlers
 	log      hclog.Logger
 	uid      int
+	pid      int
+	// allowDescendants lets processes the server's own process started be served (for tests
+	// whose client is a child of the test binary that serves).
+	allowDescendants atomic.Bool
 
 	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelCauseFunc
 	slots  chan struct{}
-	wg     sync.WaitGroup
+	// streams holds a token for each stream being served (MaxStreams).
+	streams chan struct{}
+	wg      sync.WaitGroup
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
+	mu sync.Mutex
+	// conns are the connections being served; true for one that carries a stream, which ends
+	// itself when the server closes (with a last frame saying so) rather than being cut.
+	conns map[net.Conn]bool
 }
 
 // Listen binds the control socket of stateDir (SocketPath) and serves handlers on it until
@@ -75,9 +84,9 @@ func Listen(stateDir string, handlers Handlers, log hclog.Logger) (*Server, erro
 		ln.Close()
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	s := &Server{ln: ln, path: path, handlers: handlers, log: log, uid: os.Geteuid(),
-		slots: make(chan struct{}, MaxConns), conns: map[net.Conn]struct{}{}}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s := &Server{ln: ln, path: path, handlers: handlers, log: log, uid: os.Geteuid(), pid: os.Getpid(),
+		slots: make(chan struct{}, MaxConns), streams: make(chan struct{}, MaxStreams), conns: map[net.Conn]bool{}}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -86,14 +95,19 @@ func Listen(stateDir string, handlers Handlers, log hclog.Logger) (*Server, erro
 // Path is the socket's path.
 func (s *Server) Path() string { return s.path }
 
-// Close stops accepting, ends the connections being served, waits for their handlers and
-// removes the socket.
+// Close stops accepting, ends the connections being served (a stream with a last frame saying
+// the host is stopping, written within StreamEndTimeout), waits for their handlers and removes
+// the socket.
 func (s *Server) Close() error {
-	s.cancel()
+	s.cancel(ErrStopping)
 	err := s.ln.Close()
 	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
+	for c, streaming := range s.conns {
+		if streaming {
+			c.SetWriteDeadline(time.Now().Add(StreamEndTimeout)) // a write blocked now ends soon
+		} else {
+			c.Close()
+		}
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
@@ -155,7 +169,7 @@ func (s *Server) serve() {
 			<-s.slots
 			return
 		}
-		s.conns[conn] = struct{}{}
+		s.conns[conn] = false
 		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
@@ -179,7 +193,9 @@ func (s *Server) refuse(conn net.Conn, msg string) {
 	conn.Close()
 }
 
-// handle serves one connection: the peer's user id, one request, its response.
+// handle serves one connection: the peer's user id, one request, its response (and, for a
+// method that streams, the stream's frames). The request's context ends when the client closes
+// the connection or sends anything more, and when the server closes.
 func (s *Server) handle(conn net.Conn) {
 	uid, err := shared.PeerUID(conn)
 	if err != nil {
@@ -192,6 +208,12 @@ func (s *Server) handle(conn net.Conn) {
 		WriteFrame(conn, Response{Error: fmt.Sprintf("refused: the host runs as uid %d and serves no other user (you are uid %d)", s.uid, uid)})
 		return
 	}
+	if err := s.checkLineage(conn); err != nil {
+		s.log.Warn("control socket: connection refused", "error", err)
+		conn.SetDeadline(time.Now().Add(IOTimeout))
+		WriteFrame(conn, Response{Error: "refused: " + err.Error()})
+		return
+	}
 	conn.SetDeadline(time.Now().Add(IOTimeout))
 	var req Request
 	if err := ReadFrame(conn, &req); err != nil {
@@ -199,28 +221,64 @@ func (s *Server) handle(conn net.Conn) {
 		WriteFrame(conn, Response{Error: "bad request: " + err.Error()})
 		return
 	}
-	resp := s.call(req)
-	conn.SetDeadline(time.Now().Add(IOTimeout))
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	defer watchPeer(conn, cancel)()
+	resp, stream := s.call(ctx, req)
+	if stream != nil {
+		s.serveStream(ctx, conn, req.Method, stream)
+		return
+	}
+	conn.SetWriteDeadline(time.Now().Add(IOTimeout))
 	if err := WriteFrame(conn, resp); err != nil {
 		s.log.Warn("control socket: cannot answer", "method", logtext.Escape(req.Method), "error", err)
 	}
 }
 
-// call runs the request's method.
-func (s *Server) call(req Request) Response {
+// checkLineage refuses a peer that descends from the server's process: a process the host
+// started, such as a capsule's shim (see lineage.go).
+func (s *Server) checkLineage(conn net.Conn) error {
+	if s.allowDescendants.Load() {
+		return nil
+	}
+	pid, err := shared.PeerPID(conn)
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("cannot tell which process connected (pid %d): %v", pid, err)
+	}
+	if pid == s.pid {
+		return nil
+	}
+	below, err := descendsFrom(pid, s.pid)
+	switch {
+	case err != nil:
+		return fmt.Errorf("cannot tell whether process %d was started by the host: %v", pid, err)
+	case below:
+		return fmt.Errorf("process %d was started by the host (a capsule's shim or a process a capsule spawned); the control socket serves the operator only", pid)
+	}
+	return nil
+}
+
+// call runs the request's method: its response, or the Stream it answers with.
+func (s *Server) call(ctx context.Context, req Request) (Response, Stream) {
 	h, ok := s.handlers[req.Method]
 	if !ok {
-		return Response{Error: fmt.Sprintf("unknown method %q; this host serves: %s", logtext.Escape(req.Method), strings.Join(s.methods(), ", "))}
+		return Response{Error: fmt.Sprintf("unknown method %q; this host serves: %s", logtext.Escape(req.Method), strings.Join(s.methods(), ", "))}, nil
 	}
-	result, err := h(s.ctx, req.Params)
+	result, err := h(ctx, req.Params)
 	if err != nil {
-		return Response{Error: err.Error()}
+		return Response{Error: err.Error()}, nil
+	}
+	if st, ok := result.(Stream); ok {
+		return Response{OK: true}, st
 	}
 	b, err := json.Marshal(result)
 	if err != nil {
-		return Response{Error: fmt.Sprintf("%s: cannot encode the result: %v", req.Method, err)}
+		return Response{Error: fmt.Sprintf("%s: cannot encode the result: %v", req.Method, err)}, nil
 	}
-	return Response{OK: true, Result: b}
+	if len(b) > MaxFrameBytes-len(`{"ok":true,"result":}`) {
+		return Response{Error: fmt.Sprintf("%s: the result is %d bytes of JSON, more than one response holds (%d)", req.Method, len(b), MaxFrameBytes)}, nil
+	}
+	return Response{OK: true, Result: b}, nil
 }
 
 func (s *Server) methods() []string {
