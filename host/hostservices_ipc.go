@@ -73,11 +73,11 @@ func (s *hostServices) IpcUnsubscribe(_ context.Context, req *pb.IpcHandle) (*pb
 
 // IpcPoll drains one of the capsule's subscriptions without waiting.
 func (s *hostServices) IpcPoll(_ context.Context, req *pb.IpcHandle) (*pb.IpcEnvelope, error) {
-	sub, err := s.inst.ipc.get(req.Handle)
+	env, err := s.inst.ipc.poll(req.Handle, envelopeBytes)
 	if err != nil {
 		return nil, s.refuse(fmt.Errorf("poll %d: %w", req.Handle, err))
 	}
-	return envelope(sub.Poll(envelopeBytes))
+	return envelope(env)
 }
 
 // IpcRecv publishes the guest's pending messages, then waits for a message on one of the
@@ -90,13 +90,15 @@ func (s *hostServices) IpcRecv(ctx context.Context, req *pb.IpcRecvRequest) (*pb
 	if err := s.publish(req.PublishFirst); err != nil {
 		return nil, err
 	}
-	sub, err := s.inst.ipc.get(req.Handle)
-	if err != nil {
+	if _, err := s.inst.ipc.get(req.Handle); err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", req.Handle, err))
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
 	defer cancel()
-	env, _ := sub.Recv(ctx, envelopeBytes)
+	env, err := s.inst.ipc.recv(ctx, req.Handle, envelopeBytes)
+	if err != nil {
+		return nil, s.refuse(fmt.Errorf("recv %d: %w", req.Handle, err))
+	}
 	return envelope(env)
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -172,7 +173,10 @@ func (h *Host) instanceByPid(pid int) *Instance {
 	if pid <= 0 {
 		return nil
 	}
-	for _, inst := range h.Instances() {
+	h.mu.Lock()
+	insts := slices.Concat(h.instances, h.pending) // a reload's next instance connects too
+	h.mu.Unlock()
+	for _, inst := range insts {
 		if inst.Pid() == pid {
 			return inst
 		}
