@@ -1,0 +1,486 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/astrid-go/astrid/host"
+)
+
+// relayRig is a host running the relay test capsule (a run loop republishing relay.v1.in on
+// relay.v1.out, tagged with its [env] mode) from a directory of the test's own, and the ipc test
+// capsule subscribed to relay.v1.out: the subscriber on another capsule that sees what the relay
+// relayed, through the real bus, shims and guests.
+type relayRig struct {
+	t      *testing.T
+	h      *host.Host
+	dir    string // the relay's capsule directory, which the test edits
+	sub    *host.Instance
+	handle uint64
+
+	published int            // requests published so far, numbered 1..published
+	got       map[int]string // request number -> mode of the instance that relayed it
+	dups      int            // requests relayed more than once
+	subLagged uint64         // what the subscriber's queue reported as lagged
+}
+
+func newRelayRig(t *testing.T, configure ...func(*host.Config)) *relayRig {
+	t.Helper()
+	r := &relayRig{t: t, h: newHost(t, configure...), dir: capsuleVariant(t, "relay", ""), got: map[int]string{}}
+	relay, _ := loadCapsule(t, r.h, r.dir, host.LoadOptions{RunLoop: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := relay.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	subDir := capsuleEdited(t, "ipc", "ipc", func(s string) string {
+		return strings.Replace(s, `ipc_subscribe = ["test.v1.*"`, `ipc_subscribe = ["test.v1.*", "relay.v1.out"`, 1)
+	})
+	r.sub, _ = loadCapsule(t, r.h, subDir)
+	out, err := r.sub.Call(context.Background(), "subscribe", []byte("relay.v1.out"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fmt.Sscan(string(out), &r.handle); err != nil {
+		t.Fatalf("subscribe answered %q: %v", out, err)
+	}
+	return r
+}
+
+// relay is the capsule's current instance.
+func (r *relayRig) relay() *host.Instance {
+	inst := current(r.h, "relay")
+	if inst == nil {
+		r.t.Fatal("no relay instance is listed")
+	}
+	return inst
+}
+
+// relayLagged is what the relay's subscription to relay.v1.in reports as lagged, and how many
+// messages it matched (the subscription passes from instance to instance across reloads).
+func (r *relayRig) relayLagged() (lagged, matched uint64) {
+	for _, st := range r.relay().SubscriptionStats() {
+		lagged += st.Lagged
+		matched += st.Matched
+	}
+	return lagged, matched
+}
+
+// recvOnce receives one envelope at the subscriber and records it; it reports how many
+// messages (and lags) it saw.
+func (r *relayRig) recvOnce() (uint64, error) {
+	in := fmt.Sprintf(`{"handle":%d,"timeout_ms":10000}`, r.handle)
+	out, err := r.sub.Call(context.Background(), "recv", []byte(in), 0)
+	if err != nil {
+		return 0, err
+	}
+	var s struct {
+		Data   []json.RawMessage `json:"data"`
+		Lagged uint64            `json:"lagged"`
+	}
+	if err := json.Unmarshal(out, &s); err != nil {
+		return 0, fmt.Errorf("recv answered %q: %v", out, err)
+	}
+	r.subLagged += s.Lagged
+	for _, d := range s.Data {
+		var m struct {
+			Mode string `json:"mode"`
+			Data struct {
+				N int `json:"n"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(d, &m); err != nil {
+			return 0, fmt.Errorf("relayed %s: %v", d, err)
+		}
+		if _, seen := r.got[m.Data.N]; seen {
+			r.dups++
+		}
+		r.got[m.Data.N] = m.Mode
+	}
+	return uint64(len(s.Data)) + s.Lagged, nil
+}
+
+// drive publishes count more requests with at most window of them unaccounted for at a time (so
+// that no queue has to lag), runs during on the side once a third of them are out, waits for it,
+// and receives until every request is accounted for: relayed, or counted as lagged by the
+// relay's queue or the subscriber's. It fails the test on a duplicate or a loss.
+func (r *relayRig) drive(count, window int, during func()) {
+	t := r.t
+	t.Helper()
+	var mu sync.Mutex
+	progress := make(chan struct{}, 1)
+	accounted := uint64(len(r.got)) + r.subLagged
+	base := r.published
+	stopRecv := make(chan struct{})
+	recvDone := make(chan error, 1)
+	target := func() uint64 {
+		lagged, _ := r.relayLagged()
+		return uint64(r.published) - lagged
+	}
+	go func() {
+		for {
+			n, err := r.recvOnce()
+			if err != nil {
+				recvDone <- err
+				return
+			}
+			mu.Lock()
+			accounted += n
+			done := accounted >= target()
+			mu.Unlock()
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
+			select {
+			case <-stopRecv:
+				if done {
+					recvDone <- nil
+					return
+				}
+			default:
+			}
+			if n == 0 {
+				recvDone <- errors.New("the subscriber received nothing for 10 s")
+				return
+			}
+		}
+	}()
+	var duringDone chan struct{}
+	deadline := time.After(2 * time.Minute)
+	for k := 1; k <= count; k++ {
+		if k == count/3 && during != nil {
+			duringDone = make(chan struct{})
+			go func() { defer close(duringDone); during() }()
+		}
+		for {
+			mu.Lock()
+			behind := uint64(base+k) - accounted
+			mu.Unlock()
+			if behind <= uint64(window) {
+				break
+			}
+			select {
+			case <-progress:
+			case err := <-recvDone:
+				t.Fatalf("after %d requests: %v", base+k, err)
+			case <-deadline:
+				t.Fatalf("after %d requests: the relay fell behind by %d for 2 min", base+k, behind)
+			}
+		}
+		mu.Lock()
+		r.published = base + k
+		mu.Unlock()
+		if err := r.h.Publish("relay.v1.in", fmt.Appendf(nil, `{"n":%d}`, base+k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if duringDone != nil {
+		<-duringDone
+	}
+	close(stopRecv)
+	if err := <-recvDone; err != nil {
+		t.Fatalf("%d published, %d relayed: %v", r.published, len(r.got), err)
+	}
+	relayLagged, matched := r.relayLagged()
+	if matched != uint64(r.published) {
+		t.Errorf("the relay's subscription matched %d requests; %d were published", matched, r.published)
+	}
+	if r.dups != 0 {
+		t.Errorf("%d requests were relayed twice", r.dups)
+	}
+	if lost := uint64(r.published-len(r.got)) - relayLagged - r.subLagged; lost != 0 {
+		t.Errorf("%d requests published, %d relayed, %d lagged at the relay, %d at the subscriber: %d lost",
+			r.published, len(r.got), relayLagged, r.subLagged, lost)
+	}
+}
+
+// modes counts the requests relayed by each mode (instance generation).
+func (r *relayRig) modes() map[string]int {
+	out := map[string]int{}
+	for _, m := range r.got {
+		out[m]++
+	}
+	return out
+}
+
+// setMode rewrites the relay's Capsule.toml with [env] mode's default set to mode, replacing the
+// file by rename as editors do.
+func (r *relayRig) setMode(mode string) {
+	r.t.Helper()
+	toml, err := os.ReadFile(filepath.Join(capsules["relay"], "Capsule.toml"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	replaceFile(r.t, filepath.Join(r.dir, "Capsule.toml"), []byte(strings.Replace(string(toml), `default = "relay"`, fmt.Sprintf("default = %q", mode), 1)))
+}
+
+// setModule replaces the relay's module with the built one plus a custom section naming tag: the
+// same code in a module of another hash, which the host compiles anew.
+func (r *relayRig) setModule(tag string) {
+	r.t.Helper()
+	wasm, err := os.ReadFile(filepath.Join(capsules["relay"], "relay.wasm"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	name := "reload"
+	section := append([]byte{byte(len(name))}, name...)
+	section = append(section, tag...)
+	wasm = append(wasm, 0, byte(len(section))) // custom section id 0, its size (< 128)
+	replaceFile(r.t, filepath.Join(r.dir, "relay.wasm"), append(wasm, section...))
+}
+
+// replaceFile writes data to a temporary file beside path and renames it over path.
+func replaceFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestReloadUnderLoad: a run-loop capsule's module and manifest are replaced and the capsule
+// reloaded while requests stream to it; the subscriber on another capsule gets every request
+// relayed exactly once, by the old instance or the new, except what a queue reports as lagged,
+// and the new instance serves from then on with the capsule's counters carried over.
+func TestReloadUnderLoad(t *testing.T) {
+	checkLeaks(t)
+	r := newRelayRig(t)
+	old := r.relay()
+	reloaded := r.h.Bus().Subscribe(host.TopicCapsuleReloaded)
+	defer reloaded.Close()
+	var next *host.Instance
+	var res host.LoadResult
+	var reloadErr error
+	r.drive(3000, 400, func() {
+		r.setMode("v2")
+		r.setModule("v2")
+		next, res, reloadErr = r.h.Reload(context.Background(), "relay")
+	})
+	if reloadErr != nil {
+		t.Fatal(reloadErr)
+	}
+	if !res.Compiled {
+		t.Error("the changed module was not compiled")
+	}
+	if next == old || r.relay() != next {
+		t.Fatalf("the listed instance is %p; old %p, new %p", r.relay(), old, next)
+	}
+	if st, _ := old.State(); st != host.StateStopped {
+		t.Errorf("the replaced instance is %s, want stopped", st)
+	}
+	if s := next.Status(); s.Reloads != 1 || s.Restarts != 0 || s.State != "ready" {
+		t.Errorf("the new instance's status: %+v", s)
+	}
+	modes := r.modes()
+	if modes["relay"] == 0 || modes["v2"] == 0 {
+		t.Errorf("relayed by mode: %v; want requests relayed by the old instance and by the new", modes)
+	}
+	// After the swap, only the new instance relays.
+	before := modes["v2"]
+	r.drive(300, 400, nil)
+	if after := r.modes(); after["v2"] != before+300 || after["relay"] != modes["relay"] {
+		t.Errorf("after the reload, relayed by mode: %v (before: %v)", after, modes)
+	}
+	env := reloaded.Poll(1 << 20)
+	if len(env.Messages) != 1 || !strings.Contains(string(env.Messages[0].Payload), next.Status().Instance) {
+		t.Errorf("reloaded events: %+v", env.Messages)
+	}
+	t.Logf("relayed by mode: %v; lagged: relay %d, subscriber %d", r.modes(), func() uint64 { l, _ := r.relayLagged(); return l }(), r.subLagged)
+}
+
+// TestReloadBrokenReplacement: a replacement that cannot load, or that loads and fails before
+// it takes over (after it took over the subscription, in two of the cases), leaves the old
+// instance serving, with nothing lost of what was published meanwhile.
+func TestReloadBrokenReplacement(t *testing.T) {
+	checkLeaks(t)
+	cases := []struct {
+		name  string
+		edit  func(r *relayRig)
+		want  string
+		ready time.Duration
+	}{
+		{"module that is not wasm", func(r *relayRig) { replaceFile(r.t, filepath.Join(r.dir, "relay.wasm"), []byte("not a module")) }, "compile", 0},
+		{"invalid manifest", func(r *relayRig) {
+			replaceFile(r.t, filepath.Join(r.dir, "Capsule.toml"), []byte("[package]\nname = 5\n"))
+		}, "invalid manifest", 0},
+		{"renamed capsule", func(r *relayRig) {
+			toml, _ := os.ReadFile(filepath.Join(r.dir, "Capsule.toml"))
+			replaceFile(r.t, filepath.Join(r.dir, "Capsule.toml"), []byte(strings.Replace(string(toml), `name = "relay"`, `name = "other"`, 1)))
+		}, `a reload keeps the name "relay"`, 0},
+		{"crash after subscribing", func(r *relayRig) { r.setMode("crash") }, "the run loop failed", 0},
+		{"never signals ready", func(r *relayRig) { r.setMode("no-ready") }, "did not signal ready", 2 * time.Second},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var configure []func(*host.Config)
+			if tc.ready > 0 {
+				configure = append(configure, func(c *host.Config) { c.ReadyTimeout = tc.ready })
+			}
+			r := newRelayRig(t, configure...)
+			old := r.relay()
+			var reloadErr error
+			r.drive(600, 200, func() {
+				tc.edit(r)
+				_, _, reloadErr = r.h.Reload(context.Background(), "relay")
+			})
+			if reloadErr == nil || !strings.Contains(reloadErr.Error(), tc.want) || !strings.Contains(reloadErr.Error(), "goes on") {
+				t.Fatalf("reload: %v; want an error saying %q and that the old instance goes on", reloadErr, tc.want)
+			}
+			if r.relay() != old {
+				t.Fatal("the old instance is no longer listed")
+			}
+			if s := old.Status(); s.State != "ready" || s.Reloads != 0 {
+				t.Fatalf("the old instance: %+v", s)
+			}
+			if modes := r.modes(); len(modes) != 1 || modes["relay"] != len(r.got) {
+				t.Fatalf("relayed by mode: %v; want all by the old instance", modes)
+			}
+			r.drive(100, 200, nil) // and it goes on serving
+		})
+	}
+}
+
+// TestReloadCrashDuringSwap: the old instance crashes while its replacement is loading; the
+// reload completes, and the crash's restart does not add a second instance.
+func TestReloadCrashDuringSwap(t *testing.T) {
+	checkLeaks(t)
+	r := newRelayRig(t)
+	old := r.relay()
+	ready := r.h.Bus().Subscribe(host.TopicCapsulePrefix + "ready")
+	defer ready.Close()
+	restarted := r.h.Bus().Subscribe(host.TopicCapsuleRestarted)
+	defer restarted.Close()
+	r.setMode("gated")
+	type result struct {
+		inst *host.Instance
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		inst, _, err := r.h.Reload(context.Background(), "relay")
+		done <- result{inst, err}
+	}()
+	// The new instance is Ready (and has taken the subscription over) but waits for its gate.
+	for {
+		env, err := ready.Recv(context.Background(), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(env.Messages) > 0 && strings.Contains(string(env.Messages[0].Payload), `"relay"`) {
+			break
+		}
+	}
+	if err := killShim(old); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the old instance to be marked crashed", func() bool {
+		st, _ := old.State()
+		return st == host.StateFailed
+	})
+	if err := r.h.Publish("relay.v1.gate", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	r.drive(200, 100, nil)
+	if modes := r.modes(); modes["gated"] != 200 {
+		t.Errorf("relayed by mode: %v", modes)
+	}
+	r.h.Shutdown(context.Background()) // waits for the crash's pending restart, which gives up
+	n := 0
+	for _, inst := range r.h.Instances() {
+		if inst.ID() == "relay" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d relay instances listed after the reload", n)
+	}
+	if env := restarted.Poll(1 << 20); len(env.Messages) != 0 {
+		t.Errorf("the crashed instance was restarted after the reload replaced it: %+v", env.Messages)
+	}
+}
+
+// TestReloadSerialised: reloads of one capsule run one after the other; each replaces the
+// instance the one before left.
+func TestReloadSerialised(t *testing.T) {
+	checkLeaks(t)
+	r := newRelayRig(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, err := r.h.Reload(context.Background(), "relay")
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := r.relay().Status(); s.Reloads != 2 || s.State != "ready" {
+		t.Fatalf("after two reloads: %+v", s)
+	}
+	r.drive(200, 100, nil)
+	if _, _, err := r.h.Reload(context.Background(), "nosuch"); !errors.Is(err, host.ErrNotLoaded) || !strings.Contains(err.Error(), "loaded: relay, ipc") {
+		t.Errorf("reload of an unknown capsule: %v", err)
+	}
+}
+
+// TestReloadShutdown: Shutdown during a reload ends it (it fails) and stops both instances.
+func TestReloadShutdown(t *testing.T) {
+	checkLeaks(t)
+	r := newRelayRig(t, func(c *host.Config) { c.ReadyTimeout = 10 * time.Minute })
+	old := r.relay()
+	ready := r.h.Bus().Subscribe(host.TopicCapsulePrefix + "ready")
+	defer ready.Close()
+	r.setMode("no-ready")
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.h.Reload(context.Background(), "relay")
+		done <- err
+	}()
+	for {
+		env, err := ready.Recv(context.Background(), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(env.Messages) > 0 && strings.Contains(string(env.Messages[0].Payload), `"relay"`) {
+			break
+		}
+	}
+	start := time.Now()
+	r.h.Shutdown(context.Background())
+	if err := <-done; err == nil {
+		t.Fatal("the reload succeeded across Shutdown")
+	}
+	if took := time.Since(start); took > time.Minute {
+		t.Errorf("Shutdown took %s", took)
+	}
+	if processAlive(old.Pid()) {
+		t.Errorf("the old instance's shim (pid %d) is still running", old.Pid())
+	}
+}
+
+// killShim SIGKILLs the instance's shim.
+func killShim(inst *host.Instance) error { return syscall.Kill(inst.Pid(), syscall.SIGKILL) }
