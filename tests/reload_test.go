@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,20 +66,32 @@ func (r *relayRig) relay() *host.Instance {
 	return inst
 }
 
-// relayLagged is what the relay's subscription to relay.v1.in reports as lagged, and how many
-// messages it matched (the subscription passes from instance to instance across reloads).
+// relayLagged is what the relay's subscription to relay.v1.in (its first, and lowest handle)
+// reports as lagged, and how many messages it matched (the subscription passes from instance
+// to instance across reloads).
 func (r *relayRig) relayLagged() (lagged, matched uint64) {
-	for _, st := range r.relay().SubscriptionStats() {
-		lagged += st.Lagged
-		matched += st.Matched
+	stats := r.relay().SubscriptionStats()
+	first := uint64(math.MaxUint64)
+	for h := range stats {
+		first = min(first, h)
 	}
-	return lagged, matched
+	return stats[first].Lagged, stats[first].Matched
 }
 
-// recvOnce receives one envelope at the subscriber and records it; it reports how many
-// messages (and lags) it saw.
+// stopped reports whether c is closed.
+func stopped(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// recvOnce receives one envelope at the subscriber (waiting up to 1 s) and records it; it
+// reports how many messages (and lags) it saw.
 func (r *relayRig) recvOnce() (uint64, error) {
-	in := fmt.Sprintf(`{"handle":%d,"timeout_ms":10000}`, r.handle)
+	in := fmt.Sprintf(`{"handle":%d,"timeout_ms":1000}`, r.handle)
 	out, err := r.sub.Call(context.Background(), "recv", []byte(in), 0)
 	if err != nil {
 		return 0, err
@@ -110,9 +123,10 @@ func (r *relayRig) recvOnce() (uint64, error) {
 }
 
 // drive publishes count more requests with at most window of them unaccounted for at a time (so
-// that no queue has to lag), runs during on the side once a third of them are out, waits for it,
-// and receives until every request is accounted for: relayed, or counted as lagged by the
-// relay's queue or the subscriber's. It fails the test on a duplicate or a loss.
+// that no queue has to lag), runs during on the side once a third of them are out and goes on
+// publishing until it has returned, then receives until every request is accounted for:
+// relayed, or counted as lagged by the relay's queue or the subscriber's. It fails the test on
+// a duplicate or a loss.
 func (r *relayRig) drive(count, window int, during func()) {
 	t := r.t
 	t.Helper()
@@ -127,6 +141,7 @@ func (r *relayRig) drive(count, window int, during func()) {
 		return uint64(r.published) - lagged
 	}
 	go func() {
+		idle := 0 // recvs in a row that received nothing
 		for {
 			n, err := r.recvOnce()
 			if err != nil {
@@ -149,7 +164,12 @@ func (r *relayRig) drive(count, window int, during func()) {
 				}
 			default:
 			}
-			if n == 0 {
+			if n > 0 {
+				idle = 0
+			} else if stopped(stopRecv) {
+				idle++ // while the publisher waits for during, nothing may come for a while
+			}
+			if idle == 10 {
 				recvDone <- errors.New("the subscriber received nothing for 10 s")
 				return
 			}
@@ -157,7 +177,7 @@ func (r *relayRig) drive(count, window int, during func()) {
 	}()
 	var duringDone chan struct{}
 	deadline := time.After(2 * time.Minute)
-	for k := 1; k <= count; k++ {
+	for k := 1; k <= count || (duringDone != nil && !stopped(duringDone)); k++ {
 		if k == count/3 && during != nil {
 			duringDone = make(chan struct{})
 			go func() { defer close(duringDone); during() }()
@@ -183,9 +203,6 @@ func (r *relayRig) drive(count, window int, during func()) {
 		if err := r.h.Publish("relay.v1.in", fmt.Appendf(nil, `{"n":%d}`, base+k)); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if duringDone != nil {
-		<-duringDone
 	}
 	close(stopRecv)
 	if err := <-recvDone; err != nil {
@@ -312,7 +329,9 @@ func TestReloadBrokenReplacement(t *testing.T) {
 		want  string
 		ready time.Duration
 	}{
-		{"module that is not wasm", func(r *relayRig) { replaceFile(r.t, filepath.Join(r.dir, "relay.wasm"), []byte("not a module")) }, "compile", 0},
+		{"module that does not compile", func(r *relayRig) {
+			replaceFile(r.t, filepath.Join(r.dir, "relay.wasm"), []byte("\x00asm\x01\x00\x00\x00\xff\xff"))
+		}, "compile", 0},
 		{"invalid manifest", func(r *relayRig) {
 			replaceFile(r.t, filepath.Join(r.dir, "Capsule.toml"), []byte("[package]\nname = 5\n"))
 		}, "invalid manifest", 0},
