@@ -34,5 +34,6 @@ func (h *Host) ControlHandlers() control.Handlers {
 			}
 			return p, nil
 		},
+		ControlReload: h.controlReload,
 	}
 }

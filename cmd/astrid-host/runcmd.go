@@ -55,13 +55,20 @@ the host's own events (astrid.v1.capsule.*, astrid.v1.capsules_loaded) included;
 shows (nearly) everything. --publish TOPIC=JSON publishes a message once every capsule is loaded,
 for smoke tests.
 
+--watch reloads a capsule whose Capsule.toml, module or meta.json changes (in place or replaced
+by a rename, as editors and cp do), 500 ms after the last change: the new instance takes over the
+running one's subscriptions and queued messages; a change that fails to load (an invalid manifest,
+a module that does not compile or, for an installed capsule, does not match its meta.json) is
+logged and the running instance goes on. 'astrid-host reload NAME' does the same on demand.
+
 While it runs, 'astrid-host status' (with the same --state) shows each capsule's state, restarts
 and last failure, and 'astrid-host approve' answers the capsules' approval requests, which run logs
 with their REQUEST_ID (through the control socket STATE/run/control.sock).
 
 Examples:
   astrid-host run
-  astrid-host run --tail 'ping.v1.*' --publish 'ping.v1.request={"n":1}' examples/`
+  astrid-host run --tail 'ping.v1.*' --publish 'ping.v1.request={"n":1}' examples/
+  astrid-host run --watch examples/pong`
 
 // shutdownTimeout bounds the orderly unload at the end of run.
 const shutdownTimeout = 10 * time.Second
@@ -73,6 +80,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	var tails, publishes stringList
 	fs.Var(&tails, "tail", "print bus messages whose topic `PATTERN` matches as JSON lines on stdout; repeatable")
 	fs.Var(&publishes, "publish", "publish `TOPIC=JSON` once the capsules are loaded; repeatable")
+	watch := fs.Bool("watch", false, "reload a capsule when its Capsule.toml, module or meta.json changes (as 'astrid-host reload' does)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageError(fs, stderr, err)
@@ -154,8 +162,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			logger.Error("--publish failed", "topic", p.topic, "error", err)
 		}
 	}
+	stopWatch := func() {}
+	if *watch && ctx.Err() == nil {
+		stopWatch = startWatch(h, logger)
+	}
 	logger.Info("running; send SIGINT or SIGTERM to stop", "capsules", ready)
 	<-ctx.Done()
+	stopWatch() // before the unload: no reload starts behind it
 	// A second signal skips the orderly unload. Its handler is in place before the first one's is
 	// released, so no second signal can take the default action (death, leaving the runtime
 	// directory behind).
@@ -232,4 +245,16 @@ func startTails(b *bus.Bus, patterns []string, out io.Writer, logger hclog.Logge
 		cancel()
 		wg.Wait()
 	}
+}
+
+// startWatch starts reloading the capsules whose files change (--watch) until the returned
+// function is called. A host that cannot watch runs on without it, saying so.
+func startWatch(h *host.Host, logger hclog.Logger) (stop func()) {
+	w, err := h.Watch(host.WatchOptions{})
+	if err != nil {
+		logger.Error("--watch: capsules will not be reloaded when they change", "error", err)
+		return func() {}
+	}
+	logger.Info("--watch: reloading capsules when their files change", "debounce", host.DefaultWatchDebounce)
+	return func() { w.Close() }
 }
