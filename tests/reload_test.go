@@ -503,3 +503,72 @@ func TestReloadShutdown(t *testing.T) {
 
 // killShim SIGKILLs the instance's shim.
 func killShim(inst *host.Instance) error { return syscall.Kill(inst.Pid(), syscall.SIGKILL) }
+
+// TestReloadWatch: a Watcher reloads the capsule when its Capsule.toml is replaced by a rename;
+// a change that fails to load is reported and leaves the running instance serving.
+func TestReloadWatch(t *testing.T) {
+	checkLeaks(t)
+	r := newRelayRig(t)
+	type outcome struct {
+		name string
+		err  error
+	}
+	reloads := make(chan outcome, 8)
+	w, err := r.h.Watch(host.WatchOptions{Reloaded: func(name string, err error) { reloads <- outcome{name, err} }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	old := r.relay()
+	r.setMode("watched")
+	if o := <-reloads; o.name != "relay" || o.err != nil {
+		t.Fatalf("reload on change: %+v", o)
+	}
+	r.drive(100, 100, nil)
+	if modes := r.modes(); modes["watched"] != 100 || r.relay() == old {
+		t.Fatalf("after the change, relayed by mode: %v", modes)
+	}
+	serving := r.relay()
+	replaceFile(t, filepath.Join(r.dir, "Capsule.toml"), []byte("[package]\nname = 5\n"))
+	if o := <-reloads; o.err == nil || !strings.Contains(o.err.Error(), "invalid manifest") {
+		t.Fatalf("reload of a broken change: %+v", o)
+	}
+	r.drive(100, 100, nil)
+	if modes := r.modes(); modes["watched"] != 200 || r.relay() != serving {
+		t.Fatalf("after a broken change, relayed by mode: %v", modes)
+	}
+}
+
+// TestReloadCLI: `astrid-host reload NAME` against a running `astrid-host run --watch`, and
+// --watch noticing a change, each announced on the bus; the errors for a capsule that is not
+// loaded and for no running host.
+func TestReloadCLI(t *testing.T) {
+	state := t.TempDir()
+	dir := capsuleVariant(t, "relay", "")
+	run := startRun(t, "--state", state, "--watch", "--tail", host.TopicCapsuleReloaded, dir)
+	if res := runCLI(t, state, "reload", "--state", state); res.code != 2 || !strings.Contains(res.stderr, "want the NAME of one capsule") {
+		t.Fatalf("reload with no name: exit %d\n%s", res.code, res.stderr)
+	}
+	if res := runCLI(t, state, "reload", "--state", state, "nosuch"); res.code != 1 || !strings.Contains(res.stderr, `capsule "nosuch": no such capsule is loaded (loaded: relay)`) {
+		t.Fatalf("reload of an unknown capsule: exit %d\n%s", res.code, res.stderr)
+	}
+	if res := runCLI(t, state, "reload", "--state", state, "relay"); res.code != 0 || !strings.HasPrefix(res.stdout, "relay: reloaded (instance ") || !strings.Contains(res.stdout, "reloads: 1)") {
+		t.Fatalf("reload: exit %d\nstdout %s\nstderr %s", res.code, res.stdout, res.stderr)
+	}
+	run.awaitStdout(t, `"reloads":1`)
+	toml, err := os.ReadFile(filepath.Join(dir, "Capsule.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceFile(t, filepath.Join(dir, "Capsule.toml"), []byte(strings.Replace(string(toml), `default = "relay"`, `default = "v2"`, 1)))
+	run.awaitStdout(t, `"reloads":2`)
+	if err := run.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.wait(t, runShutdownBound); err != nil {
+		t.Fatal(err)
+	}
+	if res := runCLI(t, state, "reload", "--state", state, "relay"); res.code != 1 || !strings.Contains(res.stderr, "no astrid-host run is running with state directory "+state) {
+		t.Fatalf("reload with no host: exit %d\n%s", res.code, res.stderr)
+	}
+}
