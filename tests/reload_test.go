@@ -170,7 +170,7 @@ func (r *relayRig) drive(count, window int, during func()) {
 				idle++ // while the publisher waits for during, nothing may come for a while
 			}
 			if idle == 10 {
-				recvDone <- errors.New("the subscriber received nothing for 10 s")
+				recvDone <- nil // nothing more for 10 s: what is missing is counted below
 				return
 			}
 		}
