@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host"
 )
 
@@ -393,15 +394,7 @@ func TestReloadCrashDuringSwap(t *testing.T) {
 		done <- result{inst, err}
 	}()
 	// The new instance is Ready (and has taken the subscription over) but waits for its gate.
-	for {
-		env, err := ready.Recv(context.Background(), 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(env.Messages) > 0 && strings.Contains(string(env.Messages[0].Payload), `"relay"`) {
-			break
-		}
-	}
+	awaitRelayReady(t, ready)
 	if err := killShim(old); err != nil {
 		t.Fatal(err)
 	}
@@ -479,15 +472,7 @@ func TestReloadShutdown(t *testing.T) {
 		_, _, err := r.h.Reload(context.Background(), "relay")
 		done <- err
 	}()
-	for {
-		env, err := ready.Recv(context.Background(), 1<<20)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(env.Messages) > 0 && strings.Contains(string(env.Messages[0].Payload), `"relay"`) {
-			break
-		}
-	}
+	awaitRelayReady(t, ready)
 	start := time.Now()
 	r.h.Shutdown(context.Background())
 	if err := <-done; err == nil {
@@ -570,5 +555,22 @@ func TestReloadCLI(t *testing.T) {
 	}
 	if res := runCLI(t, state, "reload", "--state", state, "relay"); res.code != 1 || !strings.Contains(res.stderr, "no astrid-host run is running with state directory "+state) {
 		t.Fatalf("reload with no host: exit %d\n%s", res.code, res.stderr)
+	}
+}
+
+// awaitRelayReady waits for an astrid.v1.capsule.ready event of the relay on ready: its new
+// instance, loading for a reload, is Ready (and has taken the subscription over).
+func awaitRelayReady(t *testing.T, ready *bus.Subscription) {
+	t.Helper()
+	for {
+		env, err := ready.Recv(context.Background(), 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range env.Messages {
+			if strings.Contains(string(m.Payload), `"capsule_id":"relay"`) {
+				return
+			}
+		}
 	}
 }
