@@ -1,18 +1,23 @@
 package tests
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host"
@@ -37,7 +42,13 @@ type relayRig struct {
 
 func newRelayRig(t *testing.T, configure ...func(*host.Config)) *relayRig {
 	t.Helper()
-	r := &relayRig{t: t, h: newHost(t, configure...), dir: capsuleVariant(t, "relay", ""), got: map[int]string{}}
+	return newRelayRigToml(t, "", configure...)
+}
+
+// newRelayRigToml is newRelayRig with extra appended to the relay's Capsule.toml.
+func newRelayRigToml(t *testing.T, extra string, configure ...func(*host.Config)) *relayRig {
+	t.Helper()
+	r := &relayRig{t: t, h: newHost(t, configure...), dir: capsuleVariant(t, "relay", extra), got: map[int]string{}}
 	relay, _ := loadCapsule(t, r.h, r.dir, host.LoadOptions{RunLoop: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -235,12 +246,16 @@ func (r *relayRig) modes() map[string]int {
 // file by rename as editors do.
 func (r *relayRig) setMode(mode string) {
 	r.t.Helper()
-	toml, err := os.ReadFile(filepath.Join(capsules["relay"], "Capsule.toml"))
+	toml, err := os.ReadFile(filepath.Join(r.dir, "Capsule.toml"))
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	replaceFile(r.t, filepath.Join(r.dir, "Capsule.toml"), []byte(strings.Replace(string(toml), `default = "relay"`, fmt.Sprintf("default = %q", mode), 1)))
+	edited := modeDefault.ReplaceAllLiteralString(string(toml), fmt.Sprintf("mode = { type = \"string\", default = %q }", mode))
+	replaceFile(r.t, filepath.Join(r.dir, "Capsule.toml"), []byte(edited))
 }
+
+// modeDefault is the relay's [env] mode line.
+var modeDefault = regexp.MustCompile(`mode = \{ type = "string", default = "[^"]*" \}`)
 
 // setModule replaces the relay's module with the built one plus a custom section naming tag: the
 // same code in a module of another hash, which the host compiles anew.
@@ -377,7 +392,10 @@ func TestReloadBrokenReplacement(t *testing.T) {
 // reload completes, and the crash's restart does not add a second instance.
 func TestReloadCrashDuringSwap(t *testing.T) {
 	checkLeaks(t)
-	r := newRelayRig(t)
+	var logs lockedBuffer
+	r := newRelayRigToml(t, "[restart]\nbackoff = \"10ms\"\n", func(c *host.Config) {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "test-host", Output: io.MultiWriter(&logs, c.Logger.StandardWriter(&hclog.StandardLoggerOptions{})), Level: hclog.Debug})
+	})
 	old := r.relay()
 	ready := r.h.Bus().Subscribe(host.TopicCapsulePrefix + "ready")
 	defer ready.Close()
@@ -413,7 +431,12 @@ func TestReloadCrashDuringSwap(t *testing.T) {
 	if modes := r.modes(); modes["gated"] != 200 {
 		t.Errorf("relayed by mode: %v", modes)
 	}
-	r.h.Shutdown(context.Background()) // waits for the crash's pending restart, which gives up
+	// The crash's restart (10 ms after it) waited for the reload, then found the instance it
+	// was to replace replaced: it gives up rather than add a second instance of the capsule.
+	waitFor(t, 30*time.Second, "the crash's restart to decide", func() bool {
+		return strings.Contains(logs.String(), "not restarted: the capsule was reloaded meanwhile") || len(r.h.Instances()) > 2
+	})
+	r.h.Shutdown(context.Background())
 	n := 0
 	for _, inst := range r.h.Instances() {
 		if inst.ID() == "relay" {
@@ -573,4 +596,22 @@ func awaitRelayReady(t *testing.T, ready *bus.Subscription) {
 			}
 		}
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
