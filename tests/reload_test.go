@@ -21,6 +21,7 @@ import (
 
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/host/store"
 )
 
 // relayRig is a host running the relay test capsule (a run loop republishing relay.v1.in on
@@ -614,4 +615,46 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestReloadInstalled: an installed capsule's reload verifies its module against its meta.json
+// read again: a module changed without its meta.json is refused as tampered with (the running
+// instance goes on); with a meta.json that records it (as `astrid-host install` writes), the
+// reload loads it.
+func TestReloadInstalled(t *testing.T) {
+	checkLeaks(t)
+	h := newHost(t)
+	dir := capsuleVariant(t, "relay", "")
+	wasmPath := filepath.Join(dir, "relay.wasm")
+	writeMeta := func(wasm []byte) *store.Meta {
+		t.Helper()
+		meta := store.Meta{Version: "0.1.0", InstalledAt: store.Now(), UpdatedAt: store.Now(), WasmHash: store.Hash(wasm)}
+		data, err := json.Marshal(meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		replaceFile(t, filepath.Join(dir, store.MetaName), data)
+		return &meta
+	}
+	wasm, err := os.ReadFile(wasmPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, _ := loadCapsule(t, h, dir, host.LoadOptions{RunLoop: true, Installed: writeMeta(wasm)})
+	changed := append(append([]byte(nil), wasm...), 0, 3, 2, 'v', '2') // a custom section "v2", empty
+	replaceFile(t, wasmPath, changed)
+	if _, _, err := h.Reload(context.Background(), "relay"); !errors.Is(err, store.ErrHashMismatch) || !strings.Contains(err.Error(), "goes on") {
+		t.Fatalf("reload of a module its meta.json does not record: %v", err)
+	}
+	if current(h, "relay") != old {
+		t.Fatal("the refused reload replaced the running instance")
+	}
+	writeMeta(changed)
+	next, _, err := h.Reload(context.Background(), "relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := next.Status(); s.Reloads != 1 || s.State != "ready" || current(h, "relay") != next {
+		t.Fatalf("after the reload: %+v", s)
+	}
 }
