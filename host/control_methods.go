@@ -34,6 +34,7 @@ func (h *Host) ControlHandlers() control.Handlers {
 			}
 			return p, nil
 		},
+		ControlReload: h.controlReload,
 	}
 	h.busMethods(hs)
 	h.capsuleMethods(hs)

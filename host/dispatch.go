@@ -204,6 +204,9 @@ func (d *dispatcher) observe(m *bus.Message) {
 		return
 	}
 	r.queue = append(r.queue, dispatchItem{msg: *m, steps: steps})
+	for _, st := range steps {
+		st.inst.hookWork.add()
+	}
 	d.mu.Unlock()
 }
 
@@ -239,6 +242,9 @@ func (d *dispatcher) work(r *route) {
 		r.queue = r.queue[1:]
 		d.mu.Unlock()
 		d.run(it)
+		for _, st := range it.steps {
+			st.inst.hookWork.done()
+		}
 	}
 }
 

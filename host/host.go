@@ -108,6 +108,10 @@ type Host struct {
 	mu        sync.Mutex
 	instances []*Instance // in load order
 	closed    bool
+	// pending are the instances loading to replace a listed one (Reload), until they do.
+	pending []*Instance
+	// replacing serialises what replaces a capsule's instance (Reload, restarts), per capsule.
+	replacing capsuleLocks
 
 	// sock is the CLI socket (STATE/run/system.sock), bound when the first capsule that declares
 	// net_bind loads (cliSocket) and closed by Shutdown.
@@ -287,8 +291,7 @@ func (h *Host) loadInstance(ctx context.Context, m *manifest.Manifest, opts Load
 // addInstance adds a new instance of m, Loading, to the host's list (in place of replaces, if
 // given) and announces it.
 func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Instance) (*Instance, error) {
-	opts = h.storeOptions(m, opts)
-	inst := &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{}), calls: make(chan struct{}, 1)}
+	inst := h.newInstance(m, opts)
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
@@ -300,6 +303,7 @@ func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Ins
 	}
 	if replaces != nil {
 		inst.restarts = replaces.restarts + 1
+		inst.reloads = replaces.reloads
 		inst.lastFailure = replaces.Status().LastFailure
 		if k := slices.Index(h.instances, replaces); k >= 0 {
 			h.instances[k] = inst
@@ -310,9 +314,20 @@ func (h *Host) addInstance(m *manifest.Manifest, opts LoadOptions, replaces *Ins
 		h.instances = append(h.instances, inst)
 	}
 	h.mu.Unlock()
-	inst.log.Info("capsule state", "state", StateLoading, "dir", m.Dir, "source", opts.source())
-	h.publishEvent(TopicCapsulePrefix+StateLoading.String(), capsuleEvent{CapsuleID: m.ID(), Instance: inst.ipc.sourceID, State: StateLoading.String()})
+	inst.announce()
 	return inst, nil
+}
+
+// newInstance makes a new instance of m, Loading, listed nowhere yet.
+func (h *Host) newInstance(m *manifest.Manifest, opts LoadOptions) *Instance {
+	opts = h.storeOptions(m, opts)
+	return &Instance{manifest: m, log: h.log.Named(m.ID()), state: StateLoading, opts: opts, host: h, ipc: newInstanceIPC(m), ready: make(chan struct{}), calls: make(chan struct{}, 1)}
+}
+
+// announce logs and publishes that a new instance is loading.
+func (i *Instance) announce() {
+	i.log.Info("capsule state", "state", StateLoading, "dir", i.manifest.Dir, "source", i.opts.source())
+	i.host.publishEvent(TopicCapsulePrefix+StateLoading.String(), capsuleEvent{CapsuleID: i.ID(), Instance: i.ipc.sourceID, State: StateLoading.String()})
 }
 
 // finishLoad loads an added instance's module and makes it Ready, or Failed with the reason.

@@ -77,11 +77,11 @@ func (s *hostServices) IpcUnsubscribe(_ context.Context, req *pb.IpcHandle) (_ *
 // IpcPoll drains one of the capsule's subscriptions without waiting.
 func (s *hostServices) IpcPoll(_ context.Context, req *pb.IpcHandle) (_ *pb.IpcEnvelope, err error) {
 	defer func() { s.recordHostCall("astrid_ipc_poll", 1, failedIf(err)) }()
-	sub, err := s.inst.ipc.get(req.Handle)
+	env, err := s.inst.ipc.poll(req.Handle, envelopeBytes)
 	if err != nil {
 		return nil, s.refuse(fmt.Errorf("poll %d: %w", req.Handle, err))
 	}
-	return envelope(sub.Poll(envelopeBytes))
+	return envelope(env)
 }
 
 // IpcRecv publishes the guest's pending messages, then waits for a message on one of the
@@ -95,13 +95,15 @@ func (s *hostServices) IpcRecv(ctx context.Context, req *pb.IpcRecvRequest) (_ *
 	if err := s.publish(req.PublishFirst); err != nil {
 		return nil, err
 	}
-	sub, err := s.inst.ipc.get(req.Handle)
-	if err != nil {
+	if _, err := s.inst.ipc.get(req.Handle); err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", req.Handle, err))
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
 	defer cancel()
-	env, _ := sub.Recv(ctx, envelopeBytes)
+	env, err := s.inst.ipc.recv(ctx, req.Handle, envelopeBytes)
+	if err != nil {
+		return nil, s.refuse(fmt.Errorf("recv %d: %w", req.Handle, err))
+	}
 	return envelope(env)
 }
 

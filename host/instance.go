@@ -118,6 +118,11 @@ type Instance struct {
 	crashClass string
 	// unloaded is set by Unload: a restart pending for the instance gives up.
 	unloaded atomic.Bool
+	// reloads counts the reloads before this instance (Reload).
+	reloads int
+	// hookWork counts the dispatched interceptor messages waiting for or running on this
+	// instance, so that a reload lets the previous instance finish them.
+	hookWork workCount
 }
 
 // guestLog returns the instance's way in to the log for what its guest and shim chose.
@@ -136,6 +141,7 @@ type Status struct {
 	State       string `json:"state"`
 	Reason      string `json:"reason,omitempty"`
 	Restarts    int    `json:"restarts"`
+	Reloads     int    `json:"reloads"`
 	LastFailure string `json:"last_failure,omitempty"`
 	Pid         int    `json:"pid,omitempty"`
 }
@@ -145,7 +151,7 @@ func (i *Instance) Status() Status {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	st := Status{Capsule: i.ID(), Instance: i.ipc.sourceID, State: i.state.String(), Reason: i.reason,
-		Restarts: i.restarts, LastFailure: i.lastFailure}
+		Restarts: i.restarts, Reloads: i.reloads, LastFailure: i.lastFailure}
 	if i.state == StateReady && i.proc != nil {
 		st.Pid = i.proc.pid
 	}

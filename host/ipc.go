@@ -44,9 +44,17 @@ type instanceIPC struct {
 	guard     *guard.Guard
 
 	mu     sync.Mutex // guards the fields below, and orders the guard's handle changes with them
-	subs   map[uint64]*bus.Subscription
+	subs   map[uint64]*ipcSub
 	next   uint64
 	closed bool
+
+	// The hand-over of subscriptions to a reloaded capsule's next instance (ipc_takeover.go).
+	// lender is the previous instance's IPC state while this one is being loaded for a reload,
+	// nil otherwise; drained is closed once this instance, having lent its subscriptions, came
+	// back for more on one of them (re-armed when they are given back).
+	lender        *instanceIPC
+	drained       chan struct{}
+	drainedClosed bool
 }
 
 func newInstanceIPC(m *manifest.Manifest) *instanceIPC {
@@ -54,8 +62,9 @@ func newInstanceIPC(m *manifest.Manifest) *instanceIPC {
 		sourceID:  uuid.NewString(),
 		principal: DefaultPrincipal,
 		guard:     guard.New(hostGuardConfig(m), nil),
-		subs:      map[uint64]*bus.Subscription{},
+		subs:      map[uint64]*ipcSub{},
 		next:      1,
+		drained:   make(chan struct{}),
 	}
 }
 
@@ -98,7 +107,7 @@ func (s *instanceIPC) subscribeInterceptors(b *bus.Bus, interceptors []manifest.
 			return nil, fmt.Errorf("interceptor %q: %w", ic.Event, err)
 		}
 		s.next++
-		s.subs[h] = b.Subscribe(ic.Event)
+		s.subs[h] = s.newSub(b, ic.Event)
 		handles = append(handles, guard.InterceptorHandle{HandleID: h, Action: ic.Action, Topic: ic.Event})
 	}
 	return json.Marshal(handles)
@@ -127,12 +136,12 @@ func (s *instanceIPC) subscribe(b *bus.Bus, pattern string) (uint64, error) {
 		return 0, err
 	}
 	s.next++ // wraps at 2^64, as upstream's wrapping_add
-	s.subs[h] = b.Subscribe(pattern)
+	s.subs[h] = s.newSub(b, pattern)
 	return h, nil
 }
 
 // get returns the subscription of a handle the guest polls or receives on.
-func (s *instanceIPC) get(h uint64) (*bus.Subscription, error) {
+func (s *instanceIPC) get(h uint64) (*ipcSub, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.guard.CheckHandle(h); err != nil {
@@ -153,7 +162,7 @@ func (s *instanceIPC) unsubscribe(h uint64) error {
 		return err
 	}
 	if sub, ok := s.subs[h]; ok {
-		sub.Close()
+		s.release(sub)
 		delete(s.subs, h)
 	}
 	s.guard.Unsubscribed(h)
@@ -161,13 +170,15 @@ func (s *instanceIPC) unsubscribe(h uint64) error {
 }
 
 // close ends every subscription of the instance (it is unloading or crashed); a recv waiting on
-// one of them returns at once.
+// one of them returns at once. A subscription lent to the next instance of a reloaded capsule is
+// not this instance's to end; one borrowed from the previous instance, during a reload that now
+// fails, goes back to it (see release).
 func (s *instanceIPC) close() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
 	for h, sub := range s.subs {
-		sub.Close()
+		s.release(sub)
 		delete(s.subs, h)
 	}
 }
@@ -178,7 +189,9 @@ func (s *instanceIPC) stats() map[uint64]bus.Stats {
 	defer s.mu.Unlock()
 	out := make(map[uint64]bus.Stats, len(s.subs))
 	for h, sub := range s.subs {
-		out[h] = sub.Stats()
+		if sub.lentTo == nil {
+			out[h] = sub.sub.Stats()
+		}
 	}
 	return out
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -172,7 +173,10 @@ func (h *Host) instanceByPid(pid int) *Instance {
 	if pid <= 0 {
 		return nil
 	}
-	for _, inst := range h.Instances() {
+	h.mu.Lock()
+	insts := slices.Concat(h.instances, h.pending) // a reload's next instance connects too
+	h.mu.Unlock()
+	for _, inst := range insts {
 		if inst.Pid() == pid {
 			return inst
 		}

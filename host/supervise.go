@@ -47,6 +47,12 @@ func (h *Host) superviseCrash(inst *Instance, reason string) {
 	if r.Policy == manifest.RestartNever {
 		return
 	}
+	if !h.listed(inst) {
+		// A reload's next instance that crashed before it took over (the reload fails and the
+		// previous one goes on), or a replaced one that crashed as it was being retired.
+		inst.log.Warn("the capsule instance crashed while it was not the capsule's current one; not restarted")
+		return
+	}
 	attempt := inst.restarts + 1
 	if attempt > r.MaxAttempts {
 		inst.setReason(reason + "; not restarted: its restart budget of " + strconv.Itoa(r.MaxAttempts) + " attempts is spent")
@@ -73,7 +79,18 @@ func (h *Host) superviseCrash(inst *Instance, reason string) {
 		case <-h.closing.Done():
 			return
 		}
+		// One replacement of a capsule at a time: a reload under way finishes first, and if it
+		// replaced the crashed instance there is nothing left to restart.
+		unlock, err := h.replacing.lock(h.closing, inst.ID())
+		if err != nil {
+			return
+		}
+		defer unlock()
 		inst.Stop(context.Background()) // release what is left of the crashed instance
+		if !h.listed(inst) {
+			inst.log.Info("not restarted: the capsule was reloaded meanwhile")
+			return
+		}
 		if inst.unloaded.Load() {
 			return // unloaded meanwhile (addInstance checks again, under the host's lock)
 		}

@@ -58,6 +58,7 @@ var builtCapsules = map[string]string{
 	"runner":  "examples/runner",
 	"session": "examples/session",
 	"bridge":  "examples/bridge",
+	"relay":   "tests/testdata/capsules/relay",
 }
 
 func TestMain(m *testing.M) {

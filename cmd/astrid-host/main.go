@@ -14,6 +14,7 @@
 //	astrid-host tail PATTERN...                follow the running host's bus
 //	astrid-host load PATH                      load capsules into the running host
 //	astrid-host unload NAME                    unload a capsule from the running host
+//	astrid-host reload NAME                    reload a capsule in the running host
 //
 // Run `astrid-host COMMAND --help` for each command's flags. Flags may come before or after the
 // positional arguments.
@@ -51,6 +52,7 @@ Usage:
   astrid-host unload [--state DIR] NAME      unload a capsule from the running host
   astrid-host doctor                         show which sandbox layers this machine supports
   astrid-host approve [--state DIR] ID DECISION  answer a capsule's approval request in the running host
+  astrid-host reload [--state DIR] NAME      reload a changed capsule in the running host, without losing its queued messages
   astrid-host install [flags] SRC            install a capsule into the store (STATE/capsules)
   astrid-host uninstall NAME                 remove an installed capsule
   astrid-host list                           list the installed capsules
@@ -105,11 +107,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return loadCommand(rest, stdout, stderr)
 	case "unload":
 		return unloadCommand(rest, stdout, stderr)
+	case "reload":
+		return reloadCommand(rest, stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	default:
-		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status, doctor, install, uninstall, list, config, approve, connect, publish, tail, load and unload\n\n%s", cmd, usage)
+		fmt.Fprintf(stderr, "astrid-host: unknown command %q; the commands are run, call, check, status, doctor, install, uninstall, list, config, approve, connect, publish, tail, load, unload and reload\n\n%s", cmd, usage)
 		return exitUsage
 	}
 }

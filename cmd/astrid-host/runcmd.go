@@ -57,14 +57,21 @@ for smoke tests.
 (and /healthz); docs/metrics.md lists them. Bind it to a loopback or private address: the
 endpoint has no authentication.
 
-While it runs, the commands publish, tail, call --running, status, load, unload and approve (with
+--watch reloads a capsule whose Capsule.toml, module or meta.json changes (in place or replaced
+by a rename, as editors and cp do), 500 ms after the last change: the new instance takes over the
+running one's subscriptions and queued messages; a change that fails to load (an invalid manifest,
+a module that does not compile or, for an installed capsule, does not match its meta.json) is
+logged and the running instance goes on. 'astrid-host reload NAME' does the same on demand.
+
+While it runs, the commands publish, tail, call --running, status, load, unload, reload and approve (with
 the same --state) reach it through its control socket STATE/run/control.sock: 'astrid-host status'
 shows each capsule's state, restarts and last failure, 'astrid-host approve' answers the capsules'
 approval requests, which run logs with their REQUEST_ID.
 
 Examples:
   astrid-host run
-  astrid-host run --tail 'ping.v1.*' --publish 'ping.v1.request={"n":1}' examples/`
+  astrid-host run --tail 'ping.v1.*' --publish 'ping.v1.request={"n":1}' examples/
+  astrid-host run --watch examples/pong`
 
 // shutdownTimeout bounds the orderly unload at the end of run.
 const shutdownTimeout = 10 * time.Second
@@ -77,6 +84,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&tails, "tail", "print bus messages whose topic `PATTERN` matches as JSON lines on stdout; repeatable")
 	fs.Var(&publishes, "publish", "publish `TOPIC=JSON` once the capsules are loaded; repeatable")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `HOST:PORT` at /metrics (port 0 picks a free one; the log says which); see docs/metrics.md")
+	watch := fs.Bool("watch", false, "reload a capsule when its Capsule.toml, module or meta.json changes (as 'astrid-host reload' does)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return usageError(fs, stderr, err)
@@ -166,8 +174,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 			logger.Error("--publish failed", "topic", p.topic, "error", err)
 		}
 	}
+	stopWatch := func() {}
+	if *watch && ctx.Err() == nil {
+		stopWatch = startWatch(h, logger)
+	}
 	logger.Info("running; send SIGINT or SIGTERM to stop", "capsules", ready)
 	<-ctx.Done()
+	stopWatch() // before the unload: no reload starts behind it
 	// A second signal skips the orderly unload. Its handler is in place before the first one's is
 	// released, so no second signal can take the default action (death, leaving the runtime
 	// directory behind).
@@ -236,4 +249,16 @@ func startTails(b *bus.Bus, patterns []string, out io.Writer, logger hclog.Logge
 		cancel()
 		wg.Wait()
 	}
+}
+
+// startWatch starts reloading the capsules whose files change (--watch) until the returned
+// function is called. A host that cannot watch runs on without it, saying so.
+func startWatch(h *host.Host, logger hclog.Logger) (stop func()) {
+	w, err := h.Watch(host.WatchOptions{})
+	if err != nil {
+		logger.Error("--watch: capsules will not be reloaded when they change", "error", err)
+		return func() {}
+	}
+	logger.Info("--watch: reloading capsules when their files change", "debounce", host.DefaultWatchDebounce)
+	return func() { w.Close() }
 }
