@@ -54,6 +54,10 @@ type Options struct {
 	CheckPrincipal func(string) error
 	// Logger gets connection changes and dropped messages; nil means none.
 	Logger hclog.Logger
+
+	// beforeReceive, if set (by tests), runs in the receive goroutine before it handles each
+	// message from NATS, so a test can stall it.
+	beforeReceive func()
 }
 
 // Link is a bus.Link over NATS: it forwards a bus's shared messages to the other hosts
@@ -306,6 +310,9 @@ func (l *Link) receive() {
 		case <-l.stop:
 			return
 		case msg := <-l.ch:
+			if l.opts.beforeReceive != nil {
+				l.opts.beforeReceive()
+			}
 			if msg.Subject == ControlSubject {
 				l.control(msg.Data)
 			} else {
