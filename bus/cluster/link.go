@@ -73,7 +73,7 @@ type Link struct {
 	pubMu sync.Mutex // orders forwards and hwm messages on the connection; guards out
 	out   *outbox
 
-	mu        sync.Mutex // guards the fields below
+	mu        sync.Mutex                    // guards the fields below
 	subs      map[string]*nats.Subscription // local pattern -> its NATS subscription
 	bySubject map[string]string             // NATS subscription subject -> local pattern
 	bytes     int                           // sum of len(pattern) over subs
@@ -208,18 +208,20 @@ func (l *Link) sendControl(c controlMsg) {
 func (l *Link) sendMarks() {
 	l.pubMu.Lock()
 	defer l.pubMu.Unlock()
-	l.sendMarksLocked(l.out.marks())
+	l.sendMarksLocked(l.out.marks(), "")
 	l.out.dirty = false
 }
 
-func (l *Link) sendMarksLocked(ms []mark) {
+// sendMarksLocked sends ms in hwm messages, addressed to host for if it is not "". l.pubMu is
+// held, so they take their place among the forwarded messages.
+func (l *Link) sendMarksLocked(ms []mark, forHost string) {
 	for len(ms) > 0 {
 		n, size := 0, 0
 		for n < len(ms) && (n == 0 || size < hwmChunkBytes) {
 			size += len(ms[n].Pattern) + 48
 			n++
 		}
-		l.sendControl(controlMsg{Type: ctlHWM, Origin: l.id, Marks: ms[:n]})
+		l.sendControl(controlMsg{Type: ctlHWM, Origin: l.id, Marks: ms[:n], For: forHost})
 		ms = ms[n:]
 	}
 }
@@ -344,7 +346,7 @@ func (l *Link) data(msg *nats.Msg) {
 	fresh, lost := true, uint64(0)
 	for _, mk := range h.Marks {
 		if mk.Pattern == pattern {
-			fresh, lost = l.in.advance(h.Origin, mk, true)
+			fresh, lost = l.in.advance(h.Origin, mk, true, false)
 			break
 		}
 	}
@@ -367,11 +369,12 @@ func (l *Link) control(body []byte) {
 	}
 	switch c.Type {
 	case ctlHello:
-		l.announceTo()
+		l.announceTo(c.Origin)
 	case ctlInterest:
 		l.pubMu.Lock()
-		closing, known := l.out.update(c.Origin, c.Full, c.Set, c.Add, c.Del)
-		l.sendMarksLocked(closing)
+		closing, opening, known := l.out.update(c.Origin, c.Full, c.Set, c.Add, c.Del)
+		l.sendMarksLocked(closing, "")
+		l.sendMarksLocked(opening, c.Origin)
 		l.pubMu.Unlock()
 		if !known {
 			l.log.Warn("bus: too many hosts; this host forwards every message and counts none for the newcomer", "max_hosts", MaxHosts, "host_id", logtext.Escape(c.Origin))
@@ -388,7 +391,7 @@ func (l *Link) control(body []byte) {
 			if _, local := l.subs[mk.Pattern]; !local {
 				continue
 			}
-			if _, lost := l.in.advance(c.Origin, mk, false); lost > 0 {
+			if _, lost := l.in.advance(c.Origin, mk, false, c.For == l.id); lost > 0 {
 				lags = append(lags, lag{mk.Pattern, lost})
 			}
 		}
@@ -406,8 +409,9 @@ func (l *Link) control(body []byte) {
 	}
 }
 
-// announceTo answers a hello: this host's full interest and its marks.
-func (l *Link) announceTo() {
+// announceTo answers the hello of host to: this host's full interest, and the marks of the
+// patterns it knows to subscribe to, addressed to it (it is a member of their epochs).
+func (l *Link) announceTo(to string) {
 	l.mu.Lock()
 	set := make([]string, 0, len(l.subs))
 	for p := range l.subs {
@@ -415,7 +419,9 @@ func (l *Link) announceTo() {
 	}
 	l.mu.Unlock()
 	l.sendControl(controlMsg{Type: ctlInterest, Origin: l.id, Full: true, Set: set})
-	l.sendMarks()
+	l.pubMu.Lock()
+	l.sendMarksLocked(l.out.marksOf(to), to)
+	l.pubMu.Unlock()
 }
 
 // tick sends the marks when they changed, and asks for the others' after NATS dropped messages.
@@ -431,7 +437,7 @@ func (l *Link) tick() {
 		}
 		l.pubMu.Lock()
 		if l.out.dirty {
-			l.sendMarksLocked(l.out.marks())
+			l.sendMarksLocked(l.out.marks(), "")
 			l.out.dirty = false
 		}
 		l.pubMu.Unlock()

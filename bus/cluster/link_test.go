@@ -333,3 +333,50 @@ func TestServerRestartExact(t *testing.T) {
 	}
 	t.Logf("published %d: refused %d, matched on B %d (lagged %d)", total, refused, st.Matched, st.Lagged)
 }
+
+// TestLateSubscriberNotLagged: a third host subscribes to a pattern A already counts for B; it
+// must not see A's earlier messages as lost, and B must not see a gap where A starts a new
+// epoch for the newcomer.
+func TestLateSubscriberNotLagged(t *testing.T) {
+	noLeaks(t)
+	s := startServer(t, "127.0.0.1:0")
+	a, la := join(t, s.URL(), Options{})
+	b, _ := join(t, s.URL(), Options{})
+	subB, err := b.SubscribeShared("test.v1.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subB.Close()
+	eventually(t, "A to learn B's interest", func() bool { return knows(la, "test.v1.*") })
+	publish := func(from, to int) {
+		for i := from; i <= to; i++ {
+			if _, err := a.PublishShared([]bus.Message{msg("test.v1.data", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	publish(1, 100)
+	recvAll(t, subB, 100)
+	c, _ := join(t, s.URL(), Options{})
+	subC, err := c.SubscribeShared("test.v1.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer subC.Close()
+	eventually(t, "A to learn C's interest", func() bool {
+		la.pubMu.Lock()
+		defer la.pubMu.Unlock()
+		return len(la.out.hosts) == 2 && la.out.counters["test.v1.*"].refs == 2
+	})
+	publish(101, 200)
+	if got := recvAll(t, subB, 100); index(t, got[0]) != 101 {
+		t.Fatalf("B got %d first", index(t, got[0]))
+	}
+	if got := recvAll(t, subC, 100); index(t, got[0]) != 101 {
+		t.Fatalf("C got %d first", index(t, got[0]))
+	}
+	// A's next marks must not make either count a loss (recvAll fails on any lagged).
+	publish(201, 201)
+	recvAll(t, subB, 1)
+	recvAll(t, subC, 1)
+}

@@ -40,17 +40,18 @@ func newOutbox() *outbox {
 	return &outbox{hosts: map[string]map[string]struct{}{}, counters: map[string]*counter{}}
 }
 
-// update replaces origin's patterns with set (full) or changes them (add, del). A pattern that
-// another host subscribes to already starts a new epoch, so that the newcomer's count starts at
-// zero: update returns the old epochs' final marks, which the caller must send (hwm) before any
-// further message, so the other hosts count that epoch's lost tail. known is false if the host
-// is new and MaxHosts are known already.
-func (o *outbox) update(origin string, full bool, set, add, del []string) (closing []mark, known bool) {
+// update replaces origin's patterns with set (full) or changes them (add, del). Each pattern
+// origin adds starts a new epoch of its counter at zero, of which origin is a member from the
+// start. update returns the final marks of the epochs it ended (closing), which the caller must
+// send before any further message so that the hosts already subscribed count their lost tail,
+// and the new epochs' opening marks (zero), which it must send next, addressed to origin (hwm
+// with For). known is false if the host is new and MaxHosts are known already.
+func (o *outbox) update(origin string, full bool, set, add, del []string) (closing, opening []mark, known bool) {
 	ps, known := o.hosts[origin]
 	if !known {
 		if len(o.hosts) >= MaxHosts {
 			o.overflow = true
-			return nil, false
+			return nil, nil, false
 		}
 		ps = map[string]struct{}{}
 		o.hosts[origin] = ps
@@ -92,11 +93,12 @@ func (o *outbox) update(origin string, full bool, set, add, del []string) (closi
 		}
 		o.gen++
 		c.gen, c.n = o.gen, 0
+		opening = append(opening, mark{Pattern: p, Gen: c.gen})
 		o.dirty = true
 		c.refs++
 		ps[p] = struct{}{}
 	}
-	return closing, true
+	return closing, opening, true
 }
 
 func contains(set []string, p string) bool {
@@ -159,6 +161,18 @@ func (o *outbox) marks() []mark {
 	return ms
 }
 
+// marksOf returns the counts of the patterns origin subscribes to, for an hwm addressed to it.
+func (o *outbox) marksOf(origin string) []mark {
+	ps := o.hosts[origin]
+	ms := make([]mark, 0, len(ps))
+	for p := range ps {
+		if c := o.counters[p]; c != nil {
+			ms = append(ms, mark{Pattern: p, Gen: c.gen, N: c.n})
+		}
+	}
+	return ms
+}
+
 // seen is the last count a receiver saw from one origin for one pattern.
 type seen struct{ gen, n uint64 }
 
@@ -203,10 +217,19 @@ func (in *inbox) state(origin string) *originState {
 // advance moves origin's count for mk.Pattern to mk.N and returns how many counts were skipped
 // (messages lost on the way) and whether mk is new: false for a count already seen or skipped,
 // or an older epoch, whose message was counted before and must not be delivered now.
-func (in *inbox) advance(origin string, mk mark, isMessage bool) (fresh bool, lost uint64) {
+//
+// A receiver counts from the first epoch it knows it is a member of: one that a mark addressed
+// to it (member: the opening mark of its subscription, or the marks answering its hello) names.
+// Before that, messages are delivered uncounted: they belong to epochs that began before the
+// publisher knew of this subscription. Every later epoch of the pattern is one it is a member of
+// too (an epoch ends only when another host joins, and the members stay).
+func (in *inbox) advance(origin string, mk mark, isMessage, member bool) (fresh bool, lost uint64) {
 	st := in.state(origin)
 	s := st.marks[mk.Pattern]
-	if s == nil || mk.Gen > s.gen {
+	switch {
+	case s == nil && !member:
+		return true, 0
+	case s == nil || mk.Gen > s.gen:
 		s = &seen{gen: mk.Gen}
 		st.marks[mk.Pattern] = s
 	}

@@ -157,6 +157,9 @@ type controlMsg struct {
 	Add    []string `json:"add,omitempty"`
 	Del    []string `json:"del,omitempty"`
 	Marks  []mark   `json:"m,omitempty"` // hwm
+	// For addresses an hwm to one host: it is a member of the epochs the marks name (they open
+	// its subscriptions, or answer its hello).
+	For string `json:"for,omitempty"`
 }
 
 // decodeControl reads a control message and checks its bounds.
@@ -166,7 +169,7 @@ func decodeControl(body []byte) (controlMsg, error) {
 		return c, err
 	}
 	switch {
-	case !validID(c.Origin):
+	case !validID(c.Origin) || (c.For != "" && !validID(c.For)):
 		return c, fmt.Errorf("origin is empty, longer than %d bytes or not printable", maxIDBytes)
 	case len(c.Set)+len(c.Add)+len(c.Del) > MaxPatterns || len(c.Marks) > MaxPatterns:
 		return c, fmt.Errorf("more than %d patterns", MaxPatterns)

@@ -14,14 +14,14 @@ func TestTopicSubject(t *testing.T) {
 	for _, c := range []struct{ topic, want string }{
 		{"a.b", "astrid.bus.a.b"},
 		{"user.v1.prompt", "astrid.bus.user.v1.prompt"},
-		{"a.*", "astrid.bus.a.~2a"},                // a literal "*" is never a NATS wildcard
-		{"a.>", "astrid.bus.a.~3e"},                // nor a literal ">"
-		{"a.b c", "astrid.bus.a.~622063"},          // NATS forbids whitespace in tokens
-		{"a.~x", "astrid.bus.a.~7e78"},             // '~' marks escapes, so it is escaped itself
-		{"é", "astrid.bus.~c3a9"},                  // non-ASCII
-		{"a-b_C9", "astrid.bus.a-b_C9"},            // safe characters stay
-		{"a*", "astrid.bus.~612a"},                 // "a*" is a literal, as in Match
-		{"x.\x00", "astrid.bus.x.~00"},             // control bytes
+		{"a.*", "astrid.bus.a.~2a"},       // a literal "*" is never a NATS wildcard
+		{"a.>", "astrid.bus.a.~3e"},       // nor a literal ">"
+		{"a.b c", "astrid.bus.a.~622063"}, // NATS forbids whitespace in tokens
+		{"a.~x", "astrid.bus.a.~7e78"},    // '~' marks escapes, so it is escaped itself
+		{"é", "astrid.bus.~c3a9"},         // non-ASCII
+		{"a-b_C9", "astrid.bus.a-b_C9"},   // safe characters stay
+		{"a*", "astrid.bus.~612a"},        // "a*" is a literal, as in Match
+		{"x.\x00", "astrid.bus.x.~00"},    // control bytes
 		{topictest.Deep(20), "astrid.bus." + topictest.Deep(20)},
 	} {
 		t.Run(c.topic, func(t *testing.T) {
