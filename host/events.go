@@ -80,8 +80,9 @@ func (h *Host) Publish(topic string, payload []byte) error {
 	if err != nil {
 		return err
 	}
-	h.bus.Publish(bus.Message{Topic: topic, Payload: p, SourceID: hostSourceID, Principal: DefaultPrincipal})
-	return nil
+	// The operator's message is shared with other hosts, as a guest's is.
+	_, err = h.bus.PublishShared([]bus.Message{{Topic: topic, Payload: p, SourceID: hostSourceID, Principal: DefaultPrincipal}})
+	return err
 }
 
 // CapsulesLoaded announces that every capsule given to the host has been loaded.

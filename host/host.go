@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/cluster"
 	"github.com/astrid-go/astrid/host/internal/kvstore"
 	"github.com/astrid-go/astrid/host/internal/safefile"
 	"github.com/astrid-go/astrid/host/internal/wasmscan"
@@ -91,6 +92,9 @@ type Host struct {
 	approvals *approvals
 
 	bus *bus.Bus
+	// link connects bus to other hosts' (JoinBus); nil when the bus is this host's alone.
+	linkMu sync.Mutex
+	link   *cluster.Link
 	// dispatch runs the interceptors of capsules without a run export for the bus's messages.
 	dispatch *dispatcher
 	// closing ends when Shutdown begins; pending restarts wait on it.
@@ -594,6 +598,7 @@ func (h *Host) Shutdown(ctx context.Context) {
 	h.dispatch.wait()
 	h.tasks.Wait()
 	h.closeCLISocket()
+	h.leaveBus()
 	if err := h.kv.Close(); err != nil {
 		h.log.Error("closing the KV store", "path", h.kv.Path(), "error", err)
 	}

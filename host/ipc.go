@@ -126,8 +126,13 @@ func (s *instanceIPC) subscribe(b *bus.Bus, pattern string) (uint64, error) {
 	if err := s.guard.AddSubscription(h); err != nil {
 		return 0, err
 	}
+	sub, err := b.SubscribeShared(pattern)
+	if err != nil {
+		s.guard.Unsubscribed(h)
+		return 0, busRefusal("subscribe", err)
+	}
 	s.next++ // wraps at 2^64, as upstream's wrapping_add
-	s.subs[h] = b.Subscribe(pattern)
+	s.subs[h] = sub
 	return h, nil
 }
 

@@ -73,8 +73,14 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	var tails, publishes stringList
 	fs.Var(&tails, "tail", "print bus messages whose topic `PATTERN` matches as JSON lines on stdout; repeatable")
 	fs.Var(&publishes, "publish", "publish `TOPIC=JSON` once the capsules are loaded; repeatable")
+	// The bus across hosts (busflags.go).
+	var bf busFlags
+	bf.register(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
+		return usageError(fs, stderr, err)
+	}
+	if err := bf.check(); err != nil {
 		return usageError(fs, stderr, err)
 	}
 	type publication struct{ topic, payload string }
@@ -111,6 +117,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, s := range notes {
 		logger.Warn("capsule path skipped", "reason", s)
+	}
+	stopBus, err := bf.join(h, logger)
+	defer stopBus() // after the host's Shutdown, which leaves the bus
+	if err != nil {
+		h.Shutdown(context.Background())
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitUsage
 	}
 	if len(pos) == 0 {
 		found, notes, err = host.DiscoverInstalled(stateDir, h.Workspace())
