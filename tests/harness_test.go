@@ -53,6 +53,7 @@ var builtCapsules = map[string]string{
 	"memory":  "examples/memory",
 	"procs":   "tests/testdata/capsules/procs",
 	"raw":     "tests/testdata/capsules/raw",
+	"relay":   "tests/testdata/capsules/relay",
 	"hook":    "tests/testdata/capsules/hook",
 	"authz":   "tests/testdata/capsules/authz",
 	"runner":  "examples/runner",

@@ -450,3 +450,12 @@ func (l *Link) tick() {
 		}
 	}
 }
+
+// Subscribers returns how many of the patterns other hosts subscribe to match topic, as far as
+// this host knows now: a message on topic published now is forwarded iff it is not 0 (or the
+// link is past its bounds and forwards everything).
+func (l *Link) Subscribers(topic string) int {
+	l.pubMu.Lock()
+	defer l.pubMu.Unlock()
+	return len(l.out.match(topic, nil))
+}
