@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"net"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,7 +78,12 @@ var joinedRE = regexp.MustCompile(`bus: joined NATS: .*host_id=([0-9a-f]+)`)
 
 func startBusHost(t *testing.T, busArgs []string, caps ...string) *busHost {
 	t.Helper()
-	args := append([]string{"--state", t.TempDir(), "--log-level", "debug"}, busArgs...)
+	state := t.TempDir()
+	// The tests' shared module cache: relay is compiled once per run, not once per host.
+	if err := os.Symlink(sharedModules, filepath.Join(state, "modules")); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"--state", state, "--log-level", "debug"}, busArgs...)
 	r := startRun(t, append(args, caps...)...)
 	m := joinedRE.FindStringSubmatch(r.logText())
 	if m == nil {
@@ -124,7 +130,6 @@ func freePort(t *testing.T) int {
 
 // tester is the test's own host on the bus.
 type tester struct {
-	t       *testing.T
 	b       *bus.Bus
 	link    *cluster.Link
 	reports *bus.Subscription
@@ -143,29 +148,29 @@ func joinAsTester(t *testing.T, url string) *tester {
 		t.Fatal(err)
 	}
 	t.Cleanup(reports.Close)
-	return &tester{t: t, b: b, link: l, reports: reports}
+	return &tester{b: b, link: l, reports: reports}
 }
 
 // command publishes a command for the relay capsule name, once its host has told the bus.
-func (ts *tester) command(name, verb string, data any) {
-	ts.t.Helper()
+func (ts *tester) command(t *testing.T, name, verb string, data any) {
+	t.Helper()
 	topic := "test.v1.cmd." + name + "." + verb
-	waitFor(ts.t, eventTimeout, "the bus to know "+name+"'s subscription", func() bool { return ts.link.Subscribers(topic) > 0 })
+	waitFor(t, eventTimeout, "the bus to know "+name+"'s subscription", func() bool { return ts.link.Subscribers(topic) > 0 })
 	payload, _ := json.Marshal(data)
 	if _, err := ts.b.PublishShared([]bus.Message{{Topic: topic, Payload: payload, SourceID: "tester"}}); err != nil {
-		ts.t.Fatal(err)
+		t.Fatal(err)
 	}
 }
 
 // await waits for a message on topic among the reports.
-func (ts *tester) await(topic string) {
-	ts.t.Helper()
+func (ts *tester) await(t *testing.T, topic string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
 	defer cancel()
 	for {
 		env, err := ts.reports.Recv(ctx, 1<<20)
 		if err != nil {
-			ts.t.Fatalf("no message on %s: %v", topic, err)
+			t.Fatalf("no message on %s: %v", topic, err)
 		}
 		for _, m := range env.Messages {
 			if m.Topic == topic {
@@ -185,18 +190,18 @@ type relayCounts struct {
 
 // report asks name for its counts until cond holds for them (a report is a snapshot; messages
 // may still be on their way), and returns the last.
-func (ts *tester) report(name string, cond func(relayCounts) bool) relayCounts {
-	ts.t.Helper()
+func (ts *tester) report(t *testing.T, name string, cond func(relayCounts) bool) relayCounts {
+	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	var c relayCounts
 	for {
-		ts.command(name, "report", struct{}{})
+		ts.command(t, name, "report", struct{}{})
 		ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
 		for got := false; !got; {
 			env, err := ts.reports.Recv(ctx, 1<<20)
 			if err != nil {
 				cancel()
-				ts.t.Fatalf("no report from %s: %v", name, err)
+				t.Fatalf("no report from %s: %v", name, err)
 			}
 			for _, m := range env.Messages {
 				if m.Topic != "test.v1.report."+name {
@@ -204,7 +209,7 @@ func (ts *tester) report(name string, cond func(relayCounts) bool) relayCounts {
 				}
 				var p struct{ Data relayCounts }
 				if err := json.Unmarshal(m.Payload, &p); err != nil {
-					ts.t.Fatal(err)
+					t.Fatal(err)
 				}
 				c, got = p.Data, true
 			}
@@ -214,7 +219,7 @@ func (ts *tester) report(name string, cond func(relayCounts) bool) relayCounts {
 			return c
 		}
 		if time.Now().After(deadline) {
-			ts.t.Fatalf("%s's last report %+v never satisfied the test", name, c)
+			t.Fatalf("%s's last report %+v never satisfied the test", name, c)
 		}
 	}
 }
@@ -255,7 +260,7 @@ func testBusAcrossHosts(t *testing.T, mode string) {
 	// test.v1.data.y.* (trailing "*": one or more segments), and a slow one.
 	relayA := relayCapsule(t, "relay-a", "test.v1.cmd.*", testACL, testACL)
 	relayB := relayCapsule(t, "relay-b", "test.v1.data.*", testACL, testACL)
-	narrowB := relayCapsule(t, "narrow-b", "test.v1.data.y.*", testACL, []string{"test.v1.data.y.*", "test.v1.cmd.*", "test.v1.wake.*"})
+	narrowB := relayCapsule(t, "narrow-b", "test.v1.data.y.*", testACL, []string{"test.v1.data.y.*", "test.v1.cmd.*", "test.v1.wake.*", "test.v1.ack.*"})
 	slowB := relayCapsule(t, "slow-b", "test.v1.slow.*", testACL, testACL)
 	var a, b *busHost
 	if mode == "nats-server" {
@@ -272,18 +277,18 @@ func testBusAcrossHosts(t *testing.T, mode string) {
 		const n = 10000
 		// relay-a waits for relay-b's acknowledgements every 512 messages (half relay-b's queue):
 		// a subscriber that keeps up loses nothing.
-		ts.command("relay-a", "send", map[string]any{"n": n, "topic": "test.v1.data.x", "window": 512})
-		c := ts.report("relay-b", func(c relayCounts) bool { return c.Delivered+c.Lagged >= n })
+		ts.command(t, "relay-a", "send", map[string]any{"n": n, "topic": "test.v1.data.x", "window": 512})
+		c := ts.report(t, "relay-b", func(c relayCounts) bool { return c.Delivered+c.Lagged >= n })
 		if c.Delivered != n || c.Lagged != 0 || c.OrderErrors != 0 || c.Last != n {
 			t.Fatalf("relay-b: %+v; want all %d delivered in order", c, n)
 		}
 	})
 	t.Run("ACL and trailing star across hosts", func(t *testing.T) {
 		for _, topic := range []string{"test.v1.data.y", "test.v1.data.y.z", "test.v1.data.y.z.w", "test.v1.data.q"} {
-			ts.command("relay-a", "send", map[string]any{"n": 3, "topic": topic})
+			ts.command(t, "relay-a", "send", map[string]any{"n": 3, "topic": topic})
 		}
-		ts.command("relay-a", "send", map[string]any{"n": 1, "topic": "test.v1.data.y.end"})
-		c := ts.report("narrow-b", func(c relayCounts) bool { return c.Topics["test.v1.data.y.end"] == 1 })
+		ts.command(t, "relay-a", "send", map[string]any{"n": 1, "topic": "test.v1.data.y.end"})
+		c := ts.report(t, "narrow-b", func(c relayCounts) bool { return c.Topics["test.v1.data.y.end"] == 1 })
 		want := map[string]int{"test.v1.data.y.z": 3, "test.v1.data.y.z.w": 3, "test.v1.data.y.end": 1}
 		if fmt.Sprint(c.Topics) != fmt.Sprint(want) || c.Lagged != 0 {
 			t.Fatalf("narrow-b got %v (lagged %d); want %v: its ACL covers test.v1.data.y.* only", c.Topics, c.Lagged, want)
@@ -291,12 +296,12 @@ func testBusAcrossHosts(t *testing.T, mode string) {
 	})
 	t.Run("slow subscriber gets an exact lagged", func(t *testing.T) {
 		const n = 5000
-		ts.command("slow-b", "hold", struct{}{})
-		ts.await("test.v1.report.slow-b.held")
+		ts.command(t, "slow-b", "hold", struct{}{})
+		ts.await(t, "test.v1.report.slow-b.held")
 		// relay-a publishes the wake-up after its n messages: the same publisher, so slow-b's
 		// queue has seen all n when it wakes.
-		ts.command("relay-a", "send", map[string]any{"n": n, "topic": "test.v1.slow.x", "then": "test.v1.wake.slow-b"})
-		c := ts.report("slow-b", func(c relayCounts) bool { return c.Delivered+c.Lagged >= n })
+		ts.command(t, "relay-a", "send", map[string]any{"n": n, "topic": "test.v1.slow.x", "then": "test.v1.wake.slow-b"})
+		c := ts.report(t, "slow-b", func(c relayCounts) bool { return c.Delivered+c.Lagged >= n })
 		if c.Delivered+c.Lagged != n || c.Lagged < n-1024 || c.Delivered > 1024 || c.OrderErrors != 0 {
 			t.Fatalf("slow-b: %+v; want delivered + lagged == %d with at least %d lagged (its queue holds 1024)", c, n, n-1024)
 		}
@@ -305,14 +310,14 @@ func testBusAcrossHosts(t *testing.T, mode string) {
 		t.Run("NATS server killed and restarted mid-stream", func(t *testing.T) {
 			const n = 20000
 			// Everything relay-a sent on test.v1.data.* so far has reached relay-b.
-			before := ts.report("relay-b", func(c relayCounts) bool { return c.Delivered+c.Lagged >= 10000+4*3+1 })
+			before := ts.report(t, "relay-b", func(c relayCounts) bool { return c.Delivered+c.Lagged >= 10000+4*3+1 })
 			watch, err := ts.b.SubscribeShared("test.v1.data.restart")
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer watch.Close()
 			a.awaitInterest(t, ts.link.ID(), 2) // test.v1.report.* and this one
-			ts.command("relay-a", "send", map[string]any{"n": n, "topic": "test.v1.data.restart"})
+			ts.command(t, "relay-a", "send", map[string]any{"n": n, "topic": "test.v1.data.restart"})
 			// Kill the server once the stream is flowing, and start it again at once on its port.
 			ctx, cancel := context.WithTimeout(context.Background(), eventTimeout)
 			defer cancel()
@@ -324,7 +329,7 @@ func testBusAcrossHosts(t *testing.T, mode string) {
 			if srv, err = cluster.Listen(cluster.ServerOptions{Addr: addr}); err != nil {
 				t.Fatal(err)
 			}
-			c := ts.report("relay-b", func(c relayCounts) bool {
+			c := ts.report(t, "relay-b", func(c relayCounts) bool {
 				return c.Delivered+c.Lagged+refusedOn(a)-before.Delivered-before.Lagged >= n
 			})
 			got := c.Delivered + c.Lagged + refusedOn(a) - before.Delivered - before.Lagged
@@ -334,4 +339,19 @@ func testBusAcrossHosts(t *testing.T, mode string) {
 			t.Logf("across the restart: delivered %d, lagged %d, refused %d", c.Delivered-before.Delivered, c.Lagged-before.Lagged, refusedOn(a))
 		})
 	}
+	// Last: it ends relay-a's run loop.
+	t.Run("ACL refusal on A as on one host", func(t *testing.T) {
+		watch, err := ts.b.SubscribeShared("forbidden.v1.*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer watch.Close()
+		ts.command(t, "relay-a", "send", map[string]any{"n": 1, "topic": "forbidden.v1.x"})
+		// The shim's guard refuses it before the host's bus sees it, with the words of one host.
+		want := `Capsule 'relay-a' is not allowed to publish to topic 'forbidden.v1.x' — declared ipc_publish patterns: [\"test.v1.*\"]`
+		waitFor(t, eventTimeout, "relay-a's refusal", func() bool { return strings.Contains(a.logText(), want) })
+		if st := watch.Stats(); st.Matched != 0 {
+			t.Fatalf("the refused message reached another host: %+v", st)
+		}
+	})
 }
