@@ -38,8 +38,8 @@ type counts struct {
 }
 
 type command struct {
-	N     int    `json:"n"`
-	Topic string `json:"topic"`
+	N      int    `json:"n"`
+	Topic  string `json:"topic"`
 	Then   string `json:"then"`
 	Window int    `json:"window"`
 }
