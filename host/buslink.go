@@ -55,3 +55,14 @@ func (h *Host) BusRefused() uint64 { return h.bus.Refused() }
 func busRefusal(what string, err error) error {
 	return fmt.Errorf("%s: %w: %w", what, errBusRefused, err)
 }
+
+// BusSubscribers returns how many patterns other hosts subscribe to match topic, as far as this
+// host knows (0 when it has joined no bus): a message on topic is forwarded iff it is not 0.
+func (h *Host) BusSubscribers(topic string) int {
+	h.linkMu.Lock()
+	defer h.linkMu.Unlock()
+	if h.link == nil {
+		return 0
+	}
+	return h.link.Subscribers(topic)
+}

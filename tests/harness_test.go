@@ -65,6 +65,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(netClientEnv) != "" {
 		os.Exit(netClientMain()) // a socket client run as another user (TestNetPeerUID)
 	}
+	if os.Getenv(natsPeerEnv) != "" {
+		os.Exit(natsPeerMain()) // a plain NATS client (BenchmarkBusNATS)
+	}
 	code, err := setup(m)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "tests: setup: %v\n%s", err, buildLogs.String())
