@@ -55,6 +55,11 @@ the host's own events (astrid.v1.capsule.*, astrid.v1.capsules_loaded) included;
 shows (nearly) everything. --publish TOPIC=JSON publishes a message once every capsule is loaded,
 for smoke tests.
 
+--bus nats://HOST:4222 shares the bus with the capsules of other hosts on that NATS server;
+--bus-listen [USER:PASSWORD@]HOST:PORT runs the NATS server in this host for others to join. Each
+host checks its own capsules' ACLs; guest messages cross, the host's own events and interceptors
+stay on their host (README: "Two machines").
+
 While it runs, 'astrid-host status' (with the same --state) shows each capsule's state, restarts
 and last failure, and 'astrid-host approve' answers the capsules' approval requests, which run logs
 with their REQUEST_ID (through the control socket STATE/run/control.sock).
