@@ -180,15 +180,21 @@ func (l *Link) Close() {
 	l.wg.Wait()
 }
 
-// announce sends this host's full interest, its marks, and a hello that asks the others for
-// theirs: at connect and at every reconnect.
-func (l *Link) announce() {
+// patterns returns the patterns this host subscribes to across hosts.
+func (l *Link) patterns() []string {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	set := make([]string, 0, len(l.subs))
 	for p := range l.subs {
 		set = append(set, p)
 	}
-	l.mu.Unlock()
+	return set
+}
+
+// announce sends this host's full interest, its marks, and a hello that asks the others for
+// theirs: at connect and at every reconnect.
+func (l *Link) announce() {
+	set := l.patterns()
 	l.sendControl(controlMsg{Type: ctlInterest, Origin: l.id, Full: true, Set: set})
 	l.sendMarks()
 	l.sendControl(controlMsg{Type: ctlHello, Origin: l.id})
@@ -412,12 +418,7 @@ func (l *Link) control(body []byte) {
 // announceTo answers the hello of host to: this host's full interest, and the marks of the
 // patterns it knows to subscribe to, addressed to it (it is a member of their epochs).
 func (l *Link) announceTo(to string) {
-	l.mu.Lock()
-	set := make([]string, 0, len(l.subs))
-	for p := range l.subs {
-		set = append(set, p)
-	}
-	l.mu.Unlock()
+	set := l.patterns()
 	l.sendControl(controlMsg{Type: ctlInterest, Origin: l.id, Full: true, Set: set})
 	l.pubMu.Lock()
 	l.sendMarksLocked(l.out.marksOf(to), to)

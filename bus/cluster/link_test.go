@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -295,6 +296,12 @@ func TestServerRestartExact(t *testing.T) {
 	}
 	defer sub.Close()
 	eventually(t, "A to learn B's interest", func() bool { return knows(la, "test.v1.*") })
+	// A subscriber on A itself: a refused message is delivered nowhere, not even here.
+	local, err := a.SubscribeShared("test.v1.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
 	const n = 6000
 	var refused, errs uint64
 	for i := 1; i <= n; i++ {
@@ -330,6 +337,9 @@ func TestServerRestartExact(t *testing.T) {
 	st := sub.Stats()
 	if st.Matched+refused != total || st.Delivered+st.Lagged+st.Queued != st.Matched || st.Matched <= st.Lagged {
 		t.Fatalf("B's stats %+v with %d refused on A; want Matched + refused == %d and some delivered", st, refused, total)
+	}
+	if got := local.Stats().Matched; got+refused != total {
+		t.Fatalf("A's own subscriber matched %d with %d refused; want %d: refused messages must not be delivered locally", got, refused, total)
 	}
 	t.Logf("published %d: refused %d, matched on B %d (lagged %d)", total, refused, st.Matched, st.Lagged)
 }
@@ -379,4 +389,50 @@ func TestLateSubscriberNotLagged(t *testing.T) {
 	publish(201, 201)
 	recvAll(t, subB, 1)
 	recvAll(t, subC, 1)
+}
+
+// TestLinkBounds: a message over the server's max_payload is refused (and delivered nowhere),
+// and a host's subscriptions past MaxPatterns are refused with a clear error.
+func TestLinkBounds(t *testing.T) {
+	noLeaks(t)
+	s := startServer(t, "127.0.0.1:0")
+	a, la := join(t, s.URL(), Options{})
+	b, _ := join(t, s.URL(), Options{})
+	sub, err := b.SubscribeShared("big.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	local, err := a.SubscribeShared("big.*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	eventually(t, "A to learn B's interest", func() bool { return knows(la, "big.*") })
+	huge := bus.Message{Topic: "big.x", Payload: json.RawMessage(`"` + strings.Repeat("x", EmbeddedMaxPayload) + `"`)}
+	if _, err := a.PublishShared([]bus.Message{huge}); err == nil || !strings.Contains(err.Error(), "max_payload") {
+		t.Fatalf("a message over max_payload: %v; want a refusal naming max_payload", err)
+	}
+	if a.Refused() != 1 || local.Stats().Matched != 0 {
+		t.Fatalf("refused %d, delivered locally %d; want 1 and 0", a.Refused(), local.Stats().Matched)
+	}
+	var subs []*bus.Subscription
+	defer func() {
+		for _, s := range subs {
+			s.Close()
+		}
+	}()
+	for i := range MaxPatterns - 1 { // "big.*" is one already
+		s, err := b.SubscribeShared(fmt.Sprintf("p.%d", i))
+		if err != nil {
+			t.Fatalf("subscription %d: %v", i, err)
+		}
+		subs = append(subs, s)
+	}
+	if _, err := b.SubscribeShared("one.too.many"); err == nil || !strings.Contains(err.Error(), "at most 4096 patterns") {
+		t.Fatalf("subscription past the bound: %v; want a refusal naming it", err)
+	}
+	if got := b.Subscriptions(); got != MaxPatterns {
+		t.Fatalf("%d subscriptions open; the refused one must be closed", got)
+	}
 }
