@@ -92,6 +92,17 @@ func (b *Bus) Refused() uint64 { return b.shared.refused.Load() }
 // the link's error.
 func (b *Bus) SubscribeShared(pattern string) (*Subscription, error) {
 	s := b.Subscribe(pattern)
+	if err := b.share(s); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// share registers s as a shared subscription and, when it is the first of its pattern, tells
+// the link; it undoes the registration when the link refuses.
+func (b *Bus) share(s *Subscription) error {
+	pattern := s.pattern
 	b.shared.interestMu.Lock()
 	defer b.shared.interestMu.Unlock()
 	b.mu.Lock()
@@ -113,11 +124,10 @@ func (b *Bus) SubscribeShared(pattern string) (*Subscription, error) {
 			delete(b.shared.byPattern, pattern)
 			s.shared = false
 			b.mu.Unlock()
-			s.Close()
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // unshare takes a closing shared subscription out of byPattern and tells the link when it was
