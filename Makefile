@@ -43,6 +43,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'ExportCall|ColdStart|HostFunction|PublishRecvLatency|InterceptorDispatch' -benchtime 1000x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'SandboxedStart' -benchtime 200x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'BusThroughput' -benchtime 5x -count 1 -timeout 20m ./tests/
+	$(GO) test -run '^$$' -bench 'BusNATS' -benchtime 3x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench '^BenchmarkKV$$' -benchtime 20x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench '^BenchmarkBoot$$' -benchtime 5x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'SpawnTrue' -benchtime 200x -count 1 ./sandbox/

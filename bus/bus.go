@@ -47,6 +47,9 @@ type Bus struct {
 	mu    sync.RWMutex
 	index index
 	count int // open subscriptions, indexed or not
+
+	// shared serves the link to other hosts (link.go).
+	shared shared
 }
 
 // New returns an empty bus with the given options.

@@ -23,6 +23,7 @@ type Subscription struct {
 	bus     *Bus
 	pattern string
 	segs    []string // pattern's segments; nil when it can match nothing (not indexed)
+	shared  bool     // made by SubscribeShared (guarded by bus.mu)
 
 	notify    chan struct{} // one token: "the queue may have messages"
 	done      chan struct{} // closed by Close
@@ -90,6 +91,16 @@ func (s *Subscription) push(ms ...*Message) {
 	s.wake()
 }
 
+// addLag counts n messages that matched but never reached this host as matched and lagged.
+func (s *Subscription) addLag(n uint64) {
+	s.mu.Lock()
+	s.matched += n
+	s.lagged += n
+	s.lagPending += n
+	s.mu.Unlock()
+	s.wake()
+}
+
 // wake leaves a token in notify unless one is already there. It never
 // blocks.
 func (s *Subscription) wake() {
@@ -112,10 +123,11 @@ func (s *Subscription) Poll(maxBytes int) Envelope {
 
 // drain takes messages as Poll describes. When the queue is empty and
 // always is false it returns false and leaves the lagged count for a later
-// envelope; otherwise it returns an envelope (and resets the count).
+// envelope, unless messages lost on their way from another host are pending (AddLag); otherwise
+// it returns an envelope (and resets the count).
 func (s *Subscription) drain(maxBytes int, always bool) (Envelope, bool) {
 	s.mu.Lock()
-	if s.q.n == 0 && !always {
+	if s.q.n == 0 && s.lagPending == 0 && !always {
 		s.mu.Unlock()
 		return Envelope{}, false
 	}
@@ -192,6 +204,7 @@ func (s *Subscription) Recv(ctx context.Context, maxBytes int) (Envelope, error)
 // queued can still be polled. Close is idempotent.
 func (s *Subscription) Close() {
 	s.closeOnce.Do(func() {
+		s.bus.unshare(s)
 		s.bus.remove(s)
 		close(s.done)
 	})

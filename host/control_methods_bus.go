@@ -121,7 +121,12 @@ func (h *Host) PublishOperator(topic string, payload []byte) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return h.bus.Publish(bus.Message{Topic: topic, Payload: p, SourceID: hostSourceID, Principal: DefaultPrincipal}), nil
+	// The operator's message is shared with other hosts, as a guest's is.
+	ms := []bus.Message{{Topic: topic, Payload: p, SourceID: hostSourceID, Principal: DefaultPrincipal}}
+	if _, err := h.bus.PublishShared(ms); err != nil {
+		return 0, err
+	}
+	return ms[0].Seq, nil
 }
 
 // CheckTailPatterns checks the patterns of a tail: 1 to MaxTailPatterns of them, each one

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/bus"
+	"github.com/astrid-go/astrid/bus/cluster"
 	"github.com/astrid-go/astrid/host/internal/kvstore"
 	"github.com/astrid-go/astrid/host/internal/safefile"
 	"github.com/astrid-go/astrid/host/internal/wasmscan"
@@ -94,6 +95,9 @@ type Host struct {
 	bus *bus.Bus
 	// metrics records what happens for the host's Prometheus metrics (RegisterMetrics).
 	metrics *metrics.Recorder
+	// link connects bus to other hosts' (JoinBus); nil when the bus is this host's alone.
+	linkMu sync.Mutex
+	link   *cluster.Link
 	// dispatch runs the interceptors of capsules without a run export for the bus's messages.
 	dispatch *dispatcher
 	// closing ends when Shutdown begins; pending restarts wait on it.
@@ -616,6 +620,7 @@ func (h *Host) Shutdown(ctx context.Context) {
 	h.dispatch.wait()
 	h.tasks.Wait()
 	h.closeCLISocket()
+	h.leaveBus()
 	if err := h.kv.Close(); err != nil {
 		h.log.Error("closing the KV store", "path", h.kv.Path(), "error", err)
 	}

@@ -45,12 +45,19 @@ func (s *hostServices) publish(pubs []*pb.IpcPublication) error {
 		m.Principal = principal
 		msgs = append(msgs, m)
 	}
+	var linkErr error
 	if len(msgs) > 0 {
-		s.inst.host.bus.PublishBatch(msgs)
+		_, linkErr = s.inst.host.bus.PublishShared(msgs)
 	}
 	s.recordHostCall("astrid_ipc_publish", len(msgs)+failedIf(refusal), failedIf(refusal))
 	if refusal != nil {
 		return s.inst.compromised(refusal)
+	}
+	if linkErr != nil {
+		// The link to other hosts could not take them (docs/architecture.md#the-bus-across-hosts):
+		// an ordinary error, which the guest's call gets; they were delivered nowhere.
+		s.inst.host.log.Warn("bus: publishes refused", "capsule", s.inst.ID(), "refused_total", s.inst.host.bus.Refused(), "error", linkErr)
+		return status.Error(codes.Unavailable, busRefusal("publish", linkErr).Error())
 	}
 	return nil
 }
@@ -111,7 +118,7 @@ func (s *hostServices) IpcRecv(ctx context.Context, req *pb.IpcRecvRequest) (_ *
 // foresee, a compromise verdict for what its own guard would have refused.
 func (s *hostServices) refuse(err error) error {
 	switch {
-	case errors.Is(err, errUnloading):
+	case errors.Is(err, errUnloading), errors.Is(err, errBusRefused):
 		return status.Error(codes.Unavailable, err.Error())
 	case guard.IsOrdinary(err):
 		return status.Error(codes.ResourceExhausted, err.Error())

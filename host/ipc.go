@@ -107,7 +107,11 @@ func (s *instanceIPC) subscribeInterceptors(b *bus.Bus, interceptors []manifest.
 			return nil, fmt.Errorf("interceptor %q: %w", ic.Event, err)
 		}
 		s.next++
-		s.subs[h] = s.newSub(b, ic.Event)
+		e, err := s.newSub(b, ic.Event, false) // interceptors stay on their host
+		if err != nil {
+			return nil, fmt.Errorf("interceptor %q: %w", ic.Event, err)
+		}
+		s.subs[h] = e
 		handles = append(handles, guard.InterceptorHandle{HandleID: h, Action: ic.Action, Topic: ic.Event})
 	}
 	return json.Marshal(handles)
@@ -135,8 +139,13 @@ func (s *instanceIPC) subscribe(b *bus.Bus, pattern string) (uint64, error) {
 	if err := s.guard.AddSubscription(h); err != nil {
 		return 0, err
 	}
+	e, err := s.newSub(b, pattern, true)
+	if err != nil {
+		s.guard.Unsubscribed(h)
+		return 0, busRefusal("subscribe", err)
+	}
 	s.next++ // wraps at 2^64, as upstream's wrapping_add
-	s.subs[h] = s.newSub(b, pattern)
+	s.subs[h] = e
 	return h, nil
 }
 

@@ -42,16 +42,24 @@ type ipcSub struct {
 }
 
 // newSub subscribes pattern for s, or takes over the lender's subscription to the same pattern
-// (during a reload). Called with s.mu held.
-func (s *instanceIPC) newSub(b *bus.Bus, pattern string) *ipcSub {
+// (during a reload). A guest's own subscription is shared with other hosts (bus.SubscribeShared,
+// which the link may refuse); an interceptor's stays on this host. Called with s.mu held.
+func (s *instanceIPC) newSub(b *bus.Bus, pattern string, shared bool) (*ipcSub, error) {
 	if s.lender != nil {
 		if h, sub := s.lender.lend(s, pattern); sub != nil {
 			e := attached(sub)
 			e.from, e.fromHandle = s.lender, h
-			return e
+			return e, nil
 		}
 	}
-	return attached(b.Subscribe(pattern))
+	if !shared {
+		return attached(b.Subscribe(pattern)), nil
+	}
+	sub, err := b.SubscribeShared(pattern)
+	if err != nil {
+		return nil, err
+	}
+	return attached(sub), nil
 }
 
 // attached is the entry of a subscription its instance uses.

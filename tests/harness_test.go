@@ -42,28 +42,32 @@ var (
 
 // builtCapsules are the Go capsules the tests run: example and test-only ones.
 var builtCapsules = map[string]string{
-	"hello":   "examples/hello",
-	"counter": "examples/counter",
-	"demo":    "examples/demo",
-	"ping":    "examples/ping",
-	"pong":    "examples/pong",
-	"faulty":  "tests/testdata/capsules/faulty",
-	"ipc":     "tests/testdata/capsules/ipc",
-	"kv":      "tests/testdata/capsules/kv",
-	"memory":  "examples/memory",
-	"procs":   "tests/testdata/capsules/procs",
-	"raw":     "tests/testdata/capsules/raw",
-	"hook":    "tests/testdata/capsules/hook",
-	"authz":   "tests/testdata/capsules/authz",
-	"runner":  "examples/runner",
-	"session": "examples/session",
-	"bridge":  "examples/bridge",
-	"relay":   "tests/testdata/capsules/relay",
+	"hello":    "examples/hello",
+	"counter":  "examples/counter",
+	"demo":     "examples/demo",
+	"ping":     "examples/ping",
+	"pong":     "examples/pong",
+	"faulty":   "tests/testdata/capsules/faulty",
+	"ipc":      "tests/testdata/capsules/ipc",
+	"kv":       "tests/testdata/capsules/kv",
+	"memory":   "examples/memory",
+	"procs":    "tests/testdata/capsules/procs",
+	"raw":      "tests/testdata/capsules/raw",
+	"relay":    "tests/testdata/capsules/relay",
+	"hook":     "tests/testdata/capsules/hook",
+	"authz":    "tests/testdata/capsules/authz",
+	"runner":   "examples/runner",
+	"session":  "examples/session",
+	"bridge":   "examples/bridge",
+	"buscount": "tests/testdata/capsules/buscount",
 }
 
 func TestMain(m *testing.M) {
 	if os.Getenv(netClientEnv) != "" {
 		os.Exit(netClientMain()) // a socket client run as another user (TestNetPeerUID)
+	}
+	if os.Getenv(natsPeerEnv) != "" {
+		os.Exit(natsPeerMain()) // a plain NATS client (BenchmarkBusNATS)
 	}
 	code, err := setup(m)
 	if err != nil {

@@ -47,4 +47,21 @@
 // every topic that pattern matches is matched by acl. It compares the two
 // patterns segment by segment (see its doc comment), never by enumerating
 // topics.
+//
+// # Across hosts
+//
+// On a bus shared by several hosts over NATS (package bus/cluster), a topic is published on the
+// subject [TopicSubject] gives and a pattern subscribed with [PatternSubject]'s:
+//
+//   - every subject begins with [SubjectPrefix] ("astrid.bus."), so other NATS traffic can
+//     share the server;
+//   - a segment of only ASCII letters, digits, '_' and '-' is its own token; any other segment
+//     (a literal "*" or ">", a space, a '~', non-ASCII) is "~" and the lower-case hex of its
+//     bytes, so NATS never reads a topic's segment as a wildcard and [SubjectTopic] reverses it;
+//   - a pattern's "*" before its last segment is NATS's "*" (exactly one token), and its trailing
+//     "*" is NATS's ">" (one or more tokens), as rule 3 above.
+//
+// NATS's matching of the mapped subjects then accepts every pair Match accepts, and more only
+// past MaxDepth; the receiving host checks each message with Match again, so the two together
+// are exactly Match (subject_test.go checks it with tables, properties and a fuzz target).
 package topics

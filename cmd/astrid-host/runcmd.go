@@ -63,6 +63,11 @@ running one's subscriptions and queued messages; a change that fails to load (an
 a module that does not compile or, for an installed capsule, does not match its meta.json) is
 logged and the running instance goes on. 'astrid-host reload NAME' does the same on demand.
 
+--bus nats://HOST:4222 shares the bus with the capsules of other hosts on that NATS server;
+--bus-listen [USER:PASSWORD@]HOST:PORT runs the NATS server in this host for others to join. Each
+host checks its own capsules' ACLs; guest messages cross, the host's own events and interceptors
+stay on their host (README: "Two machines").
+
 While it runs, the commands publish, tail, call --running, status, load, unload, reload and approve (with
 the same --state) reach it through its control socket STATE/run/control.sock: 'astrid-host status'
 shows each capsule's state, restarts and last failure, 'astrid-host approve' answers the capsules'
@@ -85,8 +90,14 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	fs.Var(&publishes, "publish", "publish `TOPIC=JSON` once the capsules are loaded; repeatable")
 	metricsAddr := fs.String("metrics", "", "serve Prometheus metrics on `HOST:PORT` at /metrics (port 0 picks a free one; the log says which); see docs/metrics.md")
 	watch := fs.Bool("watch", false, "reload a capsule when its Capsule.toml, module or meta.json changes (as 'astrid-host reload' does)")
+	// The bus across hosts (busflags.go).
+	var bf busFlags
+	bf.register(fs)
 	pos, err := parseArgs(fs, args)
 	if err != nil {
+		return usageError(fs, stderr, err)
+	}
+	if err := bf.check(); err != nil {
 		return usageError(fs, stderr, err)
 	}
 	type publication struct{ topic, payload string }
@@ -126,6 +137,13 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	for _, s := range notes {
 		logger.Warn("capsule path skipped", "reason", s)
+	}
+	stopBus, err := bf.join(h, logger)
+	defer stopBus() // after the host's Shutdown, which leaves the bus
+	if err != nil {
+		h.Shutdown(context.Background())
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return exitUsage
 	}
 	if len(pos) == 0 {
 		found, notes, err = host.DiscoverInstalled(stateDir, h.Workspace())
