@@ -98,6 +98,7 @@ func (s *Subscription) addLag(n uint64) {
 	s.lagged += n
 	s.lagPending += n
 	s.mu.Unlock()
+	s.bus.totals.lagged.Add(n)
 	s.wake()
 }
 

@@ -11,8 +11,12 @@ type Totals struct {
 	Published uint64
 	// Delivered counts the messages returned to subscribers by Poll and Recv.
 	Delivered uint64
-	// Lagged counts the messages evicted from full subscription queues.
+	// Lagged counts the messages evicted from full subscription queues, and the messages other
+	// hosts published for a subscription that never reached this host (AddLag).
 	Lagged uint64
+	// Refused counts the messages PublishShared refused because the link to other hosts could
+	// not take them (Refused).
+	Refused uint64
 }
 
 // totals are a Bus's Totals, updated as messages are published, drained and evicted.
@@ -27,5 +31,6 @@ func (b *Bus) Totals() Totals {
 		Published: b.totals.published.Load(),
 		Delivered: b.totals.delivered.Load(),
 		Lagged:    b.totals.lagged.Load(),
+		Refused:   b.Refused(),
 	}
 }

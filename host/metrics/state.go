@@ -78,6 +78,8 @@ var (
 		"Messages delivered from subscription queues to subscribers (capsules' poll and recv, the host's own subscribers).", nil, nil)
 	descLagged = prometheus.NewDesc("astrid_bus_receiver_lagged_total",
 		"Messages evicted from full subscription queues (the lagged counts of envelopes), closed subscriptions included.", nil, nil)
+	descRefused = prometheus.NewDesc("astrid_bus_events_refused_total",
+		"Messages refused to their publisher because the bus to other hosts (--bus, --bus-listen) could not take them; they were delivered nowhere.", nil, nil)
 	descBusSubs = prometheus.NewDesc("astrid_bus_subscriptions",
 		"Open subscriptions on the bus (capsules' and the host's).", nil, nil)
 	descInterceptorQueued = prometheus.NewDesc("astrid_interceptor_queue_messages",
@@ -87,7 +89,7 @@ var (
 // Describe sends the descriptors of the collector's metrics.
 func (c *StateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descState, descSubs, descQueued, descQueuedBytes, descProcs, descRSS,
-		descDropped, descPublished, descDelivered, descLagged, descBusSubs, descInterceptorQueued} {
+		descDropped, descPublished, descDelivered, descLagged, descRefused, descBusSubs, descInterceptorQueued} {
 		ch <- d
 	}
 }
@@ -145,6 +147,7 @@ func (c *StateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(s.Bus.Published))
 	ch <- prometheus.MustNewConstMetric(descDelivered, prometheus.CounterValue, float64(s.Bus.Delivered))
 	ch <- prometheus.MustNewConstMetric(descLagged, prometheus.CounterValue, float64(s.Bus.Lagged))
+	ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(s.Bus.Refused))
 	gauge(descBusSubs, float64(s.Subscriptions))
 	gauge(descInterceptorQueued, float64(s.InterceptorQueued))
 }
