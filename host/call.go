@@ -134,7 +134,7 @@ func (i *Instance) invokeHeld(ctx context.Context, export string, input []byte, 
 		return out, err
 	}
 	if ctx.Done() == nil { // ctx cannot end: no need to watch it
-		resp, err := i.proc.shim.Invoke(rpcCtx, req)
+		resp, err := i.proc.calls.Invoke(rpcCtx, req)
 		return finish(resp, err)
 	}
 	type answer struct {
@@ -146,7 +146,7 @@ func (i *Instance) invokeHeld(ctx context.Context, export string, input []byte, 
 	answered := make(chan answer)
 	abandoned := make(chan struct{})
 	i.host.background(func() {
-		resp, err := i.proc.shim.Invoke(rpcCtx, req)
+		resp, err := i.proc.calls.Invoke(rpcCtx, req)
 		select {
 		case answered <- answer{resp, err}:
 		case <-abandoned:
