@@ -59,6 +59,15 @@ func NewShimEnd(c *Conn) *ShimEnd {
 // InheritedShimEnd is the shim's end of the call connection whose descriptor the environment
 // variable EnvShimCallsFD names.
 func InheritedShimEnd() (*ShimEnd, error) {
+	c, err := InheritedConn()
+	if err != nil {
+		return nil, err
+	}
+	return NewShimEnd(c), nil
+}
+
+// InheritedConn is the connection of InheritedShimEnd, unwrapped.
+func InheritedConn() (*Conn, error) {
 	v, ok := os.LookupEnv(EnvShimCallsFD)
 	if !ok {
 		return nil, fmt.Errorf("%s is not set: the shim was not started by astrid-host", EnvShimCallsFD)
@@ -73,11 +82,7 @@ func InheritedShimEnd() (*ShimEnd, error) {
 	if err != nil || fi.Mode().Type() != os.ModeSocket {
 		return nil, fmt.Errorf("%s: descriptor %d is not a socket", EnvShimCallsFD, fd)
 	}
-	c, err := FileConn(f)
-	if err != nil {
-		return nil, err
-	}
-	return NewShimEnd(c), nil
+	return FileConn(f)
 }
 
 // Close closes the connection.

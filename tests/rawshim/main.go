@@ -20,6 +20,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -31,6 +32,7 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
@@ -55,6 +57,8 @@ type rawServer struct {
 	broker    *plugin.GRPCBroker
 	host      pb.HostServicesClient
 	calls     *callwire.ShimEnd
+	// rawCalls is the call connection again, for frames no correct shim writes.
+	rawCalls *os.File
 }
 
 func (s *rawServer) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, error) {
@@ -93,6 +97,10 @@ type forgery struct {
 	// Op and Args are the host call of RPC "hostcall".
 	Op   int32    `json:"op"`
 	Args []string `json:"args"`
+	// Kind and Length are the header of RPC "frame": a frame header alone, as is.
+	Kind   uint8  `json:"kind"`
+	Length uint32 `json:"length"`
+	ID     uint64 `json:"id"`
 }
 
 func (s *rawServer) forge(ctx context.Context, input []byte) error {
@@ -116,6 +124,13 @@ func (s *rawServer) forge(ctx context.Context, input []byte) error {
 		_, err = s.host.IpcPoll(ctx, &pb.IpcHandle{Handle: f.Handle})
 	case "recv":
 		_, err = s.host.IpcRecv(ctx, &pb.IpcRecvRequest{Handle: f.Handle, TimeoutMs: f.Timeout})
+	case "frame":
+		h := make([]byte, callwire.HeaderBytes)
+		binary.LittleEndian.PutUint32(h, f.Length)
+		h[4] = f.Kind
+		binary.LittleEndian.PutUint64(h[8:], f.ID)
+		// The host reads it before this call's result, and stops this shim instead.
+		_, err = s.rawCalls.Write(h)
 	case "hostcall":
 		args := make([][]byte, len(f.Args))
 		for i, a := range f.Args {
@@ -307,11 +322,19 @@ func main() {
 		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
 		os.Exit(1)
 	}
-	calls, err := callwire.InheritedShimEnd()
+	// A second descriptor of the call connection, to write forged frames on.
+	fd, _ := strconv.Atoi(os.Getenv(callwire.EnvShimCallsFD))
+	dup, err := unix.Dup(fd)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
 		os.Exit(1)
 	}
+	conn, err := callwire.InheritedConn()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
+		os.Exit(1)
+	}
+	calls := callwire.NewShimEnd(conn)
 	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Warn})
 	server, err := shared.ShimServer(func(peerPID int, err error) {
 		logger.Error("refused a connection to the shim's server", "peer_pid", peerPID, "error", err)
@@ -324,7 +347,7 @@ func main() {
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
 			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer {
-				s := &rawServer{engine: engine, broker: b, artefacts: sock, calls: calls}
+				s := &rawServer{engine: engine, broker: b, artefacts: sock, calls: calls, rawCalls: os.NewFile(uintptr(dup), "call connection")}
 				go calls.Serve(s.serveCall)
 				return s
 			},
