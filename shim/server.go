@@ -207,18 +207,26 @@ func (s *Server) ServeCalls() error {
 // cancelled is the answer to a call made while (or waiting while) the capsule unloads.
 var cancelled = &pb.GuestError{Kind: pb.GuestError_CANCELLED, Message: "the capsule is unloading"}
 
-// Invoke calls one export (a Call frame of the call connection). A call that trapped leaves the
-// Store behind: the next call runs in a fresh instantiation. A call waits for the Store (a run
-// loop may hold it) until the capsule unloads.
-func (s *Server) Invoke(req *pb.InvokeRequest) *pb.InvokeResponse {
+// Invoke calls one export (a Call frame of the call connection) and replies with its answer
+// while it still holds the Store: the output is the kernel's memory, sent without a copy of its
+// own. A call waits for the Store (a run loop may hold it) until the capsule unloads.
+func (s *Server) Invoke(req *pb.InvokeRequest, reply func(*pb.InvokeResponse)) {
 	if len(req.Input) > shared.MaxPayloadBytes {
-		return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR,
-			Message: fmt.Sprintf("input of %d bytes exceeds the %d-byte (10 MiB) limit", len(req.Input), shared.MaxPayloadBytes)}}
+		reply(&pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR,
+			Message: fmt.Sprintf("input of %d bytes exceeds the %d-byte (10 MiB) limit", len(req.Input), shared.MaxPayloadBytes)}})
+		return
 	}
 	if err := s.lock(s.unloading); err != nil {
-		return &pb.InvokeResponse{Error: cancelled}
+		reply(&pb.InvokeResponse{Error: cancelled})
+		return
 	}
 	defer s.unlock()
+	reply(s.invokeLocked(req))
+}
+
+// invokeLocked runs a call for Invoke, which holds the Store. A call that trapped leaves the
+// Store behind: the next call runs in a fresh instantiation.
+func (s *Server) invokeLocked(req *pb.InvokeRequest) *pb.InvokeResponse {
 	s.inCall.Store(true)
 	defer s.inCall.Store(false)
 	if s.closing.Load() {

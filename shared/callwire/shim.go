@@ -23,8 +23,9 @@ import (
 // room for the envelope.
 const MaxShimFrameBytes = max(shared.MaxMessageBytes, shared.MaxHostCallResultBytes+1<<20)
 
-// InvokeFunc runs one export call in the shim.
-type InvokeFunc func(req *pb.InvokeRequest) *pb.InvokeResponse
+// InvokeFunc runs one export call in the shim and calls reply exactly once with its answer. The
+// answer's bytes need stay valid only until reply returns (they may be the Store's own memory).
+type InvokeFunc func(req *pb.InvokeRequest, reply func(*pb.InvokeResponse))
 
 // ShimEnd is the shim's end of its call connection: it runs the host's export calls and sends
 // the guest's host calls.
@@ -201,5 +202,5 @@ func (e *ShimEnd) serve(invoke InvokeFunc) error {
 }
 
 func (e *ShimEnd) answer(f callFrame, invoke InvokeFunc) {
-	_ = e.c.WriteFrame(CallResult, f.id, invoke(f.req))
+	invoke(f.req, func(resp *pb.InvokeResponse) { _ = e.c.WriteFrame(CallResult, f.id, resp) })
 }

@@ -124,7 +124,7 @@ func newEndpoints(t *testing.T, hostCall HostFunc, invoke func(*ShimEnd, *pb.Inv
 	e := &endpoints{host: NewHostEnd(hc), shim: NewShimEnd(sc), raw: sc, hostServed: make(chan error, 1), shimServed: make(chan error, 1)}
 	go func() { e.hostServed <- e.host.Serve(hostCall, e.violation) }()
 	go func() {
-		e.shimServed <- e.shim.Serve(func(req *pb.InvokeRequest) *pb.InvokeResponse { return invoke(e.shim, req) })
+		e.shimServed <- e.shim.Serve(func(req *pb.InvokeRequest, reply func(*pb.InvokeResponse)) { reply(invoke(e.shim, req)) })
 	}()
 	t.Cleanup(func() {
 		e.host.Close()

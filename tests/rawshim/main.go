@@ -235,12 +235,12 @@ func (s *rawServer) Load(_ context.Context, req *pb.LoadRequest) (*pb.LoadRespon
 }
 
 // serveCall answers one call of the call connection.
-func (s *rawServer) serveCall(req *pb.InvokeRequest) *pb.InvokeResponse {
+func (s *rawServer) serveCall(req *pb.InvokeRequest, reply func(*pb.InvokeResponse)) {
 	resp, err := s.invoke(context.Background(), req)
 	if err != nil {
-		return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR, Message: status.Convert(err).Message()}}
+		resp = &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR, Message: status.Convert(err).Message()}}
 	}
-	return resp
+	reply(resp)
 }
 
 func (s *rawServer) invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
