@@ -29,23 +29,17 @@ type HostFunc func(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallRe
 type HostEnd struct {
 	c *Conn
 
-	mu      sync.Mutex
-	nextID  uint64
-	pending map[uint64]chan callAnswer
+	calls requests[*pb.InvokeResponse]
+
+	mu sync.Mutex
 	// hostCalls holds the cancel function of the host call in progress, by id.
 	hostCalls map[uint64]context.CancelFunc
-	ended     error // set once the connection has ended; no call is sent after
 	done      chan struct{}
-}
-
-type callAnswer struct {
-	resp *pb.InvokeResponse
-	err  error
 }
 
 // NewHostEnd wraps the host's end of a call connection (from Pair).
 func NewHostEnd(c *Conn) *HostEnd {
-	return &HostEnd{c: c, pending: map[uint64]chan callAnswer{}, hostCalls: map[uint64]context.CancelFunc{}, done: make(chan struct{})}
+	return &HostEnd{c: c, hostCalls: map[uint64]context.CancelFunc{}, done: make(chan struct{})}
 }
 
 // Close closes the connection: calls waiting for an answer fail with Unavailable, host calls in
@@ -59,38 +53,7 @@ func (e *HostEnd) Done() <-chan struct{} { return e.done }
 // abandoned: its result is dropped when it comes), or for the connection to end (Unavailable: the
 // shim is gone). The errors are gRPC statuses, as the unary RPC this replaces gave.
 func (e *HostEnd) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
-	answer := make(chan callAnswer, 1)
-	e.mu.Lock()
-	if e.ended != nil {
-		err := e.ended
-		e.mu.Unlock()
-		return nil, unavailable(err)
-	}
-	e.nextID++
-	id := e.nextID
-	e.pending[id] = answer
-	e.mu.Unlock()
-	if err := e.c.WriteFrame(Call, id, req); err != nil {
-		e.forget(id)
-		return nil, unavailable(err)
-	}
-	select {
-	case a := <-answer:
-		return a.resp, a.err
-	case <-ctx.Done():
-		e.forget(id)
-		return nil, status.FromContextError(context.Cause(ctx)).Err()
-	}
-}
-
-func (e *HostEnd) forget(id uint64) {
-	e.mu.Lock()
-	delete(e.pending, id)
-	e.mu.Unlock()
-}
-
-func unavailable(err error) error {
-	return status.Errorf(codes.Unavailable, "the shim's call connection ended: %v", err)
+	return e.calls.do(ctx, func(id uint64) error { return e.c.WriteFrame(Call, id, req) }, nil)
 }
 
 // Serve reads the shim's frames until the connection ends: call results go to the Invoke that
@@ -103,13 +66,7 @@ func (e *HostEnd) Serve(hostCall HostFunc, violation func(error) error) error {
 	ctx, cancelAll := context.WithCancel(context.Background())
 	err := e.serve(ctx, hostCall, violation)
 	cancelAll()
-	e.mu.Lock()
-	e.ended = err
-	for id, ch := range e.pending {
-		ch <- callAnswer{err: unavailable(err)}
-		delete(e.pending, id)
-	}
-	e.mu.Unlock()
+	e.calls.end(err)
 	close(e.done)
 	e.c.Close()
 	return err
@@ -132,17 +89,9 @@ func (e *HostEnd) serve(ctx context.Context, hostCall HostFunc, violation func(e
 			if err := Decode(kind, body, resp); err != nil {
 				return violation(err)
 			}
-			e.mu.Lock()
-			ch, ok := e.pending[id]
-			delete(e.pending, id)
-			sent := id <= e.nextID
-			e.mu.Unlock()
-			switch {
-			case ok:
-				ch <- callAnswer{resp: resp}
-			case !sent:
+			if waited, sent := e.calls.deliver(id, answer[*pb.InvokeResponse]{resp: resp}); !waited && !sent {
 				return violation(fmt.Errorf("a call result for call %d, which the host never sent", id))
-			} // else: an abandoned call's result
+			} // (a result nobody waits for answers an abandoned call)
 		case HostCall:
 			req := &pb.HostCallRequest{}
 			if err := Decode(kind, body, req); err != nil {

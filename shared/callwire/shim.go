@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"sync"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -32,19 +31,11 @@ type InvokeFunc func(req *pb.InvokeRequest, reply func(*pb.InvokeResponse))
 type ShimEnd struct {
 	c *Conn
 
-	mu      sync.Mutex
-	nextID  uint64
-	waiting map[uint64]chan hostAnswer
-	ended   error
+	hostCalls requests[*pb.HostCallResponse]
 
 	// worker runs calls on one long-lived goroutine (its stack has grown to what a guest call
 	// needs); a call that comes while it is busy (a run loop holds it) gets a goroutine of its own.
 	worker chan callFrame
-}
-
-type hostAnswer struct {
-	resp *pb.HostCallResponse
-	err  error
 }
 
 type callFrame struct {
@@ -54,7 +45,7 @@ type callFrame struct {
 
 // NewShimEnd wraps the shim's end of a call connection (FileConn of the inherited descriptor).
 func NewShimEnd(c *Conn) *ShimEnd {
-	return &ShimEnd{c: c, waiting: map[uint64]chan hostAnswer{}, worker: make(chan callFrame)}
+	return &ShimEnd{c: c, worker: make(chan callFrame)}
 }
 
 // InheritedShimEnd is the shim's end of the call connection whose descriptor the environment
@@ -96,35 +87,8 @@ func (e *ShimEnd) HostCall(ctx context.Context, req *pb.HostCallRequest) (*pb.Ho
 	if e == nil {
 		return nil, status.Error(codes.FailedPrecondition, "the shim has no call connection to the host")
 	}
-	answer := make(chan hostAnswer, 1)
-	e.mu.Lock()
-	if e.ended != nil {
-		err := e.ended
-		e.mu.Unlock()
-		return nil, unavailable(err)
-	}
-	e.nextID++
-	id := e.nextID
-	e.waiting[id] = answer
-	e.mu.Unlock()
-	if err := e.c.WriteFrame(HostCall, id, req); err != nil {
-		e.forget(id)
-		return nil, unavailable(err)
-	}
-	select {
-	case a := <-answer:
-		return a.resp, a.err
-	case <-ctx.Done():
-		e.forget(id)
-		_ = e.c.WriteFrame(Cancel, id, nil)
-		return nil, status.FromContextError(ctx.Err()).Err()
-	}
-}
-
-func (e *ShimEnd) forget(id uint64) {
-	e.mu.Lock()
-	delete(e.waiting, id)
-	e.mu.Unlock()
+	return e.hostCalls.do(ctx, func(id uint64) error { return e.c.WriteFrame(HostCall, id, req) },
+		func(id uint64) { _ = e.c.WriteFrame(Cancel, id, nil) })
 }
 
 // Serve reads the host's frames until the connection ends: calls go to invoke, whose answers are
@@ -139,13 +103,7 @@ func (e *ShimEnd) Serve(invoke InvokeFunc) error {
 	}()
 	err := e.serve(invoke)
 	close(e.worker)
-	e.mu.Lock()
-	e.ended = err
-	for id, ch := range e.waiting {
-		ch <- hostAnswer{err: unavailable(err)}
-		delete(e.waiting, id)
-	}
-	e.mu.Unlock()
+	e.hostCalls.end(err)
 	e.c.Close()
 	return err
 }
@@ -172,7 +130,7 @@ func (e *ShimEnd) serve(invoke InvokeFunc) error {
 				go e.answer(f, invoke)
 			}
 		case HostResult, HostError:
-			var a hostAnswer
+			var a answer[*pb.HostCallResponse]
 			if kind == HostResult {
 				a.resp = &pb.HostCallResponse{}
 				if err := Decode(kind, body, a.resp); err != nil {
@@ -188,13 +146,7 @@ func (e *ShimEnd) serve(invoke InvokeFunc) error {
 				}
 				a.err = status.FromProto(st).Err()
 			}
-			e.mu.Lock()
-			ch, ok := e.waiting[id]
-			delete(e.waiting, id)
-			e.mu.Unlock()
-			if ok {
-				ch <- a
-			}
+			e.hostCalls.deliver(id, a) // nobody waits for the answer to a cancelled host call
 		default:
 			return fmt.Errorf("a %s frame, which only the shim sends", kind)
 		}
