@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -104,6 +105,10 @@ func (i *Instance) invokeHeld(ctx context.Context, export string, input []byte, 
 	if err := i.notReady(export); err != nil {
 		i.releaseCall()
 		return nil, err // it stopped or failed while the call waited
+	}
+	if err := shared.CheckInput(len(input)); err != nil {
+		i.releaseCall()
+		return nil, &CallError{Capsule: i.ID(), Export: export, Reason: err.Error()}
 	}
 	req := &pb.InvokeRequest{Export: export, Input: input, TimeoutMs: uint64(timeout.Milliseconds())}
 	if caller != nil {

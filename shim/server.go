@@ -211,9 +211,8 @@ var cancelled = &pb.GuestError{Kind: pb.GuestError_CANCELLED, Message: "the caps
 // while it still holds the Store: the output is the kernel's memory, sent without a copy of its
 // own. A call waits for the Store (a run loop may hold it) until the capsule unloads.
 func (s *Server) Invoke(req *pb.InvokeRequest, reply func(*pb.InvokeResponse)) {
-	if len(req.Input) > shared.MaxPayloadBytes {
-		reply(&pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR,
-			Message: fmt.Sprintf("input of %d bytes exceeds the %d-byte (10 MiB) limit", len(req.Input), shared.MaxPayloadBytes)}})
+	if err := shared.CheckInput(len(req.Input)); err != nil {
+		reply(&pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR, Message: err.Error()}})
 		return
 	}
 	if err := s.lock(s.unloading); err != nil {
