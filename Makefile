@@ -40,7 +40,7 @@ test: build
 
 # Benchmarks report ratios against baselines measured in the same run.
 bench: build
-	$(GO) test -run '^$$' -bench 'ExportCall|ColdStart|HostFunction|PublishRecvLatency|InterceptorDispatch' -benchtime 1000x -count 1 -timeout 20m ./tests/
+	$(GO) test -run '^$$' -bench 'SocketRTT|ExportCall|ColdStart|HostFunction|PublishRecvLatency|InterceptorDispatch' -benchtime 1000x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'SandboxedStart' -benchtime 200x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'BusThroughput' -benchtime 5x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'BusNATS' -benchtime 3x -count 1 -timeout 20m ./tests/

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/host/metrics"
+	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -109,6 +110,10 @@ func (i *Instance) invokeHeld(ctx context.Context, export string, input []byte, 
 		i.releaseCall()
 		return nil, err // it stopped or failed while the call waited
 	}
+	if err := shared.CheckInput(len(input)); err != nil {
+		i.releaseCall()
+		return nil, &CallError{Capsule: i.ID(), Export: export, Reason: err.Error()}
+	}
 	req := &pb.InvokeRequest{Export: export, Input: input, TimeoutMs: uint64(timeout.Milliseconds())}
 	if caller != nil {
 		req.Caller = caller.json
@@ -138,7 +143,7 @@ func (i *Instance) invokeHeld(ctx context.Context, export string, input []byte, 
 		return out, err
 	}
 	if ctx.Done() == nil { // ctx cannot end: no need to watch it
-		resp, err := i.proc.shim.Invoke(rpcCtx, req)
+		resp, err := i.proc.calls.Invoke(rpcCtx, req)
 		return finish(resp, err)
 	}
 	type answer struct {
@@ -150,7 +155,7 @@ func (i *Instance) invokeHeld(ctx context.Context, export string, input []byte, 
 	answered := make(chan answer)
 	abandoned := make(chan struct{})
 	i.host.background(func() {
-		resp, err := i.proc.shim.Invoke(rpcCtx, req)
+		resp, err := i.proc.calls.Invoke(rpcCtx, req)
 		select {
 		case answered <- answer{resp, err}:
 		case <-abandoned:

@@ -15,7 +15,7 @@ import (
 // hostCallHandler performs one host function of shared.HostCalls for the instance of s. args
 // have passed the function's CheckArgs. It returns the guest's result, or an error: a
 // *guestFailure is what the guest sees (a HostResult error or the text its call traps with);
-// any other error fails the RPC (the guest's call traps with its message).
+// any other error fails the request (the guest's call traps with its message).
 type hostCallHandler func(ctx context.Context, s *hostServices, args [][]byte) ([]byte, error)
 
 // hostCallHandlers are the host's side of shared.HostCalls, by operation. Each area keeps its
@@ -32,7 +32,9 @@ func guestFailed(format string, args ...any) error {
 	return &guestFailure{msg: fmt.Sprintf(format, args...)}
 }
 
-// HostCall runs one host function of shared.HostCalls for the guest. The arguments are checked
+// HostCall runs one host function of shared.HostCalls for the guest: a HostCall frame on the
+// instance's call connection (shared/callwire, served from shimProcess.serveHostServices); an
+// error it returns goes back as a HostError frame. The arguments are checked
 // against the function's limits again: a correct shim never sends what the shim's own check
 // (the same function) refuses, so a request that fails it comes from a compromised shim.
 func (s *hostServices) HostCall(ctx context.Context, req *pb.HostCallRequest) (resp *pb.HostCallResponse, err error) {

@@ -362,7 +362,7 @@ func (i *Instance) startRunLoop() {
 	i.runLoop = true
 	i.mu.Unlock()
 	i.host.background(func() {
-		resp, err := i.proc.shim.Invoke(context.Background(), &pb.InvokeRequest{Export: "run", NoDeadline: true})
+		resp, err := i.proc.calls.Invoke(context.Background(), &pb.InvokeRequest{Export: "run", NoDeadline: true})
 		var reason string
 		var trap *pb.GuestError
 		switch {

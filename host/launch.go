@@ -16,6 +16,7 @@ import (
 
 	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/callwire"
 )
 
 // KillGrace is how long a shim gets to shut down gracefully before its whole process group is
@@ -37,6 +38,10 @@ type shimProcess struct {
 	// confined is the sandbox's handle on the shim (nil without a sandbox): kill closes it,
 	// which ends what is left in the shim's cgroup and removes the cgroup.
 	confined *sandbox.Cmd
+	// calls is the host's end of the shim's call connection (shared/callwire): export calls go
+	// out on it and the guest's host calls come in, for the one instance serveHostServices binds
+	// it to.
+	calls *callwire.HostEnd
 	// handedOver is closed once the capsule's cached artefact has been checked and sent to the
 	// shim, or found missing or bad (then the channel is closed unsent); hasArtefact says which.
 	handedOver  chan struct{}
@@ -89,7 +94,16 @@ func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, 
 	}
 	env = append(env, fmt.Sprintf("%s=%d", shared.EnvShimArtefactSocket, 3+len(files)))
 	files = append(files, shimEnd)
-	p = &shimProcess{sockDir: sockDir, handedOver: make(chan struct{})}
+	// The call connection: a socket pair, so no other process can reach either end.
+	callsHost, callsShim, err := callwire.Pair()
+	if err != nil {
+		hostEnd.Close()
+		os.RemoveAll(sockDir)
+		return nil, err
+	}
+	env = append(env, fmt.Sprintf("%s=%d", callwire.EnvShimCallsFD, 3+len(files)))
+	files = append(files, callsShim)
+	p = &shimProcess{sockDir: sockDir, handedOver: make(chan struct{}), calls: callwire.NewHostEnd(callsHost)}
 	go func() {
 		defer close(p.handedOver)
 		defer hostEnd.Close() // unsent: the shim finds no artefact
@@ -155,7 +169,13 @@ func (h *Host) openArtefact(logger hclog.Logger, path string) *os.File {
 // another instance's shim, that shim is stopped as compromised: a correct shim dials only the
 // services the host named for it.
 func (p *shimProcess) serveHostServices(inst *Instance) uint32 {
-	return p.shim.ServeHostServices(&hostServices{inst: inst}, p.pid, func(peerPID int, err error) {
+	services := &hostServices{inst: inst}
+	// The call connection reaches only this shim, so what comes in on it is this instance's.
+	go func() {
+		err := p.calls.Serve(services.HostCall, inst.compromised)
+		inst.log.Debug("the call connection ended", "error", err)
+	}()
+	return p.shim.ServeHostServices(services, p.pid, func(peerPID int, err error) {
 		intruder := inst.host.instanceByPid(peerPID)
 		name := ""
 		if intruder != nil {
@@ -246,6 +266,9 @@ func (p *shimProcess) kill() {
 		<-done
 	}
 	p.killGroup()
+	if p.calls != nil {
+		p.calls.Close()
+	}
 	if p.handedOver != nil {
 		<-p.handedOver // the artefact check ends on its own, in milliseconds
 	}

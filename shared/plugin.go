@@ -28,6 +28,15 @@ const PluginName = "shim"
 // 10 MiB, upstream's MAX_GUEST_PAYLOAD_LEN.
 const MaxPayloadBytes = 10 << 20
 
+// CheckInput is the rule on a call's input: at most MaxPayloadBytes. The host applies it before
+// it sends a call; the shim again when one arrives.
+func CheckInput(n int) error {
+	if n > MaxPayloadBytes {
+		return fmt.Errorf("input of %d bytes exceeds the %d-byte (10 MiB) limit", n, MaxPayloadBytes)
+	}
+	return nil
+}
+
 // MaxMessageBytes is gRPC's message limit on both sides: a 10 MiB payload plus room for the
 // envelope around it. gRPC's default of 4 MiB would refuse legitimate payloads.
 const MaxMessageBytes = MaxPayloadBytes + 1<<20

@@ -8,6 +8,7 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 
 	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/callwire"
 	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
@@ -29,6 +30,8 @@ type env struct {
 	stdio *stdio
 	logs  *logSink
 	host  *hostConn
+	// calls carries the host functions of shared.HostCalls (and the export calls) to the host.
+	calls *callwire.ShimEnd
 	vars  *varStore
 	ipc   *ipcState
 	call  callState

@@ -244,7 +244,7 @@ func (e *Engine) call(ctx context.Context, g *guest, v *env, export string, inpu
 		return nil, classify(err, failure{export: export, timeout: timeout, cause: cause, exit: v.call.exit, limits: v.cfg.limits,
 			memSize: g.memorySize(), stderr: v.stdio.notableStderr()}), true
 	}
-	out, msg, failed, kerr := g.kernel.Output(g.store)
+	out, msg, failed, kerr := g.kernel.OutputView(g.store) // sent before the Store runs again (Server.Invoke)
 	switch {
 	case kerr != nil:
 		return nil, &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("call to %s: read its output: %v", export, kerr)}, false

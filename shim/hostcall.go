@@ -31,11 +31,10 @@ func (v *env) hostCallFunc(f shared.HostCall) func(*wasmtime.Caller, *kernel.Ker
 			}
 			args[i] = b
 		}
-		client, err := v.ipcClient()
-		if err != nil {
+		if err := v.flushBeforeHost(); err != nil {
 			return nil, err
 		}
-		resp, err := client.HostCall(v.call.ctx, &pb.HostCallRequest{Op: f.Op, Args: args})
+		resp, err := v.calls.HostCall(v.call.ctx, &pb.HostCallRequest{Op: f.Op, Args: args})
 		if err != nil {
 			return nil, v.hostError(err)
 		}

@@ -211,12 +211,18 @@ func (v *env) ipcSubscribe(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime
 // ipcClient flushes the capsule's log lines and pending publishes (so the host sees the guest's
 // calls in order, and a long-running capsule's lines as it goes) and returns the host client.
 func (v *env) ipcClient() (pb.HostServicesClient, error) {
-	// The call may now wait (recv): let the capsule's log lines out first.
-	v.logs.flush()
-	if err := v.ipc.flush(v.call.ctx); err != nil {
+	if err := v.flushBeforeHost(); err != nil {
 		return nil, err
 	}
 	return v.host.get()
+}
+
+// flushBeforeHost sends the capsule's log lines and pending publishes before a request to the
+// host, so the host sees the guest's calls in the order it made them (and the call may now wait:
+// its log lines are out).
+func (v *env) flushBeforeHost() error {
+	v.logs.flush()
+	return v.ipc.flush(v.call.ctx)
 }
 
 // ipcHandle reads a handle argument (guard.ParseHandle) and checks it with check.

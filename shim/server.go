@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/callwire"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -45,20 +46,24 @@ type Server struct {
 	artefacts *os.File
 	compiled  []byte
 
-	loaded  atomic.Bool // a module was loaded: Compile is refused from then on
-	closing atomic.Bool
-	calls   atomic.Uint64
-	inCall  atomic.Bool // a guest call holds the Store
+	// calls is the call connection: export calls come in on it, host calls go out on it.
+	calls *callwire.ShimEnd
+
+	loaded    atomic.Bool // a module was loaded: Compile is refused from then on
+	closing   atomic.Bool
+	callCount atomic.Uint64
+	inCall    atomic.Bool // a guest call holds the Store
 }
 
 // NewServer builds the shim's service; broker is go-plugin's, for dialing the host's services.
 // artefacts is the shim's end of the channel on which the host sends the capsule's checked
 // compiled module (shared.EnvShimArtefactSocket; nil if there is none): Load deserialises what
-// the host sent unless the host has this shim Compile the module first.
-func NewServer(log hclog.Logger, engine *Engine, broker *plugin.GRPCBroker, artefacts *os.File) *Server {
-	s := &Server{log: log, engine: engine, broker: broker, artefacts: artefacts, storeLock: make(chan struct{}, 1)}
+// the host sent unless the host has this shim Compile the module first. calls is the shim's end
+// of its call connection (callwire.EnvShimCallsFD): ServeCalls serves it.
+func NewServer(log hclog.Logger, engine *Engine, broker *plugin.GRPCBroker, artefacts *os.File, calls *callwire.ShimEnd) *Server {
+	s := &Server{log: log, engine: engine, broker: broker, artefacts: artefacts, calls: calls, storeLock: make(chan struct{}, 1)}
 	logs := &logSink{local: log}
-	s.env = &env{logs: logs, stdio: newStdio(logs.add), vars: newVarStore()}
+	s.env = &env{logs: logs, stdio: newStdio(logs.add), vars: newVarStore(), calls: calls}
 	s.unloading, s.unload = context.WithCancelCause(context.Background())
 	return s
 }
@@ -190,29 +195,50 @@ func (s *Server) deserialize(name string) (*wasmtime.Module, error) {
 	return nil, fmt.Errorf("no artefact for %s: the host sent none and had this shim compile none", name)
 }
 
-// Invoke calls one export. A call that trapped leaves the Store behind: the next call runs in a
-// fresh instantiation.
-func (s *Server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
-	if len(req.Input) > shared.MaxPayloadBytes {
-		return nil, status.Errorf(codes.InvalidArgument, "input of %d bytes exceeds the %d-byte (10 MiB) limit", len(req.Input), shared.MaxPayloadBytes)
+// ServeCalls runs the host's export calls arriving on the call connection until it ends; the
+// shim's main runs it once the server is built.
+func (s *Server) ServeCalls() error {
+	if s.calls == nil {
+		return errors.New("the shim has no call connection")
 	}
-	if err := s.lock(ctx); err != nil {
-		return nil, err
+	return s.calls.Serve(s.Invoke)
+}
+
+// cancelled is the answer to a call made while (or waiting while) the capsule unloads.
+var cancelled = &pb.GuestError{Kind: pb.GuestError_CANCELLED, Message: "the capsule is unloading"}
+
+// Invoke calls one export (a Call frame of the call connection) and replies with its answer
+// while it still holds the Store: the output is the kernel's memory, sent without a copy of its
+// own. A call waits for the Store (a run loop may hold it) until the capsule unloads.
+func (s *Server) Invoke(req *pb.InvokeRequest, reply func(*pb.InvokeResponse)) {
+	if err := shared.CheckInput(len(req.Input)); err != nil {
+		reply(&pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR, Message: err.Error()}})
+		return
+	}
+	if err := s.lock(s.unloading); err != nil {
+		reply(&pb.InvokeResponse{Error: cancelled})
+		return
 	}
 	defer s.unlock()
+	reply(s.invokeLocked(req))
+}
+
+// invokeLocked runs a call for Invoke, which holds the Store. A call that trapped leaves the
+// Store behind: the next call runs in a fresh instantiation.
+func (s *Server) invokeLocked(req *pb.InvokeRequest) *pb.InvokeResponse {
 	s.inCall.Store(true)
 	defer s.inCall.Store(false)
 	if s.closing.Load() {
-		return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_CANCELLED, Message: "the capsule is unloading"}}, nil
+		return &pb.InvokeResponse{Error: cancelled}
 	}
 	if s.module == nil {
-		return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_NOT_LOADED, Message: "no guest is loaded in this shim"}}, nil
+		return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_NOT_LOADED, Message: "no guest is loaded in this shim"}}
 	}
 	if s.guest == nil {
 		g, err := s.engine.instantiate(s.unloading, s.module, s.env)
 		s.env.logs.flush()
 		if err != nil {
-			return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("re-instantiate the capsule after a trap: %v", err)}}, nil
+			return &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("re-instantiate the capsule after a trap: %v", err)}}
 		}
 		s.guest = g
 	}
@@ -239,8 +265,8 @@ func (s *Server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeR
 		gerr.Stderr = s.env.logs.takeStderr()
 	}
 	s.env.logs.flush()
-	s.calls.Add(1)
-	return &pb.InvokeResponse{Output: out, Error: gerr}, nil
+	s.callCount.Add(1)
+	return &pb.InvokeResponse{Output: out, Error: gerr}
 }
 
 // Health answers at once with busy while a guest call holds the Store (the call's deadline
@@ -248,13 +274,13 @@ func (s *Server) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeR
 // wedged outside a guest call.
 func (s *Server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthResponse, error) {
 	if s.inCall.Load() {
-		return &pb.HealthResponse{Loaded: true, Calls: s.calls.Load(), Busy: true}, nil
+		return &pb.HealthResponse{Loaded: true, Calls: s.callCount.Load(), Busy: true}, nil
 	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
 	defer s.unlock()
-	return &pb.HealthResponse{Loaded: s.module != nil, Calls: s.calls.Load()}, nil
+	return &pb.HealthResponse{Loaded: s.module != nil, Calls: s.callCount.Load()}, nil
 }
 
 // Shutdown interrupts a running call, drops the Store and flushes the logs. go-plugin's own

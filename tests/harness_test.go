@@ -63,6 +63,9 @@ var builtCapsules = map[string]string{
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(echoPeerEnv) != "" {
+		os.Exit(echoPeerMain()) // the peer of the benchmarks' socket baseline (bench_socket_test.go)
+	}
 	if os.Getenv(netClientEnv) != "" {
 		os.Exit(netClientMain()) // a socket client run as another user (TestNetPeerUID)
 	}

@@ -310,6 +310,14 @@ func TestForgedRequests(t *testing.T) {
 		{"another capsule's handle", `{"rpc":"poll","handle":1}`, "Subscription handle not found"},
 		{"unsubscribe another's handle", `{"rpc":"unsubscribe","handle":1}`, "Subscription handle not found"},
 		{"recv past the clamp", `{"rpc":"recv","handle":1,"timeout_ms":999999}`, "Subscription handle not found"},
+		// The call connection (shared/callwire): host calls a correct shim never sends, and frames.
+		{"host call of no function", `{"rpc":"hostcall","op":9999}`, "unknown host function operation 9999"},
+		{"host call with an extra argument", `{"rpc":"hostcall","op":1,"args":["a","b"]}`, "astrid_kv_get takes 1 argument(s), got 2"},
+		{"host call with an oversize key", `{"rpc":"hostcall","op":1,"args":["` + strings.Repeat("k", 4097) + `"]}`, "key: memory allocation of 4097 bytes exceeds maximum allowed limit of 4096 bytes"},
+		{"frame only the host sends", `{"rpc":"frame","kind":1}`, "a call frame, which only the host sends"},
+		{"frame of an unknown kind", `{"rpc":"frame","kind":99}`, "a kind 99 frame, which only the host sends"},
+		{"frame longer than any request", `{"rpc":"frame","kind":3,"length":4294967295}`, "frame too large: a host call frame of 4294967295 bytes"},
+		{"result of a call never made", `{"rpc":"frame","kind":2,"id":1000}`, "a call result for call 1000, which the host never sent"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-plugin"
 
 	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/callwire"
 	"github.com/astrid-go/astrid/shared/pb"
 	"github.com/astrid-go/astrid/shim"
 )
@@ -32,6 +33,11 @@ func main() {
 		os.Exit(1)
 	}
 	artefacts, err := shared.InheritedSocket(shared.EnvShimArtefactSocket)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
+		os.Exit(1)
+	}
+	calls, err := callwire.InheritedShimEnd()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "astrid-shim: %v\n", err)
 		os.Exit(1)
@@ -58,7 +64,14 @@ func main() {
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
 			NewShimServer: func(broker *plugin.GRPCBroker) pb.ShimServer {
-				return shim.NewServer(logger, engine, broker, artefacts)
+				s := shim.NewServer(logger, engine, broker, artefacts, calls)
+				go func() {
+					// It ends when the host closes its end (it stops the shim) or dies.
+					if err := s.ServeCalls(); err != nil {
+						logger.Debug("the call connection ended", "error", err)
+					}
+				}()
+				return s
 			},
 		}},
 		GRPCServer: server,

@@ -754,6 +754,7 @@ func (x *LoadResponse) GetImports() []string {
 	return nil
 }
 
+// InvokeRequest is the body of a Call frame (shared/callwire).
 type InvokeRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Export string                 `protobuf:"bytes,1,opt,name=export,proto3" json:"export,omitempty"`
@@ -836,6 +837,7 @@ func (x *InvokeRequest) GetCaller() []byte {
 	return nil
 }
 
+// InvokeResponse is the body of a CallResult frame.
 type InvokeResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Output []byte                 `protobuf:"bytes,1,opt,name=output,proto3" json:"output,omitempty"`
@@ -1993,6 +1995,7 @@ func (x *ProcessResponse) GetResult() []byte {
 	return nil
 }
 
+// HostCallRequest is the body of a HostCall frame (shared/callwire).
 type HostCallRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Op    HostOp                 `protobuf:"varint,1,opt,name=op,proto3,enum=astrid.shim.v1.HostOp" json:"op,omitempty"`
@@ -2046,6 +2049,7 @@ func (x *HostCallRequest) GetArgs() [][]byte {
 	return nil
 }
 
+// HostCallResponse is the body of a HostResult frame.
 type HostCallResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// result is what the guest receives (for a HostResult function, without the status byte).
@@ -2294,14 +2298,13 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x17HOST_OP_NET_POLL_ACCEPT\x10H\x12\x14\n" +
 	"\x10HOST_OP_NET_READ\x10I\x12\x15\n" +
 	"\x11HOST_OP_NET_WRITE\x10J\x12\x1c\n" +
-	"\x18HOST_OP_NET_CLOSE_STREAM\x10K2\xaa\x03\n" +
+	"\x18HOST_OP_NET_CLOSE_STREAM\x10K2\xe1\x02\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.astrid.shim.v1.InfoRequest\x1a\x1c.astrid.shim.v1.InfoResponse\x12;\n" +
 	"\aCompile\x12\x15.astrid.shim.v1.Chunk\x1a\x15.astrid.shim.v1.Chunk(\x010\x01\x12A\n" +
 	"\x04Load\x12\x1b.astrid.shim.v1.LoadRequest\x1a\x1c.astrid.shim.v1.LoadResponse\x12G\n" +
-	"\x06Invoke\x12\x1d.astrid.shim.v1.InvokeRequest\x1a\x1e.astrid.shim.v1.InvokeResponse\x12G\n" +
 	"\x06Health\x12\x1d.astrid.shim.v1.HealthRequest\x1a\x1e.astrid.shim.v1.HealthResponse\x12M\n" +
-	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\x94\x06\n" +
+	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\xc5\x05\n" +
 	"\fHostServices\x12>\n" +
 	"\x03Log\x12\x1a.astrid.shim.v1.LogRequest\x1a\x1b.astrid.shim.v1.LogResponse\x12A\n" +
 	"\x04Http\x12\x1b.astrid.shim.v1.HttpRequest\x1a\x1c.astrid.shim.v1.HttpResponse\x12S\n" +
@@ -2312,8 +2315,7 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\aIpcPoll\x12\x19.astrid.shim.v1.IpcHandle\x1a\x1b.astrid.shim.v1.IpcEnvelope\x12F\n" +
 	"\aIpcRecv\x12\x1e.astrid.shim.v1.IpcRecvRequest\x1a\x1b.astrid.shim.v1.IpcEnvelope\x12V\n" +
 	"\vSignalReady\x12\".astrid.shim.v1.SignalReadyRequest\x1a#.astrid.shim.v1.SignalReadyResponse\x12J\n" +
-	"\aProcess\x12\x1e.astrid.shim.v1.ProcessRequest\x1a\x1f.astrid.shim.v1.ProcessResponse\x12M\n" +
-	"\bHostCall\x12\x1f.astrid.shim.v1.HostCallRequest\x1a .astrid.shim.v1.HostCallResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
+	"\aProcess\x12\x1e.astrid.shim.v1.ProcessRequest\x1a\x1f.astrid.shim.v1.ProcessResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
 
 var (
 	file_shared_pb_shim_proto_rawDescOnce sync.Once
@@ -2385,37 +2387,33 @@ var file_shared_pb_shim_proto_depIdxs = []int32{
 	4,  // 11: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
 	6,  // 12: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
 	7,  // 13: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
-	9,  // 14: astrid.shim.v1.Shim.Invoke:input_type -> astrid.shim.v1.InvokeRequest
-	12, // 15: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
-	14, // 16: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
-	16, // 17: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
-	19, // 18: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
-	22, // 19: astrid.shim.v1.HostServices.IpcPublish:input_type -> astrid.shim.v1.IpcPublishRequest
-	24, // 20: astrid.shim.v1.HostServices.IpcSubscribe:input_type -> astrid.shim.v1.IpcSubscribeRequest
-	26, // 21: astrid.shim.v1.HostServices.IpcUnsubscribe:input_type -> astrid.shim.v1.IpcHandle
-	26, // 22: astrid.shim.v1.HostServices.IpcPoll:input_type -> astrid.shim.v1.IpcHandle
-	28, // 23: astrid.shim.v1.HostServices.IpcRecv:input_type -> astrid.shim.v1.IpcRecvRequest
-	30, // 24: astrid.shim.v1.HostServices.SignalReady:input_type -> astrid.shim.v1.SignalReadyRequest
-	32, // 25: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
-	34, // 26: astrid.shim.v1.HostServices.HostCall:input_type -> astrid.shim.v1.HostCallRequest
-	5,  // 27: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
-	6,  // 28: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
-	8,  // 29: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
-	10, // 30: astrid.shim.v1.Shim.Invoke:output_type -> astrid.shim.v1.InvokeResponse
-	13, // 31: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
-	15, // 32: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
-	18, // 33: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
-	20, // 34: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
-	23, // 35: astrid.shim.v1.HostServices.IpcPublish:output_type -> astrid.shim.v1.IpcPublishResponse
-	25, // 36: astrid.shim.v1.HostServices.IpcSubscribe:output_type -> astrid.shim.v1.IpcSubscribeResponse
-	27, // 37: astrid.shim.v1.HostServices.IpcUnsubscribe:output_type -> astrid.shim.v1.IpcUnsubscribeResponse
-	29, // 38: astrid.shim.v1.HostServices.IpcPoll:output_type -> astrid.shim.v1.IpcEnvelope
-	29, // 39: astrid.shim.v1.HostServices.IpcRecv:output_type -> astrid.shim.v1.IpcEnvelope
-	31, // 40: astrid.shim.v1.HostServices.SignalReady:output_type -> astrid.shim.v1.SignalReadyResponse
-	33, // 41: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
-	35, // 42: astrid.shim.v1.HostServices.HostCall:output_type -> astrid.shim.v1.HostCallResponse
-	27, // [27:43] is the sub-list for method output_type
-	11, // [11:27] is the sub-list for method input_type
+	12, // 14: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
+	14, // 15: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
+	16, // 16: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
+	19, // 17: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
+	22, // 18: astrid.shim.v1.HostServices.IpcPublish:input_type -> astrid.shim.v1.IpcPublishRequest
+	24, // 19: astrid.shim.v1.HostServices.IpcSubscribe:input_type -> astrid.shim.v1.IpcSubscribeRequest
+	26, // 20: astrid.shim.v1.HostServices.IpcUnsubscribe:input_type -> astrid.shim.v1.IpcHandle
+	26, // 21: astrid.shim.v1.HostServices.IpcPoll:input_type -> astrid.shim.v1.IpcHandle
+	28, // 22: astrid.shim.v1.HostServices.IpcRecv:input_type -> astrid.shim.v1.IpcRecvRequest
+	30, // 23: astrid.shim.v1.HostServices.SignalReady:input_type -> astrid.shim.v1.SignalReadyRequest
+	32, // 24: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
+	5,  // 25: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
+	6,  // 26: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
+	8,  // 27: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
+	13, // 28: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
+	15, // 29: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
+	18, // 30: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
+	20, // 31: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
+	23, // 32: astrid.shim.v1.HostServices.IpcPublish:output_type -> astrid.shim.v1.IpcPublishResponse
+	25, // 33: astrid.shim.v1.HostServices.IpcSubscribe:output_type -> astrid.shim.v1.IpcSubscribeResponse
+	27, // 34: astrid.shim.v1.HostServices.IpcUnsubscribe:output_type -> astrid.shim.v1.IpcUnsubscribeResponse
+	29, // 35: astrid.shim.v1.HostServices.IpcPoll:output_type -> astrid.shim.v1.IpcEnvelope
+	29, // 36: astrid.shim.v1.HostServices.IpcRecv:output_type -> astrid.shim.v1.IpcEnvelope
+	31, // 37: astrid.shim.v1.HostServices.SignalReady:output_type -> astrid.shim.v1.SignalReadyResponse
+	33, // 38: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
+	25, // [25:39] is the sub-list for method output_type
+	11, // [11:25] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name

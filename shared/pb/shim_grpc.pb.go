@@ -31,7 +31,6 @@ const (
 	Shim_Info_FullMethodName     = "/astrid.shim.v1.Shim/Info"
 	Shim_Compile_FullMethodName  = "/astrid.shim.v1.Shim/Compile"
 	Shim_Load_FullMethodName     = "/astrid.shim.v1.Shim/Load"
-	Shim_Invoke_FullMethodName   = "/astrid.shim.v1.Shim/Invoke"
 	Shim_Health_FullMethodName   = "/astrid.shim.v1.Shim/Health"
 	Shim_Shutdown_FullMethodName = "/astrid.shim.v1.Shim/Shutdown"
 )
@@ -51,8 +50,8 @@ type ShimClient interface {
 	// Load deserialises the capsule's artefact (the one the shim compiled, else the one the host
 	// checked and sent) and instantiates the capsule's guest.
 	Load(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error)
-	// Invoke calls one export of the loaded guest with input bytes.
-	Invoke(ctx context.Context, in *InvokeRequest, opts ...grpc.CallOption) (*InvokeResponse, error)
+	// Export calls are not RPCs: they travel as InvokeRequest and InvokeResponse frames on the
+	// shim's call connection (package shared/callwire), a socket pair the shim inherits at start.
 	// Health answers only after it holds the Store, so a wedged Store shows up as a missed deadline.
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 	// Shutdown interrupts whatever the guest is doing, drops the Store and lets the shim exit.
@@ -100,16 +99,6 @@ func (c *shimClient) Load(ctx context.Context, in *LoadRequest, opts ...grpc.Cal
 	return out, nil
 }
 
-func (c *shimClient) Invoke(ctx context.Context, in *InvokeRequest, opts ...grpc.CallOption) (*InvokeResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(InvokeResponse)
-	err := c.cc.Invoke(ctx, Shim_Invoke_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func (c *shimClient) Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(HealthResponse)
@@ -145,8 +134,8 @@ type ShimServer interface {
 	// Load deserialises the capsule's artefact (the one the shim compiled, else the one the host
 	// checked and sent) and instantiates the capsule's guest.
 	Load(context.Context, *LoadRequest) (*LoadResponse, error)
-	// Invoke calls one export of the loaded guest with input bytes.
-	Invoke(context.Context, *InvokeRequest) (*InvokeResponse, error)
+	// Export calls are not RPCs: they travel as InvokeRequest and InvokeResponse frames on the
+	// shim's call connection (package shared/callwire), a socket pair the shim inherits at start.
 	// Health answers only after it holds the Store, so a wedged Store shows up as a missed deadline.
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	// Shutdown interrupts whatever the guest is doing, drops the Store and lets the shim exit.
@@ -169,9 +158,6 @@ func (UnimplementedShimServer) Compile(grpc.BidiStreamingServer[Chunk, Chunk]) e
 }
 func (UnimplementedShimServer) Load(context.Context, *LoadRequest) (*LoadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Load not implemented")
-}
-func (UnimplementedShimServer) Invoke(context.Context, *InvokeRequest) (*InvokeResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Invoke not implemented")
 }
 func (UnimplementedShimServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
@@ -243,24 +229,6 @@ func _Shim_Load_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Shim_Invoke_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(InvokeRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(ShimServer).Invoke(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Shim_Invoke_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ShimServer).Invoke(ctx, req.(*InvokeRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 func _Shim_Health_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(HealthRequest)
 	if err := dec(in); err != nil {
@@ -313,10 +281,6 @@ var Shim_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Shim_Load_Handler,
 		},
 		{
-			MethodName: "Invoke",
-			Handler:    _Shim_Invoke_Handler,
-		},
-		{
 			MethodName: "Health",
 			Handler:    _Shim_Health_Handler,
 		},
@@ -346,7 +310,6 @@ const (
 	HostServices_IpcRecv_FullMethodName        = "/astrid.shim.v1.HostServices/IpcRecv"
 	HostServices_SignalReady_FullMethodName    = "/astrid.shim.v1.HostServices/SignalReady"
 	HostServices_Process_FullMethodName        = "/astrid.shim.v1.HostServices/Process"
-	HostServices_HostCall_FullMethodName       = "/astrid.shim.v1.HostServices/HostCall"
 )
 
 // HostServicesClient is the client API for HostServices service.
@@ -379,12 +342,6 @@ type HostServicesClient interface {
 	// or failure is an error status whose message the guest sees. Spawn and wait block; they end
 	// when the call's context ends (the call's time limit, or the capsule unloading).
 	Process(ctx context.Context, in *ProcessRequest, opts ...grpc.CallOption) (*ProcessResponse, error)
-	// HostCall runs one of the host functions of shared.HostCalls (KV, files, HTTP, hooks,
-	// capability checks) for the guest: the shim passes the guest's argument blocks through, each
-	// already checked against the function's limits (the host checks them again). A refusal the
-	// guest should see (a HostResult error, or the message its call traps with) comes back in
-	// HostCallResponse.error; an error status means the request itself was wrong.
-	HostCall(ctx context.Context, in *HostCallRequest, opts ...grpc.CallOption) (*HostCallResponse, error)
 }
 
 type hostServicesClient struct {
@@ -485,16 +442,6 @@ func (c *hostServicesClient) Process(ctx context.Context, in *ProcessRequest, op
 	return out, nil
 }
 
-func (c *hostServicesClient) HostCall(ctx context.Context, in *HostCallRequest, opts ...grpc.CallOption) (*HostCallResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(HostCallResponse)
-	err := c.cc.Invoke(ctx, HostServices_HostCall_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // HostServicesServer is the server API for HostServices service.
 // All implementations must embed UnimplementedHostServicesServer
 // for forward compatibility.
@@ -525,12 +472,6 @@ type HostServicesServer interface {
 	// or failure is an error status whose message the guest sees. Spawn and wait block; they end
 	// when the call's context ends (the call's time limit, or the capsule unloading).
 	Process(context.Context, *ProcessRequest) (*ProcessResponse, error)
-	// HostCall runs one of the host functions of shared.HostCalls (KV, files, HTTP, hooks,
-	// capability checks) for the guest: the shim passes the guest's argument blocks through, each
-	// already checked against the function's limits (the host checks them again). A refusal the
-	// guest should see (a HostResult error, or the message its call traps with) comes back in
-	// HostCallResponse.error; an error status means the request itself was wrong.
-	HostCall(context.Context, *HostCallRequest) (*HostCallResponse, error)
 	mustEmbedUnimplementedHostServicesServer()
 }
 
@@ -567,9 +508,6 @@ func (UnimplementedHostServicesServer) SignalReady(context.Context, *SignalReady
 }
 func (UnimplementedHostServicesServer) Process(context.Context, *ProcessRequest) (*ProcessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Process not implemented")
-}
-func (UnimplementedHostServicesServer) HostCall(context.Context, *HostCallRequest) (*HostCallResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method HostCall not implemented")
 }
 func (UnimplementedHostServicesServer) mustEmbedUnimplementedHostServicesServer() {}
 func (UnimplementedHostServicesServer) testEmbeddedByValue()                      {}
@@ -754,24 +692,6 @@ func _HostServices_Process_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
-func _HostServices_HostCall_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(HostCallRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HostServicesServer).HostCall(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HostServices_HostCall_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HostServicesServer).HostCall(ctx, req.(*HostCallRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 // HostServices_ServiceDesc is the grpc.ServiceDesc for HostServices service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -814,10 +734,6 @@ var HostServices_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Process",
 			Handler:    _HostServices_Process_Handler,
-		},
-		{
-			MethodName: "HostCall",
-			Handler:    _HostServices_HostCall_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -3,21 +3,24 @@
 //
 //   - the baseline of the benchmarks: Load only deserialises the artefact (the one it compiled,
 //     else the one the host handed over at start, if any) and dials the host's services (if
-//     served); Invoke of "http" makes one Http broker RPC to the
-//     host with the input as the URL; any other Invoke echoes its input. Comparing astrid-shim
-//     against it measures what the runtime adds to go-plugin's own costs;
-//   - a compromised shim: Invoke of "forge" sends the host the IPC request its input describes,
-//     one that a correct shim would never send, and answers with the host's reply; Invoke of
-//     "alloc" allocates as many MiB as its input says;
+//     served); calls (on the call connection, as astrid-shim's) of "http" make one Http broker
+//     RPC to the host with the input as the URL, of "hostcall" one host call (its input is the
+//     JSON of a pb.HostCallRequest) answered with the result; any other call echoes its input.
+//     Comparing astrid-shim against it measures what the runtime adds to the protocol's own
+//     costs;
+//   - a compromised shim: a call of "forge" sends the host the IPC request or host call its
+//     input describes, one that a correct shim would never send, and answers with the host's
+//     reply; a call of "alloc" allocates as many MiB as its input says;
 //   - a shim that reaches for another instance: Invoke of "intrude" dials each unix socket its
-//     input names, as the host's services (publish, spawn) and as a shim's server (Invoke of
-//     "forge", making that shim publish), and answers with what each attempt got.
+//     input names, as the host's services (publish, spawn) and as a shim's server (Info), and
+//     answers with what each attempt got.
 //
 // It compiles modules (Compile) with its own engine so a host can load capsules with it.
 package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -29,11 +32,14 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/callwire"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -50,6 +56,9 @@ type rawServer struct {
 	compiled  []byte
 	broker    *plugin.GRPCBroker
 	host      pb.HostServicesClient
+	calls     *callwire.ShimEnd
+	// rawCalls is the call connection again, for frames no correct shim writes.
+	rawCalls *os.File
 }
 
 func (s *rawServer) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, error) {
@@ -85,6 +94,13 @@ type forgery struct {
 	Bytes   int    `json:"bytes"` // a payload of this many bytes instead
 	Handle  uint64 `json:"handle"`
 	Timeout uint64 `json:"timeout_ms"`
+	// Op and Args are the host call of RPC "hostcall".
+	Op   int32    `json:"op"`
+	Args []string `json:"args"`
+	// Kind and Length are the header of RPC "frame": a frame header alone, as is.
+	Kind   uint8  `json:"kind"`
+	Length uint32 `json:"length"`
+	ID     uint64 `json:"id"`
 }
 
 func (s *rawServer) forge(ctx context.Context, input []byte) error {
@@ -108,6 +124,19 @@ func (s *rawServer) forge(ctx context.Context, input []byte) error {
 		_, err = s.host.IpcPoll(ctx, &pb.IpcHandle{Handle: f.Handle})
 	case "recv":
 		_, err = s.host.IpcRecv(ctx, &pb.IpcRecvRequest{Handle: f.Handle, TimeoutMs: f.Timeout})
+	case "frame":
+		h := make([]byte, callwire.HeaderBytes)
+		binary.LittleEndian.PutUint32(h, f.Length)
+		h[4] = f.Kind
+		binary.LittleEndian.PutUint64(h[8:], f.ID)
+		// The host reads it before this call's result, and stops this shim instead.
+		_, err = s.rawCalls.Write(h)
+	case "hostcall":
+		args := make([][]byte, len(f.Args))
+		for i, a := range f.Args {
+			args[i] = []byte(a)
+		}
+		_, err = s.calls.HostCall(ctx, &pb.HostCallRequest{Op: pb.HostOp(f.Op), Args: args})
 	default:
 		return fmt.Errorf("unknown rpc %q", f.RPC)
 	}
@@ -147,11 +176,8 @@ func (s *rawServer) intrude(ctx context.Context, input []byte) ([]byte, error) {
 				_, err := host.Process(ctx, &pb.ProcessRequest{Op: pb.ProcessOp_PROCESS_OP_SPAWN, Request: []byte(`{"cmd":"/bin/sh","args":["-c","echo intruder > pwned"]}`)})
 				return err
 			},
-			"invoke": func(ctx context.Context) error {
-				resp, err := shim.Invoke(ctx, &pb.InvokeRequest{Export: "forge", Input: []byte(`{"rpc":"publish","topic":"test.v1.stolen","payload":"\"invoke\""}`)})
-				if err == nil && string(resp.Output) != "accepted" {
-					err = fmt.Errorf("the shim ran the call: %s", resp.Output)
-				}
+			"info": func(ctx context.Context) error {
+				_, err := shim.Info(ctx, &pb.InfoRequest{})
 				return err
 			},
 		}
@@ -208,7 +234,27 @@ func (s *rawServer) Load(_ context.Context, req *pb.LoadRequest) (*pb.LoadRespon
 	return &pb.LoadResponse{}, nil
 }
 
-func (s *rawServer) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
+// serveCall answers one call of the call connection.
+func (s *rawServer) serveCall(req *pb.InvokeRequest, reply func(*pb.InvokeResponse)) {
+	resp, err := s.invoke(context.Background(), req)
+	if err != nil {
+		resp = &pb.InvokeResponse{Error: &pb.GuestError{Kind: pb.GuestError_GUEST_ERROR, Message: status.Convert(err).Message()}}
+	}
+	reply(resp)
+}
+
+func (s *rawServer) invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
+	if req.Export == "hostcall" {
+		var hc pb.HostCallRequest
+		if err := protojson.Unmarshal(req.Input, &hc); err != nil {
+			return nil, err
+		}
+		resp, err := s.calls.HostCall(ctx, &hc)
+		if err != nil {
+			return nil, err
+		}
+		return &pb.InvokeResponse{Output: resp.Result}, nil
+	}
 	if req.Export == "broker-rtt" && s.host != nil {
 		// The input is a count: that many trivial shim→host RPCs, each timed; the output is their
 		// durations in ns as JSON.
@@ -276,6 +322,19 @@ func main() {
 		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
 		os.Exit(1)
 	}
+	// A second descriptor of the call connection, to write forged frames on.
+	fd, _ := strconv.Atoi(os.Getenv(callwire.EnvShimCallsFD))
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
+		os.Exit(1)
+	}
+	conn, err := callwire.InheritedConn()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
+		os.Exit(1)
+	}
+	calls := callwire.NewShimEnd(conn)
 	logger := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, JSONFormat: true, Level: hclog.Warn})
 	server, err := shared.ShimServer(func(peerPID int, err error) {
 		logger.Error("refused a connection to the shim's server", "peer_pid", peerPID, "error", err)
@@ -288,7 +347,9 @@ func main() {
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
 			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer {
-				return &rawServer{engine: engine, broker: b, artefacts: sock}
+				s := &rawServer{engine: engine, broker: b, artefacts: sock, calls: calls, rawCalls: os.NewFile(uintptr(dup), "call connection")}
+				go calls.Serve(s.serveCall)
+				return s
 			},
 		}},
 		GRPCServer: server,

@@ -196,6 +196,19 @@ func (k *Kernel) room(s wasmtime.Storelike, pages uint64) bool {
 // block. Call it after the guest export returned. err reports an output or error block the
 // guest freed after setting it.
 func (k *Kernel) Output(store *wasmtime.Store) (output []byte, errMsg string, failed bool, err error) {
+	view, errMsg, failed, err := k.OutputView(store)
+	if view != nil {
+		output = append(make([]byte, 0, len(view)), view...)
+	}
+	return output, errMsg, failed, err
+}
+
+// OutputView is Output without the copy: output is the kernel's own memory, valid only until the
+// Store runs again or its memories grow (the next BeginCall, Alloc or call into the Store). The
+// shim sends it before it lets go of the Store, so a call's output is copied once, into the
+// answer, however large it is — and its length is known (and can be refused) before anything is
+// copied.
+func (k *Kernel) OutputView(store *wasmtime.Store) (output []byte, errMsg string, failed bool, err error) {
 	st := k.idx.UnsafeData(store)
 	if eh := get64(st, offErrH); eh != 0 {
 		failed = true
@@ -219,9 +232,7 @@ func (k *Kernel) Output(store *wasmtime.Store) (output []byte, errMsg string, fa
 	if n > length {
 		return nil, errMsg, failed, fmt.Errorf("extism kernel: the output block %#x is %d bytes, shorter than the %d set by output_set", h, length, n)
 	}
-	out := make([]byte, n)
-	copy(out, k.mem.UnsafeData(store)[h:h+n])
-	return out, errMsg, failed, nil
+	return k.mem.UnsafeData(store)[h : h+n : h+n], errMsg, failed, nil
 }
 
 // Alloc allocates a block holding a copy of data and returns its handle (0 for empty data); for

@@ -1,0 +1,144 @@
+package callwire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// MaxHostFrameBytes is the longest frame body the host reads from a shim: a call's result or a
+// host call's argument blocks, each at most shared.MaxPayloadBytes, with room for the envelope
+// (shared.MaxMessageBytes, gRPC's limit before).
+const MaxHostFrameBytes = shared.MaxMessageBytes
+
+// HostFunc performs one host call for the shim's instance. An error that is a gRPC status is
+// sent to the shim as is; any other as FailedPrecondition.
+type HostFunc func(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error)
+
+// HostEnd is the host's end of one shim's call connection: it sends export calls and serves the
+// shim's host calls, all for the one instance the connection belongs to.
+type HostEnd struct {
+	c *Conn
+
+	calls requests[*pb.InvokeResponse]
+
+	mu sync.Mutex
+	// hostCalls holds the cancel function of the host call in progress, by id.
+	hostCalls map[uint64]context.CancelFunc
+	done      chan struct{}
+}
+
+// NewHostEnd wraps the host's end of a call connection (from Pair).
+func NewHostEnd(c *Conn) *HostEnd {
+	return &HostEnd{c: c, hostCalls: map[uint64]context.CancelFunc{}, done: make(chan struct{})}
+}
+
+// Close closes the connection: calls waiting for an answer fail with Unavailable, host calls in
+// progress are cancelled once Serve sees the end.
+func (e *HostEnd) Close() error { return e.c.Close() }
+
+// Done is closed once Serve has returned (the connection ended).
+func (e *HostEnd) Done() <-chan struct{} { return e.done }
+
+// Invoke sends an export call and waits for its result, or for ctx to end (the call is then
+// abandoned: its result is dropped when it comes), or for the connection to end (Unavailable: the
+// shim is gone). The errors are gRPC statuses, as the unary RPC this replaces gave.
+func (e *HostEnd) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
+	return e.calls.do(ctx, func(id uint64) error { return e.c.WriteFrame(Call, id, req) }, nil)
+}
+
+// Serve reads the shim's frames until the connection ends: call results go to the Invoke that
+// waits for them, host calls to hostCall, one at a time. A frame a correct shim never sends (an
+// unknown kind, a result nobody waits for, a second host call while one runs, an oversized or
+// undecodable body) is given to violation, and Serve returns its error: the host stops a shim
+// it no longer trusts. When Serve returns, every waiting Invoke fails with Unavailable and every
+// host call in progress is cancelled.
+func (e *HostEnd) Serve(hostCall HostFunc, violation func(error) error) error {
+	ctx, cancelAll := context.WithCancel(context.Background())
+	err := e.serve(ctx, hostCall, violation)
+	cancelAll()
+	e.calls.end(err)
+	close(e.done)
+	e.c.Close()
+	return err
+}
+
+func (e *HostEnd) serve(ctx context.Context, hostCall HostFunc, violation func(error) error) error {
+	for {
+		kind, id, body, err := e.c.ReadFrame(MaxHostFrameBytes)
+		switch {
+		case errors.Is(err, ErrTooLarge):
+			return violation(err)
+		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+			return io.EOF
+		case err != nil:
+			return err
+		}
+		switch kind {
+		case CallResult:
+			resp := &pb.InvokeResponse{}
+			if err := Decode(kind, body, resp); err != nil {
+				return violation(err)
+			}
+			if waited, sent := e.calls.deliver(id, answer[*pb.InvokeResponse]{resp: resp}); !waited && !sent {
+				return violation(fmt.Errorf("a call result for call %d, which the host never sent", id))
+			} // (a result nobody waits for answers an abandoned call)
+		case HostCall:
+			req := &pb.HostCallRequest{}
+			if err := Decode(kind, body, req); err != nil {
+				return violation(err)
+			}
+			hctx, cancel := context.WithCancel(ctx)
+			e.mu.Lock()
+			busy := len(e.hostCalls) > 0
+			if !busy {
+				e.hostCalls[id] = cancel
+			}
+			e.mu.Unlock()
+			if busy {
+				cancel()
+				return violation(fmt.Errorf("host call %d while another is in progress (a guest makes one at a time)", id))
+			}
+			go e.runHostCall(hctx, cancel, id, req, hostCall)
+		case Cancel:
+			// The shim has stopped waiting: the next host call may come before this one's
+			// handler has noticed, so it no longer counts as in progress.
+			e.mu.Lock()
+			if cancel, ok := e.hostCalls[id]; ok {
+				cancel()
+				delete(e.hostCalls, id)
+			}
+			e.mu.Unlock()
+		default:
+			return violation(fmt.Errorf("a %s frame, which only the host sends", kind))
+		}
+	}
+}
+
+// runHostCall performs one host call and sends its answer (the shim drops the answer to a host
+// call it cancelled).
+func (e *HostEnd) runHostCall(ctx context.Context, cancel context.CancelFunc, id uint64, req *pb.HostCallRequest, hostCall HostFunc) {
+	defer cancel()
+	resp, err := hostCall(ctx, req)
+	e.mu.Lock()
+	delete(e.hostCalls, id) // unless a Cancel did already
+	e.mu.Unlock()
+	if err != nil {
+		st, ok := status.FromError(err)
+		if !ok {
+			st = status.New(codes.FailedPrecondition, err.Error())
+		}
+		_ = e.c.WriteFrame(HostError, id, st.Proto())
+		return
+	}
+	_ = e.c.WriteFrame(HostResult, id, resp)
+}

@@ -1,0 +1,158 @@
+package callwire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+
+	spb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// MaxShimFrameBytes is the longest frame body a shim reads from the host: a call's input (at most
+// shared.MaxPayloadBytes) or a host call's result (at most shared.MaxHostCallResultBytes), with
+// room for the envelope.
+const MaxShimFrameBytes = max(shared.MaxMessageBytes, shared.MaxHostCallResultBytes+1<<20)
+
+// InvokeFunc runs one export call in the shim and calls reply exactly once with its answer. The
+// answer's bytes need stay valid only until reply returns (they may be the Store's own memory).
+type InvokeFunc func(req *pb.InvokeRequest, reply func(*pb.InvokeResponse))
+
+// ShimEnd is the shim's end of its call connection: it runs the host's export calls and sends
+// the guest's host calls.
+type ShimEnd struct {
+	c *Conn
+
+	hostCalls requests[*pb.HostCallResponse]
+
+	// worker runs calls on one long-lived goroutine (its stack has grown to what a guest call
+	// needs); a call that comes while it is busy (a run loop holds it) gets a goroutine of its own.
+	worker chan callFrame
+}
+
+type callFrame struct {
+	id  uint64
+	req *pb.InvokeRequest
+}
+
+// NewShimEnd wraps the shim's end of a call connection (FileConn of the inherited descriptor).
+func NewShimEnd(c *Conn) *ShimEnd {
+	return &ShimEnd{c: c, worker: make(chan callFrame)}
+}
+
+// InheritedShimEnd is the shim's end of the call connection whose descriptor the environment
+// variable EnvShimCallsFD names.
+func InheritedShimEnd() (*ShimEnd, error) {
+	c, err := InheritedConn()
+	if err != nil {
+		return nil, err
+	}
+	return NewShimEnd(c), nil
+}
+
+// InheritedConn is the connection of InheritedShimEnd, unwrapped.
+func InheritedConn() (*Conn, error) {
+	v, ok := os.LookupEnv(EnvShimCallsFD)
+	if !ok {
+		return nil, fmt.Errorf("%s is not set: the shim was not started by astrid-host", EnvShimCallsFD)
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("%s=%q: want a descriptor number of 3 or more", EnvShimCallsFD, v)
+	}
+	f := os.NewFile(uintptr(fd), "call connection")
+	defer f.Close() // FileConn dups it
+	fi, err := f.Stat()
+	if err != nil || fi.Mode().Type() != os.ModeSocket {
+		return nil, fmt.Errorf("%s: descriptor %d is not a socket", EnvShimCallsFD, fd)
+	}
+	return FileConn(f)
+}
+
+// Close closes the connection.
+func (e *ShimEnd) Close() error { return e.c.Close() }
+
+// HostCall sends a host call and waits for its answer, or for ctx to end: the host is then told
+// (a Cancel frame) and the context's error returned as a gRPC status, as the unary RPC this
+// replaces gave. An error answer comes back as the status the host sent.
+func (e *ShimEnd) HostCall(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+	if e == nil {
+		return nil, status.Error(codes.FailedPrecondition, "the shim has no call connection to the host")
+	}
+	return e.hostCalls.do(ctx, func(id uint64) error { return e.c.WriteFrame(HostCall, id, req) },
+		func(id uint64) { _ = e.c.WriteFrame(Cancel, id, nil) })
+}
+
+// Serve reads the host's frames until the connection ends: calls go to invoke, whose answers are
+// sent back; host call answers to the HostCall waiting for them (an answer nobody waits for is
+// one to a cancelled host call, and is dropped). It returns why the connection ended; host calls
+// still waiting then fail with Unavailable.
+func (e *ShimEnd) Serve(invoke InvokeFunc) error {
+	go func() {
+		for f := range e.worker {
+			e.answer(f, invoke)
+		}
+	}()
+	err := e.serve(invoke)
+	close(e.worker)
+	e.hostCalls.end(err)
+	e.c.Close()
+	return err
+}
+
+func (e *ShimEnd) serve(invoke InvokeFunc) error {
+	for {
+		kind, id, body, err := e.c.ReadFrame(MaxShimFrameBytes)
+		switch {
+		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+			return io.EOF
+		case err != nil:
+			return err
+		}
+		switch kind {
+		case Call:
+			req := &pb.InvokeRequest{}
+			if err := Decode(kind, body, req); err != nil {
+				return err
+			}
+			f := callFrame{id: id, req: req}
+			select {
+			case e.worker <- f:
+			default:
+				go e.answer(f, invoke)
+			}
+		case HostResult, HostError:
+			var a answer[*pb.HostCallResponse]
+			if kind == HostResult {
+				a.resp = &pb.HostCallResponse{}
+				if err := Decode(kind, body, a.resp); err != nil {
+					return err
+				}
+			} else {
+				st := &spb.Status{}
+				if err := Decode(kind, body, st); err != nil {
+					return err
+				}
+				if st.Code == int32(codes.OK) {
+					return fmt.Errorf("a host error frame for host call %d with status OK", id)
+				}
+				a.err = status.FromProto(st).Err()
+			}
+			e.hostCalls.deliver(id, a) // nobody waits for the answer to a cancelled host call
+		default:
+			return fmt.Errorf("a %s frame, which only the shim sends", kind)
+		}
+	}
+}
+
+func (e *ShimEnd) answer(f callFrame, invoke InvokeFunc) {
+	invoke(f.req, func(resp *pb.InvokeResponse) { _ = e.c.WriteFrame(CallResult, f.id, resp) })
+}

@@ -1,0 +1,194 @@
+// Package callwire is the call path between astrid-host and one astrid-shim: export calls
+// (host → shim) and the host functions of shared.HostCalls (shim → host), carried as frames on
+// one long-lived connection instead of one gRPC request each.
+//
+// The connection is a unix socket pair the host creates when it starts the shim: the shim
+// inherits its end (EnvShimCallsFD), so no path exists that another process could dial, and the
+// host's end belongs to exactly one shim process, hence to the instance that process runs.
+// go-plugin still starts, supervises and connects the shim; everything else (Load, Health,
+// Shutdown, logs, IPC, processes) stays on gRPC.
+//
+// A frame is a 16-byte header, little-endian — the body's length (u32), the kind (u8), three zero
+// bytes and the request id (u64) — followed by the body, a protobuf message of shared/pb whose
+// type the kind names. Each reader bounds the body's length before it allocates anything.
+package callwire
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+)
+
+// Kind says what a frame carries.
+type Kind uint8
+
+// The frame kinds. Call and HostResult go from the host to the shim; the others from the shim to
+// the host.
+const (
+	// Call is an export call: pb.InvokeRequest. The host sends at most one at a time.
+	Call Kind = 1
+	// CallResult answers the Call of the same id: pb.InvokeResponse.
+	CallResult Kind = 2
+	// HostCall runs one host function for the guest: pb.HostCallRequest. A shim sends at most one
+	// at a time (its guest runs on one thread).
+	HostCall Kind = 3
+	// HostResult answers the HostCall of the same id: pb.HostCallResponse.
+	HostResult Kind = 4
+	// HostError answers the HostCall of the same id with an error status (the request itself was
+	// wrong): google.rpc.Status.
+	HostError Kind = 5
+	// Cancel tells the host the HostCall of the same id is no longer awaited (the guest's call
+	// ran out of time or the capsule is unloading): no body.
+	Cancel Kind = 6
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Call:
+		return "call"
+	case CallResult:
+		return "call result"
+	case HostCall:
+		return "host call"
+	case HostResult:
+		return "host result"
+	case HostError:
+		return "host error"
+	case Cancel:
+		return "cancel"
+	}
+	return fmt.Sprintf("kind %d", uint8(k))
+}
+
+// HeaderBytes is the size of a frame's header.
+const HeaderBytes = 16
+
+// EnvShimCallsFD names the descriptor of the shim's end of the call connection.
+const EnvShimCallsFD = "ASTRID_SHIM_CALLS_FD"
+
+// ErrTooLarge is returned (wrapped) by ReadFrame for a frame whose body is longer than the
+// reader's limit; nothing of the body has been read.
+var ErrTooLarge = errors.New("frame too large")
+
+// Pair makes the call connection of a new shim: the host's end, and the shim's end as a file to
+// hand to the shim (cmd.ExtraFiles), which the host closes once the shim has started.
+func Pair() (hostEnd *Conn, shimEnd *os.File, err error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("call connection: %w", err)
+	}
+	host := os.NewFile(uintptr(fds[0]), "call connection (host)")
+	defer host.Close() // FileConn dups it
+	c, err := FileConn(host)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return c, os.NewFile(uintptr(fds[1]), "call connection (shim)"), nil
+}
+
+// FileConn wraps a connected stream socket (a descriptor the shim inherited) as a Conn. f stays
+// the caller's to close.
+func FileConn(f *os.File) (*Conn, error) {
+	nc, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("call connection %s: %w", f.Name(), err)
+	}
+	return NewConn(nc), nil
+}
+
+// Conn is one end of the call connection: frames are written whole under a lock, so any
+// goroutine may write; one goroutine reads.
+type Conn struct {
+	nc net.Conn
+	r  *bufio.Reader
+
+	wmu  sync.Mutex
+	wbuf []byte
+
+	rbuf []byte // the last body read; reused for the next
+}
+
+// NewConn wraps nc.
+func NewConn(nc net.Conn) *Conn {
+	return &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10)}
+}
+
+// Close closes the connection; a blocked ReadFrame returns an error.
+func (c *Conn) Close() error { return c.nc.Close() }
+
+// keepBuffer is the largest buffer a Conn keeps between frames: larger ones (a 10 MiB input) are
+// let go after use rather than held for the connection's life.
+const keepBuffer = 1 << 20
+
+// WriteFrame sends one frame whose body is m (nil for none) in one write.
+func (c *Conn) WriteFrame(kind Kind, id uint64, m proto.Message) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	buf := append(c.wbuf[:0], make([]byte, HeaderBytes)...)
+	if m != nil {
+		var err error
+		buf, err = proto.MarshalOptions{}.MarshalAppend(buf, m)
+		if err != nil {
+			return fmt.Errorf("encode a %s frame: %w", kind, err)
+		}
+	}
+	n := len(buf) - HeaderBytes
+	if uint64(n) > 0xffffffff {
+		return fmt.Errorf("encode a %s frame: a body of %d bytes does not fit the frame's 32-bit length", kind, n)
+	}
+	binary.LittleEndian.PutUint32(buf[0:], uint32(n))
+	buf[4] = byte(kind)
+	binary.LittleEndian.PutUint64(buf[8:], id)
+	_, err := c.nc.Write(buf)
+	if cap(buf) <= keepBuffer {
+		c.wbuf = buf
+	} else {
+		c.wbuf = nil
+	}
+	if err != nil {
+		return fmt.Errorf("send a %s frame: %w", kind, err)
+	}
+	return nil
+}
+
+// ReadFrame reads the next frame. limit bounds its body's length, checked before the body is read
+// (ErrTooLarge). The body is valid until the next ReadFrame.
+func (c *Conn) ReadFrame(limit int) (kind Kind, id uint64, body []byte, err error) {
+	var h [HeaderBytes]byte
+	if _, err := io.ReadFull(c.r, h[:]); err != nil {
+		return 0, 0, nil, err
+	}
+	n := binary.LittleEndian.Uint32(h[0:])
+	kind, id = Kind(h[4]), binary.LittleEndian.Uint64(h[8:])
+	if h[5] != 0 || h[6] != 0 || h[7] != 0 {
+		return 0, 0, nil, fmt.Errorf("a %s frame's reserved header bytes are %x, not zero", kind, h[5:8])
+	}
+	if uint64(n) > uint64(limit) {
+		return 0, 0, nil, fmt.Errorf("%w: a %s frame of %d bytes; the limit is %d bytes", ErrTooLarge, kind, n, limit)
+	}
+	if cap(c.rbuf) < int(n) || cap(c.rbuf) > keepBuffer {
+		c.rbuf = make([]byte, n)
+	}
+	body = c.rbuf[:n]
+	if _, err := io.ReadFull(c.r, body); err != nil {
+		return 0, 0, nil, fmt.Errorf("read a %s frame's %d-byte body: %w", kind, n, err)
+	}
+	return kind, id, body, nil
+}
+
+// Decode decodes a frame's body into m, naming the frame in the error.
+func Decode(kind Kind, body []byte, m proto.Message) error {
+	if err := proto.Unmarshal(body, m); err != nil {
+		return fmt.Errorf("decode a %s frame: %w", kind, err)
+	}
+	return nil
+}

@@ -1,0 +1,311 @@
+package callwire
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// pair is a real socket pair: the host's end and the shim's end as Conns.
+func pair(t *testing.T) (*Conn, *Conn) {
+	t.Helper()
+	host, shimFile, err := Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shim, err := FileConn(shimFile)
+	shimFile.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.Close(); shim.Close() })
+	return host, shim
+}
+
+func header(n uint32, kind Kind, id uint64) []byte {
+	h := make([]byte, HeaderBytes)
+	binary.LittleEndian.PutUint32(h, n)
+	h[4] = byte(kind)
+	binary.LittleEndian.PutUint64(h[8:], id)
+	return h
+}
+
+// TestReadFrameBoundsBeforeReading: a header announcing more than the limit is refused without
+// reading (or allocating) the body: here no body follows at all, so a reader that tried to read
+// it would block until the test times out.
+func TestReadFrameBoundsBeforeReading(t *testing.T) {
+	tests := []struct {
+		name  string
+		n     uint32
+		limit int
+		want  string
+	}{
+		{"one byte over", MaxHostFrameBytes + 1, MaxHostFrameBytes, "a host call frame of 11534337 bytes; the limit is 11534336 bytes"},
+		{"4 GiB", 0xffffffff, MaxShimFrameBytes, "a host call frame of 4294967295 bytes"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := pair(t)
+			if _, err := a.nc.Write(header(tc.n, HostCall, 1)); err != nil {
+				t.Fatal(err)
+			}
+			_, _, _, err := b.ReadFrame(tc.limit)
+			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want ErrTooLarge saying %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestFrameRoundTrip(t *testing.T) {
+	a, b := pair(t)
+	big := make([]byte, 3<<20)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	for _, in := range [][]byte{nil, []byte("hello"), big} {
+		written := make(chan error, 1)
+		go func() { written <- a.WriteFrame(Call, 7, &pb.InvokeRequest{Export: "echo", Input: in}) }()
+		kind, id, body, err := b.ReadFrame(MaxShimFrameBytes)
+		if werr := <-written; werr != nil {
+			t.Fatal(werr)
+		}
+		if err != nil || kind != Call || id != 7 {
+			t.Fatalf("%v %d %v", kind, id, err)
+		}
+		var req pb.InvokeRequest
+		if err := Decode(kind, body, &req); err != nil || req.Export != "echo" || string(req.Input) != string(in) {
+			t.Fatalf("decoded %q (%d bytes), %v", req.Export, len(req.Input), err)
+		}
+	}
+	if _, err := a.nc.Write([]byte{0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := b.ReadFrame(MaxShimFrameBytes); err == nil || !strings.Contains(err.Error(), "reserved header bytes") {
+		t.Fatalf("reserved bytes: %v", err)
+	}
+}
+
+// endpoints runs a HostEnd and a ShimEnd over a socket pair. violations collects what the host
+// end refused.
+type endpoints struct {
+	host       *HostEnd
+	shim       *ShimEnd
+	raw        *Conn // the shim's connection, for frames a correct shim never sends
+	mu         sync.Mutex
+	violations []error
+	hostServed chan error // what the host end's Serve returned
+	shimServed chan error
+}
+
+func (e *endpoints) violation(err error) error {
+	e.mu.Lock()
+	e.violations = append(e.violations, err)
+	e.mu.Unlock()
+	return status.Error(codes.PermissionDenied, err.Error())
+}
+
+func newEndpoints(t *testing.T, hostCall HostFunc, invoke func(*ShimEnd, *pb.InvokeRequest) *pb.InvokeResponse) *endpoints {
+	t.Helper()
+	hc, sc := pair(t)
+	e := &endpoints{host: NewHostEnd(hc), shim: NewShimEnd(sc), raw: sc, hostServed: make(chan error, 1), shimServed: make(chan error, 1)}
+	go func() { e.hostServed <- e.host.Serve(hostCall, e.violation) }()
+	go func() {
+		e.shimServed <- e.shim.Serve(func(req *pb.InvokeRequest, reply func(*pb.InvokeResponse)) { reply(invoke(e.shim, req)) })
+	}()
+	t.Cleanup(func() {
+		e.host.Close()
+		e.shim.Close()
+		<-e.host.Done()
+		<-e.shimServed
+	})
+	return e
+}
+
+// TestCallsAndHostCalls: an export call whose guest makes host calls, with the answers (results
+// and error statuses) where they belong.
+func TestCallsAndHostCalls(t *testing.T) {
+	hostCall := func(_ context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+		if req.Op == pb.HostOp_HOST_OP_KV_GET {
+			return &pb.HostCallResponse{Result: append([]byte("value of "), req.Args[0]...)}, nil
+		}
+		return nil, status.Error(codes.Unimplemented, "no such function")
+	}
+	e := newEndpoints(t, hostCall, func(s *ShimEnd, req *pb.InvokeRequest) *pb.InvokeResponse {
+		resp, err := s.HostCall(context.Background(), &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_KV_GET, Args: [][]byte{req.Input}})
+		if err != nil {
+			return &pb.InvokeResponse{Error: &pb.GuestError{Message: err.Error()}}
+		}
+		_, err = s.HostCall(context.Background(), &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_FS_STAT})
+		if status.Code(err) != codes.Unimplemented || status.Convert(err).Message() != "no such function" {
+			return &pb.InvokeResponse{Error: &pb.GuestError{Message: "the error status came back as " + err.Error()}}
+		}
+		return &pb.InvokeResponse{Output: resp.Result}
+	})
+	for _, key := range []string{"a", "b"} {
+		resp, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{Export: "x", Input: []byte(key)})
+		if err != nil || resp.Error != nil || string(resp.Output) != "value of "+key {
+			t.Fatalf("%v %v", resp, err)
+		}
+	}
+	if len(e.violations) != 0 {
+		t.Fatal(e.violations)
+	}
+}
+
+// TestHostCallCancel: a host call the shim stops waiting for (its call's time is up) is
+// cancelled on the host, and the next host call is served although the cancelled one's handler
+// has not returned yet.
+func TestHostCallCancel(t *testing.T) {
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	hostCall := func(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+		if req.Op == pb.HostOp_HOST_OP_NET_ACCEPT {
+			close(entered)
+			<-ctx.Done()
+			<-release // still running when the next host call comes
+			return nil, ctx.Err()
+		}
+		return &pb.HostCallResponse{Result: []byte("next")}, nil
+	}
+	e := newEndpoints(t, hostCall, func(s *ShimEnd, _ *pb.InvokeRequest) *pb.InvokeResponse {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-entered; cancel() }()
+		_, err := s.HostCall(ctx, &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_NET_ACCEPT})
+		if status.Code(err) != codes.Canceled {
+			return &pb.InvokeResponse{Error: &pb.GuestError{Message: "blocked host call: " + err.Error()}}
+		}
+		resp, err := s.HostCall(context.Background(), &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_KV_GET})
+		if err != nil {
+			return &pb.InvokeResponse{Error: &pb.GuestError{Message: "next host call: " + err.Error()}}
+		}
+		return &pb.InvokeResponse{Output: resp.Result}
+	})
+	resp, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{})
+	close(release)
+	if err != nil || resp.Error != nil || string(resp.Output) != "next" {
+		t.Fatalf("%v %v", resp, err)
+	}
+	if len(e.violations) != 0 {
+		t.Fatal(e.violations)
+	}
+}
+
+// TestConnectionEnd: a call waiting when the shim's end closes (the shim died) fails at once
+// with Unavailable, and so does any call after; a host call waiting when the host's end closes
+// is cancelled.
+func TestConnectionEnd(t *testing.T) {
+	inCall := make(chan struct{})
+	hostCtxDone := make(chan struct{})
+	e := newEndpoints(t, func(ctx context.Context, _ *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+		<-ctx.Done()
+		close(hostCtxDone)
+		return nil, ctx.Err()
+	}, func(s *ShimEnd, _ *pb.InvokeRequest) *pb.InvokeResponse {
+		close(inCall)
+		_, err := s.HostCall(context.Background(), &pb.HostCallRequest{})
+		return &pb.InvokeResponse{Error: &pb.GuestError{Message: err.Error()}}
+	})
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{})
+		done <- err
+	}()
+	<-inCall
+	e.raw.Close() // the shim is gone
+	if err := <-done; status.Code(err) != codes.Unavailable {
+		t.Fatalf("waiting call: %v", err)
+	}
+	<-hostCtxDone
+	if _, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("call after the end: %v", err)
+	}
+}
+
+// TestViolations: frames a correct shim never sends end the connection through violation, which
+// names what was wrong; calls waiting then fail.
+func TestViolations(t *testing.T) {
+	tests := []struct {
+		name string
+		send func(c *Conn) error
+		want string
+	}{
+		{"a kind only the host sends", func(c *Conn) error { return c.WriteFrame(Call, 1, &pb.InvokeRequest{}) }, "a call frame, which only the host sends"},
+		{"an unknown kind", func(c *Conn) error { return c.WriteFrame(Kind(42), 1, nil) }, "a kind 42 frame, which only the host sends"},
+		{"a result of a call never sent", func(c *Conn) error { return c.WriteFrame(CallResult, 99, &pb.InvokeResponse{}) }, "a call result for call 99, which the host never sent"},
+		{"a second host call at once", func(c *Conn) error {
+			if err := c.WriteFrame(HostCall, 1, &pb.HostCallRequest{}); err != nil {
+				return err
+			}
+			return c.WriteFrame(HostCall, 2, &pb.HostCallRequest{})
+		}, "host call 2 while another is in progress"},
+		{"an oversized frame", func(c *Conn) error { _, err := c.nc.Write(header(MaxHostFrameBytes+1, HostCall, 1)); return err }, "frame too large"},
+		{"an undecodable body", func(c *Conn) error {
+			_, err := c.nc.Write(append(header(3, HostCall, 1), 0xff, 0xff, 0xff))
+			return err
+		}, "decode a host call frame"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			block := make(chan struct{})
+			defer close(block)
+			e := newEndpoints(t, func(ctx context.Context, _ *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+				select {
+				case <-block:
+				case <-ctx.Done():
+				}
+				return &pb.HostCallResponse{}, nil
+			}, func(*ShimEnd, *pb.InvokeRequest) *pb.InvokeResponse { return &pb.InvokeResponse{} })
+			if err := tc.send(e.raw); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case err := <-e.hostServed:
+				if status.Code(err) != codes.PermissionDenied {
+					t.Fatalf("Serve ended with %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the host end did not refuse the frame")
+			}
+			if len(e.violations) != 1 || !strings.Contains(e.violations[0].Error(), tc.want) {
+				t.Fatalf("violations %v, want one saying %q", e.violations, tc.want)
+			}
+		})
+	}
+}
+
+func TestInheritedConnErrors(t *testing.T) {
+	tests := []struct {
+		name, value, want string
+		set               bool
+	}{
+		{"unset", "", "is not set", false},
+		{"not a number", "x", "want a descriptor number", true},
+		{"stdio", "1", "want a descriptor number of 3 or more", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.set {
+				t.Setenv(EnvShimCallsFD, tc.value)
+			} else {
+				os.Unsetenv(EnvShimCallsFD)
+			}
+			if _, err := InheritedConn(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
