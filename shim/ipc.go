@@ -41,8 +41,12 @@ type ipcState struct {
 	pending []*pb.IpcPublication
 	bytes   int
 	timer   *time.Timer
-	sending bool  // a full batch is being sent in the background
-	sendErr error // the first failure of a background send, reported at the next IPC call
+	sending bool // a full batch is being sent in the background
+	// lost and lostWhy are the publishes background sends could not hand to the host and why
+	// (the latest reason), not yet reported: the guest's next IPC call reports them once, and
+	// its publishes go on being sent.
+	lost    int
+	lostWhy string
 }
 
 func newIPCState(req *pb.LoadRequest, host *hostConn) (*ipcState, error) {
@@ -69,7 +73,7 @@ func (s *ipcState) publish(topic string, payload []byte) error {
 	switch {
 	case !full:
 		if s.timer == nil {
-			s.timer = time.AfterFunc(publishFlushDelay, func() { _ = s.flush(context.Background()) })
+			s.timer = time.AfterFunc(publishFlushDelay, func() { s.send(context.Background()) })
 		}
 		s.mu.Unlock()
 		return nil
@@ -83,7 +87,7 @@ func (s *ipcState) publish(topic string, payload []byte) error {
 		s.sending = true
 		s.mu.Unlock()
 		go func() {
-			_ = s.flush(context.Background()) // a failure is kept in sendErr for the guest's next IPC call
+			s.send(context.Background()) // a failure is reported at the guest's next IPC call
 			s.mu.Lock()
 			s.sending = false
 			s.mu.Unlock()
@@ -92,45 +96,38 @@ func (s *ipcState) publish(topic string, payload []byte) error {
 	}
 }
 
-// flush sends the pending publishes, and reports any earlier background failure.
+// flush sends the pending publishes for a guest's IPC call, and reports what the host did not
+// take: of this batch, or of background sends since the last report (reported once; publishes
+// after a failure are still sent, never dropped in the shim).
 func (s *ipcState) flush(ctx context.Context) error {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
+	batch := s.take()
+	err := s.sendBatch(ctx, batch)
 	s.mu.Lock()
-	batch := s.pending
-	s.pending, s.bytes = nil, 0
-	if s.timer != nil {
-		s.timer.Stop()
-		s.timer = nil
-	}
-	err := s.sendErr
-	s.mu.Unlock()
-	if err != nil || len(batch) == 0 {
-		return err
-	}
-	client, err := s.host.get()
-	if err == nil {
-		rctx, cancel := context.WithTimeout(ctx, publishRPCTimeout)
-		_, err = client.IpcPublish(rctx, &pb.IpcPublishRequest{Messages: batch})
-		cancel()
-	}
+	defer s.mu.Unlock()
 	if err != nil {
-		err = fmt.Errorf("the host did not take %d published message(s): %s", len(batch), status.Convert(err).Message())
-		s.mu.Lock()
-		if s.sendErr == nil {
-			s.sendErr = err
-		}
-		s.mu.Unlock()
+		s.lost += len(batch)
+		s.lostWhy = err.Error()
 	}
-	return err
+	return s.report()
 }
 
-// takePending hands the pending publishes to the caller, which sends them with its own request
-// (IpcRecv's publish_first). It first waits for a background send in flight, so the caller's
-// batch cannot overtake an earlier one. It reports a background send's failure.
-func (s *ipcState) takePending() ([]*pb.IpcPublication, error) {
+// send is flush for a background send: a failure waits for the guest's next IPC call.
+func (s *ipcState) send(ctx context.Context) {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
+	batch := s.take()
+	if err := s.sendBatch(ctx, batch); err != nil {
+		s.mu.Lock()
+		s.lost += len(batch)
+		s.lostWhy = err.Error()
+		s.mu.Unlock()
+	}
+}
+
+// take removes the pending publishes and stops the flush timer. Called with sendMu held.
+func (s *ipcState) take() []*pb.IpcPublication {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	batch := s.pending
@@ -139,7 +136,55 @@ func (s *ipcState) takePending() ([]*pb.IpcPublication, error) {
 		s.timer.Stop()
 		s.timer = nil
 	}
-	return batch, s.sendErr
+	return batch
+}
+
+// sendBatch hands batch to the host in one request.
+func (s *ipcState) sendBatch(ctx context.Context, batch []*pb.IpcPublication) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	client, err := s.host.get()
+	if err == nil {
+		rctx, cancel := context.WithTimeout(ctx, publishRPCTimeout)
+		_, err = client.IpcPublish(rctx, &pb.IpcPublishRequest{Messages: batch})
+		cancel()
+	}
+	if err != nil {
+		return errors.New(status.Convert(err).Message())
+	}
+	return nil
+}
+
+// report returns the publishes the host did not take since the last report, as the guest's
+// error, and forgets them. Called with s.mu held.
+func (s *ipcState) report() error {
+	if s.lost == 0 {
+		return nil
+	}
+	err := fmt.Errorf("the host did not take %d published message(s): %s", s.lost, s.lostWhy)
+	s.lost, s.lostWhy = 0, ""
+	return err
+}
+
+// takePending hands the pending publishes to the caller, which sends them with its own request
+// (IpcRecv's publish_first). It first waits for a background send in flight, so the caller's
+// batch cannot overtake an earlier one. When background sends failed since the last report it
+// reports that instead and leaves the pending publishes to be sent (by the flush timer, or the
+// guest's next IPC call).
+func (s *ipcState) takePending() ([]*pb.IpcPublication, error) {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	s.mu.Lock()
+	if err := s.report(); err != nil {
+		if len(s.pending) > 0 && s.timer == nil {
+			s.timer = time.AfterFunc(publishFlushDelay, func() { s.send(context.Background()) })
+		}
+		s.mu.Unlock()
+		return nil, err
+	}
+	s.mu.Unlock()
+	return s.take(), nil
 }
 
 // stop ends background sends (the capsule is unloading).
