@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -147,7 +146,7 @@ func New(cfg Config) (*Host, error) {
 	if cfg.PassEnv == nil {
 		cfg.PassEnv = process.HostPassEnv()
 	}
-	cache, err := OpenModuleCache(filepath.Join(cfg.StateDir, "modules"))
+	cache, err := OpenModuleCache(ModuleCacheDir(cfg.StateDir))
 	if err != nil {
 		return nil, err
 	}

@@ -71,6 +71,9 @@ const MaxArtefactBytes = 1 << 30
 // has been deleted.
 var ErrTampered = errors.New("the cached artefact is not one the host wrote")
 
+// ModuleCacheDir is the module cache's directory in the state directory stateDir.
+func ModuleCacheDir(stateDir string) string { return filepath.Join(stateDir, "modules") }
+
 // OpenModuleCache opens (creating if needed) the cache directory and its key. The directory is
 // the host user's only (0700).
 func OpenModuleCache(dir string) (*ModuleCache, error) {

@@ -54,15 +54,18 @@ func (f *hostFlags) newHostIn(stderr io.Writer) (*host.Host, hclog.Logger, strin
 		}
 		shimPath = p
 	}
-	shim, err := host.VerifyShim(shimPath)
-	if err != nil {
-		return nil, nil, "", err
-	}
 	state := f.state
 	if state == "" {
+		var err error
 		if state, err = defaultStateDir(); err != nil {
 			return nil, nil, "", err
 		}
+	}
+	// The shim's hash keys the module cache; it is remembered there, so a start reads the 40 MB
+	// shim only when it has changed.
+	shim, err := host.VerifyShimCached(shimPath, state)
+	if err != nil {
+		return nil, nil, "", err
 	}
 	workspace := f.workspace
 	if workspace == "" {
