@@ -232,3 +232,19 @@ func (l *lateLogger) ResetNamed(name string) hclog.Logger {
 func (l *lateLogger) With(args ...any) hclog.Logger {
 	return l.derived(func(t hclog.Logger) hclog.Logger { return t.With(args...) })
 }
+
+// WaitSpares waits until the spare shims being started (Config.SpareShims) have started, or
+// failed to. A host does not need it; a benchmark does, so that a spare's start in the
+// background is not counted against what it measures next.
+func (h *Host) WaitSpares() {
+	sp := h.spares
+	sp.mu.Lock()
+	var all []*spare
+	for _, queue := range sp.spares {
+		all = append(all, queue...)
+	}
+	sp.mu.Unlock()
+	for _, s := range all {
+		<-s.done
+	}
+}
