@@ -112,6 +112,9 @@ func (sp *shimPool) take(ctx context.Context, key shimKey, logger hclog.Logger) 
 		sp.mu.Lock()
 		queue := sp.spares[key]
 		if sp.closed || len(queue) == 0 {
+			if sp.target > 0 {
+				sp.startLocked(key) // for the next capsule of this key
+			}
 			sp.mu.Unlock()
 			return nil, nil
 		}
