@@ -605,6 +605,7 @@ func (h *Host) Shutdown(ctx context.Context) {
 	h.dispatch.wait()
 	h.tasks.Wait()
 	h.spares.close()
+	h.cache.Close()
 	h.closeCLISocket()
 	if err := h.kv.Close(); err != nil {
 		h.log.Error("closing the KV store", "path", h.kv.Path(), "error", err)
