@@ -326,6 +326,7 @@ func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions)
 	start := time.Now()
 	res, err := h.load(ctx, inst, opts)
 	res.Took = time.Since(start)
+	h.spares.refill(shimKeyOf(m)) // for the next capsule like this one
 	if err != nil {
 		err = fmt.Errorf("load capsule %s: %w", m.ID(), err)
 		inst.setState(StateFailed, err.Error())

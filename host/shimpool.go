@@ -29,8 +29,8 @@ func shimKeyOf(m *manifest.Manifest) shimKey {
 // code: each serves one capsule and is never given back. Its log goes to the host's log until a
 // capsule takes it, then to the capsule's (lateLogger).
 //
-// After a take the pool starts a replacement when it holds fewer than Config.SpareShims spares of
-// that key, in the background; Boot reserves one spare per capsule it is about to load, so that
+// Once a capsule's load has ended the pool starts spares of its key, in the background, until
+// it holds Config.SpareShims of them (refill); Boot reserves one spare per capsule it is about to load, so that
 // the shims start in parallel while the loads follow the dependency order. Shutdown kills the
 // spares left.
 type shimPool struct {
@@ -103,8 +103,20 @@ func (sp *shimPool) startLocked(key shimKey) bool {
 	return true
 }
 
-// take returns a spare of key, its log now going to logger, and starts a replacement when the
-// pool keeps spares; nil when there is none to take, or the ones there failed or died (the
+// refill starts spares of key, in the background, until the pool holds its target of them. A
+// load calls it once it has ended, so that the start of the next capsule's shim does not take
+// the processor from the load.
+func (sp *shimPool) refill(key shimKey) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	for n := len(sp.spares[key]); n < sp.target; n++ {
+		if !sp.startLocked(key) {
+			return
+		}
+	}
+}
+
+// take returns a spare of key, its log now going to logger; nil when there is none to take, or the ones there failed or died (the
 // caller starts a shim itself). A spare still starting is waited for: it is further along than
 // a new start would be.
 func (sp *shimPool) take(ctx context.Context, key shimKey, logger hclog.Logger) (*shimProcess, error) {
@@ -112,17 +124,11 @@ func (sp *shimPool) take(ctx context.Context, key shimKey, logger hclog.Logger) 
 		sp.mu.Lock()
 		queue := sp.spares[key]
 		if sp.closed || len(queue) == 0 {
-			if sp.target > 0 {
-				sp.startLocked(key) // for the next capsule of this key
-			}
 			sp.mu.Unlock()
 			return nil, nil
 		}
 		s := queue[0]
 		sp.spares[key] = queue[1:]
-		if len(sp.spares[key]) < sp.target {
-			sp.startLocked(key)
-		}
 		sp.mu.Unlock()
 		select {
 		case <-s.done:
