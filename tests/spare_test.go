@@ -131,9 +131,7 @@ func TestSpareShims(t *testing.T) {
 			// What go-plugin logs about the shim from now on is the capsule's, spare or not.
 			inst.Stop(ctx)
 			exited := regexp.MustCompile(fmt.Sprintf(`second: plugin process exited: .*id=%d\b`, inst.Pid()))
-			if !exited.MatchString(logs.String()) {
-				t.Errorf("the shim's exit is not logged under the capsule's name:\n%s", logs.String())
-			}
+			waitFor(t, 10*time.Second, "the shim's exit logged under the capsule's name", func() bool { return exited.MatchString(logs.String()) })
 			// The spares left (this kind's refill, and the first capsule's) end with the host.
 			var spares []int
 			for _, m := range sparePid.FindAllStringSubmatch(logs.String(), -1) {
