@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +15,6 @@ import (
 
 	"github.com/astrid-go/astrid/host"
 )
-
-// syncBuffer is a log output tests read while the host writes it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // confinement is what a shim's confinement looks like from outside: its seccomp mode,
 // no_new_privs, capabilities, which namespaces it does not share with the test, and its
@@ -100,7 +80,7 @@ func TestSpareShims(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			logs := &syncBuffer{}
+			logs := &logBuffer{}
 			h := newHost(t, func(c *host.Config) {
 				c.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug})
 			})
