@@ -46,6 +46,7 @@ bench: build
 	$(GO) test -run '^$$' -bench 'BusNATS' -benchtime 3x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench '^BenchmarkKV$$' -benchtime 20x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench '^BenchmarkBoot$$' -benchtime 5x -count 1 -timeout 20m ./tests/
+	$(GO) test -run '^$$' -bench '^BenchmarkIdleMemory$$' -benchtime 3x -count 1 -timeout 20m ./tests/
 	$(GO) test -run '^$$' -bench 'SpawnTrue' -benchtime 200x -count 1 ./sandbox/
 	$(GO) test -run '^$$' -bench 'Publish' -count 1 ./bus/
 	$(GO) test -run '^$$' -bench 'Move1MiB|BenchmarkCall' -benchtime 500x -count 1 ./shim/ ./shim/internal/kernel/

@@ -244,6 +244,14 @@ func (h *Host) schedule(ctx context.Context, caps []Capsule, order []int, deps [
 			}
 		}
 	}
+	// Every shim starts at once, in the background (bounded by loadConcurrency), while the
+	// loads follow the order: a capsule's start is then a load, not a process start.
+	reserve := make([]Capsule, 0, n)
+	for _, k := range order {
+		reserve = append(reserve, caps[k])
+	}
+	h.spares.reserve(reserve)
+	defer h.spares.trim()
 	steps := make(chan bootStep)
 	limit := loadConcurrency()
 	loading, outstanding := 0, 0

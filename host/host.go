@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -68,6 +67,11 @@ type Config struct {
 	// ApprovalTimeout is how long a capsule's approval request (astrid_request_approval) waits
 	// for an answer before it is denied; default DefaultApprovalTimeout (60 s, as upstream).
 	ApprovalTimeout time.Duration
+	// SpareShims is how many shims of each kind a capsule has used the host keeps started
+	// ahead, in their sandbox, so that a capsule's start is a load and not a process start (see
+	// shimPool): 0 means DefaultSpareShims (1), a negative number none. Boot starts one more per
+	// capsule it loads, all at once, and ends those left over.
+	SpareShims int
 	// PassEnv are the host's environment variables spawned processes inherit: PATH, LANG,
 	// LC_ALL, LC_CTYPE and TZ (nothing else of the host's environment reaches them). New fills it
 	// from the host's environment when it is nil.
@@ -108,6 +112,9 @@ type Host struct {
 	// tasks tracks the goroutines the host starts on the side (run loops, stopping compromised
 	// instances), so Shutdown can wait for them.
 	tasks sync.WaitGroup
+
+	// spares are the shims started ahead (Config.SpareShims).
+	spares *shimPool
 
 	mu        sync.Mutex
 	instances []*Instance // in load order
@@ -155,10 +162,13 @@ func New(cfg Config) (*Host, error) {
 	if cfg.ApprovalTimeout <= 0 {
 		cfg.ApprovalTimeout = DefaultApprovalTimeout
 	}
+	if cfg.SpareShims == 0 {
+		cfg.SpareShims = DefaultSpareShims
+	}
 	if cfg.PassEnv == nil {
 		cfg.PassEnv = process.HostPassEnv()
 	}
-	cache, err := OpenModuleCache(filepath.Join(cfg.StateDir, "modules"))
+	cache, err := OpenModuleCache(ModuleCacheDir(cfg.StateDir))
 	if err != nil {
 		return nil, err
 	}
@@ -171,6 +181,7 @@ func New(cfg Config) (*Host, error) {
 	h.dispatch = newDispatcher(h)
 	h.bus = bus.New(bus.Options{Observer: h.dispatch.observe})
 	h.closing, h.stopRestarts = context.WithCancel(context.Background())
+	h.spares = newShimPool(h, cfg.SpareShims)
 	return h, nil
 }
 
@@ -341,6 +352,7 @@ func (h *Host) finishLoad(ctx context.Context, inst *Instance, opts LoadOptions)
 	start := time.Now()
 	res, err := h.load(ctx, inst, opts)
 	res.Took = time.Since(start)
+	h.spares.refill(shimKeyOf(m)) // for the next capsule like this one
 	if err != nil {
 		err = fmt.Errorf("load capsule %s: %w", m.ID(), err)
 		inst.setState(StateFailed, err.Error())
@@ -388,10 +400,10 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 			return LoadResult{}, fmt.Errorf("[capabilities] net_bind: %w", err)
 		}
 	}
-	fuel := m.Limits.Fuel > 0
-	kernelPath := h.cache.KernelPath(h.cfg.Shim.SHA256, fuel)
-	artefact := h.cache.Path(sum, h.cfg.Shim.SHA256, fuel)
-	proc, err := h.launchShim(m.ID(), m.Limits.Memory, inst.guestLog().relay(), fuel, kernelPath, artefact)
+	key := shimKeyOf(m)
+	kernelPath := h.cache.KernelPath(h.cfg.Shim.SHA256, key.fuel)
+	artefact := h.cache.Path(sum, h.cfg.Shim.SHA256, key.fuel)
+	proc, err := h.launchShim(ctx, key, inst.guestLog().relay(), artefact)
 	if err != nil {
 		return LoadResult{}, err
 	}
@@ -619,6 +631,8 @@ func (h *Host) Shutdown(ctx context.Context) {
 	}
 	h.dispatch.wait()
 	h.tasks.Wait()
+	h.spares.close()
+	h.cache.Close()
 	h.closeCLISocket()
 	h.leaveBus()
 	if err := h.kv.Close(); err != nil {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -42,8 +44,14 @@ type shimProcess struct {
 	// out on it and the guest's host calls come in, for the one instance serveHostServices binds
 	// it to.
 	calls *callwire.HostEnd
-	// handedOver is closed once the capsule's cached artefact has been checked and sent to the
-	// shim, or found missing or bad (then the channel is closed unsent); hasArtefact says which.
+	// spare says the shim was started ahead, before its capsule was known (shimPool).
+	spare bool
+	// artefacts is the host's end of the channel the capsule's artefact is sent on (handOver).
+	// handedOver is closed once the artefact has been checked and sent, or found missing or
+	// bad, or once the shim is killed without a capsule (then the channel is closed unsent);
+	// hasArtefact says which.
+	artefacts   *os.File
+	handOnce    sync.Once
 	handedOver  chan struct{}
 	hasArtefact bool
 }
@@ -55,18 +63,62 @@ func (p *shimProcess) artefactSent() bool {
 	return p.hasArtefact
 }
 
-// launchShim starts a shim for one capsule. The shim gets an explicit environment (nothing of the
-// host's), its own process group (so the host can kill everything it started), SIGKILL if the host
-// dies, and a private 0700 directory for its socket. The cached artefacts of its kernel and of the
-// capsule's module, if the cache has good ones, are handed over as sealed descriptors (see
-// ModuleCache.Open); the shim has no access to the cache. The kernel's is inherited at start; the
-// module's is checked while the shim starts (its check costs about a millisecond a megabyte) and
-// sent once checked (shared.SendArtefact): p.artefactSent reports whether it was.
-func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, fuel bool, kernelArtefact, artefact string) (p *shimProcess, err error) {
+// shimKey is what a shim's start depends on besides the host: its engine (fuel metering on or
+// off) and its cgroup's memory limit (the capsule's [limits] memory, see shimCgroup). Shims of
+// one key are interchangeable until one is given a capsule (see shimPool).
+type shimKey struct {
+	fuel   bool
+	memory uint64
+}
+
+// launchShim gives one capsule a shim: a spare the host started ahead with the same key (see
+// shimPool), or a new one. Either way the shim has run no guest code before. The cached
+// artefact of the capsule's module, if the cache has a good one, is then handed over as a
+// sealed descriptor (see ModuleCache.Open; the shim has no access to the cache): it is checked
+// while the shim starts or while the host goes on with the load (the check costs about a
+// millisecond a megabyte) and sent once checked (shared.SendArtefact): p.artefactSent reports
+// whether it was.
+func (h *Host) launchShim(ctx context.Context, key shimKey, logger hclog.Logger, artefact string) (*shimProcess, error) {
+	// The check runs while the shim is taken or started.
+	checked := make(chan *os.File, 1)
+	go func() { checked <- h.openArtefact(logger, artefact) }()
+	p, err := h.spares.take(ctx, key, logger)
+	if err == nil && p == nil {
+		p, err = h.startShim(key, logger)
+	}
+	if err != nil {
+		if f := <-checked; f != nil {
+			f.Close()
+		}
+		return nil, err
+	}
+	logger.Debug("shim given to the capsule", "pid", p.pid, "spare", p.spare, "sandbox", p.sandbox)
+	p.handOver(func() bool {
+		f := <-checked
+		if f == nil {
+			return false
+		}
+		defer f.Close()
+		if err := shared.SendArtefact(p.artefacts, f); err != nil {
+			logger.Warn("cannot hand the cached artefact over; compiling again", "artefact", artefact, "error", err)
+			return false
+		}
+		return true
+	})
+	return p, nil
+}
+
+// startShim starts a shim with no capsule yet. The shim gets an explicit environment (nothing of
+// the host's), its own process group (so the host can kill everything it started), SIGKILL if
+// the host dies, a private 0700 directory for its socket, and the sandbox (shimCommand); none of
+// it depends on a capsule beyond key. The cached artefact of the kernel for key's engine, if the
+// cache has a good one, is inherited as a sealed descriptor; the capsule's module comes later,
+// on the artefact channel (handOver). logger receives the shim's own log.
+func (h *Host) startShim(key shimKey, logger hclog.Logger) (p *shimProcess, err error) {
 	if err := h.cfg.Shim.Recheck(); err != nil {
 		return nil, err
 	}
-	sockDir, err := os.MkdirTemp(h.runDir, capsuleID+"-")
+	sockDir, err := os.MkdirTemp(h.runDir, "shim-")
 	if err != nil {
 		return nil, fmt.Errorf("socket directory: %w", err)
 	}
@@ -74,7 +126,7 @@ func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, 
 		"TMPDIR=" + sockDir, // go-plugin puts the shim's socket in the shim's TMPDIR
 		shared.EnvShimLogLevel + "=" + h.cfg.LogLevel.String(),
 	}
-	if fuel {
+	if key.fuel {
 		env = append(env, shared.EnvShimFuel+"=1")
 	}
 	var files []*os.File
@@ -83,7 +135,7 @@ func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, 
 			f.Close() // the shim has its own copies
 		}
 	}()
-	if f := h.openArtefact(logger, kernelArtefact); f != nil {
+	if f := h.openArtefact(logger, h.cache.KernelPath(h.cfg.Shim.SHA256, key.fuel)); f != nil {
 		env = append(env, fmt.Sprintf("%s=%d", shared.EnvShimKernelFD, 3+len(files)))
 		files = append(files, f)
 	}
@@ -103,28 +155,15 @@ func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, 
 	}
 	env = append(env, fmt.Sprintf("%s=%d", callwire.EnvShimCallsFD, 3+len(files)))
 	files = append(files, callsShim)
-	p = &shimProcess{sockDir: sockDir, handedOver: make(chan struct{}), calls: callwire.NewHostEnd(callsHost)}
-	go func() {
-		defer close(p.handedOver)
-		defer hostEnd.Close() // unsent: the shim finds no artefact
-		f := h.openArtefact(logger, artefact)
-		if f == nil {
-			return
-		}
-		defer f.Close()
-		if err := shared.SendArtefact(hostEnd, f); err != nil {
-			logger.Warn("cannot hand the cached artefact over; compiling again", "artefact", artefact, "error", err)
-			return
-		}
-		p.hasArtefact = true
-	}()
+	p = &shimProcess{sockDir: sockDir, artefacts: hostEnd, handedOver: make(chan struct{}), calls: callwire.NewHostEnd(callsHost)}
 	fail := func(err error) (*shimProcess, error) {
-		p.kill() // waits for the handover too
+		p.kill()
 		return nil, err
 	}
-	cmd, confined, layers, err := h.shimCommand(env, sockDir, memory)
+	cmd, confined, layers, err := h.shimCommand(env, sockDir, key.memory)
 	if err != nil {
-		p.artefactSent()
+		p.handOver(nil)
+		p.calls.Close()
 		os.RemoveAll(sockDir)
 		return nil, err
 	}
@@ -146,6 +185,22 @@ func (h *Host) launchShim(capsuleID string, memory uint64, logger hclog.Logger, 
 	}
 	p.shim = raw.(*shared.ShimClient)
 	return p, nil
+}
+
+// handOver runs send, which hands the capsule's artefact over on p.artefacts and reports
+// whether it did, on its own goroutine, once; a nil send (a shim that never gets a capsule)
+// hands nothing over. The channel's host end is closed after it: a shim waiting for an artefact
+// then finds none.
+func (p *shimProcess) handOver(send func() bool) {
+	p.handOnce.Do(func() {
+		go func() {
+			defer close(p.handedOver)
+			defer p.artefacts.Close()
+			if send != nil {
+				p.hasArtefact = send()
+			}
+		}()
+	})
 }
 
 // openArtefact is the cached artefact at path as a sealed descriptor to hand a shim, or nil when
@@ -270,7 +325,8 @@ func (p *shimProcess) kill() {
 		p.calls.Close()
 	}
 	if p.handedOver != nil {
-		<-p.handedOver // the artefact check ends on its own, in milliseconds
+		p.handOver(nil) // a shim killed before it got a capsule
+		<-p.handedOver  // the artefact check ends on its own, in milliseconds
 	}
 	os.RemoveAll(p.sockDir)
 	if p.confined != nil {

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -51,6 +52,19 @@ import (
 type ModuleCache struct {
 	dir string
 	key []byte
+
+	// checked are the sealed memfds Open made, by path, with the identity of the file each was
+	// checked from: every shim that runs the same module gets the same memfd, so its pages (the
+	// code wasmtime maps, the initial memory image) are in memory once however many shims map
+	// them, and the check runs once per artefact file rather than once per start.
+	mu      sync.Mutex
+	checked map[string]checkedArtefact
+}
+
+// checkedArtefact is one artefact file as Open checked it.
+type checkedArtefact struct {
+	id  string   // the file's device, inode, size, modification and change times
+	mem *os.File // the sealed memfd holding exactly the bytes checked
 }
 
 // keyFile is the name of the cache's MAC key in its directory.
@@ -71,6 +85,9 @@ const MaxArtefactBytes = 1 << 30
 // has been deleted.
 var ErrTampered = errors.New("the cached artefact is not one the host wrote")
 
+// ModuleCacheDir is the module cache's directory in the state directory stateDir.
+func ModuleCacheDir(stateDir string) string { return filepath.Join(stateDir, "modules") }
+
 // OpenModuleCache opens (creating if needed) the cache directory and its key. The directory is
 // the host user's only (0700).
 func OpenModuleCache(dir string) (*ModuleCache, error) {
@@ -81,7 +98,7 @@ func OpenModuleCache(dir string) (*ModuleCache, error) {
 	if err != nil {
 		return nil, fmt.Errorf("module cache %s: %w", dir, err)
 	}
-	return &ModuleCache{dir: dir, key: key}, nil
+	return &ModuleCache{dir: dir, key: key, checked: make(map[string]checkedArtefact)}, nil
 }
 
 // cacheKey reads the key at path, making one first if there is none (or it is not a key: then
@@ -218,12 +235,20 @@ func (c *ModuleCache) Store(path string, artefact []byte) error {
 }
 
 // Open returns the artefact at path as a sealed memfd (read-only for good: no write, no resize)
-// holding exactly the bytes whose tag the host checked, positioned at its start, to hand a shim.
-// It returns (nil, nil) when there is no artefact. An artefact that fails the check is deleted and
-// an error wrapping ErrTampered says why.
+// holding exactly the bytes whose tag the host checked, positioned at its start, to hand a
+// shim; the caller closes it. It returns (nil, nil) when there is no artefact. An artefact that
+// fails the check is deleted and an error wrapping ErrTampered says why.
+//
+// The memfd of an artefact file is made and checked once and shared: Open returns a new
+// descriptor of the same memfd for as long as the file keeps the identity it was checked with
+// (device, inode, size, modification and change times; any write changes the change time, which
+// the file's owner cannot set back). A file that changed is checked again; the memfd is
+// immutable, so a shim given it reads what the host checked whatever happens to the file. The
+// cache holds one memfd per artefact it has opened until Remove or Close.
 func (c *ModuleCache) Open(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
+		c.forget(path)
 		return nil, nil
 	}
 	if err != nil && !errors.Is(err, syscall.ELOOP) {
@@ -231,7 +256,7 @@ func (c *ModuleCache) Open(path string) (*os.File, error) {
 	}
 	var sealed *os.File
 	if err == nil {
-		sealed, err = c.copyChecked(f, path)
+		sealed, err = c.sharedChecked(f, path)
 		f.Close()
 	} else {
 		err = errors.New("it is a symbolic link")
@@ -243,6 +268,65 @@ func (c *ModuleCache) Open(path string) (*os.File, error) {
 		return nil, fmt.Errorf("module cache: %s: %w (%v); and it could not be deleted: %v", path, ErrTampered, err, rerr)
 	}
 	return nil, fmt.Errorf("module cache: %s: %w (%v); deleted", path, ErrTampered, err)
+}
+
+// sharedChecked is a new descriptor of the memfd checked from f, the file at path: the one made
+// before when f is the file it was made from, unchanged, else a new one (copyChecked).
+func (c *ModuleCache) sharedChecked(f *os.File, path string) (*os.File, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, err
+	}
+	id := fmt.Sprintf("%d %d %d %d.%d %d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a, ok := c.checked[path]; ok && a.id == id {
+		return reopen(a.mem)
+	}
+	mem, err := c.copyChecked(f, path)
+	if err != nil {
+		return nil, err
+	}
+	if old, ok := c.checked[path]; ok {
+		old.mem.Close()
+	}
+	c.checked[path] = checkedArtefact{id: id, mem: mem}
+	return reopen(mem)
+}
+
+// reopen opens the memfd f again, read-only, positioned at its start (its own offset, unlike a
+// dup's). Where /proc is not mounted it falls back to a dup, which shares f's offset: shims map
+// the memfd and never read it by offset.
+func reopen(f *os.File) (*os.File, error) {
+	g, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_RDONLY, 0)
+	if err == nil {
+		return g, nil
+	}
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("dup the memfd: %w", err)
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
+}
+
+// forget drops the memfd checked from the file at path, if any.
+func (c *ModuleCache) forget(path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if a, ok := c.checked[path]; ok {
+		a.mem.Close()
+		delete(c.checked, path)
+	}
+}
+
+// Close drops the memfds the cache holds (the shims keep theirs). The cache stays usable.
+func (c *ModuleCache) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for path, a := range c.checked {
+		a.mem.Close()
+		delete(c.checked, path)
+	}
 }
 
 // copyChecked copies the artefact in f (its bytes, then a tag) into a sealed memfd and checks the
@@ -296,6 +380,7 @@ func (c *ModuleCache) copyChecked(f *os.File, path string) (*os.File, error) {
 
 // Remove deletes an artefact the shim could not load (corrupt, or from an incompatible build).
 func (c *ModuleCache) Remove(path string) error {
+	c.forget(path)
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("module cache: %w", err)
 	}

@@ -227,3 +227,76 @@ func overwrite(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestModuleCacheOpenShared: every Open of an unchanged artefact hands out the same sealed
+// memfd (its pages are in memory once for every shim that maps them), each descriptor with its
+// own offset; an artefact tampered with after it was first opened never reaches a shim with
+// other bytes than those stored, and one removed is forgotten.
+func TestModuleCacheOpenShared(t *testing.T) {
+	art := bytes.Repeat([]byte("shared native code "), 1000)
+	inode := func(t *testing.T, f *os.File) uint64 {
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	tests := []struct {
+		name   string
+		change func(t *testing.T, c *ModuleCache, path string)
+		same   bool // the second Open gives the first one's memfd
+	}{
+		{"unchanged", func(*testing.T, *ModuleCache, string) {}, true},
+		{"a byte changed", func(t *testing.T, _ *ModuleCache, path string) {
+			data := mustRead(t, path)
+			data[10] ^= 1
+			overwrite(t, path, data)
+		}, false},
+		{"stored again", func(t *testing.T, c *ModuleCache, path string) {
+			if err := c.Store(path, art); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"removed", func(t *testing.T, c *ModuleCache, path string) {
+			if err := c.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := OpenModuleCache(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			path := c.Path(strings.Repeat("a", 64), testShimSHA, false)
+			if err := c.Store(path, art); err != nil {
+				t.Fatal(err)
+			}
+			first, err := c.Open(path)
+			if err != nil || first == nil {
+				t.Fatalf("first Open: %v, %v", first, err)
+			}
+			defer first.Close()
+			if got, _ := io.ReadAll(first); !bytes.Equal(got, art) {
+				t.Fatalf("first Open gave %d bytes, not the %d stored", len(got), len(art))
+			}
+			tc.change(t, c, path)
+			second, err := c.Open(path)
+			if second == nil {
+				if err != nil && !errors.Is(err, ErrTampered) {
+					t.Fatalf("second Open: %v", err)
+				}
+				return // refused (tampered) or gone (removed): nothing reaches a shim
+			}
+			defer second.Close()
+			if got, _ := io.ReadAll(second); !bytes.Equal(got, art) {
+				t.Fatalf("second Open gave %d other bytes", len(got))
+			}
+			if same := inode(t, first) == inode(t, second); same != tc.same {
+				t.Fatalf("second Open shares the first one's memfd: %v, want %v", same, tc.same)
+			}
+		})
+	}
+}

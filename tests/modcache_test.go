@@ -28,6 +28,9 @@ func TestTamperedArtefact(t *testing.T) {
 	h := newHost(t, func(c *host.Config) {
 		c.StateDir = t.TempDir() // a cache of its own
 		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "test-host", Output: io.MultiWriter(logs, tw), Level: hclog.Debug})
+		// Each load must start its shim after the tampering: a spare started before it holds
+		// the kernel's memfd checked then (the good bytes), and would not look at the file.
+		c.SpareShims = -1
 	})
 	dir := h.Cache().Dir()
 	artefacts := func() []string {

@@ -84,6 +84,7 @@ func callCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(allowHosts) > 0 && m.Path != "" {
 		return usageError(fs, stderr, fmt.Errorf("--allow-host applies to a bare .wasm; the capsule %s lists the hosts it may reach in [capabilities] net", target))
 	}
+	hf.spares = -1 // one capsule, then exit
 	h, logger, err := hf.newHost(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)

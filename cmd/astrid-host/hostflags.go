@@ -22,6 +22,9 @@ type hostFlags struct {
 	logLevel     string
 	allowPrivate bool
 	sandbox      string
+	// spares is host.Config.SpareShims: commands that load one capsule and exit set -1, as a
+	// spare shim would only be started to be killed.
+	spares int
 }
 
 func (f *hostFlags) register(fs *flag.FlagSet, defaultLevel string) {
@@ -54,15 +57,18 @@ func (f *hostFlags) newHostIn(stderr io.Writer) (*host.Host, hclog.Logger, strin
 		}
 		shimPath = p
 	}
-	shim, err := host.VerifyShim(shimPath)
-	if err != nil {
-		return nil, nil, "", err
-	}
 	state := f.state
 	if state == "" {
+		var err error
 		if state, err = defaultStateDir(); err != nil {
 			return nil, nil, "", err
 		}
+	}
+	// The shim's hash keys the module cache; it is remembered there, so a start reads the 40 MB
+	// shim only when it has changed.
+	shim, err := host.VerifyShimCached(shimPath, state)
+	if err != nil {
+		return nil, nil, "", err
 	}
 	workspace := f.workspace
 	if workspace == "" {
@@ -77,7 +83,7 @@ func (f *hostFlags) newHostIn(stderr io.Writer) (*host.Host, hclog.Logger, strin
 	if err != nil {
 		return nil, nil, "", err
 	}
-	h, err := host.New(host.Config{Shim: shim, StateDir: state, Workspace: workspace, Logger: logger, LogLevel: level, AllowPrivateNetwork: f.allowPrivate, Sandbox: sb})
+	h, err := host.New(host.Config{Shim: shim, StateDir: state, Workspace: workspace, Logger: logger, LogLevel: level, AllowPrivateNetwork: f.allowPrivate, Sandbox: sb, SpareShims: f.spares})
 	if err != nil {
 		return nil, nil, "", err
 	}

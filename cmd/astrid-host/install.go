@@ -86,6 +86,7 @@ func installCommand(args []string, stdin io.Reader, stdout, stderr io.Writer) in
 		return usageError(fs, stderr, fmt.Errorf("--timeout %s: must be positive", *timeout))
 	}
 	src := pos[0]
+	hf.spares = -1 // one capsule, then exit
 	h, _, state, err := hf.newHostIn(stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "error: %v\n", err)
