@@ -407,6 +407,9 @@ func TestReloadCrashDuringSwap(t *testing.T) {
 		inst *host.Instance
 		err  error
 	}
+	// The bus's subscriptions now; the new instance adds one, its gate's (the subscription to
+	// relay.v1.in it takes over, or makes afresh if the old one's is gone).
+	base := r.h.Bus().Subscriptions()
 	done := make(chan result, 1)
 	go func() {
 		inst, _, err := r.h.Reload(context.Background(), "relay")
@@ -421,6 +424,9 @@ func TestReloadCrashDuringSwap(t *testing.T) {
 		st, _ := old.State()
 		return st == host.StateFailed
 	})
+	// A gate published before the new instance subscribes to it reaches nobody: wait for the
+	// subscription (Ready comes before the run loop gets there).
+	waitFor(t, 20*time.Second, "the new instance to subscribe to its gate", func() bool { return r.h.Bus().Subscriptions() > base })
 	if err := r.h.Publish("relay.v1.gate", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
