@@ -44,7 +44,8 @@ func benchLoad(b *testing.B, h *host.Host, dir string) *host.Instance {
 
 // BenchmarkBusThroughput: 256-byte messages from one capsule to another (guest publishes,
 // pipelined to the host's bus, drained by the other guest's recv), against the same messages
-// through the in-process bus alone. Reports both rates and the ratio of their times.
+// through the in-process bus alone. Reports both rates and the ratio of their times; the
+// capsule rate counts only the messages delivered to the subscriber, not those its queue lagged.
 func BenchmarkBusThroughput(b *testing.B) {
 	const n = 20000
 	h := benchHost(b)
@@ -54,7 +55,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 	handle := string(benchCall(b, sub, "subscribe", "test.v1.tp"))
 	payload := json.RawMessage(fmt.Sprintf(`"%0254d"`, 0)) // 256 bytes, as the guest's
 	var capsuleTime, busTime time.Duration
-	var lagged uint64
+	var lagged, delivered uint64
 	b.ResetTimer()
 	for range b.N {
 		done := make(chan []byte, 1)
@@ -69,6 +70,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 		}
 		capsuleTime += time.Since(t0)
 		lagged += res.Lagged
+		delivered += res.Received
 
 		local := bus.New(bus.Options{})
 		s := local.Subscribe("test.v1.tp")
@@ -89,7 +91,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 	}
 	b.StopTimer()
 	msgs := float64(n * b.N)
-	b.ReportMetric(msgs/capsuleTime.Seconds(), "capsule-msgs/s")
+	b.ReportMetric(float64(delivered)/capsuleTime.Seconds(), "capsule-msgs/s")
 	b.ReportMetric(msgs/busTime.Seconds(), "inprocess-msgs/s")
 	b.ReportMetric(float64(capsuleTime)/float64(busTime), "ratio")
 	b.ReportMetric(float64(lagged)/float64(b.N), "lagged/run")
