@@ -127,10 +127,10 @@ func write(stateDir, name string, values map[string]string) error {
 	}
 	path := Path(stateDir, name)
 	if len(values) == 0 {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := safefile.RemoveDurable(path); err != nil {
 			return fmt.Errorf("save [env] configuration: %w", err)
 		}
-		return syncDir(dir)
+		return nil
 	}
 	data, err := json.MarshalIndent(values, "", "  ") // keys sorted
 	if err != nil {
@@ -142,14 +142,6 @@ func write(stateDir, name string, values map[string]string) error {
 	}
 	if err := safefile.WriteAtomic(path, data); err != nil {
 		return fmt.Errorf("save [env] configuration %s: %w", path, err)
-	}
-	return nil
-}
-
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	if err := safefile.SyncDir(dir); err != nil {
-		return fmt.Errorf("save [env] configuration: %w", err)
 	}
 	return nil
 }

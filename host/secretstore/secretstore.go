@@ -141,10 +141,10 @@ func write(stateDir, name string, values map[string]string) error {
 	}
 	path := Path(stateDir, name)
 	if len(values) == 0 {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := safefile.RemoveDurable(path); err != nil {
 			return fmt.Errorf("secret store: %w", err)
 		}
-		return syncDir(dir)
+		return nil
 	}
 	data, err := json.Marshal(values)
 	if err != nil {
@@ -155,14 +155,6 @@ func write(stateDir, name string, values map[string]string) error {
 	}
 	if err := safefile.WriteAtomic(path, data); err != nil {
 		return fmt.Errorf("secret store: save %s: %w", path, err)
-	}
-	return nil
-}
-
-// syncDir makes a rename or removal in dir durable.
-func syncDir(dir string) error {
-	if err := safefile.SyncDir(dir); err != nil {
-		return fmt.Errorf("secret store: %w", err)
 	}
 	return nil
 }

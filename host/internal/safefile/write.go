@@ -1,6 +1,8 @@
 package safefile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -29,6 +31,15 @@ func WriteAtomic(path string, data []byte) error {
 		return err
 	}
 	return SyncDir(dir)
+}
+
+// RemoveDurable removes the file at path, durably (its directory synced); a file that does not
+// exist is not an error. It is WriteAtomic's counterpart for a file that has become empty.
+func RemoveDurable(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return SyncDir(filepath.Dir(path))
 }
 
 // SyncDir makes a rename or removal in dir durable.
