@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -256,12 +259,31 @@ func (l *Link) Forward(m *bus.Message) error {
 	case err == nil:
 		l.out.commit(marks)
 		return nil
+	case lostInFlight(err):
+		// nats.go took the message, then the connection broke under the write that carried it
+		// (and the messages buffered with it): it is sent and lost on the way, like a message a
+		// dying server held. Counting it lets the receivers see the gap and count it as lagged,
+		// and the publisher, whose message was accepted, gets no error.
+		l.out.commit(marks)
+		l.log.Debug("bus: the connection to NATS broke under a write; the receivers count what it carried as lagged", "error", err)
+		return nil
 	case errors.Is(err, nats.ErrReconnectBufExceeded):
 		return fmt.Errorf("the bus is disconnected from NATS and its reconnect buffer (%d bytes) is full", l.opts.ReconnectBufBytes)
 	case errors.Is(err, nats.ErrMaxPayload):
 		return fmt.Errorf("the message (%d bytes with its header) is larger than the NATS server's max_payload (%d bytes)", len(body), l.nc.MaxPayload())
 	}
 	return fmt.Errorf("the bus over NATS: %w", err)
+}
+
+// lostInFlight reports whether err, from nats.Conn.Publish, is the write of the client's buffer
+// failing (the connection broke): nats.go had appended the message to that buffer, which it then
+// drops (and buffers later publishes until it has reconnected). nats.go's own refusals
+// (ErrReconnectBufExceeded, ErrMaxPayload, ErrConnectionClosed, ...) are returned before it
+// takes the message and are not network errors.
+func lostInFlight(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrShortWrite) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // Interest implements bus.Link: it subscribes to pattern's subject on NATS (add) or

@@ -6,9 +6,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/astrid-go/astrid/shared/logtext"
 )
 
 // EmbeddedMaxPayload is the largest message the embedded NATS server takes: 8 MiB (NATS's own
@@ -54,6 +57,9 @@ func Listen(opts ServerOptions) (*Server, error) {
 	if host == "" {
 		host = "0.0.0.0"
 	}
+	if port == 0 {
+		port = server.RANDOM_PORT // nats-server's port 0 is its default, 4222
+	}
 	sopts := &server.Options{
 		ServerName: "astrid-host",
 		Host:       host,
@@ -75,10 +81,18 @@ func Listen(opts ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--bus-listen %q: %w", redactAddr(opts.Addr), err)
 	}
+	errs := &startErrors{}
+	s.SetLogger(errs, false, false)
 	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		return nil, fmt.Errorf("--bus-listen %q: the NATS server did not start listening within 10s", redactAddr(opts.Addr))
+	for deadline := time.Now().Add(readyTimeout); !s.ReadyForConnections(50 * time.Millisecond); {
+		// An error (the address in use) ends the wait: the server would only try again.
+		if why, failed := errs.last(); failed || time.Now().After(deadline) {
+			s.Shutdown()
+			if why != "" {
+				return nil, fmt.Errorf("--bus-listen %q: the NATS server did not start: %s", redactAddr(opts.Addr), why)
+			}
+			return nil, fmt.Errorf("--bus-listen %q: the NATS server did not start listening within %v", redactAddr(opts.Addr), readyTimeout)
+		}
 	}
 	u, err := url.Parse(s.ClientURL())
 	if err != nil {
@@ -96,6 +110,38 @@ func (s *Server) URL() string { return s.url }
 
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.s.Addr() }
+
+// readyTimeout is how long Listen waits for the server to accept connections.
+const readyTimeout = 10 * time.Second
+
+// startErrors is the embedded server's logger: it keeps the last error or warning (such as the
+// address being in use), for Listen to say why the server did not start; the rest is dropped.
+type startErrors struct {
+	mu     sync.Mutex
+	msg    string
+	failed bool // an error, not only a warning
+}
+
+func (e *startErrors) keep(failed bool, format string, v []any) {
+	e.mu.Lock()
+	e.msg = logtext.Escape(fmt.Sprintf(format, v...))
+	e.failed = e.failed || failed
+	e.mu.Unlock()
+}
+
+// last returns the last error or warning, and whether there was an error.
+func (e *startErrors) last() (string, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.msg, e.failed
+}
+
+func (e *startErrors) Noticef(string, ...any)         {}
+func (e *startErrors) Debugf(string, ...any)          {}
+func (e *startErrors) Tracef(string, ...any)          {}
+func (e *startErrors) Warnf(format string, v ...any)  { e.keep(false, format, v) }
+func (e *startErrors) Errorf(format string, v ...any) { e.keep(true, format, v) }
+func (e *startErrors) Fatalf(format string, v ...any) { e.keep(true, format, v) }
 
 // Shutdown stops the server and waits until it has.
 func (s *Server) Shutdown() {
