@@ -45,30 +45,31 @@ type fileIdentity struct {
 
 // FindShim returns the shim next to the running executable.
 func FindShim() (string, error) {
+	return nextToExecutable(ShimName)
+}
+
+// nextToExecutable is the path of the file name in the running executable's directory (its
+// symbolic links resolved).
+func nextToExecutable(name string) (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("find %s: locate the running executable: %w", ShimName, err)
+		return "", fmt.Errorf("find %s: locate the running executable: %w", name, err)
 	}
 	exe, err = filepath.EvalSymlinks(exe)
 	if err != nil {
-		return "", fmt.Errorf("find %s: %w", ShimName, err)
+		return "", fmt.Errorf("find %s: %w", name, err)
 	}
-	return filepath.Join(filepath.Dir(exe), ShimName), nil
+	return filepath.Join(filepath.Dir(exe), name), nil
 }
 
 // FindHelper returns the sandbox helper (astrid-sandbox) next to the running executable, or ""
 // when there is no file of that name there: the host then re-executes itself as its helper, which
 // costs each shim start some 35 ms of CPU more (astrid-host's package initialisation).
 func FindHelper() (string, error) {
-	exe, err := os.Executable()
+	path, err := nextToExecutable(HelperName)
 	if err != nil {
-		return "", fmt.Errorf("find %s: locate the running executable: %w", HelperName, err)
+		return "", err
 	}
-	exe, err = filepath.EvalSymlinks(exe)
-	if err != nil {
-		return "", fmt.Errorf("find %s: %w", HelperName, err)
-	}
-	path := filepath.Join(filepath.Dir(exe), HelperName)
 	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
