@@ -13,17 +13,28 @@ type Sandbox struct {
 	helper  string
 	policy  Policy
 	support *Support
+	// check, if set, runs before each helper start (WithHelperCheck).
+	check func() error
 }
 
 // New returns a Sandbox that starts processes through helper (the absolute path of an executable
-// that runs HelperMain when its first argument is HelperArg: astrid-host itself) with the layers
-// support says this machine has. support may be nil only with policy Off.
+// that runs HelperMain when its first argument is HelperArg: astrid-sandbox, or astrid-host
+// itself) with the layers support says this machine has. support may be nil only with policy Off.
 //
 // The helper's start is on the path of every process started through Command, package
-// initialisation included (astrid-host's: protobuf descriptors, gRPC, semver's regexps...); a
-// Pool (NewPool) pays it once for many processes.
+// initialisation included: astrid-sandbox links only this package and starts in about 10 ms of
+// CPU, astrid-host (protobuf descriptors, gRPC, NATS, semver's regexps...) in about 45 ms. A Pool
+// (NewPool) pays it once for many processes.
 func New(helper string, policy Policy, support *Support) *Sandbox {
 	return &Sandbox{helper: helper, policy: policy, support: support}
+}
+
+// WithHelperCheck makes every start of a helper (Command, and a Pool's warm helpers) call check
+// first and fail with its error: the caller's check that the helper file is still the one it
+// verified (host.ShimBinary.Recheck). It returns s, and must be called before s is used.
+func (s *Sandbox) WithHelperCheck(check func() error) *Sandbox {
+	s.check = check
+	return s
 }
 
 // Policy is the sandbox's policy.

@@ -156,6 +156,11 @@ func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
 	if s.helper == "" || !filepath.IsAbs(s.helper) {
 		return nil, fmt.Errorf("sandbox: the helper path %q is not absolute", s.helper)
 	}
+	if s.check != nil {
+		if err := s.check(); err != nil {
+			return nil, fmt.Errorf("sandbox: helper %s: %w", s.helper, err)
+		}
+	}
 	layers, missing := s.plan(spec)
 	hidden, exposed := hiddenPaths(spec, layers)
 	if s.policy == Required {

@@ -167,8 +167,8 @@ type Cmd struct {
 	reaped bool
 }
 
-// HelperArg is the hidden sub-command under which the helper binary (astrid-host, re-executing
-// itself) runs HelperMain.
+// HelperArg is the hidden sub-command under which the helper binary (astrid-sandbox, or
+// astrid-host re-executing itself) runs HelperMain.
 const HelperArg = "__sandbox-exec"
 
 // ExecTarget makes an exec.Cmd for spec without any sandbox: only the process layer (own process

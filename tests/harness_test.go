@@ -28,11 +28,13 @@ var (
 	binDir    string
 	hostBin   string
 	shimBin   string
+	// helperBin is astrid-sandbox, next to hostBin as the CLI expects it: testSandbox's helper.
+	helperBin string
 	repoRoot  string
 	capsules  = map[string]string{} // capsule name -> built capsule directory
 	buildLogs bytes.Buffer
 	// testSandbox confines the shims and processes of every test host: the real sandbox, through
-	// the built astrid-host as its helper, with policy required where this machine has every
+	// the built astrid-sandbox as its helper (verified and rechecked as the CLI does), with policy required where this machine has every
 	// layer it needs (best-effort otherwise, logged once).
 	testSandbox *sandbox.Sandbox
 	// sharedModules is the module cache of every test host that keeps its default state dir
@@ -101,13 +103,21 @@ func setup(m *testing.M) (int, error) {
 	if err := goBuild(nil, "-o", shimBin, "./cmd/astrid-shim"); err != nil {
 		return 0, err
 	}
-	support := sandbox.Probe(hostBin)
+	helperBin = filepath.Join(binDir, host.HelperName)
+	if err := goBuild([]string{"CGO_ENABLED=0"}, "-o", helperBin, "./cmd/astrid-sandbox"); err != nil {
+		return 0, err
+	}
+	helper, err := host.VerifyHelper(helperBin)
+	if err != nil {
+		return 0, err
+	}
+	support := sandbox.Probe(helperBin)
 	policy := sandbox.Required
 	if err := support.CheckPolicy(policy); err != nil {
 		policy = sandbox.BestEffort
 		fmt.Fprintf(os.Stderr, "tests: sandbox policy best-effort: %v\n", err)
 	}
-	testSandbox = sandbox.New(hostBin, policy, support)
+	testSandbox = sandbox.New(helperBin, policy, support).WithHelperCheck(helper.Recheck)
 	for name, src := range builtCapsules {
 		dst := filepath.Join(dir, "capsules", name)
 		if err := os.MkdirAll(dst, 0o755); err != nil {

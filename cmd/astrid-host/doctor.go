@@ -3,8 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 	"strings"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/astrid-go/astrid/host"
 	"github.com/astrid-go/astrid/host/manifest"
@@ -30,11 +31,12 @@ func doctorCommand(args []string, stdout, stderr io.Writer) int {
 	if len(pos) > 0 {
 		return usageError(fs, stderr, fmt.Errorf("unexpected argument %q", pos[0]))
 	}
-	helper, err := os.Executable()
+	helper, _, err := sandboxHelper(hclog.NewNullLogger())
 	if err != nil {
 		fmt.Fprintf(stderr, "astrid-host doctor: %v\n", err)
 		return exitFailure
 	}
+	fmt.Fprintf(stdout, "sandbox helper: %s\n", helper)
 	support := sandbox.Probe(helper)
 	fmt.Fprint(stdout, support.Report())
 	fmt.Fprintf(stdout, "\n%s", limitsReport(support))

@@ -95,8 +95,8 @@ func (f *hostFlags) newHostIn(stderr io.Writer) (*host.Host, hclog.Logger, strin
 	return h, logger, state, nil
 }
 
-// newSandbox probes this machine's sandbox layers once and returns the sandbox for policy. The
-// helper is astrid-host itself, re-executed with the hidden sub-command sandbox.HelperArg.
+// newSandbox probes this machine's sandbox layers once and returns the sandbox for policy, with
+// the helper sandboxHelper picks.
 func newSandbox(policyName string, logger hclog.Logger) (*sandbox.Sandbox, error) {
 	policy, err := sandbox.ParsePolicy(policyName)
 	if err != nil {
@@ -106,16 +106,40 @@ func newSandbox(policyName string, logger hclog.Logger) (*sandbox.Sandbox, error
 		logger.Warn("sandbox off: shims and spawned processes get only their own process group (--sandbox=off)")
 		return sandbox.New("", policy, nil), nil
 	}
-	helper, err := os.Executable()
+	helper, check, err := sandboxHelper(logger)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox helper: %w", err)
+		return nil, err
 	}
 	support := sandbox.Probe(helper)
-	logger.Debug("sandbox layers", "policy", policy, "support", support.Summary())
+	logger.Debug("sandbox layers", "policy", policy, "support", support.Summary(), "helper", helper)
 	for _, l := range support.Missing() {
 		logger.Warn("sandbox layer unavailable", "layer", l, "why", support.Reason(l), "policy", policy)
 	}
-	return sandbox.New(helper, policy, support), nil
+	return sandbox.New(helper, policy, support).WithHelperCheck(check), nil
+}
+
+// sandboxHelper is the sandbox's helper and the check to run before each of its starts: the
+// astrid-sandbox next to astrid-host, verified and pinned as the shim is (host.VerifyHelper), or,
+// when there is none, astrid-host itself re-executed with sandbox.HelperArg (no check: it is the
+// running program), whose heavier start each shim start pays (logged at debug).
+func sandboxHelper(logger hclog.Logger) (string, func() error, error) {
+	path, err := host.FindHelper()
+	if err != nil {
+		return "", nil, fmt.Errorf("sandbox helper: %w", err)
+	}
+	if path != "" {
+		bin, err := host.VerifyHelper(path)
+		if err != nil {
+			return "", nil, fmt.Errorf("sandbox helper: %w", err)
+		}
+		return bin.Path, bin.Recheck, nil
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, fmt.Errorf("sandbox helper: %w", err)
+	}
+	logger.Debug("no "+host.HelperName+" next to astrid-host: astrid-host is its own sandbox helper (each shim start costs more CPU)", "self", self)
+	return self, nil, nil
 }
 
 func defaultStateDir() (string, error) {
