@@ -54,6 +54,9 @@ func Listen(opts ServerOptions) (*Server, error) {
 	if host == "" {
 		host = "0.0.0.0"
 	}
+	if port == 0 {
+		port = server.RANDOM_PORT // nats-server reads 0 as its default port, 4222
+	}
 	sopts := &server.Options{
 		ServerName: "astrid-host",
 		Host:       host,
