@@ -68,6 +68,9 @@ func FuzzPayloadFromGuest(f *testing.F) {
 		if !json.Valid(raw) {
 			t.Fatalf("accepted invalid JSON %q", raw)
 		}
+		if slow := convertSlow(raw); !bytes.Equal(out, slow) {
+			t.Fatalf("PayloadFromGuest(%q) = %q; the full scan gives %q", raw, out, slow)
+		}
 		if !json.Valid(out) {
 			t.Fatalf("PayloadFromGuest(%q) = invalid JSON %q", raw, out)
 		}

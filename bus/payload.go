@@ -42,16 +42,27 @@ func PayloadFromGuest(raw []byte) (json.RawMessage, error) {
 // it): the check, a full pass over the payload, is not made twice. Given raw
 // that CheckPayload refuses, the result is not valid JSON.
 func ConvertPayload(raw []byte) json.RawMessage {
-	if members, err := objectMembers(raw); err == nil {
-		if tag, ok := typeTag(members); ok {
-			if variant, known := variants[tag]; known {
-				if out, ok := variant(tag, members); ok {
-					return out
+	if mayBeTagged(raw) {
+		if members, err := objectMembers(raw); err == nil {
+			if tag, ok := typeTag(members); ok {
+				if variant, known := variants[tag]; known {
+					if out, ok := variant(tag, members); ok {
+						return out
+					}
 				}
 			}
 		}
 	}
 	return customOf(compact(raw))
+}
+
+// mayBeTagged reports whether raw, valid JSON, can be an object with a "type" member: only such
+// a payload can be one of upstream's variants, and only it needs the token scan of
+// objectMembers; every other payload is custom with raw as its data. A key that reads "type"
+// is written "type" or with a \u escape (no other JSON escape stands for one of its letters),
+// so a payload with neither is not tagged.
+func mayBeTagged(raw []byte) bool {
+	return firstByte(raw) == '{' && (bytes.Contains(raw, []byte(`"type"`)) || bytes.Contains(raw, []byte(`\u`)))
 }
 
 // CustomPayload returns the custom payload {"type":"custom","data":v} with

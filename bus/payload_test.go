@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -134,5 +135,38 @@ func TestCustomPayload(t *testing.T) {
 	}
 	if _, err := CustomPayload(func() {}); err == nil {
 		t.Error("CustomPayload(func) = nil error")
+	}
+}
+
+// convertSlow is ConvertPayload without its shortcut (mayBeTagged): every payload goes through
+// the token scan.
+func convertSlow(raw []byte) json.RawMessage {
+	if members, err := objectMembers(raw); err == nil {
+		if tag, ok := typeTag(members); ok {
+			if variant, known := variants[tag]; known {
+				if out, ok := variant(tag, members); ok {
+					return out
+				}
+			}
+		}
+	}
+	return customOf(compact(raw))
+}
+
+// TestConvertPayloadShortcut: the payloads ConvertPayload does not scan convert exactly as the
+// full scan converts them, a "type" key written with a \u escape included.
+func TestConvertPayloadShortcut(t *testing.T) {
+	for _, raw := range []string{
+		`"hello"`, ` "spaced" `, `12`, `[1, {"type":"user_input","text":"x"}]`, `null`,
+		`{"a":1}`, `{ "a" : [ 1 , 2 ] }`, `{"a":{"type":"user_input","text":"x"}}`,
+		`{"type":"user_input","text":"x"}`, `{"typ\u0065":"user_input","text":"x"}`,
+		`{"\u0074ype":"agent_response","text":"t","is_final":true}`, `{"type":"nope"}`,
+		`{"type":"custom","data":{"x":"\u00e9"}}`,
+	} {
+		t.Run(raw, func(t *testing.T) {
+			if got, want := ConvertPayload([]byte(raw)), convertSlow([]byte(raw)); !bytes.Equal(got, want) {
+				t.Fatalf("ConvertPayload(%s) = %s; the full scan gives %s", raw, got, want)
+			}
+		})
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/bus/guard"
+	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -19,13 +20,22 @@ import (
 // behaving: the instance is stopped as compromised. Only what a correct shim cannot foresee (the
 // capsule unloading meanwhile, a handle collision after 2^64 subscriptions) is an ordinary error.
 
-// IpcPublish publishes the guest's messages, in order, after checking each one with the
-// capsule's guard. Messages before a refused one are published.
-func (s *hostServices) IpcPublish(_ context.Context, req *pb.IpcPublishRequest) (*pb.IpcPublishResponse, error) {
-	if err := s.publish(req.Messages); err != nil {
-		return nil, err
+func init() {
+	for op, f := range map[pb.HostOp]func(*hostServices, context.Context, [][]byte) ([]byte, error){
+		pb.HostOp_HOST_OP_IPC_SUBSCRIBE:   (*hostServices).ipcSubscribe,
+		pb.HostOp_HOST_OP_IPC_UNSUBSCRIBE: (*hostServices).ipcUnsubscribe,
+		pb.HostOp_HOST_OP_IPC_POLL:        (*hostServices).ipcPoll,
+		pb.HostOp_HOST_OP_IPC_RECV:        (*hostServices).ipcRecv,
+		pb.HostOp_HOST_OP_SIGNAL_READY:    (*hostServices).signalReady,
+	} {
+		hostCallHandlers[op] = func(ctx context.Context, s *hostServices, args [][]byte) ([]byte, error) { return f(s, ctx, args) }
 	}
-	return &pb.IpcPublishResponse{}, nil
+}
+
+// publishFrame publishes the batch of one Publish frame of the instance's call connection
+// (callwire.HostEnd.HandlePublishes). Messages before a refused one are published.
+func (s *hostServices) publishFrame(req *pb.IpcPublishRequest) error {
+	return s.publish(req.Messages)
 }
 
 // publish checks and publishes a batch of the guest's messages, in order. They carry the
@@ -62,56 +72,76 @@ func (s *hostServices) publish(pubs []*pb.IpcPublication) error {
 	return nil
 }
 
-// IpcSubscribe subscribes the capsule to a pattern its ipc_subscribe ACL covers.
-func (s *hostServices) IpcSubscribe(_ context.Context, req *pb.IpcSubscribeRequest) (_ *pb.IpcSubscribeResponse, err error) {
-	defer func() { s.recordHostCall("astrid_ipc_subscribe", 1, failedIf(err)) }()
-	h, err := s.inst.ipc.subscribe(s.inst.host.bus, req.Pattern)
+// ipcSubscribe subscribes the capsule to a pattern its ipc_subscribe ACL covers; the result is
+// the handle (shared.IPCUint).
+func (s *hostServices) ipcSubscribe(_ context.Context, args [][]byte) ([]byte, error) {
+	h, err := s.inst.ipc.subscribe(s.inst.host.bus, string(args[0]))
 	if err != nil {
-		return nil, s.refuse(fmt.Errorf("subscribe to %q: %w", req.Pattern, err))
+		return nil, s.refuse(fmt.Errorf("subscribe to %q: %w", args[0], err))
 	}
-	return &pb.IpcSubscribeResponse{Handle: h}, nil
+	return shared.IPCUint(h), nil
 }
 
-// IpcUnsubscribe ends one of the capsule's own subscriptions.
-func (s *hostServices) IpcUnsubscribe(_ context.Context, req *pb.IpcHandle) (_ *pb.IpcUnsubscribeResponse, err error) {
-	defer func() { s.recordHostCall("astrid_ipc_unsubscribe", 1, failedIf(err)) }()
-	if err := s.inst.ipc.unsubscribe(req.Handle); err != nil {
-		return nil, s.refuse(fmt.Errorf("unsubscribe %d: %w", req.Handle, err))
-	}
-	return &pb.IpcUnsubscribeResponse{}, nil
-}
-
-// IpcPoll drains one of the capsule's subscriptions without waiting.
-func (s *hostServices) IpcPoll(_ context.Context, req *pb.IpcHandle) (_ *pb.IpcEnvelope, err error) {
-	defer func() { s.recordHostCall("astrid_ipc_poll", 1, failedIf(err)) }()
-	env, err := s.inst.ipc.poll(req.Handle, envelopeBytes)
+// ipcUnsubscribe ends one of the capsule's own subscriptions.
+func (s *hostServices) ipcUnsubscribe(_ context.Context, args [][]byte) ([]byte, error) {
+	h, err := s.ipcHandle(args[0])
 	if err != nil {
-		return nil, s.refuse(fmt.Errorf("poll %d: %w", req.Handle, err))
-	}
-	return envelope(env)
-}
-
-// IpcRecv publishes the guest's pending messages, then waits for a message on one of the
-// capsule's subscriptions. A timeout, the shim cancelling the call (its capsule is unloading) and
-// the subscription closing all answer with an empty envelope.
-func (s *hostServices) IpcRecv(ctx context.Context, req *pb.IpcRecvRequest) (_ *pb.IpcEnvelope, err error) {
-	defer func() { s.recordHostCall("astrid_ipc_recv", 1, failedIf(err)) }()
-	if err := s.inst.ipc.guard.CheckRecv(req.Handle, req.TimeoutMs); err != nil {
-		return nil, s.refuse(fmt.Errorf("recv %d: %w", req.Handle, err))
-	}
-	if err := s.publish(req.PublishFirst); err != nil {
 		return nil, err
 	}
-	if _, err := s.inst.ipc.get(req.Handle); err != nil {
-		return nil, s.refuse(fmt.Errorf("recv %d: %w", req.Handle, err))
+	if err := s.inst.ipc.unsubscribe(h); err != nil {
+		return nil, s.refuse(fmt.Errorf("unsubscribe %d: %w", h, err))
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(req.TimeoutMs)*time.Millisecond)
-	defer cancel()
-	env, err := s.inst.ipc.recv(ctx, req.Handle, envelopeBytes)
+	return nil, nil
+}
+
+// ipcPoll drains one of the capsule's subscriptions without waiting: the envelope JSON.
+func (s *hostServices) ipcPoll(_ context.Context, args [][]byte) ([]byte, error) {
+	h, err := s.ipcHandle(args[0])
 	if err != nil {
-		return nil, s.refuse(fmt.Errorf("recv %d: %w", req.Handle, err))
+		return nil, err
 	}
-	return envelope(env)
+	env, err := s.inst.ipc.poll(h, envelopeBytes)
+	if err != nil {
+		return nil, s.refuse(fmt.Errorf("poll %d: %w", h, err))
+	}
+	return env.MarshalJSON()
+}
+
+// ipcRecv waits for a message on one of the capsule's subscriptions: the envelope JSON. A
+// timeout, the shim cancelling the call (its capsule is unloading) and the subscription closing
+// all answer with an empty envelope. The shim sent the guest's pending publishes before, and
+// the host published them before it read this request.
+func (s *hostServices) ipcRecv(ctx context.Context, args [][]byte) ([]byte, error) {
+	h, err := s.ipcHandle(args[0])
+	if err != nil {
+		return nil, err
+	}
+	timeoutMs, err := shared.ParseIPCUint("timeout_ms", args[1])
+	if err != nil {
+		return nil, s.inst.compromised(err)
+	}
+	if err := s.inst.ipc.guard.CheckRecv(h, timeoutMs); err != nil {
+		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
+	}
+	if _, err := s.inst.ipc.get(h); err != nil {
+		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(timeoutMs)*time.Millisecond)
+	defer cancel()
+	env, err := s.inst.ipc.recv(ctx, h, envelopeBytes)
+	if err != nil {
+		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
+	}
+	return env.MarshalJSON()
+}
+
+// ipcHandle decodes a handle block; a correct shim always sends 8 bytes.
+func (s *hostServices) ipcHandle(b []byte) (uint64, error) {
+	h, err := shared.ParseIPCUint("handle", b)
+	if err != nil {
+		return 0, s.inst.compromised(err)
+	}
+	return h, nil
 }
 
 // refuse answers a refused IPC request: an ordinary error for what a correct shim cannot
@@ -126,17 +156,8 @@ func (s *hostServices) refuse(err error) error {
 	return s.inst.compromised(err)
 }
 
-func envelope(env bus.Envelope) (*pb.IpcEnvelope, error) {
-	data, err := env.MarshalJSON()
-	if err != nil {
-		return nil, status.Errorf(codes.Internal, "failed to serialize IPC messages: %v", err)
-	}
-	return &pb.IpcEnvelope{Json: data}, nil
-}
-
-// SignalReady records that a run-loop capsule is ready for messages (astrid_signal_ready).
-func (s *hostServices) SignalReady(context.Context, *pb.SignalReadyRequest) (*pb.SignalReadyResponse, error) {
-	s.recordHostCall("astrid_signal_ready", 1, 0)
+// signalReady records that a run-loop capsule is ready for messages (astrid_signal_ready).
+func (s *hostServices) signalReady(context.Context, [][]byte) ([]byte, error) {
 	s.inst.readyOnce.Do(func() { close(s.inst.ready) })
-	return &pb.SignalReadyResponse{}, nil
+	return nil, nil
 }

@@ -227,6 +227,7 @@ func (p *shimProcess) serveHostServices(inst *Instance) uint32 {
 	services := &hostServices{inst: inst}
 	// The call connection reaches only this shim, so what comes in on it is this instance's.
 	go func() {
+		p.calls.HandlePublishes(services.publishFrame) // before Serve reads a frame
 		err := p.calls.Serve(services.HostCall, inst.compromised)
 		inst.log.Debug("the call connection ended", "error", err)
 	}()

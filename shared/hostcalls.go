@@ -134,11 +134,14 @@ var HostCalls = []HostCall{
 	{"astrid_net_close_stream", pb.HostOp_HOST_OP_NET_CLOSE_STREAM, handleArg, ResultVoid},
 }
 
-// HostCallOf returns the host function of op, false for an operation not in the table.
+// HostCallOf returns the host function of op (of HostCalls or IPCCalls), false for an operation
+// in neither table.
 func HostCallOf(op pb.HostOp) (HostCall, bool) {
-	for _, f := range HostCalls {
-		if f.Op == op {
-			return f, true
+	for _, table := range [...][]HostCall{HostCalls, IPCCalls} {
+		for _, f := range table {
+			if f.Op == op {
+				return f, true
+			}
 		}
 	}
 	return HostCall{}, false

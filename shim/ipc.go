@@ -12,51 +12,65 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/bus/guard"
+	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/callwire"
 	"github.com/astrid-go/astrid/shared/pb"
 	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
 // Publishes are pipelined: the shim checks each one as the host will and answers the guest at
-// once, and sends them to the host in order, in batches of up to publishBatchMessages messages or
-// publishBatchBytes bytes, before any other IPC call, before the guest blocks, at the end of the
-// call, and at the latest publishFlushDelay after the first message of a batch.
+// once, and sends them to the host in order, as Publish frames on the call connection
+// (shared/callwire), in batches of up to publishBatchMessages messages or publishBatchBytes
+// bytes (one larger message travels alone). A batch goes out when it is full, before any other
+// IPC call, before the guest blocks, at the end of the call, and at the latest
+// publishFlushDelay after its first message. Sending does not wait for the host's answer: at
+// most callwire.MaxPublishesInFlight batches are unanswered, and a guest that publishes faster
+// than the host takes them waits for the oldest answer. A batch the host refused (in part) is
+// reported at the guest's next IPC call, once; the publishes after it are still sent.
 const (
 	publishBatchMessages = 512
 	publishBatchBytes    = 1 << 20
 	publishFlushDelay    = time.Millisecond
-	publishRPCTimeout    = 30 * time.Second
 )
 
 // ipcState is the shim's side of the capsule's IPC: the guard that checks each guest call
 // exactly as the host will (package bus/guard, built from the LoadRequest), and the publishes
-// not yet sent.
+// not yet sent or not yet answered.
 type ipcState struct {
 	guard         *guard.Guard
 	interceptJSON []byte // what astrid_get_interceptor_handles returns
 
-	host *hostConn
+	calls *callwire.ShimEnd
 
-	sendMu  sync.Mutex // held while a batch is sent, so batches arrive in order
+	sendMu  sync.Mutex // held while a batch is taken and sent, so batches go out in order
 	mu      sync.Mutex // guards the fields below
 	pending []*pb.IpcPublication
 	bytes   int
 	timer   *time.Timer
-	sending bool // a full batch is being sent in the background
-	// lost and lostWhy are the publishes background sends could not hand to the host and why
-	// (the latest reason), not yet reported: the guest's next IPC call reports them once, and
-	// its publishes go on being sent.
+	lastID  uint64
+	// inFlight are the batches sent and not answered yet: id → messages. answered is closed
+	// (and replaced) whenever one is answered.
+	inFlight map[uint64]int
+	answered chan struct{}
+	// lost and lostWhy are the publishes the host did not take and why (the latest reason), not
+	// yet reported: the guest's next IPC call reports them once, and its publishes go on being
+	// sent.
 	lost    int
 	lostWhy string
 }
 
-func newIPCState(req *pb.LoadRequest, host *hostConn) (*ipcState, error) {
+func newIPCState(req *pb.LoadRequest, calls *callwire.ShimEnd) (*ipcState, error) {
 	cfg, err := guard.ConfigFromLoad(req)
 	if err != nil {
 		return nil, err
 	}
-	s := &ipcState{guard: guard.New(cfg, nil), interceptJSON: req.InterceptorHandles, host: host}
+	s := &ipcState{guard: guard.New(cfg, nil), interceptJSON: req.InterceptorHandles, calls: calls,
+		inFlight: map[uint64]int{}, answered: make(chan struct{})}
 	if len(s.interceptJSON) == 0 {
 		s.interceptJSON = []byte("[]")
+	}
+	if calls != nil {
+		calls.SetPublishAcks(s)
 	}
 	return s, nil
 }
@@ -67,93 +81,116 @@ func (s *ipcState) publish(topic string, payload []byte) error {
 		return err
 	}
 	s.mu.Lock()
+	if len(s.pending) > 0 && s.bytes+len(payload) > publishBatchBytes {
+		// A batch stays within publishBatchBytes unless one message alone is larger.
+		s.mu.Unlock()
+		s.send()
+		s.mu.Lock()
+	}
 	s.pending = append(s.pending, &pb.IpcPublication{Topic: topic, Payload: payload})
 	s.bytes += len(payload)
 	full := len(s.pending) >= publishBatchMessages || s.bytes >= publishBatchBytes
-	switch {
-	case !full:
-		if s.timer == nil {
-			s.timer = time.AfterFunc(publishFlushDelay, func() { s.send(context.Background()) })
-		}
-		s.mu.Unlock()
-		return nil
-	case s.sending:
-		// The previous full batch is still on its way: wait for it and send this one (one batch
-		// in flight at most, so a guest cannot queue without bound).
-		s.mu.Unlock()
-		return s.flush(context.Background())
-	default:
-		// Send the full batch in the background while the guest goes on publishing.
-		s.sending = true
-		s.mu.Unlock()
-		go func() {
-			s.send(context.Background()) // a failure is reported at the guest's next IPC call
-			s.mu.Lock()
-			s.sending = false
-			s.mu.Unlock()
-		}()
-		return nil
+	if !full && s.timer == nil {
+		s.timer = time.AfterFunc(publishFlushDelay, s.send)
 	}
+	s.mu.Unlock()
+	if full {
+		s.send()
+	}
+	return nil
 }
 
-// flush sends the pending publishes for a guest's IPC call, and reports what the host did not
-// take: of this batch, or of background sends since the last report (reported once; publishes
-// after a failure are still sent, never dropped in the shim).
-func (s *ipcState) flush(ctx context.Context) error {
+// send sends the pending publishes as one Publish frame, after waiting, if
+// callwire.MaxPublishesInFlight batches are unanswered, for the oldest answer. A batch that
+// cannot be sent counts as lost.
+func (s *ipcState) send() {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
-	batch := s.take()
-	err := s.sendBatch(ctx, batch)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err != nil {
-		s.lost += len(batch)
-		s.lostWhy = err.Error()
-	}
-	return s.report()
-}
-
-// send is flush for a background send: a failure waits for the guest's next IPC call.
-func (s *ipcState) send(ctx context.Context) {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	batch := s.take()
-	if err := s.sendBatch(ctx, batch); err != nil {
-		s.mu.Lock()
-		s.lost += len(batch)
-		s.lostWhy = err.Error()
-		s.mu.Unlock()
-	}
-}
-
-// take removes the pending publishes and stops the flush timer. Called with sendMu held.
-func (s *ipcState) take() []*pb.IpcPublication {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	batch := s.pending
 	s.pending, s.bytes = nil, 0
 	if s.timer != nil {
 		s.timer.Stop()
 		s.timer = nil
 	}
-	return batch
+	if len(batch) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	for len(s.inFlight) >= callwire.MaxPublishesInFlight {
+		answered := s.answered
+		s.mu.Unlock()
+		<-answered // Ended answers every batch when the connection ends
+		s.mu.Lock()
+	}
+	s.lastID++
+	id := s.lastID
+	s.inFlight[id] = len(batch)
+	s.mu.Unlock()
+	if err := s.calls.SendPublish(id, &pb.IpcPublishRequest{Messages: batch}); err != nil {
+		s.answer(id, errors.New(status.Convert(err).Message()))
+	}
 }
 
-// sendBatch hands batch to the host in one request.
-func (s *ipcState) sendBatch(ctx context.Context, batch []*pb.IpcPublication) error {
-	if len(batch) == 0 {
-		return nil
-	}
-	client, err := s.host.get()
-	if err == nil {
-		rctx, cancel := context.WithTimeout(ctx, publishRPCTimeout)
-		_, err = client.IpcPublish(rctx, &pb.IpcPublishRequest{Messages: batch})
-		cancel()
-	}
+// Published records the host's answer to the batch id (callwire.PublishAcks).
+func (s *ipcState) Published(id uint64, err error) {
 	if err != nil {
-		return errors.New(status.Convert(err).Message())
+		err = errors.New(status.Convert(err).Message())
 	}
-	return nil
+	s.answer(id, err)
+}
+
+// Ended records that no answer will come for the batches in flight: they are lost
+// (callwire.PublishAcks).
+func (s *ipcState) Ended(err error) {
+	s.mu.Lock()
+	ids := make([]uint64, 0, len(s.inFlight))
+	for id := range s.inFlight {
+		ids = append(ids, id)
+	}
+	s.mu.Unlock()
+	for _, id := range ids {
+		s.answer(id, fmt.Errorf("the connection to the host ended: %v", err))
+	}
+}
+
+// answer settles the batch id: err (if not nil) counts its messages as lost.
+func (s *ipcState) answer(id uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.inFlight[id]
+	if !ok {
+		return
+	}
+	delete(s.inFlight, id)
+	if err != nil {
+		s.lost += n
+		s.lostWhy = err.Error()
+	}
+	close(s.answered)
+	s.answered = make(chan struct{})
+}
+
+// flush sends the pending publishes for a guest's IPC call, waits until the host has answered
+// every batch sent (or ctx ends), and reports what the host did not take since the last report
+// (once; publishes after a refusal are still sent, never dropped in the shim).
+func (s *ipcState) flush(ctx context.Context) error {
+	s.send()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.inFlight) > 0 {
+		answered := s.answered
+		s.mu.Unlock()
+		select {
+		case <-answered:
+		case <-ctx.Done():
+			// The call is ending: what is still in flight is reported at a later call.
+			s.mu.Lock()
+			return s.report()
+		}
+		s.mu.Lock()
+	}
+	return s.report()
 }
 
 // report returns the publishes the host did not take since the last report, as the guest's
@@ -165,26 +202,6 @@ func (s *ipcState) report() error {
 	err := fmt.Errorf("the host did not take %d published message(s): %s", s.lost, s.lostWhy)
 	s.lost, s.lostWhy = 0, ""
 	return err
-}
-
-// takePending hands the pending publishes to the caller, which sends them with its own request
-// (IpcRecv's publish_first). It first waits for a background send in flight, so the caller's
-// batch cannot overtake an earlier one. When background sends failed since the last report it
-// reports that instead and leaves the pending publishes to be sent (by the flush timer, or the
-// guest's next IPC call).
-func (s *ipcState) takePending() ([]*pb.IpcPublication, error) {
-	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
-	s.mu.Lock()
-	if err := s.report(); err != nil {
-		if len(s.pending) > 0 && s.timer == nil {
-			s.timer = time.AfterFunc(publishFlushDelay, func() { s.send(context.Background()) })
-		}
-		s.mu.Unlock()
-		return nil, err
-	}
-	s.mu.Unlock()
-	return s.take(), nil
 }
 
 // stop ends background sends (the capsule is unloading).
@@ -229,6 +246,23 @@ func (v *env) ipcPublish(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.V
 	return nil, v.ipc.publish(string(topic), payload)
 }
 
+// ipcCall flushes the capsule's log lines and pending publishes (so the host sees the guest's
+// calls in order, and a long-running capsule's lines as it goes), then makes one IPC host call
+// (shared.IPCCalls) on the call connection and returns its result block.
+func (v *env) ipcCall(op pb.HostOp, args ...[]byte) ([]byte, error) {
+	if err := v.flushBeforeHost(); err != nil {
+		return nil, err
+	}
+	resp, err := v.calls.HostCall(v.call.ctx, &pb.HostCallRequest{Op: op, Args: args})
+	if err != nil {
+		return nil, v.hostError(err)
+	}
+	if resp.Failed {
+		return nil, errors.New(resp.Error)
+	}
+	return resp.Result, nil
+}
+
 // ipcSubscribe: astrid_ipc_subscribe(pattern) -> decimal handle.
 func (v *env) ipcSubscribe(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error) {
 	p, err := readArg(c, k, uint64(args[0].I64()), "pattern")
@@ -239,27 +273,18 @@ func (v *env) ipcSubscribe(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime
 	if err := v.ipc.guard.CheckSubscribe(pattern); err != nil {
 		return nil, err
 	}
-	client, err := v.ipcClient()
+	res, err := v.ipcCall(pb.HostOp_HOST_OP_IPC_SUBSCRIBE, p)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := client.IpcSubscribe(v.call.ctx, &pb.IpcSubscribeRequest{Pattern: pattern})
+	h, err := shared.ParseIPCUint("the host's handle", res)
 	if err != nil {
-		return nil, v.hostError(err)
-	}
-	if err := v.ipc.guard.AddSubscription(resp.Handle); err != nil {
-		return nil, fmt.Errorf("the host's handle %d: %w", resp.Handle, err)
-	}
-	return returnBytes(c, k, []byte(strconv.FormatUint(resp.Handle, 10)))
-}
-
-// ipcClient flushes the capsule's log lines and pending publishes (so the host sees the guest's
-// calls in order, and a long-running capsule's lines as it goes) and returns the host client.
-func (v *env) ipcClient() (pb.HostServicesClient, error) {
-	if err := v.flushBeforeHost(); err != nil {
 		return nil, err
 	}
-	return v.host.get()
+	if err := v.ipc.guard.AddSubscription(h); err != nil {
+		return nil, fmt.Errorf("the host's handle %d: %w", h, err)
+	}
+	return returnBytes(c, k, []byte(strconv.FormatUint(h, 10)))
 }
 
 // flushBeforeHost sends the capsule's log lines and pending publishes before a request to the
@@ -289,12 +314,8 @@ func (v *env) ipcUnsubscribe(c *wasmtime.Caller, k *kernel.Kernel, args []wasmti
 	if err != nil {
 		return nil, err
 	}
-	client, err := v.ipcClient()
-	if err != nil {
+	if _, err := v.ipcCall(pb.HostOp_HOST_OP_IPC_UNSUBSCRIBE, shared.IPCUint(h)); err != nil {
 		return nil, err
-	}
-	if _, err := client.IpcUnsubscribe(v.call.ctx, &pb.IpcHandle{Handle: h}); err != nil {
-		return nil, v.hostError(err)
 	}
 	v.ipc.guard.Unsubscribed(h)
 	return nil, nil
@@ -306,15 +327,11 @@ func (v *env) ipcPoll(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val)
 	if err != nil {
 		return nil, err
 	}
-	client, err := v.ipcClient()
+	env, err := v.ipcCall(pb.HostOp_HOST_OP_IPC_POLL, shared.IPCUint(h))
 	if err != nil {
 		return nil, err
 	}
-	env, err := client.IpcPoll(v.call.ctx, &pb.IpcHandle{Handle: h})
-	if err != nil {
-		return nil, v.hostError(err)
-	}
-	return returnBytes(c, k, env.Json)
+	return returnBytes(c, k, env)
 }
 
 // ipcRecv: astrid_ipc_recv(handle, timeout_ms) -> envelope JSON, waiting up to the timeout
@@ -332,21 +349,11 @@ func (v *env) ipcRecv(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val)
 	if err != nil {
 		return nil, err
 	}
-	// The pending publishes travel with the recv request: one round trip, not two.
-	v.logs.flush()
-	pending, err := v.ipc.takePending()
+	env, err := v.ipcCall(pb.HostOp_HOST_OP_IPC_RECV, shared.IPCUint(h), shared.IPCUint(guard.ClampRecvTimeout(timeout)))
 	if err != nil {
 		return nil, err
 	}
-	client, err := v.host.get()
-	if err != nil {
-		return nil, err
-	}
-	env, err := client.IpcRecv(v.call.ctx, &pb.IpcRecvRequest{Handle: h, TimeoutMs: guard.ClampRecvTimeout(timeout), PublishFirst: pending})
-	if err != nil {
-		return nil, v.hostError(err)
-	}
-	return returnBytes(c, k, env.Json)
+	return returnBytes(c, k, env)
 }
 
 // getInterceptorHandles: astrid_get_interceptor_handles() -> JSON array of the runtime-owned
@@ -357,12 +364,6 @@ func (v *env) getInterceptorHandles(c *wasmtime.Caller, k *kernel.Kernel, _ []wa
 
 // signalReady: astrid_signal_ready() — a run-loop capsule is set up and ready for messages.
 func (v *env) signalReady(*wasmtime.Caller, *kernel.Kernel, []wasmtime.Val) ([]wasmtime.Val, error) {
-	client, err := v.ipcClient()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := client.SignalReady(v.call.ctx, &pb.SignalReadyRequest{}); err != nil {
-		return nil, v.hostError(err)
-	}
-	return nil, nil
+	_, err := v.ipcCall(pb.HostOp_HOST_OP_SIGNAL_READY)
+	return nil, err
 }

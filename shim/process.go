@@ -40,7 +40,10 @@ func (v *env) processFunc(op pb.ProcessOp) func(*wasmtime.Caller, *kernel.Kernel
 		if len(req) > shared.MaxPayloadBytes {
 			return nil, fmt.Errorf("the request is %d bytes; the limit is %d bytes (10 MiB)", len(req), shared.MaxPayloadBytes)
 		}
-		client, err := v.ipcClient()
+		if err := v.flushBeforeHost(); err != nil {
+			return nil, err
+		}
+		client, err := v.host.get()
 		if err != nil {
 			return nil, err
 		}

@@ -147,7 +147,7 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 		s.env.host = dialHost(s.broker, req.HostServicesId)
 		s.env.logs.host = s.env.host
 	}
-	ipc, err := newIPCState(req, s.env.host)
+	ipc, err := newIPCState(req, s.calls)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,7 +25,8 @@ import (
 
 // natsPeerEnv, set to a NATS URL, makes the test binary a NATS peer (natsPeerMain) in the mode
 // of natsPeerModeEnv: "pub N" publishes N 256-byte messages on bench.tp when it reads a line on
-// stdin; "echo" answers every message on bench.ping with the same on bench.pong.
+// stdin; "sub N" receives N messages on bench.tp and then writes "done" (natsCount); "echo"
+// answers every message on bench.ping with the same on bench.pong.
 const (
 	natsPeerEnv     = "ASTRID_TEST_NATS_PEER"
 	natsPeerModeEnv = "ASTRID_TEST_NATS_MODE"
@@ -47,6 +49,9 @@ func natsPeerMain() int {
 		fmt.Println("ready")
 		io.Copy(io.Discard, in) // until the parent closes stdin
 		return 0
+	}
+	if rest, ok := strings.CutPrefix(mode, "sub "); ok {
+		return natsCount(nc, rest)
 	}
 	n, _ := strconv.Atoi(mode[len("pub "):])
 	payload := make([]byte, 256)

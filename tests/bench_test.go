@@ -346,11 +346,6 @@ func (s *benchHTTP) Http(ctx context.Context, req *pb.HttpRequest) (*pb.HttpResp
 	return &pb.HttpResponse{Status: int32(resp.Status), Headers: resp.Headers, Body: resp.Body}, nil
 }
 
-// SignalReady answers at once: the cheapest possible host function, for raw broker round trips.
-func (s *benchHTTP) SignalReady(context.Context, *pb.SignalReadyRequest) (*pb.SignalReadyResponse, error) {
-	return &pb.SignalReadyResponse{}, nil
-}
-
 // BenchmarkHTTPFunction: an export whose guest makes one host-function call that crosses to the
 // host (http_request to a local server: guest → kernel → shim → broker → host → HTTP → back),
 // against rawshim doing the same host work with one raw broker RPC (host → rawshim → broker →

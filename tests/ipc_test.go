@@ -318,6 +318,13 @@ func TestForgedRequests(t *testing.T) {
 		{"frame of an unknown kind", `{"rpc":"frame","kind":99}`, "a kind 99 frame, which only the host sends"},
 		{"frame longer than any request", `{"rpc":"frame","kind":3,"length":4294967295}`, "frame too large: a host call frame of 4294967295 bytes"},
 		{"result of a call never made", `{"rpc":"frame","kind":2,"id":1000}`, "a call result for call 1000, which the host never sent"},
+		// Publish frames and the IPC host calls.
+		{"published frame, which only the host sends", `{"rpc":"frame","kind":8}`, "a published frame, which only the host sends"},
+		{"publish frame longer than any batch", `{"rpc":"frame","kind":7,"length":4294967295}`, "frame too large: a publish frame of 4294967295 bytes"},
+		{"publish frame that does not decode", `{"rpc":"frame","kind":7,"length":3,"body":"////"}`, "decode a publish frame"},
+		{"recv with a short handle", `{"rpc":"hostcall","op":83,"args":["1234567","12345678"]}`, "handle: 7 bytes; an IPC host call carries it in 8"},
+		{"poll with a long handle", `{"rpc":"hostcall","op":82,"args":["123456789"]}`, "handle: memory allocation of 9 bytes exceeds maximum allowed limit of 8 bytes"},
+		{"recv with a short timeout block", `{"rpc":"hostcall","op":83,"args":["12345678","1"]}`, "timeout_ms: 1 bytes; an IPC host call carries it in 8"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

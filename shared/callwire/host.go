@@ -29,6 +29,9 @@ type HostFunc func(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallRe
 type HostEnd struct {
 	c *Conn
 
+	// publish takes the shim's Publish frames (HandlePublishes); nil refuses them.
+	publish PublishFunc
+
 	calls requests[*pb.InvokeResponse]
 
 	mu sync.Mutex
@@ -36,6 +39,15 @@ type HostEnd struct {
 	hostCalls map[uint64]context.CancelFunc
 	done      chan struct{}
 }
+
+// PublishFunc checks and publishes the batch of one Publish frame for the shim's instance, in
+// order. Its error (nil when it took every publication) is the shim's answer: a gRPC status is
+// sent as is, any other error as FailedPrecondition.
+type PublishFunc func(req *pb.IpcPublishRequest) error
+
+// HandlePublishes makes Serve hand the shim's Publish frames to publish; call it before Serve.
+// Without it a Publish frame is a violation.
+func (e *HostEnd) HandlePublishes(publish PublishFunc) { e.publish = publish }
 
 // NewHostEnd wraps the host's end of a call connection (from Pair).
 func NewHostEnd(c *Conn) *HostEnd {
@@ -109,6 +121,17 @@ func (e *HostEnd) serve(ctx context.Context, hostCall HostFunc, violation func(e
 				return violation(fmt.Errorf("host call %d while another is in progress (a guest makes one at a time)", id))
 			}
 			go e.runHostCall(hctx, cancel, id, req, hostCall)
+		case Publish:
+			if e.publish == nil {
+				return violation(errors.New("a publish frame, but this connection takes no publishes"))
+			}
+			req := &pb.IpcPublishRequest{}
+			if err := Decode(kind, body, req); err != nil {
+				return violation(err)
+			}
+			// Published before the next frame is read: the batch reaches the bus before anything
+			// the shim sent after it.
+			_ = e.c.WriteFrame(Published, id, statusOf(e.publish(req)).Proto())
 		case Cancel:
 			// The shim has stopped waiting: the next host call may come before this one's
 			// handler has noticed, so it no longer counts as in progress.
@@ -133,12 +156,21 @@ func (e *HostEnd) runHostCall(ctx context.Context, cancel context.CancelFunc, id
 	delete(e.hostCalls, id) // unless a Cancel did already
 	e.mu.Unlock()
 	if err != nil {
-		st, ok := status.FromError(err)
-		if !ok {
-			st = status.New(codes.FailedPrecondition, err.Error())
-		}
-		_ = e.c.WriteFrame(HostError, id, st.Proto())
+		_ = e.c.WriteFrame(HostError, id, statusOf(err).Proto())
 		return
 	}
 	_ = e.c.WriteFrame(HostResult, id, resp)
+}
+
+// statusOf is the status a handler's error is sent as: a gRPC status as is, any other error as
+// FailedPrecondition, nil as OK.
+func statusOf(err error) *status.Status {
+	if err == nil {
+		return status.New(codes.OK, "")
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		st = status.New(codes.FailedPrecondition, err.Error())
+	}
+	return st
 }

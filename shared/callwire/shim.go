@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -32,6 +33,10 @@ type ShimEnd struct {
 	c *Conn
 
 	hostCalls requests[*pb.HostCallResponse]
+
+	acksMu sync.Mutex
+	acks   PublishAcks // receives the answers to Publish frames (SetPublishAcks)
+	ended  error       // why the connection ended, once it has
 
 	// worker runs calls on one long-lived goroutine (its stack has grown to what a guest call
 	// needs); a call that comes while it is busy (a run loop holds it) gets a goroutine of its own.
@@ -80,6 +85,44 @@ func InheritedConn() (*Conn, error) {
 // Close closes the connection.
 func (e *ShimEnd) Close() error { return e.c.Close() }
 
+// PublishAcks receives the host's answers to the Publish frames a shim sends.
+type PublishAcks interface {
+	// Published is the host's answer to Publish id: nil when it took the whole batch, otherwise
+	// the status it refused the batch with (the publications before the refused one were
+	// published).
+	Published(id uint64, err error)
+	// Ended says the connection has ended with err: the Publish frames not answered yet never
+	// will be.
+	Ended(err error)
+}
+
+// SetPublishAcks makes a the receiver of the answers to Publish frames. If the connection has
+// ended already, a.Ended is called at once.
+func (e *ShimEnd) SetPublishAcks(a PublishAcks) {
+	e.acksMu.Lock()
+	e.acks = a
+	ended := e.ended
+	e.acksMu.Unlock()
+	if ended != nil {
+		a.Ended(ended)
+	}
+}
+
+// SendPublish sends a batch of the guest's publishes as the Publish frame id; the answer goes
+// to the PublishAcks. The caller keeps ids unique and at most MaxPublishesInFlight unanswered.
+func (e *ShimEnd) SendPublish(id uint64, req *pb.IpcPublishRequest) error {
+	if e == nil {
+		return status.Error(codes.FailedPrecondition, "the shim has no call connection to the host")
+	}
+	return e.c.WriteFrame(Publish, id, req)
+}
+
+func (e *ShimEnd) publishAcks() PublishAcks {
+	e.acksMu.Lock()
+	defer e.acksMu.Unlock()
+	return e.acks
+}
+
 // HostCall sends a host call and waits for its answer, or for ctx to end: the host is then told
 // (a Cancel frame) and the context's error returned as a gRPC status, as the unary RPC this
 // replaces gave. An error answer comes back as the status the host sent.
@@ -104,6 +147,13 @@ func (e *ShimEnd) Serve(invoke InvokeFunc) error {
 	err := e.serve(invoke)
 	close(e.worker)
 	e.hostCalls.end(err)
+	e.acksMu.Lock()
+	e.ended = err
+	acks := e.acks
+	e.acksMu.Unlock()
+	if acks != nil {
+		acks.Ended(err)
+	}
 	e.c.Close()
 	return err
 }
@@ -147,6 +197,16 @@ func (e *ShimEnd) serve(invoke InvokeFunc) error {
 				a.err = status.FromProto(st).Err()
 			}
 			e.hostCalls.deliver(id, a) // nobody waits for the answer to a cancelled host call
+		case Published:
+			st := &spb.Status{}
+			if err := Decode(kind, body, st); err != nil {
+				return err
+			}
+			acks := e.publishAcks()
+			if acks == nil {
+				return fmt.Errorf("a published frame for publish %d, which this shim never sent", id)
+			}
+			acks.Published(id, status.FromProto(st).Err())
 		default:
 			return fmt.Errorf("a %s frame, which only the shim sends", kind)
 		}

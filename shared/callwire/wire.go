@@ -30,8 +30,8 @@ import (
 // Kind says what a frame carries.
 type Kind uint8
 
-// The frame kinds. Call and HostResult go from the host to the shim; the others from the shim to
-// the host.
+// The frame kinds. Call, HostResult, HostError and Published go from the host to the shim; the
+// others from the shim to the host.
 const (
 	// Call is an export call: pb.InvokeRequest. The host sends at most one at a time.
 	Call Kind = 1
@@ -48,7 +48,22 @@ const (
 	// Cancel tells the host the HostCall of the same id is no longer awaited (the guest's call
 	// ran out of time or the capsule is unloading): no body.
 	Cancel Kind = 6
+	// Publish carries a batch of the guest's publishes, in the order it made them (shim → host):
+	// pb.IpcPublishRequest, at most MaxHostFrameBytes. A shim sends them without waiting for the
+	// answers, at most MaxPublishesInFlight unanswered. The host checks and publishes a batch
+	// before it reads the next frame, so the batch reaches the bus before anything the shim sends
+	// after it (a host call, another batch), and answers with the Published of the same id.
+	Publish Kind = 7
+	// Published answers the Publish of the same id (host → shim): google.rpc.Status, OK when the
+	// host took every publication of the batch, otherwise why not (those before the refused one
+	// were published).
+	Published Kind = 8
 )
+
+// MaxPublishesInFlight is the most Publish frames a shim sends without their answers; past it,
+// the guest's next batch waits (backpressure on a guest that publishes faster than the host
+// takes).
+const MaxPublishesInFlight = 4
 
 func (k Kind) String() string {
 	switch k {
@@ -64,6 +79,10 @@ func (k Kind) String() string {
 		return "host error"
 	case Cancel:
 		return "cancel"
+	case Publish:
+		return "publish"
+	case Published:
+		return "published"
 	}
 	return fmt.Sprintf("kind %d", uint8(k))
 }

@@ -134,6 +134,13 @@ const (
 	HostOp_HOST_OP_NET_READ                 HostOp = 73 // astrid_net_read
 	HostOp_HOST_OP_NET_WRITE                HostOp = 74 // astrid_net_write
 	HostOp_HOST_OP_NET_CLOSE_STREAM         HostOp = 75 // astrid_net_close_stream
+	// The IPC functions other than publish (publishes travel in Publish frames). Their argument
+	// and result blocks are shared.IPCCalls'.
+	HostOp_HOST_OP_IPC_SUBSCRIBE   HostOp = 80 // astrid_ipc_subscribe
+	HostOp_HOST_OP_IPC_UNSUBSCRIBE HostOp = 81 // astrid_ipc_unsubscribe
+	HostOp_HOST_OP_IPC_POLL        HostOp = 82 // astrid_ipc_poll
+	HostOp_HOST_OP_IPC_RECV        HostOp = 83 // astrid_ipc_recv
+	HostOp_HOST_OP_SIGNAL_READY    HostOp = 84 // astrid_signal_ready
 )
 
 // Enum value maps for HostOp.
@@ -174,6 +181,11 @@ var (
 		73: "HOST_OP_NET_READ",
 		74: "HOST_OP_NET_WRITE",
 		75: "HOST_OP_NET_CLOSE_STREAM",
+		80: "HOST_OP_IPC_SUBSCRIBE",
+		81: "HOST_OP_IPC_UNSUBSCRIBE",
+		82: "HOST_OP_IPC_POLL",
+		83: "HOST_OP_IPC_RECV",
+		84: "HOST_OP_SIGNAL_READY",
 	}
 	HostOp_value = map[string]int32{
 		"HOST_OP_UNSPECIFIED":              0,
@@ -211,6 +223,11 @@ var (
 		"HOST_OP_NET_READ":                 73,
 		"HOST_OP_NET_WRITE":                74,
 		"HOST_OP_NET_CLOSE_STREAM":         75,
+		"HOST_OP_IPC_SUBSCRIBE":            80,
+		"HOST_OP_IPC_UNSUBSCRIBE":          81,
+		"HOST_OP_IPC_POLL":                 82,
+		"HOST_OP_IPC_RECV":                 83,
+		"HOST_OP_SIGNAL_READY":             84,
 	}
 )
 
@@ -1512,391 +1529,6 @@ func (x *IpcPublishRequest) GetMessages() []*IpcPublication {
 	return nil
 }
 
-type IpcPublishResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *IpcPublishResponse) Reset() {
-	*x = IpcPublishResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[19]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *IpcPublishResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*IpcPublishResponse) ProtoMessage() {}
-
-func (x *IpcPublishResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[19]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use IpcPublishResponse.ProtoReflect.Descriptor instead.
-func (*IpcPublishResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{19}
-}
-
-type IpcSubscribeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pattern       string                 `protobuf:"bytes,1,opt,name=pattern,proto3" json:"pattern,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *IpcSubscribeRequest) Reset() {
-	*x = IpcSubscribeRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[20]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *IpcSubscribeRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*IpcSubscribeRequest) ProtoMessage() {}
-
-func (x *IpcSubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[20]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use IpcSubscribeRequest.ProtoReflect.Descriptor instead.
-func (*IpcSubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{20}
-}
-
-func (x *IpcSubscribeRequest) GetPattern() string {
-	if x != nil {
-		return x.Pattern
-	}
-	return ""
-}
-
-type IpcSubscribeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *IpcSubscribeResponse) Reset() {
-	*x = IpcSubscribeResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[21]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *IpcSubscribeResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*IpcSubscribeResponse) ProtoMessage() {}
-
-func (x *IpcSubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[21]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use IpcSubscribeResponse.ProtoReflect.Descriptor instead.
-func (*IpcSubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{21}
-}
-
-func (x *IpcSubscribeResponse) GetHandle() uint64 {
-	if x != nil {
-		return x.Handle
-	}
-	return 0
-}
-
-type IpcHandle struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Handle        uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *IpcHandle) Reset() {
-	*x = IpcHandle{}
-	mi := &file_shared_pb_shim_proto_msgTypes[22]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *IpcHandle) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*IpcHandle) ProtoMessage() {}
-
-func (x *IpcHandle) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[22]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use IpcHandle.ProtoReflect.Descriptor instead.
-func (*IpcHandle) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{22}
-}
-
-func (x *IpcHandle) GetHandle() uint64 {
-	if x != nil {
-		return x.Handle
-	}
-	return 0
-}
-
-type IpcUnsubscribeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *IpcUnsubscribeResponse) Reset() {
-	*x = IpcUnsubscribeResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[23]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *IpcUnsubscribeResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*IpcUnsubscribeResponse) ProtoMessage() {}
-
-func (x *IpcUnsubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[23]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use IpcUnsubscribeResponse.ProtoReflect.Descriptor instead.
-func (*IpcUnsubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{23}
-}
-
-type IpcRecvRequest struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Handle    uint64                 `protobuf:"varint,1,opt,name=handle,proto3" json:"handle,omitempty"`
-	TimeoutMs uint64                 `protobuf:"varint,2,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
-	// publish_first carries the guest's publishes not yet sent, published (and checked as by
-	// IpcPublish) before the wait begins: a guest that publishes a request and waits for the reply
-	// costs one round trip, not two.
-	PublishFirst  []*IpcPublication `protobuf:"bytes,3,rep,name=publish_first,json=publishFirst,proto3" json:"publish_first,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *IpcRecvRequest) Reset() {
-	*x = IpcRecvRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[24]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *IpcRecvRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*IpcRecvRequest) ProtoMessage() {}
-
-func (x *IpcRecvRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[24]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use IpcRecvRequest.ProtoReflect.Descriptor instead.
-func (*IpcRecvRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{24}
-}
-
-func (x *IpcRecvRequest) GetHandle() uint64 {
-	if x != nil {
-		return x.Handle
-	}
-	return 0
-}
-
-func (x *IpcRecvRequest) GetTimeoutMs() uint64 {
-	if x != nil {
-		return x.TimeoutMs
-	}
-	return 0
-}
-
-func (x *IpcRecvRequest) GetPublishFirst() []*IpcPublication {
-	if x != nil {
-		return x.PublishFirst
-	}
-	return nil
-}
-
-type IpcEnvelope struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// json is the envelope as the guest receives it:
-	// {"messages":[IpcMessage...],"dropped":0,"lagged":n}.
-	Json          []byte `protobuf:"bytes,1,opt,name=json,proto3" json:"json,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *IpcEnvelope) Reset() {
-	*x = IpcEnvelope{}
-	mi := &file_shared_pb_shim_proto_msgTypes[25]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *IpcEnvelope) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*IpcEnvelope) ProtoMessage() {}
-
-func (x *IpcEnvelope) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[25]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use IpcEnvelope.ProtoReflect.Descriptor instead.
-func (*IpcEnvelope) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{25}
-}
-
-func (x *IpcEnvelope) GetJson() []byte {
-	if x != nil {
-		return x.Json
-	}
-	return nil
-}
-
-type SignalReadyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SignalReadyRequest) Reset() {
-	*x = SignalReadyRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[26]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SignalReadyRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SignalReadyRequest) ProtoMessage() {}
-
-func (x *SignalReadyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[26]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SignalReadyRequest.ProtoReflect.Descriptor instead.
-func (*SignalReadyRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{26}
-}
-
-type SignalReadyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SignalReadyResponse) Reset() {
-	*x = SignalReadyResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[27]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SignalReadyResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SignalReadyResponse) ProtoMessage() {}
-
-func (x *SignalReadyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[27]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SignalReadyResponse.ProtoReflect.Descriptor instead.
-func (*SignalReadyResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{27}
-}
-
 type ProcessRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Op    ProcessOp              `protobuf:"varint,1,opt,name=op,proto3,enum=astrid.shim.v1.ProcessOp" json:"op,omitempty"`
@@ -1908,7 +1540,7 @@ type ProcessRequest struct {
 
 func (x *ProcessRequest) Reset() {
 	*x = ProcessRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[28]
+	mi := &file_shared_pb_shim_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1920,7 +1552,7 @@ func (x *ProcessRequest) String() string {
 func (*ProcessRequest) ProtoMessage() {}
 
 func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[28]
+	mi := &file_shared_pb_shim_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1933,7 +1565,7 @@ func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
 func (*ProcessRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{28}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ProcessRequest) GetOp() ProcessOp {
@@ -1960,7 +1592,7 @@ type ProcessResponse struct {
 
 func (x *ProcessResponse) Reset() {
 	*x = ProcessResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[29]
+	mi := &file_shared_pb_shim_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +1604,7 @@ func (x *ProcessResponse) String() string {
 func (*ProcessResponse) ProtoMessage() {}
 
 func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[29]
+	mi := &file_shared_pb_shim_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +1617,7 @@ func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessResponse.ProtoReflect.Descriptor instead.
 func (*ProcessResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{29}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ProcessResponse) GetResult() []byte {
@@ -2007,7 +1639,7 @@ type HostCallRequest struct {
 
 func (x *HostCallRequest) Reset() {
 	*x = HostCallRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[30]
+	mi := &file_shared_pb_shim_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +1651,7 @@ func (x *HostCallRequest) String() string {
 func (*HostCallRequest) ProtoMessage() {}
 
 func (x *HostCallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[30]
+	mi := &file_shared_pb_shim_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +1664,7 @@ func (x *HostCallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostCallRequest.ProtoReflect.Descriptor instead.
 func (*HostCallRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{30}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HostCallRequest) GetOp() HostOp {
@@ -2064,7 +1696,7 @@ type HostCallResponse struct {
 
 func (x *HostCallResponse) Reset() {
 	*x = HostCallResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[31]
+	mi := &file_shared_pb_shim_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +1708,7 @@ func (x *HostCallResponse) String() string {
 func (*HostCallResponse) ProtoMessage() {}
 
 func (x *HostCallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[31]
+	mi := &file_shared_pb_shim_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +1721,7 @@ func (x *HostCallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostCallResponse.ProtoReflect.Descriptor instead.
 func (*HostCallResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{31}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HostCallResponse) GetResult() []byte {
@@ -2223,24 +1855,7 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x18\n" +
 	"\apayload\x18\x02 \x01(\fR\apayload\"O\n" +
 	"\x11IpcPublishRequest\x12:\n" +
-	"\bmessages\x18\x01 \x03(\v2\x1e.astrid.shim.v1.IpcPublicationR\bmessages\"\x14\n" +
-	"\x12IpcPublishResponse\"/\n" +
-	"\x13IpcSubscribeRequest\x12\x18\n" +
-	"\apattern\x18\x01 \x01(\tR\apattern\".\n" +
-	"\x14IpcSubscribeResponse\x12\x16\n" +
-	"\x06handle\x18\x01 \x01(\x04R\x06handle\"#\n" +
-	"\tIpcHandle\x12\x16\n" +
-	"\x06handle\x18\x01 \x01(\x04R\x06handle\"\x18\n" +
-	"\x16IpcUnsubscribeResponse\"\x8c\x01\n" +
-	"\x0eIpcRecvRequest\x12\x16\n" +
-	"\x06handle\x18\x01 \x01(\x04R\x06handle\x12\x1d\n" +
-	"\n" +
-	"timeout_ms\x18\x02 \x01(\x04R\ttimeoutMs\x12C\n" +
-	"\rpublish_first\x18\x03 \x03(\v2\x1e.astrid.shim.v1.IpcPublicationR\fpublishFirst\"!\n" +
-	"\vIpcEnvelope\x12\x12\n" +
-	"\x04json\x18\x01 \x01(\fR\x04json\"\x14\n" +
-	"\x12SignalReadyRequest\"\x15\n" +
-	"\x13SignalReadyResponse\"U\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1e.astrid.shim.v1.IpcPublicationR\bmessages\"U\n" +
 	"\x0eProcessRequest\x12)\n" +
 	"\x02op\x18\x01 \x01(\x0e2\x19.astrid.shim.v1.ProcessOpR\x02op\x12\x18\n" +
 	"\arequest\x18\x02 \x01(\fR\arequest\")\n" +
@@ -2261,7 +1876,7 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x0fPROCESS_OP_KILL\x10\x04\x12\x13\n" +
 	"\x0fPROCESS_OP_WAIT\x10\x05\x12\x15\n" +
 	"\x11PROCESS_OP_SIGNAL\x10\x06\x12\x1a\n" +
-	"\x16PROCESS_OP_WRITE_STDIN\x10\a*\xa1\a\n" +
+	"\x16PROCESS_OP_WRITE_STDIN\x10\a*\x9f\b\n" +
 	"\x06HostOp\x12\x17\n" +
 	"\x13HOST_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eHOST_OP_KV_GET\x10\x01\x12\x12\n" +
@@ -2298,23 +1913,21 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x17HOST_OP_NET_POLL_ACCEPT\x10H\x12\x14\n" +
 	"\x10HOST_OP_NET_READ\x10I\x12\x15\n" +
 	"\x11HOST_OP_NET_WRITE\x10J\x12\x1c\n" +
-	"\x18HOST_OP_NET_CLOSE_STREAM\x10K2\xe1\x02\n" +
+	"\x18HOST_OP_NET_CLOSE_STREAM\x10K\x12\x19\n" +
+	"\x15HOST_OP_IPC_SUBSCRIBE\x10P\x12\x1b\n" +
+	"\x17HOST_OP_IPC_UNSUBSCRIBE\x10Q\x12\x14\n" +
+	"\x10HOST_OP_IPC_POLL\x10R\x12\x14\n" +
+	"\x10HOST_OP_IPC_RECV\x10S\x12\x18\n" +
+	"\x14HOST_OP_SIGNAL_READY\x10T2\xe1\x02\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.astrid.shim.v1.InfoRequest\x1a\x1c.astrid.shim.v1.InfoResponse\x12;\n" +
 	"\aCompile\x12\x15.astrid.shim.v1.Chunk\x1a\x15.astrid.shim.v1.Chunk(\x010\x01\x12A\n" +
 	"\x04Load\x12\x1b.astrid.shim.v1.LoadRequest\x1a\x1c.astrid.shim.v1.LoadResponse\x12G\n" +
 	"\x06Health\x12\x1d.astrid.shim.v1.HealthRequest\x1a\x1e.astrid.shim.v1.HealthResponse\x12M\n" +
-	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\xc5\x05\n" +
+	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\xdd\x01\n" +
 	"\fHostServices\x12>\n" +
 	"\x03Log\x12\x1a.astrid.shim.v1.LogRequest\x1a\x1b.astrid.shim.v1.LogResponse\x12A\n" +
-	"\x04Http\x12\x1b.astrid.shim.v1.HttpRequest\x1a\x1c.astrid.shim.v1.HttpResponse\x12S\n" +
-	"\n" +
-	"IpcPublish\x12!.astrid.shim.v1.IpcPublishRequest\x1a\".astrid.shim.v1.IpcPublishResponse\x12Y\n" +
-	"\fIpcSubscribe\x12#.astrid.shim.v1.IpcSubscribeRequest\x1a$.astrid.shim.v1.IpcSubscribeResponse\x12S\n" +
-	"\x0eIpcUnsubscribe\x12\x19.astrid.shim.v1.IpcHandle\x1a&.astrid.shim.v1.IpcUnsubscribeResponse\x12A\n" +
-	"\aIpcPoll\x12\x19.astrid.shim.v1.IpcHandle\x1a\x1b.astrid.shim.v1.IpcEnvelope\x12F\n" +
-	"\aIpcRecv\x12\x1e.astrid.shim.v1.IpcRecvRequest\x1a\x1b.astrid.shim.v1.IpcEnvelope\x12V\n" +
-	"\vSignalReady\x12\".astrid.shim.v1.SignalReadyRequest\x1a#.astrid.shim.v1.SignalReadyResponse\x12J\n" +
+	"\x04Http\x12\x1b.astrid.shim.v1.HttpRequest\x1a\x1c.astrid.shim.v1.HttpResponse\x12J\n" +
 	"\aProcess\x12\x1e.astrid.shim.v1.ProcessRequest\x1a\x1f.astrid.shim.v1.ProcessResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
 
 var (
@@ -2330,93 +1943,71 @@ func file_shared_pb_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_shared_pb_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_shared_pb_shim_proto_goTypes = []any{
-	(ProcessOp)(0),                 // 0: astrid.shim.v1.ProcessOp
-	(HostOp)(0),                    // 1: astrid.shim.v1.HostOp
-	(GuestError_Kind)(0),           // 2: astrid.shim.v1.GuestError.Kind
-	(LogEntry_Level)(0),            // 3: astrid.shim.v1.LogEntry.Level
-	(*InfoRequest)(nil),            // 4: astrid.shim.v1.InfoRequest
-	(*InfoResponse)(nil),           // 5: astrid.shim.v1.InfoResponse
-	(*Chunk)(nil),                  // 6: astrid.shim.v1.Chunk
-	(*LoadRequest)(nil),            // 7: astrid.shim.v1.LoadRequest
-	(*LoadResponse)(nil),           // 8: astrid.shim.v1.LoadResponse
-	(*InvokeRequest)(nil),          // 9: astrid.shim.v1.InvokeRequest
-	(*InvokeResponse)(nil),         // 10: astrid.shim.v1.InvokeResponse
-	(*GuestError)(nil),             // 11: astrid.shim.v1.GuestError
-	(*HealthRequest)(nil),          // 12: astrid.shim.v1.HealthRequest
-	(*HealthResponse)(nil),         // 13: astrid.shim.v1.HealthResponse
-	(*ShutdownRequest)(nil),        // 14: astrid.shim.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),       // 15: astrid.shim.v1.ShutdownResponse
-	(*LogRequest)(nil),             // 16: astrid.shim.v1.LogRequest
-	(*LogEntry)(nil),               // 17: astrid.shim.v1.LogEntry
-	(*LogResponse)(nil),            // 18: astrid.shim.v1.LogResponse
-	(*HttpRequest)(nil),            // 19: astrid.shim.v1.HttpRequest
-	(*HttpResponse)(nil),           // 20: astrid.shim.v1.HttpResponse
-	(*IpcPublication)(nil),         // 21: astrid.shim.v1.IpcPublication
-	(*IpcPublishRequest)(nil),      // 22: astrid.shim.v1.IpcPublishRequest
-	(*IpcPublishResponse)(nil),     // 23: astrid.shim.v1.IpcPublishResponse
-	(*IpcSubscribeRequest)(nil),    // 24: astrid.shim.v1.IpcSubscribeRequest
-	(*IpcSubscribeResponse)(nil),   // 25: astrid.shim.v1.IpcSubscribeResponse
-	(*IpcHandle)(nil),              // 26: astrid.shim.v1.IpcHandle
-	(*IpcUnsubscribeResponse)(nil), // 27: astrid.shim.v1.IpcUnsubscribeResponse
-	(*IpcRecvRequest)(nil),         // 28: astrid.shim.v1.IpcRecvRequest
-	(*IpcEnvelope)(nil),            // 29: astrid.shim.v1.IpcEnvelope
-	(*SignalReadyRequest)(nil),     // 30: astrid.shim.v1.SignalReadyRequest
-	(*SignalReadyResponse)(nil),    // 31: astrid.shim.v1.SignalReadyResponse
-	(*ProcessRequest)(nil),         // 32: astrid.shim.v1.ProcessRequest
-	(*ProcessResponse)(nil),        // 33: astrid.shim.v1.ProcessResponse
-	(*HostCallRequest)(nil),        // 34: astrid.shim.v1.HostCallRequest
-	(*HostCallResponse)(nil),       // 35: astrid.shim.v1.HostCallResponse
-	nil,                            // 36: astrid.shim.v1.LoadRequest.ConfigEntry
-	nil,                            // 37: astrid.shim.v1.HttpRequest.HeadersEntry
-	nil,                            // 38: astrid.shim.v1.HttpResponse.HeadersEntry
+	(ProcessOp)(0),            // 0: astrid.shim.v1.ProcessOp
+	(HostOp)(0),               // 1: astrid.shim.v1.HostOp
+	(GuestError_Kind)(0),      // 2: astrid.shim.v1.GuestError.Kind
+	(LogEntry_Level)(0),       // 3: astrid.shim.v1.LogEntry.Level
+	(*InfoRequest)(nil),       // 4: astrid.shim.v1.InfoRequest
+	(*InfoResponse)(nil),      // 5: astrid.shim.v1.InfoResponse
+	(*Chunk)(nil),             // 6: astrid.shim.v1.Chunk
+	(*LoadRequest)(nil),       // 7: astrid.shim.v1.LoadRequest
+	(*LoadResponse)(nil),      // 8: astrid.shim.v1.LoadResponse
+	(*InvokeRequest)(nil),     // 9: astrid.shim.v1.InvokeRequest
+	(*InvokeResponse)(nil),    // 10: astrid.shim.v1.InvokeResponse
+	(*GuestError)(nil),        // 11: astrid.shim.v1.GuestError
+	(*HealthRequest)(nil),     // 12: astrid.shim.v1.HealthRequest
+	(*HealthResponse)(nil),    // 13: astrid.shim.v1.HealthResponse
+	(*ShutdownRequest)(nil),   // 14: astrid.shim.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),  // 15: astrid.shim.v1.ShutdownResponse
+	(*LogRequest)(nil),        // 16: astrid.shim.v1.LogRequest
+	(*LogEntry)(nil),          // 17: astrid.shim.v1.LogEntry
+	(*LogResponse)(nil),       // 18: astrid.shim.v1.LogResponse
+	(*HttpRequest)(nil),       // 19: astrid.shim.v1.HttpRequest
+	(*HttpResponse)(nil),      // 20: astrid.shim.v1.HttpResponse
+	(*IpcPublication)(nil),    // 21: astrid.shim.v1.IpcPublication
+	(*IpcPublishRequest)(nil), // 22: astrid.shim.v1.IpcPublishRequest
+	(*ProcessRequest)(nil),    // 23: astrid.shim.v1.ProcessRequest
+	(*ProcessResponse)(nil),   // 24: astrid.shim.v1.ProcessResponse
+	(*HostCallRequest)(nil),   // 25: astrid.shim.v1.HostCallRequest
+	(*HostCallResponse)(nil),  // 26: astrid.shim.v1.HostCallResponse
+	nil,                       // 27: astrid.shim.v1.LoadRequest.ConfigEntry
+	nil,                       // 28: astrid.shim.v1.HttpRequest.HeadersEntry
+	nil,                       // 29: astrid.shim.v1.HttpResponse.HeadersEntry
 }
 var file_shared_pb_shim_proto_depIdxs = []int32{
-	36, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
+	27, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
 	11, // 1: astrid.shim.v1.InvokeResponse.error:type_name -> astrid.shim.v1.GuestError
 	2,  // 2: astrid.shim.v1.GuestError.kind:type_name -> astrid.shim.v1.GuestError.Kind
 	17, // 3: astrid.shim.v1.LogRequest.entries:type_name -> astrid.shim.v1.LogEntry
 	3,  // 4: astrid.shim.v1.LogEntry.level:type_name -> astrid.shim.v1.LogEntry.Level
-	37, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
-	38, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
+	28, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
+	29, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
 	21, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
-	21, // 8: astrid.shim.v1.IpcRecvRequest.publish_first:type_name -> astrid.shim.v1.IpcPublication
-	0,  // 9: astrid.shim.v1.ProcessRequest.op:type_name -> astrid.shim.v1.ProcessOp
-	1,  // 10: astrid.shim.v1.HostCallRequest.op:type_name -> astrid.shim.v1.HostOp
-	4,  // 11: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
-	6,  // 12: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
-	7,  // 13: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
-	12, // 14: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
-	14, // 15: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
-	16, // 16: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
-	19, // 17: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
-	22, // 18: astrid.shim.v1.HostServices.IpcPublish:input_type -> astrid.shim.v1.IpcPublishRequest
-	24, // 19: astrid.shim.v1.HostServices.IpcSubscribe:input_type -> astrid.shim.v1.IpcSubscribeRequest
-	26, // 20: astrid.shim.v1.HostServices.IpcUnsubscribe:input_type -> astrid.shim.v1.IpcHandle
-	26, // 21: astrid.shim.v1.HostServices.IpcPoll:input_type -> astrid.shim.v1.IpcHandle
-	28, // 22: astrid.shim.v1.HostServices.IpcRecv:input_type -> astrid.shim.v1.IpcRecvRequest
-	30, // 23: astrid.shim.v1.HostServices.SignalReady:input_type -> astrid.shim.v1.SignalReadyRequest
-	32, // 24: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
-	5,  // 25: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
-	6,  // 26: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
-	8,  // 27: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
-	13, // 28: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
-	15, // 29: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
-	18, // 30: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
-	20, // 31: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
-	23, // 32: astrid.shim.v1.HostServices.IpcPublish:output_type -> astrid.shim.v1.IpcPublishResponse
-	25, // 33: astrid.shim.v1.HostServices.IpcSubscribe:output_type -> astrid.shim.v1.IpcSubscribeResponse
-	27, // 34: astrid.shim.v1.HostServices.IpcUnsubscribe:output_type -> astrid.shim.v1.IpcUnsubscribeResponse
-	29, // 35: astrid.shim.v1.HostServices.IpcPoll:output_type -> astrid.shim.v1.IpcEnvelope
-	29, // 36: astrid.shim.v1.HostServices.IpcRecv:output_type -> astrid.shim.v1.IpcEnvelope
-	31, // 37: astrid.shim.v1.HostServices.SignalReady:output_type -> astrid.shim.v1.SignalReadyResponse
-	33, // 38: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
-	25, // [25:39] is the sub-list for method output_type
-	11, // [11:25] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	0,  // 8: astrid.shim.v1.ProcessRequest.op:type_name -> astrid.shim.v1.ProcessOp
+	1,  // 9: astrid.shim.v1.HostCallRequest.op:type_name -> astrid.shim.v1.HostOp
+	4,  // 10: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
+	6,  // 11: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
+	7,  // 12: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
+	12, // 13: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
+	14, // 14: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
+	16, // 15: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
+	19, // 16: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
+	23, // 17: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
+	5,  // 18: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
+	6,  // 19: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
+	8,  // 20: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
+	13, // 21: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
+	15, // 22: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
+	18, // 23: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
+	20, // 24: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
+	24, // 25: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_shared_pb_shim_proto_init() }
@@ -2430,7 +2021,7 @@ func file_shared_pb_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shared_pb_shim_proto_rawDesc), len(file_shared_pb_shim_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   35,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

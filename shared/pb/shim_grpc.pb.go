@@ -301,15 +301,9 @@ var Shim_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	HostServices_Log_FullMethodName            = "/astrid.shim.v1.HostServices/Log"
-	HostServices_Http_FullMethodName           = "/astrid.shim.v1.HostServices/Http"
-	HostServices_IpcPublish_FullMethodName     = "/astrid.shim.v1.HostServices/IpcPublish"
-	HostServices_IpcSubscribe_FullMethodName   = "/astrid.shim.v1.HostServices/IpcSubscribe"
-	HostServices_IpcUnsubscribe_FullMethodName = "/astrid.shim.v1.HostServices/IpcUnsubscribe"
-	HostServices_IpcPoll_FullMethodName        = "/astrid.shim.v1.HostServices/IpcPoll"
-	HostServices_IpcRecv_FullMethodName        = "/astrid.shim.v1.HostServices/IpcRecv"
-	HostServices_SignalReady_FullMethodName    = "/astrid.shim.v1.HostServices/SignalReady"
-	HostServices_Process_FullMethodName        = "/astrid.shim.v1.HostServices/Process"
+	HostServices_Log_FullMethodName     = "/astrid.shim.v1.HostServices/Log"
+	HostServices_Http_FullMethodName    = "/astrid.shim.v1.HostServices/Http"
+	HostServices_Process_FullMethodName = "/astrid.shim.v1.HostServices/Process"
 )
 
 // HostServicesClient is the client API for HostServices service.
@@ -324,18 +318,6 @@ type HostServicesClient interface {
 	// whether the capsule may reach the URL ([capabilities] net, the SSRF rule) and enforces the
 	// time and size limits; a refusal or failure is an error status whose message the guest sees.
 	Http(ctx context.Context, in *HttpRequest, opts ...grpc.CallOption) (*HttpResponse, error)
-	// IpcPublish publishes a batch of the guest's messages, in order.
-	IpcPublish(ctx context.Context, in *IpcPublishRequest, opts ...grpc.CallOption) (*IpcPublishResponse, error)
-	IpcSubscribe(ctx context.Context, in *IpcSubscribeRequest, opts ...grpc.CallOption) (*IpcSubscribeResponse, error)
-	IpcUnsubscribe(ctx context.Context, in *IpcHandle, opts ...grpc.CallOption) (*IpcUnsubscribeResponse, error)
-	// IpcPoll drains a subscription without waiting.
-	IpcPoll(ctx context.Context, in *IpcHandle, opts ...grpc.CallOption) (*IpcEnvelope, error)
-	// IpcRecv waits up to timeout_ms (at most 60 000) for a message, then drains like IpcPoll. It
-	// ends at once when the capsule unloads.
-	IpcRecv(ctx context.Context, in *IpcRecvRequest, opts ...grpc.CallOption) (*IpcEnvelope, error)
-	// SignalReady is astrid_signal_ready: a run-loop capsule says it has set up (subscribed) and
-	// is ready for messages.
-	SignalReady(ctx context.Context, in *SignalReadyRequest, opts ...grpc.CallOption) (*SignalReadyResponse, error)
 	// Process runs one process host function (astrid_spawn_host, ...) for the guest. The shim
 	// passes the guest's JSON request through; the host checks it ([capabilities] host_process,
 	// env, cwd, ownership, limits), runs it in the sandbox and returns the JSON result. A refusal
@@ -372,66 +354,6 @@ func (c *hostServicesClient) Http(ctx context.Context, in *HttpRequest, opts ...
 	return out, nil
 }
 
-func (c *hostServicesClient) IpcPublish(ctx context.Context, in *IpcPublishRequest, opts ...grpc.CallOption) (*IpcPublishResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(IpcPublishResponse)
-	err := c.cc.Invoke(ctx, HostServices_IpcPublish_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hostServicesClient) IpcSubscribe(ctx context.Context, in *IpcSubscribeRequest, opts ...grpc.CallOption) (*IpcSubscribeResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(IpcSubscribeResponse)
-	err := c.cc.Invoke(ctx, HostServices_IpcSubscribe_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hostServicesClient) IpcUnsubscribe(ctx context.Context, in *IpcHandle, opts ...grpc.CallOption) (*IpcUnsubscribeResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(IpcUnsubscribeResponse)
-	err := c.cc.Invoke(ctx, HostServices_IpcUnsubscribe_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hostServicesClient) IpcPoll(ctx context.Context, in *IpcHandle, opts ...grpc.CallOption) (*IpcEnvelope, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(IpcEnvelope)
-	err := c.cc.Invoke(ctx, HostServices_IpcPoll_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hostServicesClient) IpcRecv(ctx context.Context, in *IpcRecvRequest, opts ...grpc.CallOption) (*IpcEnvelope, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(IpcEnvelope)
-	err := c.cc.Invoke(ctx, HostServices_IpcRecv_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hostServicesClient) SignalReady(ctx context.Context, in *SignalReadyRequest, opts ...grpc.CallOption) (*SignalReadyResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SignalReadyResponse)
-	err := c.cc.Invoke(ctx, HostServices_SignalReady_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func (c *hostServicesClient) Process(ctx context.Context, in *ProcessRequest, opts ...grpc.CallOption) (*ProcessResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ProcessResponse)
@@ -454,18 +376,6 @@ type HostServicesServer interface {
 	// whether the capsule may reach the URL ([capabilities] net, the SSRF rule) and enforces the
 	// time and size limits; a refusal or failure is an error status whose message the guest sees.
 	Http(context.Context, *HttpRequest) (*HttpResponse, error)
-	// IpcPublish publishes a batch of the guest's messages, in order.
-	IpcPublish(context.Context, *IpcPublishRequest) (*IpcPublishResponse, error)
-	IpcSubscribe(context.Context, *IpcSubscribeRequest) (*IpcSubscribeResponse, error)
-	IpcUnsubscribe(context.Context, *IpcHandle) (*IpcUnsubscribeResponse, error)
-	// IpcPoll drains a subscription without waiting.
-	IpcPoll(context.Context, *IpcHandle) (*IpcEnvelope, error)
-	// IpcRecv waits up to timeout_ms (at most 60 000) for a message, then drains like IpcPoll. It
-	// ends at once when the capsule unloads.
-	IpcRecv(context.Context, *IpcRecvRequest) (*IpcEnvelope, error)
-	// SignalReady is astrid_signal_ready: a run-loop capsule says it has set up (subscribed) and
-	// is ready for messages.
-	SignalReady(context.Context, *SignalReadyRequest) (*SignalReadyResponse, error)
 	// Process runs one process host function (astrid_spawn_host, ...) for the guest. The shim
 	// passes the guest's JSON request through; the host checks it ([capabilities] host_process,
 	// env, cwd, ownership, limits), runs it in the sandbox and returns the JSON result. A refusal
@@ -487,24 +397,6 @@ func (UnimplementedHostServicesServer) Log(context.Context, *LogRequest) (*LogRe
 }
 func (UnimplementedHostServicesServer) Http(context.Context, *HttpRequest) (*HttpResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Http not implemented")
-}
-func (UnimplementedHostServicesServer) IpcPublish(context.Context, *IpcPublishRequest) (*IpcPublishResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method IpcPublish not implemented")
-}
-func (UnimplementedHostServicesServer) IpcSubscribe(context.Context, *IpcSubscribeRequest) (*IpcSubscribeResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method IpcSubscribe not implemented")
-}
-func (UnimplementedHostServicesServer) IpcUnsubscribe(context.Context, *IpcHandle) (*IpcUnsubscribeResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method IpcUnsubscribe not implemented")
-}
-func (UnimplementedHostServicesServer) IpcPoll(context.Context, *IpcHandle) (*IpcEnvelope, error) {
-	return nil, status.Error(codes.Unimplemented, "method IpcPoll not implemented")
-}
-func (UnimplementedHostServicesServer) IpcRecv(context.Context, *IpcRecvRequest) (*IpcEnvelope, error) {
-	return nil, status.Error(codes.Unimplemented, "method IpcRecv not implemented")
-}
-func (UnimplementedHostServicesServer) SignalReady(context.Context, *SignalReadyRequest) (*SignalReadyResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method SignalReady not implemented")
 }
 func (UnimplementedHostServicesServer) Process(context.Context, *ProcessRequest) (*ProcessResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Process not implemented")
@@ -566,114 +458,6 @@ func _HostServices_Http_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
-func _HostServices_IpcPublish_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(IpcPublishRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HostServicesServer).IpcPublish(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HostServices_IpcPublish_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HostServicesServer).IpcPublish(ctx, req.(*IpcPublishRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HostServices_IpcSubscribe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(IpcSubscribeRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HostServicesServer).IpcSubscribe(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HostServices_IpcSubscribe_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HostServicesServer).IpcSubscribe(ctx, req.(*IpcSubscribeRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HostServices_IpcUnsubscribe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(IpcHandle)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HostServicesServer).IpcUnsubscribe(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HostServices_IpcUnsubscribe_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HostServicesServer).IpcUnsubscribe(ctx, req.(*IpcHandle))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HostServices_IpcPoll_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(IpcHandle)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HostServicesServer).IpcPoll(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HostServices_IpcPoll_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HostServicesServer).IpcPoll(ctx, req.(*IpcHandle))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HostServices_IpcRecv_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(IpcRecvRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HostServicesServer).IpcRecv(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HostServices_IpcRecv_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HostServicesServer).IpcRecv(ctx, req.(*IpcRecvRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HostServices_SignalReady_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SignalReadyRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HostServicesServer).SignalReady(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HostServices_SignalReady_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HostServicesServer).SignalReady(ctx, req.(*SignalReadyRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 func _HostServices_Process_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ProcessRequest)
 	if err := dec(in); err != nil {
@@ -706,30 +490,6 @@ var HostServices_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Http",
 			Handler:    _HostServices_Http_Handler,
-		},
-		{
-			MethodName: "IpcPublish",
-			Handler:    _HostServices_IpcPublish_Handler,
-		},
-		{
-			MethodName: "IpcSubscribe",
-			Handler:    _HostServices_IpcSubscribe_Handler,
-		},
-		{
-			MethodName: "IpcUnsubscribe",
-			Handler:    _HostServices_IpcUnsubscribe_Handler,
-		},
-		{
-			MethodName: "IpcPoll",
-			Handler:    _HostServices_IpcPoll_Handler,
-		},
-		{
-			MethodName: "IpcRecv",
-			Handler:    _HostServices_IpcRecv_Handler,
-		},
-		{
-			MethodName: "SignalReady",
-			Handler:    _HostServices_SignalReady_Handler,
 		},
 		{
 			MethodName: "Process",

@@ -59,6 +59,9 @@ type rawServer struct {
 	calls     *callwire.ShimEnd
 	// rawCalls is the call connection again, for frames no correct shim writes.
 	rawCalls *os.File
+	// publishID numbers the Publish frames of forge "publish"; published receives their answers.
+	publishID uint64
+	published chan error
 }
 
 func (s *rawServer) Info(context.Context, *pb.InfoRequest) (*pb.InfoResponse, error) {
@@ -101,6 +104,23 @@ type forgery struct {
 	Kind   uint8  `json:"kind"`
 	Length uint32 `json:"length"`
 	ID     uint64 `json:"id"`
+	Body   []byte `json:"body"` // written after the header (base64 in the JSON)
+}
+
+// ipcCall makes one IPC host call on the call connection.
+func (s *rawServer) ipcCall(ctx context.Context, op pb.HostOp, args ...[]byte) error {
+	_, err := s.calls.HostCall(ctx, &pb.HostCallRequest{Op: op, Args: args})
+	return err
+}
+
+// Published and Ended receive the host's answers to rawshim's Publish frames
+// (callwire.PublishAcks).
+func (s *rawServer) Published(_ uint64, err error) { s.published <- err }
+func (s *rawServer) Ended(err error) {
+	select {
+	case s.published <- err:
+	default:
+	}
 }
 
 func (s *rawServer) forge(ctx context.Context, input []byte) error {
@@ -115,22 +135,31 @@ func (s *rawServer) forge(ctx context.Context, input []byte) error {
 	var err error
 	switch f.RPC {
 	case "publish":
-		_, err = s.host.IpcPublish(ctx, &pb.IpcPublishRequest{Messages: []*pb.IpcPublication{{Topic: f.Topic, Payload: payload}}})
+		// A Publish frame, as a correct shim sends the guest's publishes; the host's answer.
+		s.publishID++
+		if err = s.calls.SendPublish(s.publishID, &pb.IpcPublishRequest{Messages: []*pb.IpcPublication{{Topic: f.Topic, Payload: payload}}}); err == nil {
+			select {
+			case err = <-s.published:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
 	case "subscribe":
-		_, err = s.host.IpcSubscribe(ctx, &pb.IpcSubscribeRequest{Pattern: f.Topic})
+		err = s.ipcCall(ctx, pb.HostOp_HOST_OP_IPC_SUBSCRIBE, []byte(f.Topic))
 	case "unsubscribe":
-		_, err = s.host.IpcUnsubscribe(ctx, &pb.IpcHandle{Handle: f.Handle})
+		err = s.ipcCall(ctx, pb.HostOp_HOST_OP_IPC_UNSUBSCRIBE, shared.IPCUint(f.Handle))
 	case "poll":
-		_, err = s.host.IpcPoll(ctx, &pb.IpcHandle{Handle: f.Handle})
+		err = s.ipcCall(ctx, pb.HostOp_HOST_OP_IPC_POLL, shared.IPCUint(f.Handle))
 	case "recv":
-		_, err = s.host.IpcRecv(ctx, &pb.IpcRecvRequest{Handle: f.Handle, TimeoutMs: f.Timeout})
+		err = s.ipcCall(ctx, pb.HostOp_HOST_OP_IPC_RECV, shared.IPCUint(f.Handle), shared.IPCUint(f.Timeout))
 	case "frame":
 		h := make([]byte, callwire.HeaderBytes)
 		binary.LittleEndian.PutUint32(h, f.Length)
 		h[4] = f.Kind
 		binary.LittleEndian.PutUint64(h[8:], f.ID)
-		// The host reads it before this call's result, and stops this shim instead.
-		_, err = s.rawCalls.Write(h)
+		// The host reads it (and Body, if given) before this call's result, and stops this shim
+		// instead.
+		_, err = s.rawCalls.Write(append(h, f.Body...))
 	case "hostcall":
 		args := make([][]byte, len(f.Args))
 		for i, a := range f.Args {
@@ -168,8 +197,8 @@ func (s *rawServer) intrude(ctx context.Context, input []byte) ([]byte, error) {
 		}
 		host, shim := pb.NewHostServicesClient(conn), pb.NewShimClient(conn)
 		attempts := map[string]func(context.Context) error{
-			"publish": func(ctx context.Context) error {
-				_, err := host.IpcPublish(ctx, &pb.IpcPublishRequest{Messages: []*pb.IpcPublication{{Topic: "test.v1.stolen", Payload: []byte(`"publish"`)}}})
+			"log": func(ctx context.Context) error {
+				_, err := host.Log(ctx, &pb.LogRequest{})
 				return err
 			},
 			"spawn": func(ctx context.Context) error {
@@ -255,24 +284,6 @@ func (s *rawServer) invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.Invo
 		}
 		return &pb.InvokeResponse{Output: resp.Result}, nil
 	}
-	if req.Export == "broker-rtt" && s.host != nil {
-		// The input is a count: that many trivial shim→host RPCs, each timed; the output is their
-		// durations in ns as JSON.
-		n, err := strconv.Atoi(string(req.Input))
-		if err != nil {
-			return nil, err
-		}
-		rtts := make([]int64, 0, n)
-		for range n {
-			t0 := time.Now()
-			if _, err := s.host.SignalReady(ctx, &pb.SignalReadyRequest{}); err != nil {
-				return nil, err
-			}
-			rtts = append(rtts, time.Since(t0).Nanoseconds())
-		}
-		out, err := json.Marshal(rtts)
-		return &pb.InvokeResponse{Output: out}, err
-	}
 	if req.Export == "forge" {
 		if err := s.forge(ctx, req.Input); err != nil {
 			return &pb.InvokeResponse{Output: []byte(status.Convert(err).Message())}, nil
@@ -347,7 +358,8 @@ func main() {
 		HandshakeConfig: shared.Handshake,
 		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
 			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer {
-				s := &rawServer{engine: engine, broker: b, artefacts: sock, calls: calls, rawCalls: os.NewFile(uintptr(dup), "call connection")}
+				s := &rawServer{engine: engine, broker: b, artefacts: sock, calls: calls, rawCalls: os.NewFile(uintptr(dup), "call connection"), published: make(chan error, 1)}
+				calls.SetPublishAcks(s)
 				go calls.Serve(s.serveCall)
 				return s
 			},
