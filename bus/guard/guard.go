@@ -80,22 +80,29 @@ func New(cfg Config, now func() time.Time) *Guard {
 // by a later check still counts, as upstream's does); then the topic's UTF-8 and segments, the
 // ipc_publish ACL, and last the payload's JSON (CheckPayload).
 func (g *Guard) CheckPublish(name string, payload []byte) error {
+	_, err := g.CheckPublishShape(name, payload)
+	return err
+}
+
+// CheckPublishShape is CheckPublish that also returns the shape of the payload it accepts
+// (CheckPayloadShape), which the host converts the payload by without reading it again.
+func (g *Guard) CheckPublishShape(name string, payload []byte) (PayloadShape, error) {
 	if len(payload) > MaxArgBytes {
-		return argTooLarge(len(payload))
+		return 0, argTooLarge(len(payload))
 	}
 	if len(name) > topics.MaxTopicBytes {
-		return topics.ErrTopicTooLong
+		return 0, topics.ErrTopicTooLong
 	}
 	if err := g.limiter.Charge(len(payload)); err != nil {
-		return err
+		return 0, err
 	}
 	if err := topics.CheckPublishTopic(name); err != nil {
-		return err
+		return 0, err
 	}
 	if err := publishACL.check(g.capsuleID, name, g.publish); err != nil {
-		return err
+		return 0, err
 	}
-	return CheckPayload(payload)
+	return CheckPayloadShape(payload)
 }
 
 // CheckSubscribe checks a subscription to pattern, in upstream 0.5's order: the pattern's

@@ -1,0 +1,147 @@
+package guard
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+)
+
+// payloadCorpus is the crafted input both TestCheckPayloadAgrees and the fuzz seed corpus use:
+// each edge of the rule, on both sides of it.
+var payloadCorpus = []string{
+	"", " ", "\ufeff{}", "\xef\xbb\xbf1", "{}", " {} ", "[]", "[ ]", "{ }", "[1,]", "[,1]", "{,}", `{"a":1,}`,
+	`{"a" : 1 , "b" :[ 1 , 2 ] }`, "\t\n\r 1 \t\n\r", "\v1", "\f1", "1 2", `{} {}`, `{}}`, `[]]`, `[}`, `{]`,
+	`{"a"}`, `{"a":}`, `{1:2}`, `{"a" 1}`, `{"a":1 "b":2}`, `["a" "b"]`,
+	"true", "false", "null", "tru", "nul", "falsey", "True", "nulll", "[true,false,null]",
+	"0", "-0", "01", "-01", "1.", ".5", "1.5", "-", "+1", "1e", "1e+", "1e5", "1E-5", "0e0", "-0.0e-0",
+	"1.7976931348623157e308", "1.7976931348623159e308", "1e308", "1e309", "1e400", "-1e400", "1e-400",
+	"0.000000000000000000000001e330", "0e99999", "0.0e99999999999999999999", "1e99999999999999999999",
+	strings.Repeat("9", 308), strings.Repeat("9", 309), strings.Repeat("9", 400), "0." + strings.Repeat("9", 400) + "e309",
+	strings.Repeat("9", 400) + "e-100", strings.Repeat("9", 400) + "e-93", "123456789012345678901234567890",
+	`{"a":[0,1.5e309]}`, "[1e400]", `"1e400"`,
+	`""`, `"a"`, `"\""`, `"\\"`, `"\/"`, `"\b\f\n\r\t"`, `"\a"`, `"\x41"`, `"\u0041"`, `"\u004"`, `"\u00G1"`,
+	`"\uD83D\uDE00"`, `"\ud83d\ude00"`, `"\ud800"`, `["\ud800"]`, `"\udc00"`, `"\ud800\u0041"`, `"\ud800\ud800"`,
+	`"\ud800\\udc00"`, `"\ud800x\udc00"`, `"\udbff\udfff"`, `"\ud800\udc"`, `"\ud800\`, `"\ud800\u`,
+	"\"\x00\"", "\"\x1f\"", "\"\x7f\"", "\"\t\"", "\"\xff\"", "{\"\xc3\x28\":1}", "\"\xed\xa0\x80\"", "\"\xc0\xaf\"",
+	"\"\xf4\x90\x80\x80\"", "\"\xef\xbf\xbd\"", "\"日本\"", "\"caf\xc3\xa9\"", "\"\xe6\x97\"", `"abc`, `"`, "\xff",
+	strings.Repeat("[", 127) + strings.Repeat("]", 127), strings.Repeat("[", 128) + strings.Repeat("]", 128),
+	strings.Repeat(`{"a":`, 127) + "1" + strings.Repeat("}", 127), strings.Repeat(`{"a":`, 128) + "1" + strings.Repeat("}", 128),
+	strings.Repeat("[", 127) + "{}" + strings.Repeat("]", 127), strings.Repeat("[", 200) + strings.Repeat("]", 199),
+	strings.Repeat("[{\"a\":", 63) + "[1]" + strings.Repeat("}]", 63), strings.Repeat("[{\"a\":", 64) + "[1]" + strings.Repeat("}]", 64),
+	`{"type":"x"}`, ` { "type" : "x" } `, `{"a":{"type":"x"}}`, `[{"type":"x"}]`, `{"a":"type"}`, `{"types":1}`,
+	`{"typ\u0065":1}`, `{"\u0074ype":1}`, `{"a\nb":1}`, `{"x":1,"type":2}`, `"type"`, `{"a":1} `,
+}
+
+// TestCheckPayloadAgrees: on every crafted input, the one-pass scanner accepts exactly what the
+// three-pass rule it replaced accepts, and reports the shape its references compute.
+func TestCheckPayloadAgrees(t *testing.T) {
+	for _, in := range payloadCorpus {
+		t.Run(strings.ToValidUTF8(in[:min(len(in), 40)], "?"), func(t *testing.T) {
+			checkAgainstReference(t, []byte(in))
+		})
+	}
+}
+
+// TestPayloadShape: the shapes of some accepted payloads, as a table.
+func TestPayloadShape(t *testing.T) {
+	tests := []struct {
+		in   string
+		want PayloadShape
+	}{
+		{`{"type":"x"}`, ShapeObject | ShapeTypeKey},
+		{`{"a":1,"type":"x"}`, ShapeObject | ShapeTypeKey},
+		{`{ "type": "x" }`, ShapeObject | ShapeTypeKey | ShapeSpace},
+		{`{"\u0074ype":1}`, ShapeObject | ShapeTypeKey}, // an escaped key may read "type"
+		{`{"a\/b":1}`, ShapeObject | ShapeTypeKey},      // any escape: conservative
+		{`{"a":{"type":"x"}}`, ShapeObject},             // a nested "type" does not tag
+		{`{"a":"type","b":["type"]}`, ShapeObject},      // "type" as a value does not tag
+		{`{"types":1,"typ":2}`, ShapeObject},            // nor a key that only starts or ends alike
+		{`{}`, ShapeObject},                             // empty
+		{`{ }`, ShapeObject | ShapeSpace},               // empty with space
+		{`[{"type":"x"}]`, 0},                           // not an object
+		{`"type"`, 0},                                   // a string
+		{`"a b"`, 0},                                    // whitespace inside a string is significant
+		{" 1", ShapeSpace},                              // leading
+		{"1\n", ShapeSpace},                             // trailing
+		{`[1, 2]`, ShapeSpace},                          // between
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := CheckPayloadShape([]byte(tc.in))
+			if err != nil || got != tc.want {
+				t.Fatalf("CheckPayloadShape(%q) = %03b, %v; want %03b", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzCheckPayloadShape compares the one-pass scanner with the three-pass rule it replaced
+// (json.Valid, utf8.Valid, then a scan for depth, surrogates and overflowing numbers) on any
+// input, and its shape with references built from encoding/json: the fuzzer is what shows the
+// two accept the same set.
+func FuzzCheckPayloadShape(f *testing.F) {
+	for _, s := range payloadCorpus {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		checkAgainstReference(t, raw)
+	})
+}
+
+// checkAgainstReference fails t unless CheckPayloadShape(raw) accepts raw exactly when
+// threePassValid does, with ErrPayloadNotJSON otherwise, and, for an accepted payload, reports:
+// ShapeObject exactly for an object; ShapeTypeKey for every object with an own key that decodes
+// to "type", and only for one with an own key that is "type" or has an escape; ShapeSpace
+// exactly when json.Compact changes raw.
+func checkAgainstReference(t *testing.T, raw []byte) {
+	t.Helper()
+	shape, err := CheckPayloadShape(raw)
+	want := threePassValid(raw)
+	if (err == nil) != want || (err != nil && err != ErrPayloadNotJSON) {
+		t.Fatalf("CheckPayloadShape(%q) = %v; the three-pass rule says valid = %v", raw, err, want)
+	}
+	if err != nil {
+		return
+	}
+	var compacted bytes.Buffer
+	if err := json.Compact(&compacted, raw); err != nil {
+		t.Fatalf("json.Compact(%q): %v", raw, err)
+	}
+	if space := !bytes.Equal(compacted.Bytes(), raw); (shape&ShapeSpace != 0) != space {
+		t.Fatalf("CheckPayloadShape(%q) = %03b; json.Compact changes it: %v", raw, shape, space)
+	}
+	isObject := bytes.TrimLeft(raw, " \t\r\n")[0] == '{'
+	if (shape&ShapeObject != 0) != isObject {
+		t.Fatalf("CheckPayloadShape(%q) = %03b; an object: %v", raw, shape, isObject)
+	}
+	decodesType, literalOrEscaped := false, false
+	if isObject {
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.Token() // '{'
+		for dec.More() {
+			off := dec.InputOffset()
+			tok, err := dec.Token()
+			if err != nil {
+				t.Fatalf("key of %q: %v", raw, err)
+			}
+			keyJSON := bytes.TrimLeft(raw[off:dec.InputOffset()], " \t\r\n,")
+			decodesType = decodesType || tok == "type"
+			literalOrEscaped = literalOrEscaped || string(keyJSON) == `"type"` || bytes.IndexByte(keyJSON, '\\') >= 0
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				t.Fatalf("value in %q: %v", raw, err)
+			}
+		}
+		if _, err := dec.Token(); err != nil {
+			t.Fatalf("end of %q: %v", raw, err)
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			t.Fatalf("after %q: %v", raw, err)
+		}
+	}
+	if got := shape&ShapeTypeKey != 0; (decodesType && !got) || (got && !literalOrEscaped) {
+		t.Fatalf("CheckPayloadShape(%q) = %03b; a key decodes to \"type\": %v, a key is \"type\" or escaped: %v", raw, shape, decodesType, literalOrEscaped)
+	}
+}
