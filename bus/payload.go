@@ -31,18 +31,24 @@ import (
 // tool_execute_result.result) are checked for their JSON kind only and kept
 // as they are.
 func PayloadFromGuest(raw []byte) (json.RawMessage, error) {
-	if err := guard.CheckPayload(raw); err != nil {
+	shape, err := guard.CheckPayloadShape(raw)
+	if err != nil {
 		return nil, err
 	}
-	return ConvertPayload(raw), nil
+	return ConvertPayload(raw, shape), nil
 }
 
-// ConvertPayload is PayloadFromGuest for raw that guard.CheckPayload has
-// accepted already (the host's guard checks every publish before it converts
-// it): the check, a full pass over the payload, is not made twice. Given raw
-// that CheckPayload refuses, the result is not valid JSON.
-func ConvertPayload(raw []byte) json.RawMessage {
-	if mayBeTagged(raw) {
+// ConvertPayload is PayloadFromGuest for raw that guard.CheckPayloadShape has
+// accepted already with shape (the host's guard checks every publish before
+// it converts it): the check's pass over the payload is not made twice, and
+// the shape spares the conversion its own scans. Only a payload whose shape
+// has guard.ShapeTypeKey can be one of upstream's variants, so only it is
+// read member by member; every other payload is custom with raw (compacted if
+// the shape has guard.ShapeSpace) as its data. Given raw that
+// CheckPayloadShape refuses, or another payload's shape, the result is not
+// valid.
+func ConvertPayload(raw []byte, shape guard.PayloadShape) json.RawMessage {
+	if shape&guard.ShapeTypeKey != 0 {
 		if members, err := objectMembers(raw); err == nil {
 			if tag, ok := typeTag(members); ok {
 				if variant, known := variants[tag]; known {
@@ -53,16 +59,10 @@ func ConvertPayload(raw []byte) json.RawMessage {
 			}
 		}
 	}
-	return customOf(compact(raw))
-}
-
-// mayBeTagged reports whether raw, valid JSON, can be an object with a "type" member: only such
-// a payload can be one of upstream's variants, and only it needs the token scan of
-// objectMembers; every other payload is custom with raw as its data. A key that reads "type"
-// is written "type" or with a \u escape (no other JSON escape stands for one of its letters),
-// so a payload with neither is not tagged.
-func mayBeTagged(raw []byte) bool {
-	return firstByte(raw) == '{' && (bytes.Contains(raw, []byte(`"type"`)) || bytes.Contains(raw, []byte(`\u`)))
+	if shape&guard.ShapeSpace != 0 {
+		return customOf(compact(raw))
+	}
+	return customOf(raw)
 }
 
 // CustomPayload returns the custom payload {"type":"custom","data":v} with

@@ -138,8 +138,8 @@ func TestCustomPayload(t *testing.T) {
 	}
 }
 
-// convertSlow is ConvertPayload without its shortcut (mayBeTagged): every payload goes through
-// the token scan.
+// convertSlow is ConvertPayload without the shortcuts its shape allows: every payload goes
+// through the token scan and is compacted.
 func convertSlow(raw []byte) json.RawMessage {
 	if members, err := objectMembers(raw); err == nil {
 		if tag, ok := typeTag(members); ok {
@@ -153,18 +153,24 @@ func convertSlow(raw []byte) json.RawMessage {
 	return customOf(compact(raw))
 }
 
-// TestConvertPayloadShortcut: the payloads ConvertPayload does not scan convert exactly as the
-// full scan converts them, a "type" key written with a \u escape included.
+// TestConvertPayloadShortcut: the payloads ConvertPayload does not scan or compact, by their
+// shape, convert exactly as the full scan converts them, a "type" key written with a \u escape
+// included.
 func TestConvertPayloadShortcut(t *testing.T) {
 	for _, raw := range []string{
 		`"hello"`, ` "spaced" `, `12`, `[1, {"type":"user_input","text":"x"}]`, `null`,
 		`{"a":1}`, `{ "a" : [ 1 , 2 ] }`, `{"a":{"type":"user_input","text":"x"}}`,
 		`{"type":"user_input","text":"x"}`, `{"typ\u0065":"user_input","text":"x"}`,
 		`{"\u0074ype":"agent_response","text":"t","is_final":true}`, `{"type":"nope"}`,
-		`{"type":"custom","data":{"x":"\u00e9"}}`,
+		`{"type":"custom","data":{"x":"\u00e9"}}`, `"a b"`, `{"a":"x y"}`, `{"type" : "user_input","text":"x"}`,
+		` {"type":"nope", "a" :1}`, "[1,\n2]",
 	} {
 		t.Run(raw, func(t *testing.T) {
-			if got, want := ConvertPayload([]byte(raw)), convertSlow([]byte(raw)); !bytes.Equal(got, want) {
+			shape, err := guard.CheckPayloadShape([]byte(raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := ConvertPayload([]byte(raw), shape), convertSlow([]byte(raw)); !bytes.Equal(got, want) {
 				t.Fatalf("ConvertPayload(%s) = %s; the full scan gives %s", raw, got, want)
 			}
 		})

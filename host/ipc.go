@@ -117,12 +117,14 @@ func (s *instanceIPC) subscribeInterceptors(b *bus.Bus, interceptors []manifest.
 	return json.Marshal(handles)
 }
 
-// admit checks one of the guest's publishes with the guard and returns the message to publish.
+// admit checks one of the guest's publishes with the guard and returns the message to publish,
+// its payload converted by the shape the guard's one pass over it found.
 func (s *instanceIPC) admit(p *pb.IpcPublication) (bus.Message, error) {
-	if err := s.guard.CheckPublish(p.Topic, p.Payload); err != nil {
+	shape, err := s.guard.CheckPublishShape(p.Topic, p.Payload)
+	if err != nil {
 		return bus.Message{}, err
 	}
-	return bus.Message{Topic: p.Topic, Payload: bus.ConvertPayload(p.Payload), SourceID: s.sourceID, Principal: s.principal}, nil
+	return bus.Message{Topic: p.Topic, Payload: bus.ConvertPayload(p.Payload, shape), SourceID: s.sourceID, Principal: s.principal}, nil
 }
 
 // subscribe checks a guest subscription with the guard, subscribes it and returns its handle.

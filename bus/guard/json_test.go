@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"math/rand/v2"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -144,4 +146,95 @@ func checkAgainstReference(t *testing.T, raw []byte) {
 	if got := shape&ShapeTypeKey != 0; (decodesType && !got) || (got && !literalOrEscaped) {
 		t.Fatalf("CheckPayloadShape(%q) = %03b; a key decodes to \"type\": %v, a key is \"type\" or escaped: %v", raw, shape, decodesType, literalOrEscaped)
 	}
+}
+
+// TestCheckPayloadRandom compares the scanner with the three-pass rule on generated JSON-like
+// text (a fixed seed, so a failure reproduces): nested values of every kind, whitespace, escapes
+// and surrogates, long and huge numbers, then some bytes changed, cut or appended, which the
+// byte-level fuzzer reaches only slowly from its seeds.
+func TestCheckPayloadRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(15, 15))
+	pieces := []string{` `, "\n", "\t", `"`, `\`, `\u`, `d83d`, `dc00`, `ud800`, `00e9`, `\n`, `e`, `E`, `-`, `+`, `.`,
+		`0`, `9`, `1e308`, `e400`, "\xff", "\xed\xa0\x80", "é", "\x00", `{`, `}`, `[`, `]`, `,`, `:`, `null`, `tru`}
+	var value func(b []byte, depth int) []byte
+	value = func(b []byte, depth int) []byte {
+		if rng.IntN(8) == 0 {
+			b = append(b, " \n\t\r"[rng.IntN(4)])
+		}
+		switch k := rng.IntN(9); {
+		case k == 0 && depth < 140:
+			b = append(b, '[')
+			for i := range rng.IntN(3) {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = value(b, depth+1)
+			}
+			b = append(b, ']')
+		case k == 1 && depth < 140:
+			b = append(b, '{')
+			for i := range rng.IntN(3) {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, []string{`"type"`, `"a"`, `"\u0074ype"`, `"ty pe"`}[rng.IntN(4)]...)
+				b = append(b, ':')
+				b = value(b, depth+1)
+			}
+			b = append(b, '}')
+		case k == 2:
+			b = append(b, '"')
+			for range rng.IntN(4) {
+				b = append(b, []string{`a`, `\"`, `\ud83d\ude00`, `\ud800`, `\udc00`, `\u00e9`, "日", "\xc3", ` `, `\\`, `\u`}[rng.IntN(11)]...)
+			}
+			b = append(b, '"')
+		case k == 3:
+			b = append(b, []string{"true", "false", "null"}[rng.IntN(3)]...)
+		default:
+			if rng.IntN(2) == 0 {
+				b = append(b, '-')
+			}
+			b = append(b, strings.Repeat("9", 1+rng.IntN(3)*rng.IntN(160))...)
+			if rng.IntN(3) == 0 {
+				b = append(b, '.', '5')
+			}
+			if rng.IntN(3) == 0 {
+				b = append(b, "eE"[rng.IntN(2)])
+				b = append(b, []string{"", "+", "-"}[rng.IntN(3)]...)
+				b = strconv.AppendInt(b, int64(rng.IntN(700)), 10)
+			}
+		}
+		return b
+	}
+	accepted := 0
+	for range 20_000 {
+		b := value(nil, rng.IntN(130))
+		// Deep nesting from the start: wrap in up to 130 arrays.
+		if d := rng.IntN(4); d == 0 {
+			n := 120 + rng.IntN(10)
+			b = append(append([]byte(strings.Repeat("[", n)), b...), strings.Repeat("]", n)...)
+		}
+		if len(b) > 0 && rng.IntN(3) == 0 { // corrupt it
+			switch rng.IntN(3) {
+			case 0:
+				b[rng.IntN(len(b))] = pieces[rng.IntN(len(pieces))][0]
+			case 1:
+				b = b[:rng.IntN(len(b))]
+			default:
+				b = append(b, pieces[rng.IntN(len(pieces))]...)
+			}
+		}
+		checkAgainstReference(t, b)
+		if t.Failed() {
+			return
+		}
+		if threePassValid(b) {
+			accepted++
+		}
+	}
+	// Both sides of the rule must be well exercised for the comparison to mean something.
+	if accepted < 2_000 || accepted > 18_000 {
+		t.Fatalf("the generator made %d valid payloads of 20000", accepted)
+	}
+	t.Logf("%d of 20000 generated payloads valid", accepted)
 }
