@@ -34,6 +34,7 @@ var payloadCorpus = []string{
 	strings.Repeat("[{\"a\":", 63) + "[1]" + strings.Repeat("}]", 63), strings.Repeat("[{\"a\":", 64) + "[1]" + strings.Repeat("}]", 64),
 	`{"type":"x"}`, ` { "type" : "x" } `, `{"a":{"type":"x"}}`, `[{"type":"x"}]`, `{"a":"type"}`, `{"types":1}`,
 	`{"typ\u0065":1}`, `{"\u0074ype":1}`, `{"a\nb":1}`, `{"x":1,"type":2}`, `"type"`, `{"a":1} `,
+	`{"a" :1}`, `{"a":1 }`, `[1 ]`, `{"a":[] }`,
 }
 
 // TestCheckPayloadAgrees: on every crafted input, the one-pass scanner accepts exactly what the
