@@ -111,7 +111,7 @@ func (e *ShimEnd) HostCall(ctx context.Context, req *pb.HostCallRequest) (*pb.Ho
 			return a.resp, a.err
 		default:
 		}
-		kind, fid, body, err := e.c.ReadFrameContext(ctx, MaxShimFrameBytes)
+		kind, fid, body, err := e.c.ReadFrameThread(ctx, MaxShimFrameBytes)
 		if errors.Is(err, errInterrupted) {
 			e.turn.give()
 			return e.hostCalls.abandon(ctx, id, cancelled)

@@ -123,15 +123,37 @@ type Conn struct {
 	inBody   bool // hdr is complete and checked; the body is being read
 	bodyRead int  // bytes of rbuf read so far
 	rbuf     []byte
+
+	waiter *waiter // nil if nc is no socket with a descriptor
 }
 
 // NewConn wraps nc.
 func NewConn(nc net.Conn) *Conn {
-	return &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10)}
+	return &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), waiter: newWaiter(nc)}
 }
 
 // Close closes the connection; a blocked ReadFrame returns an error.
-func (c *Conn) Close() error { return c.nc.Close() }
+func (c *Conn) Close() error {
+	if c.waiter != nil {
+		c.waiter.close()
+	}
+	return c.nc.Close()
+}
+
+// ReadFrameThread is ReadFrameContext for a goroutine locked to its thread (a guest's host
+// call): while nothing is buffered it waits for the socket in poll(2) on its own thread (see
+// waiter) rather than in Go's network poller.
+func (c *Conn) ReadFrameThread(ctx context.Context, limit int) (kind Kind, id uint64, body []byte, err error) {
+	if c.waiter != nil && c.r.Buffered() == 0 {
+		if err := c.waiter.wait(ctx); err != nil {
+			if errors.Is(err, errInterrupted) {
+				return 0, 0, nil, err
+			}
+			return 0, 0, nil, fmt.Errorf("wait for a frame: %w", err)
+		}
+	}
+	return c.ReadFrameContext(ctx, limit)
+}
 
 // keepBuffer is the largest buffer a Conn keeps between frames: larger ones (a 10 MiB input) are
 // let go after use rather than held for the connection's life.
