@@ -14,7 +14,8 @@ import (
 // The physical baseline of the call path: a ping-pong of 64 bytes between two Go processes over a
 // unix socket (this test binary and a copy of it started as the peer), the round trip every
 // host↔shim exchange needs at least once. The benchmarks of the call path report their ratio to
-// it, measured in the same run, alternating with what they measure.
+// it, measured in the same run, alternating with what they measure in blocks of round trips back
+// to back (see BenchmarkExportCall for why).
 
 // echoPeerEnv, when set, makes the test binary the echo peer: it answers every read on descriptor
 // 3 with the same bytes until the socket closes.

@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -19,6 +20,12 @@ import (
 )
 
 func main() {
+	// One P: the guest runs on one thread, and every other goroutine (the gRPC server, IPC, logs)
+	// is light. With a second P, each goroutine made runnable (a frame read for the guest, an
+	// answer for a waiting request) would wake another OS thread to look for work: on a small
+	// machine that wake-up costs more than the socket round trip itself. A guest computing in
+	// wasm does not hold the P (cgo hands it over), so the server still answers meanwhile.
+	runtime.GOMAXPROCS(1)
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:       "astrid-shim",
 		Output:     os.Stderr,

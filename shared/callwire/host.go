@@ -25,7 +25,8 @@ const MaxHostFrameBytes = shared.MaxMessageBytes
 type HostFunc func(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error)
 
 // HostEnd is the host's end of one shim's call connection: it sends export calls and serves the
-// shim's host calls, all for the one instance the connection belongs to.
+// shim's host calls, all for the one instance the connection belongs to. A host call is run by
+// the goroutine that read it (see readTurn).
 type HostEnd struct {
 	c *Conn
 
@@ -33,6 +34,13 @@ type HostEnd struct {
 	publish PublishFunc
 
 	calls requests[*pb.InvokeResponse]
+	turn  *readTurn
+
+	// Set by Serve before it reads.
+	hostCall  HostFunc
+	violation func(error) error
+	ctx       context.Context // ends with the connection: host calls in progress are cancelled
+	cancelAll context.CancelFunc
 
 	mu sync.Mutex
 	// hostCalls holds the cancel function of the host call in progress, by id.
@@ -51,7 +59,7 @@ func (e *HostEnd) HandlePublishes(publish PublishFunc) { e.publish = publish }
 
 // NewHostEnd wraps the host's end of a call connection (from Pair).
 func NewHostEnd(c *Conn) *HostEnd {
-	return &HostEnd{c: c, hostCalls: map[uint64]context.CancelFunc{}, done: make(chan struct{})}
+	return &HostEnd{c: c, turn: newReadTurn(), hostCalls: map[uint64]context.CancelFunc{}, done: make(chan struct{})}
 }
 
 // Close closes the connection: calls waiting for an answer fail with Unavailable, host calls in
@@ -75,83 +83,114 @@ func (e *HostEnd) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.Invoke
 // it no longer trusts. When Serve returns, every waiting Invoke fails with Unavailable and every
 // host call in progress is cancelled.
 func (e *HostEnd) Serve(hostCall HostFunc, violation func(error) error) error {
-	ctx, cancelAll := context.WithCancel(context.Background())
-	err := e.serve(ctx, hostCall, violation)
-	cancelAll()
-	e.calls.end(err)
+	e.hostCall, e.violation = hostCall, violation
+	e.ctx, e.cancelAll = context.WithCancel(context.Background())
+	e.read()
+	<-e.turn.ended
 	close(e.done)
-	e.c.Close()
-	return err
+	return e.turn.endErr
 }
 
-func (e *HostEnd) serve(ctx context.Context, hostCall HostFunc, violation func(error) error) error {
+// read takes the read turn and reads frames, running each host call it reads itself, until the
+// connection ends or a takeover reader has started in its place.
+func (e *HostEnd) read() {
+	if !e.turn.take() {
+		return
+	}
 	for {
 		kind, id, body, err := e.c.ReadFrame(MaxHostFrameBytes)
 		switch {
 		case errors.Is(err, ErrTooLarge):
-			return violation(err)
+			err = e.violation(err)
 		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-			return io.EOF
-		case err != nil:
-			return err
+			err = io.EOF
 		}
-		switch kind {
-		case CallResult:
-			resp := &pb.InvokeResponse{}
-			if err := Decode(kind, body, resp); err != nil {
-				return violation(err)
+		var run func()
+		if err == nil {
+			run, err = e.handle(kind, id, body)
+		}
+		if err != nil {
+			e.end(err)
+			return
+		}
+		if run != nil {
+			if !e.turn.runRequest(run, e.read) || !e.turn.take() {
+				return
 			}
-			if waited, sent := e.calls.deliver(id, answer[*pb.InvokeResponse]{resp: resp}); !waited && !sent {
-				return violation(fmt.Errorf("a call result for call %d, which the host never sent", id))
-			} // (a result nobody waits for answers an abandoned call)
-		case HostCall:
-			req := &pb.HostCallRequest{}
-			if err := Decode(kind, body, req); err != nil {
-				return violation(err)
-			}
-			hctx, cancel := context.WithCancel(ctx)
-			e.mu.Lock()
-			busy := len(e.hostCalls) > 0
-			if !busy {
-				e.hostCalls[id] = cancel
-			}
-			e.mu.Unlock()
-			if busy {
-				cancel()
-				return violation(fmt.Errorf("host call %d while another is in progress (a guest makes one at a time)", id))
-			}
-			go e.runHostCall(hctx, cancel, id, req, hostCall)
-		case Publish:
-			if e.publish == nil {
-				return violation(errors.New("a publish frame, but this connection takes no publishes"))
-			}
-			req := &pb.IpcPublishRequest{}
-			if err := Decode(kind, body, req); err != nil {
-				return violation(err)
-			}
-			// Published before the next frame is read: the batch reaches the bus before anything
-			// the shim sent after it.
-			_ = e.c.WriteFrame(Published, id, statusOf(e.publish(req)).Proto())
-		case Cancel:
-			// The shim has stopped waiting: the next host call may come before this one's
-			// handler has noticed, so it no longer counts as in progress.
-			e.mu.Lock()
-			if cancel, ok := e.hostCalls[id]; ok {
-				cancel()
-				delete(e.hostCalls, id)
-			}
-			e.mu.Unlock()
-		default:
-			return violation(fmt.Errorf("a %s frame, which only the host sends", kind))
 		}
 	}
 }
 
+// end ends the connection (once): err says why. Waiting calls fail with Unavailable, host calls
+// in progress are cancelled. The turn stays with the goroutine that ended it: no one reads after.
+func (e *HostEnd) end(err error) {
+	if e.turn.end(err) {
+		e.cancelAll()
+		e.calls.end(err)
+		e.c.Close()
+	}
+}
+
+// handle acts on one frame from the shim. It returns the host call to run, if the frame is
+// one; an error (a violation's) ends the connection.
+func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(), err error) {
+	switch kind {
+	case CallResult:
+		resp := &pb.InvokeResponse{}
+		if err := Decode(kind, body, resp); err != nil {
+			return nil, e.violation(err)
+		}
+		if waited, sent := e.calls.deliver(id, answer[*pb.InvokeResponse]{resp: resp}); !waited && !sent {
+			return nil, e.violation(fmt.Errorf("a call result for call %d, which the host never sent", id))
+		} // (a result nobody waits for answers an abandoned call)
+	case HostCall:
+		req := &pb.HostCallRequest{}
+		if err := Decode(kind, body, req); err != nil {
+			return nil, e.violation(err)
+		}
+		hctx, cancel := context.WithCancel(e.ctx)
+		e.mu.Lock()
+		busy := len(e.hostCalls) > 0
+		if !busy {
+			e.hostCalls[id] = cancel
+		}
+		e.mu.Unlock()
+		if busy {
+			cancel()
+			return nil, e.violation(fmt.Errorf("host call %d while another is in progress (a guest makes one at a time)", id))
+		}
+		return func() { e.runHostCall(hctx, cancel, id, req) }, nil
+	case Publish:
+		if e.publish == nil {
+			return nil, e.violation(errors.New("a publish frame, but this connection takes no publishes"))
+		}
+		req := &pb.IpcPublishRequest{}
+		if err := Decode(kind, body, req); err != nil {
+			return nil, e.violation(err)
+		}
+		// Published before the next frame is read: the batch reaches the bus before anything
+		// the shim sent after it.
+		_ = e.c.WriteFrame(Published, id, statusOf(e.publish(req)).Proto())
+	case Cancel:
+		// The shim has stopped waiting: the next host call may come before this one's
+		// handler has noticed, so it no longer counts as in progress.
+		e.mu.Lock()
+		if cancel, ok := e.hostCalls[id]; ok {
+			cancel()
+			delete(e.hostCalls, id)
+		}
+		e.mu.Unlock()
+	default:
+		return nil, e.violation(fmt.Errorf("a %s frame, which only the host sends", kind))
+	}
+	return nil, nil
+}
+
 // runHostCall performs one host call and sends its answer (the shim drops the answer to a host
 // call it cancelled).
-func (e *HostEnd) runHostCall(ctx context.Context, cancel context.CancelFunc, id uint64, req *pb.HostCallRequest, hostCall HostFunc) {
+func (e *HostEnd) runHostCall(ctx context.Context, cancel context.CancelFunc, id uint64, req *pb.HostCallRequest) {
 	defer cancel()
-	resp, err := hostCall(ctx, req)
+	resp, err := e.hostCall(ctx, req)
 	e.mu.Lock()
 	delete(e.hostCalls, id) // unless a Cancel did already
 	e.mu.Unlock()

@@ -26,35 +26,51 @@ type answer[R any] struct {
 // then called and the context's error returned as a gRPC status) or for the connection to end
 // (Unavailable), as a unary gRPC call would have ended.
 func (r *requests[R]) do(ctx context.Context, write func(id uint64) error, cancelled func(id uint64)) (R, error) {
-	var zero R
-	ch := make(chan answer[R], 1)
-	r.mu.Lock()
-	if r.ended != nil {
-		err := r.ended
-		r.mu.Unlock()
-		return zero, unavailable(err)
-	}
-	if r.waiting == nil {
-		r.waiting = map[uint64]chan answer[R]{}
-	}
-	r.lastID++
-	id := r.lastID
-	r.waiting[id] = ch
-	r.mu.Unlock()
-	if err := write(id); err != nil {
-		r.take(id)
-		return zero, unavailable(err)
+	id, ch, err := r.send(write)
+	if err != nil {
+		var zero R
+		return zero, err
 	}
 	select {
 	case a := <-ch:
 		return a.resp, a.err
 	case <-ctx.Done():
-		r.take(id)
-		if cancelled != nil {
-			cancelled(id)
-		}
-		return zero, status.FromContextError(ctx.Err()).Err()
+		return r.abandon(ctx, id, cancelled)
 	}
+}
+
+// send registers a new request and sends it with write(id); its answer will come on ch.
+func (r *requests[R]) send(write func(id uint64) error) (id uint64, ch chan answer[R], err error) {
+	ch = make(chan answer[R], 1)
+	r.mu.Lock()
+	if r.ended != nil {
+		err := r.ended
+		r.mu.Unlock()
+		return 0, nil, unavailable(err)
+	}
+	if r.waiting == nil {
+		r.waiting = map[uint64]chan answer[R]{}
+	}
+	r.lastID++
+	id = r.lastID
+	r.waiting[id] = ch
+	r.mu.Unlock()
+	if err := write(id); err != nil {
+		r.take(id)
+		return 0, nil, unavailable(err)
+	}
+	return id, ch, nil
+}
+
+// abandon gives up waiting for request id because ctx ended: cancelled(id) is called (if not
+// nil) and the context's error returned as a gRPC status.
+func (r *requests[R]) abandon(ctx context.Context, id uint64, cancelled func(id uint64)) (R, error) {
+	var zero R
+	r.take(id)
+	if cancelled != nil {
+		cancelled(id)
+	}
+	return zero, status.FromContextError(ctx.Err()).Err()
 }
 
 // take removes the request id from those waiting, and returns its channel if it was waiting.

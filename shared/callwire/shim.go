@@ -28,19 +28,21 @@ const MaxShimFrameBytes = max(shared.MaxMessageBytes, shared.MaxHostCallResultBy
 type InvokeFunc func(req *pb.InvokeRequest, reply func(*pb.InvokeResponse))
 
 // ShimEnd is the shim's end of its call connection: it runs the host's export calls and sends
-// the guest's host calls.
+// the guest's host calls. The goroutine that reads a call runs it (see readTurn), and the
+// guest's goroutine reads the answers to its host calls itself while no one else reads.
 type ShimEnd struct {
 	c *Conn
 
 	hostCalls requests[*pb.HostCallResponse]
+	turn      *readTurn
 
 	acksMu sync.Mutex
 	acks   PublishAcks // receives the answers to Publish frames (SetPublishAcks)
 	ended  error       // why the connection ended, once it has
 
-	// worker runs calls on one long-lived goroutine (its stack has grown to what a guest call
-	// needs); a call that comes while it is busy (a run loop holds it) gets a goroutine of its own.
-	worker chan callFrame
+	// invoke runs the calls; set by Serve before served is closed.
+	invoke InvokeFunc
+	served chan struct{}
 }
 
 type callFrame struct {
@@ -50,7 +52,7 @@ type callFrame struct {
 
 // NewShimEnd wraps the shim's end of a call connection (FileConn of the inherited descriptor).
 func NewShimEnd(c *Conn) *ShimEnd {
-	return &ShimEnd{c: c, worker: make(chan callFrame)}
+	return &ShimEnd{c: c, turn: newReadTurn(), served: make(chan struct{})}
 }
 
 // InheritedShimEnd is the shim's end of the call connection whose descriptor the environment
@@ -125,13 +127,45 @@ func (e *ShimEnd) publishAcks() PublishAcks {
 
 // HostCall sends a host call and waits for its answer, or for ctx to end: the host is then told
 // (a Cancel frame) and the context's error returned as a gRPC status, as the unary RPC this
-// replaces gave. An error answer comes back as the status the host sent.
+// replaces gave. An error answer comes back as the status the host sent. While no other
+// goroutine reads the connection (the call that runs the guest gave its turn up), HostCall reads
+// the answer itself.
 func (e *ShimEnd) HostCall(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
 	if e == nil {
 		return nil, status.Error(codes.FailedPrecondition, "the shim has no call connection to the host")
 	}
-	return e.hostCalls.do(ctx, func(id uint64) error { return e.c.WriteFrame(HostCall, id, req) },
-		func(id uint64) { _ = e.c.WriteFrame(Cancel, id, nil) })
+	id, ch, err := e.hostCalls.send(func(id uint64) error { return e.c.WriteFrame(HostCall, id, req) })
+	if err != nil {
+		return nil, err
+	}
+	cancelled := func(id uint64) { _ = e.c.WriteFrame(Cancel, id, nil) }
+	select {
+	case a := <-ch:
+		return a.resp, a.err
+	case <-ctx.Done():
+		return e.hostCalls.abandon(ctx, id, cancelled)
+	case e.turn.ch <- struct{}{}:
+		// No one reads: read until the answer comes.
+	}
+	for {
+		select {
+		case a := <-ch:
+			e.turn.give()
+			return a.resp, a.err
+		default:
+		}
+		kind, fid, body, err := e.c.ReadFrameThread(ctx, MaxShimFrameBytes)
+		if errors.Is(err, errInterrupted) {
+			e.turn.give()
+			return e.hostCalls.abandon(ctx, id, cancelled)
+		}
+		if err == nil {
+			err = e.handle(kind, fid, body, func(f callFrame) { go e.answer(f) })
+		}
+		if err != nil {
+			e.end(err) // fails the waiting host calls, this one included
+		}
+	}
 }
 
 // Serve reads the host's frames until the connection ends: calls go to invoke, whose answers are
@@ -139,80 +173,102 @@ func (e *ShimEnd) HostCall(ctx context.Context, req *pb.HostCallRequest) (*pb.Ho
 // one to a cancelled host call, and is dropped). It returns why the connection ended; host calls
 // still waiting then fail with Unavailable.
 func (e *ShimEnd) Serve(invoke InvokeFunc) error {
-	go func() {
-		for f := range e.worker {
-			e.answer(f, invoke)
-		}
-	}()
-	err := e.serve(invoke)
-	close(e.worker)
-	e.hostCalls.end(err)
-	e.acksMu.Lock()
-	e.ended = err
-	acks := e.acks
-	e.acksMu.Unlock()
-	if acks != nil {
-		acks.Ended(err)
-	}
-	e.c.Close()
-	return err
+	e.invoke = invoke
+	close(e.served)
+	e.read()
+	<-e.turn.ended
+	return e.turn.endErr
 }
 
-func (e *ShimEnd) serve(invoke InvokeFunc) error {
+// read takes the read turn and reads frames, running each call it reads itself, until the
+// connection ends or a takeover reader has started in its place.
+func (e *ShimEnd) read() {
+	if !e.turn.take() {
+		return
+	}
 	for {
+		var call *callFrame
 		kind, id, body, err := e.c.ReadFrame(MaxShimFrameBytes)
-		switch {
-		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-			return io.EOF
-		case err != nil:
+		if err == nil {
+			err = e.handle(kind, id, body, func(f callFrame) { call = &f })
+		}
+		if err != nil {
+			e.end(err)
+			return
+		}
+		if call != nil {
+			if !e.turn.runRequest(func() { e.answer(*call) }, e.read) || !e.turn.take() {
+				return
+			}
+		}
+	}
+}
+
+// end ends the connection (once): err says why, the host calls waiting fail with Unavailable.
+// The turn stays with the goroutine that ended it: no one reads after.
+func (e *ShimEnd) end(err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		err = io.EOF
+	}
+	if e.turn.end(err) {
+		e.hostCalls.end(err)
+		e.acksMu.Lock()
+		e.ended = err
+		acks := e.acks
+		e.acksMu.Unlock()
+		if acks != nil {
+			acks.Ended(err)
+		}
+		e.c.Close()
+	}
+}
+
+// handle acts on one frame from the host: a call goes to call, an answer to the host call
+// waiting for it. An error ends the connection.
+func (e *ShimEnd) handle(kind Kind, id uint64, body []byte, call func(callFrame)) error {
+	switch kind {
+	case Call:
+		req := &pb.InvokeRequest{}
+		if err := Decode(kind, body, req); err != nil {
 			return err
 		}
-		switch kind {
-		case Call:
-			req := &pb.InvokeRequest{}
-			if err := Decode(kind, body, req); err != nil {
+		call(callFrame{id: id, req: req})
+	case HostResult, HostError:
+		var a answer[*pb.HostCallResponse]
+		if kind == HostResult {
+			a.resp = &pb.HostCallResponse{}
+			if err := Decode(kind, body, a.resp); err != nil {
 				return err
 			}
-			f := callFrame{id: id, req: req}
-			select {
-			case e.worker <- f:
-			default:
-				go e.answer(f, invoke)
-			}
-		case HostResult, HostError:
-			var a answer[*pb.HostCallResponse]
-			if kind == HostResult {
-				a.resp = &pb.HostCallResponse{}
-				if err := Decode(kind, body, a.resp); err != nil {
-					return err
-				}
-			} else {
-				st := &spb.Status{}
-				if err := Decode(kind, body, st); err != nil {
-					return err
-				}
-				if st.Code == int32(codes.OK) {
-					return fmt.Errorf("a host error frame for host call %d with status OK", id)
-				}
-				a.err = status.FromProto(st).Err()
-			}
-			e.hostCalls.deliver(id, a) // nobody waits for the answer to a cancelled host call
-		case Published:
+		} else {
 			st := &spb.Status{}
 			if err := Decode(kind, body, st); err != nil {
 				return err
 			}
-			acks := e.publishAcks()
-			if acks == nil {
-				return fmt.Errorf("a published frame for publish %d, which this shim never sent", id)
+			if st.Code == int32(codes.OK) {
+				return fmt.Errorf("a host error frame for host call %d with status OK", id)
 			}
-			acks.Published(id, status.FromProto(st).Err())
-		default:
-			return fmt.Errorf("a %s frame, which only the shim sends", kind)
+			a.err = status.FromProto(st).Err()
 		}
+		e.hostCalls.deliver(id, a) // nobody waits for the answer to a cancelled host call
+	case Published:
+		st := &spb.Status{}
+		if err := Decode(kind, body, st); err != nil {
+			return err
+		}
+		acks := e.publishAcks()
+		if acks == nil {
+			return fmt.Errorf("a published frame for publish %d, which this shim never sent", id)
+		}
+		acks.Published(id, status.FromProto(st).Err())
+	default:
+		return fmt.Errorf("a %s frame, which only the shim sends", kind)
 	}
+	return nil
 }
 
-func (e *ShimEnd) answer(f callFrame, invoke InvokeFunc) {
-	invoke(f.req, func(resp *pb.InvokeResponse) { _ = e.c.WriteFrame(CallResult, f.id, resp) })
+// answer runs one call and sends its answer.
+func (e *ShimEnd) answer(f callFrame) {
+	<-e.served
+	e.invoke(f.req, func(resp *pb.InvokeResponse) { _ = e.c.WriteFrame(CallResult, f.id, resp) })
 }

@@ -15,6 +15,7 @@ package callwire
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -125,7 +127,7 @@ func FileConn(f *os.File) (*Conn, error) {
 }
 
 // Conn is one end of the call connection: frames are written whole under a lock, so any
-// goroutine may write; one goroutine reads.
+// goroutine may write; one goroutine at a time reads (the one holding the end's read turn).
 type Conn struct {
 	nc net.Conn
 	r  *bufio.Reader
@@ -133,16 +135,44 @@ type Conn struct {
 	wmu  sync.Mutex
 	wbuf []byte
 
-	rbuf []byte // the last body read; reused for the next
+	// The frame being read: a read interrupted part-way (ReadFrameContext) leaves it here, and
+	// the next ReadFrame goes on from where it stopped, so the stream never loses its framing.
+	hdr      [HeaderBytes]byte
+	hdrRead  int  // bytes of hdr read so far
+	inBody   bool // hdr is complete and checked; the body is being read
+	bodyRead int  // bytes of rbuf read so far
+	rbuf     []byte
+
+	waiter *waiter // nil if nc is no socket with a descriptor
 }
 
 // NewConn wraps nc.
 func NewConn(nc net.Conn) *Conn {
-	return &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10)}
+	return &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), waiter: newWaiter(nc)}
 }
 
 // Close closes the connection; a blocked ReadFrame returns an error.
-func (c *Conn) Close() error { return c.nc.Close() }
+func (c *Conn) Close() error {
+	if c.waiter != nil {
+		c.waiter.close()
+	}
+	return c.nc.Close()
+}
+
+// ReadFrameThread is ReadFrameContext for a goroutine locked to its thread (a guest's host
+// call): while nothing is buffered it waits for the socket in poll(2) on its own thread (see
+// waiter) rather than in Go's network poller.
+func (c *Conn) ReadFrameThread(ctx context.Context, limit int) (kind Kind, id uint64, body []byte, err error) {
+	if c.waiter != nil && c.r.Buffered() == 0 {
+		if err := c.waiter.wait(ctx); err != nil {
+			if errors.Is(err, errInterrupted) {
+				return 0, 0, nil, err
+			}
+			return 0, 0, nil, fmt.Errorf("wait for a frame: %w", err)
+		}
+	}
+	return c.ReadFrameContext(ctx, limit)
+}
 
 // keepBuffer is the largest buffer a Conn keeps between frames: larger ones (a 10 MiB input) are
 // let go after use rather than held for the connection's life.
@@ -182,26 +212,85 @@ func (c *Conn) WriteFrame(kind Kind, id uint64, m proto.Message) error {
 // ReadFrame reads the next frame. limit bounds its body's length, checked before the body is read
 // (ErrTooLarge). The body is valid until the next ReadFrame.
 func (c *Conn) ReadFrame(limit int) (kind Kind, id uint64, body []byte, err error) {
-	var h [HeaderBytes]byte
-	if _, err := io.ReadFull(c.r, h[:]); err != nil {
-		return 0, 0, nil, err
+	if !c.inBody {
+		for c.hdrRead < HeaderBytes {
+			n, err := c.r.Read(c.hdr[c.hdrRead:])
+			c.hdrRead += n
+			if err != nil && c.hdrRead < HeaderBytes {
+				if errors.Is(err, io.EOF) && c.hdrRead > 0 {
+					err = io.ErrUnexpectedEOF
+				}
+				return 0, 0, nil, err
+			}
+		}
+		h := c.hdr[:]
+		n := binary.LittleEndian.Uint32(h[0:])
+		kind := Kind(h[4])
+		if h[5] != 0 || h[6] != 0 || h[7] != 0 {
+			return 0, 0, nil, fmt.Errorf("a %s frame's reserved header bytes are %x, not zero", kind, h[5:8])
+		}
+		if uint64(n) > uint64(limit) {
+			return 0, 0, nil, fmt.Errorf("%w: a %s frame of %d bytes; the limit is %d bytes", ErrTooLarge, kind, n, limit)
+		}
+		if cap(c.rbuf) < int(n) || cap(c.rbuf) > keepBuffer {
+			c.rbuf = make([]byte, n)
+		}
+		c.rbuf = c.rbuf[:n]
+		c.inBody, c.bodyRead = true, 0
 	}
-	n := binary.LittleEndian.Uint32(h[0:])
-	kind, id = Kind(h[4]), binary.LittleEndian.Uint64(h[8:])
-	if h[5] != 0 || h[6] != 0 || h[7] != 0 {
-		return 0, 0, nil, fmt.Errorf("a %s frame's reserved header bytes are %x, not zero", kind, h[5:8])
+	kind, id = Kind(c.hdr[4]), binary.LittleEndian.Uint64(c.hdr[8:])
+	for c.bodyRead < len(c.rbuf) {
+		n, err := c.r.Read(c.rbuf[c.bodyRead:])
+		c.bodyRead += n
+		if err != nil && c.bodyRead < len(c.rbuf) {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, 0, nil, fmt.Errorf("read a %s frame's %d-byte body: %w", kind, len(c.rbuf), err)
+		}
 	}
-	if uint64(n) > uint64(limit) {
-		return 0, 0, nil, fmt.Errorf("%w: a %s frame of %d bytes; the limit is %d bytes", ErrTooLarge, kind, n, limit)
+	c.hdrRead, c.inBody = 0, false
+	return kind, id, c.rbuf, nil
+}
+
+// errInterrupted is what ReadFrameContext returns (wrapped with the context's error) when ctx
+// ended before a whole frame came.
+var errInterrupted = errors.New("read interrupted")
+
+// ReadFrameContext is ReadFrame that returns early, with an error wrapping errInterrupted and
+// ctx's error, when ctx ends first. The part of a frame read by then is kept for the next read.
+func (c *Conn) ReadFrameContext(ctx context.Context, limit int) (kind Kind, id uint64, body []byte, err error) {
+	if ctx.Done() == nil {
+		return c.ReadFrame(limit)
 	}
-	if cap(c.rbuf) < int(n) || cap(c.rbuf) > keepBuffer {
-		c.rbuf = make([]byte, n)
+	if err := ctx.Err(); err != nil {
+		return 0, 0, nil, fmt.Errorf("%w: %w", errInterrupted, err)
 	}
-	body = c.rbuf[:n]
-	if _, err := io.ReadFull(c.r, body); err != nil {
-		return 0, 0, nil, fmt.Errorf("read a %s frame's %d-byte body: %w", kind, n, err)
+	// The deadline is set only while this read is armed: once it returns, a late interruption
+	// must not cut the next reader's read short.
+	var mu sync.Mutex
+	armed, fired := true, false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if armed {
+			fired = true
+			c.nc.SetReadDeadline(time.Unix(1, 0))
+		}
+	})
+	kind, id, body, err = c.ReadFrame(limit)
+	if !stop() {
+		mu.Lock()
+		armed = false
+		if fired {
+			c.nc.SetReadDeadline(time.Time{})
+		}
+		mu.Unlock()
+		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			return 0, 0, nil, fmt.Errorf("%w: %w", errInterrupted, ctx.Err())
+		}
 	}
-	return kind, id, body, nil
+	return kind, id, body, err
 }
 
 // Decode decodes a frame's body into m, naming the frame in the error.

@@ -309,3 +309,85 @@ func TestInheritedConnErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestReadFrameContextResumes: a read interrupted part-way through a frame (its header, or its
+// body) keeps what it read, and the next read returns the whole frame: the stream keeps its
+// framing when a host call is cancelled while its goroutine reads.
+func TestReadFrameContextResumes(t *testing.T) {
+	body := []byte(strings.Repeat("x", 1000))
+	frame := append(header(uint32(len(body)), HostResult, 7), body...)
+	tests := []struct {
+		name  string
+		split int // bytes written before the interruption
+	}{
+		{"nothing yet", 0},
+		{"part of the header", 5},
+		{"the header", HeaderBytes},
+		{"part of the body", HeaderBytes + 300},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := pair(t)
+			if _, err := a.nc.Write(frame[:tc.split]); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			errc := make(chan error, 1)
+			go func() {
+				_, _, _, err := b.ReadFrameContext(ctx, 1<<20)
+				errc <- err
+			}()
+			cancel()
+			if err := <-errc; !errors.Is(err, errInterrupted) || !errors.Is(err, context.Canceled) {
+				t.Fatalf("interrupted read: %v", err)
+			}
+			if _, err := a.nc.Write(frame[tc.split:]); err != nil {
+				t.Fatal(err)
+			}
+			kind, id, got, err := b.ReadFrameContext(context.Background(), 1<<20)
+			if err != nil || kind != HostResult || id != 7 || string(got) != string(body) {
+				t.Fatalf("after the interruption: %v %d %d bytes, %v", kind, id, len(got), err)
+			}
+		})
+	}
+}
+
+// TestLongCallKeepsConnectionRead: a call that runs long (a run loop) does not leave the
+// connection unread: a takeover reader serves the answers to the host calls of another goroutine
+// and the calls that come meanwhile, and the connection's end still reaches everyone.
+func TestLongCallKeepsConnectionRead(t *testing.T) {
+	release, running := make(chan struct{}), make(chan struct{})
+	e := newEndpoints(t, func(_ context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+		return &pb.HostCallResponse{Result: req.Args[0]}, nil
+	}, func(s *ShimEnd, req *pb.InvokeRequest) *pb.InvokeResponse {
+		if req.Export == "run" {
+			close(running)
+			<-release // holds the goroutine that read it, past takeoverDelay
+			return &pb.InvokeResponse{}
+		}
+		resp, err := s.HostCall(context.Background(), &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_KV_GET, Args: [][]byte{req.Input}})
+		if err != nil {
+			return &pb.InvokeResponse{Error: &pb.GuestError{Message: err.Error()}}
+		}
+		return &pb.InvokeResponse{Output: resp.Result}
+	})
+	runDone := make(chan error, 1)
+	go func() {
+		_, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{Export: "run"})
+		runDone <- err
+	}()
+	<-running
+	for _, in := range []string{"a", "b", "c"} {
+		resp, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{Export: "x", Input: []byte(in)})
+		if err != nil || resp.Error != nil || string(resp.Output) != in {
+			t.Fatalf("a call beside the long one: %v %v", resp, err)
+		}
+	}
+	close(release)
+	if err := <-runDone; err != nil {
+		t.Fatalf("the long call: %v", err)
+	}
+	if len(e.violations) != 0 {
+		t.Fatal(e.violations)
+	}
+}

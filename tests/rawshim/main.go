@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -325,6 +326,7 @@ func (s *rawServer) invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.Invo
 }
 
 func main() {
+	runtime.GOMAXPROCS(1) // as astrid-shim runs: the baseline pays the same scheduling
 	cfg := wasmtime.NewConfig()
 	cfg.SetEpochInterruption(true)
 	engine := wasmtime.NewEngineWithConfig(cfg)
