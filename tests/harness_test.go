@@ -25,9 +25,9 @@ import (
 
 // The harness builds the real binaries and capsules once per test run into binDir.
 var (
-	binDir    string
-	hostBin   string
-	shimBin   string
+	binDir  string
+	hostBin string
+	shimBin string
 	// helperBin is astrid-sandbox, next to hostBin as the CLI expects it: testSandbox's helper.
 	helperBin string
 	repoRoot  string
