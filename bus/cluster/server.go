@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/astrid-go/astrid/shared/logtext"
@@ -32,6 +33,10 @@ type ServerOptions struct {
 	Addr string
 	// TLSCert and TLSKey, if set, make the server speak TLS with this certificate.
 	TLSCert, TLSKey string
+	// Logger, if set, gets the server's warnings and errors once it runs (a client refused for
+	// bad credentials, a slow consumer, a route lost), escaped, and its notices at debug level.
+	// Before it runs, Listen keeps them itself, to say why the server did not start.
+	Logger hclog.Logger
 }
 
 // Listen starts an embedded NATS server and waits until it accepts connections.
@@ -94,6 +99,12 @@ func Listen(opts ServerOptions) (*Server, error) {
 			return nil, fmt.Errorf("--bus-listen %q: the NATS server did not start listening within %v", redactAddr(opts.Addr), readyTimeout)
 		}
 	}
+	// From now on the server's own words go to the host's log, not to startErrors.
+	if opts.Logger != nil {
+		s.SetLogger(serverLog{opts.Logger}, false, false)
+	} else {
+		s.SetLogger(nil, false, false)
+	}
 	u, err := url.Parse(s.ClientURL())
 	if err != nil {
 		s.Shutdown()
@@ -124,7 +135,7 @@ type startErrors struct {
 
 func (e *startErrors) keep(failed bool, format string, v []any) {
 	e.mu.Lock()
-	e.msg = logtext.Escape(fmt.Sprintf(format, v...))
+	e.msg = serverLine(format, v)
 	e.failed = e.failed || failed
 	e.mu.Unlock()
 }
@@ -142,6 +153,20 @@ func (e *startErrors) Tracef(string, ...any)          {}
 func (e *startErrors) Warnf(format string, v ...any)  { e.keep(false, format, v) }
 func (e *startErrors) Errorf(format string, v ...any) { e.keep(true, format, v) }
 func (e *startErrors) Fatalf(format string, v ...any) { e.keep(true, format, v) }
+
+// serverLog passes the running server's log lines to the host's logger, escaped (a client's
+// name or subject may be in them).
+type serverLog struct{ log hclog.Logger }
+
+func (l serverLog) Noticef(format string, v ...any) { l.log.Debug(serverLine(format, v)) }
+func (l serverLog) Warnf(format string, v ...any)   { l.log.Warn(serverLine(format, v)) }
+func (l serverLog) Errorf(format string, v ...any)  { l.log.Error(serverLine(format, v)) }
+func (l serverLog) Fatalf(format string, v ...any)  { l.log.Error(serverLine(format, v)) }
+func (l serverLog) Debugf(string, ...any)           {}
+func (l serverLog) Tracef(string, ...any)           {}
+
+// serverLine is one of the server's log lines, escaped.
+func serverLine(format string, v []any) string { return logtext.Escape(fmt.Sprintf(format, v...)) }
 
 // Shutdown stops the server and waits until it has.
 func (s *Server) Shutdown() {

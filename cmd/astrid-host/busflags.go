@@ -49,7 +49,7 @@ func (f *busFlags) join(h *host.Host, logger hclog.Logger) (stop func(), err err
 	url := f.url
 	stop = func() {}
 	if f.listen != "" {
-		srv, err := cluster.Listen(cluster.ServerOptions{Addr: f.listen, TLSCert: f.tlsCert, TLSKey: f.tlsKey})
+		srv, err := cluster.Listen(cluster.ServerOptions{Addr: f.listen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, Logger: logger.Named("nats")})
 		if err != nil {
 			return stop, err
 		}
