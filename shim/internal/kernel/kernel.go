@@ -277,6 +277,16 @@ func (k *Kernel) ReadCallerMax(caller *wasmtime.Caller, handle uint64, limit int
 	return k.read(caller, handle)
 }
 
+// ViewCaller is ReadCaller without the copy: the block's bytes in the guest's memory, valid only
+// until the guest runs again or the memory grows (the caller copies what it keeps).
+func (k *Kernel) ViewCaller(caller *wasmtime.Caller, handle uint64) ([]byte, error) {
+	start, n, ok := k.lookup(caller, handle)
+	if !ok || start != handle {
+		return nil, fmt.Errorf("extism kernel: handle %#x is not a live block", handle)
+	}
+	return k.mem.UnsafeData(caller)[handle : handle+n : handle+n], nil
+}
+
 func (k *Kernel) alloc(s wasmtime.Storelike, data []byte) (uint64, error) {
 	if len(data) == 0 {
 		return 0, nil
