@@ -245,15 +245,11 @@ func (v *env) hostError(err error) error {
 
 // ipcPublish: astrid_ipc_publish(topic, payload).
 func (v *env) ipcPublish(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error) {
-	topic, err := k.ViewCaller(c, uint64(args[0].I64()))
+	views, err := k.ViewCaller(c, uint64(args[0].I64()), uint64(args[1].I64()))
 	if err != nil {
-		return nil, fmt.Errorf("topic handle %#x: %w", args[0].I64(), err)
+		return nil, fmt.Errorf("publish: %w", err)
 	}
-	name := string(topic) // the guard's errors may keep it; the guest's memory is not to be kept
-	payload, err := k.ViewCaller(c, uint64(args[1].I64()))
-	if err != nil {
-		return nil, fmt.Errorf("payload handle %#x: %w", args[1].I64(), err)
-	}
+	name, payload := string(views[0]), views[1] // the guard's errors may keep the topic: a copy
 	// payload is read in place: publish copies it into the batch before the guest runs again.
 	return nil, v.ipc.publish(name, payload)
 }
