@@ -111,9 +111,11 @@ func (b *Bus) Publish(m Message) uint64 {
 
 // PublishBatch publishes ms in order, as consecutive calls of Publish by one
 // goroutine would, with consecutive seqs; it returns the first (0 when ms is
-// empty). It takes the index lock once and each matching subscription's
-// lock once, which is what makes pipelined guest publishes cheap. Messages
-// without a timestamp all get the same one. The seqs are written into ms.
+// empty). It takes the index lock once, matches the index once per run of
+// consecutive messages to one topic, and pushes each run into each matching
+// subscription under one lock, which is what makes pipelined guest
+// publishes cheap. Messages without a timestamp all get the same one. The
+// seqs are written into ms.
 func (b *Bus) PublishBatch(ms []Message) (firstSeq uint64) {
 	if len(ms) == 0 {
 		return 0
@@ -131,29 +133,22 @@ func (b *Bus) PublishBatch(ms []Message) (firstSeq uint64) {
 		stamp(&ms[i], first+uint64(i), clock)
 	}
 
-	// Group the messages by subscription, keeping publish order within each
-	// group, so that every queue is locked once.
-	var order []*Subscription
-	groups := make(map[*Subscription][]*Message)
+	// A subscription gets a run's messages in order, and the runs in order:
+	// each subscriber sees the batch in publish order.
 	var segBuf [topics.MaxDepth]string
-	var subBuf []*Subscription
+	var subBuf [8]*Subscription
 	b.mu.RLock()
-	for i := range ms {
-		segs, ok := topics.Split(ms[i].Topic, segBuf[:0])
-		if !ok {
-			continue
+	for i := 0; i < len(ms); {
+		j := i + 1
+		for j < len(ms) && ms[j].Topic == ms[i].Topic {
+			j++
 		}
-		subBuf = b.index.collect(segs, subBuf[:0])
-		for _, s := range subBuf {
-			g, seen := groups[s]
-			if !seen {
-				order = append(order, s)
+		if segs, ok := topics.Split(ms[i].Topic, segBuf[:0]); ok {
+			for _, s := range b.index.collect(segs, subBuf[:0]) {
+				s.pushRun(ms[i:j])
 			}
-			groups[s] = append(g, &ms[i])
 		}
-	}
-	for _, s := range order {
-		s.push(groups[s]...)
+		i = j
 	}
 	b.mu.RUnlock()
 	if b.opts.Observer != nil {

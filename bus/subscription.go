@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"unsafe"
 )
 
 // ErrClosed is returned by Recv when the subscription is closed while it
@@ -72,12 +73,16 @@ type Envelope struct {
 // Pattern returns the pattern the subscription was made with.
 func (s *Subscription) Pattern() string { return s.pattern }
 
-// push appends messages to the queue, evicting the oldest while a limit
-// would be exceeded, then wakes a waiting Recv. It is called by Publish with
-// the bus's read lock held.
-func (s *Subscription) push(ms ...*Message) {
+// push appends m to the queue (pushRun of one message).
+func (s *Subscription) push(m *Message) { s.pushRun(unsafe.Slice(m, 1)) }
+
+// pushRun appends messages to the queue, in order, under one lock, evicting the oldest while a
+// limit would be exceeded, then wakes a waiting Recv. It is called by Publish with the bus's
+// read lock held.
+func (s *Subscription) pushRun(ms []Message) {
 	s.mu.Lock()
-	for _, m := range ms {
+	for i := range ms {
+		m := &ms[i]
 		s.matched++
 		for s.q.n > 0 && (s.q.n >= s.maxMsgs || s.q.bytes+size(m) > s.maxBytes) {
 			s.q.pop()

@@ -187,6 +187,11 @@ func (i *Instance) answer(rpcCtx context.Context, export string, resp *pb.Invoke
 	if err != nil {
 		return nil, i.rpcFailure(rpcCtx, export, err)
 	}
+	// What the guest published in the call reached the bus before the call's answer was read;
+	// what the bus did not take fails the call, unless it failed already.
+	if nerr := i.ipc.takeNotTaken(); nerr != nil && resp.Error == nil {
+		resp.Error = &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("call to %s: %v", export, nerr)}
+	}
 	if resp.Error != nil {
 		ge := guestError(resp.Error)
 		args := []any{"export", export, "kind", trapKindName(ge.Kind), "message", ge.Message}

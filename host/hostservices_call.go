@@ -52,6 +52,11 @@ func (s *hostServices) HostCall(ctx context.Context, req *pb.HostCallRequest) (r
 	if err := f.CheckArgs(req.Args); err != nil {
 		return nil, s.inst.compromised(err)
 	}
+	if err := s.inst.ipc.takeNotTaken(); err != nil {
+		// Publishes the guest made before this call were not taken: the call reports them (once)
+		// instead of running, as the shim's own report did when it waited for the answers.
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
 	handle, ok := hostCallHandlers[req.Op]
 	if !ok {
 		return nil, status.Errorf(codes.Unimplemented, "%s is not provided by this host", f.Name)

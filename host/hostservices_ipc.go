@@ -12,6 +12,7 @@ import (
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/callwire"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -33,31 +34,41 @@ func init() {
 }
 
 // publishFrame publishes the batch of one Publish frame of the instance's call connection
-// (callwire.HostEnd.HandlePublishes). Messages before a refused one are published.
-func (s *hostServices) publishFrame(req *pb.IpcPublishRequest) error {
-	return s.publish(req.Messages)
+// (callwire.HostEnd.HandlePublishes). Messages before a refused one are published. What the bus
+// did not take is not the frame's answer: the shim does not wait for answers (only counts them,
+// to bound what is in flight), so the host reports it itself, at the instance's next host call
+// or at the end of its export call (instanceIPC.takeNotTaken), once.
+func (s *hostServices) publishFrame(pubs []callwire.Publication) error {
+	return s.publish(pubs)
 }
 
 // publish checks and publishes a batch of the guest's messages, in order. They carry the
 // instance's effective principal: during an interceptor invocation, the principal of the
 // message it handles (the shim sends a call's publishes before it answers the call, so a batch
-// never straddles two calls).
-func (s *hostServices) publish(pubs []*pb.IpcPublication) error {
+// never straddles two calls). A refusal by the guard stops the instance as compromised; a
+// refusal by the link to other hosts is recorded for the guest's next host call, with the exact
+// number of messages not published.
+func (s *hostServices) publish(pubs []callwire.Publication) error {
 	msgs := make([]bus.Message, 0, len(pubs))
 	var refusal error
 	principal := s.inst.effectivePrincipal()
+	topic := ""
 	for _, p := range pubs {
-		m, err := s.inst.ipc.admit(p)
+		if string(p.Topic) != topic { // consecutive publishes to one topic share its string
+			topic = string(p.Topic)
+		}
+		m, err := s.inst.ipc.admit(topic, p.Payload)
 		if err != nil {
-			refusal = fmt.Errorf("publish to %q: %w", p.Topic, err)
+			refusal = fmt.Errorf("publish to %q: %w", topic, err)
 			break
 		}
 		m.Principal = principal
 		msgs = append(msgs, m)
 	}
 	var linkErr error
+	published := 0
 	if len(msgs) > 0 {
-		_, linkErr = s.inst.host.bus.PublishShared(msgs)
+		published, linkErr = s.inst.host.bus.PublishShared(msgs)
 	}
 	s.recordHostCall("astrid_ipc_publish", len(msgs)+failedIf(refusal), failedIf(refusal))
 	if refusal != nil {
@@ -65,9 +76,9 @@ func (s *hostServices) publish(pubs []*pb.IpcPublication) error {
 	}
 	if linkErr != nil {
 		// The link to other hosts could not take them (docs/architecture.md#the-bus-across-hosts):
-		// an ordinary error, which the guest's call gets; they were delivered nowhere.
+		// an ordinary error, which the guest's next host call gets; they were delivered nowhere.
 		s.inst.host.log.Warn("bus: publishes refused", "capsule", s.inst.ID(), "refused_total", s.inst.host.bus.Refused(), "error", linkErr)
-		return status.Error(codes.Unavailable, busRefusal("publish", linkErr).Error())
+		s.inst.ipc.notTaken(len(pubs)-published, busRefusal("publish", linkErr).Error())
 	}
 	return nil
 }

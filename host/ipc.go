@@ -12,7 +12,7 @@ import (
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/host/manifest"
-	"github.com/astrid-go/astrid/shared/pb"
+	"github.com/astrid-go/astrid/shared/callwire"
 )
 
 // DefaultPrincipal is the principal capsules are loaded for, and the one stamped on the messages
@@ -55,6 +55,12 @@ type instanceIPC struct {
 	lender        *instanceIPC
 	drained       chan struct{}
 	drainedClosed bool
+
+	// The guest's publishes the host did not take (the link to other hosts refused them), and
+	// why (the latest reason), not reported to the guest yet (takeNotTaken).
+	refusedMu  sync.Mutex
+	refused    int
+	refusedWhy string
 }
 
 func newInstanceIPC(m *manifest.Manifest) *instanceIPC {
@@ -118,13 +124,38 @@ func (s *instanceIPC) subscribeInterceptors(b *bus.Bus, interceptors []manifest.
 }
 
 // admit checks one of the guest's publishes with the guard and returns the message to publish,
-// its payload converted by the shape the guard's one pass over it found.
-func (s *instanceIPC) admit(p *pb.IpcPublication) (bus.Message, error) {
-	shape, err := s.guard.CheckPublishShape(p.Topic, p.Payload)
+// its payload converted by the shape the guard's one pass over it found (into bytes of its own:
+// payload may be a view into the frame it came in).
+func (s *instanceIPC) admit(topic string, payload []byte) (bus.Message, error) {
+	shape, err := s.guard.CheckPublishShape(topic, payload)
 	if err != nil {
 		return bus.Message{}, err
 	}
-	return bus.Message{Topic: p.Topic, Payload: bus.ConvertPayload(p.Payload, shape), SourceID: s.sourceID, Principal: s.principal}, nil
+	return bus.Message{Topic: topic, Payload: bus.ConvertPayload(payload, shape), SourceID: s.sourceID, Principal: s.principal}, nil
+}
+
+// notTaken records n of the guest's publishes the host did not take, and why, for the guest's
+// next host call or the end of its export call (takeNotTaken).
+func (s *instanceIPC) notTaken(n int, why string) {
+	s.refusedMu.Lock()
+	s.refused += n
+	s.refusedWhy = why
+	s.refusedMu.Unlock()
+}
+
+// takeNotTaken returns the guest's publishes the host did not take since the last report, as
+// the guest's error (callwire.NotTaken), and forgets them: each is reported once. The host reads
+// a shim's frames in order, so a batch is published (or refused) before the host call or call
+// result the shim sent after it is read.
+func (s *instanceIPC) takeNotTaken() error {
+	s.refusedMu.Lock()
+	defer s.refusedMu.Unlock()
+	if s.refused == 0 {
+		return nil
+	}
+	err := callwire.NotTaken(s.refused, s.refusedWhy)
+	s.refused, s.refusedWhy = 0, ""
+	return err
 }
 
 // subscribe checks a guest subscription with the guard, subscribes it and returns its handle.

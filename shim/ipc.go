@@ -1,7 +1,6 @@
 package shim
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -20,17 +19,21 @@ import (
 
 // Publishes are pipelined: the shim checks each one as the host will and answers the guest at
 // once, and sends them to the host in order, as Publish frames on the call connection
-// (shared/callwire), in batches of up to publishBatchMessages messages or publishBatchBytes
-// bytes (one larger message travels alone). A batch goes out when it is full, before any other
-// IPC call, before the guest blocks, at the end of the call, and at the latest
-// publishFlushDelay after its first message. Sending does not wait for the host's answer: at
-// most callwire.MaxPublishesInFlight batches are unanswered, and a guest that publishes faster
-// than the host takes them waits for the oldest answer. A batch the host refused (in part) is
-// reported at the guest's next IPC call, once; the publishes after it are still sent.
+// (shared/callwire), each encoded into the frame's buffer as it is made, in batches of up to
+// callwire.MaxPublishBatch messages or publishBatchBytes bytes (one larger message travels
+// alone). A batch goes out when it is full, before any other host call, before the guest
+// blocks, at the end of the call, and at the latest publishFlushDelay after its first message.
+// Nothing waits for the host's answers but the backpressure: at most
+// callwire.MaxPublishesInFlight batches are unanswered, and a guest that publishes faster than
+// the host takes them waits for the oldest answer. The host reads a shim's frames in order, so a
+// batch reaches the bus before the host call sent after it; what the host did not take it
+// reports itself, at the guest's next host call or the end of its call (host/ipc.go). The shim
+// reports only the batches it could not send.
 const (
-	publishBatchMessages = 512
-	publishBatchBytes    = 1 << 20
-	publishFlushDelay    = time.Millisecond
+	publishBatchBytes = 1 << 20
+	publishFlushDelay = time.Millisecond
+	// keepBatchBuffer is the largest batch buffer kept for the next batch.
+	keepBatchBuffer = 2 * publishBatchBytes
 )
 
 // ipcState is the shim's side of the capsule's IPC: the guard that checks each guest call
@@ -42,19 +45,23 @@ type ipcState struct {
 
 	calls *callwire.ShimEnd
 
-	sendMu  sync.Mutex // held while a batch is taken and sent, so batches go out in order
-	mu      sync.Mutex // guards the fields below
-	pending []*pb.IpcPublication
-	bytes   int
-	timer   *time.Timer
-	lastID  uint64
+	sendMu sync.Mutex // held while a batch is taken and sent, so batches go out in order
+	mu     sync.Mutex // guards the fields below
+	// frame is the Publish frame being built: callwire.HeaderBytes of room for the header, then
+	// the encoded publications (callwire.AppendPublication); spare is a sent frame's buffer,
+	// kept for the next.
+	frame, spare []byte
+	count        int // publications in frame
+	bytes        int // their payload bytes
+	timer        *time.Timer
+	timerArmed   bool
+	lastID       uint64
 	// inFlight are the batches sent and not answered yet: id → messages. answered is closed
 	// (and replaced) whenever one is answered.
 	inFlight map[uint64]int
 	answered chan struct{}
-	// lost and lostWhy are the publishes the host did not take and why (the latest reason), not
-	// yet reported: the guest's next IPC call reports them once, and its publishes go on being
-	// sent.
+	// lost and lostWhy are the publishes the shim could not send (the connection ended) and why
+	// (the latest reason), not yet reported: the guest's next IPC call reports them once.
 	lost    int
 	lostWhy string
 }
@@ -66,6 +73,9 @@ func newIPCState(req *pb.LoadRequest, calls *callwire.ShimEnd) (*ipcState, error
 	}
 	s := &ipcState{guard: guard.New(cfg, nil), interceptJSON: req.InterceptorHandles, calls: calls,
 		inFlight: map[uint64]int{}, answered: make(chan struct{})}
+	s.frame = make([]byte, callwire.HeaderBytes, 4<<10)
+	s.timer = time.AfterFunc(time.Hour, s.send)
+	s.timer.Stop()
 	if len(s.interceptJSON) == 0 {
 		s.interceptJSON = []byte("[]")
 	}
@@ -75,23 +85,26 @@ func newIPCState(req *pb.LoadRequest, calls *callwire.ShimEnd) (*ipcState, error
 	return s, nil
 }
 
-// publish checks one guest publish as the host will (guard.CheckPublish) and queues it.
+// publish checks one guest publish as the host will (guard.CheckPublish) and queues it, encoded
+// into the batch's frame. payload may be a view of the guest's memory: it is copied.
 func (s *ipcState) publish(topic string, payload []byte) error {
 	if err := s.guard.CheckPublish(topic, payload); err != nil {
 		return err
 	}
 	s.mu.Lock()
-	if len(s.pending) > 0 && s.bytes+len(payload) > publishBatchBytes {
+	if s.count > 0 && s.bytes+len(payload) > publishBatchBytes {
 		// A batch stays within publishBatchBytes unless one message alone is larger.
 		s.mu.Unlock()
 		s.send()
 		s.mu.Lock()
 	}
-	s.pending = append(s.pending, &pb.IpcPublication{Topic: topic, Payload: payload})
+	s.frame = callwire.AppendPublication(s.frame, topic, payload)
+	s.count++
 	s.bytes += len(payload)
-	full := len(s.pending) >= publishBatchMessages || s.bytes >= publishBatchBytes
-	if !full && s.timer == nil {
-		s.timer = time.AfterFunc(publishFlushDelay, s.send)
+	full := s.count >= callwire.MaxPublishBatch || s.bytes >= publishBatchBytes
+	if !full && !s.timerArmed {
+		s.timerArmed = true
+		s.timer.Reset(publishFlushDelay)
 	}
 	s.mu.Unlock()
 	if full {
@@ -107,16 +120,23 @@ func (s *ipcState) send() {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
 	s.mu.Lock()
-	batch := s.pending
-	s.pending, s.bytes = nil, 0
-	if s.timer != nil {
+	if s.timerArmed {
 		s.timer.Stop()
-		s.timer = nil
+		s.timerArmed = false
 	}
-	if len(batch) == 0 {
+	n := s.count
+	if n == 0 {
 		s.mu.Unlock()
 		return
 	}
+	frame := s.frame
+	s.frame = s.spare
+	if s.frame == nil {
+		s.frame = make([]byte, callwire.HeaderBytes, 4<<10)
+	}
+	s.frame = s.frame[:callwire.HeaderBytes]
+	s.spare = nil
+	s.count, s.bytes = 0, 0
 	for len(s.inFlight) >= callwire.MaxPublishesInFlight {
 		answered := s.answered
 		s.mu.Unlock()
@@ -125,23 +145,27 @@ func (s *ipcState) send() {
 	}
 	s.lastID++
 	id := s.lastID
-	s.inFlight[id] = len(batch)
+	s.inFlight[id] = n
 	s.mu.Unlock()
-	if err := s.calls.SendPublish(id, &pb.IpcPublishRequest{Messages: batch}); err != nil {
+	err := s.calls.SendPublishFrame(id, frame)
+	s.mu.Lock()
+	if cap(frame) <= keepBatchBuffer {
+		s.spare = frame
+	}
+	s.mu.Unlock()
+	if err != nil {
 		s.answer(id, errors.New(status.Convert(err).Message()))
 	}
 }
 
-// Published records the host's answer to the batch id (callwire.PublishAcks).
-func (s *ipcState) Published(id uint64, err error) {
-	if err != nil {
-		err = errors.New(status.Convert(err).Message())
-	}
-	s.answer(id, err)
+// Published records the host's answer to the batch id (callwire.PublishAcks). The host reports
+// what it did not take at the guest's next host call, so the answer only frees its place.
+func (s *ipcState) Published(id uint64, _ error) {
+	s.answer(id, nil)
 }
 
-// Ended records that no answer will come for the batches in flight: they are lost
-// (callwire.PublishAcks).
+// Ended records that no answer will come for the batches in flight: whether the host took them
+// is unknown, so they count as lost (callwire.PublishAcks).
 func (s *ipcState) Ended(err error) {
 	s.mu.Lock()
 	ids := make([]uint64, 0, len(s.inFlight))
@@ -171,35 +195,23 @@ func (s *ipcState) answer(id uint64, err error) {
 	s.answered = make(chan struct{})
 }
 
-// flush sends the pending publishes for a guest's IPC call, waits until the host has answered
-// every batch sent (or ctx ends), and reports what the host did not take since the last report
-// (once; publishes after a refusal are still sent, never dropped in the shim).
-func (s *ipcState) flush(ctx context.Context) error {
+// flush sends the pending publishes for a guest's IPC call (without waiting for the host's
+// answers: the host publishes them before it reads what the shim sends next) and reports what
+// the shim could not send since the last report, once.
+func (s *ipcState) flush() error {
 	s.send()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(s.inFlight) > 0 {
-		answered := s.answered
-		s.mu.Unlock()
-		select {
-		case <-answered:
-		case <-ctx.Done():
-			// The call is ending: what is still in flight is reported at a later call.
-			s.mu.Lock()
-			return s.report()
-		}
-		s.mu.Lock()
-	}
 	return s.report()
 }
 
-// report returns the publishes the host did not take since the last report, as the guest's
+// report returns the publishes the shim could not send since the last report, as the guest's
 // error, and forgets them. Called with s.mu held.
 func (s *ipcState) report() error {
 	if s.lost == 0 {
 		return nil
 	}
-	err := fmt.Errorf("the host did not take %d published message(s): %s", s.lost, s.lostWhy)
+	err := callwire.NotTaken(s.lost, s.lostWhy)
 	s.lost, s.lostWhy = 0, ""
 	return err
 }
@@ -207,10 +219,8 @@ func (s *ipcState) report() error {
 // stop ends background sends (the capsule is unloading).
 func (s *ipcState) stop() {
 	s.mu.Lock()
-	if s.timer != nil {
-		s.timer.Stop()
-		s.timer = nil
-	}
+	s.timer.Stop()
+	s.timerArmed = false
 	s.mu.Unlock()
 }
 
@@ -235,15 +245,13 @@ func (v *env) hostError(err error) error {
 
 // ipcPublish: astrid_ipc_publish(topic, payload).
 func (v *env) ipcPublish(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error) {
-	topic, err := readArg(c, k, uint64(args[0].I64()), "topic")
+	views, err := k.ViewCaller(c, uint64(args[0].I64()), uint64(args[1].I64()))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("publish: %w", err)
 	}
-	payload, err := readArg(c, k, uint64(args[1].I64()), "payload")
-	if err != nil {
-		return nil, err
-	}
-	return nil, v.ipc.publish(string(topic), payload)
+	name, payload := string(views[0]), views[1] // the guard's errors may keep the topic: a copy
+	// payload is read in place: publish copies it into the batch before the guest runs again.
+	return nil, v.ipc.publish(name, payload)
 }
 
 // ipcCall flushes the capsule's log lines and pending publishes (so the host sees the guest's
@@ -292,7 +300,7 @@ func (v *env) ipcSubscribe(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime
 // its log lines are out).
 func (v *env) flushBeforeHost() error {
 	v.logs.flush()
-	return v.ipc.flush(v.call.ctx)
+	return v.ipc.flush()
 }
 
 // ipcHandle reads a handle argument (guard.ParseHandle) and checks it with check.

@@ -122,7 +122,7 @@ func (v *env) pollOneoff(c *wasmtime.Caller, in, out, n, neventsPtr uint32) (int
 			// A guest that sleeps must not hold its log lines and messages back meanwhile.
 			v.logs.flush()
 			if v.ipc != nil {
-				if err := v.ipc.flush(v.call.ctx); err != nil {
+				if err := v.ipc.flush(); err != nil {
 					return 0, err
 				}
 			}

@@ -253,7 +253,7 @@ func (s *Server) invokeLocked(req *pb.InvokeRequest) *pb.InvokeResponse {
 	out, gerr, trapped := s.engine.call(s.unloading, s.guest, s.env, req.Export, req.Input, timeout)
 	s.env.call.caller = nil
 	// What the guest published reaches the bus before its call is answered.
-	if err := s.env.ipc.flush(s.unloading); err != nil && gerr == nil {
+	if err := s.env.ipc.flush(); err != nil && gerr == nil {
 		out, gerr = nil, &pb.GuestError{Kind: pb.GuestError_TRAP, Message: fmt.Sprintf("call to %s: %v", req.Export, err)}
 	}
 	if trapped {

@@ -12,6 +12,7 @@ import (
 	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/shared/callwire"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -297,6 +298,16 @@ func TestUnloadEndsRecv(t *testing.T) {
 // forging them) is refused by the host, which publishes astrid.v1.capsule.crashed and stops it.
 func TestForgedRequests(t *testing.T) {
 	raw := rawShim(t)
+	// A Publish frame of one publication more than a shim puts in a frame, each one the ACL
+	// allows: only the count is wrong.
+	var overfull []byte
+	for range callwire.MaxPublishBatch + 1 {
+		overfull = callwire.AppendPublication(overfull, "test.v1.x", []byte("1"))
+	}
+	overfullFrame, err := json.Marshal(map[string]any{"rpc": "frame", "kind": callwire.Publish, "id": 1, "length": len(overfull), "body": overfull})
+	if err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name    string
 		forgery string
@@ -322,6 +333,7 @@ func TestForgedRequests(t *testing.T) {
 		{"published frame, which only the host sends", `{"rpc":"frame","kind":8}`, "a published frame, which only the host sends"},
 		{"publish frame longer than any batch", `{"rpc":"frame","kind":7,"length":4294967295}`, "frame too large: a publish frame of 4294967295 bytes"},
 		{"publish frame that does not decode", `{"rpc":"frame","kind":7,"length":3,"body":"////"}`, "decode a publish frame"},
+		{"publish frame of more publications than a batch holds", string(overfullFrame), "a publish frame of more than 512 publications"},
 		{"recv with a short handle", `{"rpc":"hostcall","op":83,"args":["1234567","12345678"]}`, "handle: 7 bytes; an IPC host call carries it in 8"},
 		{"poll with a long handle", `{"rpc":"hostcall","op":82,"args":["123456789"]}`, "handle: memory allocation of 9 bytes exceeds maximum allowed limit of 8 bytes"},
 		{"recv with a short timeout block", `{"rpc":"hostcall","op":83,"args":["12345678","1"]}`, "timeout_ms: 1 bytes; an IPC host call carries it in 8"},

@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"encoding/binary"
 	"errors"
 	"math"
 	"strconv"
@@ -221,6 +222,18 @@ var plainStringByte = func() (t [256]bool) {
 	return t
 }()
 
+// plainWord reports whether all eight bytes of w are plainStringByte ones: none is '"', '\\',
+// below 0x20 or from 0x80 on. Each test is the classic "has a zero byte" bit trick, exact for
+// bytes below 0x80 (which the last test makes sure of).
+func plainWord(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(x uint64) uint64 { return (x - ones) & ^x & highs }
+	return (w&highs)|
+		hasZero(w^(ones*'"'))|
+		hasZero(w^(ones*'\\'))|
+		((w-ones*0x20) & ^w & highs) == 0
+}
+
 // scanString reads the rest of a string whose opening quote is just before
 // i. It returns the index after the closing quote and whether the string has
 // an escape, or false if the string is not valid: a control byte, a bad
@@ -229,6 +242,13 @@ var plainStringByte = func() (t [256]bool) {
 func scanString(raw []byte, i int) (end int, escaped, ok bool) {
 	n := len(raw)
 	for i < n {
+		// Eight plain bytes at a time: the common string is long runs of them.
+		for i+8 <= n && plainWord(binary.LittleEndian.Uint64(raw[i:])) {
+			i += 8
+		}
+		if i >= n {
+			break
+		}
 		c := raw[i]
 		if plainStringByte[c] {
 			i++

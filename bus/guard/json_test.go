@@ -2,6 +2,7 @@ package guard
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"math/rand/v2"
@@ -238,4 +239,41 @@ func TestCheckPayloadRandom(t *testing.T) {
 		t.Fatalf("the generator made %d valid payloads of 20000", accepted)
 	}
 	t.Logf("%d of 20000 generated payloads valid", accepted)
+}
+
+// TestPlainWord: the eight-bytes-at-a-time test of scanString agrees with plainStringByte on
+// words made of every byte value at every position among plain bytes, and on random words.
+func TestPlainWord(t *testing.T) {
+	check := func(b [8]byte) {
+		t.Helper()
+		want := true
+		for _, c := range b {
+			want = want && plainStringByte[c]
+		}
+		if got := plainWord(binary.LittleEndian.Uint64(b[:])); got != want {
+			t.Fatalf("plainWord(%q) = %v, want %v", b[:], got, want)
+		}
+	}
+	t.Run("one byte of every value at every position", func(t *testing.T) {
+		for pos := range 8 {
+			for c := range 256 {
+				b := [8]byte{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}
+				b[pos] = byte(c)
+				check(b)
+			}
+		}
+	})
+	t.Run("random words", func(t *testing.T) {
+		r := rand.New(rand.NewPCG(1, 2))
+		for range 200000 {
+			var b [8]byte
+			binary.LittleEndian.PutUint64(b[:], r.Uint64())
+			for i := range b { // mostly plain bytes, so both answers are common
+				if r.IntN(4) != 0 {
+					b[i] = byte(0x20 + r.IntN(0x60))
+				}
+			}
+			check(b)
+		}
+	})
 }

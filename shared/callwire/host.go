@@ -32,6 +32,8 @@ type HostEnd struct {
 
 	// publish takes the shim's Publish frames (HandlePublishes); nil refuses them.
 	publish PublishFunc
+	// pubs is the decoded batch of the Publish frame being handled, reused from frame to frame.
+	pubs []Publication
 
 	calls requests[*pb.InvokeResponse]
 	turn  *readTurn
@@ -49,9 +51,10 @@ type HostEnd struct {
 }
 
 // PublishFunc checks and publishes the batch of one Publish frame for the shim's instance, in
-// order. Its error (nil when it took every publication) is the shim's answer: a gRPC status is
-// sent as is, any other error as FailedPrecondition.
-type PublishFunc func(req *pb.IpcPublishRequest) error
+// order. The publications are views into the frame, valid only until PublishFunc returns. Its
+// error (nil when the batch is settled) is the shim's answer: a gRPC status is sent as is, any
+// other error as FailedPrecondition.
+type PublishFunc func(pubs []Publication) error
 
 // HandlePublishes makes Serve hand the shim's Publish frames to publish; call it before Serve.
 // Without it a Publish frame is a violation.
@@ -164,13 +167,16 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(), err err
 		if e.publish == nil {
 			return nil, e.violation(errors.New("a publish frame, but this connection takes no publishes"))
 		}
-		req := &pb.IpcPublishRequest{}
-		if err := Decode(kind, body, req); err != nil {
-			return nil, e.violation(err)
+		pubs, err := DecodePublishes(body, e.pubs)
+		if err != nil {
+			return nil, e.violation(fmt.Errorf("decode a %s frame: %w", kind, err))
 		}
 		// Published before the next frame is read: the batch reaches the bus before anything
 		// the shim sent after it.
-		_ = e.c.WriteFrame(Published, id, statusOf(e.publish(req)).Proto())
+		err = e.publish(pubs)
+		clear(pubs) // no view of this frame outlives it
+		e.pubs = pubs[:0]
+		_ = e.c.WriteFrame(Published, id, statusOf(err).Proto())
 	case Cancel:
 		// The shim has stopped waiting: the next host call may come before this one's
 		// handler has noticed, so it no longer counts as in progress.

@@ -119,6 +119,16 @@ func (e *ShimEnd) SendPublish(id uint64, req *pb.IpcPublishRequest) error {
 	return e.c.WriteFrame(Publish, id, req)
 }
 
+// SendPublishFrame is SendPublish of a batch already encoded (AppendPublication) after
+// HeaderBytes of room for the frame's header: the frame's buffer is the caller's again once it
+// returns.
+func (e *ShimEnd) SendPublishFrame(id uint64, frame []byte) error {
+	if e == nil {
+		return status.Error(codes.FailedPrecondition, "the shim has no call connection to the host")
+	}
+	return e.c.WriteFrameBuffer(Publish, id, frame)
+}
+
 func (e *ShimEnd) publishAcks() PublishAcks {
 	e.acksMu.Lock()
 	defer e.acksMu.Unlock()

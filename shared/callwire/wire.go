@@ -209,6 +209,29 @@ func (c *Conn) WriteFrame(kind Kind, id uint64, m proto.Message) error {
 	return nil
 }
 
+// WriteFrameBuffer sends one frame whose body is already encoded: frame is HeaderBytes bytes
+// of room for the header, which WriteFrameBuffer fills in, followed by the body. frame is the
+// caller's again once WriteFrameBuffer returns.
+func (c *Conn) WriteFrameBuffer(kind Kind, id uint64, frame []byte) error {
+	if len(frame) < HeaderBytes {
+		return fmt.Errorf("encode a %s frame: %d bytes leave no room for the header", kind, len(frame))
+	}
+	n := len(frame) - HeaderBytes
+	if uint64(n) > 0xffffffff {
+		return fmt.Errorf("encode a %s frame: a body of %d bytes does not fit the frame's 32-bit length", kind, n)
+	}
+	binary.LittleEndian.PutUint32(frame[0:], uint32(n))
+	frame[4] = byte(kind)
+	frame[5], frame[6], frame[7] = 0, 0, 0
+	binary.LittleEndian.PutUint64(frame[8:], id)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := c.nc.Write(frame); err != nil {
+		return fmt.Errorf("send a %s frame: %w", kind, err)
+	}
+	return nil
+}
+
 // ReadFrame reads the next frame. limit bounds its body's length, checked before the body is read
 // (ErrTooLarge). The body is valid until the next ReadFrame.
 func (c *Conn) ReadFrame(limit int) (kind Kind, id uint64, body []byte, err error) {
