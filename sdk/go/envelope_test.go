@@ -205,3 +205,148 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
 	})
 }
+
+// checkTimestampSameAsJSON checks parseHostTimestamp against time.Time's
+// UnmarshalJSON on s: where the fast path parses, UnmarshalJSON must give
+// the identical time.Time (same instant, same location). It reports whether
+// the fast path parsed.
+func checkTimestampSameAsJSON(t *testing.T, s string) bool {
+	t.Helper()
+	got, ok := parseHostTimestamp([]byte(s))
+	if !ok {
+		return false
+	}
+	var want time.Time
+	if err := want.UnmarshalJSON([]byte(`"` + s + `"`)); err != nil {
+		t.Fatalf("fast path parsed %q, which UnmarshalJSON rejects: %v", s, err)
+	}
+	if got != want {
+		t.Fatalf("parseHostTimestamp(%q) = %#v, UnmarshalJSON gives %#v", s, got, want)
+	}
+	return true
+}
+
+func TestParseHostTimestamp(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		fast bool
+	}{
+		{"2026-03-25T10:00:00Z", true},
+		{"2026-03-25T10:00:00.5Z", true},
+		{"2026-03-25T10:00:00.123Z", true},
+		{"2026-03-25T10:00:00.123456Z", true},
+		{"2026-03-25T10:00:00.123456789Z", true},
+		{"0000-01-01T00:00:00Z", true},
+		{"9999-12-31T23:59:59.999999999Z", true},
+		{"2024-02-29T00:00:00Z", true},
+		{"2000-02-29T00:00:00Z", true},
+		{"1900-02-29T00:00:00Z", false},
+		{"2026-02-29T00:00:00Z", false},
+		{"2026-04-31T00:00:00Z", false},
+		{"2026-13-01T00:00:00Z", false},
+		{"2026-00-01T00:00:00Z", false},
+		{"2026-01-00T00:00:00Z", false},
+		{"2026-01-01T24:00:00Z", false},
+		{"2026-01-01T00:60:00Z", false},
+		{"2026-01-01T00:00:60Z", false},
+		{"2026-01-01T00:00:00.Z", false},
+		{"2026-01-01T00:00:00.1234567891Z", false},
+		{"2026-01-01T00:00:00+00:00", false},
+		{"2026-01-01T00:00:00.5+01:00", false},
+		{"2026-01-01t00:00:00Z", false},
+		{"2026-01-01T00:00:00z", false},
+		{"2026-1-01T00:00:00Z", false},
+		{"+026-01-01T00:00:00Z", false},
+		{"2026-01-01T00:00:0xZ", false},
+		{"", false},
+	} {
+		t.Run(c.in, func(t *testing.T) {
+			if got := checkTimestampSameAsJSON(t, c.in); got != c.fast {
+				t.Errorf("fast path parsed = %v, want %v", got, c.fast)
+			}
+		})
+	}
+}
+
+func FuzzParseHostTimestamp(f *testing.F) {
+	f.Add("2026-03-25T10:00:00.123456789Z")
+	f.Add("2024-02-29T23:59:59Z")
+	f.Add("2026-01-01T00:00:00.5+01:00")
+	f.Fuzz(func(t *testing.T, s string) {
+		checkTimestampSameAsJSON(t, s)
+	})
+}
+
+// dataViaJSON is what Message.Data gives without its fast path.
+func dataViaJSON(p []byte) (json.RawMessage, bool) {
+	var head struct {
+		Type *string         `json:"type"`
+		Data json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(p, &head) != nil || head.Type == nil || *head.Type != "custom" || head.Data == nil {
+		return nil, false
+	}
+	return head.Data, true
+}
+
+func TestCustomData(t *testing.T) {
+	for _, c := range []struct {
+		name, in, want string
+		fast           bool
+	}{
+		{"object", `{"type":"custom","data":{"n":3}}`, `{"n":3}`, true},
+		{"string", `{"type":"custom","data":"he said \"}\""}`, `"he said \"}\""`, true},
+		{"null", `{"type":"custom","data":null}`, `null`, true},
+		{"nested", `{"type":"custom","data":[1,{"a":[true,false,null,-2.5e3]}]}`, `[1,{"a":[true,false,null,-2.5e3]}]`, true},
+		{"space inside", `{"type":"custom","data":{ "n" : 3 }}`, `{ "n" : 3 }`, true},
+		{"space after value", `{"type":"custom","data":1 }`, ``, false},
+		{"second key", `{"type":"custom","data":1,"type":"x"}`, ``, false},
+		{"other type", `{"type":"customer","data":1}`, ``, false},
+		{"no data", `{"type":"custom"}`, ``, false},
+		{"invalid value", `{"type":"custom","data":tru}`, ``, false},
+		{"two values", `{"type":"custom","data":1 2}`, ``, false},
+		{"truncated", `{"type":"custom","data":`, ``, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := customData([]byte(c.in))
+			if ok != c.fast {
+				t.Fatalf("customData(%s) ok = %v, want %v", c.in, ok, c.fast)
+			}
+			if ok && string(got) != c.want {
+				t.Errorf("customData(%s) = %s, want %s", c.in, got, c.want)
+			}
+			if want := (Message{Payload: json.RawMessage(c.in)}).Data(); ok && string(want) != string(got) {
+				t.Errorf("Data = %s, customData %s", want, got)
+			}
+		})
+	}
+}
+
+func FuzzCustomData(f *testing.F) {
+	f.Add([]byte(`{"type":"custom","data":{"n":3}}`))
+	f.Add([]byte(`{"type":"custom","data":"x\"}"}`))
+	f.Add([]byte(`{"type":"custom","data":[1,2.5e3,null]}`))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		got, ok := customData(p)
+		if !ok {
+			return
+		}
+		want, wok := dataViaJSON(p)
+		if !wok {
+			t.Fatalf("customData(%q) = %q, but encoding/json finds no custom data", p, got)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("customData(%q) = %q, encoding/json %q", p, got, want)
+		}
+	})
+}
+
+func BenchmarkMessageData(b *testing.B) {
+	m := Message{Payload: json.RawMessage(`{"type":"custom","data":{"ping":1}}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(m.Data()) == 0 {
+			b.Fatal("no data")
+		}
+	}
+}
