@@ -81,8 +81,43 @@ func (m *Message) appendJSON(b []byte) []byte {
 // (chrono's SecondsFormat::AutoSi).
 func AppendTimestamp(b []byte, t time.Time) []byte { return appendTimestamp(b, t) }
 
-// appendTimestamp appends t in UTC as chrono's AutoSi RFC 3339 form.
+// appendTimestamp appends t in UTC as chrono's AutoSi RFC 3339 form. Years
+// 0 to 9999 are written digit by digit (every envelope carries one timestamp
+// a message, and time.AppendFormat costs several times more); others as
+// time.AppendFormat writes them (appendTimestampLayout).
 func appendTimestamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return appendTimestampLayout(b, t)
+	}
+	hour, minute, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	switch ns := t.Nanosecond(); {
+	case ns == 0:
+	case ns%1_000_000 == 0:
+		b = appendDigits(append(b, '.'), ns/1_000_000, 3)
+	case ns%1_000 == 0:
+		b = appendDigits(append(b, '.'), ns/1_000, 6)
+	default:
+		b = appendDigits(append(b, '.'), ns, 9)
+	}
+	return append(b, 'Z')
+}
+
+// appendTimestampLayout is appendTimestamp with time.AppendFormat, for any
+// year.
+func appendTimestampLayout(b []byte, t time.Time) []byte {
 	t = t.UTC()
 	b = t.AppendFormat(b, "2006-01-02T15:04:05")
 	switch ns := t.Nanosecond(); {
@@ -95,6 +130,17 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 		b = t.AppendFormat(b, ".000000000")
 	}
 	return append(b, 'Z')
+}
+
+// appendDigits appends the non-negative v in exactly width decimal digits
+// (v < 10^width), with leading zeros.
+func appendDigits(b []byte, v, width int) []byte {
+	var d [9]byte
+	for i := width - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:width]...)
 }
 
 // UnmarshalJSON reads upstream's IpcMessage JSON. topic, payload (a JSON
