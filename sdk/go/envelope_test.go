@@ -350,3 +350,31 @@ func BenchmarkMessageData(b *testing.B) {
 		}
 	}
 }
+
+// FuzzPlainRun checks the word-at-a-time scan: every byte it skips is a
+// plainStringByte, and it stops only at a word that holds another byte or
+// at the last partial word.
+func FuzzPlainRun(f *testing.F) {
+	f.Add([]byte(`abcdefghijklmnop"qrs`), 0)
+	f.Add([]byte("abcdefgh\\ijklmnop\x1fq\xff\x80"), 1)
+	f.Fuzz(func(t *testing.T, b []byte, i int) {
+		if i < 0 || i > len(b) {
+			return
+		}
+		r := plainRun(b, i)
+		for j := i; j < r; j++ {
+			if !plainStringByte[b[j]] {
+				t.Fatalf("plainRun(%q, %d) = %d skips %q at %d", b, i, r, b[j], j)
+			}
+		}
+		if r+8 <= len(b) {
+			stop := false
+			for _, c := range b[r : r+8] {
+				stop = stop || !plainStringByte[c]
+			}
+			if !stop {
+				t.Fatalf("plainRun(%q, %d) = %d stops at a plain word", b, i, r)
+			}
+		}
+	})
+}
