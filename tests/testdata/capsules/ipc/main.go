@@ -37,6 +37,10 @@ func publish() int32 {
 			return nil, err
 		}
 		count := max(p.Count, 1)
+		var sized []byte // the payload of a bytes-sized publish: the same bytes every time, built once
+		if p.Bytes > 0 {
+			sized = []byte(`"` + strings.Repeat("x", p.Bytes-2) + `"`)
+		}
 		for n := 1; n <= count; n++ {
 			payload := []byte(p.Payload)
 			switch {
@@ -45,7 +49,7 @@ func publish() int32 {
 			case p.RawB64 != nil:
 				payload = p.RawB64
 			case p.Bytes > 0:
-				payload = []byte(`"` + strings.Repeat("x", p.Bytes-2) + `"`)
+				payload = sized
 			case p.Count > 1:
 				payload = fmt.Appendf(nil, `{"n":%d}`, n)
 			}
