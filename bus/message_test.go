@@ -167,3 +167,30 @@ func FuzzAppendTimestamp(f *testing.F) {
 		}
 	})
 }
+
+// TestJSONSizeBound checks that jsonSize bounds a message's JSON whenever its
+// strings need no escapes and its year has 4 digits, so that an envelope is
+// encoded in its one allocation.
+func TestJSONSizeBound(t *testing.T) {
+	ts := time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC)
+	for _, c := range []struct {
+		name string
+		m    Message
+	}{
+		{"largest fixed part", Message{Topic: "a.b", Payload: json.RawMessage(`{"type":"connect"}`), SourceID: "6f1c1e0a-9a6b-4f43-9d0e-2b7f7c1d2e3f", Timestamp: ts, Seq: ^uint64(0), Principal: "default"}},
+		{"empty strings", Message{Timestamp: ts, Seq: ^uint64(0)}},
+		{"zero", Message{}},
+		{"long source", Message{Topic: "t", Payload: json.RawMessage(`{}`), SourceID: strings.Repeat("s", 100), Timestamp: ts, Seq: ^uint64(0), Principal: "p"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, _ := c.m.MarshalJSON()
+			if len(b) > c.m.jsonSize() {
+				t.Errorf("JSON of %d bytes > jsonSize %d: %s", len(b), c.m.jsonSize(), b)
+			}
+			env := Envelope{Messages: []Message{c.m, c.m, c.m}, Lagged: ^uint64(0)}
+			if n := testing.AllocsPerRun(10, func() { _, _ = env.MarshalJSON() }); n != 1 {
+				t.Errorf("Envelope.MarshalJSON allocates %v times, want 1", n)
+			}
+		})
+	}
+}

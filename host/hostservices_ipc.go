@@ -126,9 +126,7 @@ func (s *hostServices) ipcRecv(ctx context.Context, args [][]byte) ([]byte, erro
 	if _, err := s.inst.ipc.get(h); err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(timeoutMs)*time.Millisecond)
-	defer cancel()
-	env, err := s.inst.ipc.recv(ctx, h, envelopeBytes)
+	env, err := s.inst.ipc.recv(ctx, h, envelopeBytes, time.Duration(timeoutMs)*time.Millisecond)
 	if err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
 	}
