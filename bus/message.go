@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -232,11 +233,18 @@ func (m *Message) UnmarshalJSON(data []byte) error {
 // json.Marshal, which would scan the (up to 10 MiB) result again to validate
 // and re-escape it.
 func (e Envelope) MarshalJSON() ([]byte, error) {
+	return e.AppendJSON(nil), nil
+}
+
+// AppendJSON appends the envelope's JSON (MarshalJSON's) to b, growing b at
+// most once: a caller that encodes envelope after envelope can reuse one
+// buffer.
+func (e Envelope) AppendJSON(b []byte) []byte {
 	n := 48
 	for i := range e.Messages {
 		n += e.Messages[i].jsonSize()
 	}
-	b := append(make([]byte, 0, n), `{"messages":[`...)
+	b = append(slices.Grow(b, n), `{"messages":[`...)
 	for i := range e.Messages {
 		if i > 0 {
 			b = append(b, ',')
@@ -247,7 +255,7 @@ func (e Envelope) MarshalJSON() ([]byte, error) {
 	b = strconv.AppendUint(b, e.Dropped, 10)
 	b = append(b, `,"lagged":`...)
 	b = strconv.AppendUint(b, e.Lagged, 10)
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 // UnmarshalJSON reads the envelope JSON of MarshalJSON.
