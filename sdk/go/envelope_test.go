@@ -378,3 +378,45 @@ func FuzzPlainRun(f *testing.F) {
 		}
 	})
 }
+
+// TestHostMessage checks the literal match of the host's message shape: it
+// takes the host's own messages, gives what the general walk gives, and
+// leaves every other shape to it with the scanner where it was.
+func TestHostMessage(t *testing.T) {
+	const host = `{"topic":"foo.bar","payload":{"type":"custom","data":{"x":"}"}},"signature":null,` +
+		`"source_id":"6f1c1e0a-9a6b-4f43-9d0e-2b7f7c1d2e3f","timestamp":"2026-03-25T10:00:00.123456789Z","seq":42`
+	for _, c := range []struct {
+		name, in string
+		fast     bool
+	}{
+		{"host, principal", host + `,"principal":"default"}`, true},
+		{"host, no principal", host + `}`, true},
+		{"host, other payload", `{"topic":"a","payload":{"type":"connect"},"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, true},
+		{"host, escaped topic", `{"topic":"a\"b","payload":{"type":"custom","data":1},"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, true},
+		{"host, timestamp with offset", `{"topic":"a","payload":{"type":"custom","data":1},"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01+02:00","seq":1}`, true},
+		{"whitespace", `{ "topic":"a","payload":{},"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, false},
+		{"reordered", `{"payload":{},"topic":"a","signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, false},
+		{"signature set", `{"topic":"a","payload":{},"signature":"x","source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, false},
+		{"duplicate principal", host + `,"principal":"a","principal":"b"}`, false},
+		{"extra key", host + `,"x":1}`, false},
+		{"null payload", `{"topic":"a","payload":null,"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, false},
+		{"bad timestamp", `{"topic":"a","payload":{},"signature":null,"source_id":"s","timestamp":"yesterday","seq":1}`, false},
+		{"custom with trailing space", `{"topic":"a","payload":{"type":"custom","data":1 },"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := envScanner{b: []byte(c.in)}
+			var m Message
+			if got := s.hostMessage(&m); got != c.fast {
+				t.Fatalf("hostMessage = %v, want %v", got, c.fast)
+			}
+			if !c.fast {
+				if s.i != 0 || m.Topic != "" || m.Payload != nil || m.SourceID != "" || !m.Timestamp.IsZero() || m.Seq != 0 || m.Principal != "" {
+					t.Fatalf("hostMessage gave up at %d with %#v, want the scanner at 0 and an empty message", s.i, m)
+				}
+			} else if s.i != len(c.in) {
+				t.Fatalf("hostMessage stopped at %d of %d", s.i, len(c.in))
+			}
+			checkSameAsJSON(t, []byte(`{"messages":[`+c.in+`],"dropped":0,"lagged":0}`))
+		})
+	}
+}
