@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -244,7 +243,10 @@ func (e Envelope) AppendJSON(b []byte) []byte {
 	for i := range e.Messages {
 		n += e.Messages[i].jsonSize()
 	}
-	b = append(slices.Grow(b, n), `{"messages":[`...)
+	if cap(b)-len(b) < n {
+		b = append(make([]byte, 0, len(b)+n), b...)
+	}
+	b = append(b, `{"messages":[`...)
 	for i := range e.Messages {
 		if i > 0 {
 			b = append(b, ',')
