@@ -46,7 +46,16 @@ const NilSourceID = "00000000-0000-0000-0000-000000000000"
 // a "Z", formatted as chrono's serde does (SecondsFormat::AutoSi): no
 // fraction, or 3, 6 or 9 digits, as few as represent it exactly.
 func (m Message) MarshalJSON() ([]byte, error) {
-	return m.appendJSON(make([]byte, 0, 160+len(m.Topic)+len(m.Payload))), nil
+	return m.appendJSON(make([]byte, 0, m.jsonSize())), nil
+}
+
+// jsonSize is the length of m's JSON (appendJSON) when its strings need no
+// escapes and its timestamp's year has 4 digits, or more: what to allocate
+// so that encoding m does not grow the buffer. The fixed part is 157 bytes
+// (the keys, punctuation, "null" signature, a 30-byte timestamp, a 20-digit
+// seq); 160 leaves room for an envelope's separators.
+func (m *Message) jsonSize() int {
+	return 160 + len(m.Topic) + max(len(m.Payload), 4) + max(len(m.SourceID), len(NilSourceID)) + len(m.Principal)
 }
 
 // appendJSON appends m's JSON to b.
@@ -81,8 +90,43 @@ func (m *Message) appendJSON(b []byte) []byte {
 // (chrono's SecondsFormat::AutoSi).
 func AppendTimestamp(b []byte, t time.Time) []byte { return appendTimestamp(b, t) }
 
-// appendTimestamp appends t in UTC as chrono's AutoSi RFC 3339 form.
+// appendTimestamp appends t in UTC as chrono's AutoSi RFC 3339 form. Years
+// 0 to 9999 are written digit by digit (every envelope carries one timestamp
+// a message, and time.AppendFormat costs several times more); others as
+// time.AppendFormat writes them (appendTimestampLayout).
 func appendTimestamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		return appendTimestampLayout(b, t)
+	}
+	hour, minute, sec := t.Clock()
+	b = appendDigits(b, year, 4)
+	b = append(b, '-')
+	b = appendDigits(b, int(month), 2)
+	b = append(b, '-')
+	b = appendDigits(b, day, 2)
+	b = append(b, 'T')
+	b = appendDigits(b, hour, 2)
+	b = append(b, ':')
+	b = appendDigits(b, minute, 2)
+	b = append(b, ':')
+	b = appendDigits(b, sec, 2)
+	switch ns := t.Nanosecond(); {
+	case ns == 0:
+	case ns%1_000_000 == 0:
+		b = appendDigits(append(b, '.'), ns/1_000_000, 3)
+	case ns%1_000 == 0:
+		b = appendDigits(append(b, '.'), ns/1_000, 6)
+	default:
+		b = appendDigits(append(b, '.'), ns, 9)
+	}
+	return append(b, 'Z')
+}
+
+// appendTimestampLayout is appendTimestamp with time.AppendFormat, for any
+// year.
+func appendTimestampLayout(b []byte, t time.Time) []byte {
 	t = t.UTC()
 	b = t.AppendFormat(b, "2006-01-02T15:04:05")
 	switch ns := t.Nanosecond(); {
@@ -95,6 +139,17 @@ func appendTimestamp(b []byte, t time.Time) []byte {
 		b = t.AppendFormat(b, ".000000000")
 	}
 	return append(b, 'Z')
+}
+
+// appendDigits appends the non-negative v in exactly width decimal digits
+// (v < 10^width), with leading zeros.
+func appendDigits(b []byte, v, width int) []byte {
+	var d [9]byte
+	for i := width - 1; i >= 0; i-- {
+		d[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(b, d[:width]...)
 }
 
 // UnmarshalJSON reads upstream's IpcMessage JSON. topic, payload (a JSON
@@ -177,11 +232,21 @@ func (m *Message) UnmarshalJSON(data []byte) error {
 // json.Marshal, which would scan the (up to 10 MiB) result again to validate
 // and re-escape it.
 func (e Envelope) MarshalJSON() ([]byte, error) {
+	return e.AppendJSON(nil), nil
+}
+
+// AppendJSON appends the envelope's JSON (MarshalJSON's) to b, growing b at
+// most once: a caller that encodes envelope after envelope can reuse one
+// buffer.
+func (e Envelope) AppendJSON(b []byte) []byte {
 	n := 48
 	for i := range e.Messages {
-		n += 160 + len(e.Messages[i].Topic) + len(e.Messages[i].Payload)
+		n += e.Messages[i].jsonSize()
 	}
-	b := append(make([]byte, 0, n), `{"messages":[`...)
+	if cap(b)-len(b) < n {
+		b = append(make([]byte, 0, len(b)+n), b...)
+	}
+	b = append(b, `{"messages":[`...)
 	for i := range e.Messages {
 		if i > 0 {
 			b = append(b, ',')
@@ -192,7 +257,7 @@ func (e Envelope) MarshalJSON() ([]byte, error) {
 	b = strconv.AppendUint(b, e.Dropped, 10)
 	b = append(b, `,"lagged":`...)
 	b = strconv.AppendUint(b, e.Lagged, 10)
-	return append(b, '}'), nil
+	return append(b, '}')
 }
 
 // UnmarshalJSON reads the envelope JSON of MarshalJSON.

@@ -123,3 +123,74 @@ func TestEnvelopeJSON(t *testing.T) {
 		t.Fatalf("round trip = %+v, %v", back, err)
 	}
 }
+
+// TestAppendTimestampDigits checks the digit-by-digit timestamp against the
+// time.AppendFormat one over the edges of every field and of the fraction's
+// three forms, in and out of the years 0 to 9999.
+func TestAppendTimestampDigits(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		t    time.Time
+	}{
+		{"epoch", time.Unix(0, 0)},
+		{"zero time", time.Time{}},
+		{"year 0", time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"year 9999 end", time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC)},
+		{"year 10000", time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"year -1", time.Date(-1, 6, 15, 12, 30, 45, 0, time.UTC)},
+		{"millis", time.Date(2026, 3, 25, 10, 0, 0, 120_000_000, time.UTC)},
+		{"millis 1", time.Date(2026, 3, 25, 10, 0, 0, 1_000_000, time.UTC)},
+		{"micros", time.Date(2026, 3, 25, 10, 0, 0, 123_456_000, time.UTC)},
+		{"micros 1", time.Date(2026, 3, 25, 10, 0, 0, 1_000, time.UTC)},
+		{"nanos", time.Date(2026, 3, 25, 10, 0, 0, 123_456_789, time.UTC)},
+		{"nanos 1", time.Date(2026, 3, 25, 10, 0, 0, 1, time.UTC)},
+		{"other zone, day before in UTC", time.Date(2026, 1, 1, 0, 30, 0, 0, time.FixedZone("x", 3600))},
+		{"leap day", time.Date(2024, 2, 29, 23, 59, 59, 0, time.UTC)},
+		{"now", time.Now()},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, want := string(appendTimestamp([]byte("x"), c.t)), string(appendTimestampLayout([]byte("x"), c.t))
+			if got != want {
+				t.Errorf("appendTimestamp = %s, want %s", got, want)
+			}
+		})
+	}
+}
+
+func FuzzAppendTimestamp(f *testing.F) {
+	f.Add(int64(0), int64(0))
+	f.Add(int64(1774432800), int64(123456789))
+	f.Fuzz(func(t *testing.T, sec, nsec int64) {
+		ts := time.Unix(sec, nsec)
+		if got, want := string(appendTimestamp(nil, ts)), string(appendTimestampLayout(nil, ts)); got != want {
+			t.Fatalf("appendTimestamp(%d, %d) = %s, want %s", sec, nsec, got, want)
+		}
+	})
+}
+
+// TestJSONSizeBound checks that jsonSize bounds a message's JSON whenever its
+// strings need no escapes and its year has 4 digits, so that an envelope is
+// encoded in its one allocation.
+func TestJSONSizeBound(t *testing.T) {
+	ts := time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC)
+	for _, c := range []struct {
+		name string
+		m    Message
+	}{
+		{"largest fixed part", Message{Topic: "a.b", Payload: json.RawMessage(`{"type":"connect"}`), SourceID: "6f1c1e0a-9a6b-4f43-9d0e-2b7f7c1d2e3f", Timestamp: ts, Seq: ^uint64(0), Principal: "default"}},
+		{"empty strings", Message{Timestamp: ts, Seq: ^uint64(0)}},
+		{"zero", Message{}},
+		{"long source", Message{Topic: "t", Payload: json.RawMessage(`{}`), SourceID: strings.Repeat("s", 100), Timestamp: ts, Seq: ^uint64(0), Principal: "p"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b, _ := c.m.MarshalJSON()
+			if len(b) > c.m.jsonSize() {
+				t.Errorf("JSON of %d bytes > jsonSize %d: %s", len(b), c.m.jsonSize(), b)
+			}
+			env := Envelope{Messages: []Message{c.m, c.m, c.m}, Lagged: ^uint64(0)}
+			if n := testing.AllocsPerRun(10, func() { _, _ = env.MarshalJSON() }); n != 1 {
+				t.Errorf("Envelope.MarshalJSON allocates %v times, want 1", n)
+			}
+		})
+	}
+}

@@ -167,6 +167,15 @@ func (s *Subscription) drain(maxBytes int, always bool) (Envelope, bool) {
 	return env, true
 }
 
+// TryRecv is Recv that does not wait: when a message is queued, or
+// messages were evicted since the last envelope, it drains like Poll and
+// reports true; otherwise it returns false at once and changes nothing. It
+// lets a caller skip setting up a wait (a timer, a context) when Recv would
+// return at once.
+func (s *Subscription) TryRecv(maxBytes int) (Envelope, bool) {
+	return s.drain(maxBytes, false)
+}
+
 // takeLagged returns the evictions since the last envelope and resets the
 // count.
 func (s *Subscription) takeLagged() uint64 {

@@ -13,6 +13,10 @@ import (
 type hostServices struct {
 	pb.UnimplementedHostServicesServer
 	inst *Instance
+
+	// envBuf is the buffer poll and recv encode envelopes into, reused once each answer is sent
+	// (answered).
+	envBuf envelopeBuffer
 }
 
 // Log writes the capsule's log lines to its logger, in order, escaped and rate-limited (guestLog).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -115,7 +116,7 @@ func (s *hostServices) ipcPoll(_ context.Context, args [][]byte) ([]byte, error)
 	if err != nil {
 		return nil, s.refuse(fmt.Errorf("poll %d: %w", h, err))
 	}
-	return env.MarshalJSON()
+	return env.AppendJSON(s.envBuf.take()), nil
 }
 
 // ipcRecv waits for a message on one of the capsule's subscriptions: the envelope JSON. A
@@ -137,13 +138,58 @@ func (s *hostServices) ipcRecv(ctx context.Context, args [][]byte) ([]byte, erro
 	if _, err := s.inst.ipc.get(h); err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(timeoutMs)*time.Millisecond)
-	defer cancel()
-	env, err := s.inst.ipc.recv(ctx, h, envelopeBytes)
+	env, err := s.inst.ipc.recv(ctx, h, envelopeBytes, time.Duration(timeoutMs)*time.Millisecond)
 	if err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
 	}
-	return env.MarshalJSON()
+	return env.AppendJSON(s.envBuf.take()), nil
+}
+
+// keepEnvelopeBuffer is the largest envelope buffer an instance keeps between polls and recvs:
+// a larger one (up to 10 MiB) is let go after use rather than held for the instance's life.
+const keepEnvelopeBuffer = 1 << 20
+
+// envelopeBuffer is one instance's reusable buffer for envelope JSON: encoding each envelope in
+// a fresh buffer made the host allocate (and the garbage collector and the kernel clear) about a
+// message's JSON for every message delivered. take hands the buffer out, empty; answered gives it
+// back once the answer carrying it is sent. While it is out (a second host call after the shim
+// cancelled one) take returns nil, and that envelope gets a buffer of its own.
+type envelopeBuffer struct {
+	mu   sync.Mutex
+	free []byte
+}
+
+// take returns the free buffer, emptied, or nil when it is out.
+func (b *envelopeBuffer) take() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	buf := b.free[:0]
+	b.free = nil
+	return buf
+}
+
+// give returns a buffer that take handed out (or that grew from one), unless it is larger than
+// keepEnvelopeBuffer or a buffer is free already.
+func (b *envelopeBuffer) give(buf []byte) {
+	if cap(buf) == 0 || cap(buf) > keepEnvelopeBuffer {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.free == nil {
+		b.free = buf[:0]
+	}
+}
+
+// answered takes back the envelope buffer of a poll or recv once its answer is sent
+// (callwire.HostEnd.HandleAnswered).
+func (s *hostServices) answered(req *pb.HostCallRequest, resp *pb.HostCallResponse) {
+	switch req.Op {
+	case pb.HostOp_HOST_OP_IPC_POLL, pb.HostOp_HOST_OP_IPC_RECV:
+		if !resp.GetFailed() {
+			s.envBuf.give(resp.GetResult())
+		}
+	}
 }
 
 // ipcHandle decodes a handle block; a correct shim always sends 8 bytes.

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"slices"
+	"time"
 
 	"github.com/astrid-go/astrid/bus"
 )
@@ -185,10 +186,23 @@ func (s *instanceIPC) poll(h uint64, maxBytes int) (bus.Envelope, error) {
 	return e.sub.Poll(maxBytes), nil
 }
 
-// recv waits on handle h until a message is queued or ctx ends (then the envelope is empty). On
-// a detached handle it waits for ctx, or for the subscription to come back (the reload failed)
-// and then goes on waiting on it; a recv waiting when its handle is detached returns what it has.
-func (s *instanceIPC) recv(ctx context.Context, h uint64, maxBytes int) (bus.Envelope, error) {
+// recv waits on handle h until a message is queued, or ctx ends, or timeout passes (then the
+// envelope is empty). On a detached handle it waits for ctx, or for the subscription to come back
+// (the reload failed) and then goes on waiting on it; a recv waiting when its handle is detached
+// returns what it has. What is already queued is returned without setting up the wait (a timer
+// and contexts: most of a recv's cost when the guest is behind the publishers).
+func (s *instanceIPC) recv(ctx context.Context, h uint64, maxBytes int, timeout time.Duration) (bus.Envelope, error) {
+	s.mu.Lock()
+	e, ok := s.subs[h]
+	inUse := ok && e.lentTo == nil
+	s.mu.Unlock()
+	if inUse {
+		if env, ok := e.sub.TryRecv(maxBytes); ok {
+			return env, nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	for {
 		s.mu.Lock()
 		e, ok := s.subs[h]

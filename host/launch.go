@@ -228,6 +228,7 @@ func (p *shimProcess) serveHostServices(inst *Instance) uint32 {
 	// The call connection reaches only this shim, so what comes in on it is this instance's.
 	go func() {
 		p.calls.HandlePublishes(services.publishFrame) // before Serve reads a frame
+		p.calls.HandleAnswered(services.answered)
 		err := p.calls.Serve(services.HostCall, inst.compromised)
 		inst.log.Debug("the call connection ended", "error", err)
 	}()

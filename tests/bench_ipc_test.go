@@ -56,7 +56,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 	handle := string(benchCall(b, sub, "subscribe", "test.v1.tp"))
 	nats := startNATS(b)
 	var capsuleTime, natsTime time.Duration
-	var lagged, delivered uint64
+	var lagged, delivered, envelopes uint64
 	b.ResetTimer()
 	for range b.N {
 		done := make(chan []byte, 1)
@@ -66,7 +66,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 		perfEnable(b)
 		t0 := time.Now()
 		benchCall(b, pub, "publish", map[string]any{"topic": "test.v1.tp", "bytes": 256, "count": n})
-		var res struct{ Received, Lagged uint64 }
+		var res struct{ Received, Lagged, Envelopes uint64 }
 		if err := json.Unmarshal(<-done, &res); err != nil {
 			b.Fatal(err)
 		}
@@ -74,6 +74,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 		perfDisable(b)
 		lagged += res.Lagged
 		delivered += res.Received
+		envelopes += res.Envelopes
 
 		natsTime += rawNATSThroughput(b, nats, n)
 	}
@@ -84,6 +85,7 @@ func BenchmarkBusThroughput(b *testing.B) {
 	b.ReportMetric(natsRate, "nats-msgs/s")
 	b.ReportMetric(capsuleRate/natsRate, "rate-ratio")
 	b.ReportMetric(float64(lagged)/float64(b.N), "lagged/run")
+	b.ReportMetric(float64(delivered)/float64(max(envelopes, 1)), "msgs/recv")
 }
 
 // BenchmarkPublishRecvLatency: the time from a guest's publish to another guest, blocked in

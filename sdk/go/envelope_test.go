@@ -205,3 +205,218 @@ func BenchmarkDecodeEnvelope(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
 	})
 }
+
+// checkTimestampSameAsJSON checks parseHostTimestamp against time.Time's
+// UnmarshalJSON on s: where the fast path parses, UnmarshalJSON must give
+// the identical time.Time (same instant, same location). It reports whether
+// the fast path parsed.
+func checkTimestampSameAsJSON(t *testing.T, s string) bool {
+	t.Helper()
+	got, ok := parseHostTimestamp([]byte(s))
+	if !ok {
+		return false
+	}
+	var want time.Time
+	if err := want.UnmarshalJSON([]byte(`"` + s + `"`)); err != nil {
+		t.Fatalf("fast path parsed %q, which UnmarshalJSON rejects: %v", s, err)
+	}
+	if got != want {
+		t.Fatalf("parseHostTimestamp(%q) = %#v, UnmarshalJSON gives %#v", s, got, want)
+	}
+	return true
+}
+
+func TestParseHostTimestamp(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		fast bool
+	}{
+		{"2026-03-25T10:00:00Z", true},
+		{"2026-03-25T10:00:00.5Z", true},
+		{"2026-03-25T10:00:00.123Z", true},
+		{"2026-03-25T10:00:00.123456Z", true},
+		{"2026-03-25T10:00:00.123456789Z", true},
+		{"0000-01-01T00:00:00Z", true},
+		{"9999-12-31T23:59:59.999999999Z", true},
+		{"2024-02-29T00:00:00Z", true},
+		{"2000-02-29T00:00:00Z", true},
+		{"1900-02-29T00:00:00Z", false},
+		{"2026-02-29T00:00:00Z", false},
+		{"2026-04-31T00:00:00Z", false},
+		{"2026-13-01T00:00:00Z", false},
+		{"2026-00-01T00:00:00Z", false},
+		{"2026-01-00T00:00:00Z", false},
+		{"2026-01-01T24:00:00Z", false},
+		{"2026-01-01T00:60:00Z", false},
+		{"2026-01-01T00:00:60Z", false},
+		{"2026-01-01T00:00:00.Z", false},
+		{"2026-01-01T00:00:00.1234567891Z", false},
+		{"2026-01-01T00:00:00+00:00", false},
+		{"2026-01-01T00:00:00.5+01:00", false},
+		{"2026-01-01t00:00:00Z", false},
+		{"2026-01-01T00:00:00z", false},
+		{"2026-1-01T00:00:00Z", false},
+		{"+026-01-01T00:00:00Z", false},
+		{"2026-01-01T00:00:0xZ", false},
+		{"", false},
+	} {
+		t.Run(c.in, func(t *testing.T) {
+			if got := checkTimestampSameAsJSON(t, c.in); got != c.fast {
+				t.Errorf("fast path parsed = %v, want %v", got, c.fast)
+			}
+		})
+	}
+}
+
+func FuzzParseHostTimestamp(f *testing.F) {
+	f.Add("2026-03-25T10:00:00.123456789Z")
+	f.Add("2024-02-29T23:59:59Z")
+	f.Add("2026-01-01T00:00:00.5+01:00")
+	f.Fuzz(func(t *testing.T, s string) {
+		checkTimestampSameAsJSON(t, s)
+	})
+}
+
+// dataViaJSON is what Message.Data gives without its fast path.
+func dataViaJSON(p []byte) (json.RawMessage, bool) {
+	var head struct {
+		Type *string         `json:"type"`
+		Data json.RawMessage `json:"data"`
+	}
+	if json.Unmarshal(p, &head) != nil || head.Type == nil || *head.Type != "custom" || head.Data == nil {
+		return nil, false
+	}
+	return head.Data, true
+}
+
+func TestCustomData(t *testing.T) {
+	for _, c := range []struct {
+		name, in, want string
+		fast           bool
+	}{
+		{"object", `{"type":"custom","data":{"n":3}}`, `{"n":3}`, true},
+		{"string", `{"type":"custom","data":"he said \"}\""}`, `"he said \"}\""`, true},
+		{"null", `{"type":"custom","data":null}`, `null`, true},
+		{"nested", `{"type":"custom","data":[1,{"a":[true,false,null,-2.5e3]}]}`, `[1,{"a":[true,false,null,-2.5e3]}]`, true},
+		{"space inside", `{"type":"custom","data":{ "n" : 3 }}`, `{ "n" : 3 }`, true},
+		{"space after value", `{"type":"custom","data":1 }`, ``, false},
+		{"second key", `{"type":"custom","data":1,"type":"x"}`, ``, false},
+		{"other type", `{"type":"customer","data":1}`, ``, false},
+		{"no data", `{"type":"custom"}`, ``, false},
+		{"invalid value", `{"type":"custom","data":tru}`, ``, false},
+		{"two values", `{"type":"custom","data":1 2}`, ``, false},
+		{"truncated", `{"type":"custom","data":`, ``, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok := customData([]byte(c.in))
+			if ok != c.fast {
+				t.Fatalf("customData(%s) ok = %v, want %v", c.in, ok, c.fast)
+			}
+			if ok && string(got) != c.want {
+				t.Errorf("customData(%s) = %s, want %s", c.in, got, c.want)
+			}
+			if want := (Message{Payload: json.RawMessage(c.in)}).Data(); ok && string(want) != string(got) {
+				t.Errorf("Data = %s, customData %s", want, got)
+			}
+		})
+	}
+}
+
+func FuzzCustomData(f *testing.F) {
+	f.Add([]byte(`{"type":"custom","data":{"n":3}}`))
+	f.Add([]byte(`{"type":"custom","data":"x\"}"}`))
+	f.Add([]byte(`{"type":"custom","data":[1,2.5e3,null]}`))
+	f.Fuzz(func(t *testing.T, p []byte) {
+		got, ok := customData(p)
+		if !ok {
+			return
+		}
+		want, wok := dataViaJSON(p)
+		if !wok {
+			t.Fatalf("customData(%q) = %q, but encoding/json finds no custom data", p, got)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("customData(%q) = %q, encoding/json %q", p, got, want)
+		}
+	})
+}
+
+func BenchmarkMessageData(b *testing.B) {
+	m := Message{Payload: json.RawMessage(`{"type":"custom","data":{"ping":1}}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(m.Data()) == 0 {
+			b.Fatal("no data")
+		}
+	}
+}
+
+// FuzzPlainRun checks the word-at-a-time scan: every byte it skips is a
+// plainStringByte, and it stops only at a word that holds another byte or
+// at the last partial word.
+func FuzzPlainRun(f *testing.F) {
+	f.Add([]byte(`abcdefghijklmnop"qrs`), 0)
+	f.Add([]byte("abcdefgh\\ijklmnop\x1fq\xff\x80"), 1)
+	f.Fuzz(func(t *testing.T, b []byte, i int) {
+		if i < 0 || i > len(b) {
+			return
+		}
+		r := plainRun(b, i)
+		for j := i; j < r; j++ {
+			if !plainStringByte[b[j]] {
+				t.Fatalf("plainRun(%q, %d) = %d skips %q at %d", b, i, r, b[j], j)
+			}
+		}
+		if r+8 <= len(b) {
+			stop := false
+			for _, c := range b[r : r+8] {
+				stop = stop || !plainStringByte[c]
+			}
+			if !stop {
+				t.Fatalf("plainRun(%q, %d) = %d stops at a plain word", b, i, r)
+			}
+		}
+	})
+}
+
+// TestHostMessage checks the literal match of the host's message shape: it
+// takes the host's own messages, gives what the general walk gives, and
+// leaves every other shape to it with the scanner where it was.
+func TestHostMessage(t *testing.T) {
+	const host = `{"topic":"foo.bar","payload":{"type":"custom","data":{"x":"}"}},"signature":null,` +
+		`"source_id":"6f1c1e0a-9a6b-4f43-9d0e-2b7f7c1d2e3f","timestamp":"2026-03-25T10:00:00.123456789Z","seq":42`
+	for _, c := range []struct {
+		name, in string
+		fast     bool
+	}{
+		{"host, principal", host + `,"principal":"default"}`, true},
+		{"host, no principal", host + `}`, true},
+		{"host, other payload", `{"topic":"a","payload":{"type":"connect"},"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, true},
+		{"host, escaped topic", `{"topic":"a\"b","payload":{"type":"custom","data":1},"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, true},
+		{"host, timestamp with offset", `{"topic":"a","payload":{"type":"custom","data":1},"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01+02:00","seq":1}`, true},
+		{"whitespace", `{ "topic":"a","payload":{},"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, false},
+		{"reordered", `{"payload":{},"topic":"a","signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, false},
+		{"signature set", `{"topic":"a","payload":{},"signature":"x","source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, false},
+		{"duplicate principal", host + `,"principal":"a","principal":"b"}`, false},
+		{"extra key", host + `,"x":1}`, false},
+		{"null payload", `{"topic":"a","payload":null,"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, false},
+		{"bad timestamp", `{"topic":"a","payload":{},"signature":null,"source_id":"s","timestamp":"yesterday","seq":1}`, false},
+		{"custom with trailing space", `{"topic":"a","payload":{"type":"custom","data":1 },"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := envScanner{b: []byte(c.in)}
+			var m Message
+			if got := s.hostMessage(&m); got != c.fast {
+				t.Fatalf("hostMessage = %v, want %v", got, c.fast)
+			}
+			if !c.fast {
+				if s.i != 0 || m.Topic != "" || m.Payload != nil || m.SourceID != "" || !m.Timestamp.IsZero() || m.Seq != 0 || m.Principal != "" {
+					t.Fatalf("hostMessage gave up at %d with %#v, want the scanner at 0 and an empty message", s.i, m)
+				}
+			} else if s.i != len(c.in) {
+				t.Fatalf("hostMessage stopped at %d of %d", s.i, len(c.in))
+			}
+			checkSameAsJSON(t, []byte(`{"messages":[`+c.in+`],"dropped":0,"lagged":0}`))
+		})
+	}
+}

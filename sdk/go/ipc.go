@@ -251,6 +251,9 @@ type Message struct {
 // of message, the whole tagged Payload. The result may share memory with
 // Payload.
 func (m Message) Data() json.RawMessage {
+	if d, ok := customData(m.Payload); ok {
+		return d
+	}
 	var head struct {
 		Type *string         `json:"type"`
 		Data json.RawMessage `json:"data"`

@@ -34,6 +34,8 @@ type HostEnd struct {
 	publish PublishFunc
 	// pubs is the decoded batch of the Publish frame being handled, reused from frame to frame.
 	pubs []Publication
+	// answered is told of each host call's result once it is sent (HandleAnswered); may be nil.
+	answered AnsweredFunc
 
 	calls requests[*pb.InvokeResponse]
 	turn  *readTurn
@@ -59,6 +61,15 @@ type PublishFunc func(pubs []Publication) error
 // HandlePublishes makes Serve hand the shim's Publish frames to publish; call it before Serve.
 // Without it a Publish frame is a violation.
 func (e *HostEnd) HandlePublishes(publish PublishFunc) { e.publish = publish }
+
+// AnsweredFunc is told of a host call's result once the HostResult frame carrying it has been
+// written (or failed to be): the connection keeps no reference to resp after that, so its owner
+// may reuse resp's buffers.
+type AnsweredFunc func(req *pb.HostCallRequest, resp *pb.HostCallResponse)
+
+// HandleAnswered makes Serve tell answered of each host call's result once it is sent; call it
+// before Serve.
+func (e *HostEnd) HandleAnswered(answered AnsweredFunc) { e.answered = answered }
 
 // NewHostEnd wraps the host's end of a call connection (from Pair).
 func NewHostEnd(c *Conn) *HostEnd {
@@ -205,6 +216,9 @@ func (e *HostEnd) runHostCall(ctx context.Context, cancel context.CancelFunc, id
 		return
 	}
 	_ = e.c.WriteFrame(HostResult, id, resp)
+	if e.answered != nil {
+		e.answered(req, resp)
+	}
 }
 
 // statusOf is the status a handler's error is sent as: a gRPC status as is, any other error as

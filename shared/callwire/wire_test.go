@@ -391,3 +391,58 @@ func TestLongCallKeepsConnectionRead(t *testing.T) {
 		t.Fatal(e.violations)
 	}
 }
+
+// TestHostEndAnswered: the answered hook gets each host call's request and result only once the
+// result is on the wire, so its owner may reuse the result's buffer: the hook overwrites the
+// buffer, and the shim must still receive what the handler returned.
+func TestHostEndAnswered(t *testing.T) {
+	hc, sc := pair(t)
+	host, shim := NewHostEnd(hc), NewShimEnd(sc)
+	var mu sync.Mutex
+	var answered []string
+	host.HandleAnswered(func(req *pb.HostCallRequest, resp *pb.HostCallResponse) {
+		mu.Lock()
+		answered = append(answered, string(req.Args[0]))
+		mu.Unlock()
+		for i := range resp.Result {
+			resp.Result[i] = 'X' // what the next use of the buffer would do
+		}
+	})
+	hostCall := func(_ context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+		return &pb.HostCallResponse{Result: append([]byte("result of "), req.Args[0]...)}, nil
+	}
+	hostServed, shimServed := make(chan error, 1), make(chan error, 1)
+	go func() { hostServed <- host.Serve(hostCall, func(err error) error { return err }) }()
+	go func() {
+		shimServed <- shim.Serve(func(req *pb.InvokeRequest, reply func(*pb.InvokeResponse)) {
+			var out []byte
+			for _, arg := range []string{"a", "b", "c"} {
+				resp, err := shim.HostCall(context.Background(), &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_IPC_POLL, Args: [][]byte{[]byte(arg)}})
+				if err != nil {
+					reply(&pb.InvokeResponse{Error: &pb.GuestError{Message: err.Error()}})
+					return
+				}
+				out = append(append(out, resp.Result...), ';')
+			}
+			reply(&pb.InvokeResponse{Output: out})
+		})
+	}()
+	defer func() {
+		host.Close()
+		shim.Close()
+		<-hostServed
+		<-shimServed
+	}()
+	resp, err := host.Invoke(context.Background(), &pb.InvokeRequest{Export: "x"})
+	if err != nil || resp.Error != nil {
+		t.Fatalf("%v %v", resp, err)
+	}
+	if got, want := string(resp.Output), "result of a;result of b;result of c;"; got != want {
+		t.Errorf("the shim received %q, want %q: the hook ran before the answer was written", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(answered, ","); got != "a,b,c" {
+		t.Errorf("answered for %q, want a,b,c", got)
+	}
+}
