@@ -14,7 +14,7 @@ import (
 // bootGraph is the 50 capsules of BenchmarkBoot, in the order discovery would find them (leaves
 // first, so that the order is the dependency sort's doing): one root exporting bench/root; 4
 // capsules importing it, each exporting bench/midK; 45 leaves, each importing one of those.
-func bootGraph(b *testing.B) []host.Capsule {
+func bootGraph(b testing.TB) []host.Capsule {
 	var cs []bootCapsule
 	for k := range 45 {
 		cs = append(cs, bootCapsule{name: fmt.Sprintf("leaf%02d", k), toml: fmt.Sprintf("[imports.bench]\nmid%d = \"^1.0\"\n", k%4)})
