@@ -58,13 +58,16 @@ const (
 	EnvShimLogLevel = "ASTRID_SHIM_LOG_LEVEL"
 	// EnvShimFuel set to "1" starts the shim's engine with fuel metering, for [limits] fuel.
 	EnvShimFuel = "ASTRID_SHIM_FUEL"
-	// EnvShimRuntime is the Go runtime setting every shim starts with: one P from the start (the
-	// shim runs with one, see cmd/astrid-shim). Set in the environment, the runtime makes one P
-	// at start-up; set by runtime.GOMAXPROCS in main, it makes one per core and then stops the
-	// world to free the others' caches: about 2 ms of CPU more at every shim start on a 2-core
-	// machine. The sandbox helper that execs into the shim inherits it, and needs no more.
-	EnvShimRuntime = "GOMAXPROCS=1"
 )
+
+// ShimRuntimeEnv are the runtime settings every shim starts with (ClientConfig adds them):
+//
+//   - GOMAXPROCS=1: one P from the start (the shim runs with one, see cmd/astrid-shim). Set in
+//     the environment, the runtime makes one P at start-up; set by runtime.GOMAXPROCS in main,
+//     it makes one per core and then stops the world to free the others' caches: about 2 ms of
+//     CPU more at every shim start on a 2-core machine. The sandbox helper that execs into the
+//     shim inherits it, and needs no more.
+var ShimRuntimeEnv = []string{"GOMAXPROCS=1"}
 
 // Handshake makes sure astrid-host only talks to astrid-shim of the same protocol version. The
 // cookie is not a security boundary; it keeps the shim from being run by hand.
@@ -87,7 +90,7 @@ const StartTimeout = 30 * time.Second
 // the host that started it (see ShimServer).
 func ClientConfig(cmd *exec.Cmd, logger hclog.Logger) *plugin.ClientConfig {
 	creds, env := newHostToken()
-	cmd.Env = append(cmd.Env, env, EnvShimRuntime)
+	cmd.Env = append(append(cmd.Env, env), ShimRuntimeEnv...)
 	// go-plugin dials with insecure credentials and then applies these options; the later
 	// WithTransportCredentials is the one gRPC uses.
 	dial := append(DialOptions(), grpc.WithTransportCredentials(creds))
