@@ -25,6 +25,8 @@ func main() {
 	// answer for a waiting request) would wake another OS thread to look for work: on a small
 	// machine that wake-up costs more than the socket round trip itself. A guest computing in
 	// wasm does not hold the P (cgo hands it over), so the server still answers meanwhile.
+	// The host sets GOMAXPROCS=1 in the shim's environment (shared.ShimRuntimeEnv), which is
+	// cheaper at start-up; this call, then a no-op, covers a shim started otherwise.
 	runtime.GOMAXPROCS(1)
 	logger := hclog.New(&hclog.LoggerOptions{
 		Name:       "astrid-shim",
