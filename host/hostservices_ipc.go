@@ -79,7 +79,7 @@ func (s *hostServices) publish(pubs []callwire.Publication) error {
 		// The link to other hosts could not take them (docs/architecture.md#the-bus-across-hosts):
 		// an ordinary error, which the guest's next host call gets; they were delivered nowhere.
 		s.inst.host.log.Warn("bus: publishes refused", "capsule", s.inst.ID(), "refused_total", s.inst.host.bus.Refused(), "error", linkErr)
-		s.inst.ipc.notTaken(len(pubs)-published, busRefusal("publish", linkErr).Error())
+		s.inst.ipc.notTaken(len(pubs)-published, "publish: "+linkErr.Error()) // the bus's text names the link
 	}
 	return nil
 }

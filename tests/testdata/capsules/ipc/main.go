@@ -27,6 +27,10 @@ type publishInput struct {
 	RawB64  []byte          `json:"raw_b64"` // if set: publish these bytes (base64 in the input), e.g. invalid UTF-8
 	Bytes   int             `json:"bytes"`   // if set: publish a JSON string of this many bytes instead
 	Count   int             `json:"count"`   // default 1; each payload of a count > 1 gets "n"
+	// Sizes, if set, publishes one JSON string of each of these many bytes, in turn (instead of
+	// the above), then subscribes to ThenSubscribe if that is set: a host call right after them.
+	Sizes         []int  `json:"sizes"`
+	ThenSubscribe string `json:"then_subscribe"`
 }
 
 //go:wasmexport publish
@@ -35,6 +39,9 @@ func publish() int32 {
 		var p publishInput
 		if err := json.Unmarshal(in, &p); err != nil {
 			return nil, err
+		}
+		if p.Sizes != nil {
+			return publishSizes(p)
 		}
 		count := max(p.Count, 1)
 		var sized []byte // the payload of a bytes-sized publish: the same bytes every time, built once
@@ -59,6 +66,21 @@ func publish() int32 {
 		}
 		return []byte("ok"), nil
 	})
+}
+
+// publishSizes is publish's sizes mode.
+func publishSizes(p publishInput) ([]byte, error) {
+	for _, n := range p.Sizes {
+		if err := astrid.PublishJSON(p.Topic, []byte(`"`+strings.Repeat("x", max(n, 2)-2)+`"`)); err != nil {
+			return nil, err
+		}
+	}
+	if p.ThenSubscribe != "" {
+		if _, err := astrid.Subscribe(p.ThenSubscribe); err != nil {
+			return nil, err
+		}
+	}
+	return []byte("ok"), nil
 }
 
 //go:wasmexport subscribe
