@@ -163,7 +163,6 @@ func (r *relayRig) drive(count, window int, during func()) {
 			}
 			mu.Lock()
 			accounted += n
-			done := accounted >= target()
 			mu.Unlock()
 			select {
 			case progress <- struct{}{}:
@@ -171,6 +170,13 @@ func (r *relayRig) drive(count, window int, during func()) {
 			}
 			select {
 			case <-stopRecv:
+				// Only now is r.published final: whether every request is accounted for is
+				// decided against it, never against a count from before the publisher's last
+				// requests (which it may send, and then stop, between this goroutine's
+				// receive and this select).
+				mu.Lock()
+				done := accounted >= target()
+				mu.Unlock()
 				if done {
 					recvDone <- nil
 					return
