@@ -15,8 +15,8 @@ import (
 // hooks, capability checks). The shim only adapts: it reads the guest's argument blocks, each
 // checked against its limit before it is copied, sends them to the host, which decides and
 // performs the function, and hands the guest the result in the function's encoding
-// (shared.Result). The capsule's log lines and pending publishes go out first, so the host sees
-// the guest's calls in the order it made them.
+// (shared.Result). The capsule's log lines and pending publishes go out first (env.hostCall), so
+// the host sees the guest's calls in the order it made them.
 func (v *env) hostCallFunc(f shared.HostCall) func(*wasmtime.Caller, *kernel.Kernel, []wasmtime.Val) ([]wasmtime.Val, error) {
 	return func(c *wasmtime.Caller, k *kernel.Kernel, params []wasmtime.Val) ([]wasmtime.Val, error) {
 		args := make([][]byte, len(f.Args))
@@ -31,12 +31,9 @@ func (v *env) hostCallFunc(f shared.HostCall) func(*wasmtime.Caller, *kernel.Ker
 			}
 			args[i] = b
 		}
-		if err := v.flushBeforeHost(); err != nil {
-			return nil, err
-		}
-		resp, err := v.calls.HostCall(v.call.ctx, &pb.HostCallRequest{Op: f.Op, Args: args})
+		resp, err := v.hostCall(&pb.HostCallRequest{Op: f.Op, Args: args})
 		if err != nil {
-			return nil, v.hostError(err)
+			return nil, err
 		}
 		switch f.Result {
 		case shared.ResultHostResult:

@@ -117,8 +117,20 @@ func (s *ipcState) publish(topic string, payload []byte) error {
 // callwire.MaxPublishesInFlight batches are unanswered, for the oldest answer. A batch that
 // cannot be sent counts as lost.
 func (s *ipcState) send() {
+	id, frame, ok := s.take()
+	if !ok {
+		return
+	}
+	s.sent(id, frame, s.calls.SendPublishFrame(id, frame))
+}
+
+// take takes the pending publishes as the next batch to send: its id and its frame (room for
+// the header, then the encoded publications), after waiting, if callwire.MaxPublishesInFlight
+// batches are unanswered, for the oldest answer. ok is false when nothing is pending. When ok,
+// take returns holding sendMu, so batches go out in order: the caller writes the frame and then
+// calls sent, which lets it go.
+func (s *ipcState) take() (id uint64, frame []byte, ok bool) {
 	s.sendMu.Lock()
-	defer s.sendMu.Unlock()
 	s.mu.Lock()
 	if s.timerArmed {
 		s.timer.Stop()
@@ -127,9 +139,10 @@ func (s *ipcState) send() {
 	n := s.count
 	if n == 0 {
 		s.mu.Unlock()
-		return
+		s.sendMu.Unlock()
+		return 0, nil, false
 	}
-	frame := s.frame
+	frame = s.frame
 	s.frame = s.spare
 	if s.frame == nil {
 		s.frame = make([]byte, callwire.HeaderBytes, 4<<10)
@@ -144,10 +157,15 @@ func (s *ipcState) send() {
 		s.mu.Lock()
 	}
 	s.lastID++
-	id := s.lastID
+	id = s.lastID
 	s.inFlight[id] = n
 	s.mu.Unlock()
-	err := s.calls.SendPublishFrame(id, frame)
+	return id, frame, true
+}
+
+// sent records that the batch take returned was written, or failed to be (err: its messages
+// count as lost), keeps its buffer for the next batch, and lets sendMu go.
+func (s *ipcState) sent(id uint64, frame []byte, err error) {
 	s.mu.Lock()
 	if cap(frame) <= keepBatchBuffer {
 		s.spare = frame
@@ -156,6 +174,7 @@ func (s *ipcState) send() {
 	if err != nil {
 		s.answer(id, errors.New(status.Convert(err).Message()))
 	}
+	s.sendMu.Unlock()
 }
 
 // Published records the host's answer to the batch id (callwire.PublishAcks). The host reports
@@ -203,6 +222,21 @@ func (s *ipcState) flush() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.report()
+}
+
+// flushReport reports what the shim could not send since the last report, once (nil if
+// nothing).
+func (s *ipcState) flushReport() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.report()
+}
+
+// hasLost reports whether publishes the shim could not send wait to be reported.
+func (s *ipcState) hasLost() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lost > 0
 }
 
 // report returns the publishes the shim could not send since the last report, as the guest's
@@ -254,21 +288,48 @@ func (v *env) ipcPublish(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.V
 	return nil, v.ipc.publish(name, payload)
 }
 
-// ipcCall flushes the capsule's log lines and pending publishes (so the host sees the guest's
-// calls in order, and a long-running capsule's lines as it goes), then makes one IPC host call
-// (shared.IPCCalls) on the call connection and returns its result block.
+// ipcCall makes one IPC host call (shared.IPCCalls) on the call connection (env.hostCall) and
+// returns its result block.
 func (v *env) ipcCall(op pb.HostOp, args ...[]byte) ([]byte, error) {
-	if err := v.flushBeforeHost(); err != nil {
-		return nil, err
-	}
-	resp, err := v.calls.HostCall(v.call.ctx, &pb.HostCallRequest{Op: op, Args: args})
+	resp, err := v.hostCall(&pb.HostCallRequest{Op: op, Args: args})
 	if err != nil {
-		return nil, v.hostError(err)
+		return nil, err
 	}
 	if resp.Failed {
 		return nil, errors.New(resp.Error)
 	}
 	return resp.Result, nil
+}
+
+// hostCall makes one host call on the call connection for the guest. The capsule's log lines
+// go out first, and its pending publishes in the same write as the call
+// (callwire.ShimEnd.HostCallAfterPublish: one system call, one wake-up of the host), so the
+// host sees the guest's calls in the order it made them. Publishes the shim could not send are
+// reported instead of making the call, once, as flush reports them. An error is the guest's
+// trap message.
+func (v *env) hostCall(req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+	v.logs.flush()
+	if v.ipc.hasLost() {
+		if err := v.ipc.flush(); err != nil {
+			return nil, err
+		}
+	}
+	id, frame, pending := v.ipc.take()
+	var sent func(error)
+	if pending {
+		sent = func(err error) { v.ipc.sent(id, frame, err) }
+	}
+	resp, err := v.calls.HostCallAfterPublish(v.call.ctx, id, frame, sent, req)
+	if err != nil {
+		if pending {
+			// The batch's write failed with the call's: report it, as flush would have.
+			if lost := v.ipc.flushReport(); lost != nil {
+				return nil, lost
+			}
+		}
+		return nil, v.hostError(err)
+	}
+	return resp, nil
 }
 
 // ipcSubscribe: astrid_ipc_subscribe(pattern) -> decimal handle.

@@ -112,6 +112,10 @@ func (e *HostEnd) read() {
 		return
 	}
 	for {
+		if !e.c.Buffered() {
+			// About to wait for the shim: what was deferred goes out first.
+			_ = e.c.FlushDeferred()
+		}
 		kind, id, body, err := e.c.ReadFrame(MaxHostFrameBytes)
 		switch {
 		case errors.Is(err, ErrTooLarge):
@@ -187,6 +191,15 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(), err err
 		err = e.publish(pubs)
 		clear(pubs) // no view of this frame outlives it
 		e.pubs = pubs[:0]
+		if next, ok := e.c.NextKind(); ok && next == HostCall && err == nil {
+			// The shim sent a host call right after the batch (in the same write): the answer
+			// goes out with the next frame the host writes (the host call's answer, usually),
+			// or before the host next waits to read, rather than as a write and a wake-up of
+			// the shim of its own. The shim waits for the answer only to send a fifth batch,
+			// which its guest, waiting for the host call, cannot make meanwhile.
+			e.c.DeferEmptyFrame(Published, id)
+			break
+		}
 		_ = e.c.WriteFrame(Published, id, statusOf(err).Proto())
 	case Cancel:
 		// The shim has stopped waiting: the next host call may come before this one's

@@ -141,10 +141,33 @@ func (e *ShimEnd) publishAcks() PublishAcks {
 // goroutine reads the connection (the call that runs the guest gave its turn up), HostCall reads
 // the answer itself.
 func (e *ShimEnd) HostCall(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+	return e.HostCallAfterPublish(ctx, 0, nil, nil, req)
+}
+
+// HostCallAfterPublish is HostCall that sends the Publish frame pubID (a batch encoded as for
+// SendPublishFrame; nil for none) just before the host call, in the same write: the host reads
+// the batch first, as if it were sent alone, but is woken once for both. sent, if not nil, is
+// called once the write is done (with its error), before the answer is awaited: the batch's
+// buffer is the caller's again.
+func (e *ShimEnd) HostCallAfterPublish(ctx context.Context, pubID uint64, pubFrame []byte, sent func(error), req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
 	if e == nil {
-		return nil, status.Error(codes.FailedPrecondition, "the shim has no call connection to the host")
+		err := status.Error(codes.FailedPrecondition, "the shim has no call connection to the host")
+		if sent != nil {
+			sent(err)
+		}
+		return nil, err
 	}
-	id, ch, err := e.hostCalls.send(func(id uint64) error { return e.c.WriteFrame(HostCall, id, req) })
+	id, ch, err := e.hostCalls.send(func(id uint64) error {
+		err := e.c.WriteFrameAfter(pubFrame, Publish, pubID, HostCall, id, req)
+		if sent != nil {
+			sent(err)
+			sent = nil
+		}
+		return err
+	})
+	if sent != nil { // the connection had ended: nothing was written
+		sent(err)
+	}
 	if err != nil {
 		return nil, err
 	}

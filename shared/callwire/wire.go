@@ -134,6 +134,10 @@ type Conn struct {
 
 	wmu  sync.Mutex
 	wbuf []byte
+	// deferred are frames queued by DeferEmptyFrame, written before the next frame; bufs is the
+	// reused list of buffers for a write of several.
+	deferred []byte
+	bufs     [][]byte
 
 	// The frame being read: a read interrupted part-way (ReadFrameContext) leaves it here, and
 	// the next ReadFrame goes on from where it stopped, so the stream never loses its framing.
@@ -180,6 +184,19 @@ const keepBuffer = 1 << 20
 
 // WriteFrame sends one frame whose body is m (nil for none) in one write.
 func (c *Conn) WriteFrame(kind Kind, id uint64, m proto.Message) error {
+	return c.WriteFrameAfter(nil, 0, 0, kind, id, m)
+}
+
+// WriteFrameAfter sends, in one write, the frame pre (nil for none; as for WriteFrameBuffer:
+// HeaderBytes of room for its header, then its body, of kind preKind and id preID) and then
+// the frame whose body is m: one system call, and one wake-up of the reader at the other end
+// instead of two. pre is the caller's again once WriteFrameAfter returns.
+func (c *Conn) WriteFrameAfter(pre []byte, preKind Kind, preID uint64, kind Kind, id uint64, m proto.Message) error {
+	if pre != nil {
+		if err := putHeader(pre, preKind, preID); err != nil {
+			return err
+		}
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	buf := append(c.wbuf[:0], make([]byte, HeaderBytes)...)
@@ -190,14 +207,10 @@ func (c *Conn) WriteFrame(kind Kind, id uint64, m proto.Message) error {
 			return fmt.Errorf("encode a %s frame: %w", kind, err)
 		}
 	}
-	n := len(buf) - HeaderBytes
-	if uint64(n) > 0xffffffff {
-		return fmt.Errorf("encode a %s frame: a body of %d bytes does not fit the frame's 32-bit length", kind, n)
+	err := putHeader(buf, kind, id)
+	if err == nil {
+		err = c.writeLocked(pre, buf)
 	}
-	binary.LittleEndian.PutUint32(buf[0:], uint32(n))
-	buf[4] = byte(kind)
-	binary.LittleEndian.PutUint64(buf[8:], id)
-	_, err := c.nc.Write(buf)
 	if cap(buf) <= keepBuffer {
 		c.wbuf = buf
 	} else {
@@ -213,6 +226,19 @@ func (c *Conn) WriteFrame(kind Kind, id uint64, m proto.Message) error {
 // of room for the header, which WriteFrameBuffer fills in, followed by the body. frame is the
 // caller's again once WriteFrameBuffer returns.
 func (c *Conn) WriteFrameBuffer(kind Kind, id uint64, frame []byte) error {
+	if err := putHeader(frame, kind, id); err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if err := c.writeLocked(nil, frame); err != nil {
+		return fmt.Errorf("send a %s frame: %w", kind, err)
+	}
+	return nil
+}
+
+// putHeader fills in the header of frame, whose first HeaderBytes bytes are room for it.
+func putHeader(frame []byte, kind Kind, id uint64) error {
 	if len(frame) < HeaderBytes {
 		return fmt.Errorf("encode a %s frame: %d bytes leave no room for the header", kind, len(frame))
 	}
@@ -224,12 +250,75 @@ func (c *Conn) WriteFrameBuffer(kind Kind, id uint64, frame []byte) error {
 	frame[4] = byte(kind)
 	frame[5], frame[6], frame[7] = 0, 0, 0
 	binary.LittleEndian.PutUint64(frame[8:], id)
+	return nil
+}
+
+// DeferEmptyFrame queues a frame without a body (a Published with status OK encodes as none)
+// to go out with the next frame written, in the same write, or at FlushDeferred: a frame the
+// other end need not have at once costs it no wake-up of its own.
+func (c *Conn) DeferEmptyFrame(kind Kind, id uint64) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if _, err := c.nc.Write(frame); err != nil {
-		return fmt.Errorf("send a %s frame: %w", kind, err)
+	n := len(c.deferred)
+	c.deferred = append(c.deferred, make([]byte, HeaderBytes)...)
+	_ = putHeader(c.deferred[n:], kind, id) // (an empty body always fits)
+}
+
+// FlushDeferred writes the frames DeferEmptyFrame queued, if any.
+func (c *Conn) FlushDeferred() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(c.deferred) == 0 {
+		return nil
+	}
+	if err := c.writeLocked(nil); err != nil {
+		return fmt.Errorf("send deferred frames: %w", err)
 	}
 	return nil
+}
+
+// writeLocked writes the deferred frames and then each of frames (nil ones skipped) with one
+// system call (writev when there are several). Called with wmu held.
+func (c *Conn) writeLocked(frames ...[]byte) error {
+	bufs := c.bufs[:0]
+	if len(c.deferred) > 0 {
+		bufs = append(bufs, c.deferred)
+	}
+	for _, f := range frames {
+		if f != nil {
+			bufs = append(bufs, f)
+		}
+	}
+	var err error
+	if len(bufs) == 1 {
+		_, err = c.nc.Write(bufs[0])
+	} else {
+		nb := net.Buffers(bufs) // WriteTo consumes nb, not bufs
+		_, err = nb.WriteTo(c.nc)
+	}
+	clear(bufs)
+	c.bufs = bufs[:0]
+	c.deferred = c.deferred[:0]
+	return err
+}
+
+// Buffered reports whether the next frame has begun to arrive: part of it is read or waits in
+// the read buffer, so the next ReadFrame does not start by waiting for the other end.
+func (c *Conn) Buffered() bool {
+	return c.hdrRead > 0 || c.inBody || c.r.Buffered() > 0
+}
+
+// NextKind returns the kind of the next frame if its whole header waits in the read buffer (none
+// of it read yet), without reading it.
+func (c *Conn) NextKind() (Kind, bool) {
+	if c.hdrRead > 0 || c.inBody || c.r.Buffered() < HeaderBytes {
+		return 0, false
+	}
+	h, err := c.r.Peek(HeaderBytes)
+	if err != nil {
+		return 0, false
+	}
+	return Kind(h[4]), true
 }
 
 // ReadFrame reads the next frame. limit bounds its body's length, checked before the body is read
