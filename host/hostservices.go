@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"github.com/astrid-go/astrid/bus"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -17,6 +18,10 @@ type hostServices struct {
 	// envBuf is the buffer poll and recv encode envelopes into, reused once each answer is sent
 	// (answered).
 	envBuf envelopeBuffer
+	// batch holds the messages of the Publish frame being published (publish), reused from frame
+	// to frame: the call connection hands over one frame at a time, and the bus keeps no
+	// reference to the slice (it copies each message into the queues).
+	batch []bus.Message
 }
 
 // Log writes the capsule's log lines to its logger, in order, escaped and rate-limited (guestLog).

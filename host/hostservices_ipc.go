@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/callwire"
@@ -43,14 +42,19 @@ func (s *hostServices) publishFrame(pubs []callwire.Publication) error {
 	return s.publish(pubs)
 }
 
-// publish checks and publishes a batch of the guest's messages, in order. They carry the
+// publish checks and publishes a batch of the guest's messages, in order, from one frame at a
+// time (the messages are built in s.batch). They carry the
 // instance's effective principal: during an interceptor invocation, the principal of the
 // message it handles (the shim sends a call's publishes before it answers the call, so a batch
 // never straddles two calls). A refusal by the guard stops the instance as compromised; a
 // refusal by the link to other hosts is recorded for the guest's next host call, with the exact
 // number of messages not published.
 func (s *hostServices) publish(pubs []callwire.Publication) error {
-	msgs := make([]bus.Message, 0, len(pubs))
+	msgs := s.batch[:0]
+	defer func() {
+		clear(msgs) // no payload outlives its queues through this slice
+		s.batch = msgs[:0]
+	}()
 	var refusal error
 	principal := s.inst.effectivePrincipal()
 	topic := ""
