@@ -60,6 +60,19 @@ func (m *Message) jsonSize() int {
 
 // appendJSON appends m's JSON to b.
 func (m *Message) appendJSON(b []byte) []byte {
+	return m.appendJSONStamp(b, nil)
+}
+
+// lastStamp is where an envelope's encoding last wrote a timestamp: a batch's messages share
+// one (Bus.PublishBatch), whose text is then copied rather than formatted again.
+type lastStamp struct {
+	t          time.Time
+	start, end int // the text's bounds in the buffer being appended to; end 0 when none yet
+}
+
+// appendJSONStamp is appendJSON that writes the timestamp by copying last's text when it is the
+// same instant (last may be nil), and records where it wrote it in last.
+func (m *Message) appendJSONStamp(b []byte, last *lastStamp) []byte {
 	b = append(b, `{"topic":`...)
 	b = appendString(b, m.Topic)
 	b = append(b, `,"payload":`...)
@@ -75,7 +88,18 @@ func (m *Message) appendJSON(b []byte) []byte {
 	}
 	b = appendString(b, src)
 	b = append(b, `,"timestamp":"`...)
-	b = appendTimestamp(b, m.Timestamp)
+	switch {
+	case last == nil:
+		b = appendTimestamp(b, m.Timestamp)
+	case last.end > 0 && last.t.Equal(m.Timestamp):
+		start := len(b)
+		b = append(b, b[last.start:last.end]...)
+		last.start, last.end = start, len(b)
+	default:
+		start := len(b)
+		b = appendTimestamp(b, m.Timestamp)
+		*last = lastStamp{t: m.Timestamp, start: start, end: len(b)}
+	}
 	b = append(b, `","seq":`...)
 	b = strconv.AppendUint(b, m.Seq, 10)
 	if m.Principal != "" {
@@ -247,11 +271,12 @@ func (e Envelope) AppendJSON(b []byte) []byte {
 		b = append(make([]byte, 0, len(b)+n), b...)
 	}
 	b = append(b, `{"messages":[`...)
+	var last lastStamp
 	for i := range e.Messages {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = e.Messages[i].appendJSON(b)
+		b = e.Messages[i].appendJSONStamp(b, &last)
 	}
 	b = append(b, `],"dropped":`...)
 	b = strconv.AppendUint(b, e.Dropped, 10)

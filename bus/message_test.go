@@ -124,6 +124,43 @@ func TestEnvelopeJSON(t *testing.T) {
 	}
 }
 
+// TestEnvelopeSharedTimestamps checks that an envelope whose messages share timestamps (a batch's
+// do), in runs and interleaved, in another zone, on a buffer that already holds bytes, encodes
+// each message exactly as its own MarshalJSON does.
+func TestEnvelopeSharedTimestamps(t *testing.T) {
+	t1 := time.Date(2026, 1, 2, 3, 4, 5, 123_000_000, time.UTC)
+	t2 := time.Date(2026, 1, 2, 3, 4, 5, 123_456_789, time.UTC)
+	t1East := t1.In(time.FixedZone("east", 3600)) // the same instant
+	for _, c := range []struct {
+		name  string
+		stamp []time.Time
+	}{
+		{"one run", []time.Time{t1, t1, t1}},
+		{"two runs", []time.Time{t1, t1, t2, t2}},
+		{"interleaved", []time.Time{t1, t2, t1, t2}},
+		{"same instant, other zone", []time.Time{t1, t1East, t1}},
+		{"zero time among them", []time.Time{t1, {}, t1}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var env Envelope
+			want := `prefix{"messages":[`
+			for i, ts := range c.stamp {
+				m := Message{Topic: "a", Payload: json.RawMessage(`{"type":"custom","data":1}`), Timestamp: ts, Seq: uint64(i + 1)}
+				env.Messages = append(env.Messages, m)
+				mj, _ := m.MarshalJSON()
+				if i > 0 {
+					want += ","
+				}
+				want += string(mj)
+			}
+			want += `],"dropped":0,"lagged":0}`
+			if got := string(env.AppendJSON([]byte("prefix"))); got != want {
+				t.Fatalf("envelope =\n  %s\nwant\n  %s", got, want)
+			}
+		})
+	}
+}
+
 // TestAppendTimestampDigits checks the digit-by-digit timestamp against the
 // time.AppendFormat one over the edges of every field and of the fraction's
 // three forms, in and out of the years 0 to 9999.
