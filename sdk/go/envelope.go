@@ -35,6 +35,11 @@ type envScanner struct {
 	// them (a topic, a publisher, a principal usually do) to save an
 	// allocation.
 	topic, source, principal string
+	// The previous timestamp's text in the host's form and its time: the
+	// messages of one batch share their timestamp, whose parse (and
+	// time.Date) costs more in wasm than the comparison.
+	stampText []byte
+	stamp     time.Time
 }
 
 // decodeEnvelopeFast decodes the envelope in b, or returns false if
@@ -322,8 +327,14 @@ func (s *envScanner) timestamp(dst *time.Time) bool {
 	if _, _, _, ok := s.str(); !ok {
 		return false
 	}
-	if t, ok := parseHostTimestamp(s.b[start+1 : s.i-1]); ok {
+	text := s.b[start+1 : s.i-1]
+	if s.stampText != nil && string(text) == string(s.stampText) {
+		*dst = s.stamp
+		return true
+	}
+	if t, ok := parseHostTimestamp(text); ok {
 		*dst = t
+		s.stampText, s.stamp = text, t
 		return true
 	}
 	return dst.UnmarshalJSON(s.b[start:s.i]) == nil

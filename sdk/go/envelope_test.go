@@ -150,6 +150,29 @@ func TestDecodeEnvelopeFastTimestamp(t *testing.T) {
 	}
 }
 
+// TestDecodeEnvelopeFastSharedTimestamps: messages that repeat the timestamp before them (those
+// of one batch do) decode to what encoding/json gives, in runs, interleaved, and after a
+// timestamp of another form, which is not reused.
+func TestDecodeEnvelopeFastSharedTimestamps(t *testing.T) {
+	const a, b, z = "2026-03-25T10:00:00.5Z", "2026-03-25T10:00:01Z", "2026-03-25T11:00:00.5+01:00"
+	for _, stamps := range [][]string{{a, a, a}, {a, b, b, a}, {z, z, a}, {a, z, a}} {
+		var msgs []string
+		for i, ts := range stamps {
+			msgs = append(msgs, fmt.Sprintf(`{"topic":"t","payload":{"type":"custom","data":1},"signature":null,"source_id":"s","timestamp":%q,"seq":%d}`, ts, i+1))
+		}
+		env := `{"messages":[` + strings.Join(msgs, ",") + `],"dropped":0,"lagged":0}`
+		if !checkSameAsJSON(t, []byte(env)) {
+			t.Fatalf("fast path failed on %s", env)
+		}
+		got, _ := decodeEnvelopeFast([]byte(env))
+		for i, m := range got.Messages {
+			if stamps[i] != z && m.Timestamp.Location() != time.UTC {
+				t.Errorf("%v: message %d's timestamp is in %v, want UTC", stamps, i, m.Timestamp.Location())
+			}
+		}
+	}
+}
+
 func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(sampleEnvelope))
 	f.Add([]byte(`{"messages":[],"dropped":0,"lagged":0}`))
