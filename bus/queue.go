@@ -15,8 +15,12 @@ type queue struct {
 // small because a bus may hold thousands of mostly idle subscriptions.
 const minQueueCap = 8
 
-// maxIdleQueueCap is the largest ring an emptied queue keeps.
+// maxIdleQueueCap is the largest ring an emptied queue keeps whatever the traffic (see drained).
 const maxIdleQueueCap = 256
+
+// keepRingFactor: a drain that empties the queue keeps a ring larger than maxIdleQueueCap only
+// while the drain took more than 1/keepRingFactor of it.
+const keepRingFactor = 4
 
 // size is the number of bytes a message counts for, in queues and in
 // envelope budgets: the length of its tagged payload JSON (upstream counts
@@ -56,11 +60,17 @@ func (q *queue) pop() Message {
 	q.bytes -= size(&m)
 	if q.n == 0 {
 		q.head = 0
-		if len(q.buf) > maxIdleQueueCap {
-			// Give back the memory of a large burst, so that an idle
-			// subscription stays small; steady traffic keeps its ring.
-			q.buf = nil
-		}
 	}
 	return m
+}
+
+// drained is told that a drain took k messages and left the queue empty. It gives back the ring
+// of a burst that has passed, so that an idle subscription stays small, but keeps it while the
+// drains take a good part of it: a subscriber that keeps up with steady traffic would otherwise
+// regrow its ring from minQueueCap (allocating, clearing and copying each size) after every
+// drain.
+func (q *queue) drained(k int) {
+	if q.n == 0 && len(q.buf) > maxIdleQueueCap && len(q.buf) > keepRingFactor*k {
+		q.buf = nil
+	}
 }

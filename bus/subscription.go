@@ -152,6 +152,7 @@ func (s *Subscription) drain(maxBytes int, always bool) (Envelope, bool) {
 		for i := range msgs {
 			msgs[i] = s.q.pop()
 		}
+		s.q.drained(n)
 	}
 	s.delivered += uint64(n)
 	s.bus.totals.delivered.Add(uint64(n))
