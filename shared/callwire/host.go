@@ -15,6 +15,9 @@ import (
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
+// fieldHostCallResult is the field number of pb.HostCallResponse's result.
+const fieldHostCallResult = 1
+
 // MaxHostFrameBytes is the longest frame body the host reads from a shim: a call's result or a
 // host call's argument blocks, each at most shared.MaxPayloadBytes, with room for the envelope
 // (shared.MaxMessageBytes, gRPC's limit before).
@@ -228,7 +231,13 @@ func (e *HostEnd) runHostCall(ctx context.Context, cancel context.CancelFunc, id
 		_ = e.c.WriteFrame(HostError, id, statusOf(err).Proto())
 		return
 	}
-	_ = e.c.WriteFrame(HostResult, id, resp)
+	if !resp.Failed && resp.Error == "" && len(resp.ProtoReflect().GetUnknown()) == 0 {
+		// Only the result (an envelope, a file): written from where it lies, not copied into a
+		// frame buffer first.
+		_ = e.c.WriteBytesFieldFrame(HostResult, id, fieldHostCallResult, resp.Result)
+	} else {
+		_ = e.c.WriteFrame(HostResult, id, resp)
+	}
 	if e.answered != nil {
 		e.answered(req, resp)
 	}
