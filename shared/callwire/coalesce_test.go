@@ -1,0 +1,126 @@
+package callwire
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/astrid-go/astrid/shared/pb"
+)
+
+// TestBytesFieldFrameSameAsMarshal: WriteBytesFieldFrame sends exactly the body proto.Marshal
+// gives for a HostCallResponse with only its result set, at the varint's size boundaries.
+func TestBytesFieldFrameSameAsMarshal(t *testing.T) {
+	if n := (&pb.HostCallResponse{}).ProtoReflect().Descriptor().Fields().ByName("result").Number(); n != fieldHostCallResult {
+		t.Fatalf("HostCallResponse.result is field %d, fieldHostCallResult %d", n, fieldHostCallResult)
+	}
+	a, b := pair(t)
+	for _, n := range []int{0, 1, 127, 128, 16383, 16384, 3 << 20} {
+		value := bytes.Repeat([]byte{'v'}, n)
+		a.DeferEmptyFrame(Published, 9) // goes first, in the same write
+		written := make(chan error, 1)
+		go func() { written <- a.WriteBytesFieldFrame(HostResult, 5, fieldHostCallResult, value) }()
+		kind, id, body, err := b.ReadFrame(MaxShimFrameBytes)
+		if err != nil || kind != Published || id != 9 || len(body) != 0 {
+			t.Fatalf("%d bytes: the deferred frame came as %v %d (%d bytes), %v", n, kind, id, len(body), err)
+		}
+		kind, id, body, err = b.ReadFrame(MaxShimFrameBytes)
+		if werr := <-written; werr != nil {
+			t.Fatal(werr)
+		}
+		want, _ := proto.Marshal(&pb.HostCallResponse{Result: value})
+		if err != nil || kind != HostResult || id != 5 || !bytes.Equal(body, want) {
+			t.Fatalf("%d bytes: %v %d, a body of %d bytes (want %d), %v", n, kind, id, len(body), len(want), err)
+		}
+	}
+}
+
+// acks records the answers to a shim's Publish frames (PublishAcks).
+type acks struct {
+	mu  sync.Mutex
+	ids []uint64
+}
+
+func (a *acks) Published(id uint64, err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err == nil {
+		a.ids = append(a.ids, id)
+	}
+}
+
+func (a *acks) Ended(error) {}
+
+// TestHostCallAfterPublish: a batch sent in the same write as a host call is published before
+// the host call runs, and its answer comes at the latest with the host call's; without a batch
+// the host call goes alone. The host finds no violation.
+func TestHostCallAfterPublish(t *testing.T) {
+	hc, sc := pair(t)
+	host, shim := NewHostEnd(hc), NewShimEnd(sc)
+	var published [][]byte // payloads, in the order the host published them
+	host.HandlePublishes(func(pubs []Publication) error {
+		for _, p := range pubs {
+			published = append(published, bytes.Clone(p.Payload))
+		}
+		return nil
+	})
+	var violations []error
+	hostServed := make(chan error, 1)
+	go func() {
+		hostServed <- host.Serve(func(_ context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+			// Run on the reader's goroutine, after the frames before it: what was published by
+			// now is the answer.
+			return &pb.HostCallResponse{Result: bytes.Join(published, []byte(","))}, nil
+		}, func(err error) error { violations = append(violations, err); return err })
+	}()
+	a := &acks{}
+	shim.SetPublishAcks(a)
+	shimServed := make(chan error, 1)
+	go func() { shimServed <- shim.Serve(func(*pb.InvokeRequest, func(*pb.InvokeResponse)) {}) }()
+	t.Cleanup(func() {
+		host.Close()
+		shim.Close()
+		<-hostServed
+		<-shimServed
+	})
+	for _, c := range []struct {
+		name     string
+		id       uint64
+		payloads []string
+		want     string
+	}{
+		{"a batch", 1, []string{"1", "2"}, "1,2"},
+		{"no batch", 0, nil, "1,2"},
+		{"another batch", 2, []string{"3"}, "1,2,3"},
+	} {
+		var frame []byte
+		if c.payloads != nil {
+			frame = make([]byte, HeaderBytes)
+			for _, p := range c.payloads {
+				frame = AppendPublication(frame, "a.b", []byte(p))
+			}
+		}
+		calls := 0
+		resp, err := shim.HostCallAfterPublish(context.Background(), c.id, frame, func(err error) {
+			calls++
+			if err != nil {
+				t.Errorf("%s: the write failed: %v", c.name, err)
+			}
+		}, &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_KV_GET})
+		if err != nil || string(resp.Result) != c.want || calls != 1 {
+			t.Fatalf("%s: %q, %v (sent called %d times), want %q", c.name, resp.GetResult(), err, calls, c.want)
+		}
+		a.mu.Lock()
+		got := len(a.ids)
+		a.mu.Unlock()
+		if c.id != 0 && got != int(c.id) { // the answer came with the host call's, before it
+			t.Fatalf("%s: answers to publish frames %v, want up to %d", c.name, a.ids, c.id)
+		}
+	}
+	if len(violations) != 0 {
+		t.Fatal(violations)
+	}
+}
