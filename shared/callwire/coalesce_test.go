@@ -124,3 +124,38 @@ func TestHostCallAfterPublish(t *testing.T) {
 		t.Fatal(violations)
 	}
 }
+
+// TestResultOnly: the shim takes a large result-only HostResult body as a view of the frame,
+// giving what proto.Unmarshal gives, and leaves every other body to proto.Unmarshal.
+func TestResultOnly(t *testing.T) {
+	big := bytes.Repeat([]byte{'r'}, takeResultBytes)
+	marshal := func(m *pb.HostCallResponse) []byte { b, _ := proto.Marshal(m); return b }
+	withFailed := append(marshal(&pb.HostCallResponse{Result: big}), 0x10, 0x01)
+	nonMinimal := append([]byte{0x0a, 0x80 | byte(len(big)&0x7f), 0x80 | byte(len(big)>>7&0x7f), 0x80 | byte(len(big)>>14), 0x00}, big...)
+	otherField := append([]byte{0x1a}, marshal(&pb.HostCallResponse{Result: big})[1:]...) // the bytes as field 3, error
+	for _, c := range []struct {
+		name string
+		body []byte
+		view bool
+	}{
+		{"large result only", marshal(&pb.HostCallResponse{Result: big}), true},
+		{"small result", marshal(&pb.HostCallResponse{Result: []byte("small")}), false},
+		{"large result and failed", withFailed, false},
+		{"non-minimal length (proto.Unmarshal takes it too)", nonMinimal, true},
+		{"another field", otherField, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var want pb.HostCallResponse
+			if err := proto.Unmarshal(c.body, &want); err != nil {
+				t.Fatal(err)
+			}
+			got := resultOnly(c.body)
+			if (got != nil) != c.view {
+				t.Fatalf("taken as a view: %v, want %v", got != nil, c.view)
+			}
+			if got != nil && !proto.Equal(got, &want) {
+				t.Fatalf("got a result of %d bytes, want %d", len(got.Result), len(want.Result))
+			}
+		})
+	}
+}

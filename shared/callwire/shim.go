@@ -13,6 +13,7 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
@@ -269,9 +270,14 @@ func (e *ShimEnd) handle(kind Kind, id uint64, body []byte, call func(callFrame)
 	case HostResult, HostError:
 		var a answer[*pb.HostCallResponse]
 		if kind == HostResult {
-			a.resp = &pb.HostCallResponse{}
-			if err := Decode(kind, body, a.resp); err != nil {
-				return err
+			a.resp = resultOnly(body)
+			if a.resp != nil {
+				e.c.TakeBody() // the result is a view of it
+			} else {
+				a.resp = &pb.HostCallResponse{}
+				if err := Decode(kind, body, a.resp); err != nil {
+					return err
+				}
 			}
 		} else {
 			st := &spb.Status{}
@@ -304,4 +310,28 @@ func (e *ShimEnd) handle(kind Kind, id uint64, body []byte, call func(callFrame)
 func (e *ShimEnd) answer(f callFrame) {
 	<-e.served
 	e.invoke(f.req, func(resp *pb.InvokeResponse) { _ = e.c.WriteFrame(CallResult, f.id, resp) })
+}
+
+// takeResultBytes is the size from which a host call's result is handed on in the frame's own
+// buffer (resultOnly) rather than copied out of the connection's reused one: below it, a copy
+// costs less than a new buffer for the next frame.
+const takeResultBytes = 64 << 10
+
+// resultOnly decodes the body of a HostResult frame that holds only a result of at least
+// takeResultBytes, encoded as the host writes it (WriteBytesFieldFrame: the field's tag, its
+// length, the bytes, nothing else), with the result a view of body; nil for any other body,
+// which proto.Unmarshal then decodes (to the same message, for this one).
+func resultOnly(body []byte) *pb.HostCallResponse {
+	if len(body) < takeResultBytes {
+		return nil
+	}
+	num, typ, n := protowire.ConsumeTag(body)
+	if n < 0 || num != fieldHostCallResult || typ != protowire.BytesType {
+		return nil
+	}
+	v, m := protowire.ConsumeBytes(body[n:])
+	if m < 0 || n+m != len(body) {
+		return nil
+	}
+	return &pb.HostCallResponse{Result: v}
 }

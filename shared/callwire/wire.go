@@ -395,6 +395,13 @@ func (c *Conn) ReadFrame(limit int) (kind Kind, id uint64, body []byte, err erro
 	return kind, id, c.rbuf, nil
 }
 
+// TakeBody makes the body ReadFrame last returned the caller's to keep: the next ReadFrame
+// reads into a buffer of its own rather than over it. For a large body handed on as it is
+// (a host call's result) instead of copied.
+func (c *Conn) TakeBody() {
+	c.rbuf = nil
+}
+
 // errInterrupted is what ReadFrameContext returns (wrapped with the context's error) when ctx
 // ended before a whole frame came.
 var errInterrupted = errors.New("read interrupted")
