@@ -3,6 +3,7 @@ package astrid
 import (
 	"encoding/binary"
 	"encoding/json"
+	"slices"
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -211,9 +212,18 @@ func (s *envScanner) messages(env *Envelope) bool {
 	if !s.next(']') {
 		for {
 			s.ws()
+			start := s.i
 			msgs = append(msgs, Message{})
 			if m := &msgs[len(msgs)-1]; !s.hostMessage(m) && !s.message(m) {
 				return false
+			}
+			if len(msgs) == 1 {
+				// Size the slice once, by the first message's length (the messages of an
+				// envelope are usually alike), rather than doubling it up to hundreds of
+				// messages: each doubling allocates, clears and copies.
+				if est := (len(s.b)-s.i)/(s.i-start+1) + 1; est > cap(msgs) {
+					msgs = slices.Grow(msgs, est+est/8)
+				}
 			}
 			if s.next(',') {
 				continue
