@@ -400,6 +400,7 @@ func (v *env) ipcPoll(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val)
 	if err != nil {
 		return nil, err
 	}
+	defer v.calls.Recycle(env) // once the kernel has its copy
 	return returnBytes(c, k, env)
 }
 
@@ -422,6 +423,7 @@ func (v *env) ipcRecv(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val)
 	if err != nil {
 		return nil, err
 	}
+	defer v.calls.Recycle(env) // once the kernel has its copy
 	return returnBytes(c, k, env)
 }
 

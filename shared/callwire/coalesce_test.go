@@ -159,3 +159,32 @@ func TestResultOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestTakeAndGiveBody: a body taken is not read over by the next frame, and once given back it
+// is the buffer a later frame is read into.
+func TestTakeAndGiveBody(t *testing.T) {
+	a, b := pair(t)
+	read := func(fill byte) []byte {
+		t.Helper()
+		written := make(chan error, 1)
+		go func() {
+			written <- a.WriteBytesFieldFrame(HostResult, 1, fieldHostCallResult, bytes.Repeat([]byte{fill}, takeResultBytes))
+		}()
+		_, _, body, err := b.ReadFrame(MaxShimFrameBytes)
+		if werr := <-written; err != nil || werr != nil {
+			t.Fatal(err, werr)
+		}
+		return body
+	}
+	first := read('a')
+	b.TakeBody()
+	second := read('b')
+	if &first[0] == &second[0] || first[len(first)-1] != 'a' {
+		t.Fatal("the frame after a taken body was read over it")
+	}
+	b.TakeBody()
+	b.GiveBody(first)
+	if third := read('c'); &third[0] != &first[0] {
+		t.Fatal("the body given back was not reused")
+	}
+}

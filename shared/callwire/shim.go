@@ -202,6 +202,15 @@ func (e *ShimEnd) HostCallAfterPublish(ctx context.Context, pubID uint64, pubFra
 	}
 }
 
+// Recycle hands back a host call's result once nothing refers to it any more (the guest has its
+// copy): a large one was read into a buffer of its own (resultOnly), which the connection then
+// reads a later large frame into.
+func (e *ShimEnd) Recycle(result []byte) {
+	if e != nil && len(result) >= takeResultBytes {
+		e.c.GiveBody(result)
+	}
+}
+
 // Serve reads the host's frames until the connection ends: calls go to invoke, whose answers are
 // sent back; host call answers to the HostCall waiting for them (an answer nobody waits for is
 // one to a cancelled host call, and is dropped). It returns why the connection ended; host calls

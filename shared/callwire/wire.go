@@ -148,6 +148,11 @@ type Conn struct {
 	bodyRead int  // bytes of rbuf read so far
 	rbuf     []byte
 
+	// spare is a body TakeBody took and GiveBody gave back, for the next frame that needs a
+	// buffer.
+	spareMu sync.Mutex
+	spare   []byte
+
 	waiter *waiter // nil if nc is no socket with a descriptor
 }
 
@@ -374,10 +379,7 @@ func (c *Conn) ReadFrame(limit int) (kind Kind, id uint64, body []byte, err erro
 		if uint64(n) > uint64(limit) {
 			return 0, 0, nil, fmt.Errorf("%w: a %s frame of %d bytes; the limit is %d bytes", ErrTooLarge, kind, n, limit)
 		}
-		if cap(c.rbuf) < int(n) || cap(c.rbuf) > keepBuffer {
-			c.rbuf = make([]byte, n)
-		}
-		c.rbuf = c.rbuf[:n]
+		c.rbuf = c.readBuffer(int(n))
 		c.inBody, c.bodyRead = true, 0
 	}
 	kind, id = Kind(c.hdr[4]), binary.LittleEndian.Uint64(c.hdr[8:])
@@ -397,9 +399,39 @@ func (c *Conn) ReadFrame(limit int) (kind Kind, id uint64, body []byte, err erro
 
 // TakeBody makes the body ReadFrame last returned the caller's to keep: the next ReadFrame
 // reads into a buffer of its own rather than over it. For a large body handed on as it is
-// (a host call's result) instead of copied.
+// (a host call's result) instead of copied; GiveBody hands it back once used.
 func (c *Conn) TakeBody() {
 	c.rbuf = nil
+}
+
+// GiveBody hands back a body TakeBody took, once nothing refers to it any more: a later frame
+// that needs a buffer reads into it rather than into a new one (which the runtime would clear
+// and collect). Any goroutine may call it; a body larger than the buffers a Conn keeps is let go.
+func (c *Conn) GiveBody(b []byte) {
+	if cap(b) == 0 || cap(b) > keepBuffer {
+		return
+	}
+	c.spareMu.Lock()
+	c.spare = b[:0]
+	c.spareMu.Unlock()
+}
+
+// readBuffer returns a buffer of n bytes for a body: the read buffer, else the spare GiveBody
+// handed back, else a new one.
+func (c *Conn) readBuffer(n int) []byte {
+	if cap(c.rbuf) >= n && cap(c.rbuf) <= keepBuffer {
+		return c.rbuf[:n]
+	}
+	c.spareMu.Lock()
+	spare := c.spare
+	if cap(spare) >= n {
+		c.spare = nil
+	}
+	c.spareMu.Unlock()
+	if cap(spare) >= n {
+		return spare[:n]
+	}
+	return make([]byte, n)
 }
 
 // errInterrupted is what ReadFrameContext returns (wrapped with the context's error) when ctx
