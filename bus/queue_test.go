@@ -1,6 +1,9 @@
 package bus
 
-import "testing"
+import (
+	"context"
+	"testing"
+)
 
 // TestQueueKeepsRingOfSteadyTraffic: a drain that empties the queue keeps a ring larger than
 // maxIdleQueueCap while it took a good part of it (a subscriber keeping up with steady traffic),
@@ -45,4 +48,38 @@ func TestQueueKeepsRingOfSteadyTraffic(t *testing.T) {
 			t.Fatalf("drained %d, ring of %d kept; want 1 drained and the ring given back", len(env.Messages), len(s.q.buf))
 		}
 	})
+}
+
+// TestDrainInto: PollInto, TryRecvInto and RecvInto put the messages in the caller's array when
+// it has room for them, in a new one otherwise, with the same envelope as Poll gives.
+func TestDrainInto(t *testing.T) {
+	drains := map[string]func(s *Subscription, into []Message) Envelope{
+		"PollInto": func(s *Subscription, into []Message) Envelope { return s.PollInto(1<<20, into) },
+		"TryRecvInto": func(s *Subscription, into []Message) Envelope {
+			env, _ := s.TryRecvInto(1<<20, into)
+			return env
+		},
+		"RecvInto": func(s *Subscription, into []Message) Envelope {
+			env, _ := s.RecvInto(context.Background(), 1<<20, into)
+			return env
+		},
+	}
+	for name, drain := range drains {
+		for _, room := range []int{2, 3, 10} {
+			b := New(Options{})
+			s := b.Subscribe("a")
+			for i := range 3 {
+				b.Publish(Message{Topic: "a", Payload: []byte(`{"n":` + string(rune('0'+i)) + `}`)})
+			}
+			into := make([]Message, 0, room)
+			env := drain(s, into)
+			s.Close()
+			if len(env.Messages) != 3 || string(env.Messages[2].Payload) != `{"n":2}` || env.Messages[2].Seq != 3 {
+				t.Fatalf("%s with room for %d: %+v", name, room, env.Messages)
+			}
+			if inInto := &env.Messages[0] == &into[:1][0]; inInto != (room >= 3) {
+				t.Fatalf("%s with room for %d: messages in the caller's array = %v", name, room, inInto)
+			}
+		}
+	}
 }

@@ -123,7 +123,15 @@ func (s *Subscription) wake() {
 // so an envelope is never empty while messages wait. Lagged is the number of
 // messages evicted since the previous envelope.
 func (s *Subscription) Poll(maxBytes int) Envelope {
-	env, _ := s.drain(maxBytes, true)
+	return s.PollInto(maxBytes, nil)
+}
+
+// PollInto is Poll with the envelope's messages in into's array when it has room for them (a
+// new one otherwise): a caller that encodes each envelope and then drops it can reuse one slice
+// rather than allocate one per envelope. into is the caller's again once it is done with the
+// envelope.
+func (s *Subscription) PollInto(maxBytes int, into []Message) Envelope {
+	env, _ := s.drain(maxBytes, true, into)
 	return env
 }
 
@@ -131,7 +139,7 @@ func (s *Subscription) Poll(maxBytes int) Envelope {
 // always is false it returns false and leaves the lagged count for a later
 // envelope, unless messages lost on their way from another host are pending (AddLag); otherwise
 // it returns an envelope (and resets the count).
-func (s *Subscription) drain(maxBytes int, always bool) (Envelope, bool) {
+func (s *Subscription) drain(maxBytes int, always bool, into []Message) (Envelope, bool) {
 	s.mu.Lock()
 	if s.q.n == 0 && s.lagPending == 0 && !always {
 		s.mu.Unlock()
@@ -148,7 +156,11 @@ func (s *Subscription) drain(maxBytes int, always bool) (Envelope, bool) {
 	}
 	var msgs []Message
 	if n > 0 {
-		msgs = make([]Message, n)
+		if cap(into) >= n {
+			msgs = into[:n]
+		} else {
+			msgs = make([]Message, n)
+		}
 		for i := range msgs {
 			msgs[i] = s.q.pop()
 		}
@@ -174,7 +186,12 @@ func (s *Subscription) drain(maxBytes int, always bool) (Envelope, bool) {
 // lets a caller skip setting up a wait (a timer, a context) when Recv would
 // return at once.
 func (s *Subscription) TryRecv(maxBytes int) (Envelope, bool) {
-	return s.drain(maxBytes, false)
+	return s.TryRecvInto(maxBytes, nil)
+}
+
+// TryRecvInto is TryRecv with the messages in into as PollInto puts them.
+func (s *Subscription) TryRecvInto(maxBytes int, into []Message) (Envelope, bool) {
+	return s.drain(maxBytes, false, into)
 }
 
 // takeLagged returns the evictions since the last envelope and resets the
@@ -195,8 +212,13 @@ func (s *Subscription) takeLagged() uint64 {
 //
 // Recv waits on a channel that Publish signals; it never polls or sleeps.
 func (s *Subscription) Recv(ctx context.Context, maxBytes int) (Envelope, error) {
+	return s.RecvInto(ctx, maxBytes, nil)
+}
+
+// RecvInto is Recv with the messages in into as PollInto puts them.
+func (s *Subscription) RecvInto(ctx context.Context, maxBytes int, into []Message) (Envelope, error) {
 	for {
-		if env, ok := s.drain(maxBytes, false); ok {
+		if env, ok := s.drain(maxBytes, false, into); ok {
 			return env, nil
 		}
 		if s.waitHook != nil {
@@ -207,7 +229,7 @@ func (s *Subscription) Recv(ctx context.Context, maxBytes int) (Envelope, error)
 		case <-ctx.Done():
 			return Envelope{Lagged: s.takeLagged()}, ctx.Err()
 		case <-s.done:
-			if env, ok := s.drain(maxBytes, false); ok {
+			if env, ok := s.drain(maxBytes, false, into); ok {
 				return env, nil
 			}
 			return Envelope{Lagged: s.takeLagged()}, ErrClosed

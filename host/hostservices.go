@@ -18,6 +18,9 @@ type hostServices struct {
 	// envBuf is the buffer poll and recv encode envelopes into, reused once each answer is sent
 	// (answered).
 	envBuf envelopeBuffer
+	// msgBuf is the slice poll and recv drain the messages of an envelope into, reused once
+	// its JSON is written (envelopeJSON).
+	msgBuf reusable[bus.Message]
 	// batch holds the messages of the Publish frame being published (publish), reused from frame
 	// to frame: the call connection hands over one frame at a time, and the bus keeps no
 	// reference to the slice (it copies each message into the queues).

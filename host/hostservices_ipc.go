@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/bus/guard"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/callwire"
@@ -116,11 +117,11 @@ func (s *hostServices) ipcPoll(_ context.Context, args [][]byte) ([]byte, error)
 	if err != nil {
 		return nil, err
 	}
-	env, err := s.inst.ipc.poll(h, envelopeBytes)
+	env, err := s.inst.ipc.poll(h, envelopeBytes, s.msgBuf.take())
 	if err != nil {
 		return nil, s.refuse(fmt.Errorf("poll %d: %w", h, err))
 	}
-	return env.AppendJSON(s.envBuf.take()), nil
+	return s.envelopeJSON(env), nil
 }
 
 // ipcRecv waits for a message on one of the capsule's subscriptions: the envelope JSON. A
@@ -142,29 +143,47 @@ func (s *hostServices) ipcRecv(ctx context.Context, args [][]byte) ([]byte, erro
 	if _, err := s.inst.ipc.get(h); err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
 	}
-	env, err := s.inst.ipc.recv(ctx, h, envelopeBytes, time.Duration(timeoutMs)*time.Millisecond)
+	env, err := s.inst.ipc.recv(ctx, h, envelopeBytes, time.Duration(timeoutMs)*time.Millisecond, s.msgBuf.take())
 	if err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
 	}
-	return env.AppendJSON(s.envBuf.take()), nil
+	return s.envelopeJSON(env), nil
+}
+
+// envelopeJSON encodes a poll's or recv's envelope into the instance's envelope buffer and takes
+// back the slice its messages were drained into.
+func (s *hostServices) envelopeJSON(env bus.Envelope) []byte {
+	out := env.AppendJSON(s.envBuf.take())
+	clear(env.Messages) // no payload outlives its envelope through the slice
+	s.msgBuf.give(env.Messages, keepEnvelopeMessages)
+	return out
 }
 
 // keepEnvelopeBuffer is the largest envelope buffer an instance keeps between polls and recvs:
 // a larger one (up to 10 MiB) is let go after use rather than held for the instance's life.
 const keepEnvelopeBuffer = 1 << 20
 
-// envelopeBuffer is one instance's reusable buffer for envelope JSON: encoding each envelope in
-// a fresh buffer made the host allocate (and the garbage collector and the kernel clear) about a
-// message's JSON for every message delivered. take hands the buffer out, empty; answered gives it
-// back once the answer carrying it is sent. While it is out (a second host call after the shim
-// cancelled one) take returns nil, and that envelope gets a buffer of its own.
-type envelopeBuffer struct {
+// keepEnvelopeMessages is the most messages an instance's reused envelope slice keeps room for:
+// a subscription's whole queue (bus.DefaultQueueMessages).
+const keepEnvelopeMessages = bus.DefaultQueueMessages
+
+// reusable is one instance's reusable buffer of a poll's or recv's envelope: its JSON
+// (envBuf: encoding each envelope in a fresh buffer made the host allocate, and the garbage
+// collector and the kernel clear, about a message's JSON for every message delivered) and its
+// messages (msgBuf: the slice the bus drains into, dropped once the JSON is written). take hands
+// the buffer out, empty; give takes it back once used (the JSON once the answer carrying it is
+// sent, answered). While it is out (a second host call after the shim cancelled one) take
+// returns nil, and that envelope gets a buffer of its own.
+type reusable[T any] struct {
 	mu   sync.Mutex
-	free []byte
+	free []T
 }
 
+// envelopeBuffer is the reusable buffer of envelope JSON.
+type envelopeBuffer = reusable[byte]
+
 // take returns the free buffer, emptied, or nil when it is out.
-func (b *envelopeBuffer) take() []byte {
+func (b *reusable[T]) take() []T {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	buf := b.free[:0]
@@ -172,10 +191,10 @@ func (b *envelopeBuffer) take() []byte {
 	return buf
 }
 
-// give returns a buffer that take handed out (or that grew from one), unless it is larger than
-// keepEnvelopeBuffer or a buffer is free already.
-func (b *envelopeBuffer) give(buf []byte) {
-	if cap(buf) == 0 || cap(buf) > keepEnvelopeBuffer {
+// give returns a buffer that take handed out (or that grew from one), unless its capacity is
+// more than keep or a buffer is free already.
+func (b *reusable[T]) give(buf []T, keep int) {
+	if cap(buf) == 0 || cap(buf) > keep {
 		return
 	}
 	b.mu.Lock()
@@ -191,7 +210,7 @@ func (s *hostServices) answered(req *pb.HostCallRequest, resp *pb.HostCallRespon
 	switch req.Op {
 	case pb.HostOp_HOST_OP_IPC_POLL, pb.HostOp_HOST_OP_IPC_RECV:
 		if !resp.GetFailed() {
-			s.envBuf.give(resp.GetResult())
+			s.envBuf.give(resp.GetResult(), keepEnvelopeBuffer)
 		}
 	}
 }

@@ -173,8 +173,9 @@ func (s *instanceIPC) drainedChan() <-chan struct{} {
 	return s.drained
 }
 
-// poll drains handle h without waiting; a detached handle gives an empty envelope.
-func (s *instanceIPC) poll(h uint64, maxBytes int) (bus.Envelope, error) {
+// poll drains handle h without waiting, into into's array if it has room (bus.Subscription.PollInto);
+// a detached handle gives an empty envelope.
+func (s *instanceIPC) poll(h uint64, maxBytes int, into []bus.Message) (bus.Envelope, error) {
 	e, err := s.get(h)
 	if err != nil {
 		return bus.Envelope{}, err
@@ -183,21 +184,22 @@ func (s *instanceIPC) poll(h uint64, maxBytes int) (bus.Envelope, error) {
 		s.cameBack()
 		return bus.Envelope{}, nil
 	}
-	return e.sub.Poll(maxBytes), nil
+	return e.sub.PollInto(maxBytes, into), nil
 }
 
 // recv waits on handle h until a message is queued, or ctx ends, or timeout passes (then the
 // envelope is empty). On a detached handle it waits for ctx, or for the subscription to come back
 // (the reload failed) and then goes on waiting on it; a recv waiting when its handle is detached
 // returns what it has. What is already queued is returned without setting up the wait (a timer
-// and contexts: most of a recv's cost when the guest is behind the publishers).
-func (s *instanceIPC) recv(ctx context.Context, h uint64, maxBytes int, timeout time.Duration) (bus.Envelope, error) {
+// and contexts: most of a recv's cost when the guest is behind the publishers). The messages go
+// into into's array if it has room (bus.Subscription.RecvInto).
+func (s *instanceIPC) recv(ctx context.Context, h uint64, maxBytes int, timeout time.Duration, into []bus.Message) (bus.Envelope, error) {
 	s.mu.Lock()
 	e, ok := s.subs[h]
 	inUse := ok && e.lentTo == nil
 	s.mu.Unlock()
 	if inUse {
-		if env, ok := e.sub.TryRecv(maxBytes); ok {
+		if env, ok := e.sub.TryRecvInto(maxBytes, into); ok {
 			return env, nil
 		}
 	}
@@ -226,7 +228,7 @@ func (s *instanceIPC) recv(ctx context.Context, h uint64, maxBytes int, timeout 
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		stop := context.AfterFunc(e.detach, cancel)
-		env, _ := e.sub.Recv(rctx, maxBytes)
+		env, _ := e.sub.RecvInto(rctx, maxBytes, into)
 		stop()
 		cancel()
 		if len(env.Messages) > 0 || env.Lagged > 0 || ctx.Err() != nil || e.detach.Err() == nil {
