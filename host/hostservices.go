@@ -2,10 +2,10 @@ package host
 
 import (
 	"context"
-	"github.com/astrid-go/astrid/bus"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/astrid-go/astrid/bus"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 

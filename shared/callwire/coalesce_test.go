@@ -20,7 +20,9 @@ func TestBytesFieldFrameSameAsMarshal(t *testing.T) {
 	a, b := pair(t)
 	for _, n := range []int{0, 1, 127, 128, 16383, 16384, 3 << 20} {
 		value := bytes.Repeat([]byte{'v'}, n)
-		a.DeferEmptyFrame(Published, 9) // goes first, in the same write
+		if err := a.DeferEmptyFrame(Published, 9); err != nil { // goes first, in the same write
+			t.Fatal(err)
+		}
 		written := make(chan error, 1)
 		go func() { written <- a.WriteBytesFieldFrame(HostResult, 5, fieldHostCallResult, value) }()
 		kind, id, body, err := b.ReadFrame(MaxShimFrameBytes)
@@ -186,5 +188,38 @@ func TestTakeAndGiveBody(t *testing.T) {
 	b.GiveBody(first)
 	if third := read('c'); &third[0] != &first[0] {
 		t.Fatal("the body given back was not reused")
+	}
+}
+
+// TestDeferredFramesBounded: a Conn holds back at most maxDeferredFrames frames. A hostile shim
+// that keeps the host's read buffer from emptying (batch after batch, each followed by a host
+// call) would otherwise grow the host's deferred answers without end; past the bound they are
+// written at once, in order, with no other frame written to carry them.
+func TestDeferredFramesBounded(t *testing.T) {
+	a, b := pair(t)
+	for round := range 3 {
+		for k := range maxDeferredFrames - 1 {
+			if err := a.DeferEmptyFrame(Published, uint64(k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := len(a.deferred) / HeaderBytes; got != maxDeferredFrames-1 {
+			t.Fatalf("round %d: %d frames held back, want %d", round, got, maxDeferredFrames-1)
+		}
+		// The frame that reaches the bound sends them all: the reader gets each, in order.
+		done := make(chan error, 1)
+		go func() { done <- a.DeferEmptyFrame(Published, maxDeferredFrames-1) }()
+		for k := range maxDeferredFrames {
+			kind, id, body, err := b.ReadFrame(MaxShimFrameBytes)
+			if err != nil || kind != Published || id != uint64(k) || len(body) != 0 {
+				t.Fatalf("round %d, frame %d: %v %d (%d bytes), %v", round, k, kind, id, len(body), err)
+			}
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if len(a.deferred) != 0 {
+			t.Fatalf("round %d: %d bytes still held back after the write", round, len(a.deferred))
+		}
 	}
 }

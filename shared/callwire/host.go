@@ -200,7 +200,7 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(), err err
 			// or before the host next waits to read, rather than as a write and a wake-up of
 			// the shim of its own. The shim waits for the answer only to send a fifth batch,
 			// which its guest, waiting for the host call, cannot make meanwhile.
-			e.c.DeferEmptyFrame(Published, id)
+			_ = e.c.DeferEmptyFrame(Published, id)
 			break
 		}
 		_ = e.c.WriteFrame(Published, id, statusOf(err).Proto())

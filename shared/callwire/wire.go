@@ -288,15 +288,29 @@ func putHeader(frame []byte, kind Kind, id uint64) error {
 	return nil
 }
 
+// maxDeferredFrames is the most frames DeferEmptyFrame holds back: the one that would make
+// more is written at once, with those held. A shim keeps at most MaxPublishesInFlight batches
+// unanswered, so it never meets the bound; a shim that sends batch after batch without letting
+// the host's read buffer empty does, and the host's memory for deferred answers stays bounded.
+const maxDeferredFrames = 4 * MaxPublishesInFlight
+
 // DeferEmptyFrame queues a frame without a body (a Published with status OK encodes as none)
 // to go out with the next frame written, in the same write, or at FlushDeferred: a frame the
-// other end need not have at once costs it no wake-up of its own.
-func (c *Conn) DeferEmptyFrame(kind Kind, id uint64) {
+// other end need not have at once costs it no wake-up of its own. Past maxDeferredFrames held
+// back, it writes them all at once instead.
+func (c *Conn) DeferEmptyFrame(kind Kind, id uint64) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	n := len(c.deferred)
 	c.deferred = append(c.deferred, make([]byte, HeaderBytes)...)
 	_ = putHeader(c.deferred[n:], kind, id) // (an empty body always fits)
+	if len(c.deferred) < maxDeferredFrames*HeaderBytes {
+		return nil
+	}
+	if err := c.writeLocked(nil); err != nil {
+		return fmt.Errorf("send deferred frames: %w", err)
+	}
+	return nil
 }
 
 // FlushDeferred writes the frames DeferEmptyFrame queued, if any.
