@@ -6,8 +6,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime/debug"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"testing"
 
