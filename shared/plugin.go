@@ -68,7 +68,18 @@ const (
 //     CPU more at every shim start on a 2-core machine, and the freed P's caches stayed in
 //     memory: an idle shim holds ~0.5 MB less PSS with it (BenchmarkIdleMemory shim-pss-MB
 //     3.86 -> 3.39). The sandbox helper that execs into the shim inherits it, and needs no more.
-var ShimRuntimeEnv = []string{"GOMAXPROCS=1"}
+//   - TOKIO_WORKER_THREADS=1: wasmtime's WASI runs its blocking calls on a tokio runtime that
+//     otherwise starts one worker thread per core; the shim's one guest thread needs one. A
+//     thread fewer is its touched stack and its malloc arena: ~24 KB of an idle shim's PSS
+//     (50 idle capsules, /proc/PID/smaps; 8.2 -> 7.1 threads a shim).
+//   - GODEBUG=memprofilerate=0: no heap profile is ever taken of a shim, and sampling for one
+//     fills the profiler's hash table and buckets: ~19 KB of an idle shim's PSS.
+//
+// Measured and left out: MALLOC_ARENA_MAX=1 (wasmtime's ~420 KB of malloc moves to the main
+// arena, the total stays within 10 KB), and a GC or debug.FreeOSMemory once the capsule is
+// loaded (+0.5 to +0.65 MB: an idle shim never collects, its heap stays under the 4 MB goal,
+// and the first cycle maps the collector's own structures).
+var ShimRuntimeEnv = []string{"GOMAXPROCS=1", "TOKIO_WORKER_THREADS=1", "GODEBUG=memprofilerate=0"}
 
 // Handshake makes sure astrid-host only talks to astrid-shim of the same protocol version. The
 // cookie is not a security boundary; it keeps the shim from being run by hand.
