@@ -115,6 +115,8 @@ type Host struct {
 
 	// spares are the shims started ahead (Config.SpareShims).
 	spares *shimPool
+	// compiles are the compiles under way, by artefact path (compileClaims).
+	compiles compileClaims
 
 	mu        sync.Mutex
 	instances []*Instance // in load order
@@ -407,6 +409,7 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 	if err != nil {
 		return LoadResult{}, err
 	}
+	defer proc.releaseClaim() // a load that fails before it compiles holds up no other
 	inst.proc = proc
 	inst.pid.Store(int64(proc.pid))
 	inst.watched = make(chan struct{})
@@ -453,7 +456,9 @@ func (h *Host) load(ctx context.Context, inst *Instance, opts LoadOptions) (Load
 		return nil
 	}
 	if !proc.artefactSent() {
-		if err := compile(); err != nil {
+		err := compile()
+		proc.releaseClaim() // the others loading this module look in the cache again
+		if err != nil {
 			return res, err
 		}
 	}

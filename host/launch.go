@@ -54,6 +54,43 @@ type shimProcess struct {
 	handOnce    sync.Once
 	handedOver  chan struct{}
 	hasArtefact bool
+	// opened receives, once, what launchShim found in the cache for the capsule: the checked
+	// artefact, or the claim to compile it (compileClaims). The hand-over takes it (taken); if
+	// the shim was killed before the hand-over ran, releaseClaim does. claim ends the claim, if
+	// any. All three are used by the hand-over, before handedOver is closed, and after it by the
+	// load's goroutine only.
+	opened chan opened
+	taken  bool
+	claim  func()
+}
+
+// opened is what launchShim's look in the cache found: the artefact, or a claim to compile it.
+type opened struct {
+	f     *os.File
+	claim func()
+}
+
+// take takes what the look in the cache found (once; nil and nil after).
+func (p *shimProcess) take() (*os.File, func()) {
+	if p.taken || p.opened == nil {
+		return nil, nil
+	}
+	p.taken = true
+	o := <-p.opened
+	p.claim = o.claim
+	return o.f, o.claim
+}
+
+// releaseClaim ends the load's claim to compile its module, if it has one: once the compile is
+// done, or when the load failed before it. Only the load's goroutine calls it.
+func (p *shimProcess) releaseClaim() {
+	<-p.handedOver
+	if f, _ := p.take(); f != nil {
+		f.Close() // the shim was killed before it was handed over
+	}
+	if p.claim != nil {
+		p.claim()
+	}
 }
 
 // artefactSent waits until the handover of the capsule's cached artefact is over and reports
@@ -80,21 +117,31 @@ type shimKey struct {
 // whether it was.
 func (h *Host) launchShim(ctx context.Context, key shimKey, logger hclog.Logger, artefact string) (*shimProcess, error) {
 	// The check runs while the shim is taken or started.
-	checked := make(chan *os.File, 1)
-	go func() { checked <- h.openArtefact(logger, artefact) }()
+	// A module no load has compiled yet is compiled by one load at a time (compileClaims): the
+	// others wait here, while their shims start, and then find it in the cache.
+	checked := make(chan opened, 1)
+	go func() {
+		f, claim := h.openOrClaim(ctx, func() *os.File { return h.openArtefact(logger, artefact) }, artefact)
+		checked <- opened{f, claim}
+	}()
 	p, err := h.spares.take(ctx, key, logger)
 	if err == nil && p == nil {
 		p, err = h.startShim(key, logger)
 	}
 	if err != nil {
-		if f := <-checked; f != nil {
-			f.Close()
+		o := <-checked
+		if o.f != nil {
+			o.f.Close()
+		}
+		if o.claim != nil {
+			o.claim()
 		}
 		return nil, err
 	}
 	logger.Debug("shim given to the capsule", "pid", p.pid, "spare", p.spare, "sandbox", p.sandbox)
+	p.opened = checked
 	p.handOver(func() bool {
-		f := <-checked
+		f, _ := p.take()
 		if f == nil {
 			return false
 		}

@@ -3,6 +3,7 @@ package tests
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -145,5 +146,37 @@ func TestTamperedArtefact(t *testing.T) {
 				t.Errorf("%s still holds the tampered bytes", deleted)
 			}
 		})
+	}
+}
+
+// TestColdCacheCompilesOnce: capsules that share a module, booted together on a cold cache,
+// compile it once: the load that finds no artefact compiles it, the others wait for it and load
+// the cached artefact (each would otherwise compile it in its own shim, at the compile's cost
+// in CPU and with a copy of the compiled code each). Every capsule still runs.
+func TestColdCacheCompilesOnce(t *testing.T) {
+	wasm, err := os.ReadFile(filepath.Join(capsules["hello"], "hello.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHost(t, func(c *host.Config) { c.StateDir = t.TempDir() }) // a cold cache of its own
+	var caps []host.Capsule
+	for k := range 6 {
+		caps = append(caps, host.Capsule{Manifest: mustManifest(t, binCapsule(t, fmt.Sprintf("same%d", k), wasm, ""))})
+	}
+	rep := h.Boot(context.Background(), caps)
+	if rep.Loaded() != len(caps) {
+		t.Fatalf("booted %d of %d: %+v", rep.Loaded(), len(caps), rep.Outcomes)
+	}
+	compiled := 0
+	for _, o := range rep.Outcomes {
+		if o.Result.Compiled {
+			compiled++
+		}
+		if out := call(t, o.Instance, "greet", "world"); len(out) == 0 {
+			t.Errorf("%s: greet returned nothing", o.Instance.ID())
+		}
+	}
+	if compiled != 1 {
+		t.Errorf("the shared module was compiled %d times, want once", compiled)
 	}
 }
