@@ -70,8 +70,8 @@ type opened struct {
 	claim func()
 }
 
-// take takes what the look in the cache found (once; nil and nil after).
-func (p *shimProcess) take() (*os.File, func()) {
+// takeOpened takes what the look in the cache found (once; nil and nil after).
+func (p *shimProcess) takeOpened() (*os.File, func()) {
 	if p.taken || p.opened == nil {
 		return nil, nil
 	}
@@ -85,7 +85,7 @@ func (p *shimProcess) take() (*os.File, func()) {
 // done, or when the load failed before it. Only the load's goroutine calls it.
 func (p *shimProcess) releaseClaim() {
 	<-p.handedOver
-	if f, _ := p.take(); f != nil {
+	if f, _ := p.takeOpened(); f != nil {
 		f.Close() // the shim was killed before it was handed over
 	}
 	if p.claim != nil {
@@ -116,9 +116,9 @@ type shimKey struct {
 // millisecond a megabyte) and sent once checked (shared.SendArtefact): p.artefactSent reports
 // whether it was.
 func (h *Host) launchShim(ctx context.Context, key shimKey, logger hclog.Logger, artefact string) (*shimProcess, error) {
-	// The check runs while the shim is taken or started.
-	// A module no load has compiled yet is compiled by one load at a time (compileClaims): the
-	// others wait here, while their shims start, and then find it in the cache.
+	// The check runs while the shim is taken or started. A module no load has compiled yet is
+	// compiled by one load at a time (compileClaims): the others wait here, while their shims
+	// start, and then find it in the cache.
 	checked := make(chan opened, 1)
 	go func() {
 		f, claim := h.openOrClaim(ctx, func() *os.File { return h.openArtefact(logger, artefact) }, artefact)
@@ -141,7 +141,7 @@ func (h *Host) launchShim(ctx context.Context, key shimKey, logger hclog.Logger,
 	logger.Debug("shim given to the capsule", "pid", p.pid, "spare", p.spare, "sandbox", p.sandbox)
 	p.opened = checked
 	p.handOver(func() bool {
-		f, _ := p.take()
+		f, _ := p.takeOpened()
 		if f == nil {
 			return false
 		}

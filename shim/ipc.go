@@ -219,9 +219,7 @@ func (s *ipcState) answer(id uint64, err error) {
 // the shim could not send since the last report, once.
 func (s *ipcState) flush() error {
 	s.send()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.report()
+	return s.flushReport()
 }
 
 // flushReport reports what the shim could not send since the last report, once (nil if
