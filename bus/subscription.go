@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -32,6 +33,9 @@ type Subscription struct {
 
 	maxMsgs  int
 	maxBytes int
+
+	// onReady, when set (OnReady), is taken and called once by the next push, lag or Close.
+	onReady atomic.Pointer[func()]
 
 	// waitHook, when set (by tests, before Recv is called), runs each time
 	// Recv is about to wait, so tests can publish or cancel at that point
@@ -107,13 +111,57 @@ func (s *Subscription) addLag(n uint64) {
 	s.wake()
 }
 
-// wake leaves a token in notify unless one is already there. It never
-// blocks.
+// wake leaves a token in notify unless one is already there, and calls the function OnReady
+// registered, if any. It never blocks.
 func (s *Subscription) wake() {
 	select {
 	case s.notify <- struct{}{}:
 	default:
 	}
+	s.fireReady()
+}
+
+// fireReady calls the function OnReady registered, if any, once.
+func (s *Subscription) fireReady() {
+	if f := s.onReady.Swap(nil); f != nil {
+		(*f)()
+	}
+}
+
+// OnReady registers f to be called once, on the goroutine that makes the subscription ready,
+// right after it does: the next push of messages (Publish: with the bus's read lock held, so f
+// must not subscribe or close), messages counted as lagged, or Close. It replaces a function
+// registered before and not called yet. A caller that waits for a message without parking a
+// goroutine (the host's recv that the publisher answers) registers f and then checks Ready:
+// a push between its last drain and the registration is then not missed. f is called after the
+// queue's lock is let go: it may drain.
+func (s *Subscription) OnReady(f *func()) { s.onReady.Store(f) }
+
+// CancelOnReady takes back f if it is still registered and not called yet; it reports whether
+// it did (false: f has been or is being called).
+func (s *Subscription) CancelOnReady(f *func()) bool { return s.onReady.CompareAndSwap(f, nil) }
+
+// Closed reports whether Close has been called.
+func (s *Subscription) Closed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Ready reports whether a Recv would return at once: messages are queued, evictions are
+// pending, or the subscription is closed.
+func (s *Subscription) Ready() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.q.n > 0 || s.lagPending > 0
 }
 
 // Poll drains queued messages into an envelope without blocking, up to
@@ -245,6 +293,7 @@ func (s *Subscription) Close() {
 		s.bus.unshare(s)
 		s.bus.remove(s)
 		close(s.done)
+		s.fireReady()
 	})
 }
 
