@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -48,6 +49,9 @@ type HostEnd struct {
 	violation func(error) error
 	ctx       context.Context // ends with the connection: host calls in progress are cancelled
 	cancelAll context.CancelFunc
+
+	// late counts the host calls waiting to be answered later (LateAnswer).
+	late atomic.Int32
 
 	mu sync.Mutex
 	// hostCalls holds the cancel function of the host call in progress, by id.
@@ -115,8 +119,9 @@ func (e *HostEnd) read() {
 		return
 	}
 	for {
-		if !e.c.Buffered() {
-			// About to wait for the shim: what was deferred goes out first.
+		if !e.c.Buffered() && e.late.Load() == 0 {
+			// About to wait for the shim: what was deferred goes out first (with the answer,
+			// when a host call waits to be answered later).
 			_ = e.c.FlushDeferred()
 		}
 		kind, id, body, err := e.c.ReadFrame(MaxHostFrameBytes)
@@ -126,7 +131,7 @@ func (e *HostEnd) read() {
 		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 			err = io.EOF
 		}
-		var run func()
+		var run func(arm func())
 		if err == nil {
 			run, err = e.handle(kind, id, body)
 		}
@@ -135,7 +140,7 @@ func (e *HostEnd) read() {
 			return
 		}
 		if run != nil {
-			if !e.turn.runRequest(run, e.read) || !e.turn.take() {
+			if !e.turn.runRequestArming(run, e.read) || !e.turn.take() {
 				return
 			}
 		}
@@ -154,7 +159,7 @@ func (e *HostEnd) end(err error) {
 
 // handle acts on one frame from the shim. It returns the host call to run, if the frame is
 // one; an error (a violation's) ends the connection.
-func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(), err error) {
+func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(arm func()), err error) {
 	switch kind {
 	case CallResult:
 		resp := &pb.InvokeResponse{}
@@ -180,7 +185,11 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(), err err
 			cancel()
 			return nil, e.violation(fmt.Errorf("host call %d while another is in progress (a guest makes one at a time)", id))
 		}
-		return func() { e.runHostCall(hctx, cancel, id, req) }, nil
+		l := &Late{e: e, id: id, req: req, cancel: cancel}
+		return func(arm func()) {
+			l.arm = arm
+			e.runHostCall(context.WithValue(hctx, lateKey{}, l), l)
+		}, nil
 	case Publish:
 		if e.publish == nil {
 			return nil, e.violation(errors.New("a publish frame, but this connection takes no publishes"))
@@ -220,27 +229,114 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(), err err
 }
 
 // runHostCall performs one host call and sends its answer (the shim drops the answer to a host
-// call it cancelled).
-func (e *HostEnd) runHostCall(ctx context.Context, cancel context.CancelFunc, id uint64, req *pb.HostCallRequest) {
-	defer cancel()
-	resp, err := e.hostCall(ctx, req)
-	e.mu.Lock()
-	delete(e.hostCalls, id) // unless a Cancel did already
-	e.mu.Unlock()
-	if err != nil {
-		_ = e.c.WriteFrame(HostError, id, statusOf(err).Proto())
-		return
+// call it cancelled), unless the HostFunc leaves it to be answered later (ErrAnswerLater).
+func (e *HostEnd) runHostCall(ctx context.Context, l *Late) {
+	resp, err := e.hostCall(ctx, l.req)
+	if errors.Is(err, ErrAnswerLater) && l.taken.Load() {
+		return // l.Answer sends it
 	}
-	if !resp.Failed && resp.Error == "" && len(resp.ProtoReflect().GetUnknown()) == 0 {
+	if l.done.CompareAndSwap(false, true) {
+		l.finish(resp, err, false)
+	}
+}
+
+// ErrAnswerLater, returned by a HostFunc that took the call's Late (LateAnswer), leaves the
+// answer to whichever goroutine calls Late.Answer: the goroutine that read the call goes back to
+// reading the connection at once instead of waiting with the call.
+var ErrAnswerLater = errors.New("the host call is answered later")
+
+type lateKey struct{}
+
+// Late is a host call that a goroutine other than the one that read it may answer: a recv that
+// waits for a message is answered by the goroutine that publishes it, with no hand-off to a
+// goroutine parked in the recv. It is answered exactly once (Answer reports whether this call
+// was the one); until then it counts as the host call in progress, and a Cancel frame or the
+// connection's end cancels its context.
+type Late struct {
+	e      *HostEnd
+	id     uint64
+	req    *pb.HostCallRequest
+	cancel context.CancelFunc
+	taken  atomic.Bool // LateAnswer handed it out
+	done   atomic.Bool // answered
+	arm    func()      // arms the takeover of the read turn (MayWait)
+}
+
+// MayWait says that the host call whose context ctx is may run long (it is about to wait for
+// something): from takeoverDelay on, another goroutine reads the connection in its place (a
+// Cancel frame, the connection's end). A HostFunc that may wait calls it before it waits; one
+// that returns at once does not, and costs no timer. A no-op for a context of no host call.
+func MayWait(ctx context.Context) {
+	if l, _ := ctx.Value(lateKey{}).(*Late); l != nil && l.arm != nil {
+		l.arm()
+	}
+}
+
+// LateAnswer returns the Late of the host call whose context ctx is, for a HostFunc that will
+// answer it later; nil when ctx is no host call's of a HostEnd or its Late was taken already.
+func LateAnswer(ctx context.Context) *Late {
+	l, _ := ctx.Value(lateKey{}).(*Late)
+	if l == nil || !l.taken.CompareAndSwap(false, true) {
+		return nil
+	}
+	l.e.late.Add(1)
+	return l
+}
+
+// Answer sends the host call's answer, as a HostFunc's result would be sent, and reports true;
+// false (and nothing is sent) when it was answered already. It may wait for the shim to read;
+// AnswerNoWait does not.
+func (l *Late) Answer(resp *pb.HostCallResponse, err error) bool {
+	if !l.done.CompareAndSwap(false, true) {
+		return false
+	}
+	l.finish(resp, err, false)
+	return true
+}
+
+// AnswerNoWait is Answer for a goroutine that must not wait on this shim (another shim's
+// reader): the frame is written without blocking, or on a goroutine of its own
+// (Conn.WriteBytesFieldFrameNoWait).
+func (l *Late) AnswerNoWait(resp *pb.HostCallResponse) bool {
+	if !l.done.CompareAndSwap(false, true) {
+		return false
+	}
+	l.finish(resp, nil, true)
+	return true
+}
+
+// finish ends the host call and sends its answer; called once.
+func (l *Late) finish(resp *pb.HostCallResponse, err error, noWait bool) {
+	e := l.e
+	defer l.cancel()
+	e.mu.Lock()
+	if e.hostCalls[l.id] != nil {
+		delete(e.hostCalls, l.id) // unless a Cancel did already
+	}
+	e.mu.Unlock()
+	answered := func(error) {
+		if e.answered != nil && err == nil {
+			e.answered(l.req, resp)
+		}
+		if l.taken.Load() {
+			e.late.Add(-1)
+		}
+	}
+	switch {
+	case err != nil:
+		_ = e.c.WriteFrame(HostError, l.id, statusOf(err).Proto())
+	case !resp.Failed && resp.Error == "" && len(resp.ProtoReflect().GetUnknown()) == 0:
 		// Only the result (an envelope, a file): written from where it lies, not copied into a
 		// frame buffer first.
-		_ = e.c.WriteBytesFieldFrame(HostResult, id, fieldHostCallResult, resp.Result)
-	} else {
-		_ = e.c.WriteFrame(HostResult, id, resp)
+		if noWait {
+			e.c.WriteBytesFieldFrameNoWait(HostResult, l.id, fieldHostCallResult, resp.Result, answered)
+			return
+		}
+		_ = e.c.WriteBytesFieldFrame(HostResult, l.id, fieldHostCallResult, resp.Result)
+	default:
+		_ = e.c.WriteFrame(HostResult, l.id, resp)
 	}
-	if e.answered != nil {
-		e.answered(req, resp)
-	}
+	answered(nil)
 }
 
 // statusOf is the status a handler's error is sent as: a gRPC status as is, any other error as

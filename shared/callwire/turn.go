@@ -80,11 +80,32 @@ func (t *readTurn) end(err error) (first bool) {
 // caller should take the turn again and go on reading: false when the takeover reader has
 // started.
 func (t *readTurn) runRequest(run func(), read func()) (readOn bool) {
+	return t.runRequestArming(func(arm func()) { arm(); run() }, read)
+}
+
+// runRequestArming is runRequest for a request that says whether it may run long: the takeover
+// is armed only once run calls arm (before it waits for anything). Arming costs a timer, and
+// adding a timer wakes another OS thread to watch it (the runtime's netpoller): for a request
+// that returns at once (nearly every host call) that wake-up was most of the host's cost.
+func (t *readTurn) runRequestArming(run func(arm func()), read func()) (readOn bool) {
 	t.give()
 	var state atomic.Int32 // takeoverArmed, takeoverCancelled or takeoverStarted
-	timer := time.AfterFunc(takeoverDelay, func() { t.watch(&state, read) })
-	run()
-	if timer.Stop() {
+	var mu sync.Mutex
+	var timer *time.Timer
+	ran := false
+	arm := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if timer == nil && !ran {
+			timer = time.AfterFunc(takeoverDelay, func() { t.watch(&state, read) })
+		}
+	}
+	run(arm)
+	mu.Lock()
+	ran = true
+	armed := timer
+	mu.Unlock()
+	if armed == nil || armed.Stop() {
 		return true
 	}
 	return state.CompareAndSwap(takeoverArmed, takeoverCancelled)

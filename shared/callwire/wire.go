@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -153,12 +154,13 @@ type Conn struct {
 	spareMu sync.Mutex
 	spare   []byte
 
-	waiter *waiter // nil if nc is no socket with a descriptor
+	waiter *waiter         // nil if nc is no socket with a descriptor
+	raw    syscall.RawConn // likewise (WriteBytesFieldFrameNoWait)
 }
 
 // NewConn wraps nc.
 func NewConn(nc net.Conn) *Conn {
-	return &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), waiter: newWaiter(nc)}
+	return &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), waiter: newWaiter(nc), raw: rawConn(nc)}
 }
 
 // Close closes the connection; a blocked ReadFrame returns an error.
@@ -235,7 +237,23 @@ func (c *Conn) WriteFrameAfter(pre []byte, preKind Kind, preID uint64, kind Kind
 func (c *Conn) WriteBytesFieldFrame(kind Kind, id uint64, field protowire.Number, value []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	head := append(c.wbuf[:0], make([]byte, HeaderBytes)...)
+	head, value, err := c.bytesFieldHead(kind, id, field, value)
+	if err != nil {
+		return err
+	}
+	err = c.writeLocked(head, value)
+	c.wbuf = head
+	if err != nil {
+		return fmt.Errorf("send a %s frame: %w", kind, err)
+	}
+	return nil
+}
+
+// bytesFieldHead encodes, in wbuf, the header and the field's tag and length of a
+// WriteBytesFieldFrame frame; value comes back nil when empty (proto3 leaves it out). Called with
+// wmu held.
+func (c *Conn) bytesFieldHead(kind Kind, id uint64, field protowire.Number, value []byte) (head, val []byte, err error) {
+	head = append(c.wbuf[:0], make([]byte, HeaderBytes)...)
 	if len(value) > 0 { // proto3 leaves an empty bytes field out
 		head = protowire.AppendTag(head, field, protowire.BytesType)
 		head = protowire.AppendVarint(head, uint64(len(value)))
@@ -243,18 +261,13 @@ func (c *Conn) WriteBytesFieldFrame(kind Kind, id uint64, field protowire.Number
 		value = nil
 	}
 	if uint64(len(head)-HeaderBytes)+uint64(len(value)) > 0xffffffff {
-		return fmt.Errorf("encode a %s frame: a body of %d bytes does not fit the frame's 32-bit length", kind, len(value))
+		return nil, nil, fmt.Errorf("encode a %s frame: a body of %d bytes does not fit the frame's 32-bit length", kind, len(value))
 	}
 	binary.LittleEndian.PutUint32(head[0:], uint32(len(head)-HeaderBytes+len(value)))
 	head[4] = byte(kind)
 	head[5], head[6], head[7] = 0, 0, 0
 	binary.LittleEndian.PutUint64(head[8:], id)
-	err := c.writeLocked(head, value)
-	c.wbuf = head
-	if err != nil {
-		return fmt.Errorf("send a %s frame: %w", kind, err)
-	}
-	return nil
+	return head, value, nil
 }
 
 // WriteFrameBuffer sends one frame whose body is already encoded: frame is HeaderBytes bytes

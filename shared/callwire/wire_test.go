@@ -175,6 +175,7 @@ func TestHostCallCancel(t *testing.T) {
 	hostCall := func(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
 		if req.Op == pb.HostOp_HOST_OP_NET_ACCEPT {
 			close(entered)
+			MayWait(ctx) // it waits: another goroutine reads the Cancel meanwhile
 			<-ctx.Done()
 			<-release // still running when the next host call comes
 			return nil, ctx.Err()
@@ -211,6 +212,7 @@ func TestConnectionEnd(t *testing.T) {
 	inCall := make(chan struct{})
 	hostCtxDone := make(chan struct{})
 	e := newEndpoints(t, func(ctx context.Context, _ *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+		MayWait(ctx)
 		<-ctx.Done()
 		close(hostCtxDone)
 		return nil, ctx.Err()
@@ -263,6 +265,7 @@ func TestViolations(t *testing.T) {
 			block := make(chan struct{})
 			defer close(block)
 			e := newEndpoints(t, func(ctx context.Context, _ *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+				MayWait(ctx)
 				select {
 				case <-block:
 				case <-ctx.Done():
