@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/astrid-go/astrid/shared"
+	"github.com/astrid-go/astrid/shared/callwire"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -21,6 +22,18 @@ type hostCallHandler func(ctx context.Context, s *hostServices, args [][]byte) (
 // hostCallHandlers are the host's side of shared.HostCalls, by operation. Each area keeps its
 // handlers in its own file (hostservices_kv.go, _fs.go, _http.go, _hooks.go, _sys.go).
 var hostCallHandlers = map[pb.HostOp]hostCallHandler{}
+
+// quickHostOps are the host functions that never wait for anything outside the host's memory
+// and its KV store, so they need no takeover of the shim's connection while they run
+// (callwire.MayWait): arming it costs a timer, and a wake-up of another thread, per call. A recv
+// arms it itself when it waits in its goroutine (ipcRecv); a parked one returns at once.
+var quickHostOps = map[pb.HostOp]bool{
+	pb.HostOp_HOST_OP_KV_GET: true, pb.HostOp_HOST_OP_KV_SET: true, pb.HostOp_HOST_OP_KV_DELETE: true,
+	pb.HostOp_HOST_OP_KV_LIST_KEYS: true, pb.HostOp_HOST_OP_KV_CLEAR_PREFIX: true,
+	pb.HostOp_HOST_OP_IPC_SUBSCRIBE: true, pb.HostOp_HOST_OP_IPC_UNSUBSCRIBE: true,
+	pb.HostOp_HOST_OP_IPC_POLL: true, pb.HostOp_HOST_OP_IPC_RECV: true, pb.HostOp_HOST_OP_SIGNAL_READY: true,
+	pb.HostOp_HOST_OP_CHECK_CAPSULE_CAPABILITY: true,
+}
 
 // guestFailure is a host function's failure as the guest sees it.
 type guestFailure struct{ msg string }
@@ -44,6 +57,9 @@ func (s *hostServices) HostCall(ctx context.Context, req *pb.HostCallRequest) (r
 	}
 	defer func() {
 		failed := failedIf(err)
+		if errors.Is(err, callwire.ErrAnswerLater) { // (a recv answered when its message comes)
+			failed = 0
+		}
 		if resp.GetFailed() { // a HostResult error, or the text the guest's call traps with
 			failed = 1
 		}
@@ -61,7 +77,18 @@ func (s *hostServices) HostCall(ctx context.Context, req *pb.HostCallRequest) (r
 	if !ok {
 		return nil, status.Errorf(codes.Unimplemented, "%s is not provided by this host", f.Name)
 	}
+	if !quickHostOps[req.Op] {
+		callwire.MayWait(ctx) // the shim's connection is read by another goroutine meanwhile
+	}
 	result, err := handle(ctx, s, req.Args)
+	if errors.Is(err, callwire.ErrAnswerLater) {
+		return nil, err
+	}
+	return hostCallResponse(f.Name, result, err)
+}
+
+// hostCallResponse is the answer of a host function that returned result and err.
+func hostCallResponse(name string, result []byte, err error) (*pb.HostCallResponse, error) {
 	var gf *guestFailure
 	switch {
 	case errors.As(err, &gf):
@@ -73,7 +100,7 @@ func (s *hostServices) HostCall(ctx context.Context, req *pb.HostCallRequest) (r
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
 	}
 	if len(result) > shared.MaxHostCallResultBytes {
-		return nil, status.Errorf(codes.ResourceExhausted, "%s: the result is %d bytes; the limit is %d bytes", f.Name, len(result), shared.MaxHostCallResultBytes)
+		return nil, status.Errorf(codes.ResourceExhausted, "%s: the result is %d bytes; the limit is %d bytes", name, len(result), shared.MaxHostCallResultBytes)
 	}
 	return &pb.HostCallResponse{Result: result}, nil
 }

@@ -143,7 +143,20 @@ func (s *hostServices) ipcRecv(ctx context.Context, args [][]byte) ([]byte, erro
 	if _, err := s.inst.ipc.get(h); err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
 	}
-	env, err := s.inst.ipc.recv(ctx, h, envelopeBytes, time.Duration(timeoutMs)*time.Millisecond, s.msgBuf.take())
+	timeout := time.Duration(timeoutMs) * time.Millisecond
+	into := s.msgBuf.take()
+	if env, got, parked := s.recvOrPark(ctx, h, timeout, into); got {
+		return s.envelopeJSON(env), nil
+	} else if parked {
+		return nil, callwire.ErrAnswerLater
+	}
+	callwire.MayWait(ctx) // it waits here: another goroutine reads the shim's frames meanwhile
+	return s.recvWait(ctx, h, timeout, into)
+}
+
+// recvWait is a recv that waits in the goroutine that runs it (instanceIPC.recv).
+func (s *hostServices) recvWait(ctx context.Context, h uint64, timeout time.Duration, into []bus.Message) ([]byte, error) {
+	env, err := s.inst.ipc.recv(ctx, h, envelopeBytes, timeout, into)
 	if err != nil {
 		return nil, s.refuse(fmt.Errorf("recv %d: %w", h, err))
 	}
