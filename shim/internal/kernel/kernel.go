@@ -94,6 +94,8 @@ type Kernel struct {
 	funcs    map[string]*wasmtime.Func
 	// limitPages is the most 64 KiB pages mem and idx may hold together (see New).
 	limitPages uint64
+	// guest is the guest's exported linear memory, for CopyOut and CopyIn (SetGuestMemory).
+	guest *wasmtime.Memory
 }
 
 // MinLimit is the smallest limit New accepts: the two pages the kernel's memories start with.
