@@ -133,3 +133,4 @@ func TestKernelCopyNoMemory(t *testing.T) {
 }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
