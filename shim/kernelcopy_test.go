@@ -133,4 +133,3 @@ func TestKernelCopyNoMemory(t *testing.T) {
 }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
-
