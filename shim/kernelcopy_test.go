@@ -3,6 +3,7 @@ package shim
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -133,3 +134,55 @@ func TestKernelCopyNoMemory(t *testing.T) {
 }
 
 func cat(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
+
+// BenchmarkKernelCopy: what a guest pays to move n bytes out of a kernel block with one
+// astrid_kernel_read (a call into the shim) against one load_u64 per 8 bytes (calls into the
+// kernel, which stay in WebAssembly), to place the SDK's bulkCopyMin.
+func BenchmarkKernelCopy(b *testing.B) {
+	const wat = `(module
+  (import "extism:host/env" "input_length" (func $input_length (result i64)))
+  (import "extism:host/env" "input_offset" (func $input_offset (result i64)))
+  (import "extism:host/env" "load_u64" (func $load_u64 (param i64) (result i64)))
+  (import "extism:host/user" "astrid_kernel_read" (func $read (param i64 i64 i64)))
+  (memory (export "memory") 1)
+  (func (export "bulk") (result i32)
+    (local $i i32)
+    (loop $l
+      (call $read (call $input_offset) (i64.const 0x100) (call $input_length))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))
+    (i32.const 0))
+  (func (export "words") (result i32)
+    (local $i i32) (local $j i64) (local $h i64) (local $n i64)
+    (local.set $h (call $input_offset))
+    (local.set $n (call $input_length))
+    (loop $l
+      (local.set $j (i64.const 0))
+      (block $done
+        (loop $w
+          (br_if $done (i64.ge_u (local.get $j) (local.get $n)))
+          (i64.store (i32.add (i32.const 0x100) (i32.wrap_i64 (local.get $j))) (call $load_u64 (i64.add (local.get $h) (local.get $j))))
+          (local.set $j (i64.add (local.get $j) (i64.const 8)))
+          (br $w)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 1000))))
+    (i32.const 0)))`
+	e := testEngine(b, false)
+	g, v, err := watGuest(b, e, wat, guestConfig{limits: limitsFor(64 << 20), callTimeout: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{8, 256, 1024, 8192} {
+		for _, export := range []string{"bulk", "words"} {
+			b.Run(fmt.Sprintf("%s-%d", export, n), func(b *testing.B) {
+				in := bytes.Repeat([]byte{7}, n)
+				for b.Loop() {
+					if _, gerr, _ := e.call(context.Background(), g, v, export, in, time.Minute); gerr != nil {
+						b.Fatal(gerr)
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/copy")
+			})
+		}
+	}
+}
