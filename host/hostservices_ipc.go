@@ -59,11 +59,12 @@ func (s *hostServices) publish(pubs []callwire.Publication) error {
 	var refusal error
 	principal := s.inst.effectivePrincipal()
 	topic := ""
+	now := s.inst.ipc.guard.Now() // the frame's messages are charged at one instant
 	for _, p := range pubs {
 		if string(p.Topic) != topic { // consecutive publishes to one topic share its string
 			topic = string(p.Topic)
 		}
-		m, err := s.inst.ipc.admit(topic, p.Payload)
+		m, err := s.inst.ipc.admit(topic, p.Payload, now)
 		if err != nil {
 			refusal = fmt.Errorf("publish to %q: %w", topic, err)
 			break

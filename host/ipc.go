@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -126,8 +127,8 @@ func (s *instanceIPC) subscribeInterceptors(b *bus.Bus, interceptors []manifest.
 // admit checks one of the guest's publishes with the guard and returns the message to publish,
 // its payload converted by the shape the guard's one pass over it found (into bytes of its own:
 // payload may be a view into the frame it came in).
-func (s *instanceIPC) admit(topic string, payload []byte) (bus.Message, error) {
-	shape, err := s.guard.CheckPublishShape(topic, payload)
+func (s *instanceIPC) admit(topic string, payload []byte, now time.Time) (bus.Message, error) {
+	shape, err := s.guard.CheckPublishShapeAt(topic, payload, now)
 	if err != nil {
 		return bus.Message{}, err
 	}

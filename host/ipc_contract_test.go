@@ -87,7 +87,7 @@ func (p *contractPair) step(t tb, r ipcRequest) {
 			return // state: the host's windows are not the shim's
 		}
 		var m bus.Message
-		if m, hostErr = p.host.admit(r.topic, r.payload); hostErr == nil {
+		if m, hostErr = p.host.admit(r.topic, r.payload, p.host.guard.Now()); hostErr == nil {
 			if !json.Valid(m.Payload) {
 				t.Fatalf("publish %.40q: the host would put invalid JSON on the bus: %.80q", r.payload, m.Payload)
 			}

@@ -74,6 +74,7 @@ func (v *env) hostFuncs() []hostFunc {
 	none := []wasmtime.ValKind(nil)
 	one := []wasmtime.ValKind{i64}
 	two := []wasmtime.ValKind{i64, i64}
+	three := []wasmtime.ValKind{i64, i64, i64}
 	env := kernel.ModuleName
 	fns := []hostFunc{
 		{env, "config_get", one, one, v.configGet},
@@ -94,6 +95,8 @@ func (v *env) hostFuncs() []hostFunc {
 		{userModule, "astrid_get_config", one, one, v.astridGetConfig},
 		{userModule, "astrid_get_caller", none, one, v.astridGetCaller},
 		{userModule, "astrid_clock_ms", none, one, v.astridClockMs},
+		{userModule, "astrid_kernel_read", three, none, v.kernelRead},
+		{userModule, "astrid_kernel_write", three, none, v.kernelWrite},
 	}
 	for _, f := range processFuncs {
 		fns = append(fns, hostFunc{userModule, f.name, one, one, v.processFunc(f.op)})

@@ -92,6 +92,9 @@ func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *en
 		return nil, err
 	}
 	g.instance = inst
+	if ext := inst.GetExport(store, kernel.GuestMemory); ext != nil {
+		k.SetGuestMemory(ext.Memory())
+	}
 	g.exports = callableExports(module)
 	g.funcs = make(map[string]*wasmtime.Func, len(g.exports))
 	for _, name := range g.exports {

@@ -42,6 +42,7 @@ const (
 type ipcState struct {
 	guard         *guard.Guard
 	interceptJSON []byte // what astrid_get_interceptor_handles returns
+	lastTopic     string // the topic of the guest's last publish (topicName)
 
 	calls *callwire.ShimEnd
 
@@ -277,13 +278,24 @@ func (v *env) hostError(err error) error {
 
 // ipcPublish: astrid_ipc_publish(topic, payload).
 func (v *env) ipcPublish(c *wasmtime.Caller, k *kernel.Kernel, args []wasmtime.Val) ([]wasmtime.Val, error) {
-	views, err := k.ViewCaller(c, uint64(args[0].I64()), uint64(args[1].I64()))
+	var blocks [2][]byte
+	views, err := k.ViewCaller(c, blocks[:0], uint64(args[0].I64()), uint64(args[1].I64()))
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	name, payload := string(views[0]), views[1] // the guard's errors may keep the topic: a copy
 	// payload is read in place: publish copies it into the batch before the guest runs again.
-	return nil, v.ipc.publish(name, payload)
+	return nil, v.ipc.publish(v.ipc.topicName(views[0]), views[1])
+}
+
+// topicName returns a publish's topic bytes as a string (the guard's errors may keep it, so not a
+// view of the guest's memory): the previous publish's string when the bytes are the same, as they
+// usually are, so that a publish allocates none. Host functions run on the call's goroutine, the
+// only one that uses lastTopic.
+func (s *ipcState) topicName(b []byte) string {
+	if string(b) != s.lastTopic {
+		s.lastTopic = string(b)
+	}
+	return s.lastTopic
 }
 
 // ipcCall makes one IPC host call (shared.IPCCalls) on the call connection (env.hostCall) and

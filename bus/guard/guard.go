@@ -87,13 +87,23 @@ func (g *Guard) CheckPublish(name string, payload []byte) error {
 // CheckPublishShape is CheckPublish that also returns the shape of the payload it accepts
 // (CheckPayloadShape), which the host converts the payload by without reading it again.
 func (g *Guard) CheckPublishShape(name string, payload []byte) (PayloadShape, error) {
+	return g.CheckPublishShapeAt(name, payload, g.limiter.Now())
+}
+
+// Now reads the clock of the Guard's quota, for CheckPublishShapeAt.
+func (g *Guard) Now() time.Time { return g.limiter.Now() }
+
+// CheckPublishShapeAt is CheckPublishShape with the quota charged at the time now (from Now):
+// the host checks the messages of one Publish frame at the instant it read for the frame
+// (RateLimiter.ChargeAt), with the same result as checking each at that instant.
+func (g *Guard) CheckPublishShapeAt(name string, payload []byte, now time.Time) (PayloadShape, error) {
 	if len(payload) > MaxArgBytes {
 		return 0, argTooLarge(len(payload))
 	}
 	if len(name) > topics.MaxTopicBytes {
 		return 0, topics.ErrTopicTooLong
 	}
-	if err := g.limiter.Charge(len(payload)); err != nil {
+	if err := g.limiter.ChargeAt(len(payload), now); err != nil {
 		return 0, err
 	}
 	if err := topics.CheckPublishTopic(name); err != nil {

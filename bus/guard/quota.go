@@ -62,13 +62,23 @@ func NewRateLimiter(bytesPerSecond uint64, now func() time.Time) *RateLimiter {
 // numbers in parentheses. Only an accepted payload is charged. A negative
 // size counts as 0.
 func (r *RateLimiter) Charge(size int) error {
+	return r.ChargeAt(size, r.now())
+}
+
+// Now reads the limiter's clock, for ChargeAt.
+func (r *RateLimiter) Now() time.Time { return r.now() }
+
+// ChargeAt is Charge at the time now, read from Now: the host charges the
+// messages of one Publish frame at the one instant it read for the frame,
+// each exactly as Charge would at that instant, without reading the clock
+// for each message.
+func (r *RateLimiter) ChargeAt(size int, now time.Time) error {
 	n := uint64(max(size, 0))
 	if n > MaxPayloadBytes {
 		return fmt.Errorf("%w (%d bytes; the limit is %d)", ErrPayloadTooLarge, n, MaxPayloadBytes)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.now()
 	if r.start.IsZero() || now.Sub(r.start) >= RateWindow {
 		r.start, r.window = now, 0
 	}

@@ -56,11 +56,17 @@ func TestRateLimiter(t *testing.T) {
 		start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 		now := start
 		r := NewRateLimiter(c.budget, func() time.Time { return now })
+		// at charges with ChargeAt, as the host does for a frame's messages; its clock is never
+		// read.
+		at := NewRateLimiter(c.budget, func() time.Time { panic("ChargeAt read the clock") })
 		for i, s := range c.steps {
 			now = start.Add(s.at)
 			err := r.Charge(s.size)
 			if (s.want == nil) != (err == nil) || (s.want != nil && !errors.Is(err, s.want)) {
 				t.Errorf("%s: step %d: Charge(%d) at %v = %v, want %v", c.name, i, s.size, s.at, err, s.want)
+			}
+			if errAt := at.ChargeAt(s.size, now); (errAt == nil) != (err == nil) || (err != nil && errAt.Error() != err.Error()) {
+				t.Errorf("%s: step %d: ChargeAt(%d, %v) = %v, Charge = %v", c.name, i, s.size, s.at, errAt, err)
 			}
 		}
 	}

@@ -1,19 +1,11 @@
 package astrid
 
-import "encoding/binary"
-
 // Input returns a copy of the current call's input (empty, not nil, if there
 // is none). Each call reads the input from the kernel again.
 func Input() []byte {
-	n := kernelInputLength()
-	b := make([]byte, n)
-	i := uint64(0)
-	for ; i+8 <= n; i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], kernelInputLoadU64(i))
-	}
-	for ; i < n; i++ {
-		b[i] = byte(kernelInputLoadU8(i))
-	}
+	m := InputMemory()
+	b := make([]byte, m.length)
+	m.Load(b)
 	return b
 }
 

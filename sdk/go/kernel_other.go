@@ -40,6 +40,8 @@ func hostIPCPoll(uint64) uint64                        { panic(noKernel) }
 func hostIPCRecv(uint64, uint64) uint64                { panic(noKernel) }
 func hostGetInterceptorHandles() uint64                { panic(noKernel) }
 func hostSignalReady()                                 { panic(noKernel) }
+func hostKernelRead(uint64, uint64, uint64)            { panic(noKernel) }
+func hostKernelWrite(uint64, uint64, uint64)           { panic(noKernel) }
 func hostSpawn(uint64) uint64                          { panic(noKernel) }
 func hostSpawnBackground(uint64) uint64                { panic(noKernel) }
 func hostReadProcessLogs(uint64) uint64                { panic(noKernel) }

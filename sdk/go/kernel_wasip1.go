@@ -107,6 +107,15 @@ func hostGetInterceptorHandles() uint64
 //go:wasmimport extism:host/user astrid_signal_ready
 func hostSignalReady()
 
+// The bulk kernel copies (docs/abi.md#astrid_kernel_read-and-astrid_kernel_write): n bytes
+// between a kernel address inside one live block and an address of the capsule's linear memory.
+
+//go:wasmimport extism:host/user astrid_kernel_read
+func hostKernelRead(addr, dst, n uint64)
+
+//go:wasmimport extism:host/user astrid_kernel_write
+func hostKernelWrite(addr, src, n uint64)
+
 // The process host functions (docs/abi.md#processes): each takes a JSON request
 // block and returns a JSON result block.
 

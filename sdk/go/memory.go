@@ -2,7 +2,9 @@ package astrid
 
 import (
 	"encoding/binary"
+	"runtime"
 	"strconv"
+	"unsafe"
 )
 
 // Memory is a block of the kernel memory: the memory, separate from the
@@ -81,14 +83,7 @@ func (m Memory) Bytes() []byte {
 // dst is longer than the block.
 func (m Memory) Load(dst []byte) {
 	m.check("Load", len(dst))
-	n := len(dst)
-	i := 0
-	for ; i+8 <= n; i += 8 {
-		binary.LittleEndian.PutUint64(dst[i:], kernelLoadU64(m.handle+uint64(i)))
-	}
-	for ; i < n; i++ {
-		dst[i] = byte(kernelLoadU8(m.handle + uint64(i)))
-	}
+	loadKernel(m.handle, dst)
 }
 
 // Store copies src to the start of the block. It panics if src is longer
@@ -96,6 +91,11 @@ func (m Memory) Load(dst []byte) {
 func (m Memory) Store(src []byte) {
 	m.check("Store", len(src))
 	n := len(src)
+	if n >= bulkCopyMin {
+		hostKernelWrite(m.handle, linearAddr(src), uint64(n))
+		runtime.KeepAlive(src)
+		return
+	}
 	i := 0
 	for ; i+8 <= n; i += 8 {
 		kernelStoreU64(m.handle+uint64(i), binary.LittleEndian.Uint64(src[i:]))
@@ -103,6 +103,39 @@ func (m Memory) Store(src []byte) {
 	for ; i < n; i++ {
 		kernelStoreU8(m.handle+uint64(i), uint32(src[i]))
 	}
+}
+
+// bulkCopyMin is the size from which Load and Store copy with one
+// astrid_kernel_read or astrid_kernel_write call (a call into the shim)
+// instead of one kernel load or store per 8 bytes (calls that stay in
+// WebAssembly, but that a few hundred bytes make dearer than one into the
+// shim).
+const bulkCopyMin = 512
+
+// loadKernel copies len(dst) bytes of the kernel memory at addr, which must
+// lie inside one live block, into dst.
+func loadKernel(addr uint64, dst []byte) {
+	n := len(dst)
+	if n >= bulkCopyMin {
+		hostKernelRead(addr, linearAddr(dst), uint64(n))
+		runtime.KeepAlive(dst)
+		return
+	}
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], kernelLoadU64(addr+uint64(i)))
+	}
+	for ; i < n; i++ {
+		dst[i] = byte(kernelLoadU8(addr + uint64(i)))
+	}
+}
+
+// linearAddr is the address of b's first byte in the capsule's linear memory,
+// the form in which astrid_kernel_read and astrid_kernel_write take it (Go's
+// garbage collector does not move objects; the caller keeps b alive across
+// the call).
+func linearAddr(b []byte) uint64 {
+	return uint64(uintptr(unsafe.Pointer(unsafe.SliceData(b))))
 }
 
 // Free releases the block. Freeing the zero Memory does nothing; a block must

@@ -94,6 +94,8 @@ type Kernel struct {
 	funcs    map[string]*wasmtime.Func
 	// limitPages is the most 64 KiB pages mem and idx may hold together (see New).
 	limitPages uint64
+	// guest is the guest's exported linear memory, for CopyOut and CopyIn (SetGuestMemory).
+	guest *wasmtime.Memory
 }
 
 // MinLimit is the smallest limit New accepts: the two pages the kernel's memories start with.
@@ -278,20 +280,20 @@ func (k *Kernel) ReadCallerMax(caller *wasmtime.Caller, handle uint64, limit int
 }
 
 // ViewCaller is ReadCaller without the copy, for handles blocks: the blocks' bytes in the
-// kernel's memory, valid only until the guest runs again or the memory grows (the caller copies
-// what it keeps). The memories are looked up once for all of them (each look-up is a call into
-// wasmtime), which is what makes it cheaper than reading the blocks one by one.
-func (k *Kernel) ViewCaller(caller *wasmtime.Caller, handles ...uint64) ([][]byte, error) {
+// kernel's memory, appended to dst (which may be a caller's array, so that nothing is allocated),
+// valid only until the guest runs again or the memory grows (the caller copies what it keeps).
+// The memories are looked up once for all of them (each look-up is a call into wasmtime), which
+// is what makes it cheaper than reading the blocks one by one.
+func (k *Kernel) ViewCaller(caller *wasmtime.Caller, dst [][]byte, handles ...uint64) ([][]byte, error) {
 	st, mem := k.idx.UnsafeData(caller), k.mem.UnsafeData(caller)
-	views := make([][]byte, len(handles))
-	for i, h := range handles {
+	for _, h := range handles {
 		start, n, ok := lookupIn(st, h)
 		if !ok || start != h {
 			return nil, fmt.Errorf("extism kernel: handle %#x is not a live block", h)
 		}
-		views[i] = mem[h : h+n : h+n]
+		dst = append(dst, mem[h:h+n:h+n])
 	}
-	return views, nil
+	return dst, nil
 }
 
 func (k *Kernel) alloc(s wasmtime.Storelike, data []byte) (uint64, error) {
