@@ -116,16 +116,31 @@ func TestRunTailAndPublish(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("run: %v\n%s", err, stderr.String())
 	}
-	var topics []string
-	for _, l := range lines {
-		topics = append(topics, l.Topic)
+	// Each --tail is a subscription of its own: its lines keep the order of publication, while
+	// the two patterns' lines may interleave either way.
+	byPattern := map[string][]string{}
+	var reply *line
+	for i, l := range lines {
+		p, _, _ := strings.Cut(l.Topic, ".v1.")
+		byPattern[p] = append(byPattern[p], l.Topic)
+		if l.Topic == "ping.v1.reply" {
+			reply = &lines[i]
+		}
 	}
-	want := []string{"astrid.v1.capsule.loading", "astrid.v1.capsule.ready", "ping.v1.request", "ping.v1.reply", "astrid.v1.capsule.stopped"}
-	if strings.Join(topics, " ") != strings.Join(want, " ") {
-		t.Fatalf("tail printed %v, want %v\nstderr:\n%s", topics, want, stderr.String())
+	want := map[string][]string{
+		"astrid": {"astrid.v1.capsule.loading", "astrid.v1.capsule.ready", "astrid.v1.capsule.stopped"},
+		"ping":   {"ping.v1.request", "ping.v1.reply"},
 	}
-	if string(lines[3].Payload.Data) != `{"n":42}` || lines[3].Payload.Type != "custom" {
-		t.Fatalf("the reply: %+v", lines[3])
+	for p, w := range want {
+		if got := byPattern[p]; strings.Join(got, " ") != strings.Join(w, " ") {
+			t.Fatalf("tail printed %v of pattern %s, want %v\nall lines: %v\nstderr:\n%s", got, p, w, lines, stderr.String())
+		}
+	}
+	if len(lines) != 5 {
+		t.Fatalf("tail printed %d lines, want 5: %v", len(lines), lines)
+	}
+	if string(reply.Payload.Data) != `{"n":42}` || reply.Payload.Type != "custom" {
+		t.Fatalf("the reply: %+v", *reply)
 	}
 }
 

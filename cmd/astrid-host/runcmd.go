@@ -50,7 +50,8 @@ A capsule whose manifest is invalid is skipped with its problems logged; the com
 
 --tail PATTERN prints every bus message whose topic PATTERN matches as a JSON line on stdout,
 the host's own events (astrid.v1.capsule.*, astrid.v1.capsules_loaded) included; --tail '*.*'
-shows (nearly) everything. --publish TOPIC=JSON publishes a message once every capsule is loaded,
+shows (nearly) everything. Each pattern's messages print in the order they were published; the
+lines of two patterns may interleave in another order (one subscription each). --publish TOPIC=JSON publishes a message once every capsule is loaded,
 for smoke tests.
 
 --metrics HOST:PORT serves Prometheus metrics at http://HOST:PORT/metrics while the host runs
