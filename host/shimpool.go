@@ -287,10 +287,16 @@ func (l *lateLogger) With(args ...any) hclog.Logger {
 	return l.derived(func(t hclog.Logger) hclog.Logger { return t.With(args...) })
 }
 
-// WaitSpares waits until the spare shims being started (Config.SpareShims) have started, or
-// failed to. A host does not need it; a benchmark does, so that a spare's start in the
-// background is not counted against what it measures next.
+// WaitSpares waits until the spare shims being started (Config.SpareShims), and the shim
+// spawner if it is starting, have started, or failed to. A host does not need it; a benchmark
+// does, so that a start in the background is not counted against what it measures next.
 func (h *Host) WaitSpares() {
+	h.spawner.mu.Lock()
+	starting := h.spawner.starting
+	h.spawner.mu.Unlock()
+	if starting != nil {
+		<-starting
+	}
 	sp := h.spares
 	sp.mu.Lock()
 	var all []*spare
