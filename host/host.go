@@ -186,6 +186,7 @@ func New(cfg Config) (*Host, error) {
 	h.bus = bus.New(bus.Options{Observer: h.dispatch.observe})
 	h.closing, h.stopRestarts = context.WithCancel(context.Background())
 	h.spares = newShimPool(h, cfg.SpareShims)
+	h.startSpawner()
 	return h, nil
 }
 

@@ -291,11 +291,8 @@ func (l *lateLogger) With(args ...any) hclog.Logger {
 // spawner if it is starting, have started, or failed to. A host does not need it; a benchmark
 // does, so that a start in the background is not counted against what it measures next.
 func (h *Host) WaitSpares() {
-	h.spawner.mu.Lock()
-	starting := h.spawner.starting
-	h.spawner.mu.Unlock()
-	if starting != nil {
-		<-starting
+	if h.spawner.starting != nil {
+		<-h.spawner.starting
 	}
 	sp := h.spares
 	sp.mu.Lock()

@@ -18,47 +18,31 @@ import (
 	"github.com/astrid-go/astrid/sandbox"
 )
 
-// spawnerState is the host's spawner (sandbox.Spawner), started in the background at the first
-// sandboxed shim start (which, like any start before the spawner runs, starts its shim from the
-// host) and ended by Shutdown. Shims started through it skip the clone of the host's address
-// space (see "The start path" in docs/architecture.md); where it cannot start, or once it has
-// ended, shims start from the host as before.
+// spawnerState is the host's spawner (sandbox.Spawner), started in the background by New when
+// shims are sandboxed and ended by Shutdown. Shims started through it skip the clone of the
+// host's address space (see "The start path" in docs/architecture.md); where it cannot start,
+// or once it has ended, shims start from the host as before.
 type spawnerState struct {
 	mu       sync.Mutex
 	sp       *sandbox.Spawner
-	starting chan struct{} // closed once the start in the background has ended; nil before it
+	starting chan struct{} // closed once the start has ended; nil without one
 	failed   bool          // it could not start, or ended: shims start from the host
 	closed   bool
 }
 
-// shimSpawner returns the host's spawner; nil when shims start from the host (no sandbox, no
-// pidfds, the spawner still starting, or it could not start or has ended).
-func (h *Host) shimSpawner() *sandbox.Spawner {
-	s := &h.spawner
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	switch {
-	case s.closed || s.failed || h.cfg.Sandbox == nil || h.cfg.Sandbox.Policy() == sandbox.Off:
-		return nil
-	case s.sp != nil:
-		select {
-		case <-s.sp.Done():
-			h.log.Warn("the shim spawner has ended; shims start from the host")
-			s.failed = true
-			return nil
-		default:
-			return s.sp
-		}
-	case s.starting != nil:
-		return nil
+// startSpawner starts the host's spawner in the background, if shims are sandboxed and the
+// machine has pidfds (the spawner hands each process's pidfd back, so that signals cannot reach
+// a stranger).
+func (h *Host) startSpawner() {
+	if h.cfg.Sandbox == nil || h.cfg.Sandbox.Policy() == sandbox.Off {
+		return
 	}
-	// The spawner hands each process's pidfd back: signals then cannot reach a stranger.
 	fd, err := unix.PidfdOpen(os.Getpid(), 0)
 	if err != nil {
-		s.failed = true
-		return nil
+		return
 	}
 	unix.Close(fd)
+	s := &h.spawner
 	s.starting = make(chan struct{})
 	go func() {
 		defer close(s.starting)
@@ -75,7 +59,29 @@ func (h *Host) shimSpawner() *sandbox.Spawner {
 			s.sp = sp
 		}
 	}()
-	return nil
+}
+
+// shimSpawner returns the host's spawner, once its start has ended; nil when shims start from
+// the host (no spawner, or it could not start or has ended).
+func (h *Host) shimSpawner() *sandbox.Spawner {
+	s := &h.spawner
+	if s.starting == nil {
+		return nil
+	}
+	<-s.starting
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.failed || s.sp == nil {
+		return nil
+	}
+	select {
+	case <-s.sp.Done():
+		h.log.Warn("the shim spawner has ended; shims start from the host")
+		s.failed = true
+		return nil
+	default:
+		return s.sp
+	}
 }
 
 // close ends the spawner, once its start has ended if it is starting; shims it started and

@@ -4,13 +4,12 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/sandbox"
 )
 
 // parentPid is pid's parent, from /proc/PID/stat.
@@ -29,40 +28,27 @@ func parentPid(t *testing.T, pid int) int {
 	return ppid
 }
 
-// TestShimSpawner: once the host's spawner runs, shims start from it (their parent is not the
-// host), confined exactly as the shim the host started itself before the spawner was up; the
-// capsule runs; Shutdown ends the spawner with the host's other processes.
+// TestShimSpawner: a sandboxed host's shims start from its spawner (their parent is not the
+// host), under the confinement TestSpareShims requires (sandbox's TestSpawnerConfinement shows
+// it is exactly the host-started one's), and run; Shutdown ends the spawner.
 func TestShimSpawner(t *testing.T) {
 	ctx := context.Background()
 	h := newHost(t)
-	first, _ := loadCapsule(t, h, "hello") // the host's own start; the spawner starts meanwhile
-	if parentPid(t, first.Pid()) != os.Getpid() {
-		t.Fatalf("the first shim's parent is %d, not the host", parentPid(t, first.Pid()))
-	}
-	want := confinement(t, first.Pid())
-	wasm, err := os.ReadFile(filepath.Join(capsules["hello"], "hello.wasm"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	load := func(name string) *host.Instance {
-		h.WaitSpares() // the spawner, and the spare this kind's last load asked for
-		m := mustManifest(t, binCapsule(t, name, wasm, "[limits]\nmemory = \"64MiB\"\n"))
-		inst, _, err := h.Load(ctx, m, host.LoadOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return inst
-	}
-	load("second") // takes the spare the first load left, whichever way it started
-	third := load("third")
-	spawner := parentPid(t, third.Pid())
+	inst, _ := loadCapsule(t, h, "hello")
+	spawner := parentPid(t, inst.Pid())
 	if spawner == os.Getpid() {
-		t.Fatal("the third shim's parent is the host: it was not spawned")
+		t.Fatal("the shim's parent is the host: it was not spawned")
 	}
-	if got := confinement(t, third.Pid()); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("spawned shim: %v, want (the host's own start) %v", got, want)
+	got := confinement(t, inst.Pid())
+	if got["Seccomp"] != "2" || got["NoNewPrivs"] != "1" || got["CapEff"] != "0000000000000000" || got["CapBnd"] != "0000000000000000" {
+		t.Errorf("spawned shim: %v", got)
 	}
-	out, err := third.Call(ctx, "greet", []byte("spawner"), 10*time.Second)
+	for _, ns := range []string{"user", "pid", "net", "ipc", "uts", "mnt"} {
+		if testSandbox.Policy() == sandbox.Required && got["own "+ns+" namespace"] != "true" {
+			t.Errorf("the spawned shim shares the %s namespace: %v", ns, got)
+		}
+	}
+	out, err := inst.Call(ctx, "greet", []byte("spawner"), 10*time.Second)
 	if err != nil || !strings.Contains(string(out), "spawner") {
 		t.Errorf("greet: %q, %v", out, err)
 	}
