@@ -223,8 +223,6 @@ func (h *Host) startShim(key shimKey, logger hclog.Logger) (p *shimProcess, err 
 		if sp := h.shimSpawner(); sp != nil {
 			p.spawned = &spawnRunner{sp: sp, cmd: cmd}
 			cfg.Cmd, cfg.RunnerFunc = nil, p.spawned.runnerFunc
-			// go-plugin makes the shim's socket directory under this one, which the shim may write.
-			cfg.UnixSocketConfig = &plugin.UnixSocketConfig{TempDir: sockDir}
 		}
 	}
 	tail := &stderrTail{}

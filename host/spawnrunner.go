@@ -8,10 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/hashicorp/go-hclog"
+	plugin "github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/go-plugin/runner"
 	"golang.org/x/sys/unix"
 
@@ -115,11 +117,18 @@ type spawnRunner struct {
 
 var _ runner.Runner = (*spawnRunner)(nil)
 
-// runnerFunc is ClientConfig.RunnerFunc: it adds go-plugin's environment (its handshake, and
-// the socket directory, made under the shim's own) to the shim's.
+// runnerFunc is ClientConfig.RunnerFunc: it adds go-plugin's environment (its handshake) to the
+// shim's. With a RunnerFunc go-plugin makes a socket directory for the client ($TMPDIR/plugin-dir*,
+// where the host's broker listens, removed by Kill) and names it to the shim too; the shim keeps
+// listening in its own socket directory (its TMPDIR), the one it may write, at the path length
+// it had.
 func (r *spawnRunner) runnerFunc(logger hclog.Logger, spec *exec.Cmd, _ string) (runner.Runner, error) {
 	r.logger = logger
-	r.cmd.Env = append(r.cmd.Env, spec.Env...)
+	for _, kv := range spec.Env {
+		if !strings.HasPrefix(kv, plugin.EnvUnixSocketDir+"=") {
+			r.cmd.Env = append(r.cmd.Env, kv)
+		}
+	}
 	return r, nil
 }
 
