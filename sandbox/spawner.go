@@ -90,7 +90,9 @@ type spawnMessage struct {
 // Spawned is a process a Spawner started.
 type Spawned struct {
 	// Pid is the process's pid (in the host's pid namespace).
-	Pid    int
+	Pid int
+	// mu guards pidfd, which Wait closes (nil after) and Signal uses.
+	mu     sync.Mutex
 	pidfd  *os.File
 	exited chan struct{} // closed once status is set
 	status syscall.WaitStatus
@@ -307,19 +309,27 @@ func (p *Spawned) Status() (st syscall.WaitStatus, ok bool) {
 // ended first (the status is then unknown).
 func (p *Spawned) Wait() (syscall.WaitStatus, error) {
 	<-p.exited
+	p.mu.Lock()
 	if p.pidfd != nil {
 		p.pidfd.Close()
+		p.pidfd = nil
 	}
+	p.mu.Unlock()
 	return p.status, p.err
 }
 
 // Signal sends sig to the process through its pidfd, so it cannot reach another process that
 // got its pid after it was reaped; a process that has exited is not an error.
 func (p *Spawned) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	select {
 	case <-p.exited:
 		return nil
 	default:
+	}
+	if p.pidfd == nil {
+		return nil // Wait has closed it: the process has exited
 	}
 	err := unix.PidfdSendSignal(int(p.pidfd.Fd()), sig, nil, 0)
 	if err != nil && !errors.Is(err, unix.ESRCH) {

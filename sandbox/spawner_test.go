@@ -147,6 +147,26 @@ func TestSpawner(t *testing.T) {
 				t.Errorf("signal after the exit: %v", err)
 			}
 		}},
+		{"signal while another goroutine waits", func(t *testing.T, sp *Spawner) {
+			p, err := sp.Start(exec.Command(testBin, "__sleep"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waited := make(chan struct{})
+			go func() {
+				defer close(waited)
+				p.Wait()
+			}()
+			for range 3 {
+				if err := p.Signal(syscall.SIGKILL); err != nil {
+					t.Error(err)
+				}
+			}
+			<-waited
+			if err := p.Signal(syscall.SIGKILL); err != nil {
+				t.Errorf("signal after Wait: %v", err)
+			}
+		}},
 		{"the spawner ends: its processes end, and it starts no more", func(t *testing.T, sp *Spawner) {
 			cmd := exec.Command(testBin, "__sleep")
 			cmd.SysProcAttr = ProcessAttr()
