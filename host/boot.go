@@ -250,8 +250,9 @@ func (h *Host) schedule(ctx context.Context, caps []Capsule, order []int, deps [
 	for _, k := range order {
 		reserve = append(reserve, caps[k])
 	}
+	h.spares.hold() // the spares reserved here are the loads' own: no refill until the end
 	h.spares.reserve(reserve)
-	defer h.spares.trim()
+	defer h.spares.release()
 	steps := make(chan bootStep)
 	limit := loadConcurrency()
 	loading, outstanding := 0, 0

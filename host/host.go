@@ -90,6 +90,8 @@ type Host struct {
 	log    hclog.Logger
 	cache  *ModuleCache
 	runDir string
+	// spawner starts the sandboxed shims (see shimSpawner); Shutdown ends it.
+	spawner spawnerState
 	// kv is the capsules' KV store, opened on first use so that a host whose capsules never use
 	// it never takes its lock; closed by Shutdown.
 	kv *kvstore.Lazy
@@ -184,6 +186,7 @@ func New(cfg Config) (*Host, error) {
 	h.bus = bus.New(bus.Options{Observer: h.dispatch.observe})
 	h.closing, h.stopRestarts = context.WithCancel(context.Background())
 	h.spares = newShimPool(h, cfg.SpareShims)
+	h.startSpawner()
 	return h, nil
 }
 
@@ -637,6 +640,7 @@ func (h *Host) Shutdown(ctx context.Context) {
 	h.dispatch.wait()
 	h.tasks.Wait()
 	h.spares.close()
+	h.spawner.close()
 	h.cache.Close()
 	h.closeCLISocket()
 	h.leaveBus()

@@ -28,9 +28,11 @@ const KillGrace = 3 * time.Second
 
 // shimProcess is one running astrid-shim and go-plugin's client for it.
 type shimProcess struct {
-	client  *plugin.Client
-	shim    *shared.ShimClient
-	cmd     *exec.Cmd
+	client *plugin.Client
+	shim   *shared.ShimClient
+	cmd    *exec.Cmd
+	// spawned is go-plugin's runner when the spawner started the shim (cmd is then not started).
+	spawned *spawnRunner
 	pid     int
 	sockDir string
 	// stderr keeps the last lines the shim wrote to stderr outside its log, for crash events.
@@ -217,6 +219,12 @@ func (h *Host) startShim(key shimKey, logger hclog.Logger) (p *shimProcess, err 
 	cmd.ExtraFiles = files
 	logger.Debug("starting the shim", "sandbox", layers)
 	cfg := shared.ClientConfig(cmd, logger)
+	if confined != nil {
+		if sp := h.shimSpawner(); sp != nil {
+			p.spawned = &spawnRunner{sp: sp, cmd: cmd}
+			cfg.Cmd, cfg.RunnerFunc = nil, p.spawned.runnerFunc
+		}
+	}
 	tail := &stderrTail{}
 	cfg.Stderr = tail
 	client := plugin.NewClient(cfg)
@@ -225,7 +233,11 @@ func (h *Host) startShim(key shimKey, logger hclog.Logger) (p *shimProcess, err 
 	if err != nil {
 		return fail(fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err))
 	}
-	p.pid = cmd.Process.Pid
+	if p.spawned != nil {
+		p.pid = p.spawned.proc.Pid
+	} else {
+		p.pid = cmd.Process.Pid
+	}
 	raw, err := rpc.Dispense(shared.PluginName)
 	if err != nil {
 		return fail(fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err))
@@ -391,14 +403,27 @@ func (p *shimProcess) killGroup() {
 
 // exitReason says how the shim ended, once it has exited.
 func (p *shimProcess) exitReason() string {
-	st := p.cmd.ProcessState
-	if st == nil {
+	var ws syscall.WaitStatus
+	switch {
+	case p.spawned != nil && p.spawned.proc != nil:
+		st, ok := p.spawned.proc.Status()
+		if !ok {
+			return "the shim exited"
+		}
+		ws = st
+	case p.cmd.ProcessState != nil:
+		st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus)
+		if !ok {
+			return "the shim exited"
+		}
+		ws = st
+	default:
 		return "the shim exited"
 	}
-	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+	if ws.Signaled() {
 		return fmt.Sprintf("the shim (pid %d) was killed by signal %s", p.pid, ws.Signal())
 	}
-	return fmt.Sprintf("the shim (pid %d) exited with status %d", p.pid, st.ExitCode())
+	return fmt.Sprintf("the shim (pid %d) exited with status %d", p.pid, ws.ExitStatus())
 }
 
 // waitExited waits up to d for the shim process to have exited and been reaped.

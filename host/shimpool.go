@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -31,8 +32,9 @@ func shimKeyOf(m *manifest.Manifest) shimKey {
 //
 // Once a capsule's load has ended the pool starts spares of its key, in the background, until
 // it holds Config.SpareShims of them (refill); Boot reserves one spare per capsule it is about to load, so that
-// the shims start in parallel while the loads follow the dependency order. Shutdown kills the
-// spares left.
+// the shims start in parallel while the loads follow the dependency order, and holds the refills
+// until it has ended (a start for a later capsule would only slow its last loads). Shutdown kills
+// the spares left.
 type shimPool struct {
 	h      *Host
 	target int           // spares to keep per key used (Config.SpareShims)
@@ -42,6 +44,11 @@ type shimPool struct {
 	closed bool
 	spares map[shimKey][]*spare // oldest first
 	wg     sync.WaitGroup       // the starts under way
+	// holds counts the boots under way (hold); while there is one, refill only notes the keys
+	// it was asked for, in deferred, and release refills them.
+	holds    int
+	deferred []shimKey
+	started  atomic.Int64 // shims the pool has started, for tests
 }
 
 // spare is one shim of the pool, started or starting.
@@ -86,6 +93,7 @@ func (sp *shimPool) startLocked(key shimKey) bool {
 	}
 	s := &spare{done: make(chan struct{}), logger: newLateLogger(sp.h.log.Named("spare-shim"))}
 	sp.spares[key] = append(sp.spares[key], s)
+	sp.started.Add(1)
 	sp.wg.Add(1)
 	go func() {
 		defer sp.wg.Done()
@@ -105,10 +113,23 @@ func (sp *shimPool) startLocked(key shimKey) bool {
 
 // refill starts spares of key, in the background, until the pool holds its target of them. A
 // load calls it once it has ended, so that the start of the next capsule's shim does not take
-// the processor from the load.
+// the processor from the load. During a boot (hold) it only notes key: the boot reserved a
+// spare for each of its capsules, and a start for a later capsule would take the processor from
+// the boot's last loads; release refills once the boot has ended.
 func (sp *shimPool) refill(key shimKey) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
+	if sp.holds > 0 {
+		if !slices.Contains(sp.deferred, key) {
+			sp.deferred = append(sp.deferred, key)
+		}
+		return
+	}
+	sp.refillLocked(key)
+}
+
+// refillLocked is refill's start of the missing spares of key.
+func (sp *shimPool) refillLocked(key shimKey) {
 	for n := len(sp.spares[key]); n < sp.target; n++ {
 		if !sp.startLocked(key) {
 			return
@@ -148,10 +169,35 @@ func (sp *shimPool) take(ctx context.Context, key shimKey, logger hclog.Logger) 
 	}
 }
 
-// trim kills the spares beyond the pool's target (those Boot reserved for capsules that did
-// not take them).
-func (sp *shimPool) trim() {
+// hold defers refills until release: a boot holds the pool while its capsules load.
+func (sp *shimPool) hold() {
 	sp.mu.Lock()
+	sp.holds++
+	sp.mu.Unlock()
+}
+
+// release ends a hold. Once no boot holds the pool it kills the spares beyond the pool's target
+// (those the boots reserved for capsules that did not take them) and starts the refills the
+// boots' loads asked for.
+func (sp *shimPool) release() {
+	sp.mu.Lock()
+	sp.holds--
+	if sp.holds > 0 {
+		sp.mu.Unlock()
+		return
+	}
+	extra := sp.trimLocked()
+	for _, key := range sp.deferred {
+		sp.refillLocked(key)
+	}
+	sp.deferred = nil
+	sp.mu.Unlock()
+	killSpares(extra)
+}
+
+// trimLocked takes the spares beyond the pool's target out of the pool and returns them, to be
+// killed (killSpares) once the lock is released.
+func (sp *shimPool) trimLocked() []*spare {
 	var extra []*spare
 	for key, queue := range sp.spares {
 		if len(queue) > sp.target {
@@ -159,8 +205,7 @@ func (sp *shimPool) trim() {
 			sp.spares[key] = queue[:sp.target]
 		}
 	}
-	sp.mu.Unlock()
-	killSpares(extra)
+	return extra
 }
 
 // close kills every spare, once its start has ended, and keeps new ones from starting.
@@ -242,10 +287,13 @@ func (l *lateLogger) With(args ...any) hclog.Logger {
 	return l.derived(func(t hclog.Logger) hclog.Logger { return t.With(args...) })
 }
 
-// WaitSpares waits until the spare shims being started (Config.SpareShims) have started, or
-// failed to. A host does not need it; a benchmark does, so that a spare's start in the
-// background is not counted against what it measures next.
+// WaitSpares waits until the spare shims being started (Config.SpareShims), and the shim
+// spawner if it is starting, have started, or failed to. A host does not need it; a benchmark
+// does, so that a start in the background is not counted against what it measures next.
 func (h *Host) WaitSpares() {
+	if h.spawner.starting != nil {
+		<-h.spawner.starting
+	}
 	sp := h.spares
 	sp.mu.Lock()
 	var all []*spare

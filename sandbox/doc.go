@@ -19,4 +19,10 @@
 // initialisation included, and namespaces that are slow to make). A Pool keeps warm helpers that
 // run one program after another and clean up between them, so that a spawn costs about what an
 // unconfined one does; the host runs capsules' processes from one Pool per capsule instance.
+//
+// A Spawner is the helper run once as "__sandbox-spawn": it starts, for the host, the commands
+// Command prepared, so that each start clones the spawner's few megabytes rather than the host's
+// address space (a clone that makes a user namespace cannot be a vfork). The host starts its
+// shims through one. The processes it starts have it as their parent: they end when it does, and
+// it ends with the host.
 package sandbox

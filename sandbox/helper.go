@@ -46,6 +46,9 @@ func HelperMain(args []string) {
 	if len(args) > 0 && args[0] == probeArg {
 		probeMain(args[1:])
 	}
+	if len(args) > 0 && args[0] == SpawnArg {
+		spawnMain()
+	}
 	h, err := parseHelperArgs(args)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "astrid sandbox: %v\n", err)

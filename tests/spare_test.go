@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/astrid-go/astrid/host"
+	"github.com/astrid-go/astrid/sandbox"
 )
 
 // confinement is what a shim's confinement looks like from outside: its seccomp mode,
@@ -62,8 +63,13 @@ func TestSpareShims(t *testing.T) {
 	coldHost := newHost(t, func(c *host.Config) { c.SpareShims = -1 })
 	cold, _ := loadCapsule(t, coldHost, "hello")
 	want := confinement(t, cold.Pid())
-	if want["Seccomp"] != "2" || want["NoNewPrivs"] != "1" || want["own pid namespace"] != "true" {
+	if want["Seccomp"] != "2" || want["NoNewPrivs"] != "1" {
 		t.Fatalf("the shim started for its capsule is not confined as the test expects: %v", want)
+	}
+	for _, ns := range []string{"user", "pid", "net", "ipc", "uts", "mnt"} {
+		if testSandbox.Policy() == sandbox.Required && want["own "+ns+" namespace"] != "true" {
+			t.Fatalf("the shim started for its capsule shares the %s namespace: %v", ns, want)
+		}
 	}
 	wasm, err := os.ReadFile(filepath.Join(capsules["hello"], "hello.wasm"))
 	if err != nil {

@@ -1,0 +1,201 @@
+package sandbox
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// startSpawner starts a spawner from the test binary, ended with the test.
+func startSpawner(t *testing.T) *Spawner {
+	t.Helper()
+	sp, err := New(testBin, BestEffort, support).StartSpawner()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close() })
+	return sp
+}
+
+// spawnOutput starts cmd through sp with a pipe on its stdout, and returns what it printed and
+// how it ended.
+func spawnOutput(t *testing.T, sp *Spawner, cmd *exec.Cmd) (string, syscall.WaitStatus) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd.Stdout = w
+	p, err := sp.Start(cmd)
+	w.Close()
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	out, _ := io.ReadAll(r)
+	st, err := p.Wait()
+	if err != nil {
+		t.Fatalf("Wait: %v", err)
+	}
+	return string(out), st
+}
+
+// TestSpawnerConfinement: a shim-like process (exec mode) the spawner starts from the sandbox's
+// command is confined exactly as the same command started by the host: the same pid (the init
+// of its own pid namespace), capabilities, no_new_privs and seccomp, and namespaces of its own.
+func TestSpawnerConfinement(t *testing.T) {
+	sb := requireSandbox(t)
+	sp := startSpawner(t)
+	describe := func(start func(*Cmd) string) string {
+		spec := program("__ids")
+		spec.Exec = true
+		c, err := sb.Command(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return start(c)
+	}
+	direct := describe(func(c *Cmd) string {
+		var out strings.Builder
+		c.Cmd.Stdout = &out
+		if err := c.Cmd.Run(); err != nil {
+			t.Fatalf("the host's start: %v", err)
+		}
+		return out.String()
+	})
+	spawned := describe(func(c *Cmd) string {
+		out, st := spawnOutput(t, sp, c.Cmd)
+		if !st.Exited() || st.ExitStatus() != 0 {
+			t.Fatalf("the spawner's start ended with %v", st)
+		}
+		return out
+	})
+	if !strings.Contains(direct, "pid=1 ") || !strings.Contains(direct, "Seccomp: 2") {
+		t.Fatalf("the host's start is not confined as the test expects:\n%s", direct)
+	}
+	if spawned != direct {
+		t.Errorf("through the spawner:\n%s\nstarted by the host:\n%s", spawned, direct)
+	}
+	// Its namespaces are its own: neither the host's nor the spawner's.
+	spec := program("__sleep")
+	spec.Exec = true
+	c, err := sb.Command(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p, err := sp.Start(c.Cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Wait()
+	defer p.Signal(syscall.SIGKILL)
+	for _, ns := range []string{"user", "pid", "net", "ipc", "uts", "mnt"} {
+		its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", p.Pid, ns))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine, _ := os.Readlink("/proc/self/ns/" + ns)
+		spawner, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", sp.proc.Pid, ns))
+		if its == mine || its == spawner {
+			t.Errorf("%s namespace %s: shared with the host (%s) or the spawner (%s)", ns, its, mine, spawner)
+		}
+	}
+}
+
+// TestSpawner: exit statuses and signals come back from the spawner; when it ends, the
+// processes it started end too, and it starts no more.
+func TestSpawner(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, sp *Spawner)
+	}{
+		{"exit status", func(t *testing.T, sp *Spawner) {
+			_, st := spawnOutput(t, sp, exec.Command(testBin, "__exit", "3"))
+			if !st.Exited() || st.ExitStatus() != 3 {
+				t.Errorf("status %v, want exit 3", st)
+			}
+		}},
+		{"stdout and environment", func(t *testing.T, sp *Spawner) {
+			cmd := exec.Command(testBin, "__env")
+			cmd.Env = []string{"ASTRID_SPAWNED=yes"}
+			out, _ := spawnOutput(t, sp, cmd)
+			if !strings.Contains(out, "ASTRID_SPAWNED=yes") {
+				t.Errorf("output %q", out)
+			}
+		}},
+		{"signal", func(t *testing.T, sp *Spawner) {
+			p, err := sp.Start(exec.Command(testBin, "__sleep"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Signal(syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			st, err := p.Wait()
+			if err != nil || !st.Signaled() || st.Signal() != syscall.SIGKILL {
+				t.Errorf("status %v (%v), want killed by SIGKILL", st, err)
+			}
+			if err := p.Signal(syscall.SIGKILL); err != nil {
+				t.Errorf("signal after the exit: %v", err)
+			}
+		}},
+		{"signal while another goroutine waits", func(t *testing.T, sp *Spawner) {
+			p, err := sp.Start(exec.Command(testBin, "__sleep"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waited := make(chan struct{})
+			go func() {
+				defer close(waited)
+				p.Wait()
+			}()
+			for range 3 {
+				if err := p.Signal(syscall.SIGKILL); err != nil {
+					t.Error(err)
+				}
+			}
+			<-waited
+			if err := p.Signal(syscall.SIGKILL); err != nil {
+				t.Errorf("signal after Wait: %v", err)
+			}
+		}},
+		{"the spawner ends: its processes end, and it starts no more", func(t *testing.T, sp *Spawner) {
+			cmd := exec.Command(testBin, "__sleep")
+			cmd.SysProcAttr = ProcessAttr()
+			p, err := sp.Start(cmd)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pidfd, err := unix.PidfdOpen(p.Pid, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Close(pidfd)
+			sp.Close()
+			if _, err := p.Wait(); err == nil {
+				t.Error("Wait after the spawner ended: no error")
+			}
+			// The pidfd turns readable when the process exits (its parent-death signal).
+			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+			if n, err := unix.Poll(fds, 10_000); err != nil || n != 1 {
+				t.Errorf("the process outlived the spawner (poll: %d, %v)", n, err)
+			}
+			if _, err := sp.Start(exec.Command(testBin, "__exit", "0")); err == nil {
+				t.Error("Start after Close: no error")
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.run(t, startSpawner(t))
+		})
+	}
+}
