@@ -78,7 +78,7 @@ func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *en
 	if err := k.Define(store, linker); err != nil {
 		return nil, fmt.Errorf("define the kernel: %w", err)
 	}
-	if err := v.define(linker, k); err != nil {
+	if err := v.define(linker, k, importedNames(module)); err != nil {
 		return nil, err
 	}
 	if err := checkImports(module, linker, store, v.providedImports()); err != nil {
