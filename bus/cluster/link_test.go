@@ -185,7 +185,7 @@ func TestMatchingAcrossHosts(t *testing.T) {
 func TestHostileMessagesDropped(t *testing.T) {
 	noLeaks(t)
 	s := startServer(t, "127.0.0.1:0")
-	b, _ := join(t, s.URL(), Options{CheckPrincipal: func(p string) error {
+	b, l := join(t, s.URL(), Options{CheckPrincipal: func(p string) error {
 		if p != "alice" {
 			return fmt.Errorf("unknown principal %q", p)
 		}
@@ -196,6 +196,12 @@ func TestHostileMessagesDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sub.Close()
+	// The link's SUB waits in its connection's buffer (other hosts learn of the interest on that
+	// connection, in order): flush it, so the server has the subscription before the foreign
+	// client below publishes on a connection of its own.
+	if err := l.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	nc, err := nats.Connect(s.URL())
 	if err != nil {
 		t.Fatal(err)

@@ -209,15 +209,15 @@ func TestHostCallCancel(t *testing.T) {
 // with Unavailable, and so does any call after; a host call waiting when the host's end closes
 // is cancelled.
 func TestConnectionEnd(t *testing.T) {
-	inCall := make(chan struct{})
+	inHostCall := make(chan struct{})
 	hostCtxDone := make(chan struct{})
 	e := newEndpoints(t, func(ctx context.Context, _ *pb.HostCallRequest) (*pb.HostCallResponse, error) {
 		MayWait(ctx)
+		close(inHostCall)
 		<-ctx.Done()
 		close(hostCtxDone)
 		return nil, ctx.Err()
 	}, func(s *ShimEnd, _ *pb.InvokeRequest) *pb.InvokeResponse {
-		close(inCall)
 		_, err := s.HostCall(context.Background(), &pb.HostCallRequest{})
 		return &pb.InvokeResponse{Error: &pb.GuestError{Message: err.Error()}}
 	})
@@ -226,7 +226,9 @@ func TestConnectionEnd(t *testing.T) {
 		_, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{})
 		done <- err
 	}()
-	<-inCall
+	// Both the call and its host call are under way (closing once the shim's handler had
+	// started raced with its HostCall frame: the host could see the end before the host call).
+	<-inHostCall
 	e.raw.Close() // the shim is gone
 	if err := <-done; status.Code(err) != codes.Unavailable {
 		t.Fatalf("waiting call: %v", err)
