@@ -24,12 +24,8 @@ type waiter struct {
 }
 
 func newWaiter(nc any) *waiter {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := rawConn(nc)
+	if rc == nil {
 		return nil
 	}
 	return &waiter{sock: rc}
