@@ -647,5 +647,15 @@ func (h *Host) Shutdown(ctx context.Context) {
 	if err := h.kv.Close(); err != nil {
 		h.log.Error("closing the KV store", "path", h.kv.Path(), "error", err)
 	}
-	os.RemoveAll(h.runDir)
+	h.RemoveRuntimeDir()
+}
+
+// RemoveRuntimeDir removes the runtime directory (every shim's socket directory), even while
+// shims are still being started into it; a process that exits without Shutdown (on a second
+// signal, say) calls it last so that nothing is left in the temporary directory. An error is
+// logged: there is nothing more a caller about to exit could do with it.
+func (h *Host) RemoveRuntimeDir() {
+	if err := removeRunDir(h.runDir); err != nil {
+		h.log.Error("runtime directory left behind", "error", err)
+	}
 }

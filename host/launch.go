@@ -445,3 +445,32 @@ func runDirFor() (string, error) {
 	}
 	return filepath.Clean(dir), nil
 }
+
+// removeRunDirPasses bounds removeRunDir's passes over the renamed directory. After the rename
+// only a start already inside its last system call can still add an entry, so a second pass
+// finds it empty; the bound keeps a directory that cannot be removed (say, made read-only) from
+// holding the host's exit.
+const removeRunDirPasses = 8
+
+// removeRunDir removes a runtime directory that shims may still be starting into (a spare's
+// refill, a restart: a forced exit does not wait for them). os.RemoveAll alone loses that race:
+// an entry made after it listed the directory fails the last rmdir, and the directory stays
+// behind. So it is first renamed to a name no start uses: every later start fails to make its
+// socket directory under the old path, and what a start made as it was renamed goes in the next
+// pass. It reports the error of the last pass, nil once the directory is gone.
+func removeRunDir(dir string) error {
+	gone := dir + ".removing"
+	if err := os.Rename(dir, gone); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		gone = dir // cannot rename (say, gone already exists): remove in place
+	}
+	var err error
+	for range removeRunDirPasses {
+		if err = os.RemoveAll(gone); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("remove the runtime directory %s: %w", dir, err)
+}

@@ -229,7 +229,7 @@ func runCommand(args []string, stdout, stderr io.Writer) int {
 // their sandbox helpers, what they started) down with the host; what the orderly unload would have
 // removed is removed here: the runtime directory with every socket, and the control socket.
 func forceExit(h *host.Host, stateDir string) {
-	os.RemoveAll(h.RuntimeDir())
+	h.RemoveRuntimeDir() // shims may still be starting into it: see Host.RemoveRuntimeDir
 	os.Remove(control.SocketPath(stateDir))
 	os.Exit(exitFailure)
 }
