@@ -19,6 +19,7 @@ import (
 	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/callwire"
+	"github.com/astrid-go/astrid/shared/goplugin"
 )
 
 // KillGrace is how long a shim gets to shut down gracefully before its whole process group is
@@ -29,7 +30,7 @@ const KillGrace = 3 * time.Second
 // shimProcess is one running astrid-shim and go-plugin's client for it.
 type shimProcess struct {
 	client *plugin.Client
-	shim   *shared.ShimClient
+	shim   *goplugin.ShimClient
 	cmd    *exec.Cmd
 	// spawned is go-plugin's runner when the spawner started the shim (cmd is then not started).
 	spawned *spawnRunner
@@ -218,7 +219,7 @@ func (h *Host) startShim(key shimKey, logger hclog.Logger) (p *shimProcess, err 
 	}
 	cmd.ExtraFiles = files
 	logger.Debug("starting the shim", "sandbox", layers)
-	cfg := shared.ClientConfig(cmd, logger)
+	cfg := goplugin.ClientConfig(cmd, logger)
 	if confined != nil {
 		if sp := h.shimSpawner(); sp != nil {
 			p.spawned = &spawnRunner{sp: sp, cmd: cmd}
@@ -242,7 +243,7 @@ func (h *Host) startShim(key shimKey, logger hclog.Logger) (p *shimProcess, err 
 	if err != nil {
 		return fail(fmt.Errorf("start %s: %w", h.cfg.Shim.Path, err))
 	}
-	p.shim = raw.(*shared.ShimClient)
+	p.shim = raw.(*goplugin.ShimClient)
 	return p, nil
 }
 
@@ -277,7 +278,7 @@ func (h *Host) openArtefact(logger hclog.Logger, path string) *os.File {
 }
 
 // serveHostServices serves the host functions to inst's shim and returns the broker id the shim
-// dials. Only the shim's own process may connect (see shared.ShimClient.ServeHostServices): a
+// dials. Only the shim's own process may connect (see goplugin.ShimClient.ServeHostServices): a
 // connection from any other process (another capsule's shim, a process a capsule spawned) is
 // closed before it is read, and logged under the instance it tried to reach. If the intruder is
 // another instance's shim, that shim is stopped as compromised: a correct shim dials only the

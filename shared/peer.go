@@ -224,3 +224,13 @@ func shimTokenFromEnv() ([sha256.Size]byte, error) {
 	copy(sum[:], b)
 	return sum, nil
 }
+
+// HostToken makes the token for one shim (see shared/goplugin.ClientConfig): the host's
+// credentials for the shim's server, and the environment entry that tells the shim what to expect.
+func HostToken() (credentials.TransportCredentials, string) { return newHostToken() }
+
+// OnlyPID returns server credentials that accept only connections from process pid (see
+// shared/goplugin.ShimClient.ServeHostServices); refused is told of any other.
+func OnlyPID(pid int, refused func(peerPID int, err error)) credentials.TransportCredentials {
+	return onlyPID(pid, refused)
+}

@@ -1,21 +1,17 @@
-// Package shared is the protocol between astrid-host and astrid-shim, in one place: the go-plugin
-// handshake, the plugin definition and the gRPC settings both sides must agree on. The messages and
-// services themselves are protobuf, in package shared/pb.
+// Package shared is the protocol between astrid-host and astrid-shim, in one place: the
+// handshake, the gRPC settings both sides must agree on, the shim's runtime settings. The
+// messages and services themselves are protobuf, in package shared/pb; the go-plugin client
+// configuration and plugin definition, which only the host links, are in shared/goplugin.
 //
-// The host (package host) and the shim (package shim) are thin adapters over what is defined here,
-// in the manner of go-plugin's own examples: the host dispenses a *ShimClient; the shim serves the
-// pb.ShimServer it builds from the broker.
+// The host (package host) and the shim (package shim) are thin adapters over what is defined here:
+// the host dispenses a *goplugin.ShimClient; the shim serves the pb.ShimServer it builds from the
+// broker.
 package shared
 
 import (
-	"context"
 	"fmt"
-	"os/exec"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
-
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
 
 	"github.com/astrid-go/astrid/shared/pb"
@@ -74,49 +70,22 @@ const (
 //     (50 idle capsules, /proc/PID/smaps; 8.2 -> 7.1 threads a shim).
 //   - GODEBUG=memprofilerate=0: no heap profile is ever taken of a shim, and sampling for one
 //     fills the profiler's hash table and buckets: ~19 KB of an idle shim's PSS.
+//   - GODEBUG=updatemaxprocs=0: the runtime does not start the goroutine that re-reads the CPU
+//     limit to update GOMAXPROCS (the shim's is fixed at 1 anyway): ~30 KB of an idle shim's
+//     PSS (50 idle capsules, /proc/PID/smaps; 3.38-3.39 -> 3.35-3.36 MB a shim).
+//   - GODEBUG=profstackdepth=0: the runtime gives no thread the stack buffers of the block,
+//     mutex and heap profilers (~1 KB each, a shim has 7 threads), which no shim uses (nor
+//     are they taken: memprofilerate=0): 11-20 KB of an idle shim's PSS (3.348-3.350 ->
+//     3.336-3.342 MB, alternated).
 //
 // Measured and left out: MALLOC_ARENA_MAX=1 (wasmtime's ~420 KB of malloc moves to the main
 // arena, the total stays within 10 KB), and a GC or debug.FreeOSMemory once the capsule is
 // loaded (+0.5 to +0.65 MB: an idle shim never collects, its heap stays under the 4 MB goal,
 // and the first cycle maps the collector's own structures).
-var ShimRuntimeEnv = []string{"GOMAXPROCS=1", "TOKIO_WORKER_THREADS=1", "GODEBUG=memprofilerate=0"}
-
-// Handshake makes sure astrid-host only talks to astrid-shim of the same protocol version. The
-// cookie is not a security boundary; it keeps the shim from being run by hand.
-var Handshake = plugin.HandshakeConfig{
-	ProtocolVersion:  1,
-	MagicCookieKey:   "ASTRID_SHIM_COOKIE",
-	MagicCookieValue: "astrid-go capsule shim: start me through astrid-host",
-}
+var ShimRuntimeEnv = []string{"GOMAXPROCS=1", "TOKIO_WORKER_THREADS=1", "GODEBUG=memprofilerate=0,updatemaxprocs=0,profstackdepth=0"}
 
 // StartTimeout bounds a shim's start, from exec to the go-plugin handshake.
 const StartTimeout = 30 * time.Second
-
-// ClientConfig is the go-plugin client configuration for a shim started by cmd: gRPC only, no
-// environment inherited from the host (cmd.Env is all the shim gets), the protocol's limits.
-// The host uses it for every shim; the benchmarks' baseline uses it too, so both are measured
-// under the same settings.
-//
-// It makes a fresh token for this shim: the host sends it first on every connection to the
-// shim's server, and cmd.Env gets its SHA-256 (EnvShimHostTokenSHA256), so the shim serves only
-// the host that started it (see ShimServer).
-func ClientConfig(cmd *exec.Cmd, logger hclog.Logger) *plugin.ClientConfig {
-	creds, env := newHostToken()
-	cmd.Env = append(append(cmd.Env, env), ShimRuntimeEnv...)
-	// go-plugin dials with insecure credentials and then applies these options; the later
-	// WithTransportCredentials is the one gRPC uses.
-	dial := append(DialOptions(), grpc.WithTransportCredentials(creds))
-	return &plugin.ClientConfig{
-		HandshakeConfig:  Handshake,
-		Plugins:          plugin.PluginSet{PluginName: &ShimPlugin{}},
-		Cmd:              cmd,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		SkipHostEnv:      true,
-		Logger:           logger,
-		GRPCDialOptions:  dial,
-		StartTimeout:     StartTimeout,
-	}
-}
 
 // ServerOptions adds the protocol's limits to the options go-plugin passes to a gRPC server.
 func ServerOptions(opts []grpc.ServerOption) []grpc.ServerOption {
@@ -155,60 +124,24 @@ func DialOptions() []grpc.DialOption {
 	)}
 }
 
-// ShimPlugin is the go-plugin definition of the shim. The shim sets NewShimServer; the host leaves it nil.
-type ShimPlugin struct {
-	plugin.NetRPCUnsupportedPlugin
+// Handshake is the application's part of go-plugin's handshake: astrid-host only talks to an
+// astrid-shim of the same protocol version. The cookie is not a security boundary; it keeps the
+// shim from being run by hand. (shared/goplugin makes go-plugin's HandshakeConfig of it; the
+// shim checks it in shim/pluginserve.)
+const (
+	HandshakeVersion     = 1
+	HandshakeCookieKey   = "ASTRID_SHIM_COOKIE"
+	HandshakeCookieValue = "astrid-go capsule shim: start me through astrid-host"
+)
 
-	// NewShimServer builds the shim's service. The broker lets it dial the host's services.
-	NewShimServer func(broker *plugin.GRPCBroker) pb.ShimServer
-}
-
-// GRPCServer registers the shim's service (shim side).
-func (p *ShimPlugin) GRPCServer(broker *plugin.GRPCBroker, s *grpc.Server) error {
-	if p.NewShimServer == nil {
-		return fmt.Errorf("shared.ShimPlugin: no NewShimServer set")
-	}
-	pb.RegisterShimServer(s, p.NewShimServer(broker))
-	return nil
-}
-
-// GRPCClient returns a *ShimClient (host side). ctx is go-plugin's done context: it is cancelled
-// when the shim process has exited.
-func (p *ShimPlugin) GRPCClient(ctx context.Context, broker *plugin.GRPCBroker, conn *grpc.ClientConn) (any, error) {
-	return &ShimClient{ShimClient: pb.NewShimClient(conn), Broker: broker, Exited: ctx}, nil
-}
-
-// ShimClient is the host's handle on one shim.
-type ShimClient struct {
-	pb.ShimClient
-	// Broker serves the host's callbacks to this shim.
-	Broker *plugin.GRPCBroker
-	// Exited is done once the shim process has exited.
-	Exited context.Context
-}
-
-// ServeHostServices starts serving impl to this shim through the broker and returns the id the
-// shim dials. The server lives as long as the broker, which go-plugin closes when the client is
-// killed.
-//
-// Only the process shimPID may connect: the broker's socket is a path any process of the user
-// can dial, so every accepted connection's peer pid (SO_PEERCRED) is checked before gRPC reads
-// from it. Any other peer is disconnected and refused is told its pid (0 if it cannot be read).
-func (c *ShimClient) ServeHostServices(impl pb.HostServicesServer, shimPID int, refused func(peerPID int, err error)) uint32 {
-	id := c.Broker.NextId()
-	creds := onlyPID(shimPID, refused)
-	go c.Broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		// go-plugin passes TLS credentials only under AutoMTLS, which the host does not use; the
-		// last grpc.Creds is the one the server uses.
-		s := NewServer(append(opts, grpc.Creds(creds)))
-		pb.RegisterHostServicesServer(s, impl)
-		return s
-	})
-	return id
+// Broker dials a service the host serves for the shim, by the id the host sent: go-plugin's
+// GRPCBroker, or the shim's own (shim/pluginserve).
+type Broker interface {
+	DialWithOptions(id uint32, opts ...grpc.DialOption) (*grpc.ClientConn, error)
 }
 
 // DialHostServices connects the shim to the host's services served under id.
-func DialHostServices(broker *plugin.GRPCBroker, id uint32) (pb.HostServicesClient, *grpc.ClientConn, error) {
+func DialHostServices(broker Broker, id uint32) (pb.HostServicesClient, *grpc.ClientConn, error) {
 	// The shim receives process results, which may be larger than any other message.
 	opts := append(DialOptions(), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxProcessResultBytes+1<<20)))
 	conn, err := broker.DialWithOptions(id, opts...)

@@ -7,7 +7,6 @@ import (
 
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/pb"
-	"github.com/hashicorp/go-plugin"
 )
 
 // hostConn is the shim's connection to the host's services. It is dialled in the background when
@@ -23,7 +22,7 @@ type hostConn struct {
 var errNotConnected = errors.New("the shim is not connected to the host (no capsule loaded)")
 
 // dialHost starts dialling the host's services served under broker id.
-func dialHost(broker *plugin.GRPCBroker, id uint32) *hostConn {
+func dialHost(broker shared.Broker, id uint32) *hostConn {
 	h := &hostConn{done: make(chan struct{})}
 	go func() {
 		defer close(h.done)

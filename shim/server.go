@@ -10,7 +10,6 @@ import (
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -25,7 +24,7 @@ type Server struct {
 
 	log    hclog.Logger
 	engine *Engine
-	broker *plugin.GRPCBroker
+	broker shared.Broker
 
 	// storeLock is held by every RPC that touches the Store. It is a channel so that waiting for it
 	// respects the caller's deadline (Health relies on that to detect a wedged Store).
@@ -55,12 +54,12 @@ type Server struct {
 	inCall    atomic.Bool // a guest call holds the Store
 }
 
-// NewServer builds the shim's service; broker is go-plugin's, for dialing the host's services.
+// NewServer builds the shim's service; broker dials the host's services (go-plugin's broker protocol).
 // artefacts is the shim's end of the channel on which the host sends the capsule's checked
 // compiled module (shared.EnvShimArtefactSocket; nil if there is none): Load deserialises what
 // the host sent unless the host has this shim Compile the module first. calls is the shim's end
 // of its call connection (callwire.EnvShimCallsFD): ServeCalls serves it.
-func NewServer(log hclog.Logger, engine *Engine, broker *plugin.GRPCBroker, artefacts *os.File, calls *callwire.ShimEnd) *Server {
+func NewServer(log hclog.Logger, engine *Engine, broker shared.Broker, artefacts *os.File, calls *callwire.ShimEnd) *Server {
 	s := &Server{log: log, engine: engine, broker: broker, artefacts: artefacts, calls: calls, storeLock: make(chan struct{}, 1)}
 	logs := &logSink{local: log}
 	s.env = &env{logs: logs, stdio: newStdio(logs.add), vars: newVarStore(), calls: calls}

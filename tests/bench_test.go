@@ -21,6 +21,7 @@ import (
 	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/callwire"
+	"github.com/astrid-go/astrid/shared/goplugin"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -50,7 +51,7 @@ func rawShim(b testing.TB) string {
 // rawClient is the host's side of a rawshim: its gRPC client, and Invoke over its call
 // connection as the host calls astrid-shim.
 type rawClient struct {
-	*shared.ShimClient
+	*goplugin.ShimClient
 	calls *callwire.HostEnd
 }
 
@@ -87,7 +88,7 @@ func startRaw(b *testing.B, artefact ...*os.File) (*plugin.Client, *rawClient, i
 		cmd.Env = append(cmd.Env, shared.EnvShimArtefactSocket+"=4")
 	}
 	cmd.SysProcAttr = sandbox.ProcessAttr()
-	client := plugin.NewClient(shared.ClientConfig(cmd, hclog.NewNullLogger()))
+	client := plugin.NewClient(goplugin.ClientConfig(cmd, hclog.NewNullLogger()))
 	rpc, err := client.Client()
 	if err != nil {
 		b.Fatal(err)
@@ -101,7 +102,7 @@ func startRaw(b *testing.B, artefact ...*os.File) (*plugin.Client, *rawClient, i
 		return &pb.HostCallResponse{}, nil
 	}, func(err error) error { return err })
 	b.Cleanup(func() { calls.Close() })
-	return client, &rawClient{ShimClient: raw.(*shared.ShimClient), calls: calls}, cmd.Process.Pid
+	return client, &rawClient{ShimClient: raw.(*goplugin.ShimClient), calls: calls}, cmd.Process.Pid
 }
 
 func benchHost(b *testing.B, sb ...*sandbox.Sandbox) *host.Host {

@@ -14,7 +14,7 @@ import (
 )
 
 // TestLoadShimRuntimeEnv: every shim starts with the runtime settings of shared.ShimRuntimeEnv
-// (GOMAXPROCS=1, TOKIO_WORKER_THREADS=1, GODEBUG=memprofilerate=0) in its environment,
+// (GOMAXPROCS=1, TOKIO_WORKER_THREADS=1, GODEBUG=memprofilerate=0,updatemaxprocs=0,profstackdepth=0) in its environment,
 // sandboxed or not, whether it was a spare or started for its capsule: set in the environment
 // they cost nothing at start-up, where runtime.GOMAXPROCS in main made a P per core and then
 // stopped the world to free them, and they are what keeps an idle shim small (see
@@ -58,7 +58,7 @@ func TestLoadShimRuntimeEnv(t *testing.T) {
 				name, _, _ := strings.Cut(string(v), "=")
 				names = append(names, name)
 			}
-			want := append([]string{"GOMAXPROCS=1", "TOKIO_WORKER_THREADS=1", "GODEBUG=memprofilerate=0"}, shared.ShimRuntimeEnv...)
+			want := append([]string{"GOMAXPROCS=1", "TOKIO_WORKER_THREADS=1", "GODEBUG=memprofilerate=0,updatemaxprocs=0,profstackdepth=0"}, shared.ShimRuntimeEnv...)
 			for _, w := range want {
 				if !vars[w] {
 					t.Errorf("the shim (pid %d) lacks %q in its environment, which holds %q", inst.Pid(), w, names)

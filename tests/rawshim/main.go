@@ -41,6 +41,7 @@ import (
 
 	"github.com/astrid-go/astrid/shared"
 	"github.com/astrid-go/astrid/shared/callwire"
+	"github.com/astrid-go/astrid/shared/goplugin"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -357,8 +358,8 @@ func main() {
 		os.Exit(1)
 	}
 	plugin.Serve(&plugin.ServeConfig{
-		HandshakeConfig: shared.Handshake,
-		Plugins: plugin.PluginSet{shared.PluginName: &shared.ShimPlugin{
+		HandshakeConfig: goplugin.Handshake,
+		Plugins: plugin.PluginSet{shared.PluginName: &goplugin.ShimPlugin{
 			NewShimServer: func(b *plugin.GRPCBroker) pb.ShimServer {
 				s := &rawServer{engine: engine, broker: b, artefacts: sock, calls: calls, rawCalls: os.NewFile(uintptr(dup), "call connection"), published: make(chan error, 1)}
 				calls.SetPublishAcks(s)
