@@ -140,12 +140,16 @@ func (e *HostEnd) read() {
 			return
 		}
 		if run != nil {
-			if !e.turn.runRequestArming(run, e.read) || !e.turn.take() {
+			if !e.turn.runRequestArming(run, e.takeOver) || !e.turn.take() {
 				return
 			}
 		}
 	}
 }
+
+// takeOver is read for a takeover reader: it never hands the turn back (the host's goroutine
+// that runs a host call reads no frames while it waits, so nothing is saved by it).
+func (e *HostEnd) takeOver(func() bool) { e.read() }
 
 // end ends the connection (once): err says why. Waiting calls fail with Unavailable, host calls
 // in progress are cancelled. The turn stays with the goroutine that ended it: no one reads after.

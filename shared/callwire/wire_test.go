@@ -1,9 +1,11 @@
 package callwire
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -449,5 +451,57 @@ func TestHostEndAnswered(t *testing.T) {
 	defer mu.Unlock()
 	if got := strings.Join(answered, ","); got != "a,b,c" {
 		t.Errorf("answered for %q, want a,b,c", got)
+	}
+}
+
+// TestTakeoverHandsBack: once a call has gone takeoverDelay without reading (here: until a
+// second call has been served beside it, which only a takeover reader can read), the takeover
+// reader answers the call's next host call and then gives the turn back: the call's goroutine
+// reads the answers to its later host calls itself, rather than each being handed to it by the
+// takeover reader (a wake-up more each, for the rest of a run loop's life).
+func TestTakeoverHandsBack(t *testing.T) {
+	const hostCalls = 20
+	proceed, running := make(chan struct{}), make(chan struct{})
+	e := newEndpoints(t, func(_ context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+		return &pb.HostCallResponse{Result: req.Args[0]}, nil
+	}, func(s *ShimEnd, req *pb.InvokeRequest) *pb.InvokeResponse {
+		if req.Export != "run" {
+			return &pb.InvokeResponse{Output: req.Input}
+		}
+		close(running)
+		<-proceed
+		for i := range hostCalls {
+			in := []byte{byte(i)}
+			resp, err := s.HostCall(context.Background(), &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_KV_GET, Args: [][]byte{in}})
+			if err != nil || !bytes.Equal(resp.Result, in) {
+				return &pb.InvokeResponse{Error: &pb.GuestError{Message: fmt.Sprintf("host call %d: %v %v", i, resp, err)}}
+			}
+		}
+		return &pb.InvokeResponse{}
+	})
+	runDone := make(chan *pb.InvokeResponse, 1)
+	go func() {
+		resp, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{Export: "run"})
+		if err != nil {
+			resp = &pb.InvokeResponse{Error: &pb.GuestError{Message: err.Error()}}
+		}
+		runDone <- resp
+	}()
+	<-running
+	// The goroutine that read "run" waits in it: only a takeover reader can read this call.
+	if resp, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{Export: "x", Input: []byte("x")}); err != nil || string(resp.Output) != "x" {
+		t.Fatalf("a call beside the waiting one: %v %v", resp, err)
+	}
+	close(proceed)
+	if resp := <-runDone; resp.Error != nil {
+		t.Fatalf("the long call: %s", resp.Error.Message)
+	}
+	// Each takeover reader hands at most one answer on before it gives the turn back (another
+	// may start if the call's goroutine stalls past takeoverDelay again on a busy machine).
+	if handed, takeovers := e.shim.handedOff.Load(), e.shim.turn.takeovers.Load(); takeovers < 1 || handed > takeovers {
+		t.Fatalf("%d of %d host call answers handed on by a takeover reader, with %d takeovers", handed, hostCalls, takeovers)
+	}
+	if len(e.violations) != 0 {
+		t.Fatal(e.violations)
 	}
 }
