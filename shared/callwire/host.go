@@ -53,6 +53,8 @@ type HostEnd struct {
 
 	// late counts the host calls waiting to be answered later (LateAnswer).
 	late atomic.Int32
+	// invoking counts the Invokes in progress.
+	invoking atomic.Int32
 	// handedOff counts the call answers read by a goroutine other than the Invoke waiting for
 	// them, and serveTurns the times Serve's goroutine took the turn (tests check that one
 	// turn hands at most one answer on).
@@ -115,6 +117,8 @@ func (e *HostEnd) Done() <-chan struct{} { return e.done }
 // shim is gone). The errors are gRPC statuses, as the unary RPC this replaces gave. While no
 // other goroutine reads the connection, Invoke reads the answer itself (see readHeld).
 func (e *HostEnd) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
+	e.invoking.Add(1) // (Serve's goroutine mostly leaves the reading to it: see watch)
+	defer e.invoking.Add(-1)
 	id, ch, err := e.calls.send(func(id uint64) error { return e.c.WriteFrame(Call, id, req) })
 	if err != nil {
 		return nil, err

@@ -108,21 +108,29 @@ func (e *HostEnd) takeOver(handBack func() bool) {
 }
 
 // watch is Serve's goroutine between its turns: it reads (readHeld) whenever the connection has
-// gone unread for takeoverDelay, until the connection ends.
+// gone unread for takeoverDelay, until the connection ends. While an Invoke is in progress it
+// waits ten times as long: the Invoke takes the turn whenever it is free (it reads, or waits for
+// the turn or its answer), and Serve's goroutine looking as often as between calls would cost a
+// wake-up each time; it reads then only if the connection has still gone unread (an Invoke whose
+// write waits for the shim to read, a host call that runs long).
 func (e *HostEnd) watch() {
 	timer := time.NewTimer(takeoverDelay)
 	defer timer.Stop()
 	for {
 		idle := time.Duration(time.Now().UnixNano() - e.turn.given.Load())
 		held := len(e.turn.ch) == 1
-		if !held && idle >= takeoverDelay && e.turn.tryTake() {
+		delay := takeoverDelay
+		if e.invoking.Load() > 0 {
+			delay = 10 * takeoverDelay
+		}
+		if !held && idle >= delay && e.turn.tryTake() {
 			e.serveTurns.Add(1)
 			e.readHeld(context.Background(), nil, always)
 			continue
 		}
-		wait := takeoverDelay - idle
+		wait := delay - idle
 		switch {
-		case held: // (an Invoke or a run loop reads: look again less often)
+		case held: // (someone reads: look again less often)
 			wait = 10 * takeoverDelay
 		case wait <= 0:
 			wait = takeoverDelay
