@@ -35,6 +35,10 @@ var quickHostOps = map[pb.HostOp]bool{
 	pb.HostOp_HOST_OP_CHECK_CAPSULE_CAPABILITY: true,
 }
 
+// quickHostCall says req is one of quickHostOps: an export call that reads its own answer may
+// run it on its own goroutine (callwire.HostEnd.HandleQuick).
+func quickHostCall(req *pb.HostCallRequest) bool { return quickHostOps[req.Op] }
+
 // guestFailure is a host function's failure as the guest sees it.
 type guestFailure struct{ msg string }
 

@@ -289,6 +289,7 @@ func (p *shimProcess) serveHostServices(inst *Instance) uint32 {
 	go func() {
 		p.calls.HandlePublishes(services.publishFrame) // before Serve reads a frame
 		p.calls.HandleAnswered(services.answered)
+		p.calls.HandleQuick(quickHostCall)
 		err := p.calls.Serve(services.HostCall, inst.compromised)
 		inst.log.Debug("the call connection ended", "error", err)
 	}()

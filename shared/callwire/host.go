@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"sync/atomic"
 
@@ -40,6 +39,8 @@ type HostEnd struct {
 	pubs []Publication
 	// answered is told of each host call's result once it is sent (HandleAnswered); may be nil.
 	answered AnsweredFunc
+	// quick says which host calls an Invoke that reads may run itself (HandleQuick); may be nil.
+	quick func(*pb.HostCallRequest) bool
 
 	calls requests[*pb.InvokeResponse]
 	turn  *readTurn
@@ -52,6 +53,12 @@ type HostEnd struct {
 
 	// late counts the host calls waiting to be answered later (LateAnswer).
 	late atomic.Int32
+	// invoking counts the Invokes in progress.
+	invoking atomic.Int32
+	// handedOff counts the call answers read by a goroutine other than the Invoke waiting for
+	// them, and serveTurns the times Serve's goroutine took the turn (tests check that one
+	// turn hands at most one answer on).
+	handedOff, serveTurns atomic.Int64
 
 	mu sync.Mutex
 	// hostCalls holds the cancel function of the host call in progress, by id.
@@ -78,23 +85,59 @@ type AnsweredFunc func(req *pb.HostCallRequest, resp *pb.HostCallResponse)
 // before Serve.
 func (e *HostEnd) HandleAnswered(answered AnsweredFunc) { e.answered = answered }
 
+// HandleQuick tells Serve which host calls return at once (they never wait for anything outside
+// the host's memory): an Invoke that reads the connection itself runs those on its own goroutine,
+// and any other on a goroutine of its own, so that the Invoke still returns as soon as its
+// context ends. Call it before Serve; without it no host call is run by an Invoke.
+func (e *HostEnd) HandleQuick(quick func(*pb.HostCallRequest) bool) { e.quick = quick }
+
 // NewHostEnd wraps the host's end of a call connection (from Pair).
 func NewHostEnd(c *Conn) *HostEnd {
-	return &HostEnd{c: c, turn: newReadTurn(), hostCalls: map[uint64]context.CancelFunc{}, done: make(chan struct{})}
+	e := &HostEnd{c: c, turn: newReadTurn(), hostCalls: map[uint64]context.CancelFunc{}, done: make(chan struct{})}
+	e.turn.ch <- struct{}{} // Serve's until it starts: no frame is read before Serve has its handlers
+	return e
 }
 
 // Close closes the connection: calls waiting for an answer fail with Unavailable, host calls in
 // progress are cancelled once Serve sees the end.
-func (e *HostEnd) Close() error { return e.c.Close() }
+func (e *HostEnd) Close() error {
+	err := e.c.Close()
+	if e.turn.tryTake() {
+		// No one reads now, to see the end: end it here. (A reader that has the turn sees it.)
+		e.end(io.EOF)
+	}
+	return err
+}
 
 // Done is closed once Serve has returned (the connection ended).
 func (e *HostEnd) Done() <-chan struct{} { return e.done }
 
 // Invoke sends an export call and waits for its result, or for ctx to end (the call is then
 // abandoned: its result is dropped when it comes), or for the connection to end (Unavailable: the
-// shim is gone). The errors are gRPC statuses, as the unary RPC this replaces gave.
+// shim is gone). The errors are gRPC statuses, as the unary RPC this replaces gave. While no
+// other goroutine reads the connection, Invoke reads the answer itself (see readHeld).
 func (e *HostEnd) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.InvokeResponse, error) {
-	return e.calls.do(ctx, func(id uint64) error { return e.c.WriteFrame(Call, id, req) }, nil)
+	e.invoking.Add(1) // (Serve's goroutine mostly leaves the reading to it: see watch)
+	defer e.invoking.Add(-1)
+	id, ch, err := e.calls.send(func(id uint64) error { return e.c.WriteFrame(Call, id, req) })
+	if err != nil {
+		return nil, err
+	}
+	for {
+		select {
+		case a := <-ch:
+			return a.resp, a.err
+		case <-ctx.Done():
+			return e.calls.abandon(ctx, id, nil)
+		case e.turn.ch <- struct{}{}:
+			// No one reads: read until the answer comes (or ctx ends, or another goroutine
+			// takes the reading over while this one runs a host call).
+			e.readHeld(ctx, ch, nil)
+			if len(ch) == 0 && ctx.Err() != nil {
+				return e.calls.abandon(ctx, id, nil)
+			}
+		}
+	}
 }
 
 // Serve reads the shim's frames until the connection ends: call results go to the Invoke that
@@ -103,48 +146,18 @@ func (e *HostEnd) Invoke(ctx context.Context, req *pb.InvokeRequest) (*pb.Invoke
 // undecodable body) is given to violation, and Serve returns its error: the host stops a shim
 // it no longer trusts. When Serve returns, every waiting Invoke fails with Unavailable and every
 // host call in progress is cancelled.
+//
+// Serve's goroutine reads whenever the connection has gone unread for takeoverDelay (see
+// watch); while calls follow one another, each Invoke reads its own answer.
 func (e *HostEnd) Serve(hostCall HostFunc, violation func(error) error) error {
 	e.hostCall, e.violation = hostCall, violation
 	e.ctx, e.cancelAll = context.WithCancel(context.Background())
-	e.read()
+	e.serveTurns.Add(1)
+	e.readHeld(context.Background(), nil, always) // the turn is held from NewHostEnd on
+	e.watch()
 	<-e.turn.ended
 	close(e.done)
 	return e.turn.endErr
-}
-
-// read takes the read turn and reads frames, running each host call it reads itself, until the
-// connection ends or a takeover reader has started in its place.
-func (e *HostEnd) read() {
-	if !e.turn.take() {
-		return
-	}
-	for {
-		if !e.c.Buffered() && e.late.Load() == 0 {
-			// About to wait for the shim: what was deferred goes out first (with the answer,
-			// when a host call waits to be answered later).
-			_ = e.c.FlushDeferred()
-		}
-		kind, id, body, err := e.c.ReadFrame(MaxHostFrameBytes)
-		switch {
-		case errors.Is(err, ErrTooLarge):
-			err = e.violation(err)
-		case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-			err = io.EOF
-		}
-		var run func(arm func())
-		if err == nil {
-			run, err = e.handle(kind, id, body)
-		}
-		if err != nil {
-			e.end(err)
-			return
-		}
-		if run != nil {
-			if !e.turn.runRequestArming(run, e.read) || !e.turn.take() {
-				return
-			}
-		}
-	}
 }
 
 // end ends the connection (once): err says why. Waiting calls fail with Unavailable, host calls
@@ -159,20 +172,25 @@ func (e *HostEnd) end(err error) {
 
 // handle acts on one frame from the shim. It returns the host call to run, if the frame is
 // one; an error (a violation's) ends the connection.
-func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(arm func()), err error) {
+//
+// quick says the host call is one that returns at once (HandleQuick); delivered, that the frame
+// was a call's answer and went to the Invoke waiting for it.
+func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(arm func()), quick, delivered bool, err error) {
 	switch kind {
 	case CallResult:
 		resp := &pb.InvokeResponse{}
 		if err := Decode(kind, body, resp); err != nil {
-			return nil, e.violation(err)
+			return nil, false, false, e.violation(err)
 		}
-		if waited, sent := e.calls.deliver(id, answer[*pb.InvokeResponse]{resp: resp}); !waited && !sent {
-			return nil, e.violation(fmt.Errorf("a call result for call %d, which the host never sent", id))
+		waited, sent := e.calls.deliver(id, answer[*pb.InvokeResponse]{resp: resp})
+		if !waited && !sent {
+			return nil, false, false, e.violation(fmt.Errorf("a call result for call %d, which the host never sent", id))
 		} // (a result nobody waits for answers an abandoned call)
+		return nil, false, waited, nil
 	case HostCall:
 		req := &pb.HostCallRequest{}
 		if err := Decode(kind, body, req); err != nil {
-			return nil, e.violation(err)
+			return nil, false, false, e.violation(err)
 		}
 		hctx, cancel := context.WithCancel(e.ctx)
 		e.mu.Lock()
@@ -183,20 +201,20 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(arm func()
 		e.mu.Unlock()
 		if busy {
 			cancel()
-			return nil, e.violation(fmt.Errorf("host call %d while another is in progress (a guest makes one at a time)", id))
+			return nil, false, false, e.violation(fmt.Errorf("host call %d while another is in progress (a guest makes one at a time)", id))
 		}
 		l := &Late{e: e, id: id, req: req, cancel: cancel}
 		return func(arm func()) {
 			l.arm = arm
 			e.runHostCall(context.WithValue(hctx, lateKey{}, l), l)
-		}, nil
+		}, e.quick != nil && e.quick(req), false, nil
 	case Publish:
 		if e.publish == nil {
-			return nil, e.violation(errors.New("a publish frame, but this connection takes no publishes"))
+			return nil, false, false, e.violation(errors.New("a publish frame, but this connection takes no publishes"))
 		}
 		pubs, err := DecodePublishes(body, e.pubs)
 		if err != nil {
-			return nil, e.violation(fmt.Errorf("decode a %s frame: %w", kind, err))
+			return nil, false, false, e.violation(fmt.Errorf("decode a %s frame: %w", kind, err))
 		}
 		// Published before the next frame is read: the batch reaches the bus before anything
 		// the shim sent after it.
@@ -223,9 +241,9 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(arm func()
 		}
 		e.mu.Unlock()
 	default:
-		return nil, e.violation(fmt.Errorf("a %s frame, which only the host sends", kind))
+		return nil, false, false, e.violation(fmt.Errorf("a %s frame, which only the host sends", kind))
 	}
-	return nil, nil
+	return nil, false, false, nil
 }
 
 // runHostCall performs one host call and sends its answer (the shim drops the answer to a host

@@ -22,23 +22,6 @@ type answer[R any] struct {
 	err  error
 }
 
-// do sends one request with write(id) and waits for its answer, for ctx to end (cancelled(id) is
-// then called and the context's error returned as a gRPC status) or for the connection to end
-// (Unavailable), as a unary gRPC call would have ended.
-func (r *requests[R]) do(ctx context.Context, write func(id uint64) error, cancelled func(id uint64)) (R, error) {
-	id, ch, err := r.send(write)
-	if err != nil {
-		var zero R
-		return zero, err
-	}
-	select {
-	case a := <-ch:
-		return a.resp, a.err
-	case <-ctx.Done():
-		return r.abandon(ctx, id, cancelled)
-	}
-}
-
 // send registers a new request and sends it with write(id); its answer will come on ch.
 func (r *requests[R]) send(write func(id uint64) error) (id uint64, ch chan answer[R], err error) {
 	ch = make(chan answer[R], 1)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -40,6 +41,10 @@ type ShimEnd struct {
 	acksMu sync.Mutex
 	acks   PublishAcks // receives the answers to Publish frames (SetPublishAcks)
 	ended  error       // why the connection ended, once it has
+
+	// handedOff counts the host call answers read by a goroutine other than the one waiting for
+	// them (each a hand-off, a wake-up more; tests check it stays rare).
+	handedOff atomic.Int64
 
 	// invoke runs the calls; set by Serve before served is closed.
 	invoke InvokeFunc
@@ -194,7 +199,7 @@ func (e *ShimEnd) HostCallAfterPublish(ctx context.Context, pubID uint64, pubFra
 			return e.hostCalls.abandon(ctx, id, cancelled)
 		}
 		if err == nil {
-			err = e.handle(kind, fid, body, func(f callFrame) { go e.answer(f) })
+			_, err = e.handle(kind, fid, body, func(f callFrame) { go e.answer(f) })
 		}
 		if err != nil {
 			e.end(err) // fails the waiting host calls, this one included
@@ -218,22 +223,26 @@ func (e *ShimEnd) Recycle(result []byte) {
 func (e *ShimEnd) Serve(invoke InvokeFunc) error {
 	e.invoke = invoke
 	close(e.served)
-	e.read()
+	e.read(nil)
 	<-e.turn.ended
 	return e.turn.endErr
 }
 
 // read takes the read turn and reads frames, running each call it reads itself, until the
-// connection ends or a takeover reader has started in its place.
-func (e *ShimEnd) read() {
+// connection ends or a takeover reader has started in its place. A takeover reader (handBack not
+// nil, see readTurn.runRequest) also returns once it has answered a host call of the guest whose
+// call it took over for, if handBack lets it: the guest's goroutine then reads the answers to
+// its next host calls itself, one wake-up each rather than two.
+func (e *ShimEnd) read(handBack func() bool) {
 	if !e.turn.take() {
 		return
 	}
 	for {
 		var call *callFrame
 		kind, id, body, err := e.c.ReadFrame(MaxShimFrameBytes)
+		resumed := false
 		if err == nil {
-			err = e.handle(kind, id, body, func(f callFrame) { call = &f })
+			resumed, err = e.handle(kind, id, body, func(f callFrame) { call = &f })
 		}
 		if err != nil {
 			e.end(err)
@@ -243,6 +252,14 @@ func (e *ShimEnd) read() {
 			if !e.turn.runRequest(func() { e.answer(*call) }, e.read) || !e.turn.take() {
 				return
 			}
+			continue
+		}
+		if resumed {
+			e.handedOff.Add(1)
+		}
+		if resumed && handBack != nil && !e.c.Buffered() && handBack() {
+			e.turn.give()
+			return
 		}
 	}
 }
@@ -267,13 +284,13 @@ func (e *ShimEnd) end(err error) {
 }
 
 // handle acts on one frame from the host: a call goes to call, an answer to the host call
-// waiting for it. An error ends the connection.
-func (e *ShimEnd) handle(kind Kind, id uint64, body []byte, call func(callFrame)) error {
+// waiting for it (resumed: one was). An error ends the connection.
+func (e *ShimEnd) handle(kind Kind, id uint64, body []byte, call func(callFrame)) (resumed bool, err error) {
 	switch kind {
 	case Call:
 		req := &pb.InvokeRequest{}
 		if err := Decode(kind, body, req); err != nil {
-			return err
+			return false, err
 		}
 		call(callFrame{id: id, req: req})
 	case HostResult, HostError:
@@ -285,34 +302,34 @@ func (e *ShimEnd) handle(kind Kind, id uint64, body []byte, call func(callFrame)
 			} else {
 				a.resp = &pb.HostCallResponse{}
 				if err := Decode(kind, body, a.resp); err != nil {
-					return err
+					return false, err
 				}
 			}
 		} else {
 			st := &spb.Status{}
 			if err := Decode(kind, body, st); err != nil {
-				return err
+				return false, err
 			}
 			if st.Code == int32(codes.OK) {
-				return fmt.Errorf("a host error frame for host call %d with status OK", id)
+				return false, fmt.Errorf("a host error frame for host call %d with status OK", id)
 			}
 			a.err = status.FromProto(st).Err()
 		}
-		e.hostCalls.deliver(id, a) // nobody waits for the answer to a cancelled host call
+		resumed, _ = e.hostCalls.deliver(id, a) // nobody waits for the answer to a cancelled host call
 	case Published:
 		st := &spb.Status{}
 		if err := Decode(kind, body, st); err != nil {
-			return err
+			return false, err
 		}
 		acks := e.publishAcks()
 		if acks == nil {
-			return fmt.Errorf("a published frame for publish %d, which this shim never sent", id)
+			return false, fmt.Errorf("a published frame for publish %d, which this shim never sent", id)
 		}
 		acks.Published(id, status.FromProto(st).Err())
 	default:
-		return fmt.Errorf("a %s frame, which only the shim sends", kind)
+		return false, fmt.Errorf("a %s frame, which only the shim sends", kind)
 	}
-	return nil
+	return resumed, nil
 }
 
 // answer runs one call and sends its answer.

@@ -29,6 +29,9 @@ type readTurn struct {
 	// given is when the turn was last given back (UnixNano): the connection was being read until then.
 	given atomic.Int64
 
+	// takeovers counts the takeover readers started (tests see from it how often one had to).
+	takeovers atomic.Int64
+
 	endOnce sync.Once
 	ended   chan struct{} // closed once the connection has ended: the turn is no longer given
 	endErr  error
@@ -78,8 +81,17 @@ func (t *readTurn) end(err error) (first bool) {
 // for the time. Once the connection has gone unread for takeoverDelay while run runs, read (a
 // reader loop that takes the turn) starts on a goroutine of its own. It reports whether the
 // caller should take the turn again and go on reading: false when the takeover reader has
-// started.
-func (t *readTurn) runRequest(run func(), read func()) (readOn bool) {
+// started and still reads.
+//
+// read is given handBack: a takeover reader that has just let the request's own goroutine go on
+// (it delivered the answer to the request's host call, and that goroutine will read the answers
+// to its next ones itself) calls it, and if it reports true, gives the turn back and returns:
+// the takeover is armed again, as if the request had just started waiting. Without it a request
+// that once went takeoverDelay unread (a stall is enough on a busy machine) would have every
+// later answer handed from the takeover reader to its goroutine, a wake-up more each, for the
+// rest of its run. handBack reports false once the request has ended: the takeover reader then
+// goes on as the connection's reader.
+func (t *readTurn) runRequest(run func(), read func(handBack func() bool)) (readOn bool) {
 	return t.runRequestArming(func(arm func()) { arm(); run() }, read)
 }
 
@@ -87,9 +99,9 @@ func (t *readTurn) runRequest(run func(), read func()) (readOn bool) {
 // is armed only once run calls arm (before it waits for anything). Arming costs a timer, and
 // adding a timer wakes another OS thread to watch it (the runtime's netpoller): for a request
 // that returns at once (nearly every host call) that wake-up was most of the host's cost.
-func (t *readTurn) runRequestArming(run func(arm func()), read func()) (readOn bool) {
+func (t *readTurn) runRequestArming(run func(arm func()), read func(handBack func() bool)) (readOn bool) {
 	t.give()
-	var state atomic.Int32 // takeoverArmed, takeoverCancelled or takeoverStarted
+	var state atomic.Int32 // a takeover state: takeoverArmed to takeoverEnded
 	var mu sync.Mutex
 	var timer *time.Timer
 	ran := false
@@ -108,26 +120,38 @@ func (t *readTurn) runRequestArming(run func(arm func()), read func()) (readOn b
 	if armed == nil || armed.Stop() {
 		return true
 	}
-	return state.CompareAndSwap(takeoverArmed, takeoverCancelled)
+	for {
+		if state.CompareAndSwap(takeoverArmed, takeoverCancelled) {
+			return true // (the watcher gives up; a reader that handed back has the turn no more)
+		}
+		if state.CompareAndSwap(takeoverStarted, takeoverEnded) {
+			return false // the takeover reader reads on
+		}
+	}
 }
 
 const (
-	takeoverArmed int32 = iota
-	takeoverCancelled
-	takeoverStarted
+	takeoverArmed     int32 = iota // watched: a takeover reader starts once the connection goes unread
+	takeoverCancelled              // the request ended while armed: its goroutine reads on
+	takeoverStarted                // a takeover reader has the turn
+	takeoverEnded                  // the request ended while the takeover reader read: it reads on
 )
 
 // watch starts read once the connection has gone unread for takeoverDelay, unless the request
-// ends first (state no longer takeoverArmed).
-func (t *readTurn) watch(state *atomic.Int32, read func()) {
+// ends first (state no longer takeoverArmed), and again each time the takeover reader hands the
+// turn back.
+func (t *readTurn) watch(state *atomic.Int32, read func(handBack func() bool)) {
+	handBack := func() bool { return state.CompareAndSwap(takeoverStarted, takeoverArmed) }
 	for state.Load() == takeoverArmed {
 		idle := time.Duration(time.Now().UnixNano() - t.given.Load())
 		held := len(t.ch) == 1 // someone reads now
 		if !held && idle >= takeoverDelay {
-			if state.CompareAndSwap(takeoverArmed, takeoverStarted) {
-				read()
+			if !state.CompareAndSwap(takeoverArmed, takeoverStarted) {
+				return
 			}
-			return
+			t.takeovers.Add(1)
+			read(handBack)
+			continue // armed again if it handed the turn back
 		}
 		wait := takeoverDelay - idle
 		switch {

@@ -1,9 +1,11 @@
 package callwire
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -118,10 +120,13 @@ func (e *endpoints) violation(err error) error {
 	return status.Error(codes.PermissionDenied, err.Error())
 }
 
-func newEndpoints(t *testing.T, hostCall HostFunc, invoke func(*ShimEnd, *pb.InvokeRequest) *pb.InvokeResponse) *endpoints {
+func newEndpoints(t *testing.T, hostCall HostFunc, invoke func(*ShimEnd, *pb.InvokeRequest) *pb.InvokeResponse, setup ...func(*HostEnd)) *endpoints {
 	t.Helper()
 	hc, sc := pair(t)
 	e := &endpoints{host: NewHostEnd(hc), shim: NewShimEnd(sc), raw: sc, hostServed: make(chan error, 1), shimServed: make(chan error, 1)}
+	for _, f := range setup {
+		f(e.host) // before Serve
+	}
 	go func() { e.hostServed <- e.host.Serve(hostCall, e.violation) }()
 	go func() {
 		e.shimServed <- e.shim.Serve(func(req *pb.InvokeRequest, reply func(*pb.InvokeResponse)) { reply(invoke(e.shim, req)) })
@@ -449,5 +454,125 @@ func TestHostEndAnswered(t *testing.T) {
 	defer mu.Unlock()
 	if got := strings.Join(answered, ","); got != "a,b,c" {
 		t.Errorf("answered for %q, want a,b,c", got)
+	}
+}
+
+// TestTakeoverHandsBack: once a call has gone takeoverDelay without reading (here: until a
+// second call has been served beside it, which only a takeover reader can read), the takeover
+// reader answers the call's next host call and then gives the turn back: the call's goroutine
+// reads the answers to its later host calls itself, rather than each being handed to it by the
+// takeover reader (a wake-up more each, for the rest of a run loop's life).
+func TestTakeoverHandsBack(t *testing.T) {
+	const hostCalls = 20
+	proceed, running := make(chan struct{}), make(chan struct{})
+	e := newEndpoints(t, func(_ context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+		return &pb.HostCallResponse{Result: req.Args[0]}, nil
+	}, func(s *ShimEnd, req *pb.InvokeRequest) *pb.InvokeResponse {
+		if req.Export != "run" {
+			return &pb.InvokeResponse{Output: req.Input}
+		}
+		close(running)
+		<-proceed
+		for i := range hostCalls {
+			in := []byte{byte(i)}
+			resp, err := s.HostCall(context.Background(), &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_KV_GET, Args: [][]byte{in}})
+			if err != nil || !bytes.Equal(resp.Result, in) {
+				return &pb.InvokeResponse{Error: &pb.GuestError{Message: fmt.Sprintf("host call %d: %v %v", i, resp, err)}}
+			}
+		}
+		return &pb.InvokeResponse{}
+	})
+	runDone := make(chan *pb.InvokeResponse, 1)
+	go func() {
+		resp, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{Export: "run"})
+		if err != nil {
+			resp = &pb.InvokeResponse{Error: &pb.GuestError{Message: err.Error()}}
+		}
+		runDone <- resp
+	}()
+	<-running
+	// The goroutine that read "run" waits in it: only a takeover reader can read this call.
+	if resp, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{Export: "x", Input: []byte("x")}); err != nil || string(resp.Output) != "x" {
+		t.Fatalf("a call beside the waiting one: %v %v", resp, err)
+	}
+	close(proceed)
+	if resp := <-runDone; resp.Error != nil {
+		t.Fatalf("the long call: %s", resp.Error.Message)
+	}
+	// Each takeover reader hands at most one answer on before it gives the turn back (another
+	// may start if the call's goroutine stalls past takeoverDelay again on a busy machine).
+	if handed, takeovers := e.shim.handedOff.Load(), e.shim.turn.takeovers.Load(); takeovers < 1 || handed > takeovers {
+		t.Fatalf("%d of %d host call answers handed on by a takeover reader, with %d takeovers", handed, hostCalls, takeovers)
+	}
+	if len(e.violations) != 0 {
+		t.Fatal(e.violations)
+	}
+}
+
+// TestInvokeReadsItsAnswer: calls that follow one another each read their own answer: a call's
+// answer is handed on by another goroutine only by a turn of Serve's goroutine (which reads
+// once the connection has gone unread for takeoverDelay, and gives the turn back after handing
+// one answer on) or of a takeover reader, never by a reader that keeps the turn.
+func TestInvokeReadsItsAnswer(t *testing.T) {
+	const calls = 50
+	e := newEndpoints(t, nil, func(_ *ShimEnd, req *pb.InvokeRequest) *pb.InvokeResponse {
+		return &pb.InvokeResponse{Output: req.Input}
+	})
+	for i := range calls {
+		in := []byte{byte(i)}
+		resp, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{Export: "echo", Input: in})
+		if err != nil || !bytes.Equal(resp.Output, in) {
+			t.Fatalf("call %d: %v %v", i, resp, err)
+		}
+	}
+	handed, turns := e.host.handedOff.Load(), e.host.serveTurns.Load()+e.host.turn.takeovers.Load()
+	if handed > turns {
+		t.Fatalf("%d of %d answers handed on, in %d turns of other readers", handed, calls, turns)
+	}
+}
+
+// TestInvokeEndsWhileHostCallWaits: an Invoke that read a host call which may wait (not quick)
+// does not run it itself: when the Invoke's context ends, it returns at once, while the host
+// call goes on until the shim cancels it; a quick host call it runs itself.
+func TestInvokeEndsWhileHostCallWaits(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	e := newEndpoints(t, func(ctx context.Context, req *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+		if req.Op == pb.HostOp_HOST_OP_KV_GET {
+			return &pb.HostCallResponse{Result: req.Args[0]}, nil
+		}
+		close(started)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return &pb.HostCallResponse{}, nil
+	}, func(s *ShimEnd, req *pb.InvokeRequest) *pb.InvokeResponse {
+		if req.Export != "wait" {
+			return &pb.InvokeResponse{Output: []byte(req.Export)}
+		}
+		if _, err := s.HostCall(context.Background(), &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_KV_GET, Args: [][]byte{{1}}}); err != nil {
+			return &pb.InvokeResponse{Error: &pb.GuestError{Message: err.Error()}}
+		}
+		_, err := s.HostCall(context.Background(), &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_HTTP_REQUEST})
+		return &pb.InvokeResponse{Output: []byte(fmt.Sprint(err))}
+	}, func(h *HostEnd) {
+		h.HandleQuick(func(req *pb.HostCallRequest) bool { return req.Op == pb.HostOp_HOST_OP_KV_GET })
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-started
+		cancel()
+	}()
+	if _, err := e.host.Invoke(ctx, &pb.InvokeRequest{Export: "wait"}); status.Code(err) != codes.Canceled {
+		t.Fatalf("Invoke while its host call waits, context cancelled: %v", err)
+	}
+	close(release)
+	// The connection is still read: the shim's answer to the abandoned call is dropped, and a
+	// new call is served.
+	if resp, err := e.host.Invoke(context.Background(), &pb.InvokeRequest{Export: "again"}); err != nil || string(resp.Output) != "again" {
+		t.Fatalf("the next call: %v %v", resp, err)
+	}
+	if len(e.violations) != 0 {
+		t.Fatal(e.violations)
 	}
 }
