@@ -1,6 +1,7 @@
 package astrid
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"time"
@@ -466,12 +467,8 @@ func (s *envScanner) str() (start, end int, escaped, ok bool) {
 // more in wasm.
 func plainRun(b []byte, i int) int {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	p := unsafe.Pointer(unsafe.SliceData(b))
-	for i >= 0 && i+8 <= len(b) {
-		// An unsafe load: binary.LittleEndian's bounds checks cost the guest more than the test
-		// itself, and i+8 <= len(b) is the one check needed. (The test asks whether any byte of
-		// the word is one to stop at, so the byte order does not matter.)
-		w := *(*uint64)(unsafe.Add(p, i))
+	for i+8 <= len(b) {
+		w := binary.LittleEndian.Uint64(b[i:])
 		q := w ^ (ones * '"')
 		bs := w ^ (ones * '\\')
 		// A byte < 0x20, a zero byte of q (a '"'), or of bs (a '\\'): each
