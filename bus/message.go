@@ -63,18 +63,45 @@ func (m *Message) appendJSON(b []byte) []byte {
 	return m.appendJSONStamp(b, nil)
 }
 
-// lastStamp is where an envelope's encoding last wrote a timestamp: a batch's messages share
-// one (Bus.PublishBatch), whose text is then copied rather than formatted again.
+// lastStamp is what an envelope's encoding last wrote, and where: the timestamp (a batch's
+// messages share one, Bus.PublishBatch) and the three strings (a publisher's messages share its
+// source id and principal, and usually a topic), whose text is then copied from the buffer rather
+// than formatted or escaped again.
 type lastStamp struct {
-	t          time.Time
-	start, end int // the text's bounds in the buffer being appended to; end 0 when none yet
+	t                        time.Time
+	start, end               int // the timestamp's bounds in the buffer being appended to; end 0 when none yet
+	topic, source, principal lastString
 }
 
-// appendJSONStamp is appendJSON that writes the timestamp by copying last's text when it is the
-// same instant (last may be nil), and records where it wrote it in last.
+// lastString is where an envelope's encoding last wrote a string's JSON text.
+type lastString struct {
+	s          string
+	start, end int // the quoted text's bounds in the buffer; end 0 when none yet
+}
+
+// append appends s's JSON text to b: a copy of the text last wrote (at its bounds in b) when s
+// is the same string, else appendString's; l then records it.
+func (l *lastString) append(b []byte, s string) []byte {
+	start := len(b)
+	if l.end > 0 && l.s == s {
+		b = append(b, b[l.start:l.end]...)
+	} else {
+		b = appendString(b, s)
+		l.s = s
+	}
+	l.start, l.end = start, len(b)
+	return b
+}
+
+// appendJSONStamp is appendJSON that writes the timestamp and the strings by copying last's text
+// when they are the same (last may be nil), and records where it wrote them in last.
 func (m *Message) appendJSONStamp(b []byte, last *lastStamp) []byte {
+	var topic, source, principal lastString // used only when last is nil: nothing to copy
+	if last != nil {
+		topic, source, principal = last.topic, last.source, last.principal
+	}
 	b = append(b, `{"topic":`...)
-	b = appendString(b, m.Topic)
+	b = topic.append(b, m.Topic)
 	b = append(b, `,"payload":`...)
 	if len(m.Payload) == 0 {
 		b = append(b, "null"...)
@@ -86,7 +113,7 @@ func (m *Message) appendJSONStamp(b []byte, last *lastStamp) []byte {
 	if src == "" {
 		src = NilSourceID
 	}
-	b = appendString(b, src)
+	b = source.append(b, src)
 	b = append(b, `,"timestamp":"`...)
 	switch {
 	case last == nil:
@@ -98,13 +125,16 @@ func (m *Message) appendJSONStamp(b []byte, last *lastStamp) []byte {
 	default:
 		start := len(b)
 		b = appendTimestamp(b, m.Timestamp)
-		*last = lastStamp{t: m.Timestamp, start: start, end: len(b)}
+		last.t, last.start, last.end = m.Timestamp, start, len(b)
 	}
 	b = append(b, `","seq":`...)
 	b = strconv.AppendUint(b, m.Seq, 10)
 	if m.Principal != "" {
 		b = append(b, `,"principal":`...)
-		b = appendString(b, m.Principal)
+		b = principal.append(b, m.Principal)
+	}
+	if last != nil {
+		last.topic, last.source, last.principal = topic, source, principal
 	}
 	return append(b, '}')
 }

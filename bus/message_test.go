@@ -161,6 +161,49 @@ func TestEnvelopeSharedTimestamps(t *testing.T) {
 	}
 }
 
+// TestEnvelopeSharedStrings checks that an envelope whose messages share topics, source ids and
+// principals (a publisher's do), in runs and interleaved, with strings that need escapes, empty
+// ones and a principal that comes and goes, encodes each message exactly as its own MarshalJSON
+// does, on a buffer that already holds bytes and on one that must grow.
+func TestEnvelopeSharedStrings(t *testing.T) {
+	const src = "0b7c1e34-5d6f-4a8b-9c0d-1e2f3a4b5c6d"
+	type strs struct{ topic, source, principal string }
+	for _, c := range []struct {
+		name string
+		msgs []strs
+	}{
+		{"one publisher", []strs{{"a.b", src, "default"}, {"a.b", src, "default"}, {"a.b", src, "default"}}},
+		{"topics interleaved", []strs{{"a.b", src, "default"}, {"a.c", src, "default"}, {"a.b", src, "default"}}},
+		{"escapes", []strs{{"q\"t", "s\\", "p\n"}, {"q\"t", "s\\", "p\n"}, {"q\"u", "s\\", "p\u00e9\x01"}}},
+		{"principal comes and goes", []strs{{"a", src, ""}, {"a", src, "default"}, {"a", src, ""}, {"a", src, "default"}}},
+		{"nil source", []strs{{"a", "", ""}, {"a", NilSourceID, ""}, {"a", "", "x"}}},
+		{"prefix of the last", []strs{{"ab", "s1", "pp"}, {"a", "s", "p"}, {"ab", "s1", "pp"}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var env Envelope
+			want := `{"messages":[`
+			for i, st := range c.msgs {
+				m := Message{Topic: st.topic, Payload: json.RawMessage(`{"type":"custom","data":1}`), SourceID: st.source, Principal: st.principal, Seq: uint64(i + 1)}
+				env.Messages = append(env.Messages, m)
+				mj, _ := m.MarshalJSON()
+				if i > 0 {
+					want += ","
+				}
+				want += string(mj)
+			}
+			want += `],"dropped":0,"lagged":0}`
+			for _, prefix := range []string{"", "prefix"} {
+				if got := string(env.AppendJSON([]byte(prefix))); got != prefix+want {
+					t.Fatalf("envelope =\n  %s\nwant\n  %s", got, prefix+want)
+				}
+			}
+			if !json.Valid([]byte(want)) {
+				t.Fatalf("the envelope is not JSON: %s", want)
+			}
+		})
+	}
+}
+
 // TestAppendTimestampDigits checks the digit-by-digit timestamp against the
 // time.AppendFormat one over the edges of every field and of the fraction's
 // three forms, in and out of the years 0 to 9999.

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,33 @@ func TestCheckPublishOrder(t *testing.T) {
 			// The budget is exactly this payload: if it was charged, one more byte is refused.
 			if charged := errors.Is(g.CheckPublish("test.v1.x", []byte("1")), ErrRateLimited); charged != tc.charged {
 				t.Fatalf("charged = %v, want %v", charged, tc.charged)
+			}
+		})
+	}
+}
+
+// TestCheckPublishRepeatedTopic: a Guard that remembers the last topic it let through (published)
+// gives every publish of a sequence — repeats, refusals between them, topics that differ from the
+// last one by a byte — the result a fresh Guard gives it alone.
+func TestCheckPublishRepeatedTopic(t *testing.T) {
+	tooDeep := "test.v1.a.b.c.d.e.f"
+	sequences := [][]string{
+		{"test.v1.x", "test.v1.x", "other.x", "test.v1.x", "other.x", "other.x"},
+		{"other.x", "other.x", "test.v1.x"},
+		{"test.v1.x", "test.v1.x.", "test.v1.x", "test..v1", "test.v1.\xff", "test.v1.x"},
+		{"test.v1.x", tooDeep, tooDeep + ".g", "test.v1.y", "test.v1.x"},
+		{"test.v1.x", "test.v1", "test.v1.x", "", "test.v1.x"},
+	}
+	for i, seq := range sequences {
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			now := time.Unix(0, 0)
+			g := testGuard(1<<20, &now)
+			for _, topic := range seq {
+				got := g.CheckPublish(topic, []byte("1"))
+				want := testGuard(1<<20, &now).CheckPublish(topic, []byte("1"))
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Fatalf("%q after the others: %v; alone: %v", topic, got, want)
+				}
 			}
 		})
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // This file holds a hand-rolled decoder for the host's IPC envelope, the
@@ -338,7 +339,7 @@ func (s *envScanner) timestamp(dst *time.Time) bool {
 		return false
 	}
 	text := s.b[start+1 : s.i-1]
-	if s.stampText != nil && string(text) == string(s.stampText) {
+	if s.stampText != nil && equalBytes(text, s.stampText) {
 		*dst = s.stamp
 		return true
 	}
@@ -363,7 +364,7 @@ func (s *envScanner) string(dst, prev *string) bool {
 	raw := s.b[start:end]
 	if escaped {
 		*dst = string(unquote(raw))
-	} else if string(raw) == *prev {
+	} else if equalString(raw, *prev) {
 		*dst = *prev
 	} else {
 		for _, c := range raw {
@@ -533,10 +534,40 @@ func (s *envScanner) skip(depth int) bool {
 
 // literal consumes lit.
 func (s *envScanner) literal(lit string) bool {
-	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
+	if len(s.b)-s.i < len(lit) || !equalString(s.b[s.i:s.i+len(lit)], lit) {
 		return false
 	}
 	s.i += len(lit)
+	return true
+}
+
+// equalBytes reports whether a and b hold the same bytes.
+func equalBytes(a, b []byte) bool {
+	return len(a) == len(b) && equalAt(unsafe.Pointer(unsafe.SliceData(a)), unsafe.Pointer(unsafe.SliceData(b)), len(a))
+}
+
+// equalString reports whether a holds the bytes of s.
+func equalString(a []byte, s string) bool {
+	return len(a) == len(s) && equalAt(unsafe.Pointer(unsafe.SliceData(a)), unsafe.Pointer(unsafe.StringData(s)), len(a))
+}
+
+// equalAt compares the n bytes at a and b 8 at a time: Go's wasm memequal (what == of strings
+// compiles to) compares them one by one, and the literal keys, topics, source ids and timestamps
+// an envelope's messages are matched against are ~190 bytes a message, ~20% of the decoder's time
+// in wasm before. The loads are unsafe so that they need no bounds checks, which in wasm cost
+// more than the comparison; the callers pass the lengths of the two slices or strings.
+func equalAt(a, b unsafe.Pointer, n int) bool {
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		if *(*uint64)(unsafe.Add(a, i)) != *(*uint64)(unsafe.Add(b, i)) {
+			return false
+		}
+	}
+	for ; i < n; i++ {
+		if *(*byte)(unsafe.Add(a, i)) != *(*byte)(unsafe.Add(b, i)) {
+			return false
+		}
+	}
 	return true
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -441,5 +442,31 @@ func TestHostMessage(t *testing.T) {
 			}
 			checkSameAsJSON(t, []byte(`{"messages":[`+c.in+`],"dropped":0,"lagged":0}`))
 		})
+	}
+}
+
+// TestEqualBytes checks equalBytes and equalString against bytes.Equal for every length up to
+// three words and a tail, with one byte changed at every position, and for different lengths.
+func TestEqualBytes(t *testing.T) {
+	for n := 0; n <= 27; n++ {
+		a := make([]byte, n)
+		for i := range a {
+			a[i] = byte('a' + i)
+		}
+		if !equalBytes(a, slices.Clone(a)) || !equalString(a, string(a)) {
+			t.Fatalf("equalBytes(%q, a copy) = false", a)
+		}
+		longer := append(slices.Clone(a), 'x')
+		if equalBytes(a, longer) || equalBytes(longer, a) || equalString(a, string(longer)) || equalString(longer, string(a)) {
+			t.Fatalf("equalBytes of %d and %d bytes = true", n, n+1)
+		}
+		for i := range a {
+			b := slices.Clone(a)
+			b[i] ^= 0x80
+			want := bytes.Equal(a, b)
+			if equalBytes(a, b) != want || equalString(a, string(b)) != want {
+				t.Fatalf("equalBytes(%q, %q) != %v", a, b, want)
+			}
+		}
 	}
 }

@@ -60,7 +60,7 @@ func (k *Kernel) spans(c *wasmtime.Caller, op string, addr, off, n uint64) (kern
 	if gm == nil {
 		return nil, nil, fmt.Errorf("extism kernel: %s: the guest exports no memory %q", op, GuestMemory)
 	}
-	gmem := gm.UnsafeData(c)
+	st, kmem, gmem := k.memoryViews3(c, gm)
 	guest, ok := span(gmem, off, n)
 	if !ok {
 		return nil, nil, fmt.Errorf("extism kernel: %s: %d bytes at offset %#x are outside the guest's %d-byte memory", op, n, off, len(gmem))
@@ -68,7 +68,7 @@ func (k *Kernel) spans(c *wasmtime.Caller, op string, addr, off, n uint64) (kern
 	if n == 0 {
 		return nil, guest, nil
 	}
-	start, length, live := k.lookup(c, addr)
+	start, length, live := lookupIn(st, addr)
 	if !live {
 		return nil, nil, fmt.Errorf("extism kernel: %s: address %#x (%d bytes) is outside every live block", op, addr, n)
 	}
@@ -76,7 +76,7 @@ func (k *Kernel) spans(c *wasmtime.Caller, op string, addr, off, n uint64) (kern
 	if n > length-(addr-start) {
 		return nil, nil, fmt.Errorf("extism kernel: %s: %d bytes at address %#x run past the end of the %d-byte block %#x", op, n, addr, length, start)
 	}
-	if kern, ok = span(k.mem.UnsafeData(c), addr, n); !ok { // a live block lies inside the memory
+	if kern, ok = span(kmem, addr, n); !ok { // a live block lies inside the memory
 		return nil, nil, fmt.Errorf("extism kernel: %s: the block %#x lies outside the kernel memory", op, start)
 	}
 	return kern, guest, nil

@@ -285,7 +285,7 @@ func (k *Kernel) ReadCallerMax(caller *wasmtime.Caller, handle uint64, limit int
 // The memories are looked up once for all of them (each look-up is a call into wasmtime), which
 // is what makes it cheaper than reading the blocks one by one.
 func (k *Kernel) ViewCaller(caller *wasmtime.Caller, dst [][]byte, handles ...uint64) ([][]byte, error) {
-	st, mem := k.idx.UnsafeData(caller), k.mem.UnsafeData(caller)
+	st, mem := k.memoryViews(caller)
 	for _, h := range handles {
 		start, n, ok := lookupIn(st, h)
 		if !ok || start != h {

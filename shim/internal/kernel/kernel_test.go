@@ -123,6 +123,10 @@ func newEnvWith(t testing.TB, te *testEngine, limit int64) *env {
 				e.hostErr = err
 				return nil, wasmtime.NewTrap(err.Error())
 			}
+			if err := checkMemoryViews(c, k); err != nil { // after AllocCaller, which may grow them
+				e.hostErr = err
+				return nil, wasmtime.NewTrap(err.Error())
+			}
 			return []wasmtime.Val{wasmtime.ValI64(int64(h))}, nil
 		})); err != nil {
 		t.Fatal(err)

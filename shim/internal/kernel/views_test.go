@@ -1,0 +1,47 @@
+package kernel
+
+import (
+	"fmt"
+	"reflect"
+	"testing"
+	"unsafe"
+
+	"github.com/bytecodealliance/wasmtime-go/v39"
+)
+
+// memoryViews passes a *wasmtime.Memory to C as a pointer to its wasmtime_memory_t: the struct
+// must be that value and nothing else.
+func TestMemoryViewsLayout(t *testing.T) {
+	ty := reflect.TypeOf(wasmtime.Memory{})
+	if ty.NumField() != 1 || ty.Field(0).Name != "val" || ty.Field(0).Offset != 0 || ty.Field(0).Type.Size() != ty.Size() {
+		t.Fatalf("wasmtime.Memory is not just its wasmtime_memory_t value: %d fields", ty.NumField())
+	}
+}
+
+// viewCase is one of checkMemoryViews's comparisons.
+type viewCase struct {
+	name      string
+	got, want []byte
+}
+
+// checkMemoryViews reports whether memoryViews and memoryViews3 see the kernel's memories and the
+// guest's exactly as wasmtime-go's UnsafeData does (the same start and length); the test host
+// function upper_caller calls it, so TestHostFunctions covers memories grown by the call.
+func checkMemoryViews(c *wasmtime.Caller, k *Kernel) error {
+	idx, mem := k.memoryViews(c)
+	cases := []viewCase{{"idx", idx, k.idx.UnsafeData(c)}, {"mem", mem, k.mem.UnsafeData(c)}}
+	ext := c.GetExport(GuestMemory)
+	if ext == nil || ext.Memory() == nil {
+		return fmt.Errorf("the test guest exports no %q", GuestMemory)
+	}
+	idx3, mem3, guest := k.memoryViews3(c, ext.Memory())
+	cases = append(cases, viewCase{"idx (3)", idx3, idx}, viewCase{"mem (3)", mem3, mem},
+		viewCase{"guest", guest, ext.Memory().UnsafeData(c)})
+	for _, m := range cases {
+		if len(m.got) != len(m.want) || unsafe.SliceData(m.got) != unsafe.SliceData(m.want) {
+			return fmt.Errorf("memoryViews: %s is %d bytes at %p, UnsafeData %d bytes at %p",
+				m.name, len(m.got), unsafe.SliceData(m.got), len(m.want), unsafe.SliceData(m.want))
+		}
+	}
+	return nil
+}
