@@ -28,6 +28,29 @@ func benchCall(b *testing.B, inst *host.Instance, export string, input any) []by
 	return out
 }
 
+// benchCallGo is benchCall on a goroutine of its own, for a call that runs while the benchmark
+// makes others: the returned function waits for it and returns its output. A failed call fails
+// the benchmark there, on the benchmark's goroutine (b.Fatal on another goroutine would end only
+// that goroutine, and the benchmark would wait for its output forever).
+func benchCallGo(b *testing.B, inst *host.Instance, export, input string) (wait func() []byte) {
+	type result struct {
+		out []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, err := inst.Call(context.Background(), export, []byte(input), time.Minute)
+		done <- result{out, err}
+	}()
+	return func() []byte {
+		r := <-done
+		if r.err != nil {
+			b.Fatalf("%s(%s): %v", export, input, r.err)
+		}
+		return r.out
+	}
+}
+
 func benchLoad(b *testing.B, h *host.Host, dir string) *host.Instance {
 	m, _, err := manifest.Load(dir)
 	if err != nil {
@@ -59,15 +82,14 @@ func BenchmarkBusThroughput(b *testing.B) {
 	var lagged, delivered, envelopes uint64
 	b.ResetTimer()
 	for range b.N {
-		done := make(chan []byte, 1)
-		go func() { done <- benchCall(b, sub, "drain", fmt.Sprintf(`{"handle":%s,"count":%d}`, handle, n)) }()
+		done := benchCallGo(b, sub, "drain", fmt.Sprintf(`{"handle":%s,"count":%d}`, handle, n))
 		for !storeBusy(sub) {
 		}
 		perfEnable(b)
 		t0 := time.Now()
 		benchCall(b, pub, "publish", map[string]any{"topic": "test.v1.tp", "bytes": 256, "count": n})
 		var res struct{ Received, Lagged, Envelopes uint64 }
-		if err := json.Unmarshal(<-done, &res); err != nil {
+		if err := json.Unmarshal(done(), &res); err != nil {
 			b.Fatal(err)
 		}
 		capsuleTime += time.Since(t0)
@@ -101,10 +123,7 @@ func BenchmarkPublishRecvLatency(b *testing.B) {
 	nats := startNATS(b)
 
 	b.ResetTimer()
-	done := make(chan []byte, 1)
-	go func() {
-		done <- benchCall(b, r, "reflect", fmt.Sprintf(`{"handle":%s,"out":"test.v1.pong","count":%d}`, hr, b.N))
-	}()
+	done := benchCallGo(b, r, "reflect", fmt.Sprintf(`{"handle":%s,"out":"test.v1.pong","count":%d}`, hr, b.N))
 	for !storeBusy(r) {
 	}
 	perfEnable(b)
@@ -113,7 +132,7 @@ func BenchmarkPublishRecvLatency(b *testing.B) {
 		b.Fatal(err)
 	}
 	perfDisable(b)
-	<-done
+	done()
 	natsLat := rawNATSLatency(b, nats, b.N)
 	b.StopTimer()
 	oneWay := make([]int64, len(rtts))

@@ -103,14 +103,13 @@ func awaitSubscribers(b *testing.B, h *host.Host, topic string) {
 // capsuleThroughput is BenchmarkBusThroughput's capsule part: n 256-byte messages from pub to
 // sub; it returns the time and the messages lagged.
 func capsuleThroughput(b *testing.B, pub, sub *host.Instance, handle string, n int) (time.Duration, uint64) {
-	done := make(chan []byte, 1)
-	go func() { done <- benchCall(b, sub, "drain", fmt.Sprintf(`{"handle":%s,"count":%d}`, handle, n)) }()
+	done := benchCallGo(b, sub, "drain", fmt.Sprintf(`{"handle":%s,"count":%d}`, handle, n))
 	for !storeBusy(sub) {
 	}
 	t0 := time.Now()
 	benchCall(b, pub, "publish", map[string]any{"topic": "test.v1.tp", "bytes": 256, "count": n})
 	var res struct{ Received, Lagged uint64 }
-	if err := json.Unmarshal(<-done, &res); err != nil {
+	if err := json.Unmarshal(done(), &res); err != nil {
 		b.Fatal(err)
 	}
 	return time.Since(t0), res.Lagged
@@ -118,17 +117,14 @@ func capsuleThroughput(b *testing.B, pub, sub *host.Instance, handle string, n i
 
 // capsuleLatency is BenchmarkPublishRecvLatency's capsule part: one-way times in ns.
 func capsuleLatency(b *testing.B, a, r *host.Instance, ha, hr string, n int) []int64 {
-	done := make(chan []byte, 1)
-	go func() {
-		done <- benchCall(b, r, "reflect", fmt.Sprintf(`{"handle":%s,"out":"test.v1.pong","count":%d}`, hr, n))
-	}()
+	done := benchCallGo(b, r, "reflect", fmt.Sprintf(`{"handle":%s,"out":"test.v1.pong","count":%d}`, hr, n))
 	for !storeBusy(r) {
 	}
 	var rtts []int64
 	if err := json.Unmarshal(benchCall(b, a, "latency", fmt.Sprintf(`{"handle":%s,"out":"test.v1.ping","count":%d}`, ha, n)), &rtts); err != nil {
 		b.Fatal(err)
 	}
-	<-done
+	done()
 	for i := range rtts {
 		rtts[i] /= 2
 	}
