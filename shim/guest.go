@@ -39,14 +39,17 @@ type guest struct {
 }
 
 // instantiate builds a fresh Store for module: the Store's limits (see storeLimits), WASI with no
-// ambient authority (no preopens, environment or arguments; stdout and stderr captured; a
+// ambient authority (no preopens or arguments, an environment of GOMEMLIMIT only (see
+// storeLimits.goMemLimit); stdout and stderr captured; a
 // cancellable poll_oneoff; a proc_exit that reports any status), the kernel and the Go host
 // functions, and then the guest. The guest's start function, if it has one, and then its runtime
 // initialisation (_initialize and the like) run under the call time limit and fuel, as a call does.
 func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *env) (*guest, error) {
 	store := wasmtime.NewStore(e.engine)
 	v.cfg.limits.apply(store)
-	store.SetWasi(wasmtime.NewWasiConfig())
+	wasi := wasmtime.NewWasiConfig()
+	wasi.SetEnv([]string{"GOMEMLIMIT"}, []string{v.cfg.limits.goMemLimit()})
+	store.SetWasi(wasi)
 	g := &guest{store: store}
 	ok := false
 	defer func() {

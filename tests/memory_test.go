@@ -46,3 +46,37 @@ func TestShimMemoryLimit(t *testing.T) {
 		t.Fatalf("the crash says %q; want the shim killed by SIGKILL", reason)
 	}
 }
+
+// TestGoGuestMemoryLimit: a Go guest's runtime knows its memory limit. The shim gives every guest
+// GOMEMLIMIT, three quarters of the guest's share of [limits] memory (itself three quarters, in
+// whole 64 KiB pages), so a Go heap full of garbage is collected before memory.grow fails at the
+// limit.
+func TestGoGuestMemoryLimit(t *testing.T) {
+	h := newHost(t)
+	cases := []struct {
+		name   string
+		memory string // [limits] memory, as the manifest says it
+		want   int64
+	}{
+		{"the faulty capsule's 32 MiB", "", 32 << 20 / 4 * 3 / 4 * 3},
+		{"256 MiB", "256MiB", 256 << 20 / 4 * 3 / 4 * 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := capsules["faulty"]
+			if c.memory != "" {
+				dir = capsuleEdited(t, "faulty", "faulty-big", func(toml string) string {
+					return strings.Replace(toml, `memory = "32MiB"`, `memory = "`+c.memory+`"`, 1)
+				})
+			}
+			inst, _ := loadCapsule(t, h, dir)
+			out, err := inst.Call(context.Background(), "memlimit", nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, err := strconv.ParseInt(string(out), 10, 64); err != nil || got != c.want {
+				t.Fatalf("the guest's Go memory limit is %q; want %d (GOMEMLIMIT, 3/4 of 3/4 of [limits] memory)", out, c.want)
+			}
+		})
+	}
+}

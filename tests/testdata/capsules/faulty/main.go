@@ -20,6 +20,8 @@
 //   - flood: logs as many lines as its input says ("N"), each "flood line K", with log_info, and
 //     succeeds;
 //   - exit: os.Exit(3);
+//   - memlimit: the Go runtime's memory limit (debug.SetMemoryLimit(-1)), in bytes: what the
+//     runtime took from GOMEMLIMIT in the environment the shim gives it;
 //   - publish: publishes one JSON payload of each size its input lists
 //     ("SIZE,SIZE,..."), the k-th to test.v1.faulty.k, and fails at the
 //     first refusal with its error (a variant of this capsule must grant
@@ -29,6 +31,7 @@ package main
 import (
 	"errors"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -42,6 +45,13 @@ func main() {}
 //go:wasmexport echo
 func echo() int32 {
 	return astrid.Export(func(in []byte) ([]byte, error) { return in, nil })
+}
+
+//go:wasmexport memlimit
+func memlimit() int32 {
+	return astrid.Export(func([]byte) ([]byte, error) {
+		return strconv.AppendInt(nil, debug.SetMemoryLimit(-1), 10), nil
+	})
 }
 
 //go:wasmexport fail
