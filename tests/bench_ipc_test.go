@@ -32,7 +32,8 @@ func benchCall(b *testing.B, inst *host.Instance, export string, input any) []by
 // makes others: the returned function waits for it and returns its output. A failed call fails
 // the benchmark there, on the benchmark's goroutine (b.Fatal on another goroutine would end only
 // that goroutine, and the benchmark would wait for its output forever).
-func benchCallGo(b *testing.B, inst *host.Instance, export, input string) (wait func() []byte) {
+// state, if not nil, describes what the failure may depend on (it is added to the message).
+func benchCallGo(b *testing.B, inst *host.Instance, export, input string, state func() string) (wait func() []byte) {
 	type result struct {
 		out []byte
 		err error
@@ -45,7 +46,11 @@ func benchCallGo(b *testing.B, inst *host.Instance, export, input string) (wait 
 	return func() []byte {
 		r := <-done
 		if r.err != nil {
-			b.Fatalf("%s(%s): %v", export, input, r.err)
+			why := ""
+			if state != nil {
+				why = "; " + state()
+			}
+			b.Fatalf("%s(%s): %v%s", export, input, r.err, why)
 		}
 		return r.out
 	}
@@ -82,7 +87,9 @@ func BenchmarkBusThroughput(b *testing.B) {
 	var lagged, delivered, envelopes uint64
 	b.ResetTimer()
 	for range b.N {
-		done := benchCallGo(b, sub, "drain", fmt.Sprintf(`{"handle":%s,"count":%d}`, handle, n))
+		done := benchCallGo(b, sub, "drain", fmt.Sprintf(`{"handle":%s,"count":%d}`, handle, n), func() string {
+			return fmt.Sprintf("the subscription's counters: %+v", sub.SubscriptionStats())
+		})
 		for !storeBusy(sub) {
 		}
 		perfEnable(b)
@@ -123,7 +130,7 @@ func BenchmarkPublishRecvLatency(b *testing.B) {
 	nats := startNATS(b)
 
 	b.ResetTimer()
-	done := benchCallGo(b, r, "reflect", fmt.Sprintf(`{"handle":%s,"out":"test.v1.pong","count":%d}`, hr, b.N))
+	done := benchCallGo(b, r, "reflect", fmt.Sprintf(`{"handle":%s,"out":"test.v1.pong","count":%d}`, hr, b.N), nil)
 	for !storeBusy(r) {
 	}
 	perfEnable(b)

@@ -103,7 +103,7 @@ func awaitSubscribers(b *testing.B, h *host.Host, topic string) {
 // capsuleThroughput is BenchmarkBusThroughput's capsule part: n 256-byte messages from pub to
 // sub; it returns the time and the messages lagged.
 func capsuleThroughput(b *testing.B, pub, sub *host.Instance, handle string, n int) (time.Duration, uint64) {
-	done := benchCallGo(b, sub, "drain", fmt.Sprintf(`{"handle":%s,"count":%d}`, handle, n))
+	done := benchCallGo(b, sub, "drain", fmt.Sprintf(`{"handle":%s,"count":%d}`, handle, n), nil)
 	for !storeBusy(sub) {
 	}
 	t0 := time.Now()
@@ -117,7 +117,7 @@ func capsuleThroughput(b *testing.B, pub, sub *host.Instance, handle string, n i
 
 // capsuleLatency is BenchmarkPublishRecvLatency's capsule part: one-way times in ns.
 func capsuleLatency(b *testing.B, a, r *host.Instance, ha, hr string, n int) []int64 {
-	done := benchCallGo(b, r, "reflect", fmt.Sprintf(`{"handle":%s,"out":"test.v1.pong","count":%d}`, hr, n))
+	done := benchCallGo(b, r, "reflect", fmt.Sprintf(`{"handle":%s,"out":"test.v1.pong","count":%d}`, hr, n), nil)
 	for !storeBusy(r) {
 	}
 	var rtts []int64
