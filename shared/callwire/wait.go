@@ -6,8 +6,6 @@ import (
 	"os"
 	"sync"
 	"syscall"
-	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -77,13 +75,11 @@ func (w *waiter) wait(ctx context.Context) error {
 	cerr := w.sock.Control(func(sfd uintptr) {
 		cerr := wake.Control(func(efd uintptr) {
 			fds := []unix.PollFd{{Fd: int32(sfd), Events: unix.POLLIN}, {Fd: int32(efd), Events: unix.POLLIN}}
-			if !pollRaw(fds, rawWait) {
-				for {
-					_, err := unix.Poll(fds, -1)
-					if err != unix.EINTR {
-						perr = err
-						break
-					}
+			for {
+				_, err := unix.Poll(fds, -1)
+				if err != unix.EINTR {
+					perr = err
+					break
 				}
 			}
 			if fds[1].Revents != 0 {
@@ -105,22 +101,4 @@ func (w *waiter) wait(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", errInterrupted, err)
 	}
 	return nil
-}
-
-// rawWait is how long a guest's host call first waits for its answer without telling the Go
-// runtime it is in a system call (pollRaw). Most answers come well within it (a host call's round
-// trip is tens of µs). Told, the runtime's sysmon takes the shim's one P (GOMAXPROCS=1) back from
-// the waiting thread after 20 µs and wakes another thread to run it, which finds nothing to do:
-// a wake-up more per host call, and sysmon itself kept polling every 20 µs. Meanwhile no other
-// goroutine of the shim runs, for at most rawWait.
-const rawWait = 200 * time.Microsecond
-
-// pollRaw waits in ppoll(2) for up to d, as a raw system call (the thread keeps its P); it
-// reports whether fds had an event by then. (The thread sleeps in the kernel meanwhile: it
-// does not spin.)
-func pollRaw(fds []unix.PollFd, d time.Duration) bool {
-	ts := unix.NsecToTimespec(int64(d))
-	n, _, errno := syscall.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)),
-		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
-	return errno == 0 && n > 0
 }
