@@ -9,6 +9,8 @@ package kernel
 // here: they are passed through as wasmtime-go made them.
 typedef struct wasmtime_context wasmtime_context_t;
 typedef struct wasmtime_memory wasmtime_memory_t;
+typedef struct wasmtime_caller wasmtime_caller_t;
+extern wasmtime_context_t *wasmtime_caller_context(wasmtime_caller_t *caller);
 extern uint8_t *wasmtime_memory_data(const wasmtime_context_t *store, const wasmtime_memory_t *memory);
 extern size_t wasmtime_memory_data_size(const wasmtime_context_t *store, const wasmtime_memory_t *memory);
 
@@ -17,10 +19,12 @@ typedef struct {
 	size_t len[3];
 } astrid_views_t;
 
-// astrid_memory_views returns the data and size of memories a, b and, unless it is NULL, c: one
-// call from Go instead of four for each.
-static astrid_views_t astrid_memory_views(void *ctx, void *a, void *b, void *c) {
+// astrid_memory_views returns the data and size of memories a, b and, unless it is NULL, c, of
+// the Store of a host function's caller: one call from Go instead of five, and four for each
+// memory.
+static astrid_views_t astrid_memory_views(void *caller, void *a, void *b, void *c) {
 	astrid_views_t v = {{0}, {0}};
+	wasmtime_context_t *ctx = wasmtime_caller_context(caller);
 	v.data[0] = wasmtime_memory_data(ctx, a);
 	v.len[0] = wasmtime_memory_data_size(ctx, a);
 	v.data[1] = wasmtime_memory_data(ctx, b);
@@ -39,13 +43,15 @@ import (
 	"unsafe"
 
 	"github.com/bytecodealliance/wasmtime-go/v39"
+
+	"github.com/astrid-go/astrid/shim/internal/hostfn"
 )
 
 // memoryViews returns the index and data memories of k as byte slices, as
-// k.idx.UnsafeData(caller) and k.mem.UnsafeData(caller) would, with two calls into C where those
+// k.idx.UnsafeData(caller) and k.mem.UnsafeData(caller) would, with one call into C where those
 // make eight (each UnsafeData asks wasmtime for the caller's context twice, then the data and
 // the size; a call into C costs ~40 ns of the Go runtime's bookkeeping, and each guest publish
-// made eight of them). It passes each *wasmtime.Memory to C as a pointer to its one field, the
+// made eight of them). It passes the caller's wasmtime_caller_t as hostfn.CallerPtr gets it. It passes each *wasmtime.Memory to C as a pointer to its one field, the
 // wasmtime_memory_t that wasmtime-go itself passes (TestMemoryViewsLayout pins that). The slices
 // are valid until the memories grow or the host function returns.
 func (k *Kernel) memoryViews(caller *wasmtime.Caller) (idx, mem []byte) {
@@ -56,8 +62,7 @@ func (k *Kernel) memoryViews(caller *wasmtime.Caller) (idx, mem []byte) {
 // memoryViews3 is memoryViews that also returns the view of guest, a memory of the same Store,
 // in the same call into C (nil if guest is nil).
 func (k *Kernel) memoryViews3(caller *wasmtime.Caller, guest *wasmtime.Memory) (idx, mem, gmem []byte) {
-	ctx := unsafe.Pointer(caller.Context())
-	v := C.astrid_memory_views(ctx, unsafe.Pointer(k.idx), unsafe.Pointer(k.mem), unsafe.Pointer(guest))
+	v := C.astrid_memory_views(hostfn.CallerPtr(caller), unsafe.Pointer(k.idx), unsafe.Pointer(k.mem), unsafe.Pointer(guest))
 	view := func(i int) []byte { return unsafe.Slice((*byte)(unsafe.Pointer(v.data[i])), int(v.len[i])) }
 	idx, mem = view(0), view(1)
 	if guest != nil {
