@@ -19,19 +19,27 @@ typedef struct {
 	size_t len[3];
 } astrid_views_t;
 
-// astrid_memory_views returns the data and size of memories a, b and, unless it is NULL, c, of
-// the Store of a host function's caller: one call from Go instead of five, and four for each
-// memory.
-static astrid_views_t astrid_memory_views(void *caller, void *a, void *b, void *c) {
+// astrid_memory_t holds a wasmtime_memory_t (24 bytes: its first member is a struct of 16),
+// passed by value: Go checks every Go pointer passed to C (cgocheck), which cost as much as the
+// call itself.
+typedef struct {
+	uint64_t w[3];
+} astrid_memory_t;
+
+// astrid_memory_views returns the data and size of memories a, b and, if has_c, c, of the Store
+// of a host function's caller (a wasmtime_caller_t): one call from Go instead of five, and four
+// for each memory.
+static astrid_views_t astrid_memory_views(uintptr_t caller, astrid_memory_t a, astrid_memory_t b,
+		astrid_memory_t c, int has_c) {
 	astrid_views_t v = {{0}, {0}};
-	wasmtime_context_t *ctx = wasmtime_caller_context(caller);
-	v.data[0] = wasmtime_memory_data(ctx, a);
-	v.len[0] = wasmtime_memory_data_size(ctx, a);
-	v.data[1] = wasmtime_memory_data(ctx, b);
-	v.len[1] = wasmtime_memory_data_size(ctx, b);
-	if (c != NULL) {
-		v.data[2] = wasmtime_memory_data(ctx, c);
-		v.len[2] = wasmtime_memory_data_size(ctx, c);
+	wasmtime_context_t *ctx = wasmtime_caller_context((wasmtime_caller_t *)caller);
+	v.data[0] = wasmtime_memory_data(ctx, (const wasmtime_memory_t *)&a);
+	v.len[0] = wasmtime_memory_data_size(ctx, (const wasmtime_memory_t *)&a);
+	v.data[1] = wasmtime_memory_data(ctx, (const wasmtime_memory_t *)&b);
+	v.len[1] = wasmtime_memory_data_size(ctx, (const wasmtime_memory_t *)&b);
+	if (has_c) {
+		v.data[2] = wasmtime_memory_data(ctx, (const wasmtime_memory_t *)&c);
+		v.len[2] = wasmtime_memory_data_size(ctx, (const wasmtime_memory_t *)&c);
 	}
 	return v;
 }
@@ -51,9 +59,10 @@ import (
 // k.idx.UnsafeData(caller) and k.mem.UnsafeData(caller) would, with one call into C where those
 // make eight (each UnsafeData asks wasmtime for the caller's context twice, then the data and
 // the size; a call into C costs ~40 ns of the Go runtime's bookkeeping, and each guest publish
-// made eight of them). It passes the caller's wasmtime_caller_t as hostfn.CallerPtr gets it. It passes each *wasmtime.Memory to C as a pointer to its one field, the
-// wasmtime_memory_t that wasmtime-go itself passes (TestMemoryViewsLayout pins that). The slices
-// are valid until the memories grow or the host function returns.
+// made eight of them). It passes the caller's wasmtime_caller_t as hostfn.CallerPtr gets it, and
+// each *wasmtime.Memory's one field, the wasmtime_memory_t that wasmtime-go itself passes, by
+// value (TestMemoryViewsLayout pins that). The slices are valid until the memories grow or the
+// host function returns.
 func (k *Kernel) memoryViews(caller *wasmtime.Caller) (idx, mem []byte) {
 	idx, mem, _ = k.memoryViews3(caller, nil)
 	return idx, mem
@@ -62,13 +71,22 @@ func (k *Kernel) memoryViews(caller *wasmtime.Caller) (idx, mem []byte) {
 // memoryViews3 is memoryViews that also returns the view of guest, a memory of the same Store,
 // in the same call into C (nil if guest is nil).
 func (k *Kernel) memoryViews3(caller *wasmtime.Caller, guest *wasmtime.Memory) (idx, mem, gmem []byte) {
-	v := C.astrid_memory_views(hostfn.CallerPtr(caller), unsafe.Pointer(k.idx), unsafe.Pointer(k.mem), unsafe.Pointer(guest))
+	var g C.astrid_memory_t
+	hasGuest := C.int(0)
+	if guest != nil {
+		g, hasGuest = memoryValue(guest), 1
+	}
+	v := C.astrid_memory_views(C.uintptr_t(uintptr(hostfn.CallerPtr(caller))), memoryValue(k.idx), memoryValue(k.mem), g, hasGuest)
 	view := func(i int) []byte { return unsafe.Slice((*byte)(unsafe.Pointer(v.data[i])), int(v.len[i])) }
 	idx, mem = view(0), view(1)
 	if guest != nil {
 		gmem = view(2)
 	}
 	runtime.KeepAlive(caller)
-	runtime.KeepAlive(guest)
 	return idx, mem, gmem
+}
+
+// memoryValue is m's wasmtime_memory_t.
+func memoryValue(m *wasmtime.Memory) C.astrid_memory_t {
+	return *(*C.astrid_memory_t)(unsafe.Pointer(m))
 }

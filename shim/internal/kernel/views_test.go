@@ -9,11 +9,12 @@ import (
 	"github.com/bytecodealliance/wasmtime-go/v39"
 )
 
-// memoryViews passes a *wasmtime.Memory to C as a pointer to its wasmtime_memory_t: the struct
-// must be that value and nothing else.
+// memoryViews passes a *wasmtime.Memory's wasmtime_memory_t to C by value, as astrid_memory_t: the
+// struct must be that value and nothing else.
 func TestMemoryViewsLayout(t *testing.T) {
 	ty := reflect.TypeOf(wasmtime.Memory{})
-	if ty.NumField() != 1 || ty.Field(0).Name != "val" || ty.Field(0).Offset != 0 || ty.Field(0).Type.Size() != ty.Size() {
+	if ty.NumField() != 1 || ty.Field(0).Name != "val" || ty.Field(0).Offset != 0 || ty.Field(0).Type.Size() != ty.Size() ||
+		ty.Size() != unsafe.Sizeof(memoryValue(nil)) {
 		t.Fatalf("wasmtime.Memory is not just its wasmtime_memory_t value: %d fields", ty.NumField())
 	}
 }
