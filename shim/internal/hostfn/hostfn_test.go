@@ -217,6 +217,7 @@ func BenchmarkHostCall(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
+			b.ReportAllocs()
 			b.ResetTimer()
 			if _, err := inst.GetFunc(store, "loop").Call(store, int32(b.N)); err != nil {
 				b.Fatal(err)
