@@ -109,9 +109,9 @@ type rawVal struct{ lo, hi uint64 }
 func astridHostfnCall(env C.uintptr_t, callerPtr *C.wasmtime_caller_t, raw *C.astrid_val_raw_t, n C.size_t) *C.wasm_trap_t {
 	e := cgo.Handle(env).Value().(*entry)
 	vals := unsafe.Slice((*rawVal)(unsafe.Pointer(raw)), int(n))
-	caller := &callerLayout{ptr: unsafe.Pointer(callerPtr)}
-	msg := e.call((*wasmtime.Caller)(unsafe.Pointer(caller)), vals)
-	caller.ptr = nil // a Caller used after its call panics, as wasmtime-go's does
+	f := &frame{caller: callerLayout{ptr: unsafe.Pointer(callerPtr)}}
+	msg := e.call(f, vals)
+	f.caller.ptr = nil // a Caller used after its call panics, as wasmtime-go's does
 	if msg == "" {
 		return nil
 	}
@@ -124,9 +124,16 @@ func astridHostfnFree(env C.uintptr_t) {
 	live.Add(-1)
 }
 
+// frame is what a call allocates: its Caller and room for the arguments of most functions, in
+// one allocation.
+type frame struct {
+	caller callerLayout
+	args   [4]wasmtime.Val
+}
+
 // call runs the function on the raw arguments in vals and writes its results there (wasmtime
 // sizes the array for the larger of the two). It returns the trap message, or "" on success.
-func (e *entry) call(c *wasmtime.Caller, vals []rawVal) (msg string) {
+func (e *entry) call(f *frame, vals []rawVal) (msg string) {
 	if len(vals) < max(len(e.params), len(e.results)) {
 		return fmt.Sprintf("%s: wasmtime passed %d values for %d parameters and %d results", e.name, len(vals), len(e.params), len(e.results))
 	}
@@ -135,11 +142,11 @@ func (e *entry) call(c *wasmtime.Caller, vals []rawVal) (msg string) {
 			msg = fmt.Sprintf("%s: the shim panicked: %v", e.name, r)
 		}
 	}()
-	args := make([]wasmtime.Val, len(e.params))
+	args := f.args[:0]
 	for i, k := range e.params {
-		args[i] = fromRaw(k, vals[i])
+		args = append(args, fromRaw(k, vals[i]))
 	}
-	res, err := e.fn(c, args)
+	res, err := e.fn((*wasmtime.Caller)(unsafe.Pointer(&f.caller)), args)
 	if err != nil {
 		return e.name + ": " + err.Error()
 	}
