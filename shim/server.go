@@ -52,6 +52,8 @@ type Server struct {
 	closing   atomic.Bool
 	callCount atomic.Uint64
 	inCall    atomic.Bool // a guest call holds the Store
+
+	idle idleMemory // hands an idle shim's garbage back to the system (Health)
 }
 
 // NewServer builds the shim's service; broker dials the host's services (go-plugin's broker protocol).
@@ -278,8 +280,10 @@ func (s *Server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthRes
 	if err := s.lock(ctx); err != nil {
 		return nil, err
 	}
-	defer s.unlock()
-	return &pb.HealthResponse{Loaded: s.module != nil, Calls: s.callCount.Load()}, nil
+	resp := &pb.HealthResponse{Loaded: s.module != nil, Calls: s.callCount.Load()}
+	s.unlock()
+	s.idle.check(resp.Calls)
+	return resp, nil
 }
 
 // Shutdown interrupts a running call, drops the Store and flushes the logs. go-plugin's own
