@@ -3,7 +3,6 @@ package callwire
 import (
 	"errors"
 	"fmt"
-	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -47,8 +46,7 @@ func (c *Conn) WriteBytesFieldFrameNoWait(kind Kind, id uint64, field protowire.
 		return
 	}
 	go func() {
-		nb := net.Buffers(rest)
-		_, err := nb.WriteTo(c.nc)
+		err := sysWrite(c.raw, rest)
 		c.wroteLocked(bufs, head)
 		c.wmu.Unlock()
 		if err != nil {
