@@ -195,3 +195,20 @@ func percentiles(ns []int64) (p50, p99 float64) {
 	at := func(q float64) float64 { return float64(s[min(len(s)-1, int(q*float64(len(s))))]) }
 	return at(0.50), at(0.99)
 }
+
+func TestBlockSizes(t *testing.T) {
+	tests := []struct {
+		n, blocks int
+		want      []int
+	}{
+		{1, 10, []int{1}},
+		{10, 10, []int{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}},
+		{25, 10, []int{3, 3, 3, 3, 3, 2, 2, 2, 2, 2}},
+		{1000, 10, []int{100, 100, 100, 100, 100, 100, 100, 100, 100, 100}},
+	}
+	for _, tc := range tests {
+		if got := blockSizes(tc.n, tc.blocks); !slices.Equal(got, tc.want) {
+			t.Errorf("blockSizes(%d, %d) = %v, want %v", tc.n, tc.blocks, got, tc.want)
+		}
+	}
+}

@@ -86,28 +86,27 @@ func ctxSwitches(b *testing.B, pid int) (voluntary, involuntary int64) {
 
 // switchCounter adds up the context switches of a set of processes over measured parts.
 type switchCounter struct {
-	pids       []int
-	start      []int64 // voluntary switches at the part's start, by process
-	vol, invol []int64 // totals over the parts, by process
-	istart     []int64
+	pids         []int
+	vol, invol   []int64 // voluntary and involuntary switches over the parts, by process
+	vol0, invol0 []int64 // the same at the start of the part in progress
 }
 
 func newSwitchCounter(pids ...int) *switchCounter {
 	n := len(pids)
-	return &switchCounter{pids: pids, start: make([]int64, n), istart: make([]int64, n), vol: make([]int64, n), invol: make([]int64, n)}
+	return &switchCounter{pids: pids, vol: make([]int64, n), invol: make([]int64, n), vol0: make([]int64, n), invol0: make([]int64, n)}
 }
 
 // begin and end bracket one measured part.
 func (s *switchCounter) begin(b *testing.B) {
 	for i, pid := range s.pids {
-		s.start[i], s.istart[i] = ctxSwitches(b, pid)
+		s.vol0[i], s.invol0[i] = ctxSwitches(b, pid)
 	}
 }
 
 func (s *switchCounter) end(b *testing.B) {
 	for i, pid := range s.pids {
 		v, iv := ctxSwitches(b, pid)
-		s.vol[i] += v - s.start[i]
-		s.invol[i] += iv - s.istart[i]
+		s.vol[i] += v - s.vol0[i]
+		s.invol[i] += iv - s.invol0[i]
 	}
 }
