@@ -94,27 +94,45 @@ func rawNATSThroughput(b *testing.B, url string, n int) time.Duration {
 	return time.Since(t0)
 }
 
-// rawNATSLatency measures n publish→recv times between this process's NATS client and an echo
-// client in another process: half of each round trip, in ns.
-func rawNATSLatency(b *testing.B, url string, n int) []int64 {
+// natsPinger is the NATS side of BenchmarkPublishRecvLatency: this process's NATS client and an
+// echo client in another process, both connected once and kept for the benchmark's blocks.
+type natsPinger struct {
+	nc   *nats.Conn
+	pong *nats.Subscription
+	wait func()
+}
+
+// newNATSPinger connects a client to the server at url and starts the echo peer; close ends both.
+func newNATSPinger(b *testing.B, url string) *natsPinger {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer nc.Close()
 	pong, err := nc.SubscribeSync("bench.pong")
 	if err != nil {
+		nc.Close()
 		b.Fatal(err)
 	}
 	nc.Flush()
 	_, wait := natsPeer(b, url, "echo")
-	defer wait()
+	return &natsPinger{nc: nc, pong: pong, wait: wait}
+}
+
+func (p *natsPinger) close() {
+	p.wait()
+	p.nc.Close()
+}
+
+// latency measures n publish→recv times between the client and the echo peer: half of each round
+// trip, in ns, as the capsules' latency export measures its own (publish, then wait for the
+// reply; the same 10-byte JSON payload).
+func (p *natsPinger) latency(b *testing.B, n int) []int64 {
 	lat := make([]int64, 0, n)
 	msg := []byte(`{"ping":1}`)
 	for range n {
 		t0 := time.Now()
-		nc.Publish("bench.ping", msg)
-		if _, err := pong.NextMsg(eventTimeout); err != nil {
+		p.nc.Publish("bench.ping", msg)
+		if _, err := p.pong.NextMsg(eventTimeout); err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, int64(time.Since(t0))/2)

@@ -3,6 +3,8 @@ package tests
 import (
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -48,4 +50,63 @@ func monotonic(b *testing.B) string {
 		b.Fatal(err)
 	}
 	return fmt.Sprintf("%d.%09d", ts.Sec, ts.Nsec)
+}
+
+// ctxSwitches is the number of times the threads of process pid have stopped running so far
+// (voluntary and involuntary context switches, from /proc/PID/task/*/status; threads that have
+// exited no longer count): the bus benchmarks report its growth per message, a thread that sleeps
+// and is woken counting once.
+func ctxSwitches(b *testing.B, pid int) (voluntary, involuntary int64) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		b.Fatalf("context switches of %d: %v", pid, err)
+	}
+	for _, t := range tasks {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		if err != nil {
+			continue // the thread has exited
+		}
+		for line := range strings.Lines(string(status)) {
+			name, value, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			n, err := strconv.ParseInt(strings.TrimSpace(value), 10, 64)
+			switch {
+			case err != nil:
+			case name == "voluntary_ctxt_switches":
+				voluntary += n
+			case name == "nonvoluntary_ctxt_switches":
+				involuntary += n
+			}
+		}
+	}
+	return voluntary, involuntary
+}
+
+// switchCounter adds up the context switches of a set of processes over measured parts.
+type switchCounter struct {
+	pids         []int
+	vol, invol   []int64 // voluntary and involuntary switches over the parts, by process
+	vol0, invol0 []int64 // the same at the start of the part in progress
+}
+
+func newSwitchCounter(pids ...int) *switchCounter {
+	n := len(pids)
+	return &switchCounter{pids: pids, vol: make([]int64, n), invol: make([]int64, n), vol0: make([]int64, n), invol0: make([]int64, n)}
+}
+
+// begin and end bracket one measured part.
+func (s *switchCounter) begin(b *testing.B) {
+	for i, pid := range s.pids {
+		s.vol0[i], s.invol0[i] = ctxSwitches(b, pid)
+	}
+}
+
+func (s *switchCounter) end(b *testing.B) {
+	for i, pid := range s.pids {
+		v, iv := ctxSwitches(b, pid)
+		s.vol[i] += v - s.vol0[i]
+		s.invol[i] += iv - s.invol0[i]
+	}
 }

@@ -3,7 +3,6 @@ package callwire
 import (
 	"errors"
 	"fmt"
-	"net"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -47,8 +46,7 @@ func (c *Conn) WriteBytesFieldFrameNoWait(kind Kind, id uint64, field protowire.
 		return
 	}
 	go func() {
-		nb := net.Buffers(rest)
-		_, err := nb.WriteTo(c.nc)
+		err := sysWrite(c.raw, rest)
 		c.wroteLocked(bufs, head)
 		c.wmu.Unlock()
 		if err != nil {
@@ -64,7 +62,7 @@ func (c *Conn) writeNow(bufs [][]byte) (rest [][]byte, err error) {
 	rest = bufs
 	cerr := c.raw.Write(func(fd uintptr) bool {
 		for len(rest) > 0 {
-			n, werr := unix.Writev(int(fd), rest)
+			n, werr := rawWritev(fd, rest) // (see rawio.go)
 			if errors.Is(werr, unix.EINTR) {
 				continue
 			}
@@ -75,15 +73,7 @@ func (c *Conn) writeNow(bufs [][]byte) (rest [][]byte, err error) {
 				err = werr
 				return true
 			}
-			for n > 0 && len(rest) > 0 {
-				if n < len(rest[0]) {
-					rest[0] = rest[0][n:]
-					n = 0
-					break
-				}
-				n -= len(rest[0])
-				rest = rest[1:]
-			}
+			rest = consume(rest, n)
 		}
 		return true
 	})

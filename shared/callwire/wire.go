@@ -160,7 +160,13 @@ type Conn struct {
 
 // NewConn wraps nc.
 func NewConn(nc net.Conn) *Conn {
-	return &Conn{nc: nc, r: bufio.NewReaderSize(nc, 64<<10), waiter: newWaiter(nc), raw: rawConn(nc)}
+	c := &Conn{nc: nc, waiter: newWaiter(nc), raw: rawConn(nc)}
+	var r io.Reader = nc
+	if c.raw != nil {
+		r = sysReader{c.raw} // (see rawio.go)
+	}
+	c.r = bufio.NewReaderSize(r, 64<<10)
+	return c
 }
 
 // Close closes the connection; a blocked ReadFrame returns an error.
@@ -352,9 +358,12 @@ func (c *Conn) writeLocked(frames ...[]byte) error {
 		}
 	}
 	var err error
-	if len(bufs) == 1 {
+	switch {
+	case c.raw != nil:
+		err = sysWrite(c.raw, bufs)
+	case len(bufs) == 1:
 		_, err = c.nc.Write(bufs[0])
-	} else {
+	default:
 		nb := net.Buffers(bufs) // WriteTo consumes nb, not bufs
 		_, err = nb.WriteTo(c.nc)
 	}
