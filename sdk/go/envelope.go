@@ -35,8 +35,8 @@ type envScanner struct {
 
 	// The previous strings decoded, reused when the next message repeats
 	// them (a topic, a publisher, a principal usually do) to save an
-	// allocation.
-	topic, source, principal string
+	// allocation and, when they were plain, the scan.
+	topic, source, principal prevString
 	// The previous timestamp's text in the host's form and its time: the
 	// messages of one batch share their timestamp, whose parse (and
 	// time.Date) costs more in wasm than the comparison.
@@ -334,6 +334,11 @@ func (s *envScanner) timestamp(dst *time.Time) bool {
 	if s.peek() != '"' {
 		return false
 	}
+	// stampText is plain: parseHostTimestamp accepted it.
+	if s.stampText != nil && s.repeated(unsafe.String(unsafe.SliceData(s.stampText), len(s.stampText))) {
+		*dst = s.stamp
+		return true
+	}
 	start := s.i
 	if _, _, _, ok := s.str(); !ok {
 		return false
@@ -353,35 +358,65 @@ func (s *envScanner) timestamp(dst *time.Time) bool {
 
 // string reads a JSON string into *dst; prev is the previous string read
 // for the same field, reused if equal.
-func (s *envScanner) string(dst, prev *string) bool {
+func (s *envScanner) string(dst *string, prev *prevString) bool {
 	if s.peek() != '"' {
 		return false
+	}
+	if prev.plain && s.repeated(prev.s) {
+		*dst = prev.s
+		return true
 	}
 	start, end, escaped, ok := s.str()
 	if !ok {
 		return false
 	}
 	raw := s.b[start:end]
+	plain := false
 	if escaped {
 		*dst = string(unquote(raw))
-	} else if equalString(raw, *prev) {
-		*dst = *prev
+	} else if equalString(raw, prev.s) {
+		// raw, unescaped, holds prev's bytes, which are valid UTF-8: it is prev.
+		*dst, plain = prev.s, true
 	} else {
+		plain = true
 		for _, c := range raw {
 			if c >= utf8.RuneSelf {
 				if !utf8.Valid(raw) {
 					// encoding/json replaces each bad byte with U+FFFD.
-					*dst = string(unquote(raw))
-					*prev = *dst
-					return true
+					*dst, plain = string(unquote(raw)), false
 				}
 				break
 			}
 		}
-		*dst = string(raw)
+		if plain {
+			*dst = string(raw)
+		}
 	}
-	*prev = *dst
+	*prev = prevString{*dst, plain}
 	return true
+}
+
+// repeated reports whether the input at the scanner, at a '"', is the JSON string whose content
+// is exactly prev's bytes, and consumes it if so: the string a previous message had in the same
+// field, compared in one pass instead of scanned by str and then compared. prev must be plain: a
+// string's whole content that str read and that held no escape, in valid UTF-8 (so no '"', '\\'
+// or control byte: its bytes are its own JSON text, and the same bytes here are the same string).
+func (s *envScanner) repeated(prev string) bool {
+	n := len(prev)
+	if len(s.b)-s.i < n+2 || s.b[s.i+1+n] != '"' ||
+		!equalAt(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.b)), s.i+1), unsafe.Pointer(unsafe.StringData(prev)), n) {
+		return false
+	}
+	s.i += n + 2
+	return true
+}
+
+// prevString is the string a previous message had in a field.
+type prevString struct {
+	s string
+	// plain: s's bytes were the JSON string's content as they are (no escape, valid UTF-8), so
+	// that the same bytes in the input are the same string (envScanner.repeated).
+	plain bool
 }
 
 // uint reads a JSON number that is a uint64 (digits only, in range).
@@ -394,7 +429,9 @@ func (s *envScanner) uint(dst *uint64) bool {
 			break
 		}
 		d := uint64(c - '0')
-		if n > (1<<64-1-d)/10 {
+		// 19 digits always fit; from the 20th, the check (a division: dear in wasm, so not made
+		// for every digit).
+		if s.i-start >= 19 && n > (1<<64-1-d)/10 {
 			return false
 		}
 		n = n*10 + d
@@ -466,20 +503,32 @@ func (s *envScanner) str() (start, end int, escaped, ok bool) {
 // mostly long plain strings, and a byte loop costs the guest several times
 // more in wasm.
 func plainRun(b []byte, i int) int {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	// Two words a turn while 16 bytes are left (the payloads' long runs): half the loop's
+	// branches and bounds checks, which in wasm cost as much as the test.
+	for i+16 <= len(b) {
+		if (specialBytes(binary.LittleEndian.Uint64(b[i:])) | specialBytes(binary.LittleEndian.Uint64(b[i+8:]))) != 0 {
+			break
+		}
+		i += 16
+	}
 	for i+8 <= len(b) {
-		w := binary.LittleEndian.Uint64(b[i:])
-		q := w ^ (ones * '"')
-		bs := w ^ (ones * '\\')
-		// A byte < 0x20, a zero byte of q (a '"'), or of bs (a '\\'): each
-		// term sets the byte's high bit when that byte is one (the usual
-		// "has a zero byte" test, exact as to whether there is one).
-		if ((w-ones*0x20)&^w|(q-ones)&^q|(bs-ones)&^bs)&highs != 0 {
+		if specialBytes(binary.LittleEndian.Uint64(b[i:])) != 0 {
 			return i
 		}
 		i += 8
 	}
 	return i
+}
+
+// specialBytes returns a word whose high bits mark the bytes of w that are not plainStringByte,
+// zero exactly when there are none: a byte < 0x20, a zero byte of w ^ (8 × '"') (a '"') or of
+// w ^ (8 × '\\') (a '\\'), each by the usual "has a zero byte" test (exact as to whether there is
+// one; the terms may also mark some bytes after the first marked one).
+func specialBytes(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	q := w ^ (ones * '"')
+	bs := w ^ (ones * '\\')
+	return ((w-ones*0x20)&^w | (q-ones)&^q | (bs-ones)&^bs) & highs
 }
 
 // plainStringByte tells the bytes that may appear as themselves in a JSON
@@ -534,7 +583,9 @@ func (s *envScanner) skip(depth int) bool {
 
 // literal consumes lit.
 func (s *envScanner) literal(lit string) bool {
-	if len(s.b)-s.i < len(lit) || !equalString(s.b[s.i:s.i+len(lit)], lit) {
+	// Without slicing s.b, which in wasm costs more bounds checks than the comparison saves,
+	// and small enough to be inlined (a call in wasm costs about as much as the comparison).
+	if len(s.b)-s.i < len(lit) || !equalAt(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.b)), s.i), unsafe.Pointer(unsafe.StringData(lit)), len(lit)) {
 		return false
 	}
 	s.i += len(lit)

@@ -174,7 +174,63 @@ func TestDecodeEnvelopeFastSharedTimestamps(t *testing.T) {
 	}
 }
 
+// TestDecodeEnvelopeFastRepeatedStrings: a message's topic, source id and principal compared with
+// the previous message's (envScanner.repeated) give what encoding/json gives, whatever the
+// previous one was: the same bytes, an escaped or invalid UTF-8 form, a prefix, an extension.
+func TestDecodeEnvelopeFastRepeatedStrings(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		values []string // each a JSON string as it appears in the input, one message each
+		fast   bool
+	}{
+		{"same", []string{`"a.b"`, `"a.b"`, `"a.b"`}, true},
+		{"different", []string{`"a.b"`, `"a.c"`, `"a.b"`}, true},
+		{"prefix", []string{`"abc"`, `"ab"`, `"abc"`}, true},
+		{"extension", []string{`"ab"`, `"abc"`, `"abcd"`}, true},
+		{"empty", []string{`""`, `""`, `"a"`, `""`}, true},
+		{"escaped then plain", []string{`"\u0061b"`, `"ab"`, `"ab"`}, true},
+		{"plain then escaped", []string{`"ab"`, `"\u0061b"`, `"ab"`}, true},
+		{"escaped quote then its bytes", []string{`"a\"b"`, `"a"`, `"a\"b"`}, true},
+		{"escaped backslash then plain", []string{`"a\\b"`, `"a\\b"`, `"ab"`}, true},
+		{"utf8", []string{`"héllo"`, `"héllo"`, `"hé"`}, true},
+		{"invalid utf8", []string{"\"a\xffb\"", "\"a\xffb\"", "\"a\uFFFDb\"", "\"a\uFFFDb\""}, true},
+		{"control char after a repeat", []string{`"ab"`, "\"ab\n\""}, false},
+		// The same bytes as an escaped string's value are not that string, and here not JSON.
+		{"escaped quote's bytes", []string{`"a\"b"`, `"a"b"`}, false},
+		{"escaped newline's bytes", []string{`"a\nb"`, "\"a\nb\""}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var msgs []string
+			for i, v := range c.values {
+				msgs = append(msgs, fmt.Sprintf(`{"topic":%s,"payload":{"type":"custom","data":%d},"signature":null,"source_id":%s,`+
+					`"timestamp":"2026-03-25T10:00:00Z","seq":%d,"principal":%s}`, v, i, v, i+1, v))
+			}
+			env := `{"messages":[` + strings.Join(msgs, ",") + `],"dropped":0,"lagged":0}`
+			if got := checkSameAsJSON(t, []byte(env)); got != c.fast {
+				t.Errorf("fast path decoded = %v, want %v: %s", got, c.fast, env)
+			}
+			// Cut short anywhere, in a repeated string too: still what encoding/json says.
+			for n := range len(env) {
+				checkSameAsJSON(t, []byte(env[:n]))
+			}
+		})
+	}
+}
+
+// TestDecodeEnvelopeFastSeqDigits: seq numbers around 19 and 20 digits, where uint starts
+// checking for overflow, against encoding/json.
+func TestDecodeEnvelopeFastSeqDigits(t *testing.T) {
+	for _, seq := range []string{
+		"9999999999999999999", "10000000000000000000", "18446744073709551615", "18446744073709551616",
+		"18446744073709551620", "99999999999999999999", "184467440737095516150", "1234567890123456789",
+	} {
+		checkSameAsJSON(t, []byte(`{"messages":[{"topic":"t","seq":`+seq+`}],"dropped":`+seq+`}`))
+	}
+}
+
 func FuzzDecodeEnvelope(f *testing.F) {
+	f.Add([]byte(`{"messages":[{"topic":"a\"b","source_id":"s","timestamp":"2026-03-25T10:00:00Z"},` +
+		`{"topic":"a","source_id":"s","timestamp":"2026-03-25T10:00:00Z","seq":1}]}`))
 	f.Add([]byte(sampleEnvelope))
 	f.Add([]byte(`{"messages":[],"dropped":0,"lagged":0}`))
 	f.Add([]byte(`{"messages":[{"topic":"a\u00e9\ud83d\ude00","payload":{"s":"}\"{","a":[1,2.5e3,null]},"seq":18446744073709551615}]}`))
@@ -203,9 +259,40 @@ func benchEnvelope(n int) []byte {
 	return buf.Bytes()
 }
 
+// benchHostEnvelope returns an envelope of n messages as BenchmarkBusThroughput's subscriber
+// gets them from the host: one publisher's 256-byte JSON strings, its batches of 64 sharing a
+// timestamp.
+func benchHostEnvelope(n int) []byte {
+	var buf bytes.Buffer
+	buf.WriteString(`{"messages":[`)
+	payload := `{"type":"custom","data":"` + strings.Repeat("x", 254) + `"}`
+	for i := range n {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		fmt.Fprintf(&buf, `{"topic":"test.v1.tp","payload":%s,"signature":null,`+
+			`"source_id":"6f1c1e0a-9a6b-4f43-9d0e-2b7f7c1d2e3f","timestamp":"2026-03-25T10:00:00.%09dZ","seq":%d}`,
+			payload, i/64*1000, 100000+i)
+	}
+	buf.WriteString(`],"dropped":0,"lagged":0}`)
+	return buf.Bytes()
+}
+
 func BenchmarkDecodeEnvelope(b *testing.B) {
 	const n = 1000
 	data := benchEnvelope(n)
+	b.Run("host", func(b *testing.B) {
+		host := benchHostEnvelope(n)
+		b.SetBytes(int64(len(host)))
+		b.ReportAllocs()
+		for b.Loop() {
+			env, ok := decodeEnvelopeFast(host)
+			if !ok || len(env.Messages) != n {
+				b.Fatal("fast path failed")
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/msg")
+	})
 	b.Run("fast", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()

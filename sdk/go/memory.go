@@ -74,7 +74,7 @@ func (m Memory) Len() int { return int(m.length) }
 
 // Bytes returns a copy of the block's content.
 func (m Memory) Bytes() []byte {
-	b := make([]byte, m.length)
+	b := makeNoZero(int(m.length)) // Load writes every byte
 	m.Load(b)
 	return b
 }
