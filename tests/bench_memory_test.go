@@ -1,14 +1,11 @@
 package tests
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"testing"
 	"time"
 
@@ -20,28 +17,10 @@ import (
 // idleCapsules is how many capsules BenchmarkIdleMemory keeps idle.
 const idleCapsules = 50
 
-// pssKiB is the proportional set size of process pid in KiB (/proc/PID/smaps_rollup): its
-// private memory plus its share of each page it shares with other processes, so that the PSS
-// of a group of processes adds up to the memory the group holds.
-func pssKiB(b *testing.B, pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
-	if err != nil {
-		b.Skipf("PSS needs /proc/PID/smaps_rollup (Linux 4.14): %v", err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		f := bytes.Fields(sc.Bytes())
-		if len(f) >= 2 && string(f[0]) == "Pss:" {
-			kib, err := strconv.ParseInt(string(f[1]), 10, 64)
-			if err != nil {
-				b.Fatalf("smaps_rollup of %d: %q", pid, sc.Text())
-			}
-			return kib
-		}
-	}
-	b.Fatalf("smaps_rollup of %d has no Pss line", pid)
-	return 0
-}
+// pssKiB is the proportional set size of process pid in KiB: its private memory plus its share
+// of each page it shares with other processes, so that the PSS of a group of processes adds up
+// to the memory the group holds.
+func pssKiB(b *testing.B, pid int) int64 { return smapsRollupKiB(b, pid, "Pss") }
 
 // idleHealthChecks is how many health checks BenchmarkIdleMemory has each capsule answer before
 // its after-idle reading: what a host's checks (one every 10 s) bring in 5.5 hours. An idle shim

@@ -13,26 +13,30 @@ import (
 	"github.com/astrid-go/astrid/host"
 )
 
-// anonKiB is the anonymous memory of process pid in KiB (/proc/PID/smaps_rollup): the shim's
-// heap, stacks and malloc arenas, which its garbage grows.
-func anonKiB(t *testing.T, pid int) int64 {
-	t.Helper()
+// anonKiB is the anonymous memory of process pid in KiB: the shim's heap, stacks and malloc
+// arenas, which its garbage grows.
+func anonKiB(t *testing.T, pid int) int64 { return smapsRollupKiB(t, pid, "Anonymous") }
+
+// smapsRollupKiB is the field (Pss, Anonymous, ...) of process pid's /proc/PID/smaps_rollup, in
+// KiB. It skips the test where the file does not exist (before Linux 4.14).
+func smapsRollupKiB(tb testing.TB, pid int, field string) int64 {
+	tb.Helper()
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
 	if err != nil {
-		t.Skipf("needs /proc/PID/smaps_rollup (Linux 4.14): %v", err)
+		tb.Skipf("needs /proc/PID/smaps_rollup (Linux 4.14): %v", err)
 	}
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
 		f := bytes.Fields(sc.Bytes())
-		if len(f) >= 2 && string(f[0]) == "Anonymous:" {
+		if len(f) >= 2 && string(f[0]) == field+":" {
 			kib, err := strconv.ParseInt(string(f[1]), 10, 64)
 			if err != nil {
-				t.Fatalf("smaps_rollup of %d: %q", pid, sc.Text())
+				tb.Fatalf("smaps_rollup of %d: %q", pid, sc.Text())
 			}
 			return kib
 		}
 	}
-	t.Fatalf("smaps_rollup of %d has no Anonymous line", pid)
+	tb.Fatalf("smaps_rollup of %d has no %s line", pid, field)
 	return 0
 }
 
