@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -221,6 +220,14 @@ func (h *Host) startShim(key shimKey, logger hclog.Logger) (p *shimProcess, err 
 	logger.Debug("starting the shim", "sandbox", layers)
 	cfg := goplugin.ClientConfig(cmd, logger)
 	if confined != nil {
+		if h.brokerInSockDir() {
+			// The shim dials the host's broker (its host services) at a path. Its sandbox covers
+			// /dev/shm, where the runtime directory is, with a tmpfs of its own and binds back
+			// only its socket directory: the broker listens in there. go-plugin makes a
+			// directory for the broker only for a runner of the host's.
+			cfg.UnixSocketConfig = &plugin.UnixSocketConfig{TempDir: sockDir}
+			cfg.Cmd, cfg.RunnerFunc = nil, execRunnerFunc(cmd)
+		}
 		if sp := h.shimSpawner(); sp != nil {
 			p.spawned = &spawnRunner{sp: sp, cmd: cmd}
 			cfg.Cmd, cfg.RunnerFunc = nil, p.spawned.runnerFunc
@@ -436,43 +443,4 @@ func (p *shimProcess) waitExited(d time.Duration) bool {
 	case <-time.After(d):
 		return false
 	}
-}
-
-// runDirFor makes the directory that holds the per-shim socket directories. Unix socket paths
-// are limited to 108 bytes, so it lives under the system temporary directory, not the state dir.
-func runDirFor() (string, error) {
-	dir, err := os.MkdirTemp("", "astrid-run-")
-	if err != nil {
-		return "", fmt.Errorf("runtime directory: %w", err)
-	}
-	return filepath.Clean(dir), nil
-}
-
-// removeRunDirPasses bounds removeRunDir's passes over the renamed directory. After the rename
-// only a start already inside its last system call can still add an entry, so a second pass
-// finds it empty; the bound keeps a directory that cannot be removed (say, made read-only) from
-// holding the host's exit.
-const removeRunDirPasses = 8
-
-// removeRunDir removes a runtime directory that shims may still be starting into (a spare's
-// refill, a restart: a forced exit does not wait for them). os.RemoveAll alone loses that race:
-// an entry made after it listed the directory fails the last rmdir, and the directory stays
-// behind. So it is first renamed to a name no start uses: every later start fails to make its
-// socket directory under the old path, and what a start made as it was renamed goes in the next
-// pass. It reports the error of the last pass, nil once the directory is gone.
-func removeRunDir(dir string) error {
-	gone := dir + ".removing"
-	if err := os.Rename(dir, gone); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		gone = dir // cannot rename (say, gone already exists): remove in place
-	}
-	var err error
-	for range removeRunDirPasses {
-		if err = os.RemoveAll(gone); err == nil {
-			return nil
-		}
-	}
-	return fmt.Errorf("remove the runtime directory %s: %w", dir, err)
 }

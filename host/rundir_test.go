@@ -78,3 +78,33 @@ func startInto(dir string) {
 		f.Close()
 	}
 }
+
+// TestRunDirBase: the runtime directory goes where TMPDIR says when it is set, else in a
+// shared-memory directory that is a tmpfs anyone may write (sticky), else in the system's
+// temporary directory.
+func TestRunDirBase(t *testing.T) {
+	private := t.TempDir() // 0700: not a shared directory, whatever its filesystem
+	shmIsTmpfs := runDirBase("", shmDir) == shmDir
+	cases := []struct {
+		name   string
+		tmpdir string
+		shm    string
+		want   string
+		skip   bool
+	}{
+		{"TMPDIR set", "/somewhere/else", shmDir, "/somewhere/else", false},
+		{"no shared-memory directory", "", filepath.Join(private, "absent"), os.TempDir(), false},
+		{"a directory that is not shared", "", private, os.TempDir(), false},
+		{"the machine's tmpfs /dev/shm", "", shmDir, shmDir, !shmIsTmpfs},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.skip {
+				t.Skipf("%s is not a shared tmpfs here", shmDir)
+			}
+			if got := runDirBase(c.tmpdir, c.shm); got != c.want {
+				t.Errorf("runDirBase(%q, %q) = %q, want %q", c.tmpdir, c.shm, got, c.want)
+			}
+		})
+	}
+}

@@ -18,7 +18,7 @@ import (
 //   - a fresh /proc (with a pid namespace) lists only the tree's own processes;
 //   - the private tmp is bound on /tmp, /dev/shm is a private tmpfs, and /run (with the host's
 //     sockets: docker, dbus, ...) is covered by an empty tmpfs; paths the process was given that
-//     lie under /tmp or /run are bound back at their own names;
+//     lie under /tmp, /dev/shm or /run are bound back at their own names;
 //   - with the helper running as uid 0 (a root host), the secrets root could read in the allowed
 //     system directories are masked;
 //   - the Hidden paths (the host's state directory) are covered with an empty tmpfs, so a
@@ -67,8 +67,12 @@ func (h *helper) setupMounts() error {
 	}
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		// POSIX shared memory and semaphores (Python's multiprocessing, for one) need it; the
-		// host's is shared by everything on the machine.
-		if err := unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=64m"); err != nil {
+		// host's is shared by everything on the machine. Paths the process was given under it
+		// (a shim's socket directory, in the host's runtime directory there) are bound back.
+		err := cover("/dev/shm", keep, covered, func() error {
+			return unix.Mount("tmpfs", "/dev/shm", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=64m")
+		})
+		if err != nil {
 			return fmt.Errorf("a private /dev/shm: %w", err)
 		}
 		writable = append(writable, "/dev/shm")
@@ -113,7 +117,7 @@ func (h *helper) setupMounts() error {
 			return fmt.Errorf("make %s writable: %w", p, err)
 		}
 	}
-	if covered[cwd] || under(cwd, "/tmp") || under(cwd, "/run") || slices.ContainsFunc(h.spec.Hidden, func(p string) bool { return under(cwd, p) }) {
+	if covered[cwd] || under(cwd, "/tmp") || under(cwd, "/dev/shm") || under(cwd, "/run") || slices.ContainsFunc(h.spec.Hidden, func(p string) bool { return under(cwd, p) }) {
 		// The working directory still refers to the covered original; enter what is there now.
 		if err := os.Chdir(cwd); err != nil {
 			return fmt.Errorf("chdir %s: %w", cwd, err)

@@ -552,3 +552,50 @@ func TestPrivateShm(t *testing.T) {
 		})
 	}
 }
+
+// TestShmPathBoundBack: a ReadWrite directory under the host's /dev/shm (a shim's socket
+// directory, which the host makes in its runtime directory there) stays the host's own inside
+// the sandbox, writable, while the rest of the host's /dev/shm stays out of sight (a private
+// tmpfs covers it) or out of reach (landlock, without a mount namespace).
+func TestShmPathBoundBack(t *testing.T) {
+	if _, err := os.Stat("/dev/shm"); err != nil {
+		t.Skipf("no /dev/shm here: %v", err)
+	}
+	sb := requireSandbox(t)
+	rw, err := os.MkdirTemp("/dev/shm", "astrid-sandbox-rw-")
+	if err != nil {
+		t.Skipf("cannot make a directory in /dev/shm: %v", err)
+	}
+	defer os.RemoveAll(rw)
+	sibling, err := os.CreateTemp("/dev/shm", "astrid-sandbox-sibling-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sibling.Close()
+	defer os.Remove(sibling.Name())
+	for _, tt := range []struct {
+		name        string
+		sb          *Sandbox
+		wantSibling string // reading the host's other file in /dev/shm
+	}{
+		{"mount namespace", sb, "ENOENT"},
+		{"no mount namespace", New(testBin, BestEffort, support.Without(LayerMountNS, "test")), "EACCES"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			inside := filepath.Join(rw, "made-inside-"+strings.ReplaceAll(tt.name, " ", "-"))
+			spec := program("__escape", "write", inside)
+			spec.ReadWrite = []string{rw}
+			if got := strings.TrimSpace(runSpec(t, tt.sb, spec).stdout); got != "ok" {
+				t.Errorf("write %s: %q, want ok", inside, got)
+			}
+			if _, err := os.Stat(inside); err != nil {
+				t.Errorf("the file written inside is not in the host's %s: %v", rw, err)
+			}
+			spec = program("__escape", "read", sibling.Name())
+			spec.ReadWrite = []string{rw}
+			if got := strings.TrimSpace(runSpec(t, tt.sb, spec).stdout); got != tt.wantSibling {
+				t.Errorf("read %s: %q, want %s", sibling.Name(), got, tt.wantSibling)
+			}
+		})
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,4 +55,36 @@ func TestShimSpawner(t *testing.T) {
 	}
 	h.Shutdown(ctx)
 	waitFor(t, 10*time.Second, "the spawner to be gone", func() bool { return !processAlive(spawner) })
+}
+
+// TestShimStartedByHostReachesItsBroker: once the spawner has ended, shims start from the host
+// (their parent is the host), and such a shim still reaches the host's services through
+// go-plugin's broker, which under a runtime directory in /dev/shm listens in the shim's own
+// socket directory (the sandbox's private /dev/shm hides the rest, TMPDIR included when run
+// points it at the runtime directory): the procs capsule's spawn goes through it.
+func TestShimStartedByHostReachesItsBroker(t *testing.T) {
+	h := newHost(t)
+	if !strings.HasPrefix(h.RuntimeDir(), "/dev/shm/") {
+		t.Skipf("the runtime directory %s is not in /dev/shm: the broker listens in TMPDIR", h.RuntimeDir())
+	}
+	// As astrid-host run does: go-plugin's own runner would put the broker's socket there.
+	t.Setenv("TMPDIR", h.RuntimeDir())
+	first, _ := loadCapsule(t, h, "hello")
+	spawner := parentPid(t, first.Pid())
+	if spawner == os.Getpid() {
+		t.Skip("no spawner here: the shims start from the host already")
+	}
+	if err := syscall.Kill(spawner, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the spawner to be gone", func() bool { return !processAlive(spawner) })
+	inst, _ := loadCapsule(t, h, "procs")
+	if ppid := parentPid(t, inst.Pid()); ppid != os.Getpid() {
+		t.Fatalf("the shim's parent is %d, want the host (%d): the spawner has ended", ppid, os.Getpid())
+	}
+	var got spawnResult
+	mustProc(t, inst, "spawn", sh("echo out"), &got)
+	if got != (spawnResult{Stdout: "out\n"}) {
+		t.Errorf("spawn through the host's services: %+v", got)
+	}
 }
