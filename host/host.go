@@ -176,7 +176,7 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	runDir, err := runDirFor()
+	runDir, err := runDirFor(cfg.Sandbox)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/astrid-go/astrid/sandbox"
 )
 
 // shmDir is the machine's shared-memory directory: a tmpfs on Linux, world-writable and sticky
@@ -17,8 +19,16 @@ const shmDir = "/dev/shm"
 // runDirFor makes the host's runtime directory, which holds the per-shim socket directories (and,
 // under run, go-plugin's socket directories for the host's services). Unix socket paths are
 // limited to 108 bytes, so it does not live in the state directory but in runDirBase.
-func runDirFor() (string, error) {
-	dir, err := os.MkdirTemp(runDirBase(os.Getenv("TMPDIR"), shmDir), "astrid-run-")
+//
+// A shim may write files in its socket directory; in /dev/shm they are memory, which the shim's
+// cgroup (its memory limit) is charged for. So the runtime directory goes there only when shims
+// have that cgroup, or have no sandbox at all (they may then write wherever the host may).
+func runDirFor(sb *sandbox.Sandbox) (string, error) {
+	shm := ""
+	if sb == nil || sb.Policy() == sandbox.Off || sb.Has(sandbox.LayerCgroup) {
+		shm = shmDir
+	}
+	dir, err := os.MkdirTemp(runDirBase(os.Getenv("TMPDIR"), shm), "astrid-run-")
 	if err != nil {
 		return "", fmt.Errorf("runtime directory: %w", err)
 	}
@@ -35,7 +45,7 @@ func (h *Host) brokerInSockDir() bool {
 }
 
 // runDirBase is where the runtime directory is made: the TMPDIR the host was given (tmpdir, when
-// set), else shm when it is a tmpfs that anyone may write and no one may clean of another's
+// set), else shm (unless "") when it is a tmpfs that anyone may write and no one may clean of another's
 // entries (mode 1777, as /tmp), else the system's temporary directory.
 //
 // Every shim's start makes a directory and two sockets there and removes them when the shim
@@ -47,6 +57,9 @@ func (h *Host) brokerInSockDir() bool {
 func runDirBase(tmpdir, shm string) string {
 	if tmpdir != "" {
 		return tmpdir
+	}
+	if shm == "" {
+		return os.TempDir()
 	}
 	var fs unix.Statfs_t
 	fi, err := os.Stat(shm)

@@ -80,8 +80,8 @@ func startInto(dir string) {
 }
 
 // TestRunDirBase: the runtime directory goes where TMPDIR says when it is set, else in a
-// shared-memory directory that is a tmpfs anyone may write (sticky), else in the system's
-// temporary directory.
+// shared-memory directory that is a tmpfs anyone may write (sticky) when one may be used, else
+// in the system's temporary directory.
 func TestRunDirBase(t *testing.T) {
 	private := t.TempDir() // 0700: not a shared directory, whatever its filesystem
 	shmIsTmpfs := runDirBase("", shmDir) == shmDir
@@ -96,6 +96,7 @@ func TestRunDirBase(t *testing.T) {
 		{"no shared-memory directory", "", filepath.Join(private, "absent"), os.TempDir(), false},
 		{"a directory that is not shared", "", private, os.TempDir(), false},
 		{"the machine's tmpfs /dev/shm", "", shmDir, shmDir, !shmIsTmpfs},
+		{"no shared memory for shims without a cgroup", "", "", os.TempDir(), false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

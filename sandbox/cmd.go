@@ -40,6 +40,11 @@ func (s *Sandbox) WithHelperCheck(check func() error) *Sandbox {
 // Policy is the sandbox's policy.
 func (s *Sandbox) Policy() Policy { return s.policy }
 
+// Has says whether the sandbox's processes get layer l on this machine (never under policy Off).
+func (s *Sandbox) Has(l Layer) bool {
+	return s.policy != Off && s.support != nil && s.support.Available(l)
+}
+
 // Command prepares spec's process. Under policy Required it fails, naming the missing layer, why,
 // and PolicyFlag, when a namespace (user, pid, mount, and network unless spec.Network) or landlock
 // is unavailable; under BestEffort the process gets what there is (Cmd.Layers). When the cgroup
