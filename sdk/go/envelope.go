@@ -1,7 +1,6 @@
 package astrid
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"time"
@@ -503,16 +502,21 @@ func (s *envScanner) str() (start, end int, escaped, ok bool) {
 // mostly long plain strings, and a byte loop costs the guest several times
 // more in wasm.
 func plainRun(b []byte, i int) int {
-	// Two words a turn while 16 bytes are left (the payloads' long runs): half the loop's
-	// branches and bounds checks, which in wasm cost as much as the test.
-	for i+16 <= len(b) {
-		if (specialBytes(binary.LittleEndian.Uint64(b[i:])) | specialBytes(binary.LittleEndian.Uint64(b[i+8:]))) != 0 {
+	// The words are loaded unsafely, as equalAt's are: the loop conditions keep them inside b,
+	// and in wasm the bounds checks of b[i:] cost as much as the test. Four words a turn while 32
+	// bytes are left (the payloads' long runs), then two, then one: half the loop's branches
+	// again, which in wasm cost as much as the test.
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	n := len(b)
+	for i+32 <= n {
+		if (specialBytes(*(*uint64)(unsafe.Add(p, i))) | specialBytes(*(*uint64)(unsafe.Add(p, i+8))) |
+			specialBytes(*(*uint64)(unsafe.Add(p, i+16))) | specialBytes(*(*uint64)(unsafe.Add(p, i+24)))) != 0 {
 			break
 		}
-		i += 16
+		i += 32
 	}
-	for i+8 <= len(b) {
-		if specialBytes(binary.LittleEndian.Uint64(b[i:])) != 0 {
+	for i+8 <= n {
+		if specialBytes(*(*uint64)(unsafe.Add(p, i))) != 0 {
 			return i
 		}
 		i += 8
@@ -606,15 +610,21 @@ func equalString(a []byte, s string) bool {
 // compiles to) compares them one by one, and the literal keys, topics, source ids and timestamps
 // an envelope's messages are matched against are ~190 bytes a message, ~20% of the decoder's time
 // in wasm before. The loads are unsafe so that they need no bounds checks, which in wasm cost
-// more than the comparison; the callers pass the lengths of the two slices or strings.
+// more than the comparison; the callers pass the lengths of the two slices or strings. From 8
+// bytes, the bytes after the last whole word are compared as one word that ends at the last byte
+// (overlapping bytes already compared) rather than one by one: the literal keys leave 1 to 7
+// bytes after their words, and the byte loop's turns were a good part of matching them. (Small
+// enough to be inlined: a call in wasm costs about as much as the comparison.)
 func equalAt(a, b unsafe.Pointer, n int) bool {
-	i := 0
-	for ; i+8 <= n; i += 8 {
-		if *(*uint64)(unsafe.Add(a, i)) != *(*uint64)(unsafe.Add(b, i)) {
-			return false
+	if n >= 8 {
+		for i := 0; i+8 < n; i += 8 {
+			if *(*uint64)(unsafe.Add(a, i)) != *(*uint64)(unsafe.Add(b, i)) {
+				return false
+			}
 		}
+		return *(*uint64)(unsafe.Add(a, n-8)) == *(*uint64)(unsafe.Add(b, n-8))
 	}
-	for ; i < n; i++ {
+	for i := 0; i < n; i++ {
 		if *(*byte)(unsafe.Add(a, i)) != *(*byte)(unsafe.Add(b, i)) {
 			return false
 		}

@@ -490,6 +490,36 @@ func FuzzPlainRun(f *testing.F) {
 	})
 }
 
+// TestEqualAt checks the word-at-a-time comparison at every length up to three words and every
+// position of a difference: the whole words, the word that overlaps them at the end, the bytes
+// of a short one.
+func TestEqualAt(t *testing.T) {
+	for n := range 25 {
+		a := []byte(strings.Repeat("abcdefghij", 3)[:n])
+		for diff := -1; diff < n; diff++ {
+			b := bytes.Clone(a)
+			if diff >= 0 {
+				b[diff] ^= 0x20
+			}
+			if got := equalBytes(a, b); got != (diff < 0) {
+				t.Fatalf("equalBytes(%q, %q) = %v", a, b, got)
+			}
+		}
+	}
+}
+
+// FuzzEqualAt checks equalAt against bytes.Equal.
+func FuzzEqualAt(f *testing.F) {
+	f.Add([]byte("abcdefghijk"), []byte("abcdefghijK"))
+	f.Add([]byte(`,"seq":`), []byte(`,"seq":`))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		n := min(len(a), len(b))
+		if got, want := equalBytes(a[:n], b[:n]), bytes.Equal(a[:n], b[:n]); got != want {
+			t.Fatalf("equalBytes(%q, %q) = %v, want %v", a[:n], b[:n], got, want)
+		}
+	})
+}
+
 // TestHostMessage checks the literal match of the host's message shape: it
 // takes the host's own messages, gives what the general walk gives, and
 // leaves every other shape to it with the scanner where it was.
