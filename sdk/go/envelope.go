@@ -654,21 +654,17 @@ func equalString(a []byte, s string) bool {
 // compiles to) compares them one by one, and the literal keys, topics, source ids and timestamps
 // an envelope's messages are matched against are ~190 bytes a message, ~20% of the decoder's time
 // in wasm before. The loads are unsafe so that they need no bounds checks, which in wasm cost
-// more than the comparison; the callers pass the lengths of the two slices or strings. From 8
-// bytes, the bytes after the last whole word are compared as one word that ends at the last byte
-// (overlapping bytes already compared) rather than one by one: the literal keys leave 1 to 7
-// bytes after their words, and the byte loop's turns were a good part of matching them. (Small
-// enough to be inlined: a call in wasm costs about as much as the comparison.)
+// more than the comparison; the callers pass the lengths of the two slices or strings. It is
+// small enough to be inlined into literal and literalBytes, and they into their callers: a call
+// in wasm costs about as much as the comparison.
 func equalAt(a, b unsafe.Pointer, n int) bool {
-	if n >= 8 {
-		for i := 0; i+8 < n; i += 8 {
-			if *(*uint64)(unsafe.Add(a, i)) != *(*uint64)(unsafe.Add(b, i)) {
-				return false
-			}
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		if *(*uint64)(unsafe.Add(a, i)) != *(*uint64)(unsafe.Add(b, i)) {
+			return false
 		}
-		return *(*uint64)(unsafe.Add(a, n-8)) == *(*uint64)(unsafe.Add(b, n-8))
 	}
-	for i := 0; i < n; i++ {
+	for ; i < n; i++ {
 		if *(*byte)(unsafe.Add(a, i)) != *(*byte)(unsafe.Add(b, i)) {
 			return false
 		}
