@@ -128,6 +128,35 @@ func TestCheckPublishRepeatedTopic(t *testing.T) {
 	}
 }
 
+// TestCheckPublishAllocs: a publish to the topic the Guard let through last allocates nothing
+// (the shim and the host check every message with it); a new topic allocates its record.
+func TestCheckPublishAllocs(t *testing.T) {
+	now := time.Unix(0, 0)
+	g := testGuard(1<<30, &now)
+	payload := []byte(`{"a":1}`)
+	for _, tc := range []struct {
+		name   string
+		topics []string
+		want   float64
+	}{
+		{"repeated", []string{"test.v1.x"}, 0},
+		{"alternating", []string{"test.v1.x", "test.v1.y"}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			i := 0
+			got := testing.AllocsPerRun(100, func() {
+				if _, err := g.CheckPublishShapeAt(tc.topics[i%len(tc.topics)], payload, now); err != nil {
+					t.Fatal(err)
+				}
+				i++
+			})
+			if got != tc.want {
+				t.Fatalf("%v allocations per publish; want %v", got, tc.want)
+			}
+		})
+	}
+}
+
 func TestCheckPublishQuota(t *testing.T) {
 	now := time.Unix(0, 0)
 	g := testGuard(10, &now)

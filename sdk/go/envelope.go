@@ -1,7 +1,6 @@
 package astrid
 
 import (
-	"encoding/binary"
 	"encoding/json"
 	"slices"
 	"time"
@@ -42,6 +41,8 @@ type envScanner struct {
 	// time.Date) costs more in wasm than the comparison.
 	stampText []byte
 	stamp     time.Time
+
+	tmpl msgTemplate // see hostMessage
 }
 
 // decodeEnvelopeFast decodes the envelope in b, or returns false if
@@ -289,22 +290,55 @@ func (s *envScanner) message(m *Message) bool {
 // which costs the guest about half of its decoding in wasm. For such a
 // message it gives what message gives. For anything else it reports false
 // with the scanner back where it was, and message decides.
+//
+// A message whose bytes other than its payload and seq are those of the
+// last message read in full here (s.tmpl: one publisher's batch shares its
+// topic, source id, timestamp and principal) is matched against them in
+// three comparisons, and has that message's topic, source id, timestamp and
+// principal: the same bytes in the same place decode to the same values.
+// That saves each field's own call and scan, which in wasm cost more than
+// the comparisons.
 func (s *envScanner) hostMessage(m *Message) bool {
 	start := s.i
+	if t := &s.tmpl; t.head != nil && s.literalBytes(t.head) && s.payload(&m.Payload) &&
+		s.literalBytes(t.mid) && s.uint(&m.Seq) && s.literalBytes(t.tail) {
+		m.Topic, m.SourceID, m.Timestamp, m.Principal = t.topic, t.source, t.stamp, t.principal
+		return true
+	}
+	s.i = start
+	var p0, p1, q0, q1 int // where the payload and seq start and end
 	ok := s.literal(`{"topic":`) && s.peek() == '"' && s.string(&m.Topic, &s.topic) &&
-		s.literal(`,"payload":`) && s.payload(&m.Payload) &&
+		s.literal(`,"payload":`) && s.mark(&p0) && s.payload(&m.Payload) && s.mark(&p1) &&
 		s.literal(`,"signature":null,"source_id":`) && s.peek() == '"' && s.string(&m.SourceID, &s.source) &&
 		s.literal(`,"timestamp":`) && s.timestamp(&m.Timestamp) &&
-		s.literal(`,"seq":`) && s.uint(&m.Seq)
+		s.literal(`,"seq":`) && s.mark(&q0) && s.uint(&m.Seq) && s.mark(&q1)
 	if ok && s.literal(`,"principal":`) {
 		ok = s.peek() == '"' && s.string(&m.Principal, &s.principal)
 	}
 	if ok && s.literal("}") {
+		s.tmpl = msgTemplate{head: s.b[start:p0], mid: s.b[p1:q0], tail: s.b[q1:s.i],
+			topic: m.Topic, source: m.SourceID, stamp: m.Timestamp, principal: m.Principal}
 		return true
 	}
 	s.i = start
 	*m = Message{}
 	return false
+}
+
+// msgTemplate is the last message hostMessage read in full: its bytes before
+// its payload (from its '{'), between its payload and its seq, and after its
+// seq (to its '}'), views of the input, and what they gave.
+type msgTemplate struct {
+	head, mid, tail          []byte
+	topic, source, principal string
+	stamp                    time.Time
+}
+
+// mark records the scanner's offset in *at; it reports true, to sit in a
+// chain of matches.
+func (s *envScanner) mark(at *int) bool {
+	*at = s.i
+	return true
 }
 
 // payload reads a message's payload, keeping it raw. The host's custom form
@@ -503,16 +537,21 @@ func (s *envScanner) str() (start, end int, escaped, ok bool) {
 // mostly long plain strings, and a byte loop costs the guest several times
 // more in wasm.
 func plainRun(b []byte, i int) int {
-	// Two words a turn while 16 bytes are left (the payloads' long runs): half the loop's
-	// branches and bounds checks, which in wasm cost as much as the test.
-	for i+16 <= len(b) {
-		if (specialBytes(binary.LittleEndian.Uint64(b[i:])) | specialBytes(binary.LittleEndian.Uint64(b[i+8:]))) != 0 {
+	// The words are loaded unsafely, as equalAt's are: the loop conditions keep them inside b,
+	// and in wasm the bounds checks of b[i:] cost as much as the test. Four words a turn while 32
+	// bytes are left (the payloads' long runs), then two, then one: half the loop's branches
+	// again, which in wasm cost as much as the test.
+	p := unsafe.Pointer(unsafe.SliceData(b))
+	n := len(b)
+	for i+32 <= n {
+		if (specialBytes(*(*uint64)(unsafe.Add(p, i))) | specialBytes(*(*uint64)(unsafe.Add(p, i+8))) |
+			specialBytes(*(*uint64)(unsafe.Add(p, i+16))) | specialBytes(*(*uint64)(unsafe.Add(p, i+24)))) != 0 {
 			break
 		}
-		i += 16
+		i += 32
 	}
-	for i+8 <= len(b) {
-		if specialBytes(binary.LittleEndian.Uint64(b[i:])) != 0 {
+	for i+8 <= n {
+		if specialBytes(*(*uint64)(unsafe.Add(p, i))) != 0 {
 			return i
 		}
 		i += 8
@@ -592,6 +631,15 @@ func (s *envScanner) literal(lit string) bool {
 	return true
 }
 
+// literalBytes consumes lit, as literal does.
+func (s *envScanner) literalBytes(lit []byte) bool {
+	if len(s.b)-s.i < len(lit) || !equalAt(unsafe.Add(unsafe.Pointer(unsafe.SliceData(s.b)), s.i), unsafe.Pointer(unsafe.SliceData(lit)), len(lit)) {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
 // equalBytes reports whether a and b hold the same bytes.
 func equalBytes(a, b []byte) bool {
 	return len(a) == len(b) && equalAt(unsafe.Pointer(unsafe.SliceData(a)), unsafe.Pointer(unsafe.SliceData(b)), len(a))
@@ -606,7 +654,9 @@ func equalString(a []byte, s string) bool {
 // compiles to) compares them one by one, and the literal keys, topics, source ids and timestamps
 // an envelope's messages are matched against are ~190 bytes a message, ~20% of the decoder's time
 // in wasm before. The loads are unsafe so that they need no bounds checks, which in wasm cost
-// more than the comparison; the callers pass the lengths of the two slices or strings.
+// more than the comparison; the callers pass the lengths of the two slices or strings. It is
+// small enough to be inlined into literal and literalBytes, and they into their callers: a call
+// in wasm costs about as much as the comparison.
 func equalAt(a, b unsafe.Pointer, n int) bool {
 	i := 0
 	for ; i+8 <= n; i += 8 {

@@ -228,6 +228,62 @@ func TestDecodeEnvelopeFastSeqDigits(t *testing.T) {
 	}
 }
 
+// hostMsg writes one message as the host does (bus.Message's JSON), with principal left out
+// when empty.
+func hostMsg(topic, payload, source, stamp string, seq int, principal string) string {
+	m := `{"topic":"` + topic + `","payload":` + payload + `,"signature":null,"source_id":"` + source +
+		`","timestamp":"` + stamp + `","seq":` + fmt.Sprint(seq)
+	if principal != "" {
+		m += `,"principal":"` + principal + `"`
+	}
+	return m + "}"
+}
+
+// TestHostMessageTemplate: a message read against the previous one's bytes (hostMessage's
+// template) gives what json.Unmarshal gives, whichever of its parts differs from the message
+// before it, and for every message after it.
+func TestHostMessageTemplate(t *testing.T) {
+	const src, stamp, custom = "6f1c1e0a-9a6b-4f43-9d0e-2b7f7c1d2e3f", "2026-03-25T10:00:00.5Z", `{"type":"custom","data":"xy"}`
+	first := hostMsg("a.b", custom, src, stamp, 7, "default")
+	for _, c := range []struct{ name, next string }{
+		{"same", hostMsg("a.b", custom, src, stamp, 8, "default")},
+		{"topic", hostMsg("a.c", custom, src, stamp, 8, "default")},
+		{"escaped topic", hostMsg(`a.b`, custom, src, stamp, 8, "default")},
+		{"payload", hostMsg("a.b", `{"type":"custom","data":{"k":[1,2]}}`, src, stamp, 8, "default")},
+		{"other payload", hostMsg("a.b", `{"type":"text","text":"hi"}`, src, stamp, 8, "default")},
+		{"null payload", hostMsg("a.b", `null`, src, stamp, 8, "default")},
+		{"source", hostMsg("a.b", custom, "00000000-0000-0000-0000-000000000000", stamp, 8, "default")},
+		{"timestamp", hostMsg("a.b", custom, src, "2026-03-25T10:00:01.5Z", 8, "default")},
+		{"seq length", hostMsg("a.b", custom, src, stamp, 123456789, "default")},
+		{"seq leading zero", strings.Replace(hostMsg("a.b", custom, src, stamp, 8, "default"), `"seq":8`, `"seq":08`, 1)},
+		{"seq fraction", strings.Replace(hostMsg("a.b", custom, src, stamp, 8, "default"), `"seq":8`, `"seq":8.5`, 1)},
+		{"no principal", hostMsg("a.b", custom, src, stamp, 8, "")},
+		{"principal", hostMsg("a.b", custom, src, stamp, 8, "other")},
+		{"extra key", strings.Replace(hostMsg("a.b", custom, src, stamp, 8, "default"), `}`, `,"x":1}`, 1)},
+		{"whitespace", strings.Replace(hostMsg("a.b", custom, src, stamp, 8, "default"), `,"seq"`, ` ,"seq"`, 1)},
+		{"truncated", hostMsg("a.b", custom, src, stamp, 8, "default")[:40]},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for _, b := range []string{
+				`{"messages":[` + first + `,` + c.next + `]}`,
+				`{"messages":[` + first + `,` + c.next + `,` + first + `,` + c.next + `],"lagged":3}`,
+				`{"messages":[` + first + `,` + first + `,` + c.next + `,` + c.next + `]}`,
+			} {
+				var want Envelope
+				if err := json.Unmarshal([]byte(b), &want); err != nil {
+					if env, ok := decodeEnvelopeFast([]byte(b)); ok {
+						t.Fatalf("fast path decoded %q (%+v), which json.Unmarshal rejects: %v", b, env, err)
+					}
+					continue
+				}
+				if !checkSameAsJSON(t, []byte(b)) && c.name != "null payload" && c.name != "extra key" && c.name != "whitespace" {
+					t.Fatalf("fast path gave up on %q", b)
+				}
+			}
+		})
+	}
+}
+
 func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"messages":[{"topic":"a\"b","source_id":"s","timestamp":"2026-03-25T10:00:00Z"},` +
 		`{"topic":"a","source_id":"s","timestamp":"2026-03-25T10:00:00Z","seq":1}]}`))
@@ -235,6 +291,11 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"messages":[],"dropped":0,"lagged":0}`))
 	f.Add([]byte(`{"messages":[{"topic":"a\u00e9\ud83d\ude00","payload":{"s":"}\"{","a":[1,2.5e3,null]},"seq":18446744073709551615}]}`))
 	f.Add([]byte(`{"x":[{"y":"z"}],"messages":[{"Topic":"x","extra":true,"timestamp":"2026-01-02T03:04:05.5+01:00"}]}`))
+	// Host-shaped messages, read against the one before (hostMessage's template).
+	m1 := hostMsg("a.b", `{"type":"custom","data":"xy"}`, "s-1", "2026-03-25T10:00:00.5Z", 7, "default")
+	m2 := hostMsg("a.b", `{"type":"custom","data":[1]}`, "s-1", "2026-03-25T10:00:00.5Z", 18, "default")
+	m3 := hostMsg("a.b", `{"type":"custom","data":"xy"}`, "s-1", "2026-03-25T10:00:00.5Z", 9, "")
+	f.Add([]byte(`{"messages":[` + m1 + `,` + m2 + `,` + m3 + `,` + m1 + `]}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkSameAsJSON(t, b)
 	})
@@ -486,6 +547,36 @@ func FuzzPlainRun(f *testing.F) {
 			if !stop {
 				t.Fatalf("plainRun(%q, %d) = %d stops at a plain word", b, i, r)
 			}
+		}
+	})
+}
+
+// TestEqualAt checks the word-at-a-time comparison at every length up to three words and every
+// position of a difference: the whole words, the word that overlaps them at the end, the bytes
+// of a short one.
+func TestEqualAt(t *testing.T) {
+	for n := range 25 {
+		a := []byte(strings.Repeat("abcdefghij", 3)[:n])
+		for diff := -1; diff < n; diff++ {
+			b := bytes.Clone(a)
+			if diff >= 0 {
+				b[diff] ^= 0x20
+			}
+			if got := equalBytes(a, b); got != (diff < 0) {
+				t.Fatalf("equalBytes(%q, %q) = %v", a, b, got)
+			}
+		}
+	}
+}
+
+// FuzzEqualAt checks equalAt against bytes.Equal.
+func FuzzEqualAt(f *testing.F) {
+	f.Add([]byte("abcdefghijk"), []byte("abcdefghijK"))
+	f.Add([]byte(`,"seq":`), []byte(`,"seq":`))
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		n := min(len(a), len(b))
+		if got, want := equalBytes(a[:n], b[:n]), bytes.Equal(a[:n], b[:n]); got != want {
+			t.Fatalf("equalBytes(%q, %q) = %v, want %v", a[:n], b[:n], got, want)
 		}
 	})
 }

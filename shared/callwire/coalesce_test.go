@@ -191,6 +191,38 @@ func TestTakeAndGiveBody(t *testing.T) {
 	}
 }
 
+// TestGiveBodyViewKeepsBuffer: a taken body given back as the result inside it (resultOnly's view,
+// what the shim recycles) is kept whole, and a new buffer has room for a somewhat larger frame:
+// a stream of results, each a little larger than the last or smaller, is read into one buffer.
+// Before, the view's capacity, a few bytes short of the buffer's, was kept, and each result as
+// large as the one before got a new buffer.
+func TestGiveBodyViewKeepsBuffer(t *testing.T) {
+	a, b := pair(t)
+	var first []byte
+	const m = takeResultBytes + 64
+	for i, n := range []int{m, m, m + 3, m + 100, m - 7, m + 4096} {
+		written := make(chan error, 1)
+		go func() {
+			written <- a.WriteBytesFieldFrame(HostResult, 1, fieldHostCallResult, bytes.Repeat([]byte{byte('a' + i)}, n))
+		}()
+		_, _, body, err := b.ReadFrame(MaxShimFrameBytes)
+		if werr := <-written; err != nil || werr != nil {
+			t.Fatal(err, werr)
+		}
+		resp := resultOnly(body)
+		if resp == nil || len(resp.Result) != n || resp.Result[n-1] != byte('a'+i) {
+			t.Fatalf("frame %d: the result of %d bytes did not come whole", i, n)
+		}
+		if i == 0 {
+			first = body
+		} else if &body[0] != &first[0] {
+			t.Fatalf("frame %d (%d bytes) was read into a new buffer", i, n)
+		}
+		b.TakeBody()
+		b.GiveBody(resp.Result)
+	}
+}
+
 // TestDeferredFramesBounded: a Conn holds back at most maxDeferredFrames frames. A hostile shim
 // that keeps the host's read buffer from emptying (batch after batch, each followed by a host
 // call) would otherwise grow the host's deferred answers without end; past the bound they are

@@ -150,9 +150,11 @@ type Conn struct {
 	rbuf     []byte
 
 	// spare is a body TakeBody took and GiveBody gave back, for the next frame that needs a
-	// buffer.
+	// buffer; taken is the whole buffer of the body TakeBody took last, so that GiveBody, handed
+	// a view of it (a result inside the body), keeps all of it.
 	spareMu sync.Mutex
 	spare   []byte
+	taken   []byte
 
 	waiter *waiter         // nil if nc is no socket with a descriptor
 	raw    syscall.RawConn // likewise (WriteBytesFieldFrameNoWait)
@@ -437,19 +439,35 @@ func (c *Conn) ReadFrame(limit int) (kind Kind, id uint64, body []byte, err erro
 // reads into a buffer of its own rather than over it. For a large body handed on as it is
 // (a host call's result) instead of copied; GiveBody hands it back once used.
 func (c *Conn) TakeBody() {
+	c.spareMu.Lock()
+	c.taken = c.rbuf
+	c.spareMu.Unlock()
 	c.rbuf = nil
 }
 
 // GiveBody hands back a body TakeBody took, once nothing refers to it any more: a later frame
 // that needs a buffer reads into it rather than into a new one (which the runtime would clear
 // and collect). Any goroutine may call it; a body larger than the buffers a Conn keeps is let go.
+//
+// b may be a view of the body (what follows a field's tag and length): the whole buffer is kept,
+// not the view's shorter capacity, which the next frame of the same size would not fit.
 func (c *Conn) GiveBody(b []byte) {
 	if cap(b) == 0 || cap(b) > keepBuffer {
 		return
 	}
 	c.spareMu.Lock()
+	if sameBuffer(b, c.taken) {
+		b = c.taken
+	}
+	c.taken = nil
 	c.spare = b[:0]
 	c.spareMu.Unlock()
+}
+
+// sameBuffer reports whether b and whole end at the same byte of the same array: b is a view of
+// whole's buffer (a slice of it that reaches to its capacity).
+func sameBuffer(b, whole []byte) bool {
+	return cap(b) > 0 && cap(whole) >= cap(b) && &b[:cap(b)][cap(b)-1] == &whole[:cap(whole)][cap(whole)-1]
 }
 
 // readBuffer returns a buffer of n bytes for a body: the read buffer, else the spare GiveBody
@@ -467,7 +485,10 @@ func (c *Conn) readBuffer(n int) []byte {
 	if cap(spare) >= n {
 		return spare[:n]
 	}
-	return make([]byte, n)
+	// An eighth more than this frame, within what a Conn keeps: the next frame of about the same
+	// size (a stream of envelopes of a few hundred messages each) fits it, rather than each one a
+	// few bytes larger than the last getting a new buffer, which the runtime clears.
+	return make([]byte, n, max(n, min(n+n/8, keepBuffer)))
 }
 
 // errInterrupted is what ReadFrameContext returns (wrapped with the context's error) when ctx
