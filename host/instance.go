@@ -290,14 +290,15 @@ var ErrUnresponsive = errors.New("the shim did not answer the health check in ti
 
 // Health asks the shim whether it is alive and its Store usable, within ctx's deadline: nil when
 // it is idle and well, ErrBusy (wrapped) when a call is running, ErrUnresponsive (wrapped) when
-// it did not answer in time, another error when the shim is gone.
+// it did not answer in time, another error when the shim is gone. It is a ping on the shim's
+// call connection (callwire.HostEnd.Ping), which an idle shim answers without allocating.
 func (i *Instance) Health(ctx context.Context) error {
-	if i.proc == nil || i.proc.shim == nil {
+	if i.proc == nil || i.proc.calls == nil {
 		return &CallError{Capsule: i.ID(), Export: "health", Reason: "no shim is running"}
 	}
-	resp, err := i.proc.shim.Health(ctx, &pb.HealthRequest{})
+	h, err := i.proc.calls.Ping(ctx)
 	switch code := status.Code(err); {
-	case err == nil && resp.Busy:
+	case err == nil && h.Busy:
 		return fmt.Errorf("capsule %s: %w", i.ID(), ErrBusy)
 	case err == nil:
 		return nil

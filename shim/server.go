@@ -27,7 +27,7 @@ type Server struct {
 	broker shared.Broker
 
 	// storeLock is held by every RPC that touches the Store. It is a channel so that waiting for it
-	// respects the caller's deadline (Health relies on that to detect a wedged Store).
+	// respects the caller's deadline (pongLater relies on that).
 	storeLock chan struct{}
 	// Guarded by storeLock.
 	module *wasmtime.Module
@@ -53,7 +53,7 @@ type Server struct {
 	callCount atomic.Uint64
 	inCall    atomic.Bool // a guest call holds the Store
 
-	idle idleMemory // hands an idle shim's garbage back to the system (Health)
+	idle idleMemory // hands an idle shim's garbage back to the system (ping)
 }
 
 // NewServer builds the shim's service; broker dials the host's services (go-plugin's broker protocol).
@@ -66,6 +66,9 @@ func NewServer(log hclog.Logger, engine *Engine, broker shared.Broker, artefacts
 	logs := &logSink{local: log}
 	s.env = &env{logs: logs, stdio: newStdio(logs.add), vars: newVarStore(), calls: calls}
 	s.unloading, s.unload = context.WithCancelCause(context.Background())
+	if calls != nil {
+		calls.HandlePings(s.ping) // before ServeCalls reads
+	}
 	return s
 }
 
@@ -229,6 +232,7 @@ func (s *Server) Invoke(req *pb.InvokeRequest, reply func(*pb.InvokeResponse)) {
 func (s *Server) invokeLocked(req *pb.InvokeRequest) *pb.InvokeResponse {
 	s.inCall.Store(true)
 	defer s.inCall.Store(false)
+	s.idle.calling()
 	if s.closing.Load() {
 		return &pb.InvokeResponse{Error: cancelled}
 	}
@@ -270,20 +274,49 @@ func (s *Server) invokeLocked(req *pb.InvokeRequest) *pb.InvokeResponse {
 	return &pb.InvokeResponse{Output: out, Error: gerr}
 }
 
-// Health answers at once with busy while a guest call holds the Store (the call's deadline
-// watches the guest); otherwise it answers once it holds the Store, proving the Store is not
-// wedged outside a guest call.
-func (s *Server) Health(ctx context.Context, _ *pb.HealthRequest) (*pb.HealthResponse, error) {
+// ping answers the host's health check, a Ping frame on the call connection, on the goroutine
+// that read it, without waiting and without allocating (see idleMemory): at once with busy
+// while a guest call holds the Store (the call's deadline watches the guest); otherwise once it
+// holds the Store, proving the Store is not wedged outside a guest call. When the Store is held
+// outside a guest call (a call about to start or just answered, a shutdown), a goroutine of its
+// own waits for it (pongLater), as long as the host's check may wait.
+func (s *Server) ping(id uint64) (callwire.Health, bool) {
 	if s.inCall.Load() {
-		return &pb.HealthResponse{Loaded: true, Calls: s.callCount.Load(), Busy: true}, nil
+		return callwire.Health{Loaded: true, Calls: s.callCount.Load(), Busy: true}, true
+	}
+	select {
+	case s.storeLock <- struct{}{}:
+	default:
+		go s.pongLater(id)
+		return callwire.Health{}, false
+	}
+	h := callwire.Health{Loaded: s.module != nil, Calls: s.callCount.Load()}
+	s.unlock()
+	s.idle.check(h.Calls)
+	return h, true
+}
+
+// pongWait is how long pongLater waits for the Store: longer than the host's check waits for
+// the answer (host.Config.HealthTimeout, 2 s by default), after which the host has given up.
+const pongWait = time.Minute
+
+// pongLater answers the Ping id once it holds the Store, unless the capsule unloads or pongWait
+// passes first (the host has then stopped waiting: a Store held that long outside a guest call
+// is wedged, and the host stops the shim).
+func (s *Server) pongLater(id uint64) {
+	ctx, cancel := context.WithTimeout(s.unloading, pongWait)
+	defer cancel()
+	if s.inCall.Load() {
+		_ = s.calls.Pong(id, callwire.Health{Loaded: true, Calls: s.callCount.Load(), Busy: true})
+		return
 	}
 	if err := s.lock(ctx); err != nil {
-		return nil, err
+		return
 	}
-	resp := &pb.HealthResponse{Loaded: s.module != nil, Calls: s.callCount.Load()}
+	h := callwire.Health{Loaded: s.module != nil, Calls: s.callCount.Load()}
 	s.unlock()
-	s.idle.check(resp.Calls)
-	return resp, nil
+	s.idle.check(h.Calls)
+	_ = s.calls.Pong(id, h)
 }
 
 // Shutdown interrupts a running call, drops the Store and flushes the logs. go-plugin's own

@@ -43,6 +43,7 @@ type HostEnd struct {
 	quick func(*pb.HostCallRequest) bool
 
 	calls requests[*pb.InvokeResponse]
+	pings requests[Health]
 	turn  *readTurn
 
 	// Set by Serve before it reads.
@@ -166,6 +167,7 @@ func (e *HostEnd) end(err error) {
 	if e.turn.end(err) {
 		e.cancelAll()
 		e.calls.end(err)
+		e.pings.end(err)
 		e.c.Close()
 	}
 }
@@ -231,6 +233,10 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(arm func()
 			break
 		}
 		_ = e.c.WriteFrame(Published, id, statusOf(err).Proto())
+	case Pong:
+		if err := e.handlePong(id, body); err != nil {
+			return nil, false, false, err
+		}
 	case Cancel:
 		// The shim has stopped waiting: the next host call may come before this one's
 		// handler has noticed, so it no longer counts as in progress.

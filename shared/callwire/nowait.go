@@ -46,7 +46,7 @@ func (c *Conn) WriteBytesFieldFrameNoWait(kind Kind, id uint64, field protowire.
 		return
 	}
 	go func() {
-		err := sysWrite(c.raw, rest)
+		err := c.w.writeAll(rest)
 		c.wroteLocked(bufs, head)
 		c.wmu.Unlock()
 		if err != nil {
@@ -54,6 +54,11 @@ func (c *Conn) WriteBytesFieldFrameNoWait(kind Kind, id uint64, field protowire.
 		}
 		done(err)
 	}()
+}
+
+// WriteEmptyFrameNoWait is WriteBytesFieldFrameNoWait for a frame without a body (a Ping).
+func (c *Conn) WriteEmptyFrameNoWait(kind Kind, id uint64, done func(error)) {
+	c.WriteBytesFieldFrameNoWait(kind, id, 0, nil, done) // (an empty value writes no field)
 }
 
 // writeNow writes bufs without blocking, as far as the socket takes them, and returns what is

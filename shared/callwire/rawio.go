@@ -21,30 +21,36 @@ import (
 
 // sysReader reads a non-blocking socket with raw read(2) calls, waiting in Go's netpoller when
 // nothing is there (and so honouring the connection's read deadline and its Close).
-type sysReader struct{ rc syscall.RawConn }
+//
+// A Read allocates nothing: the function handed to RawConn.Read escapes (an interface's
+// method), so a closure made per Read would be garbage each time; read is bound once instead,
+// with the read's buffer and result in the reader. An idle shim reads only the host's pings, and
+// a shim that allocates nothing never has garbage to collect (see shim.Server.ping). One
+// goroutine reads at a time (the bufio.Reader above it is not shared either).
+type sysReader struct {
+	rc syscall.RawConn
+	fn func(fd uintptr) bool // read, bound once
 
-func (r sysReader) Read(p []byte) (int, error) {
+	// The Read in progress.
+	p   []byte
+	n   int
+	err error
+}
+
+func newSysReader(rc syscall.RawConn) *sysReader {
+	r := &sysReader{rc: rc}
+	r.fn = r.read
+	return r
+}
+
+func (r *sysReader) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var rerr error
-	err := r.rc.Read(func(fd uintptr) bool {
-		for {
-			m, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait in the netpoller, then try again
-			case 0:
-				n, rerr = int(m), nil
-			default:
-				rerr = os.NewSyscallError("read", e)
-			}
-			return true
-		}
-	})
+	r.p, r.n, r.err = p, 0, nil
+	err := r.rc.Read(r.fn)
+	n, rerr := r.n, r.err
+	r.p, r.err = nil, nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -54,6 +60,24 @@ func (r sysReader) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, nil
+}
+
+// read is the function RawConn.Read calls with the descriptor: one raw read(2) into r.p.
+func (r *sysReader) read(fd uintptr) bool {
+	for {
+		m, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.p[0])), uintptr(len(r.p)))
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait in the netpoller, then try again
+		case 0:
+			r.n, r.err = int(m), nil
+		default:
+			r.err = os.NewSyscallError("read", e)
+		}
+		return true
+	}
 }
 
 // rawWritev writes bufs to fd with one raw writev(2) (no entersyscall; fd is non-blocking):
@@ -99,26 +123,31 @@ func consume(bufs [][]byte, n int) [][]byte {
 	return bufs
 }
 
-// sysWrite writes all of bufs to the socket with raw writev(2) calls, waiting in the netpoller
-// while the socket is full (RawConn.Write). bufs' slice headers are consumed.
-func sysWrite(rc syscall.RawConn, bufs [][]byte) error {
-	var werr error
-	err := rc.Write(func(fd uintptr) bool {
-		for len(bufs) > 0 {
-			n, e := rawWritev(fd, bufs)
-			switch {
-			case errors.Is(e, unix.EINTR):
-				continue
-			case errors.Is(e, unix.EAGAIN):
-				return false // wait until the socket takes more
-			case e != nil:
-				werr = os.NewSyscallError("writev", e)
-				return true
-			}
-			bufs = consume(bufs, n)
-		}
-		return true
-	})
+// sysWriter writes all of a list of buffers to the socket with raw writev(2) calls, waiting in
+// the netpoller while the socket is full (RawConn.Write). Like sysReader it allocates nothing:
+// write is bound once and the write in progress kept in the writer, so one goroutine writes
+// with it at a time (the Conn's write lock).
+type sysWriter struct {
+	rc syscall.RawConn
+	fn func(fd uintptr) bool // write, bound once
+
+	// The write in progress.
+	bufs [][]byte
+	err  error
+}
+
+func newSysWriter(rc syscall.RawConn) *sysWriter {
+	w := &sysWriter{rc: rc}
+	w.fn = w.write
+	return w
+}
+
+// writeAll writes all of bufs; bufs' slice headers are consumed.
+func (w *sysWriter) writeAll(bufs [][]byte) error {
+	w.bufs, w.err = bufs, nil
+	err := w.rc.Write(w.fn)
+	werr := w.err
+	w.bufs, w.err = nil, nil
 	if err != nil {
 		return err
 	}
@@ -126,4 +155,22 @@ func sysWrite(rc syscall.RawConn, bufs [][]byte) error {
 		return fmt.Errorf("write: %w", werr)
 	}
 	return nil
+}
+
+// write is the function RawConn.Write calls with the descriptor.
+func (w *sysWriter) write(fd uintptr) bool {
+	for len(w.bufs) > 0 {
+		n, e := rawWritev(fd, w.bufs)
+		switch {
+		case errors.Is(e, unix.EINTR):
+			continue
+		case errors.Is(e, unix.EAGAIN):
+			return false // wait until the socket takes more
+		case e != nil:
+			w.err = os.NewSyscallError("writev", e)
+			return true
+		}
+		w.bufs = consume(w.bufs, n)
+	}
+	return true
 }

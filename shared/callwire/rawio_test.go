@@ -32,7 +32,7 @@ func TestSysWriteWholeWhenFull(t *testing.T) {
 				want = append(want, p...)
 			}
 			errc := make(chan error, 1)
-			go func() { errc <- sysWrite(a.raw, bufs) }()
+			go func() { errc <- a.w.writeAll(bufs) }()
 			got := make([]byte, len(want))
 			if _, err := io.ReadFull(b.r, got); err != nil {
 				t.Fatal(err)

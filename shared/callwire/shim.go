@@ -49,6 +49,11 @@ type ShimEnd struct {
 	// invoke runs the calls; set by Serve before served is closed.
 	invoke InvokeFunc
 	served chan struct{}
+
+	// ping answers the host's pings (HandlePings); pong is the buffer each Pong is built in.
+	ping   PingFunc
+	pongMu sync.Mutex
+	pong   [HeaderBytes + maxPongBytes]byte
 }
 
 type callFrame struct {
@@ -326,6 +331,10 @@ func (e *ShimEnd) handle(kind Kind, id uint64, body []byte, call func(callFrame)
 			return false, fmt.Errorf("a published frame for publish %d, which this shim never sent", id)
 		}
 		acks.Published(id, status.FromProto(st).Err())
+	case Ping:
+		if err := e.handlePing(id, body); err != nil {
+			return false, err
+		}
 	default:
 		return false, fmt.Errorf("a %s frame, which only the shim sends", kind)
 	}

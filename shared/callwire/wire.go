@@ -5,8 +5,9 @@
 // The connection is a unix socket pair the host creates when it starts the shim: the shim
 // inherits its end (EnvShimCallsFD), so no path exists that another process could dial, and the
 // host's end belongs to exactly one shim process, hence to the instance that process runs.
-// go-plugin still starts, supervises and connects the shim; everything else (Load, Health,
-// Shutdown, logs, IPC, processes) stays on gRPC.
+// The host's health checks go on it too (Ping, Pong: an idle shim answers them without
+// allocating). go-plugin still starts, supervises and connects the shim; everything else (Load,
+// Shutdown, logs, processes) stays on gRPC.
 //
 // A frame is a 16-byte header, little-endian — the body's length (u32), the kind (u8), three zero
 // bytes and the request id (u64) — followed by the body, a protobuf message of shared/pb whose
@@ -34,8 +35,8 @@ import (
 // Kind says what a frame carries.
 type Kind uint8
 
-// The frame kinds. Call, HostResult, HostError and Published go from the host to the shim; the
-// others from the shim to the host.
+// The frame kinds. Call, HostResult, HostError, Published and Ping go from the host to the shim;
+// the others from the shim to the host.
 const (
 	// Call is an export call: pb.InvokeRequest. The host sends at most one at a time.
 	Call Kind = 1
@@ -62,6 +63,11 @@ const (
 	// host took every publication of the batch, otherwise why not (those before the refused one
 	// were published).
 	Published Kind = 8
+	// Ping is the host's health check (host → shim): no body. The shim answers with the Pong of
+	// the same id (see ping.go).
+	Ping Kind = 9
+	// Pong answers the Ping of the same id: pb.HealthResponse, at most maxPongBytes.
+	Pong Kind = 10
 )
 
 // MaxPublishesInFlight is the most Publish frames a shim sends without their answers; past it,
@@ -87,6 +93,10 @@ func (k Kind) String() string {
 		return "publish"
 	case Published:
 		return "published"
+	case Ping:
+		return "ping"
+	case Pong:
+		return "pong"
 	}
 	return fmt.Sprintf("kind %d", uint8(k))
 }
@@ -158,6 +168,7 @@ type Conn struct {
 
 	waiter *waiter         // nil if nc is no socket with a descriptor
 	raw    syscall.RawConn // likewise (WriteBytesFieldFrameNoWait)
+	w      *sysWriter      // raw's writer (nil without raw); used with wmu held
 }
 
 // NewConn wraps nc.
@@ -165,7 +176,8 @@ func NewConn(nc net.Conn) *Conn {
 	c := &Conn{nc: nc, waiter: newWaiter(nc), raw: rawConn(nc)}
 	var r io.Reader = nc
 	if c.raw != nil {
-		r = sysReader{c.raw} // (see rawio.go)
+		r = newSysReader(c.raw) // (see rawio.go)
+		c.w = newSysWriter(c.raw)
 	}
 	c.r = bufio.NewReaderSize(r, 64<<10)
 	return c
@@ -362,7 +374,7 @@ func (c *Conn) writeLocked(frames ...[]byte) error {
 	var err error
 	switch {
 	case c.raw != nil:
-		err = sysWrite(c.raw, bufs)
+		err = c.w.writeAll(bufs)
 	case len(bufs) == 1:
 		_, err = c.nc.Write(bufs[0])
 	default:

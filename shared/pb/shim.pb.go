@@ -401,7 +401,7 @@ func (x LogEntry_Level) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogEntry_Level.Descriptor instead.
 func (LogEntry_Level) EnumDescriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{13, 0}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{12, 0}
 }
 
 type InfoRequest struct {
@@ -990,42 +990,8 @@ func (x *GuestError) GetStderr() string {
 	return ""
 }
 
-type HealthRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *HealthRequest) Reset() {
-	*x = HealthRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[8]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *HealthRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*HealthRequest) ProtoMessage() {}
-
-func (x *HealthRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[8]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use HealthRequest.ProtoReflect.Descriptor instead.
-func (*HealthRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{8}
-}
-
+// HealthResponse is the body of a Pong frame on the call connection (shared/callwire): the shim's
+// answer to the host's health check, sent once the shim holds its Store (at once when busy).
 type HealthResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Loaded bool                   `protobuf:"varint,1,opt,name=loaded,proto3" json:"loaded,omitempty"`
@@ -1040,7 +1006,7 @@ type HealthResponse struct {
 
 func (x *HealthResponse) Reset() {
 	*x = HealthResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[9]
+	mi := &file_shared_pb_shim_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1052,7 +1018,7 @@ func (x *HealthResponse) String() string {
 func (*HealthResponse) ProtoMessage() {}
 
 func (x *HealthResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[9]
+	mi := &file_shared_pb_shim_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1065,7 +1031,7 @@ func (x *HealthResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthResponse.ProtoReflect.Descriptor instead.
 func (*HealthResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{9}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HealthResponse) GetLoaded() bool {
@@ -1097,7 +1063,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[10]
+	mi := &file_shared_pb_shim_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1075,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[10]
+	mi := &file_shared_pb_shim_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1088,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{10}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{9}
 }
 
 type ShutdownResponse struct {
@@ -1133,7 +1099,7 @@ type ShutdownResponse struct {
 
 func (x *ShutdownResponse) Reset() {
 	*x = ShutdownResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[11]
+	mi := &file_shared_pb_shim_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1111,7 @@ func (x *ShutdownResponse) String() string {
 func (*ShutdownResponse) ProtoMessage() {}
 
 func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[11]
+	mi := &file_shared_pb_shim_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1124,7 @@ func (x *ShutdownResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownResponse.ProtoReflect.Descriptor instead.
 func (*ShutdownResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{11}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{10}
 }
 
 type LogRequest struct {
@@ -1170,7 +1136,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[12]
+	mi := &file_shared_pb_shim_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1148,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[12]
+	mi := &file_shared_pb_shim_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1161,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{12}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LogRequest) GetEntries() []*LogEntry {
@@ -1217,7 +1183,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_shared_pb_shim_proto_msgTypes[13]
+	mi := &file_shared_pb_shim_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1229,7 +1195,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[13]
+	mi := &file_shared_pb_shim_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1242,7 +1208,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{13}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LogEntry) GetLevel() LogEntry_Level {
@@ -1274,7 +1240,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[14]
+	mi := &file_shared_pb_shim_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1252,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[14]
+	mi := &file_shared_pb_shim_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1265,7 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{14}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{13}
 }
 
 type HttpRequest struct {
@@ -1315,7 +1281,7 @@ type HttpRequest struct {
 
 func (x *HttpRequest) Reset() {
 	*x = HttpRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[15]
+	mi := &file_shared_pb_shim_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1293,7 @@ func (x *HttpRequest) String() string {
 func (*HttpRequest) ProtoMessage() {}
 
 func (x *HttpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[15]
+	mi := &file_shared_pb_shim_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1306,7 @@ func (x *HttpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpRequest.ProtoReflect.Descriptor instead.
 func (*HttpRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{15}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HttpRequest) GetUrl() string {
@@ -1383,7 +1349,7 @@ type HttpResponse struct {
 
 func (x *HttpResponse) Reset() {
 	*x = HttpResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[16]
+	mi := &file_shared_pb_shim_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1395,7 +1361,7 @@ func (x *HttpResponse) String() string {
 func (*HttpResponse) ProtoMessage() {}
 
 func (x *HttpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[16]
+	mi := &file_shared_pb_shim_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1408,7 +1374,7 @@ func (x *HttpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpResponse.ProtoReflect.Descriptor instead.
 func (*HttpResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{16}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *HttpResponse) GetStatus() int32 {
@@ -1443,7 +1409,7 @@ type IpcPublication struct {
 
 func (x *IpcPublication) Reset() {
 	*x = IpcPublication{}
-	mi := &file_shared_pb_shim_proto_msgTypes[17]
+	mi := &file_shared_pb_shim_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1421,7 @@ func (x *IpcPublication) String() string {
 func (*IpcPublication) ProtoMessage() {}
 
 func (x *IpcPublication) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[17]
+	mi := &file_shared_pb_shim_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1434,7 @@ func (x *IpcPublication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPublication.ProtoReflect.Descriptor instead.
 func (*IpcPublication) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{17}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *IpcPublication) GetTopic() string {
@@ -1494,7 +1460,7 @@ type IpcPublishRequest struct {
 
 func (x *IpcPublishRequest) Reset() {
 	*x = IpcPublishRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[18]
+	mi := &file_shared_pb_shim_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1506,7 +1472,7 @@ func (x *IpcPublishRequest) String() string {
 func (*IpcPublishRequest) ProtoMessage() {}
 
 func (x *IpcPublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[18]
+	mi := &file_shared_pb_shim_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1519,7 +1485,7 @@ func (x *IpcPublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPublishRequest.ProtoReflect.Descriptor instead.
 func (*IpcPublishRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{18}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *IpcPublishRequest) GetMessages() []*IpcPublication {
@@ -1540,7 +1506,7 @@ type ProcessRequest struct {
 
 func (x *ProcessRequest) Reset() {
 	*x = ProcessRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[19]
+	mi := &file_shared_pb_shim_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1552,7 +1518,7 @@ func (x *ProcessRequest) String() string {
 func (*ProcessRequest) ProtoMessage() {}
 
 func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[19]
+	mi := &file_shared_pb_shim_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1565,7 +1531,7 @@ func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
 func (*ProcessRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{19}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ProcessRequest) GetOp() ProcessOp {
@@ -1592,7 +1558,7 @@ type ProcessResponse struct {
 
 func (x *ProcessResponse) Reset() {
 	*x = ProcessResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[20]
+	mi := &file_shared_pb_shim_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1604,7 +1570,7 @@ func (x *ProcessResponse) String() string {
 func (*ProcessResponse) ProtoMessage() {}
 
 func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[20]
+	mi := &file_shared_pb_shim_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1617,7 +1583,7 @@ func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessResponse.ProtoReflect.Descriptor instead.
 func (*ProcessResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{20}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ProcessResponse) GetResult() []byte {
@@ -1639,7 +1605,7 @@ type HostCallRequest struct {
 
 func (x *HostCallRequest) Reset() {
 	*x = HostCallRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[21]
+	mi := &file_shared_pb_shim_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1651,7 +1617,7 @@ func (x *HostCallRequest) String() string {
 func (*HostCallRequest) ProtoMessage() {}
 
 func (x *HostCallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[21]
+	mi := &file_shared_pb_shim_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1664,7 +1630,7 @@ func (x *HostCallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostCallRequest.ProtoReflect.Descriptor instead.
 func (*HostCallRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{21}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HostCallRequest) GetOp() HostOp {
@@ -1696,7 +1662,7 @@ type HostCallResponse struct {
 
 func (x *HostCallResponse) Reset() {
 	*x = HostCallResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[22]
+	mi := &file_shared_pb_shim_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1674,7 @@ func (x *HostCallResponse) String() string {
 func (*HostCallResponse) ProtoMessage() {}
 
 func (x *HostCallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[22]
+	mi := &file_shared_pb_shim_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1687,7 @@ func (x *HostCallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostCallResponse.ProtoReflect.Descriptor instead.
 func (*HostCallResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{22}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HostCallResponse) GetResult() []byte {
@@ -1814,8 +1780,7 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x12\r\n" +
 	"\tCANCELLED\x10\v\x12\x0e\n" +
 	"\n" +
-	"NOT_LOADED\x10\f\"\x0f\n" +
-	"\rHealthRequest\"R\n" +
+	"NOT_LOADED\x10\f\"R\n" +
 	"\x0eHealthResponse\x12\x16\n" +
 	"\x06loaded\x18\x01 \x01(\bR\x06loaded\x12\x14\n" +
 	"\x05calls\x18\x02 \x01(\x04R\x05calls\x12\x12\n" +
@@ -1918,12 +1883,11 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x17HOST_OP_IPC_UNSUBSCRIBE\x10Q\x12\x14\n" +
 	"\x10HOST_OP_IPC_POLL\x10R\x12\x14\n" +
 	"\x10HOST_OP_IPC_RECV\x10S\x12\x18\n" +
-	"\x14HOST_OP_SIGNAL_READY\x10T2\xe1\x02\n" +
+	"\x14HOST_OP_SIGNAL_READY\x10T2\x98\x02\n" +
 	"\x04Shim\x12A\n" +
 	"\x04Info\x12\x1b.astrid.shim.v1.InfoRequest\x1a\x1c.astrid.shim.v1.InfoResponse\x12;\n" +
 	"\aCompile\x12\x15.astrid.shim.v1.Chunk\x1a\x15.astrid.shim.v1.Chunk(\x010\x01\x12A\n" +
-	"\x04Load\x12\x1b.astrid.shim.v1.LoadRequest\x1a\x1c.astrid.shim.v1.LoadResponse\x12G\n" +
-	"\x06Health\x12\x1d.astrid.shim.v1.HealthRequest\x1a\x1e.astrid.shim.v1.HealthResponse\x12M\n" +
+	"\x04Load\x12\x1b.astrid.shim.v1.LoadRequest\x1a\x1c.astrid.shim.v1.LoadResponse\x12M\n" +
 	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\xdd\x01\n" +
 	"\fHostServices\x12>\n" +
 	"\x03Log\x12\x1a.astrid.shim.v1.LogRequest\x1a\x1b.astrid.shim.v1.LogResponse\x12A\n" +
@@ -1943,7 +1907,7 @@ func file_shared_pb_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_shared_pb_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_shared_pb_shim_proto_goTypes = []any{
 	(ProcessOp)(0),            // 0: astrid.shim.v1.ProcessOp
 	(HostOp)(0),               // 1: astrid.shim.v1.HostOp
@@ -1957,54 +1921,51 @@ var file_shared_pb_shim_proto_goTypes = []any{
 	(*InvokeRequest)(nil),     // 9: astrid.shim.v1.InvokeRequest
 	(*InvokeResponse)(nil),    // 10: astrid.shim.v1.InvokeResponse
 	(*GuestError)(nil),        // 11: astrid.shim.v1.GuestError
-	(*HealthRequest)(nil),     // 12: astrid.shim.v1.HealthRequest
-	(*HealthResponse)(nil),    // 13: astrid.shim.v1.HealthResponse
-	(*ShutdownRequest)(nil),   // 14: astrid.shim.v1.ShutdownRequest
-	(*ShutdownResponse)(nil),  // 15: astrid.shim.v1.ShutdownResponse
-	(*LogRequest)(nil),        // 16: astrid.shim.v1.LogRequest
-	(*LogEntry)(nil),          // 17: astrid.shim.v1.LogEntry
-	(*LogResponse)(nil),       // 18: astrid.shim.v1.LogResponse
-	(*HttpRequest)(nil),       // 19: astrid.shim.v1.HttpRequest
-	(*HttpResponse)(nil),      // 20: astrid.shim.v1.HttpResponse
-	(*IpcPublication)(nil),    // 21: astrid.shim.v1.IpcPublication
-	(*IpcPublishRequest)(nil), // 22: astrid.shim.v1.IpcPublishRequest
-	(*ProcessRequest)(nil),    // 23: astrid.shim.v1.ProcessRequest
-	(*ProcessResponse)(nil),   // 24: astrid.shim.v1.ProcessResponse
-	(*HostCallRequest)(nil),   // 25: astrid.shim.v1.HostCallRequest
-	(*HostCallResponse)(nil),  // 26: astrid.shim.v1.HostCallResponse
-	nil,                       // 27: astrid.shim.v1.LoadRequest.ConfigEntry
-	nil,                       // 28: astrid.shim.v1.HttpRequest.HeadersEntry
-	nil,                       // 29: astrid.shim.v1.HttpResponse.HeadersEntry
+	(*HealthResponse)(nil),    // 12: astrid.shim.v1.HealthResponse
+	(*ShutdownRequest)(nil),   // 13: astrid.shim.v1.ShutdownRequest
+	(*ShutdownResponse)(nil),  // 14: astrid.shim.v1.ShutdownResponse
+	(*LogRequest)(nil),        // 15: astrid.shim.v1.LogRequest
+	(*LogEntry)(nil),          // 16: astrid.shim.v1.LogEntry
+	(*LogResponse)(nil),       // 17: astrid.shim.v1.LogResponse
+	(*HttpRequest)(nil),       // 18: astrid.shim.v1.HttpRequest
+	(*HttpResponse)(nil),      // 19: astrid.shim.v1.HttpResponse
+	(*IpcPublication)(nil),    // 20: astrid.shim.v1.IpcPublication
+	(*IpcPublishRequest)(nil), // 21: astrid.shim.v1.IpcPublishRequest
+	(*ProcessRequest)(nil),    // 22: astrid.shim.v1.ProcessRequest
+	(*ProcessResponse)(nil),   // 23: astrid.shim.v1.ProcessResponse
+	(*HostCallRequest)(nil),   // 24: astrid.shim.v1.HostCallRequest
+	(*HostCallResponse)(nil),  // 25: astrid.shim.v1.HostCallResponse
+	nil,                       // 26: astrid.shim.v1.LoadRequest.ConfigEntry
+	nil,                       // 27: astrid.shim.v1.HttpRequest.HeadersEntry
+	nil,                       // 28: astrid.shim.v1.HttpResponse.HeadersEntry
 }
 var file_shared_pb_shim_proto_depIdxs = []int32{
-	27, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
+	26, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
 	11, // 1: astrid.shim.v1.InvokeResponse.error:type_name -> astrid.shim.v1.GuestError
 	2,  // 2: astrid.shim.v1.GuestError.kind:type_name -> astrid.shim.v1.GuestError.Kind
-	17, // 3: astrid.shim.v1.LogRequest.entries:type_name -> astrid.shim.v1.LogEntry
+	16, // 3: astrid.shim.v1.LogRequest.entries:type_name -> astrid.shim.v1.LogEntry
 	3,  // 4: astrid.shim.v1.LogEntry.level:type_name -> astrid.shim.v1.LogEntry.Level
-	28, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
-	29, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
-	21, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
+	27, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
+	28, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
+	20, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
 	0,  // 8: astrid.shim.v1.ProcessRequest.op:type_name -> astrid.shim.v1.ProcessOp
 	1,  // 9: astrid.shim.v1.HostCallRequest.op:type_name -> astrid.shim.v1.HostOp
 	4,  // 10: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
 	6,  // 11: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
 	7,  // 12: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
-	12, // 13: astrid.shim.v1.Shim.Health:input_type -> astrid.shim.v1.HealthRequest
-	14, // 14: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
-	16, // 15: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
-	19, // 16: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
-	23, // 17: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
-	5,  // 18: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
-	6,  // 19: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
-	8,  // 20: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
-	13, // 21: astrid.shim.v1.Shim.Health:output_type -> astrid.shim.v1.HealthResponse
-	15, // 22: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
-	18, // 23: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
-	20, // 24: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
-	24, // 25: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
+	13, // 13: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
+	15, // 14: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
+	18, // 15: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
+	22, // 16: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
+	5,  // 17: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
+	6,  // 18: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
+	8,  // 19: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
+	14, // 20: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
+	17, // 21: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
+	19, // 22: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
+	23, // 23: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
+	17, // [17:24] is the sub-list for method output_type
+	10, // [10:17] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -2021,7 +1982,7 @@ func file_shared_pb_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shared_pb_shim_proto_rawDesc), len(file_shared_pb_shim_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   26,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -31,7 +31,6 @@ const (
 	Shim_Info_FullMethodName     = "/astrid.shim.v1.Shim/Info"
 	Shim_Compile_FullMethodName  = "/astrid.shim.v1.Shim/Compile"
 	Shim_Load_FullMethodName     = "/astrid.shim.v1.Shim/Load"
-	Shim_Health_FullMethodName   = "/astrid.shim.v1.Shim/Health"
 	Shim_Shutdown_FullMethodName = "/astrid.shim.v1.Shim/Shutdown"
 )
 
@@ -52,8 +51,8 @@ type ShimClient interface {
 	Load(ctx context.Context, in *LoadRequest, opts ...grpc.CallOption) (*LoadResponse, error)
 	// Export calls are not RPCs: they travel as InvokeRequest and InvokeResponse frames on the
 	// shim's call connection (package shared/callwire), a socket pair the shim inherits at start.
-	// Health answers only after it holds the Store, so a wedged Store shows up as a missed deadline.
-	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
+	// The host's health checks are not RPCs either: a Ping frame on the call connection, answered
+	// with a Pong frame holding a HealthResponse (an idle shim answers without allocating).
 	// Shutdown interrupts whatever the guest is doing, drops the Store and lets the shim exit.
 	Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error)
 }
@@ -99,16 +98,6 @@ func (c *shimClient) Load(ctx context.Context, in *LoadRequest, opts ...grpc.Cal
 	return out, nil
 }
 
-func (c *shimClient) Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(HealthResponse)
-	err := c.cc.Invoke(ctx, Shim_Health_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 func (c *shimClient) Shutdown(ctx context.Context, in *ShutdownRequest, opts ...grpc.CallOption) (*ShutdownResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ShutdownResponse)
@@ -136,8 +125,8 @@ type ShimServer interface {
 	Load(context.Context, *LoadRequest) (*LoadResponse, error)
 	// Export calls are not RPCs: they travel as InvokeRequest and InvokeResponse frames on the
 	// shim's call connection (package shared/callwire), a socket pair the shim inherits at start.
-	// Health answers only after it holds the Store, so a wedged Store shows up as a missed deadline.
-	Health(context.Context, *HealthRequest) (*HealthResponse, error)
+	// The host's health checks are not RPCs either: a Ping frame on the call connection, answered
+	// with a Pong frame holding a HealthResponse (an idle shim answers without allocating).
 	// Shutdown interrupts whatever the guest is doing, drops the Store and lets the shim exit.
 	Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error)
 	mustEmbedUnimplementedShimServer()
@@ -158,9 +147,6 @@ func (UnimplementedShimServer) Compile(grpc.BidiStreamingServer[Chunk, Chunk]) e
 }
 func (UnimplementedShimServer) Load(context.Context, *LoadRequest) (*LoadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Load not implemented")
-}
-func (UnimplementedShimServer) Health(context.Context, *HealthRequest) (*HealthResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Health not implemented")
 }
 func (UnimplementedShimServer) Shutdown(context.Context, *ShutdownRequest) (*ShutdownResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Shutdown not implemented")
@@ -229,24 +215,6 @@ func _Shim_Load_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
-func _Shim_Health_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(HealthRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(ShimServer).Health(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: Shim_Health_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(ShimServer).Health(ctx, req.(*HealthRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 func _Shim_Shutdown_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ShutdownRequest)
 	if err := dec(in); err != nil {
@@ -279,10 +247,6 @@ var Shim_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Load",
 			Handler:    _Shim_Load_Handler,
-		},
-		{
-			MethodName: "Health",
-			Handler:    _Shim_Health_Handler,
 		},
 		{
 			MethodName: "Shutdown",
