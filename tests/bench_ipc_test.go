@@ -181,6 +181,8 @@ func BenchmarkPublishRecvLatency(b *testing.B) {
 	b.ReportMetric(float64(sw.vol[0])/hops, "host-sleeps/hop")
 	b.ReportMetric(float64(sw.vol[1]+sw.vol[2])/hops, "shim-sleeps/hop")
 	b.ReportMetric(float64(sw.invol[0]+sw.invol[1]+sw.invol[2])/hops, "preempted/hop")
+	b.ReportMetric(sw.ran[0].Seconds()*1e6/hops, "host-cpu-µs/hop")
+	b.ReportMetric((sw.ran[1]+sw.ran[2]).Seconds()*1e6/hops, "shim-cpu-µs/hop")
 }
 
 // latencyBlocks is how many blocks of samples BenchmarkPublishRecvLatency takes of each side.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -52,11 +53,12 @@ func monotonic(b *testing.B) string {
 	return fmt.Sprintf("%d.%09d", ts.Sec, ts.Nsec)
 }
 
-// ctxSwitches is the number of times the threads of process pid have stopped running so far
-// (voluntary and involuntary context switches, from /proc/PID/task/*/status; threads that have
-// exited no longer count): the bus benchmarks report its growth per message, a thread that sleeps
-// and is woken counting once.
-func ctxSwitches(b *testing.B, pid int) (voluntary, involuntary int64) {
+// threadStats are the counters of process pid's threads so far (threads that have exited no
+// longer count): how often they stopped running, voluntarily (a thread that sleeps and is woken
+// counts once) and not (preempted), from /proc/PID/task/*/status, and how long they ran, from
+// /proc/PID/task/*/schedstat (ns: finer than /proc/PID/stat's 10 ms ticks, which a block of
+// samples lasting tens of ms cannot use).
+func threadStats(b *testing.B, pid int) (voluntary, involuntary int64, ran time.Duration) {
 	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		b.Fatalf("context switches of %d: %v", pid, err)
@@ -80,33 +82,46 @@ func ctxSwitches(b *testing.B, pid int) (voluntary, involuntary int64) {
 				involuntary += n
 			}
 		}
+		sched, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(sched)); len(f) > 0 {
+			if ns, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+				ran += time.Duration(ns)
+			}
+		}
 	}
-	return voluntary, involuntary
+	return voluntary, involuntary, ran
 }
 
 // switchCounter adds up the context switches of a set of processes over measured parts.
 type switchCounter struct {
 	pids         []int
-	vol, invol   []int64 // voluntary and involuntary switches over the parts, by process
-	vol0, invol0 []int64 // the same at the start of the part in progress
+	vol, invol   []int64         // voluntary and involuntary switches over the parts, by process
+	ran          []time.Duration // CPU time over the parts, by process
+	vol0, invol0 []int64         // the same at the start of the part in progress
+	ran0         []time.Duration
 }
 
 func newSwitchCounter(pids ...int) *switchCounter {
 	n := len(pids)
-	return &switchCounter{pids: pids, vol: make([]int64, n), invol: make([]int64, n), vol0: make([]int64, n), invol0: make([]int64, n)}
+	return &switchCounter{pids: pids, vol: make([]int64, n), invol: make([]int64, n), ran: make([]time.Duration, n),
+		vol0: make([]int64, n), invol0: make([]int64, n), ran0: make([]time.Duration, n)}
 }
 
 // begin and end bracket one measured part.
 func (s *switchCounter) begin(b *testing.B) {
 	for i, pid := range s.pids {
-		s.vol0[i], s.invol0[i] = ctxSwitches(b, pid)
+		s.vol0[i], s.invol0[i], s.ran0[i] = threadStats(b, pid)
 	}
 }
 
 func (s *switchCounter) end(b *testing.B) {
 	for i, pid := range s.pids {
-		v, iv := ctxSwitches(b, pid)
+		v, iv, r := threadStats(b, pid)
 		s.vol[i] += v - s.vol0[i]
 		s.invol[i] += iv - s.invol0[i]
+		s.ran[i] += r - s.ran0[i]
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -15,8 +17,21 @@ import (
 // wasm, whose goroutine is locked to its thread: parked in the poller, it would cost a second
 // thread to wait and two thread wake-ups to resume; blocked in poll(2) the kernel wakes that
 // one thread when the answer arrives, as a plain blocking read would.
+//
+// The first part of a wait, up to keepP, is a raw system call (pollRaw): the thread keeps the
+// runtime's P meanwhile. Made the ordinary way (entersyscall), the wait lets the shim's sysmon
+// take its only P (GOMAXPROCS=1) back after 20 µs and hand it to another thread, which finds
+// nothing to run and waits in the netpoller, to be woken with the guest's thread by the answer's
+// frame (the call socket is registered there); the guest's thread then takes the P back, and
+// sysmon, having retaken a P, kept looking every 20 µs: ~4 sleeps and wake-ups of the shim's
+// threads per publish→recv hop where one is needed. Meanwhile no other goroutine of the shim
+// runs (a health check, a timer, a cancelled context's AfterFunc): they wait at most keepP, or
+// until sysmon preempts the P (10 ms without a reschedule: its signal ends the ppoll with EINTR)
+// or a stop-the-world signals it the same way; after either the wait goes on as a system call
+// the ordinary way, which gives the P up.
 type waiter struct {
-	sock syscall.RawConn
+	sock  syscall.RawConn
+	keepP time.Duration // how long a wait first keeps the P (pollRaw)
 
 	once sync.Once
 	wake *os.File // an eventfd: written to interrupt the wait (a context ended, the Conn closed)
@@ -28,8 +43,15 @@ func newWaiter(nc any) *waiter {
 	if rc == nil {
 		return nil
 	}
-	return &waiter{sock: rc}
+	return &waiter{sock: rc, keepP: waitKeepingP}
 }
+
+// waitKeepingP is how long a guest's wait for a host call's answer keeps the runtime's P (see
+// waiter). It covers the answers that come at once (a host call's round trip is tens of µs) and
+// a recv's wait for a message of a busy conversation (a publish→recv round trip between two
+// capsules is ~100-300 µs); a longer wait gives the P up. Other goroutines of the shim wait at
+// most this long for it (a health check has seconds).
+const waitKeepingP = 2 * time.Millisecond
 
 func (w *waiter) init() error {
 	w.once.Do(func() {
@@ -75,11 +97,13 @@ func (w *waiter) wait(ctx context.Context) error {
 	cerr := w.sock.Control(func(sfd uintptr) {
 		cerr := wake.Control(func(efd uintptr) {
 			fds := []unix.PollFd{{Fd: int32(sfd), Events: unix.POLLIN}, {Fd: int32(efd), Events: unix.POLLIN}}
-			for {
-				_, err := unix.Poll(fds, -1)
-				if err != unix.EINTR {
-					perr = err
-					break
+			if !pollRaw(fds, w.keepP) {
+				for {
+					_, err := unix.Poll(fds, -1)
+					if err != unix.EINTR {
+						perr = err
+						break
+					}
 				}
 			}
 			if fds[1].Revents != 0 {
@@ -101,4 +125,18 @@ func (w *waiter) wait(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", errInterrupted, err)
 	}
 	return nil
+}
+
+// pollRaw waits up to d for an event on fds in ppoll(2), made as a raw system call: the Go
+// runtime is not told, so the calling thread keeps its P (the thread sleeps in the kernel; it
+// does not spin). It reports whether fds had an event; false when d passed first, or a signal
+// (a preemption's) or an error ended the wait: the caller then waits the ordinary way.
+func pollRaw(fds []unix.PollFd, d time.Duration) bool {
+	if d <= 0 {
+		return false
+	}
+	ts := unix.NsecToTimespec(int64(d))
+	n, _, errno := syscall.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&fds[0])), uintptr(len(fds)),
+		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+	return errno == 0 && n > 0
 }
