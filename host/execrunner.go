@@ -20,6 +20,7 @@ import (
 // makes that directory for the broker only for a runner of the host's (ClientConfig.RunnerFunc).
 // It runs the command as go-plugin's own runner does.
 type execRunner struct {
+	sameAddrs
 	logger hclog.Logger
 	cmd    *exec.Cmd
 	stdout io.ReadCloser
@@ -90,15 +91,4 @@ func (r *execRunner) ID() string {
 // Diagnose has nothing to add to what the shim wrote on stderr.
 func (r *execRunner) Diagnose(context.Context) string {
 	return fmt.Sprintf("the shim %s was started by the host", r.cmd.Path)
-}
-
-// PluginToHost keeps the shim's addresses: its socket lies in a directory the host sees at the
-// same path.
-func (r *execRunner) PluginToHost(network, addr string) (string, string, error) {
-	return network, addr, nil
-}
-
-// HostToPlugin keeps the host's addresses, as PluginToHost.
-func (r *execRunner) HostToPlugin(network, addr string) (string, string, error) {
-	return network, addr, nil
 }

@@ -107,6 +107,7 @@ func (s *spawnerState) close() {
 // spawnRunner is go-plugin's runner for a shim started through the spawner: cmd is the sandbox's
 // command for the shim, which the spawner starts instead of go-plugin's os/exec.
 type spawnRunner struct {
+	sameAddrs
 	logger hclog.Logger
 	sp     *sandbox.Spawner
 	cmd    *exec.Cmd
@@ -197,21 +198,25 @@ func (r *spawnRunner) Diagnose(context.Context) string {
 	return fmt.Sprintf("the shim %s was started through the sandbox spawner", r.cmd.Path)
 }
 
-// PluginToHost keeps the shim's addresses: its socket lies in a directory the host sees at the
-// same path.
-func (r *spawnRunner) PluginToHost(network, addr string) (string, string, error) {
-	return network, addr, nil
-}
-
-// HostToPlugin keeps the host's addresses, as PluginToHost.
-func (r *spawnRunner) HostToPlugin(network, addr string) (string, string, error) {
-	return network, addr, nil
-}
-
 // exitText says how a process ended, as os/exec's ExitError does.
 func exitText(st syscall.WaitStatus) string {
 	if st.Signaled() {
 		return "signal: " + st.Signal().String()
 	}
 	return "exit status " + strconv.Itoa(st.ExitStatus())
+}
+
+// sameAddrs is the address translation of the host's runners (spawnRunner, execRunner): none.
+// A shim's socket lies in a directory the host sees at the same path, and the shim reaches the
+// host's sockets at theirs.
+type sameAddrs struct{}
+
+// PluginToHost keeps the shim's addresses.
+func (sameAddrs) PluginToHost(network, addr string) (string, string, error) {
+	return network, addr, nil
+}
+
+// HostToPlugin keeps the host's addresses.
+func (sameAddrs) HostToPlugin(network, addr string) (string, string, error) {
+	return network, addr, nil
 }

@@ -21,26 +21,15 @@ import (
 // (set before its Serve reads; nil for no PingFunc).
 func pingEndpoints(t *testing.T, ping func(*ShimEnd) PingFunc) *endpoints {
 	t.Helper()
-	hc, sc := pair(t)
-	e := &endpoints{host: NewHostEnd(hc), shim: NewShimEnd(sc), raw: sc, hostServed: make(chan error, 1), shimServed: make(chan error, 1)}
-	if ping != nil {
-		e.shim.HandlePings(ping(e.shim))
+	answer := func(context.Context, *pb.HostCallRequest) (*pb.HostCallResponse, error) {
+		return &pb.HostCallResponse{}, nil
 	}
-	go func() {
-		e.hostServed <- e.host.Serve(func(context.Context, *pb.HostCallRequest) (*pb.HostCallResponse, error) {
-			return &pb.HostCallResponse{}, nil
-		}, e.violation)
-	}()
-	go func() {
-		e.shimServed <- e.shim.Serve(func(_ *pb.InvokeRequest, reply func(*pb.InvokeResponse)) { reply(&pb.InvokeResponse{}) })
-	}()
-	t.Cleanup(func() {
-		e.host.Close()
-		e.shim.Close()
-		<-e.host.Done()
-		<-e.shimServed
+	invoke := func(*ShimEnd, *pb.InvokeRequest) *pb.InvokeResponse { return &pb.InvokeResponse{} }
+	return newEndpoints(t, answer, invoke, func(e *endpoints) {
+		if ping != nil {
+			e.shim.HandlePings(ping(e.shim))
+		}
 	})
-	return e
 }
 
 // TestPing: the shim's health comes back to the host as the PingFunc gave it, encoded as
@@ -176,17 +165,7 @@ func TestPingViolations(t *testing.T) {
 			if err := tc.send(e.raw); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case err := <-e.hostServed:
-				if status.Code(err) != codes.PermissionDenied {
-					t.Fatalf("Serve ended with %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("the host end did not refuse the frame")
-			}
-			if len(e.violations) != 1 || !strings.Contains(e.violations[0].Error(), tc.want) {
-				t.Fatalf("violations %v, want one saying %q", e.violations, tc.want)
-			}
+			e.expectRefused(t, tc.want)
 		})
 	}
 }

@@ -120,12 +120,14 @@ func (e *endpoints) violation(err error) error {
 	return status.Error(codes.PermissionDenied, err.Error())
 }
 
-func newEndpoints(t *testing.T, hostCall HostFunc, invoke func(*ShimEnd, *pb.InvokeRequest) *pb.InvokeResponse, setup ...func(*HostEnd)) *endpoints {
+// newEndpoints connects a HostEnd serving hostCall and a ShimEnd running invoke; setup runs on
+// both ends before they serve.
+func newEndpoints(t *testing.T, hostCall HostFunc, invoke func(*ShimEnd, *pb.InvokeRequest) *pb.InvokeResponse, setup ...func(*endpoints)) *endpoints {
 	t.Helper()
 	hc, sc := pair(t)
 	e := &endpoints{host: NewHostEnd(hc), shim: NewShimEnd(sc), raw: sc, hostServed: make(chan error, 1), shimServed: make(chan error, 1)}
 	for _, f := range setup {
-		f(e.host) // before Serve
+		f(e) // before Serve
 	}
 	go func() { e.hostServed <- e.host.Serve(hostCall, e.violation) }()
 	go func() {
@@ -282,18 +284,25 @@ func TestViolations(t *testing.T) {
 			if err := tc.send(e.raw); err != nil {
 				t.Fatal(err)
 			}
-			select {
-			case err := <-e.hostServed:
-				if status.Code(err) != codes.PermissionDenied {
-					t.Fatalf("Serve ended with %v", err)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("the host end did not refuse the frame")
-			}
-			if len(e.violations) != 1 || !strings.Contains(e.violations[0].Error(), tc.want) {
-				t.Fatalf("violations %v, want one saying %q", e.violations, tc.want)
-			}
+			e.expectRefused(t, tc.want)
 		})
+	}
+}
+
+// expectRefused waits for the host end to stop serving on a violation, the one it recorded
+// saying want.
+func (e *endpoints) expectRefused(t *testing.T, want string) {
+	t.Helper()
+	select {
+	case err := <-e.hostServed:
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("Serve ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the host end did not refuse the frame")
+	}
+	if len(e.violations) != 1 || !strings.Contains(e.violations[0].Error(), want) {
+		t.Fatalf("violations %v, want one saying %q", e.violations, want)
 	}
 }
 
@@ -555,8 +564,8 @@ func TestInvokeEndsWhileHostCallWaits(t *testing.T) {
 		}
 		_, err := s.HostCall(context.Background(), &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_HTTP_REQUEST})
 		return &pb.InvokeResponse{Output: []byte(fmt.Sprint(err))}
-	}, func(h *HostEnd) {
-		h.HandleQuick(func(req *pb.HostCallRequest) bool { return req.Op == pb.HostOp_HOST_OP_KV_GET })
+	}, func(e *endpoints) {
+		e.host.HandleQuick(func(req *pb.HostCallRequest) bool { return req.Op == pb.HostOp_HOST_OP_KV_GET })
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
