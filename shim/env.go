@@ -75,7 +75,6 @@ func (v *env) hostFuncs() []hostFunc {
 	none := []wasmtime.ValKind(nil)
 	one := []wasmtime.ValKind{i64}
 	two := []wasmtime.ValKind{i64, i64}
-	three := []wasmtime.ValKind{i64, i64, i64}
 	env := kernel.ModuleName
 	fns := []hostFunc{
 		{env, "config_get", one, one, v.configGet},
@@ -96,8 +95,6 @@ func (v *env) hostFuncs() []hostFunc {
 		{userModule, "astrid_get_config", one, one, v.astridGetConfig},
 		{userModule, "astrid_get_caller", none, one, v.astridGetCaller},
 		{userModule, "astrid_clock_ms", none, one, v.astridClockMs},
-		{userModule, "astrid_kernel_read", three, none, v.kernelRead},
-		{userModule, "astrid_kernel_write", three, none, v.kernelWrite},
 	}
 	for _, f := range processFuncs {
 		fns = append(fns, hostFunc{userModule, f.name, one, one, v.processFunc(f.op)})
@@ -138,6 +135,9 @@ func (v *env) define(linker *wasmtime.Linker, k *kernel.Kernel, imported map[[2]
 // providedImports names every function this shim provides, by import module.
 func (v *env) providedImports() map[string][]string {
 	names := map[string][]string{kernel.ModuleName: append([]string(nil), kernel.Imports...)}
+	for name := range kernel.CopyImports {
+		names[userModule] = append(names[userModule], name)
+	}
 	for _, f := range v.hostFuncs() {
 		names[f.module] = append(names[f.module], f.name)
 	}

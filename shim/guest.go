@@ -81,7 +81,14 @@ func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *en
 	if err := k.Define(store, linker); err != nil {
 		return nil, fmt.Errorf("define the kernel: %w", err)
 	}
-	if err := v.define(linker, k, importedNames(module)); err != nil {
+	imported := importedNames(module)
+	copies := importsCopies(imported)
+	if copies {
+		if err := k.DefineCopies(store, linker, userModule); err != nil {
+			return nil, fmt.Errorf("define the kernel: %w", err)
+		}
+	}
+	if err := v.define(linker, k, imported); err != nil {
 		return nil, err
 	}
 	if err := checkImports(module, linker, store, v.providedImports()); err != nil {
@@ -95,8 +102,10 @@ func (e *Engine) instantiate(ctx context.Context, module *wasmtime.Module, v *en
 		return nil, err
 	}
 	g.instance = inst
-	if ext := inst.GetExport(store, kernel.GuestMemory); ext != nil {
-		k.SetGuestMemory(ext.Memory())
+	if ext := inst.GetExport(store, kernel.GuestMemory); copies && ext != nil && ext.Memory() != nil {
+		if err := k.BindGuest(store, ext.Memory()); err != nil {
+			return nil, err
+		}
 	}
 	g.exports = callableExports(module)
 	g.funcs = make(map[string]*wasmtime.Func, len(g.exports))

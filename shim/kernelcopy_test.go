@@ -186,3 +186,20 @@ func BenchmarkKernelCopy(b *testing.B) {
 		}
 	}
 }
+
+// TestKernelCopyFromStart: a start function runs before the guest's memory is bound to the bulk
+// copies (kernel.BindGuest binds it once the guest is instantiated): its copy traps, saying so,
+// and the load fails with that message; nothing crashes.
+func TestKernelCopyFromStart(t *testing.T) {
+	wat := `(module
+  (import "extism:host/env" "alloc" (func $alloc (param i64) (result i64)))
+  (import "extism:host/user" "astrid_kernel_write" (func $write (param i64 i64 i64)))
+  (memory (export "memory") 1)
+  (func $start (call $write (call $alloc (i64.const 8)) (i64.const 0) (i64.const 8)))
+  (start $start))`
+	_, _, err := watGuest(t, testEngine(t, false), wat, guestConfig{limits: limitsFor(64 << 20), callTimeout: time.Minute})
+	want := `astrid_kernel_write: extism kernel: write: the guest exports no memory "memory" (or the call came from its start function`
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("instantiate: %v; want an error containing %q", err, want)
+	}
+}

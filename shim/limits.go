@@ -10,12 +10,14 @@ import (
 	"github.com/astrid-go/astrid/shim/internal/kernel"
 )
 
-// A Store holds exactly two instances, the kernel and the guest, and nothing may add more. The
-// kernel has two memories (block data and block index) and no table; a guest may define one
-// linear memory and one table, as every Extism PDK and WASI toolchain does.
+// A Store holds at most three instances: the kernel, the guest, and the kernel's second instance
+// that serves the bulk copies (kernel.BindGuest), made after the guest; nothing may add more.
+// The kernel's memories and its table of copies are made by the shim (kernel.New), which the
+// Store does not count: the counts are what modules define. The kernel module defines none; a
+// guest may define one linear memory and one table, as every Extism PDK and WASI toolchain does.
 const (
-	storeInstances = 2
-	storeMemories  = 3
+	storeInstances = 3
+	storeMemories  = 1
 	storeTables    = 1
 	// tableElementBytes is what one table element costs the shim: wasmtime keeps a funcref or
 	// externref table as an array of at most 8-byte pointers.
@@ -33,8 +35,8 @@ const (
 //   - the guest's table: memory/128 elements of 8 bytes, a sixteenth (524,288 elements by default,
 //     some ten times what a large Go guest needs).
 //
-// The Store also refuses a third instance, a fourth memory and a second table, so none of this
-// can be multiplied.
+// The Store also refuses a fourth instance, a second memory and a second table that a module
+// defines, so none of this can be multiplied.
 type storeLimits struct {
 	total         uint64 // [limits] memory
 	guestMemory   uint64 // bytes of the guest's linear memory
@@ -95,7 +97,7 @@ func (l storeLimits) instantiateError(err error) error {
 	case strings.Contains(text, "table count too high"):
 		return fmt.Errorf("instantiate: the module defines more than one table; a capsule may have one (of at most %d elements) (%s)", l.tableElements, text)
 	case strings.Contains(text, "instance count too high"):
-		return fmt.Errorf("instantiate: a capsule's Store holds the kernel and the guest and no other instance (%s)", text)
+		return fmt.Errorf("instantiate: a capsule's Store holds the kernel (two instances) and the guest and no other instance (%s)", text)
 	case scan(text, "memory minimum size of %d pages exceeds memory limits", &n):
 		return fmt.Errorf("instantiate: the module's memory starts at %d pages (%s), more than the guest's limit of %s", n, formatBytes(n*wasmPageBytes), l.guestShare())
 	case scan(text, "table minimum size of %d elements exceeds table limits", &n):

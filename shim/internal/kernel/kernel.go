@@ -34,12 +34,20 @@ var Imports = []string{
 	"output_set", "error_set",
 }
 
-// FaultModule and FaultName name the one function the kernel module imports: it raises the
-// kernel's traps with a readable message. New provides it; guests never see it.
+// FaultModule is the import module of everything the kernel module imports, which New provides
+// and guests never see: the function FaultName, which raises the kernel's traps with a readable
+// message, its memories, the table of bulk copies and whether a guest memory is bound.
 const (
 	FaultModule = "astrid:kernel"
 	FaultName   = "fault"
 )
+
+// CopyImports maps the bulk-copy functions a guest imports (under the module the shim gives
+// DefineCopies) to the kernel's exports that serve them: see "bulk copies" in kernel.wat.
+var CopyImports = map[string]string{
+	"astrid_kernel_read":  "kernel_read",
+	"astrid_kernel_write": "kernel_write",
+}
 
 //go:embed kernel.wat
 var kernelWAT string
@@ -88,14 +96,15 @@ func Compile(engine *wasmtime.Engine) (*wasmtime.Module, error) {
 // Kernel is one instance of the kernel in one Store. Not safe for concurrent use (the Store isn't
 // either).
 type Kernel struct {
+	module   *wasmtime.Module
 	instance *wasmtime.Instance
 	mem      *wasmtime.Memory // block data; handles are offsets in it
 	idx      *wasmtime.Memory // state words and the block index
+	copies   *wasmtime.Table  // the bulk copies the kernel's kernel_read and kernel_write call
+	fault    *wasmtime.Func
 	funcs    map[string]*wasmtime.Func
 	// limitPages is the most 64 KiB pages mem and idx may hold together (see New).
 	limitPages uint64
-	// guest is the guest's exported linear memory, for CopyOut and CopyIn (SetGuestMemory).
-	guest *wasmtime.Memory
 }
 
 // MinLimit is the smallest limit New accepts: the two pages the kernel's memories start with.
@@ -113,31 +122,90 @@ func New(store *wasmtime.Store, module *wasmtime.Module, limit uint64) (*Kernel,
 	i64 := wasmtime.NewValType(wasmtime.KindI64)
 	faultType := wasmtime.NewFuncType(
 		[]*wasmtime.ValType{wasmtime.NewValType(wasmtime.KindI32), i64, i64, i64, i64}, nil)
-	fault := wasmtime.NewFunc(store, faultType, func(_ *wasmtime.Caller, args []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
+	k := &Kernel{module: module, funcs: make(map[string]*wasmtime.Func, len(Imports)), limitPages: limit / wasmPage}
+	k.fault = wasmtime.NewFunc(store, faultType, func(_ *wasmtime.Caller, args []wasmtime.Val) ([]wasmtime.Val, *wasmtime.Trap) {
 		return nil, wasmtime.NewTrap(faultMessage(args[0].I32(), uint64(args[1].I64()), uint64(args[2].I64()),
 			uint64(args[3].I64()), args[4].I64()))
 	})
-	inst, err := wasmtime.NewInstance(store, module, []wasmtime.AsExtern{fault})
+	pageType, err := wasmtime.NewMemoryType(1, false, 0, false)
 	if err != nil {
-		return nil, fmt.Errorf("extism kernel: instantiate: %w", err)
+		return nil, fmt.Errorf("extism kernel: memory type: %w", err)
 	}
-	k := &Kernel{instance: inst, funcs: make(map[string]*wasmtime.Func, len(Imports)), limitPages: limit / wasmPage}
+	for _, m := range []**wasmtime.Memory{&k.mem, &k.idx} {
+		if *m, err = wasmtime.NewMemory(store, pageType); err != nil {
+			return nil, fmt.Errorf("extism kernel: create a memory: %w", err)
+		}
+	}
+	k.copies, err = wasmtime.NewTable(store, wasmtime.NewTableType(wasmtime.NewValType(wasmtime.KindFuncref), copySlots, true, copySlots), wasmtime.ValFuncref(nil))
+	if err != nil {
+		return nil, fmt.Errorf("extism kernel: create the table of copies: %w", err)
+	}
+	k.reset(store) // the state words, before anything runs: the module has no data segment
+	// The kernel instance: its "guest" memory is its own data memory, which the copies it
+	// makes (before BindGuest) never touch: they fault first.
+	if k.instance, err = k.instantiate(store, k.mem, false); err != nil {
+		return nil, err
+	}
 	for _, name := range Imports {
-		f := inst.GetFunc(store, name)
+		f := k.instance.GetFunc(store, name)
 		if f == nil {
 			return nil, fmt.Errorf("extism kernel: the kernel module does not export %s", name)
 		}
 		k.funcs[name] = f
 	}
-	for name, dst := range map[string]**wasmtime.Memory{"memory": &k.mem, "index": &k.idx} {
-		ext := inst.GetExport(store, name)
-		if ext == nil || ext.Memory() == nil {
-			return nil, fmt.Errorf("extism kernel: the kernel module does not export memory %q", name)
-		}
-		*dst = ext.Memory()
+	if err := k.setCopies(store, k.instance); err != nil {
+		return nil, err
 	}
-	k.reset(store)
 	return k, nil
+}
+
+// copySlots is the size of the table of bulk copies: copy_out (astrid_kernel_read), copy_in
+// (astrid_kernel_write).
+const copySlots = 2
+
+// instantiate makes an instance of the kernel module on k's memories and table, with guest as its
+// "guest" memory; hasGuest says whether the bulk copies may use it.
+func (k *Kernel) instantiate(store *wasmtime.Store, guest *wasmtime.Memory, hasGuest bool) (*wasmtime.Instance, error) {
+	flag := int32(0)
+	if hasGuest {
+		flag = 1
+	}
+	has, err := wasmtime.NewGlobal(store, wasmtime.NewGlobalType(wasmtime.NewValType(wasmtime.KindI32), false), wasmtime.ValI32(flag))
+	if err != nil {
+		return nil, fmt.Errorf("extism kernel: create a global: %w", err)
+	}
+	inst, err := wasmtime.NewInstance(store, k.module, []wasmtime.AsExtern{k.fault, k.mem, k.idx, guest, k.copies, has})
+	if err != nil {
+		return nil, fmt.Errorf("extism kernel: instantiate: %w", err)
+	}
+	return inst, nil
+}
+
+// setCopies points the table of bulk copies at inst's copy_out and copy_in.
+func (k *Kernel) setCopies(store *wasmtime.Store, inst *wasmtime.Instance) error {
+	for i, name := range []string{"copy_out", "copy_in"} {
+		f := inst.GetFunc(store, name)
+		if f == nil {
+			return fmt.Errorf("extism kernel: the kernel module does not export %s", name)
+		}
+		if err := k.copies.Set(store, uint64(i), wasmtime.ValFuncref(f)); err != nil {
+			return fmt.Errorf("extism kernel: set %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// BindGuest gives the bulk copies the guest's linear memory (its export GuestMemory), once the
+// guest is instantiated: a second instance of the kernel module, on the same memories, that
+// imports it. Until then, and if it fails (a guest memory that is 64-bit or shared, which the
+// module cannot import), astrid_kernel_read and astrid_kernel_write trap the guest's call saying
+// that no guest memory is bound.
+func (k *Kernel) BindGuest(store *wasmtime.Store, guest *wasmtime.Memory) error {
+	inst, err := k.instantiate(store, guest, true)
+	if err != nil {
+		return fmt.Errorf("extism kernel: bind the guest's memory for bulk copies: %w", err)
+	}
+	return k.setCopies(store, inst)
 }
 
 // MemorySize is the size in bytes of the kernel's two memories together; at most the limit
@@ -152,6 +220,20 @@ func (k *Kernel) Define(store *wasmtime.Store, linker *wasmtime.Linker) error {
 	for _, name := range Imports {
 		if err := linker.Define(store, ModuleName, name, k.funcs[name]); err != nil {
 			return fmt.Errorf("extism kernel: define %s::%s: %w", ModuleName, name, err)
+		}
+	}
+	return nil
+}
+
+// DefineCopies defines the bulk-copy functions (the keys of CopyImports) in linker under module.
+func (k *Kernel) DefineCopies(store *wasmtime.Store, linker *wasmtime.Linker, module string) error {
+	for name, export := range CopyImports {
+		f := k.instance.GetFunc(store, export)
+		if f == nil {
+			return fmt.Errorf("extism kernel: the kernel module does not export %s", export)
+		}
+		if err := linker.Define(store, module, name, f); err != nil {
+			return fmt.Errorf("extism kernel: define %s::%s: %w", module, name, err)
 		}
 	}
 	return nil
@@ -413,6 +495,8 @@ func faultMessage(code int32, a, b, c uint64, d int64) string {
 		return fmt.Sprintf("%soutput_set: length %d exceeds the %d-byte block %#x", p, b, c, a)
 	case 9:
 		return fmt.Sprintf("%serror_set: handle %#x is not a live block", p, a)
+	case 10, 11, 12, 13, 14, 15:
+		return copyFault(code, a, b, c, d)
 	}
 	return fmt.Sprintf("%sfault %d (%#x, %#x, %#x, %#x)", p, code, a, b, c, d)
 }

@@ -1,10 +1,14 @@
 ;; The Extism-compatible kernel of astrid-go: the memory a guest and the host exchange data in.
 ;;
-;; Two memories:
-;;   $mem   (memory 0, export "memory"): block data. A handle is the offset of a block's first
-;;          byte here. Offsets [0, 16) are never used, so no handle is 0.
-;;   $idx   (memory 1, export "index"): the kernel's state and its block index, which the guest
-;;          can never reach (loads and stores only land in live blocks of $mem).
+;; Its memories are made by the Go side (kernel.New) and imported, so that a second instance of
+;; this same module can share them (see "bulk copies" below):
+;;   $mem   (memory 0, "memory"): block data. A handle is the offset of a block's first byte here.
+;;          Offsets [0, 16) are never used, so no handle is 0.
+;;   $idx   (memory 1, "index"): the kernel's state and its block index, which the guest can never
+;;          reach (loads and stores only land in live blocks of $mem).
+;;   $guest (memory 2, "guest"): the guest's own linear memory, for the bulk copies; only the copy
+;;          instance has it ($has_guest = 1). The kernel instance, made before the guest, imports
+;;          $mem in its place and never touches it.
 ;;
 ;; $idx layout (all little-endian; the Go side in kernel.go mirrors it):
 ;;     0  i64 load cache: start of the last block a load was validated in
@@ -27,7 +31,8 @@
 ;; and the top moves back. Validating an address is a binary search of the index, behind two
 ;; one-block caches (one for loads, one for stores, so a load/store copy loop between two blocks
 ;; stays O(1) per access). The host resets everything at the start of a call by rewriting the
-;; state words; it never calls into this module.
+;; state words (and writes them first in kernel.New: this module has no data segment, so that
+;; instantiating it again never rewrites them); it never calls into this module.
 ;;
 ;; Faults call the imported astrid:kernel fault(code, a, b, c, d), which never returns (it traps
 ;; with a message built in Go). Codes:
@@ -36,13 +41,18 @@
 ;;   7 output_set: not a live block                      a=handle b=length
 ;;   8 output_set: length exceeds block                  a=handle b=length c=block length
 ;;   9 error_set: not a live block                       a=handle
+;;  10 astrid_kernel_read  11 astrid_kernel_write: the kernel range      a, b, c, d as for 1-4
+;;  12 astrid_kernel_read  13 astrid_kernel_write: the guest range       a=guest offset b=size c=guest memory size
+;;  14 astrid_kernel_read  15 astrid_kernel_write: no guest memory
 (module $astrid_extism_kernel
   (import "astrid:kernel" "fault" (func $fault (param i32 i64 i64 i64 i64)))
+  (import "astrid:kernel" "memory" (memory $mem 1))
+  (import "astrid:kernel" "index" (memory $idx 1))
+  (import "astrid:kernel" "guest" (memory $guest 0))
+  (import "astrid:kernel" "copies" (table $copies 2 funcref))
+  (import "astrid:kernel" "has_guest" (global $has_guest i32))
 
-  (memory $mem (export "memory") 1)
-  (memory $idx (export "index") 1)
-  ;; top = 16 before the first reset
-  (data (memory $idx) (i32.const 72) "\10\00\00\00\00\00\00\00")
+  (type $copy (func (param i64 i64 i64)))
 
   ;; ---------------------------------------------------------------------------------------------
   ;; index helpers
@@ -288,4 +298,64 @@
             (call $fault (i32.const 9) (local.get $h) (i64.const 0) (i64.const 0) (i64.const 0))
             (unreachable)))))
     (i64.store $idx offset=112 (i32.const 0) (local.get $h)))
+;; ---------------------------------------------------------------------------------------------
+  ;; bulk copies: astrid_kernel_read(addr, dst, n) and astrid_kernel_write(addr, src, n), an Astrid
+  ;; addition to the ABI. The guest's imports are kernel_read and kernel_write of the kernel
+  ;; instance, which call through $copies: entries 0 and 1 are copy_out and copy_in of a second
+  ;; instance of this module that imports the guest's memory as $guest (kernel.BindGuest), made once
+  ;; the guest exists; until then (a start function), and for a guest with no memory to bind, they
+  ;; are the kernel instance's own, which fault. A copy stays in WebAssembly: memory.copy between
+  ;; two memories of the Store, after the same checks as an 8-byte load or store.
+
+  (func $kernel_read (export "kernel_read") (param $a i64) (param $p i64) (param $n i64)
+    (call_indirect $copies (type $copy) (local.get $a) (local.get $p) (local.get $n) (i32.const 0)))
+
+  (func $kernel_write (export "kernel_write") (param $a i64) (param $p i64) (param $n i64)
+    (call_indirect $copies (type $copy) (local.get $a) (local.get $p) (local.get $n) (i32.const 1)))
+
+  ;; Fault unless [p, p+n) lies inside the guest's memory (for any p and n: no overflow).
+  (func $guest_span (param $p i64) (param $n i64) (param $code i32)
+    (local $size i64)
+    (if (i32.eqz (global.get $has_guest))
+      (then
+        (call $fault (i32.add (local.get $code) (i32.const 2)) (local.get $p) (local.get $n) (i64.const 0) (i64.const 0))
+        (unreachable)))
+    (local.set $size (i64.shl (i64.extend_i32_u (memory.size $guest)) (i64.const 16)))
+    (if (i32.or (i64.gt_u (local.get $p) (local.get $size))
+                (i64.gt_u (local.get $n) (i64.sub (local.get $size) (local.get $p))))
+      (then
+        (call $fault (local.get $code) (local.get $p) (local.get $n) (local.get $size) (i64.const 0))
+        (unreachable))))
+
+  ;; Fault unless [a, a+n) lies inside one live block; $c is the cache to try and fill (0 loads,
+  ;; 24 stores). n < 2^32 here (the guest range was checked first), so $check cannot overflow;
+  ;; a larger n faults anyway.
+  (func $kernel_span (param $a i64) (param $n i64) (param $c i32) (param $code i32)
+    (local $off i64) (local $len i64)
+    (local.set $off (i64.sub (local.get $a) (i64.load $idx (local.get $c))))
+    (local.set $len (i64.load $idx offset=8 (local.get $c)))
+    (if (i32.and (i64.lt_u (local.get $off) (local.get $len))
+                 (i64.le_u (local.get $n) (i64.sub (local.get $len) (local.get $off))))
+      (then (return)))
+    (if (i64.gt_u (local.get $n) (i64.const 0xffffffff))
+      (then
+        (call $fault (local.get $code) (local.get $a) (local.get $n) (i64.const 0) (i64.const 0))
+        (unreachable)))
+    (call $fill_cache (local.get $c) (call $check (local.get $a) (local.get $n) (local.get $code))))
+
+  ;; kernel → guest. n = 0 copies nothing and checks only the guest range.
+  (func $copy_out (export "copy_out") (param $a i64) (param $p i64) (param $n i64)
+    (call $guest_span (local.get $p) (local.get $n) (i32.const 12))
+    (if (i64.eqz (local.get $n)) (then (return)))
+    (call $kernel_span (local.get $a) (local.get $n) (i32.const 0) (i32.const 10))
+    (memory.copy $guest $mem
+      (i32.wrap_i64 (local.get $p)) (i32.wrap_i64 (local.get $a)) (i32.wrap_i64 (local.get $n))))
+
+  ;; guest → kernel.
+  (func $copy_in (export "copy_in") (param $a i64) (param $p i64) (param $n i64)
+    (call $guest_span (local.get $p) (local.get $n) (i32.const 13))
+    (if (i64.eqz (local.get $n)) (then (return)))
+    (call $kernel_span (local.get $a) (local.get $n) (i32.const 24) (i32.const 11))
+    (memory.copy $mem $guest
+      (i32.wrap_i64 (local.get $a)) (i32.wrap_i64 (local.get $p)) (i32.wrap_i64 (local.get $n))))
 )

@@ -15,8 +15,8 @@ extern uint8_t *wasmtime_memory_data(const wasmtime_context_t *store, const wasm
 extern size_t wasmtime_memory_data_size(const wasmtime_context_t *store, const wasmtime_memory_t *memory);
 
 typedef struct {
-	uint8_t *data[3];
-	size_t len[3];
+	uint8_t *data[2];
+	size_t len[2];
 } astrid_views_t;
 
 // astrid_memory_t holds a wasmtime_memory_t (24 bytes: its first member is a struct of 16),
@@ -26,21 +26,15 @@ typedef struct {
 	uint64_t w[3];
 } astrid_memory_t;
 
-// astrid_memory_views returns the data and size of memories a, b and, if has_c, c, of the Store
-// of a host function's caller (a wasmtime_caller_t): one call from Go instead of five, and four
-// for each memory.
-static astrid_views_t astrid_memory_views(uintptr_t caller, astrid_memory_t a, astrid_memory_t b,
-		astrid_memory_t c, int has_c) {
+// astrid_memory_views returns the data and size of memories a and b of the Store of a host
+// function's caller (a wasmtime_caller_t): one call from Go instead of eight.
+static astrid_views_t astrid_memory_views(uintptr_t caller, astrid_memory_t a, astrid_memory_t b) {
 	astrid_views_t v = {{0}, {0}};
 	wasmtime_context_t *ctx = wasmtime_caller_context((wasmtime_caller_t *)caller);
 	v.data[0] = wasmtime_memory_data(ctx, (const wasmtime_memory_t *)&a);
 	v.len[0] = wasmtime_memory_data_size(ctx, (const wasmtime_memory_t *)&a);
 	v.data[1] = wasmtime_memory_data(ctx, (const wasmtime_memory_t *)&b);
 	v.len[1] = wasmtime_memory_data_size(ctx, (const wasmtime_memory_t *)&b);
-	if (has_c) {
-		v.data[2] = wasmtime_memory_data(ctx, (const wasmtime_memory_t *)&c);
-		v.len[2] = wasmtime_memory_data_size(ctx, (const wasmtime_memory_t *)&c);
-	}
 	return v;
 }
 */
@@ -64,26 +58,10 @@ import (
 // value (TestMemoryViewsLayout pins that). The slices are valid until the memories grow or the
 // host function returns.
 func (k *Kernel) memoryViews(caller *wasmtime.Caller) (idx, mem []byte) {
-	idx, mem, _ = k.memoryViews3(caller, nil)
-	return idx, mem
-}
-
-// memoryViews3 is memoryViews that also returns the view of guest, a memory of the same Store,
-// in the same call into C (nil if guest is nil).
-func (k *Kernel) memoryViews3(caller *wasmtime.Caller, guest *wasmtime.Memory) (idx, mem, gmem []byte) {
-	var g C.astrid_memory_t
-	hasGuest := C.int(0)
-	if guest != nil {
-		g, hasGuest = memoryValue(guest), 1
-	}
-	v := C.astrid_memory_views(C.uintptr_t(uintptr(hostfn.CallerPtr(caller))), memoryValue(k.idx), memoryValue(k.mem), g, hasGuest)
+	v := C.astrid_memory_views(C.uintptr_t(uintptr(hostfn.CallerPtr(caller))), memoryValue(k.idx), memoryValue(k.mem))
 	view := func(i int) []byte { return unsafe.Slice((*byte)(unsafe.Pointer(v.data[i])), int(v.len[i])) }
-	idx, mem = view(0), view(1)
-	if guest != nil {
-		gmem = view(2)
-	}
 	runtime.KeepAlive(caller)
-	return idx, mem, gmem
+	return view(0), view(1)
 }
 
 // memoryValue is m's wasmtime_memory_t.
