@@ -27,9 +27,70 @@ const keepRingFactor = 4
 // the same serialisation).
 func size(m *Message) int { return len(m.Payload) }
 
-// at returns the i-th oldest queued message.
+// at returns the i-th oldest queued message (0 <= i < len(q.buf)).
 func (q *queue) at(i int) *Message {
-	return &q.buf[(q.head+i)%len(q.buf)]
+	return &q.buf[q.wrap(q.head+i)]
+}
+
+// wrap maps an index of the doubled ring (0 <= j < 2*len(q.buf)) into q.buf: a comparison, not
+// the division a % would cost on every push and drain.
+func (q *queue) wrap(j int) int {
+	if j >= len(q.buf) {
+		j -= len(q.buf)
+	}
+	return j
+}
+
+// segments returns the queued messages, oldest first, as the at most two runs of q.buf they
+// occupy.
+func (q *queue) segments() (first, second []Message) {
+	if q.n == 0 {
+		return nil, nil
+	}
+	if end := q.head + q.n; end <= len(q.buf) {
+		return q.buf[q.head:end], nil
+	}
+	return q.buf[q.head:], q.buf[:q.head+q.n-len(q.buf)]
+}
+
+// fit returns how many of the oldest messages a drain of maxBytes takes: as many as fit in
+// maxBytes of payload, and always the first.
+func (q *queue) fit(maxBytes int) int {
+	n, total := 0, 0
+	first, second := q.segments()
+	for _, seg := range [2][]Message{first, second} {
+		for i := range seg {
+			sz := size(&seg[i])
+			if n > 0 && total+sz > maxBytes {
+				return n
+			}
+			total += sz
+			n++
+		}
+	}
+	return n
+}
+
+// take moves the len(dst) oldest messages (at most q.n) into dst, in order, and clears their
+// slots so that the payloads they held can be collected: pop for a run, copied a run of the ring
+// at a time.
+func (q *queue) take(dst []Message) {
+	k := len(dst)
+	first, second := q.segments()
+	for _, seg := range [2][]Message{first, second} {
+		seg = seg[:min(len(seg), len(dst))]
+		copy(dst, seg)
+		for i := range seg {
+			q.bytes -= size(&seg[i])
+		}
+		clear(seg)
+		dst = dst[len(seg):]
+	}
+	q.head = q.wrap(q.head + k)
+	q.n -= k
+	if q.n == 0 {
+		q.head = 0
+	}
 }
 
 // push appends m, growing the ring as needed up to maxLen messages; the
@@ -55,7 +116,7 @@ func (q *queue) pop() Message {
 	slot := q.at(0)
 	m := *slot
 	*slot = Message{}
-	q.head = (q.head + 1) % len(q.buf)
+	q.head = q.wrap(q.head + 1)
 	q.n--
 	q.bytes -= size(&m)
 	if q.n == 0 {

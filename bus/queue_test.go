@@ -1,7 +1,9 @@
 package bus
 
 import (
+	"bytes"
 	"context"
+	"strings"
 	"testing"
 )
 
@@ -79,6 +81,71 @@ func TestDrainInto(t *testing.T) {
 			}
 			if inInto := &env.Messages[0] == &into[:1][0]; inInto != (room >= 3) {
 				t.Fatalf("%s with room for %d: messages in the caller's array = %v", name, room, inInto)
+			}
+		}
+	}
+}
+
+// TestQueueTakeAndFit checks the bulk drain against the one-message operations it replaces, on
+// rings whose queued run wraps around the end or not: take(k) gives what k pops give, leaves the
+// same queue (head, count, bytes), and clears the slots it took; fit counts what the loop of
+// sizes counted.
+func TestQueueTakeAndFit(t *testing.T) {
+	msg := func(i int) Message {
+		return Message{Topic: "t", Payload: []byte(strings.Repeat("x", 1+i%7)), Seq: uint64(i)}
+	}
+	for _, c := range []struct {
+		name   string
+		maxLen int // the ring's capacity once full
+	}{{"power of two", 8}, {"not a power of two", 10}, {"one slot", 1}} {
+		for head := range c.maxLen {
+			for queued := 0; queued <= c.maxLen; queued++ {
+				if queued == 0 && head != 0 {
+					continue // an emptied queue starts again at 0
+				}
+				// A full-sized ring of maxLen slots, its oldest message at head.
+				ring := func() queue {
+					q := queue{buf: make([]Message, c.maxLen), head: head, n: queued}
+					for i := range queued {
+						*q.at(i) = msg(i)
+						q.bytes += size(q.at(i))
+					}
+					return q
+				}
+				q, ref := ring(), ring()
+				for _, maxBytes := range []int{0, 3, 10, 1 << 20} {
+					want, total := 0, 0
+					for want < ref.n {
+						sz := size(ref.at(want))
+						if want > 0 && total+sz > maxBytes {
+							break
+						}
+						total += sz
+						want++
+					}
+					if got := q.fit(maxBytes); got != want {
+						t.Fatalf("%s head %d queued %d: fit(%d) = %d, want %d", c.name, head, queued, maxBytes, got, want)
+					}
+				}
+				k := queued / 2
+				if queued == 1 {
+					k = 1
+				}
+				taken := make([]Message, k)
+				q.take(taken)
+				for i := range k {
+					if want := ref.pop(); taken[i].Seq != want.Seq || !bytes.Equal(taken[i].Payload, want.Payload) {
+						t.Fatalf("%s head %d queued %d: took seq %d at %d, pop gives %d", c.name, head, queued, taken[i].Seq, i, want.Seq)
+					}
+				}
+				if q.n != ref.n || q.head != ref.head || q.bytes != ref.bytes {
+					t.Fatalf("%s head %d queued %d: after take(%d) n %d head %d bytes %d, pops leave %d %d %d", c.name, head, queued, k, q.n, q.head, q.bytes, ref.n, ref.head, ref.bytes)
+				}
+				for i := q.n; i < len(q.buf); i++ { // the free slots hold no payload
+					if q.at(i).Payload != nil {
+						t.Fatalf("%s head %d queued %d: a slot taken still holds its payload", c.name, head, queued)
+					}
+				}
 			}
 		}
 	}

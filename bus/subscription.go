@@ -193,15 +193,7 @@ func (s *Subscription) drain(maxBytes int, always bool, into []Message) (Envelop
 		s.mu.Unlock()
 		return Envelope{}, false
 	}
-	n, total := 0, 0
-	for n < s.q.n {
-		sz := size(s.q.at(n))
-		if n > 0 && total+sz > maxBytes {
-			break
-		}
-		total += sz
-		n++
-	}
+	n := s.q.fit(maxBytes)
 	var msgs []Message
 	if n > 0 {
 		if cap(into) >= n {
@@ -209,9 +201,7 @@ func (s *Subscription) drain(maxBytes int, always bool, into []Message) (Envelop
 		} else {
 			msgs = make([]Message, n)
 		}
-		for i := range msgs {
-			msgs[i] = s.q.pop()
-		}
+		s.q.take(msgs)
 		s.q.drained(n)
 	}
 	s.delivered += uint64(n)
