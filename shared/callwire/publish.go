@@ -74,24 +74,28 @@ var errTooManyPublications = fmt.Errorf("a publish frame of more than %d publica
 func DecodePublishes(body []byte, out []Publication) ([]Publication, error) {
 	out = out[:0]
 	for len(body) > 0 {
-		num, typ, n := consumeTag(body)
-		if n < 0 {
-			return out, decodeError(n)
-		}
-		body = body[n:]
-		if num != fieldMessages || typ != protowire.BytesType {
-			n = protowire.ConsumeFieldValue(num, typ, body)
+		msg, rest, ok := appendedField(body, tagMessages) // as AppendPublication writes it
+		if !ok {
+			num, typ, n := consumeTag(body)
 			if n < 0 {
 				return out, decodeError(n)
 			}
 			body = body[n:]
-			continue
+			if num != fieldMessages || typ != protowire.BytesType {
+				n = protowire.ConsumeFieldValue(num, typ, body)
+				if n < 0 {
+					return out, decodeError(n)
+				}
+				body = body[n:]
+				continue
+			}
+			msg, n = protowire.ConsumeBytes(body)
+			if n < 0 {
+				return out, decodeError(n)
+			}
+			rest = body[n:]
 		}
-		msg, n := protowire.ConsumeBytes(body)
-		if n < 0 {
-			return out, decodeError(n)
-		}
-		body = body[n:]
+		body = rest
 		if len(out) == MaxPublishBatch {
 			return out, errTooManyPublications
 		}
@@ -106,6 +110,9 @@ func DecodePublishes(body []byte, out []Publication) ([]Publication, error) {
 
 // decodePublication decodes one pb.IpcPublication.
 func decodePublication(b []byte) (Publication, error) {
+	if p, ok := decodeAppended(b); ok {
+		return p, nil
+	}
 	var p Publication
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -136,6 +143,43 @@ func decodePublication(b []byte) (Publication, error) {
 		b = b[n:]
 	}
 	return p, nil
+}
+
+// The single-byte tags AppendPublication writes: of a publication, and of its fields.
+const (
+	tagMessages = byte(fieldMessages<<3 | protowire.BytesType)
+	tagTopic    = byte(fieldTopic<<3 | protowire.BytesType)
+	tagPayload  = byte(fieldPayload<<3 | protowire.BytesType)
+)
+
+// decodeAppended decodes a publication encoded as AppendPublication encodes one (a shim's): a
+// topic, then a payload, each present, nothing else. It reports false for anything else,
+// which decodePublication then decodes field by field; where it reports true, that decoding
+// gives the same publication (a topic that is not UTF-8 is left to it, to refuse). It spares the
+// hot path the general loop's calls per field.
+func decodeAppended(b []byte) (Publication, bool) {
+	topic, b, ok := appendedField(b, tagTopic)
+	if !ok || !utf8.Valid(topic) {
+		return Publication{}, false
+	}
+	payload, b, ok := appendedField(b, tagPayload)
+	if !ok || len(b) != 0 {
+		return Publication{}, false
+	}
+	return Publication{Topic: topic, Payload: payload}, true
+}
+
+// appendedField consumes a length-delimited field of b whose tag is the single byte tag: its
+// value and the rest of b, or false.
+func appendedField(b []byte, tag byte) (value, rest []byte, ok bool) {
+	if len(b) < 2 || b[0] != tag {
+		return nil, nil, false
+	}
+	v, n := protowire.ConsumeBytes(b[1:])
+	if n < 0 {
+		return nil, nil, false
+	}
+	return v, b[1+n:], true
 }
 
 // consumeTag is protowire.ConsumeTag that also refuses field numbers above

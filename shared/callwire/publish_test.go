@@ -108,6 +108,11 @@ func FuzzDecodePublishes(f *testing.F) {
 	f.Add([]byte{0x13, 0x14})                         // a group at the top
 	f.Add([]byte{0x0a, 0x03, 0x0a, 0x01, 0xff})       // topic not UTF-8
 	f.Add([]byte{0x09, 0, 0, 0, 0, 0, 0, 0, 0})       // field 1 with the wrong wire type
+	// The shim's own form (decodeAppended), with a length of two varint bytes, then that form
+	// followed by another field or with the fields swapped, which only the general loop reads.
+	f.Add(AppendPublication(nil, "a.b", make([]byte, 200)))
+	f.Add([]byte{0x0a, 0x0a, 0x0a, 0x01, 'a', 0x12, 0x02, '{', '}', 0x0a, 0x01, 'b'})
+	f.Add([]byte{0x0a, 0x07, 0x12, 0x02, '{', '}', 0x0a, 0x01, 'a'})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var want pb.IpcPublishRequest
 		werr := proto.Unmarshal(body, &want)
@@ -125,4 +130,21 @@ func FuzzDecodePublishes(f *testing.F) {
 			checkSame(t, got, want.Messages)
 		}
 	})
+}
+
+// BenchmarkDecodePublishes decodes a full Publish frame of 256-byte payloads as a shim sends it.
+func BenchmarkDecodePublishes(b *testing.B) {
+	var body []byte
+	for range MaxPublishBatch {
+		body = AppendPublication(body, "test.v1.tp", make([]byte, 256))
+	}
+	out := make([]Publication, 0, MaxPublishBatch)
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if out, err = DecodePublishes(body, out); err != nil || len(out) != MaxPublishBatch {
+			b.Fatal(err, len(out))
+		}
+	}
 }
