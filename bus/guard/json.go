@@ -199,12 +199,11 @@ func scanPayload(raw []byte) (PayloadShape, bool) {
 // JSON whitespace.
 func skipSpace(raw []byte, i int) int {
 	for i < len(raw) {
-		switch raw[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
+		// One comparison for the common byte, which is above ' ' (compact JSON has no space).
+		if c := raw[i]; c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
 			return i
 		}
+		i++
 	}
 	return i
 }
@@ -240,11 +239,18 @@ func stopBytes(w uint64) uint64 {
 }
 
 // skipPlain returns the index of the first byte at or after i that is not a plainStringByte, or
-// len(raw) if there is none: 32 bytes at a time while a run of plain bytes lasts (the common
-// string is long runs of them), then a word at a time. It reads raw through reslices of s whose
-// length the loop conditions bound, so the loads need no bounds checks.
+// len(raw) if there is none: one word first (a key or a short value ends in it), then 32 bytes
+// at a time while a run of plain bytes lasts (the common long string is long runs of them), then
+// a word at a time. It reads raw through reslices of s whose length the loop conditions bound,
+// so the loads need no bounds checks.
 func skipPlain(raw []byte, i int) int {
 	s := raw[i:]
+	if len(s) >= 8 {
+		if m := stopBytes(binary.LittleEndian.Uint64(s)); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+		s = s[8:]
+	}
 	for len(s) >= 32 {
 		if stopBytes(binary.LittleEndian.Uint64(s[0:8]))|stopBytes(binary.LittleEndian.Uint64(s[8:16]))|
 			stopBytes(binary.LittleEndian.Uint64(s[16:24]))|stopBytes(binary.LittleEndian.Uint64(s[24:32])) != 0 {
