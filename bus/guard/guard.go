@@ -65,7 +65,8 @@ type Guard struct {
 	handles map[uint64]bool // the live subscription handles; true for an interceptor's
 }
 
-// New returns the Guard of cfg, reading the time for the quota from now (nil means time.Now).
+// New returns the Guard of cfg, reading the time for the quota from now (nil means the real
+// clock, read as RateLimiter.Now does).
 func New(cfg Config, now func() time.Time) *Guard {
 	g := &Guard{
 		capsuleID: cfg.CapsuleID,
@@ -95,7 +96,7 @@ func (g *Guard) CheckPublishShape(name string, payload []byte) (PayloadShape, er
 	return g.CheckPublishShapeAt(name, payload, g.limiter.Now())
 }
 
-// Now reads the clock of the Guard's quota, for CheckPublishShapeAt.
+// Now reads the clock of the Guard's quota (RateLimiter.Now), for CheckPublishShapeAt.
 func (g *Guard) Now() time.Time { return g.limiter.Now() }
 
 // CheckPublishShapeAt is CheckPublishShape with the quota charged at the time now (from Now):

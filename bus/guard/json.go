@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -198,12 +199,11 @@ func scanPayload(raw []byte) (PayloadShape, bool) {
 // JSON whitespace.
 func skipSpace(raw []byte, i int) int {
 	for i < len(raw) {
-		switch raw[i] {
-		case ' ', '\t', '\n', '\r':
-			i++
-		default:
+		// One comparison for the common byte, which is above ' ' (compact JSON has no space).
+		if c := raw[i]; c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
 			return i
 		}
+		i++
 	}
 	return i
 }
@@ -214,7 +214,8 @@ func hasLiteral(raw []byte, i int, lit string) bool {
 }
 
 // plainStringByte marks the bytes that stand for themselves inside a JSON
-// string: printable ASCII other than '"' and '\\'.
+// string: printable ASCII other than '"' and '\\'. It is the definition stopBytes computes a
+// word at a time (and skipPlain's test of a string shorter than a word).
 var plainStringByte = func() (t [256]bool) {
 	for c := 0x20; c < 0x80; c++ {
 		t[c] = c != '"' && c != '\\'
@@ -222,16 +223,60 @@ var plainStringByte = func() (t [256]bool) {
 	return t
 }()
 
-// plainWord reports whether all eight bytes of w are plainStringByte ones: none is '"', '\\',
-// below 0x20 or from 0x80 on. Each test is the classic "has a zero byte" bit trick, exact for
-// bytes below 0x80 (which the last test makes sure of).
-func plainWord(w uint64) bool {
-	const ones, highs = 0x0101010101010101, 0x8080808080808080
-	hasZero := func(x uint64) uint64 { return (x - ones) & ^x & highs }
-	return (w&highs)|
-		hasZero(w^(ones*'"'))|
-		hasZero(w^(ones*'\\'))|
-		((w-ones*0x20) & ^w & highs) == 0
+// stopBytes marks the bytes of w (eight bytes of a string, little-endian) that end a run of
+// plain ones: it is zero exactly when every byte is a plainStringByte, and otherwise its lowest
+// set bit is the high bit of the first byte that is not ('"', '\\', below 0x20 or from 0x80 on).
+// Bits above that one mean nothing: a borrow from that byte may set them for later bytes.
+//
+// Each term sets the high bit of a byte that fails one test, exactly for the first failing byte
+// (no borrow reaches a byte from the plain ones before it): w itself for a byte from 0x80 on;
+// b-0x20 wraps for a byte below 0x20; (b^'"')-1 and (b^'\\')-1 wrap for the two that are
+// zero after the XOR. For a plain byte b (0x20..0x7f) no term sets the high bit: b-0x20 is below
+// 0x60, and b^'"' and b^'\\' are in 1..0x7f.
+func stopBytes(w uint64) uint64 {
+	const ones = 0x0101010101010101
+	return (w | (w - ones*0x20) | ((w ^ ones*'"') - ones) | ((w ^ ones*'\\') - ones)) & (ones * 0x80)
+}
+
+// skipPlain returns the index of the first byte at or after i that is not a plainStringByte, or
+// len(raw) if there is none: one word first (a key or a short value ends in it), then 32 bytes
+// at a time while a run of plain bytes lasts (the common long string is long runs of them), then
+// a word at a time. It reads raw through reslices of s whose length the loop conditions bound,
+// so the loads need no bounds checks.
+func skipPlain(raw []byte, i int) int {
+	s := raw[i:]
+	if len(s) >= 8 {
+		if m := stopBytes(binary.LittleEndian.Uint64(s)); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+		s = s[8:]
+	}
+	for len(s) >= 32 {
+		if stopBytes(binary.LittleEndian.Uint64(s[0:8]))|stopBytes(binary.LittleEndian.Uint64(s[8:16]))|
+			stopBytes(binary.LittleEndian.Uint64(s[16:24]))|stopBytes(binary.LittleEndian.Uint64(s[24:32])) != 0 {
+			break // the word loop finds which byte
+		}
+		s = s[32:]
+	}
+	for len(s) >= 8 {
+		if m := stopBytes(binary.LittleEndian.Uint64(s)); m != 0 {
+			return len(raw) - len(s) + bits.TrailingZeros64(m)/8
+		}
+		s = s[8:]
+	}
+	if len(s) == 0 {
+		return len(raw)
+	}
+	if len(raw) >= 8 {
+		// The last 1..7 bytes: the last word of raw, shifted so that they are its low bytes and
+		// zeros (which stop) follow them. A stop at len(s) is the end of raw.
+		w := binary.LittleEndian.Uint64(raw[len(raw)-8:]) >> (64 - 8*len(s))
+		return len(raw) - len(s) + bits.TrailingZeros64(stopBytes(w))/8
+	}
+	for len(s) > 0 && plainStringByte[s[0]] {
+		s = s[1:]
+	}
+	return len(raw) - len(s)
 }
 
 // scanString reads the rest of a string whose opening quote is just before
@@ -241,20 +286,11 @@ func plainWord(w uint64) bool {
 // high one followed at once by a \u escape of a low one.
 func scanString(raw []byte, i int) (end int, escaped, ok bool) {
 	n := len(raw)
-	for i < n {
-		// Eight plain bytes at a time: the common string is long runs of them.
-		for i+8 <= n && plainWord(binary.LittleEndian.Uint64(raw[i:])) {
-			i += 8
+	for {
+		if i = skipPlain(raw, i); i >= n {
+			return 0, false, false
 		}
-		if i >= n {
-			break
-		}
-		c := raw[i]
-		if plainStringByte[c] {
-			i++
-			continue
-		}
-		switch {
+		switch c := raw[i]; {
 		case c == '"':
 			return i + 1, escaped, true
 		case c == '\\':
@@ -296,7 +332,6 @@ func scanString(raw []byte, i int) (end int, escaped, ok bool) {
 			i += size
 		}
 	}
-	return 0, false, false
 }
 
 // hexRune decodes the four hexadecimal digits at raw[i:i+4] of a \u escape.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"io"
+	"math/bits"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -88,6 +89,11 @@ func TestPayloadShape(t *testing.T) {
 func FuzzCheckPayloadShape(f *testing.F) {
 	for _, s := range payloadCorpus {
 		f.Add([]byte(s))
+	}
+	for k, s := range stringEdgeCorpus() {
+		if k%61 == 0 { // a sample (of ~1500) for the fuzzer to mutate: TestScanStringEdges runs them all
+			f.Add([]byte(s))
+		}
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		checkAgainstReference(t, raw)
@@ -241,25 +247,45 @@ func TestCheckPayloadRandom(t *testing.T) {
 	t.Logf("%d of 20000 generated payloads valid", accepted)
 }
 
-// TestPlainWord: the eight-bytes-at-a-time test of scanString agrees with plainStringByte on
-// words made of every byte value at every position among plain bytes, and on random words.
-func TestPlainWord(t *testing.T) {
+// TestStopBytes: the word-at-a-time test of skipPlain agrees with plainStringByte on words
+// made of every byte value at every position among plain bytes of every kind (those next to the
+// thresholds of its subtractions among them), with a second stop byte after the first, and on
+// random words: zero exactly when all eight bytes are plain, else its lowest set bit in the
+// first byte that is not.
+func TestStopBytes(t *testing.T) {
 	check := func(b [8]byte) {
 		t.Helper()
-		want := true
-		for _, c := range b {
-			want = want && plainStringByte[c]
+		first := -1
+		for k, c := range b {
+			if !plainStringByte[c] {
+				first = k
+				break
+			}
 		}
-		if got := plainWord(binary.LittleEndian.Uint64(b[:])); got != want {
-			t.Fatalf("plainWord(%q) = %v, want %v", b[:], got, want)
+		m := stopBytes(binary.LittleEndian.Uint64(b[:]))
+		if got := bits.TrailingZeros64(m) / 8; (m == 0) != (first < 0) || (first >= 0 && got != first) || m&^0x8080808080808080 != 0 {
+			t.Fatalf("stopBytes(%q) = %#016x; the first byte that is not plain: %d", b[:], m, first)
 		}
 	}
+	fillers := []byte{' ', '!', '#', '[', ']', 0x7f, 'a', '~'}
 	t.Run("one byte of every value at every position", func(t *testing.T) {
-		for pos := range 8 {
-			for c := range 256 {
-				b := [8]byte{'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'}
-				b[pos] = byte(c)
-				check(b)
+		for _, fill := range fillers {
+			for pos := range 8 {
+				for c := range 256 {
+					b := [8]byte{}
+					for k := range b {
+						b[k] = fillers[(k+int(fill))%len(fillers)]
+					}
+					b[pos] = byte(c)
+					check(b)
+					for after := pos + 1; after < 8; after++ { // and a stop byte after it
+						for _, d := range []byte{0, '"', '\\', 0x1f, 0x80, 0xff} {
+							b2 := b
+							b2[after] = d
+							check(b2)
+						}
+					}
+				}
 			}
 		}
 	})
@@ -276,4 +302,92 @@ func TestPlainWord(t *testing.T) {
 			check(b)
 		}
 	})
+}
+
+// TestSkipPlain compares skipPlain with a byte-at-a-time reference on every length of raw up
+// to a few rounds of its 32-byte loop, from every start within the first word, with one byte of
+// every value at every position (or none): the edges of its three loops and of its last-word
+// load. The plain bytes around it vary among those next to the thresholds of stopBytes.
+func TestSkipPlain(t *testing.T) {
+	fillers := []byte{' ', '!', '#', '[', ']', 0x7f, 'a', '~'}
+	ref := func(raw []byte, i int) int {
+		for i < len(raw) && plainStringByte[raw[i]] {
+			i++
+		}
+		return i
+	}
+	raw := make([]byte, 0, 100)
+	for n := range 100 {
+		raw = raw[:n]
+		for k := range raw {
+			raw[k] = fillers[(k*3+n)%len(fillers)]
+		}
+		for i := range min(n, 9) + 1 {
+			for pos := i; pos <= n; pos++ {
+				for c := range 256 {
+					if pos < n {
+						old := raw[pos]
+						raw[pos] = byte(c)
+						if got, want := skipPlain(raw, i), ref(raw, i); got != want {
+							t.Fatalf("skipPlain(%q, %d) = %d, want %d", raw, i, got, want)
+						}
+						raw[pos] = old
+					} else if c == 0 {
+						if got, want := skipPlain(raw, i), ref(raw, i); got != want {
+							t.Fatalf("skipPlain(%q, %d) = %d, want %d", raw, i, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// FuzzSkipPlain compares skipPlain with the byte-at-a-time reference of TestSkipPlain on any
+// input and start.
+func FuzzSkipPlain(f *testing.F) {
+	f.Add([]byte(strings.Repeat("x", 40)+`"`), uint8(1))
+	f.Add([]byte("abcdefgh\xc3\xa9ijklmnop\\qrstuvwxyz0123456789ABCDEF\x1f"), uint8(0))
+	f.Add([]byte("0123456"), uint8(3))
+	f.Fuzz(func(t *testing.T, raw []byte, start uint8) {
+		i := min(int(start), len(raw))
+		want := i
+		for want < len(raw) && plainStringByte[raw[want]] {
+			want++
+		}
+		if got := skipPlain(raw, i); got != want {
+			t.Fatalf("skipPlain(%q, %d) = %d, want %d", raw, i, got, want)
+		}
+	})
+}
+
+// stringEdgeCorpus is strings around the word sizes of skipPlain (up to 40 bytes of content) with
+// a quote, a backslash, an escape, a control byte, a multi-byte character or invalid UTF-8 at every
+// position, so at every position of a word and across word boundaries; each alone, in an object,
+// after a key, and cut before its closing quote (where the string runs to the end of raw and the
+// last-word load reads it).
+func stringEdgeCorpus() []string {
+	inserts := []string{`"`, `\`, `\"`, `\\`, `\u00e9`, `\ud83d\ude00`, `\ud800`, `\q`, "\x00", "\n", "\x1f", "\x7f", "\x80",
+		"\xff", "\xc3\xa9", "\xc3", "\xe6\x97\xa5", "\xe6\x97", "\xed\xa0\x80", "\xf0\x9f\x98\x80", "\xf4\x90\x80\x80"}
+	var out []string
+	for n := range 41 {
+		for pos := 0; pos <= n; pos++ {
+			for _, ins := range inserts {
+				body := strings.Repeat("x", pos) + ins + strings.Repeat("y", n-pos)
+				out = append(out, `"`+body+`"`, `{"k":"`+body+`"}`, `{"`+body+`":1}`, `"`+body, `["`+body)
+			}
+		}
+	}
+	return out
+}
+
+// TestScanStringEdges: on every string of stringEdgeCorpus, the scanner agrees with the
+// three-pass rule and the shape's references (checkAgainstReference).
+func TestScanStringEdges(t *testing.T) {
+	for _, in := range stringEdgeCorpus() {
+		checkAgainstReference(t, []byte(in))
+		if t.Failed() {
+			return
+		}
+	}
 }

@@ -34,7 +34,8 @@ var (
 // limit. It is safe for concurrent use.
 type RateLimiter struct {
 	budget uint64
-	now    func() time.Time
+	now    func() time.Time // nil: the monotonic clock, read from base (Now)
+	base   time.Time        // when now is nil: the limiter's creation, with its monotonic reading
 
 	mu     sync.Mutex
 	start  time.Time // start of the current window; zero before the first charge
@@ -43,15 +44,16 @@ type RateLimiter struct {
 
 // NewRateLimiter returns a limiter allowing bytesPerSecond bytes per 1 s
 // window (0 means DefaultBytesPerSecond), reading the time from now (nil
-// means time.Now).
+// means the real clock: see Now).
 func NewRateLimiter(bytesPerSecond uint64, now func() time.Time) *RateLimiter {
 	if bytesPerSecond == 0 {
 		bytesPerSecond = DefaultBytesPerSecond
 	}
+	r := &RateLimiter{budget: bytesPerSecond, now: now}
 	if now == nil {
-		now = time.Now
+		r.base = time.Now()
 	}
-	return &RateLimiter{budget: bytesPerSecond, now: now}
+	return r
 }
 
 // Charge accounts for a payload of size bytes about to be published. It
@@ -62,11 +64,21 @@ func NewRateLimiter(bytesPerSecond uint64, now func() time.Time) *RateLimiter {
 // numbers in parentheses. Only an accepted payload is charged. A negative
 // size counts as 0.
 func (r *RateLimiter) Charge(size int) error {
-	return r.ChargeAt(size, r.now())
+	return r.ChargeAt(size, r.Now())
 }
 
-// Now reads the limiter's clock, for ChargeAt.
-func (r *RateLimiter) Now() time.Time { return r.now() }
+// Now reads the limiter's clock, for ChargeAt. The real clock (a nil now for NewRateLimiter) is
+// read as the monotonic time since the limiter's creation, one clock read where time.Now makes
+// two (the wall clock too; the shim reads it for every publish): the Time returned is the
+// creation's plus that duration, so its monotonic reading is exactly the clock's, which is all
+// the windows are measured by (Time.Sub), and its wall clock one that ignores any step of the
+// system's since.
+func (r *RateLimiter) Now() time.Time {
+	if r.now != nil {
+		return r.now()
+	}
+	return r.base.Add(time.Since(r.base))
+}
 
 // ChargeAt is Charge at the time now, read from Now: the host charges the
 // messages of one Publish frame at the one instant it read for the frame,
@@ -77,15 +89,18 @@ func (r *RateLimiter) ChargeAt(size int, now time.Time) error {
 	if n > MaxPayloadBytes {
 		return fmt.Errorf("%w (%d bytes; the limit is %d)", ErrPayloadTooLarge, n, MaxPayloadBytes)
 	}
+	// No defer: this runs for every publish, in the shim and the host, and the lock covers
+	// only the window's two fields.
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.start.IsZero() || now.Sub(r.start) >= RateWindow {
 		r.start, r.window = now, 0
 	}
-	if n > r.budget-r.window { // r.window <= r.budget, so this cannot wrap
+	if window := r.window; n > r.budget-window { // r.window <= r.budget, so this cannot wrap
+		r.mu.Unlock()
 		return fmt.Errorf("%w (%d bytes already published in this 1 s window; %d more would exceed the limit of %d bytes per second)",
-			ErrRateLimited, r.window, n, r.budget)
+			ErrRateLimited, window, n, r.budget)
 	}
 	r.window += n
+	r.mu.Unlock()
 	return nil
 }

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,5 +83,24 @@ func TestRateLimiterTexts(t *testing.T) {
 	err = r.Charge(7)
 	if want := "Rate limit exceeded (4 bytes already published in this 1 s window; 7 more would exceed the limit of 10 bytes per second)"; err == nil || err.Error() != want {
 		t.Errorf("Charge over budget = %v, want %q", err, want)
+	}
+}
+
+// TestRateLimiterRealClock: with the real clock, Now is a monotonic reading taken during the
+// call (between two of time.Now's), never going back, which is what the windows are measured by.
+func TestRateLimiterRealClock(t *testing.T) {
+	r := NewRateLimiter(0, nil)
+	prev := r.Now()
+	for range 1000 {
+		before := time.Now()
+		now := r.Now()
+		after := time.Now()
+		if !strings.Contains(now.String(), " m=") {
+			t.Fatalf("Now() = %v has no monotonic reading", now)
+		}
+		if now.Before(before) || now.After(after) || now.Before(prev) {
+			t.Fatalf("Now() = %v, read between %v and %v, after %v", now, before, after, prev)
+		}
+		prev = now
 	}
 }
