@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -90,6 +91,8 @@ type Host struct {
 	log    hclog.Logger
 	cache  *ModuleCache
 	runDir string
+	// runLock holds the runtime directory's lock (lockRunDir) until RemoveRuntimeDir.
+	runLock *os.File
 	// spawner starts the sandboxed shims (see shimSpawner); Shutdown ends it.
 	spawner spawnerState
 	// kv is the capsules' KV store, opened on first use so that a host whose capsules never use
@@ -176,11 +179,14 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	runDir, err := runDirFor(cfg.Sandbox)
+	runDir, runLock, err := runDirFor(cfg.Sandbox)
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, kv: kvstore.NewLazy(cfg.StateDir), metrics: metrics.NewRecorder()}
+	for _, dir := range sweepRunDirs(filepath.Dir(runDir)) {
+		cfg.Logger.Info("removed the runtime directory of a host that is gone", "path", dir)
+	}
+	h := &Host{cfg: cfg, log: cfg.Logger, cache: cache, runDir: runDir, runLock: runLock, kv: kvstore.NewLazy(cfg.StateDir), metrics: metrics.NewRecorder()}
 	h.approvals = newApprovals(h, cfg.ApprovalTimeout)
 	h.dispatch = newDispatcher(h)
 	h.bus = bus.New(bus.Options{Observer: h.dispatch.observe})
@@ -658,4 +664,5 @@ func (h *Host) RemoveRuntimeDir() {
 	if err := removeRunDir(h.runDir); err != nil {
 		h.log.Error("runtime directory left behind", "error", err)
 	}
+	h.runLock.Close() // after the removal: the next host to start sweeps what was left behind
 }

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -16,23 +18,112 @@ import (
 // as /tmp is.
 const shmDir = "/dev/shm"
 
+// runDirPrefix begins the name of every host's runtime directory.
+const runDirPrefix = "astrid-run-"
+
 // runDirFor makes the host's runtime directory, which holds the per-shim socket directories (and,
 // under run, go-plugin's socket directories for the host's services). Unix socket paths are
-// limited to 108 bytes, so it does not live in the state directory but in runDirBase.
+// limited to 108 bytes, so it does not live in the state directory but in runDirBase. The
+// directory is locked (lockRunDir) before runDirFor returns: lock, which the host keeps open
+// until the directory is removed.
 //
 // A shim may write files in its socket directory; in /dev/shm they are memory, which the shim's
 // cgroup (its memory limit) is charged for. So the runtime directory goes there only when shims
 // have that cgroup, or have no sandbox at all (they may then write wherever the host may).
-func runDirFor(sb *sandbox.Sandbox) (string, error) {
+func runDirFor(sb *sandbox.Sandbox) (dir string, lock *os.File, err error) {
 	shm := ""
 	if sb == nil || sb.Policy() == sandbox.Off || sb.Has(sandbox.LayerCgroup) {
 		shm = shmDir
 	}
-	dir, err := os.MkdirTemp(runDirBase(os.Getenv("TMPDIR"), shm), "astrid-run-")
+	dir, err = os.MkdirTemp(runDirBase(os.Getenv("TMPDIR"), shm), runDirPrefix)
 	if err != nil {
-		return "", fmt.Errorf("runtime directory: %w", err)
+		return "", nil, fmt.Errorf("runtime directory: %w", err)
 	}
-	return filepath.Clean(dir), nil
+	dir = filepath.Clean(dir)
+	if lock, err = lockRunDir(dir); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, err
+	}
+	return dir, lock, nil
+}
+
+// runDirLock is the file of a runtime directory on which its host holds an exclusive flock(2)
+// for as long as it runs. The kernel lets the lock go when the host's process ends, however it
+// ends (a SIGKILL, a crash): a runtime directory whose lock can be taken is one whose host is
+// gone, and the next host to start removes it (sweepRunDirs). The file is opened close-on-exec,
+// so no shim or helper the host starts holds it.
+const runDirLock = "host.lock"
+
+// lockRunDir makes dir's lock file and takes its lock.
+func lockRunDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, runDirLock), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("runtime directory: lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("runtime directory: lock %s: %w", f.Name(), err)
+	}
+	return f, nil
+}
+
+// staleRunDirAge is how long a runtime directory must have gone unchanged before sweepRunDirs
+// considers it: a host locks its directory microseconds after making it, and a directory being
+// removed (".removing") is gone in milliseconds, so neither is ever taken for a dead host's.
+const staleRunDirAge = time.Minute
+
+// sweepRunDirs removes, from base, the runtime directories of hosts that are gone: those of this
+// user, unchanged for staleRunDirAge, whose lock (runDirLock) it can take, and those left half
+// removed (a ".removing" name). A directory without a lock file (made by an older version, or
+// not a runtime directory at all) is left alone, as is anything not a directory (a symlink
+// named like one, say: Lstat, not Stat). It returns the directories it removed.
+func sweepRunDirs(base string) []string {
+	entries, err := os.ReadDir(base)
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, runDirPrefix) {
+			continue
+		}
+		path := filepath.Join(base, name)
+		fi, err := os.Lstat(path)
+		if err != nil || !fi.IsDir() || time.Since(fi.ModTime()) < staleRunDirAge {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Getuid() {
+			continue
+		}
+		if strings.HasSuffix(name, ".removing") {
+			if os.RemoveAll(path) == nil {
+				removed = append(removed, path)
+			}
+			continue
+		}
+		if lock := abandonedLock(path); lock != nil {
+			if removeRunDir(path) == nil {
+				removed = append(removed, path)
+			}
+			lock.Close()
+		}
+	}
+	return removed
+}
+
+// abandonedLock returns dir's lock file, locked, if its host is gone (the lock could be taken);
+// nil if a host holds it or dir has no lock file.
+func abandonedLock(dir string) *os.File {
+	f, err := os.OpenFile(filepath.Join(dir, runDirLock), os.O_RDWR|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+		f.Close()
+		return nil
+	}
+	return f
 }
 
 // brokerInSockDir says whether the host's broker for a sandboxed shim listens in the shim's own

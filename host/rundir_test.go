@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestRemoveRunDir: the runtime directory is gone after removeRunDir even while another
@@ -107,5 +108,84 @@ func TestRunDirBase(t *testing.T) {
 				t.Errorf("runDirBase(%q, %q) = %q, want %q", c.tmpdir, c.shm, got, c.want)
 			}
 		})
+	}
+}
+
+// TestSweepRunDirs: a new host removes the runtime directories of hosts that are gone (their lock
+// can be taken), and nothing else: not a running host's, not one changed within staleRunDirAge,
+// not a directory without a lock file, not a symlink or another name.
+func TestSweepRunDirs(t *testing.T) {
+	base := t.TempDir()
+	old := time.Now().Add(-2 * staleRunDirAge)
+	mkRunDir := func(name string, locked bool) (string, *os.File) {
+		t.Helper()
+		dir := filepath.Join(base, name)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		startInto(dir)
+		lock, err := lockRunDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !locked {
+			lock.Close() // its host is gone
+			lock = nil
+		} else {
+			t.Cleanup(func() { lock.Close() })
+		}
+		return dir, lock
+	}
+	age := func(path string, at time.Time) {
+		t.Helper()
+		if err := os.Chtimes(path, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone, _ := mkRunDir(runDirPrefix+"gone", false)
+	age(gone, old)
+	live, _ := mkRunDir(runDirPrefix+"live", true)
+	age(live, old)
+	fresh, _ := mkRunDir(runDirPrefix+"fresh", false) // gone, but changed just now
+	unlocked := filepath.Join(base, runDirPrefix+"nolock")
+	if err := os.Mkdir(unlocked, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	age(unlocked, old)
+	halfRemoved := filepath.Join(base, runDirPrefix+"x.removing")
+	if err := os.MkdirAll(filepath.Join(halfRemoved, "shim-1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	age(halfRemoved, old)
+	other, _ := mkRunDir("other-gone", false)
+	age(other, old)
+	link := filepath.Join(base, runDirPrefix+"link")
+	if err := os.Symlink(gone, link); err != nil {
+		t.Fatal(err)
+	}
+
+	removed := sweepRunDirs(base)
+	want := map[string]bool{gone: true, halfRemoved: true}
+	if len(removed) != len(want) {
+		t.Errorf("sweepRunDirs removed %v; want %v", removed, want)
+	}
+	for _, p := range removed {
+		if !want[p] {
+			t.Errorf("sweepRunDirs removed %s", p)
+		}
+	}
+	for _, p := range []string{gone, halfRemoved} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s after the sweep: %v; want it gone", p, err)
+		}
+	}
+	for _, p := range []string{live, fresh, unlocked, other, link} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s after the sweep: %v; want it kept", p, err)
+		}
+	}
+	// The running host's lock is still its own: the sweep let go of what it tried.
+	if abandonedLock(live) != nil {
+		t.Errorf("the running host's lock could be taken after the sweep")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -182,5 +183,59 @@ func TestRunStatus(t *testing.T) {
 	}
 	if res := runCLI(t, state, "status", "--state", state); res.code != 1 || !strings.Contains(res.stderr, "no astrid-host run is running") {
 		t.Fatalf("status after the host stopped: exit %d\n%s", res.code, res.stderr)
+	}
+}
+
+// TestKilledHostRunDirSwept: a host killed by SIGKILL cannot remove its runtime directory (the
+// shims' sockets); the next host to start in the same temporary directory removes it once it has
+// gone unchanged for a minute (its mtime is set back here), and leaves a running host's alone.
+func TestKilledHostRunDirSwept(t *testing.T) {
+	tmp := t.TempDir() // both hosts' TMPDIR: their runtime directories are made here
+	runDirs := func() []string {
+		t.Helper()
+		dirs, err := filepath.Glob(filepath.Join(tmp, "astrid-run-*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return dirs
+	}
+	killed := startRunEnv(t, []string{"TMPDIR=" + tmp}, "--state", t.TempDir(), capsules["hello"])
+	dead := runDirs()
+	if len(dead) != 1 {
+		t.Fatalf("runtime directories of the first host: %v; want one", dead)
+	}
+	if err := killed.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed.wait(t, runShutdownBound)
+	live := startRunEnv(t, []string{"TMPDIR=" + tmp}, "--state", t.TempDir(), capsules["hello"])
+	var running string
+	for _, d := range runDirs() {
+		if d != dead[0] {
+			running = d
+		}
+	}
+	if running == "" {
+		t.Fatalf("no runtime directory for the running host: %v", runDirs())
+	}
+	past := time.Now().Add(-2 * time.Minute)
+	for _, d := range []string{dead[0], running} {
+		if err := os.Chtimes(d, past, past); err != nil {
+			t.Fatal(err)
+		}
+	}
+	call := exec.Command(hostBin, "call", capsules["hello"], "greet", "--input", "sweep", "--state", t.TempDir())
+	call.Env = append(os.Environ(), "TMPDIR="+tmp)
+	if out, err := call.CombinedOutput(); err != nil {
+		t.Fatalf("call: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(dead[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the killed host's runtime directory after another host started: %v; want it removed", err)
+	}
+	if _, err := os.Stat(running); err != nil {
+		t.Errorf("the running host's runtime directory: %v; want it kept", err)
+	}
+	if pid := live.pids["hello"]; pid == 0 || !processAlive(pid) {
+		t.Errorf("the running host's shim (pid %d) is gone", pid)
 	}
 }
