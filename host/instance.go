@@ -265,10 +265,27 @@ func (i *Instance) fail(reason string) {
 	}
 }
 
-// watchExit marks the instance Failed as soon as its shim exits without being asked to.
+// watchExit marks the instance Failed as soon as its shim exits without being asked to, or its
+// gRPC connection ends while the process lives on (it is then killed).
 func (i *Instance) watchExit() {
 	defer close(i.watched)
-	<-i.proc.shim.Exited.Done()
+	select {
+	case <-i.proc.shim.Exited.Done():
+	case <-i.proc.grpc.Ended():
+		// A shim that died is reaped a moment after its connection ends: its exit then says how.
+		if !i.proc.waitExited(healthExitGrace) {
+			i.mu.Lock()
+			stopping := i.stopping
+			i.mu.Unlock()
+			if !stopping {
+				i.crashed(metrics.CrashConnectionLost, "the shim's gRPC connection to the host ended while it ran; it was killed")
+				i.proc.killGroup()
+				i.proc.kill()
+				return
+			}
+			<-i.proc.shim.Exited.Done()
+		}
+	}
 	i.mu.Lock()
 	stopping := i.stopping
 	i.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc"
 
 	"github.com/astrid-go/astrid/sandbox"
 	"github.com/astrid-go/astrid/shared"
@@ -46,6 +47,8 @@ type shimProcess struct {
 	// out on it and the guest's host calls come in, for the one instance serveHostServices binds
 	// it to.
 	calls *callwire.HostEnd
+	// grpc says when go-plugin's gRPC connection to the shim ends (see connWatch).
+	grpc *connWatch
 	// spare says the shim was started ahead, before its capsule was known (shimPool).
 	spare bool
 	// artefacts is the host's end of the channel the capsule's artefact is sent on (handOver).
@@ -195,16 +198,17 @@ func (h *Host) startShim(key shimKey, logger hclog.Logger) (p *shimProcess, err 
 	}
 	env = append(env, fmt.Sprintf("%s=%d", shared.EnvShimArtefactSocket, 3+len(files)))
 	files = append(files, shimEnd)
-	// The call connection: a socket pair, so no other process can reach either end.
+	// The call connection: two pipes without a name, so no other process can reach either end.
 	callsHost, callsShim, err := callwire.Pair()
 	if err != nil {
 		hostEnd.Close()
 		os.RemoveAll(sockDir)
 		return nil, err
 	}
-	env = append(env, fmt.Sprintf("%s=%d", callwire.EnvShimCallsFD, 3+len(files)))
-	files = append(files, callsShim)
-	p = &shimProcess{sockDir: sockDir, artefacts: hostEnd, handedOver: make(chan struct{}), calls: callwire.NewHostEnd(callsHost)}
+	var callsEnv string
+	files, callsEnv = callsShim.Attach(files)
+	env = append(env, callsEnv)
+	p = &shimProcess{sockDir: sockDir, artefacts: hostEnd, handedOver: make(chan struct{}), calls: callwire.NewHostEnd(callsHost), grpc: newConnWatch()}
 	fail := func(err error) (*shimProcess, error) {
 		p.kill()
 		return nil, err
@@ -219,6 +223,7 @@ func (h *Host) startShim(key shimKey, logger hclog.Logger) (p *shimProcess, err 
 	cmd.ExtraFiles = files
 	logger.Debug("starting the shim", "sandbox", layers)
 	cfg := goplugin.ClientConfig(cmd, logger)
+	cfg.GRPCDialOptions = append(cfg.GRPCDialOptions, grpc.WithStatsHandler(p.grpc))
 	if confined != nil {
 		if h.brokerInSockDir() {
 			// The shim dials the host's broker (its host services) at a path. Its sandbox covers

@@ -21,7 +21,7 @@ func pingServer(t *testing.T) (*Server, *callwire.HostEnd) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := callwire.FileConn(sf)
+	sc, err := callwire.FilesConn(sf.In, sf.Out)
 	sf.Close()
 	if err != nil {
 		hc.Close()

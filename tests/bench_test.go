@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -71,8 +70,9 @@ func startRaw(b *testing.B, artefact ...*os.File) (*plugin.Client, *rawClient, i
 		b.Fatal(err)
 	}
 	defer callsShim.Close()
-	cmd.ExtraFiles = []*os.File{callsShim}
-	cmd.Env = append(cmd.Env, fmt.Sprintf("%s=3", callwire.EnvShimCallsFD))
+	var callsEnv string
+	cmd.ExtraFiles, callsEnv = callsShim.Attach(nil)
+	cmd.Env = append(cmd.Env, callsEnv)
 	if len(artefact) > 0 {
 		hostEnd, shimEnd, err := shared.ArtefactSocket()
 		if err != nil {

@@ -3,7 +3,6 @@ package callwire
 import (
 	"errors"
 	"fmt"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -12,12 +11,12 @@ import (
 // WriteBytesFieldFrameNoWait is WriteBytesFieldFrame for a goroutine that must not wait on this
 // connection's other end (the host's reader of another shim, answering this shim's recv with what
 // it has just published): it makes at most one attempt to write without blocking. What the
-// socket cannot take at once (the other end is not reading), or the whole frame when another
+// pipe cannot take at once (the other end is not reading), or the whole frame when another
 // goroutine is writing now, is written by a goroutine of its own, which holds the write lock
 // until the frame is out, so frames stay whole and in order. done is called once with the
 // write's result, once the connection no longer refers to value.
 func (c *Conn) WriteBytesFieldFrameNoWait(kind Kind, id uint64, field protowire.Number, value []byte, done func(error)) {
-	if c.raw == nil || !c.wmu.TryLock() {
+	if !c.wmu.TryLock() {
 		go func() { done(c.WriteBytesFieldFrame(kind, id, field, value)) }()
 		return
 	}
@@ -61,7 +60,7 @@ func (c *Conn) WriteEmptyFrameNoWait(kind Kind, id uint64, done func(error)) {
 	c.WriteBytesFieldFrameNoWait(kind, id, 0, nil, done) // (an empty value writes no field)
 }
 
-// writeNow writes bufs without blocking, as far as the socket takes them, and returns what is
+// writeNow writes bufs without blocking, as far as the pipe takes them, and returns what is
 // left (a suffix of bufs, its first buffer cut where the write stopped). Called with wmu held.
 func (c *Conn) writeNow(bufs [][]byte) (rest [][]byte, err error) {
 	rest = bufs
@@ -82,8 +81,8 @@ func (c *Conn) writeNow(bufs [][]byte) (rest [][]byte, err error) {
 		}
 		return true
 	})
-	if err == nil {
-		err = cerr
+	if err == nil && cerr != nil {
+		err = waitError(cerr)
 	}
 	return rest, err
 }
@@ -95,17 +94,4 @@ func (c *Conn) wroteLocked(bufs [][]byte, head []byte) {
 	c.bufs = bufs[:0]
 	c.deferred = c.deferred[:0]
 	c.wbuf = head
-}
-
-// rawConn is nc's descriptor for writes that must not block, or nil if it has none.
-func rawConn(nc any) syscall.RawConn {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
 }

@@ -90,7 +90,7 @@ func (e *ShimEnd) handlePing(id uint64, body []byte) error {
 // Pong, or for ctx to end (the ping is abandoned: a late Pong is dropped), or for the connection
 // to end (Unavailable: the shim is gone). The errors are gRPC statuses, as the unary RPC this
 // replaces gave. The Ping is written without waiting for the shim to read (a shim that stopped
-// reading with its socket full still leaves the caller its deadline), and the Pong is read by
+// reading with its pipe full still leaves the caller its deadline), and the Pong is read by
 // whichever goroutine reads the connection (Serve's, while no call runs).
 func (e *HostEnd) Ping(ctx context.Context) (Health, error) {
 	id, ch, err := e.pings.send(func(id uint64) error {

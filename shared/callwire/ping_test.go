@@ -153,10 +153,10 @@ func TestPingViolations(t *testing.T) {
 	}{
 		{"a pong for a ping never sent", func(c *Conn) error { return c.WriteFrame(Pong, 7, &pb.HealthResponse{Loaded: true}) }, "a pong frame for ping 7, which the host never sent"},
 		{"an oversized pong", func(c *Conn) error {
-			_, err := c.nc.Write(append(header(maxPongBytes+1, Pong, 1), make([]byte, maxPongBytes+1)...))
+			_, err := c.out.Write(append(header(maxPongBytes+1, Pong, 1), make([]byte, maxPongBytes+1)...))
 			return err
 		}, "a pong frame of 33 bytes"},
-		{"an undecodable pong", func(c *Conn) error { _, err := c.nc.Write(append(header(2, Pong, 1), 0xff, 0xff)); return err }, "decode a pong frame"},
+		{"an undecodable pong", func(c *Conn) error { _, err := c.out.Write(append(header(2, Pong, 1), 0xff, 0xff)); return err }, "decode a pong frame"},
 		{"a ping from the shim", func(c *Conn) error { return c.WriteFrame(Ping, 1, nil) }, "a ping frame, which only the host sends"},
 	}
 	for _, tc := range tests {
@@ -177,7 +177,7 @@ func TestShimEndRefusesPingWithBody(t *testing.T) {
 	shim := NewShimEnd(sc)
 	served := make(chan error, 1)
 	go func() { served <- shim.Serve(func(*pb.InvokeRequest, func(*pb.InvokeResponse)) {}) }()
-	if _, err := hc.nc.Write(append(header(1, Ping, 1), 0)); err != nil {
+	if _, err := hc.out.Write(append(header(1, Ping, 1), 0)); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-served; err == nil || !strings.Contains(err.Error(), "a ping frame with a 1-byte body") {
@@ -187,19 +187,19 @@ func TestShimEndRefusesPingWithBody(t *testing.T) {
 
 // TestShimEndPingsAllocateNothing: the shim's end reads a ping and answers it without
 // allocating, so that an idle shim, which only answers pings, never has garbage to collect. The
-// host's side here is the socket itself, read and written with plain system calls, so that
+// host's side here is the pipes themselves, read and written with plain system calls, so that
 // every allocation counted is the shim end's.
 func TestShimEndPingsAllocateNothing(t *testing.T) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
+	var down, up [2]int // host → shim, shim → host
+	if err := errors.Join(unix.Pipe2(down[:], unix.O_CLOEXEC), unix.Pipe2(up[:], unix.O_CLOEXEC)); err != nil {
 		t.Fatal(err)
 	}
-	host := fds[0]
-	f := os.NewFile(uintptr(fds[1]), "shim end")
-	c, err := FileConn(f)
-	f.Close()
+	hostOut, hostIn := down[1], up[0]
+	in, out := os.NewFile(uintptr(down[0]), "shim in"), os.NewFile(uintptr(up[1]), "shim out")
+	c, err := FilesConn(in, out)
+	in.Close()
+	out.Close()
 	if err != nil {
-		unix.Close(host)
 		t.Fatal(err)
 	}
 	shim := NewShimEnd(c)
@@ -208,10 +208,11 @@ func TestShimEndPingsAllocateNothing(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- shim.Serve(func(*pb.InvokeRequest, func(*pb.InvokeResponse)) {}) }()
 	defer func() {
-		unix.Close(host) // the shim's end reads EOF and Serve returns
+		unix.Close(hostOut) // the shim's end reads EOF and Serve returns
 		if err := <-served; !errors.Is(err, io.EOF) {
 			t.Errorf("Serve ended with %v, want EOF", err)
 		}
+		unix.Close(hostIn)
 	}()
 
 	ping := header(0, Ping, 1)
@@ -219,12 +220,12 @@ func TestShimEndPingsAllocateNothing(t *testing.T) {
 	pong := make([]byte, HeaderBytes+len(body))
 	var rerr error
 	roundTrip := func() {
-		if _, err := unix.Write(host, ping); err != nil {
+		if _, err := unix.Write(hostOut, ping); err != nil {
 			rerr = err
 			return
 		}
 		for n := 0; n < len(pong); {
-			m, err := unix.Read(host, pong[n:])
+			m, err := unix.Read(hostIn, pong[n:])
 			if err != nil || m == 0 {
 				rerr = errors.Join(err, io.ErrUnexpectedEOF)
 				return

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"syscall"
 	"unsafe"
@@ -11,15 +12,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The connection's reads and writes are made with raw system calls (no entersyscall): the socket
-// is non-blocking, so each returns at once, and a read that finds nothing waits in the netpoller
+// The connection's reads and writes are made with raw system calls (no entersyscall): the pipes
+// are non-blocking, so each returns at once, and a read that finds nothing waits in the netpoller
 // as before (RawConn.Read). A system call made the ordinary way tells the runtime it may block,
 // and when every P of the process was idle (a host waiting for its shims between two messages)
 // the runtime then wakes its sysmon thread, which sleeps while nothing runs: one thread wake-up
 // more in every publish→recv hop, measured as the largest part of the host's own wake-ups
 // (runtime.entersyscallWakeSysmon from the reader's read, in perf's sched_wakeup call chains).
 
-// sysReader reads a non-blocking socket with raw read(2) calls, waiting in Go's netpoller when
+// sysReader reads a non-blocking pipe with raw read(2) calls, waiting in Go's netpoller when
 // nothing is there (and so honouring the connection's read deadline and its Close).
 //
 // A Read allocates nothing: the function handed to RawConn.Read escapes (an interface's
@@ -53,7 +54,7 @@ func (r *sysReader) Read(p []byte) (int, error) {
 	r.p, r.err = nil, nil
 	switch {
 	case err != nil:
-		return 0, err
+		return 0, waitError(err)
 	case rerr != nil:
 		return 0, rerr
 	case n == 0:
@@ -80,8 +81,20 @@ func (r *sysReader) read(fd uintptr) bool {
 	}
 }
 
+// waitError is the error a Read or Write of the connection returns when RawConn's wait for its
+// descriptor failed: a deadline's (os.ErrDeadlineExceeded, which ReadFrameContext looks for) as it
+// is; any other means the descriptor was closed under the wait (internal/poll's "use of closed
+// file", which os.File's own Read turns into os.ErrClosed), reported as net.ErrClosed, the
+// connection's one error for its own close, which its readers check for.
+func waitError(err error) error {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", net.ErrClosed, err)
+}
+
 // rawWritev writes bufs to fd with one raw writev(2) (no entersyscall; fd is non-blocking):
-// the bytes written, or EAGAIN when the socket takes none now.
+// the bytes written, or EAGAIN when the pipe takes none now.
 func rawWritev(fd uintptr, bufs [][]byte) (int, error) {
 	var iov [8]unix.Iovec
 	vs := iov[:0]
@@ -123,8 +136,8 @@ func consume(bufs [][]byte, n int) [][]byte {
 	return bufs
 }
 
-// sysWriter writes all of a list of buffers to the socket with raw writev(2) calls, waiting in
-// the netpoller while the socket is full (RawConn.Write). Like sysReader it allocates nothing:
+// sysWriter writes all of a list of buffers to the pipe with raw writev(2) calls, waiting in
+// the netpoller while the pipe is full (RawConn.Write). Like sysReader it allocates nothing:
 // write is bound once and the write in progress kept in the writer, so one goroutine writes
 // with it at a time (the Conn's write lock).
 type sysWriter struct {
@@ -149,7 +162,7 @@ func (w *sysWriter) writeAll(bufs [][]byte) error {
 	werr := w.err
 	w.bufs, w.err = nil, nil
 	if err != nil {
-		return err
+		return waitError(err)
 	}
 	if werr != nil {
 		return fmt.Errorf("write: %w", werr)
@@ -165,7 +178,7 @@ func (w *sysWriter) write(fd uintptr) bool {
 		case errors.Is(e, unix.EINTR):
 			continue
 		case errors.Is(e, unix.EAGAIN):
-			return false // wait until the socket takes more
+			return false // wait until the pipe takes more
 		case e != nil:
 			w.err = os.NewSyscallError("writev", e)
 			return true

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -74,25 +72,6 @@ func InheritedShimEnd() (*ShimEnd, error) {
 		return nil, err
 	}
 	return NewShimEnd(c), nil
-}
-
-// InheritedConn is the connection of InheritedShimEnd, unwrapped.
-func InheritedConn() (*Conn, error) {
-	v, ok := os.LookupEnv(EnvShimCallsFD)
-	if !ok {
-		return nil, fmt.Errorf("%s is not set: the shim was not started by astrid-host", EnvShimCallsFD)
-	}
-	fd, err := strconv.Atoi(v)
-	if err != nil || fd < 3 {
-		return nil, fmt.Errorf("%s=%q: want a descriptor number of 3 or more", EnvShimCallsFD, v)
-	}
-	f := os.NewFile(uintptr(fd), "call connection")
-	defer f.Close() // FileConn dups it
-	fi, err := f.Stat()
-	if err != nil || fi.Mode().Type() != os.ModeSocket {
-		return nil, fmt.Errorf("%s: descriptor %d is not a socket", EnvShimCallsFD, fd)
-	}
-	return FileConn(f)
 }
 
 // Close closes the connection.

@@ -22,7 +22,7 @@ import (
 // runtime's P meanwhile. Made the ordinary way (entersyscall), the wait lets the shim's sysmon
 // take its only P (GOMAXPROCS=1) back after 20 µs and hand it to another thread, which finds
 // nothing to run and waits in the netpoller, to be woken with the guest's thread by the answer's
-// frame (the call socket is registered there); the guest's thread then takes the P back, and
+// frame (the call connection's pipe is registered there); the guest's thread then takes the P back, and
 // sysmon, having retaken a P, kept looking every 20 µs: ~4 sleeps and wake-ups of the shim's
 // threads per publish→recv hop where one is needed. Meanwhile no other goroutine of the shim
 // runs (a health check, a timer, a cancelled context's AfterFunc): they wait at most keepP, or
@@ -30,20 +30,12 @@ import (
 // or a stop-the-world signals it the same way; after either the wait goes on as a system call
 // the ordinary way, which gives the P up.
 type waiter struct {
-	sock  syscall.RawConn
-	keepP time.Duration // how long a wait first keeps the P (pollRaw)
+	fd    syscall.RawConn // the connection's read end
+	keepP time.Duration   // how long a wait first keeps the P (pollRaw)
 
 	once sync.Once
 	wake *os.File // an eventfd: written to interrupt the wait (a context ended, the Conn closed)
 	err  error
-}
-
-func newWaiter(nc any) *waiter {
-	rc := rawConn(nc)
-	if rc == nil {
-		return nil
-	}
-	return &waiter{sock: rc, keepP: waitKeepingP}
 }
 
 // waitKeepingP is how long a guest's wait for a host call's answer keeps the runtime's P (see
@@ -82,7 +74,7 @@ func (w *waiter) close() {
 	}
 }
 
-// wait blocks the calling thread until the socket is readable (or has ended) or ctx ends.
+// wait blocks the calling thread until the connection's read end is readable (or has ended) or ctx ends.
 func (w *waiter) wait(ctx context.Context) error {
 	if err := w.init(); err != nil {
 		return err
@@ -94,7 +86,7 @@ func (w *waiter) wait(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, w.interrupt)
 	defer stop()
 	var perr error
-	cerr := w.sock.Control(func(sfd uintptr) {
+	cerr := w.fd.Control(func(sfd uintptr) {
 		cerr := wake.Control(func(efd uintptr) {
 			fds := []unix.PollFd{{Fd: int32(sfd), Events: unix.POLLIN}, {Fd: int32(efd), Events: unix.POLLIN}}
 			if !pollRaw(fds, w.keepP) {

@@ -2,9 +2,10 @@
 // (host → shim) and the host functions of shared.HostCalls (shim → host), carried as frames on
 // one long-lived connection instead of one gRPC request each.
 //
-// The connection is a unix socket pair the host creates when it starts the shim: the shim
-// inherits its end (EnvShimCallsFD), so no path exists that another process could dial, and the
-// host's end belongs to exactly one shim process, hence to the instance that process runs.
+// The connection is two pipes, one each way, that the host creates when it starts the shim (see
+// pipes.go for why not a socket): the shim inherits its ends (EnvShimCallsFD), so no path exists
+// that another process could open, and the host's ends belong to exactly one shim process, hence
+// to the instance that process runs.
 // The host's health checks go on it too (Ping, Pong: an idle shim answers them without
 // allocating). go-plugin still starts, supervises and connects the shim; everything else (Load,
 // Shutdown, logs, processes) stays on gRPC.
@@ -21,13 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -104,45 +103,19 @@ func (k Kind) String() string {
 // HeaderBytes is the size of a frame's header.
 const HeaderBytes = 16
 
-// EnvShimCallsFD names the descriptor of the shim's end of the call connection.
+// EnvShimCallsFD names the descriptors of the shim's ends of the call connection: "IN,OUT", the
+// pipe it reads the host's frames from and the one it writes its own to.
 const EnvShimCallsFD = "ASTRID_SHIM_CALLS_FD"
 
 // ErrTooLarge is returned (wrapped) by ReadFrame for a frame whose body is longer than the
 // reader's limit; nothing of the body has been read.
 var ErrTooLarge = errors.New("frame too large")
 
-// Pair makes the call connection of a new shim: the host's end, and the shim's end as a file to
-// hand to the shim (cmd.ExtraFiles), which the host closes once the shim has started.
-func Pair() (hostEnd *Conn, shimEnd *os.File, err error) {
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil, fmt.Errorf("call connection: %w", err)
-	}
-	host := os.NewFile(uintptr(fds[0]), "call connection (host)")
-	defer host.Close() // FileConn dups it
-	c, err := FileConn(host)
-	if err != nil {
-		unix.Close(fds[1])
-		return nil, nil, err
-	}
-	return c, os.NewFile(uintptr(fds[1]), "call connection (shim)"), nil
-}
-
-// FileConn wraps a connected stream socket (a descriptor the shim inherited) as a Conn. f stays
-// the caller's to close.
-func FileConn(f *os.File) (*Conn, error) {
-	nc, err := net.FileConn(f)
-	if err != nil {
-		return nil, fmt.Errorf("call connection %s: %w", f.Name(), err)
-	}
-	return NewConn(nc), nil
-}
-
 // Conn is one end of the call connection: frames are written whole under a lock, so any
 // goroutine may write; one goroutine at a time reads (the one holding the end's read turn).
 type Conn struct {
-	nc net.Conn
-	r  *bufio.Reader
+	in, out *os.File // the pipe read from and the pipe written to (see pipes.go)
+	r       *bufio.Reader
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -166,36 +139,39 @@ type Conn struct {
 	spare   []byte
 	taken   []byte
 
-	waiter *waiter         // nil if nc is no socket with a descriptor
-	raw    syscall.RawConn // likewise (WriteBytesFieldFrameNoWait)
-	w      *sysWriter      // raw's writer (nil without raw); used with wmu held
+	waiter *waiter         // waits for in on the calling thread (ReadFrameThread)
+	raw    syscall.RawConn // out's descriptor (writeNow)
+	w      *sysWriter      // writes out; used with wmu held
 }
 
-// NewConn wraps nc.
-func NewConn(nc net.Conn) *Conn {
-	c := &Conn{nc: nc, waiter: newWaiter(nc), raw: rawConn(nc)}
-	var r io.Reader = nc
-	if c.raw != nil {
-		r = newSysReader(c.raw) // (see rawio.go)
-		c.w = newSysWriter(c.raw)
+// newConn wraps the two ends of a call connection, each a non-blocking descriptor in Go's
+// netpoller (os.NewFile of a non-blocking pipe end).
+func newConn(in, out *os.File) (*Conn, error) {
+	rin, err := in.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("call connection %s: %w", in.Name(), err)
 	}
-	c.r = bufio.NewReaderSize(r, 64<<10)
-	return c
+	rout, err := out.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("call connection %s: %w", out.Name(), err)
+	}
+	c := &Conn{in: in, out: out, waiter: &waiter{fd: rin, keepP: waitKeepingP}, raw: rout, w: newSysWriter(rout)}
+	c.r = bufio.NewReaderSize(newSysReader(rin), 64<<10) // (see rawio.go)
+	return c, nil
 }
 
-// Close closes the connection; a blocked ReadFrame returns an error.
+// Close closes the connection; a blocked ReadFrame returns an error, and the other end reads
+// the end of its stream.
 func (c *Conn) Close() error {
-	if c.waiter != nil {
-		c.waiter.close()
-	}
-	return c.nc.Close()
+	c.waiter.close()
+	return errors.Join(c.in.Close(), c.out.Close())
 }
 
 // ReadFrameThread is ReadFrameContext for a goroutine locked to its thread (a guest's host
-// call): while nothing is buffered it waits for the socket in poll(2) on its own thread (see
+// call): while nothing is buffered it waits for the pipe in poll(2) on its own thread (see
 // waiter) rather than in Go's network poller.
 func (c *Conn) ReadFrameThread(ctx context.Context, limit int) (kind Kind, id uint64, body []byte, err error) {
-	if c.waiter != nil && c.r.Buffered() == 0 {
+	if c.r.Buffered() == 0 {
 		if err := c.waiter.wait(ctx); err != nil {
 			if errors.Is(err, errInterrupted) {
 				return 0, 0, nil, err
@@ -253,7 +229,7 @@ func (c *Conn) WriteFrameAfter(pre []byte, preKind Kind, preID uint64, kind Kind
 // WriteBytesFieldFrame sends one frame whose body is a message with a single field set, the
 // bytes field field = value, encoded as proto.Marshal encodes it, without copying value into a
 // buffer of its own (the header and the field's tag and length go first in the same write): a
-// host call's result of up to 10 MiB crosses with the one copy into the socket.
+// host call's result of up to 10 MiB crosses with the one copy into the pipe.
 func (c *Conn) WriteBytesFieldFrame(kind Kind, id uint64, field protowire.Number, value []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
@@ -371,16 +347,7 @@ func (c *Conn) writeLocked(frames ...[]byte) error {
 			bufs = append(bufs, f)
 		}
 	}
-	var err error
-	switch {
-	case c.raw != nil:
-		err = c.w.writeAll(bufs)
-	case len(bufs) == 1:
-		_, err = c.nc.Write(bufs[0])
-	default:
-		nb := net.Buffers(bufs) // WriteTo consumes nb, not bufs
-		_, err = nb.WriteTo(c.nc)
-	}
+	err := c.w.writeAll(bufs)
 	clear(bufs)
 	c.bufs = bufs[:0]
 	c.deferred = c.deferred[:0]
@@ -525,7 +492,7 @@ func (c *Conn) ReadFrameContext(ctx context.Context, limit int) (kind Kind, id u
 		defer mu.Unlock()
 		if armed {
 			fired = true
-			c.nc.SetReadDeadline(time.Unix(1, 0))
+			c.in.SetReadDeadline(time.Unix(1, 0))
 		}
 	})
 	kind, id, body, err = c.ReadFrame(limit)
@@ -533,7 +500,7 @@ func (c *Conn) ReadFrameContext(ctx context.Context, limit int) (kind Kind, id u
 		mu.Lock()
 		armed = false
 		if fired {
-			c.nc.SetReadDeadline(time.Time{})
+			c.in.SetReadDeadline(time.Time{})
 		}
 		mu.Unlock()
 		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {

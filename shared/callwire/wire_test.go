@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -21,15 +23,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// pair is a real socket pair: the host's end and the shim's end as Conns.
+// pair is a real call connection (two pipes): the host's end and the shim's end as Conns.
 func pair(t *testing.T) (*Conn, *Conn) {
 	t.Helper()
-	host, shimFile, err := Pair()
+	host, shimFiles, err := Pair()
 	if err != nil {
 		t.Fatal(err)
 	}
-	shim, err := FileConn(shimFile)
-	shimFile.Close()
+	shim, err := FilesConn(shimFiles.In, shimFiles.Out)
+	shimFiles.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func TestReadFrameBoundsBeforeReading(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := pair(t)
-			if _, err := a.nc.Write(header(tc.n, HostCall, 1)); err != nil {
+			if _, err := a.out.Write(header(tc.n, HostCall, 1)); err != nil {
 				t.Fatal(err)
 			}
 			_, _, _, err := b.ReadFrame(tc.limit)
@@ -93,7 +95,7 @@ func TestFrameRoundTrip(t *testing.T) {
 			t.Fatalf("decoded %q (%d bytes), %v", req.Export, len(req.Input), err)
 		}
 	}
-	if _, err := a.nc.Write([]byte{0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}); err != nil {
+	if _, err := a.out.Write([]byte{0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, err := b.ReadFrame(MaxShimFrameBytes); err == nil || !strings.Contains(err.Error(), "reserved header bytes") {
@@ -101,7 +103,7 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 }
 
-// endpoints runs a HostEnd and a ShimEnd over a socket pair. violations collects what the host
+// endpoints runs a HostEnd and a ShimEnd over a real call connection. violations collects what the host
 // end refused.
 type endpoints struct {
 	host       *HostEnd
@@ -263,9 +265,9 @@ func TestViolations(t *testing.T) {
 			}
 			return c.WriteFrame(HostCall, 2, &pb.HostCallRequest{})
 		}, "host call 2 while another is in progress"},
-		{"an oversized frame", func(c *Conn) error { _, err := c.nc.Write(header(MaxHostFrameBytes+1, HostCall, 1)); return err }, "frame too large"},
+		{"an oversized frame", func(c *Conn) error { _, err := c.out.Write(header(MaxHostFrameBytes+1, HostCall, 1)); return err }, "frame too large"},
 		{"an undecodable body", func(c *Conn) error {
-			_, err := c.nc.Write(append(header(3, HostCall, 1), 0xff, 0xff, 0xff))
+			_, err := c.out.Write(append(header(3, HostCall, 1), 0xff, 0xff, 0xff))
 			return err
 		}, "decode a host call frame"},
 	}
@@ -312,10 +314,26 @@ func TestInheritedConnErrors(t *testing.T) {
 		set               bool
 	}{
 		{"unset", "", "is not set", false},
-		{"not a number", "x", "want a descriptor number", true},
-		{"stdio", "1", "want a descriptor number of 3 or more", true},
+		{"not a number", "x,4", "want two different descriptor numbers", true},
+		{"one descriptor", "5", `want two different descriptor numbers of 3 or more, "IN,OUT"`, true},
+		{"stdio", "1,4", "want two different descriptor numbers of 3 or more", true},
+		{"the same twice", "5,5", "want two different descriptor numbers", true},
+		{"not a pipe", "NULL,NULL2", "is not a pipe", true},
 	}
 	for _, tc := range tests {
+		if tc.value == "NULL,NULL2" {
+			// Two descriptors that are not pipes, which InheritedConn closes, as it does the
+			// descriptors it inherited.
+			fds := make([]string, 2)
+			for i := range fds {
+				fd, err := unix.Open(os.DevNull, unix.O_RDWR|unix.O_CLOEXEC, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fds[i] = strconv.Itoa(fd)
+			}
+			tc.value = strings.Join(fds, ",")
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.set {
 				t.Setenv(EnvShimCallsFD, tc.value)
@@ -347,7 +365,7 @@ func TestReadFrameContextResumes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := pair(t)
-			if _, err := a.nc.Write(frame[:tc.split]); err != nil {
+			if _, err := a.out.Write(frame[:tc.split]); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
@@ -360,7 +378,7 @@ func TestReadFrameContextResumes(t *testing.T) {
 			if err := <-errc; !errors.Is(err, errInterrupted) || !errors.Is(err, context.Canceled) {
 				t.Fatalf("interrupted read: %v", err)
 			}
-			if _, err := a.nc.Write(frame[tc.split:]); err != nil {
+			if _, err := a.out.Write(frame[tc.split:]); err != nil {
 				t.Fatal(err)
 			}
 			kind, id, got, err := b.ReadFrameContext(context.Background(), 1<<20)

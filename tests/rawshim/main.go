@@ -336,8 +336,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
 		os.Exit(1)
 	}
-	// A second descriptor of the call connection, to write forged frames on.
-	fd, _ := strconv.Atoi(os.Getenv(callwire.EnvShimCallsFD))
+	// A second descriptor of the call connection's way to the host, to write forged frames on.
+	_, fd, err := callwire.ShimCallsFDs()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
+		os.Exit(1)
+	}
 	dup, err := unix.Dup(fd)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "rawshim: %v\n", err)
