@@ -33,6 +33,8 @@ func always() bool { return true }
 //   - stop, if not nil, reports true after the reader has handed a call's answer to the Invoke
 //     waiting for it and nothing more is buffered: the turn is given back.
 func (e *HostEnd) readHeld(ctx context.Context, own chan answer[*pb.InvokeResponse], stop func() bool) {
+	reads := e.c.readsUnder(ctx)
+	defer reads.close()
 	for {
 		if own != nil && len(own) > 0 {
 			e.giveTurn()
@@ -43,7 +45,7 @@ func (e *HostEnd) readHeld(ctx context.Context, own chan answer[*pb.InvokeRespon
 			// when a host call waits to be answered later).
 			_ = e.c.FlushDeferred()
 		}
-		kind, id, body, err := e.c.ReadFrameContext(ctx, MaxHostFrameBytes)
+		kind, id, body, err := reads.ReadFrame(MaxHostFrameBytes)
 		switch {
 		case errors.Is(err, errInterrupted):
 			e.giveTurn() // the part read so far is kept for the next reader

@@ -32,6 +32,10 @@ type sysReader struct {
 	rc syscall.RawConn
 	fn func(fd uintptr) bool // read, bound once
 
+	// noWait makes a Read that finds nothing return errWouldBlock rather than wait (set by the
+	// reader, Conn.readFrameNoWait, around its reads).
+	noWait bool
+
 	// The Read in progress.
 	p   []byte
 	n   int
@@ -71,6 +75,10 @@ func (r *sysReader) read(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			if r.noWait {
+				r.err = errWouldBlock
+				return true
+			}
 			return false // wait in the netpoller, then try again
 		case 0:
 			r.n, r.err = int(m), nil
@@ -80,6 +88,9 @@ func (r *sysReader) read(fd uintptr) bool {
 		return true
 	}
 }
+
+// errWouldBlock is what a read returns that would have waited (Conn.readFrameNoWait).
+var errWouldBlock = errors.New("would block")
 
 // waitError is the error a Read or Write of the connection returns when RawConn's wait for its
 // descriptor failed: a deadline's (os.ErrDeadlineExceeded, which ReadFrameContext looks for) as it

@@ -116,6 +116,7 @@ var ErrTooLarge = errors.New("frame too large")
 type Conn struct {
 	in, out *os.File // the pipe read from and the pipe written to (see pipes.go)
 	r       *bufio.Reader
+	sr      *sysReader // under r
 
 	wmu  sync.Mutex
 	wbuf []byte
@@ -155,8 +156,8 @@ func newConn(in, out *os.File) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("call connection %s: %w", out.Name(), err)
 	}
-	c := &Conn{in: in, out: out, waiter: &waiter{fd: rin, keepP: waitKeepingP}, raw: rout, w: newSysWriter(rout)}
-	c.r = bufio.NewReaderSize(newSysReader(rin), 64<<10) // (see rawio.go)
+	c := &Conn{in: in, out: out, sr: newSysReader(rin), waiter: &waiter{fd: rin, keepP: waitKeepingP}, raw: rout, w: newSysWriter(rout)}
+	c.r = bufio.NewReaderSize(c.sr, 64<<10) // (see rawio.go)
 	return c, nil
 }
 
@@ -179,7 +180,23 @@ func (c *Conn) ReadFrameThread(ctx context.Context, limit int) (kind Kind, id ui
 			return 0, 0, nil, fmt.Errorf("wait for a frame: %w", err)
 		}
 	}
+	// The frame has begun to arrive: it is read without watching ctx as long as its bytes are
+	// there (a host call's answer comes in one write), and only what waits for the rest of a
+	// frame watches ctx (ReadFrameContext registers with ctx, which allocates, for each read).
+	kind, id, body, err = c.readFrameNoWait(limit)
+	if !errors.Is(err, errWouldBlock) {
+		return kind, id, body, err
+	}
 	return c.ReadFrameContext(ctx, limit)
+}
+
+// readFrameNoWait is ReadFrame that returns errWouldBlock, rather than wait, when the rest of
+// the frame is not there yet; what it read of the frame is kept for the next ReadFrame.
+func (c *Conn) readFrameNoWait(limit int) (kind Kind, id uint64, body []byte, err error) {
+	c.sr.noWait = true
+	kind, id, body, err = c.ReadFrame(limit)
+	c.sr.noWait = false
+	return kind, id, body, err
 }
 
 // keepBuffer is the largest buffer a Conn keeps between frames: larger ones (a 10 MiB input) are
@@ -477,37 +494,81 @@ var errInterrupted = errors.New("read interrupted")
 // ReadFrameContext is ReadFrame that returns early, with an error wrapping errInterrupted and
 // ctx's error, when ctx ends first. The part of a frame read by then is kept for the next read.
 func (c *Conn) ReadFrameContext(ctx context.Context, limit int) (kind Kind, id uint64, body []byte, err error) {
-	if ctx.Done() == nil {
-		return c.ReadFrame(limit)
+	r := c.readsUnder(ctx)
+	defer r.close()
+	return r.ReadFrame(limit)
+}
+
+// ctxReads interrupts one goroutine's reads of a Conn when ctx ends, for a goroutine that reads
+// frame after frame under the same ctx (HostEnd.readHeld): it registers with ctx once, where
+// ReadFrameContext registers for each read (context.AfterFunc allocates and locks ctx's
+// parent: a few µs a frame, measured in the host's profile of BenchmarkPublishRecvLatency).
+// The read deadline that does the interrupting is set only while one of its reads runs: a
+// goroutine that hands the read turn to another leaves nothing behind that would cut that one's
+// read short.
+type ctxReads struct {
+	c    *Conn
+	ctx  context.Context
+	stop func() bool // ends the registration; nil when ctx cannot end
+
+	mu    sync.Mutex
+	armed bool // a read runs
+	fired bool // ctx ended while it ran: the deadline is set
+}
+
+// readsUnder returns the reads of c under ctx; close it once done reading.
+func (c *Conn) readsUnder(ctx context.Context) *ctxReads {
+	r := &ctxReads{c: c, ctx: ctx}
+	if ctx.Done() != nil {
+		r.stop = context.AfterFunc(ctx, r.interrupt)
 	}
-	if err := ctx.Err(); err != nil {
-		return 0, 0, nil, fmt.Errorf("%w: %w", errInterrupted, err)
+	return r
+}
+
+// interrupt cuts the read in progress short (ctx has ended).
+func (r *ctxReads) interrupt() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.armed {
+		r.fired = true
+		r.c.in.SetReadDeadline(time.Unix(1, 0))
 	}
-	// The deadline is set only while this read is armed: once it returns, a late interruption
-	// must not cut the next reader's read short.
-	var mu sync.Mutex
-	armed, fired := true, false
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if armed {
-			fired = true
-			c.in.SetReadDeadline(time.Unix(1, 0))
-		}
-	})
-	kind, id, body, err = c.ReadFrame(limit)
-	if !stop() {
-		mu.Lock()
-		armed = false
-		if fired {
-			c.in.SetReadDeadline(time.Time{})
-		}
-		mu.Unlock()
-		if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			return 0, 0, nil, fmt.Errorf("%w: %w", errInterrupted, ctx.Err())
-		}
+}
+
+// ReadFrame is Conn.ReadFrame that returns early, with an error wrapping errInterrupted and
+// ctx's error, when ctx ends first (or has ended).
+func (r *ctxReads) ReadFrame(limit int) (kind Kind, id uint64, body []byte, err error) {
+	if r.stop == nil {
+		return r.c.ReadFrame(limit)
+	}
+	// Armed before ctx is checked: ctx's error is set before its AfterFuncs run, so an end that
+	// came before the arming is seen here, and one that comes after sets the deadline.
+	r.mu.Lock()
+	r.armed = true
+	r.mu.Unlock()
+	ended := r.ctx.Err() != nil
+	if !ended {
+		kind, id, body, err = r.c.ReadFrame(limit)
+	}
+	r.mu.Lock()
+	r.armed = false
+	fired := r.fired
+	if fired {
+		r.fired = false
+		r.c.in.SetReadDeadline(time.Time{})
+	}
+	r.mu.Unlock()
+	if ended || fired && errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, 0, nil, fmt.Errorf("%w: %w", errInterrupted, r.ctx.Err())
 	}
 	return kind, id, body, err
+}
+
+// close ends the registration with ctx.
+func (r *ctxReads) close() {
+	if r.stop != nil {
+		r.stop()
+	}
 }
 
 // Decode decodes a frame's body into m, naming the frame in the error.

@@ -389,6 +389,90 @@ func TestReadFrameContextResumes(t *testing.T) {
 	}
 }
 
+// TestCtxReadsAcrossFrames: one registration with a context serves many reads, interrupts the
+// one that waits when the context ends, makes the next return at once, and leaves no deadline
+// behind for a reader that comes after it (the read turn handed on).
+func TestCtxReadsAcrossFrames(t *testing.T) {
+	a, b := pair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := b.readsUnder(ctx)
+	defer r.close()
+	for i := range 3 {
+		if err := a.WriteFrame(HostResult, uint64(i), nil); err != nil {
+			t.Fatal(err)
+		}
+		if kind, id, _, err := r.ReadFrame(1 << 20); err != nil || kind != HostResult || id != uint64(i) {
+			t.Fatalf("read %d: %v %d %v", i, kind, id, err)
+		}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, _, _, err := r.ReadFrame(1 << 20)
+		errc <- err
+	}()
+	cancel()
+	if err := <-errc; !errors.Is(err, errInterrupted) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("a read waiting when the context ended: %v", err)
+	}
+	if err := a.WriteFrame(HostResult, 9, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := r.ReadFrame(1 << 20); !errors.Is(err, errInterrupted) {
+		t.Fatalf("a read after the context ended: %v, want errInterrupted", err)
+	}
+	// Another reader: the frame is there for it, and no deadline cuts its reads short.
+	if kind, id, _, err := b.ReadFrame(1 << 20); err != nil || kind != HostResult || id != 9 {
+		t.Fatalf("the next reader: %v %d %v", kind, id, err)
+	}
+	go func() {
+		_, _, _, err := b.ReadFrame(1 << 20)
+		errc <- err
+	}()
+	if err := a.WriteFrame(HostResult, 10, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("the next reader, waiting: %v", err)
+	}
+}
+
+// TestReadFrameThreadPartFrame: a guest's read of a frame that has begun to arrive reads what is
+// there without waiting, waits for the rest watching its context, and keeps what it read when
+// the context ends first.
+func TestReadFrameThreadPartFrame(t *testing.T) {
+	body := []byte(strings.Repeat("y", 700))
+	frame := append(header(uint32(len(body)), HostResult, 3), body...)
+	for _, split := range []int{len(frame), 5, HeaderBytes, HeaderBytes + 100} {
+		t.Run(strconv.Itoa(split), func(t *testing.T) {
+			a, b := pair(t)
+			if _, err := a.out.Write(frame[:split]); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if split < len(frame) {
+				errc := make(chan error, 1)
+				go func() {
+					_, _, _, err := b.ReadFrameThread(ctx, 1<<20)
+					errc <- err
+				}()
+				cancel()
+				if err := <-errc; !errors.Is(err, errInterrupted) {
+					t.Fatalf("a read of part of a frame whose context ended: %v", err)
+				}
+				if _, err := a.out.Write(frame[split:]); err != nil {
+					t.Fatal(err)
+				}
+				ctx = context.Background()
+			}
+			kind, id, got, err := b.ReadFrameThread(ctx, 1<<20)
+			if err != nil || kind != HostResult || id != 3 || string(got) != string(body) {
+				t.Fatalf("got %v %d %d bytes, %v", kind, id, len(got), err)
+			}
+		})
+	}
+}
+
 // TestLongCallKeepsConnectionRead: a call that runs long (a run loop) does not leave the
 // connection unread: a takeover reader serves the answers to the host calls of another goroutine
 // and the calls that come meanwhile, and the connection's end still reaches everyone.
