@@ -247,16 +247,15 @@ func (k *Kernel) BeginCall(store *wasmtime.Store, input []byte) error {
 	if len(input) == 0 {
 		return nil
 	}
-	h, err := k.allocRaw(store, uint64(len(input)))
+	h, st, mem, err := k.allocRaw(store, uint64(len(input)))
 	if err != nil {
 		return err
 	}
-	st := k.idx.UnsafeData(store)
 	n := uint64(len(input))
 	put64(st, offInStart, h)
 	put64(st, offInLen, n)
 	put64(st, offInLen8, len8(n))
-	copy(k.mem.UnsafeData(store)[h:], input)
+	copy(mem[h:], input)
 	return nil
 }
 
@@ -351,14 +350,15 @@ func (k *Kernel) ReadCallerMax(caller *wasmtime.Caller, handle uint64, limit int
 	if handle == 0 {
 		return []byte{}, nil
 	}
-	start, n, ok := k.lookup(caller, handle)
+	st, mem := k.views(caller)
+	start, n, ok := lookupIn(st, handle)
 	if !ok || start != handle {
 		return nil, fmt.Errorf("extism kernel: handle %#x is not a live block", handle)
 	}
 	if n > uint64(limit) {
 		return nil, tooLarge(int(n))
 	}
-	return k.read(caller, handle)
+	return append(make([]byte, 0, n), mem[handle:handle+n]...), nil
 }
 
 // ViewCaller is ReadCaller without the copy, for handles blocks: the blocks' bytes in the
@@ -382,62 +382,79 @@ func (k *Kernel) alloc(s wasmtime.Storelike, data []byte) (uint64, error) {
 	if len(data) == 0 {
 		return 0, nil
 	}
-	h, err := k.allocRaw(s, uint64(len(data)))
+	h, _, mem, err := k.allocRaw(s, uint64(len(data)))
 	if err != nil {
 		return 0, err
 	}
-	copy(k.mem.UnsafeData(s)[h:], data)
+	copy(mem[h:], data)
 	return h, nil
 }
 
 func (k *Kernel) read(s wasmtime.Storelike, h uint64) ([]byte, error) {
-	start, n, ok := k.lookup(s, h)
+	st, mem := k.views(s)
+	start, n, ok := lookupIn(st, h)
 	if !ok || start != h {
 		return nil, fmt.Errorf("extism kernel: handle %#x is not a live block", h)
 	}
 	out := make([]byte, n)
-	copy(out, k.mem.UnsafeData(s)[h:h+n])
+	copy(out, mem[h:h+n])
 	return out, nil
+}
+
+// views returns the kernel's index and data memories as byte slices through s: with one call
+// into C through a host function's Caller (memoryViews), with the Store's own look-ups
+// otherwise. They are valid until the memories grow or the guest runs again.
+func (k *Kernel) views(s wasmtime.Storelike) (idx, mem []byte) {
+	if c, ok := s.(*wasmtime.Caller); ok {
+		return k.memoryViews(c)
+	}
+	return k.idx.UnsafeData(s), k.mem.UnsafeData(s)
 }
 
 // ErrOutOfMemory is returned (wrapped) when a block does not fit in the kernel memory.
 var ErrOutOfMemory = errors.New("extism kernel: out of memory")
 
-// allocRaw is $alloc_raw of kernel.wat: a new block of n >= 1 bytes, not zeroed.
-func (k *Kernel) allocRaw(s wasmtime.Storelike, n uint64) (uint64, error) {
-	st := k.idx.UnsafeData(s)
-	start := get64(st, offTop)
+// allocRaw is $alloc_raw of kernel.wat: a new block of n >= 1 bytes, not zeroed. It returns the
+// memories' views too (see views), as they are once the block is made.
+func (k *Kernel) allocRaw(s wasmtime.Storelike, n uint64) (start uint64, st, mem []byte, err error) {
+	st, mem = k.views(s)
+	start = get64(st, offTop)
 	end := start + n
 	if n > 0xffffffff || end > maxEnd {
-		return 0, fmt.Errorf("%w: a %d-byte block does not fit in 4 GiB", ErrOutOfMemory, n)
+		return 0, nil, nil, fmt.Errorf("%w: a %d-byte block does not fit in 4 GiB", ErrOutOfMemory, n)
 	}
 	count := get64(st, offCount)
 	e := stateSize + count*entrySize
+	grown := false
 	if e+entrySize > uint64(len(st)) {
 		if !k.room(s, 1) {
-			return 0, fmt.Errorf("%w: the block index cannot grow: the kernel's memories hold %s, their limit", ErrOutOfMemory, plural(k.limitPages, "page"))
+			return 0, nil, nil, fmt.Errorf("%w: the block index cannot grow: the kernel's memories hold %s, their limit", ErrOutOfMemory, plural(k.limitPages, "page"))
 		}
 		if _, err := k.idx.Grow(s, 1); err != nil {
-			return 0, fmt.Errorf("%w: grow the block index: %v", ErrOutOfMemory, firstLine(err))
+			return 0, nil, nil, fmt.Errorf("%w: grow the block index: %v", ErrOutOfMemory, firstLine(err))
 		}
+		grown = true
 	}
-	if have := uint64(k.mem.DataSize(s)); end > have {
+	if have := uint64(len(mem)); end > have {
 		pages := (end - have + wasmPage - 1) / wasmPage
 		if !k.room(s, pages) {
-			return 0, fmt.Errorf("%w: a %d-byte block needs %s more; the kernel's memories may hold %s (%d bytes) together",
+			return 0, nil, nil, fmt.Errorf("%w: a %d-byte block needs %s more; the kernel's memories may hold %s (%d bytes) together",
 				ErrOutOfMemory, n, plural(pages, "page"), plural(k.limitPages, "page"), k.limitPages*wasmPage)
 		}
 		if _, err := k.mem.Grow(s, pages); err != nil {
-			return 0, fmt.Errorf("%w: grow to %d bytes for a %d-byte block: %v", ErrOutOfMemory, end, n, firstLine(err))
+			return 0, nil, nil, fmt.Errorf("%w: grow to %d bytes for a %d-byte block: %v", ErrOutOfMemory, end, n, firstLine(err))
 		}
+		grown = true
 	}
-	st = k.idx.UnsafeData(s)
+	if grown {
+		st, mem = k.views(s)
+	}
 	put64(st, int(e), start)
 	binary.LittleEndian.PutUint32(st[e+8:], uint32(n))
 	binary.LittleEndian.PutUint32(st[e+12:], 1)
 	put64(st, offCount, count+1)
 	put64(st, offTop, (end+7)&^7)
-	return start, nil
+	return start, st, mem, nil
 }
 
 // lookup is $find of kernel.wat: the block with the greatest start <= addr, if it is live and
