@@ -33,9 +33,18 @@ type waiter struct {
 	fd    syscall.RawConn // the connection's read end
 	keepP time.Duration   // how long a wait first keeps the P (pollRaw)
 
-	once sync.Once
-	wake *os.File // an eventfd: written to interrupt the wait (a context ended, the Conn closed)
-	err  error
+	once   sync.Once
+	wake   *os.File        // an eventfd: written to interrupt the wait (a context ended, the Conn closed)
+	wakeRC syscall.RawConn // wake's
+	err    error
+
+	// The context the last wait watched (its Done channel) and the end of that watch: the next
+	// wait under the same context reuses it, so that a guest's host calls, which all run under
+	// their export call's context, do not register with it one by one (context.AfterFunc
+	// allocates and locks the context's parent). One goroutine waits at a time (the guest's).
+	watched     <-chan struct{}
+	stopWatched func() bool
+	interrupted chan struct{} // closed once the watch's interrupt has run
 }
 
 // waitKeepingP is how long a guest's wait for a host call's answer keeps the runtime's P (see
@@ -53,8 +62,33 @@ func (w *waiter) init() error {
 			return
 		}
 		w.wake = os.NewFile(uintptr(fd), "call connection wake-up")
+		w.wakeRC, w.err = w.wake.SyscallConn()
 	})
 	return w.err
+}
+
+// watch makes ctx's end interrupt the waits (see watched): a new registration only when ctx is
+// not the one the last wait watched. A registration that has fired left the eventfd written:
+// it is drained, so the next context's first wait does not return at once for nothing.
+func (w *waiter) watch(ctx context.Context) {
+	done := ctx.Done()
+	if done == nil || done == w.watched {
+		return
+	}
+	if w.stopWatched != nil && !w.stopWatched() {
+		<-w.interrupted // the old context's interrupt has been started: let it write first
+		var b [8]byte
+		_ = w.wakeRC.Read(func(efd uintptr) bool {
+			_, _ = unix.Read(int(efd), b[:])
+			return true
+		})
+	}
+	interrupted := make(chan struct{})
+	w.watched, w.interrupted = done, interrupted
+	w.stopWatched = context.AfterFunc(ctx, func() {
+		w.interrupt()
+		close(interrupted)
+	})
 }
 
 // interrupt wakes a wait in progress (and makes the next one return at once).
@@ -79,15 +113,15 @@ func (w *waiter) wait(ctx context.Context) error {
 	if err := w.init(); err != nil {
 		return err
 	}
-	wake, err := w.wake.SyscallConn()
-	if err != nil {
-		return err
+	// An end that came before this wait may have been taken by an earlier one (the eventfd is
+	// read when a wait sees it), so it is checked here, and one that comes later writes it.
+	w.watch(ctx)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", errInterrupted, err)
 	}
-	stop := context.AfterFunc(ctx, w.interrupt)
-	defer stop()
 	var perr error
 	cerr := w.fd.Control(func(sfd uintptr) {
-		cerr := wake.Control(func(efd uintptr) {
+		cerr := w.wakeRC.Control(func(efd uintptr) {
 			fds := []unix.PollFd{{Fd: int32(sfd), Events: unix.POLLIN}, {Fd: int32(efd), Events: unix.POLLIN}}
 			if !pollRaw(fds, w.keepP) {
 				for {

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
@@ -70,5 +72,52 @@ var errAny = errors.New("any error")
 func TestPollRawZero(t *testing.T) {
 	if pollRaw(nil, 0) {
 		t.Fatal("pollRaw(nil, 0) reported an event")
+	}
+}
+
+// TestWaiterWatchesContexts: the waits under one context share one registration with it; once
+// that context has ended every wait under it is interrupted, however many; and moving on to the
+// next context leaves no wake-up of the old one behind (the eventfd is drained), so its first
+// wait waits for its frame.
+func TestWaiterWatchesContexts(t *testing.T) {
+	host, shim := pair(t)
+	frame := func(id uint64) {
+		if err := host.WriteFrame(HostResult, id, &pb.HostCallResponse{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx1, cancel1 := context.WithCancel(context.Background())
+	for id := range uint64(3) {
+		frame(id)
+		if _, got, _, err := shim.ReadFrameThread(ctx1, MaxShimFrameBytes); err != nil || got != id {
+			t.Fatalf("frame %d under the first context: %d, %v", id, got, err)
+		}
+	}
+	w := shim.waiter
+	cancel1() // while no wait runs: the eventfd is written
+	for range 2 {
+		if _, _, _, err := shim.ReadFrameThread(ctx1, MaxShimFrameBytes); !errors.Is(err, errInterrupted) {
+			t.Fatalf("a wait under the ended context: %v, want errInterrupted", err)
+		}
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	w.watch(ctx2)
+	if w.stopWatched == nil || w.watched != ctx2.Done() {
+		t.Fatal("the second context is not the one watched")
+	}
+	var b [8]byte
+	if err := w.wakeRC.Read(func(efd uintptr) bool {
+		_, err := unix.Read(int(efd), b[:])
+		if !errors.Is(err, unix.EAGAIN) {
+			t.Errorf("the eventfd after the next context's watch began: %v, want EAGAIN (drained)", err)
+		}
+		return true
+	}); err != nil {
+		t.Fatal(err)
+	}
+	frame(9)
+	if _, got, _, err := shim.ReadFrameThread(ctx2, MaxShimFrameBytes); err != nil || got != 9 {
+		t.Fatalf("the frame under the second context: %d, %v", got, err)
 	}
 }
