@@ -481,63 +481,6 @@ func (s *envScanner) uint(dst *uint64) bool {
 	return true
 }
 
-// parseHostTimestamp parses the form in which the host writes timestamps,
-// "YYYY-MM-DDTHH:MM:SS[.F]Z" in UTC with 1 to 9 fraction digits, giving
-// exactly what time.Time's UnmarshalJSON gives for it (a time in time.UTC).
-// It reports false for anything else, including any date or time out of
-// range, which then goes through UnmarshalJSON: it is a fast path only, as
-// time.Parse costs about a microsecond a message in wasm.
-func parseHostTimestamp(b []byte) (time.Time, bool) {
-	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
-		return time.Time{}, false
-	}
-	num := func(i, n int) int {
-		v := 0
-		for _, c := range b[i : i+n] {
-			if c < '0' || c > '9' {
-				return -1
-			}
-			v = v*10 + int(c-'0')
-		}
-		return v
-	}
-	year, month, day := num(0, 4), num(5, 2), num(8, 2)
-	hour, minute, sec := num(11, 2), num(14, 2), num(17, 2)
-	if year < 0 || month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) ||
-		hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
-		return time.Time{}, false
-	}
-	nsec := 0
-	if frac := b[19 : len(b)-1]; len(frac) > 0 {
-		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
-			return time.Time{}, false
-		}
-		f := num(20, len(frac)-1)
-		if f < 0 {
-			return time.Time{}, false
-		}
-		for range 10 - len(frac) {
-			f *= 10
-		}
-		nsec = f
-	}
-	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
-}
-
-// daysIn returns the number of days of month m of year (proleptic Gregorian).
-func daysIn(m time.Month, year int) int {
-	switch m {
-	case time.February:
-		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
-			return 29
-		}
-		return 28
-	case time.April, time.June, time.September, time.November:
-		return 30
-	}
-	return 31
-}
-
 // customPrefix is how the host writes a custom payload:
 // {"type":"custom","data":<value>}.
 const customPrefix = `{"type":"custom","data":`

@@ -440,6 +440,30 @@ func TestParseHostTimestamp(t *testing.T) {
 	}
 }
 
+// TestParseHostTimestampDays: every day of the years around the calendar's edges (year 0, the
+// century rules, the Unix epoch, year 9999) parses, at midnight and at the day's last
+// nanosecond, to exactly the time.Time of time.Date (==: the same instant and location).
+func TestParseHostTimestampDays(t *testing.T) {
+	for _, span := range [][2]int{{0, 4}, {99, 101}, {399, 401}, {1599, 1601}, {1899, 1901}, {1968, 2101}, {2399, 2401}, {9996, 9999}} {
+		for d := time.Date(span[0], 1, 1, 0, 0, 0, 0, time.UTC); d.Year() <= span[1]; d = d.AddDate(0, 0, 1) {
+			for _, c := range []struct {
+				t      time.Time
+				layout string
+			}{
+				{d, "2006-01-02T15:04:05Z"},
+				{d.Add(24*time.Hour - 1), "2006-01-02T15:04:05.000000000Z"},
+				{d.Add(12*time.Hour + 34*time.Minute + 56*time.Second + 789*time.Millisecond), "2006-01-02T15:04:05.000Z"},
+			} {
+				s := c.t.Format(c.layout)
+				got, ok := parseHostTimestamp([]byte(s))
+				if !ok || got != c.t {
+					t.Fatalf("parseHostTimestamp(%q) = %#v, %v; want %#v", s, got, ok, c.t)
+				}
+			}
+		}
+	}
+}
+
 func FuzzParseHostTimestamp(f *testing.F) {
 	f.Add("2026-03-25T10:00:00.123456789Z")
 	f.Add("2024-02-29T23:59:59Z")
