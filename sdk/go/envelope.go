@@ -3,6 +3,7 @@ package astrid
 import (
 	"encoding/json"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -33,8 +34,10 @@ type envScanner struct {
 
 	// The previous strings decoded, reused when the next message repeats
 	// them (a topic, a publisher, a principal usually do) to save an
-	// allocation and, when they were plain, the scan.
-	topic, source, principal prevString
+	// allocation and, when they were plain, the scan. They are kept from one
+	// envelope to the next (lastStrings): a subscriber's envelopes usually
+	// come from the same publishers.
+	strs *envStrings
 	// The previous timestamp's text in the host's form and its time: the
 	// messages of one batch share their timestamp, whose parse (and
 	// time.Date) costs more in wasm than the comparison.
@@ -42,23 +45,71 @@ type envScanner struct {
 	stamp     time.Time
 
 	tmpl msgTemplate // see hostMessage
+
+	// first is where the envelope's first message goes: allocated with the
+	// Envelope, as most envelopes a busy round trip reads hold one message.
+	first *[1]Message
+}
+
+// envStrings are the strings an envScanner reuses (see envScanner.strs).
+type envStrings struct {
+	topic, source, principal prevString
+}
+
+// lastStrings holds the strings of the last envelope decoded, for the next one. A decode takes
+// them (Swap), so that two decodes at once (goroutines of a capsule) never share them, and puts
+// them back at its end; strings over maxKeptString bytes are not kept.
+var lastStrings atomic.Pointer[envStrings]
+
+// maxKeptString is the longest string lastStrings keeps from one envelope to the next: a topic's
+// longest (topics are at most 256 bytes); source ids and principals are shorter.
+const maxKeptString = 256
+
+// envelopeWithOne is an Envelope and room for its first message, allocated together.
+type envelopeWithOne struct {
+	env   Envelope
+	first [1]Message
 }
 
 // decodeEnvelopeFast decodes the envelope in b, or returns false if
 // json.Unmarshal must decide. The Payloads of the messages share memory with
 // b.
 func decodeEnvelopeFast(b []byte) (*Envelope, bool) {
-	s := envScanner{b: b}
-	env := new(Envelope)
-	s.ws()
-	if !s.envelope(env) {
+	strs := lastStrings.Swap(nil)
+	if strs == nil {
+		strs = new(envStrings)
+	}
+	e := new(envelopeWithOne)
+	s := envScanner{b: b, strs: strs, first: &e.first}
+	ok := s.hostEnvelope(&e.env)
+	if ok {
+		s.ws()
+	} else {
+		s.i, s.first, e.env = 0, &e.first, Envelope{}
+		s.ws()
+		ok = s.envelope(&e.env)
+		s.ws()
+	}
+	for _, p := range []*prevString{&strs.topic, &strs.source, &strs.principal} {
+		if len(p.s) > maxKeptString {
+			*p = prevString{}
+		}
+	}
+	lastStrings.Store(strs)
+	if !ok || s.i != len(s.b) {
 		return nil, false
 	}
-	s.ws()
-	if s.i != len(s.b) {
-		return nil, false
-	}
-	return env, true
+	return &e.env, true
+}
+
+// hostEnvelope reads an envelope written exactly as the host writes them
+// ({"messages":[…],"dropped":N,"lagged":N}, no whitespace), with literal
+// matches of its keys instead of envelope's general object walk. It gives
+// what envelope gives, or reports false, and decodeEnvelopeFast starts again
+// with envelope.
+func (s *envScanner) hostEnvelope(env *Envelope) bool {
+	return s.literal(`{"messages":`) && s.messages(env) && s.literal(`,"dropped":`) && s.uint(&env.Dropped) &&
+		s.literal(`,"lagged":`) && s.uint(&env.Lagged) && s.literal("}")
 }
 
 // ws skips JSON whitespace.
@@ -209,7 +260,10 @@ func (s *envScanner) messages(env *Envelope) bool {
 	if !s.next('[') {
 		return false
 	}
-	msgs := make([]Message, 0, 8)
+	var msgs []Message
+	if s.first != nil {
+		msgs, s.first = s.first[:0], nil
+	}
 	if !s.next(']') {
 		for {
 			s.ws()
@@ -221,7 +275,8 @@ func (s *envScanner) messages(env *Envelope) bool {
 			if len(msgs) == 1 {
 				// Size the slice once, by the first message's length (the messages of an
 				// envelope are usually alike), rather than doubling it up to hundreds of
-				// messages: each doubling allocates, clears and copies.
+				// messages: each doubling allocates, clears and copies. An envelope of one
+				// message keeps the room allocated with it.
 				if est := (len(s.b)-s.i)/(s.i-start+1) + 1; est > cap(msgs) {
 					msgs = slices.Grow(msgs, est+est/8)
 				}
@@ -268,17 +323,17 @@ func (s *envScanner) message(m *Message) bool {
 		seen |= bit
 		switch bit {
 		case 1:
-			return s.string(&m.Topic, &s.topic)
+			return s.string(&m.Topic, &s.strs.topic)
 		case 2:
 			return s.payload(&m.Payload)
 		case 4:
-			return s.string(&m.SourceID, &s.source)
+			return s.string(&m.SourceID, &s.strs.source)
 		case 8:
 			return s.timestamp(&m.Timestamp)
 		case 16:
 			return s.uint(&m.Seq)
 		default:
-			return s.string(&m.Principal, &s.principal)
+			return s.string(&m.Principal, &s.strs.principal)
 		}
 	})
 }
@@ -306,13 +361,13 @@ func (s *envScanner) hostMessage(m *Message) bool {
 	}
 	s.i = start
 	var p0, p1, q0, q1 int // where the payload and seq start and end
-	ok := s.literal(`{"topic":`) && s.peek() == '"' && s.string(&m.Topic, &s.topic) &&
+	ok := s.literal(`{"topic":`) && s.peek() == '"' && s.string(&m.Topic, &s.strs.topic) &&
 		s.literal(`,"payload":`) && s.mark(&p0) && s.payload(&m.Payload) && s.mark(&p1) &&
-		s.literal(`,"signature":null,"source_id":`) && s.peek() == '"' && s.string(&m.SourceID, &s.source) &&
+		s.literal(`,"signature":null,"source_id":`) && s.peek() == '"' && s.string(&m.SourceID, &s.strs.source) &&
 		s.literal(`,"timestamp":`) && s.timestamp(&m.Timestamp) &&
 		s.literal(`,"seq":`) && s.mark(&q0) && s.uint(&m.Seq) && s.mark(&q1)
 	if ok && s.literal(`,"principal":`) {
-		ok = s.peek() == '"' && s.string(&m.Principal, &s.principal)
+		ok = s.peek() == '"' && s.string(&m.Principal, &s.strs.principal)
 	}
 	if ok && s.literal("}") {
 		s.tmpl = msgTemplate{head: s.b[start:p0], mid: s.b[p1:q0], tail: s.b[q1:s.i],

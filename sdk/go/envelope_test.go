@@ -213,6 +213,14 @@ func TestDecodeEnvelopeFastRepeatedStrings(t *testing.T) {
 			for n := range len(env) {
 				checkSameAsJSON(t, []byte(env[:n]))
 			}
+			// One message an envelope: the strings are kept from one envelope to the next.
+			fast := true
+			for _, m := range msgs {
+				fast = checkSameAsJSON(t, []byte(`{"messages":[`+m+`],"dropped":0,"lagged":0}`)) && fast
+			}
+			if fast != c.fast {
+				t.Errorf("fast path decoded the one-message envelopes = %v, want %v", fast, c.fast)
+			}
 		})
 	}
 }
@@ -630,7 +638,7 @@ func TestHostMessage(t *testing.T) {
 		{"custom with trailing space", `{"topic":"a","payload":{"type":"custom","data":1 },"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := envScanner{b: []byte(c.in)}
+			s := envScanner{b: []byte(c.in), strs: new(envStrings)}
 			var m Message
 			if got := s.hostMessage(&m); got != c.fast {
 				t.Fatalf("hostMessage = %v, want %v", got, c.fast)
