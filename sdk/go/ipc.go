@@ -169,7 +169,8 @@ func (s *Subscription) Recv(timeout time.Duration) (*Envelope, error) {
 		return nil, err
 	}
 	h := s.handleMemory()
-	t := AllocateString(strconv.FormatInt(recvMillis(timeout), 10))
+	var buf [20]byte // the decimal timeout, on the stack: FormatInt allocates from 100 ms
+	t := AllocateBytes(strconv.AppendInt(buf[:0], recvMillis(timeout), 10))
 	env := FindMemory(hostIPCRecv(h.handle, t.handle))
 	t.Free()
 	h.Free()
@@ -202,7 +203,8 @@ func (s *Subscription) usable(op string) error {
 // handleMemory returns a new block holding the subscription's handle in
 // decimal, the form in which host functions take it.
 func (s *Subscription) handleMemory() Memory {
-	return AllocateString(strconv.FormatUint(s.handle, 10))
+	var buf [20]byte // on the stack: FormatUint allocates from handle 100
+	return AllocateBytes(strconv.AppendUint(buf[:0], s.handle, 10))
 }
 
 // Envelope is what Poll and Recv return: the messages read from a
