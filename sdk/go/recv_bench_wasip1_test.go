@@ -22,7 +22,7 @@ func BenchmarkPublishJSON(b *testing.B) {
 }
 
 func BenchmarkRecv(b *testing.B) {
-	s := &Subscription{handle: 1, pattern: "bench.lat.b2a"}
+	s := &Subscription{handle: 1, text: "1", pattern: "bench.lat.b2a"}
 	b.ReportAllocs()
 	for b.Loop() {
 		env, err := s.Recv(10 * time.Second)
