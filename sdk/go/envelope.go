@@ -32,12 +32,9 @@ type envScanner struct {
 	b []byte
 	i int
 
-	// The previous strings decoded, reused when the next message repeats
-	// them (a topic, a publisher, a principal usually do) to save an
-	// allocation and, when they were plain, the scan. They are kept from one
-	// envelope to the next (lastStrings): a subscriber's envelopes usually
-	// come from the same publishers.
-	strs *envStrings
+	// What is kept from one envelope to the next (lastCache): a subscriber's
+	// envelopes usually come from the same publishers.
+	cache *envCache
 	// The previous timestamp's text in the host's form and its time: the
 	// messages of one batch share their timestamp, whose parse (and
 	// time.Date) costs more in wasm than the comparison.
@@ -45,23 +42,30 @@ type envScanner struct {
 	stamp     time.Time
 
 	tmpl msgTemplate // see hostMessage
+	full fullRead    // the last message hostMessage read in full: kept at the end (envCache.tmpl)
 
 	// first is where the envelope's first message goes: allocated with the
 	// Envelope, as most envelopes a busy round trip reads hold one message.
 	first *[1]Message
 }
 
-// envStrings are the strings an envScanner reuses (see envScanner.strs).
-type envStrings struct {
+// envCache is what an envScanner reuses from the envelopes before.
+type envCache struct {
+	// The previous strings decoded, reused when the next message repeats
+	// them (a topic, a publisher, a principal usually do) to save an
+	// allocation and, when they were plain, the scan.
 	topic, source, principal prevString
+	// The last message hostMessage read in full, for the first message of
+	// the next envelope (see hostMessage).
+	tmpl keptTemplate
 }
 
-// lastStrings holds the strings of the last envelope decoded, for the next one. A decode takes
-// them (Swap), so that two decodes at once (goroutines of a capsule) never share them, and puts
-// them back at its end; strings over maxKeptString bytes are not kept.
-var lastStrings atomic.Pointer[envStrings]
+// lastCache holds the envCache of the last envelope decoded, for the next one. A decode takes it
+// (Swap), so that two decodes at once (goroutines of a capsule) never share one, and puts it back
+// at its end; strings over maxKeptString bytes are not kept.
+var lastCache atomic.Pointer[envCache]
 
-// maxKeptString is the longest string lastStrings keeps from one envelope to the next: a topic's
+// maxKeptString is the longest string lastCache keeps from one envelope to the next: a topic's
 // longest (topics are at most 256 bytes); source ids and principals are shorter.
 const maxKeptString = 256
 
@@ -75,12 +79,12 @@ type envelopeWithOne struct {
 // json.Unmarshal must decide. The Payloads of the messages share memory with
 // b.
 func decodeEnvelopeFast(b []byte) (*Envelope, bool) {
-	strs := lastStrings.Swap(nil)
-	if strs == nil {
-		strs = new(envStrings)
+	cache := lastCache.Swap(nil)
+	if cache == nil {
+		cache = new(envCache)
 	}
 	e := new(envelopeWithOne)
-	s := envScanner{b: b, strs: strs, first: &e.first}
+	s := envScanner{b: b, cache: cache, first: &e.first}
 	ok := s.hostEnvelope(&e.env)
 	if ok {
 		s.ws()
@@ -90,12 +94,13 @@ func decodeEnvelopeFast(b []byte) (*Envelope, bool) {
 		ok = s.envelope(&e.env)
 		s.ws()
 	}
-	for _, p := range []*prevString{&strs.topic, &strs.source, &strs.principal} {
+	s.keepTemplate()
+	for _, p := range []*prevString{&cache.topic, &cache.source, &cache.principal} {
 		if len(p.s) > maxKeptString {
 			*p = prevString{}
 		}
 	}
-	lastStrings.Store(strs)
+	lastCache.Store(cache)
 	if !ok || s.i != len(s.b) {
 		return nil, false
 	}
@@ -108,8 +113,13 @@ func decodeEnvelopeFast(b []byte) (*Envelope, bool) {
 // what envelope gives, or reports false, and decodeEnvelopeFast starts again
 // with envelope.
 func (s *envScanner) hostEnvelope(env *Envelope) bool {
-	return s.literal(`{"messages":`) && s.messages(env) && s.literal(`,"dropped":`) && s.uint(&env.Dropped) &&
-		s.literal(`,"lagged":`) && s.uint(&env.Lagged) && s.literal("}")
+	if !s.literal(`{"messages":`) || !s.messages(env) {
+		return false
+	}
+	if s.literal(`,"dropped":0,"lagged":0}`) { // the usual end, in one comparison
+		return true
+	}
+	return s.literal(`,"dropped":`) && s.uint(&env.Dropped) && s.literal(`,"lagged":`) && s.uint(&env.Lagged) && s.literal("}")
 }
 
 // ws skips JSON whitespace.
@@ -272,11 +282,12 @@ func (s *envScanner) messages(env *Envelope) bool {
 			if m := &msgs[len(msgs)-1]; !s.hostMessage(m) && !s.message(m) {
 				return false
 			}
-			if len(msgs) == 1 {
+			if len(msgs) == 1 && s.peek() != ']' {
 				// Size the slice once, by the first message's length (the messages of an
 				// envelope are usually alike), rather than doubling it up to hundreds of
 				// messages: each doubling allocates, clears and copies. An envelope of one
-				// message keeps the room allocated with it.
+				// message (its ']' next) keeps the room allocated with it, without the
+				// estimate's division.
 				if est := (len(s.b)-s.i)/(s.i-start+1) + 1; est > cap(msgs) {
 					msgs = slices.Grow(msgs, est+est/8)
 				}
@@ -323,17 +334,17 @@ func (s *envScanner) message(m *Message) bool {
 		seen |= bit
 		switch bit {
 		case 1:
-			return s.string(&m.Topic, &s.strs.topic)
+			return s.string(&m.Topic, &s.cache.topic)
 		case 2:
 			return s.payload(&m.Payload)
 		case 4:
-			return s.string(&m.SourceID, &s.strs.source)
+			return s.string(&m.SourceID, &s.cache.source)
 		case 8:
 			return s.timestamp(&m.Timestamp)
 		case 16:
 			return s.uint(&m.Seq)
 		default:
-			return s.string(&m.Principal, &s.strs.principal)
+			return s.string(&m.Principal, &s.cache.principal)
 		}
 	})
 }
@@ -352,6 +363,12 @@ func (s *envScanner) message(m *Message) bool {
 // principal: the same bytes in the same place decode to the same values.
 // That saves each field's own call and scan, which in wasm cost more than
 // the comparisons.
+//
+// The first message of an envelope, which has no such message before it, is
+// matched the same way against the last message read in full in the
+// envelopes before (s.cache.tmpl, a copy), but for its timestamp, which is
+// read: a round trip's envelopes repeat their one message's topic, source id
+// and principal, with a new timestamp.
 func (s *envScanner) hostMessage(m *Message) bool {
 	start := s.i
 	if t := &s.tmpl; t.head != nil && s.literalBytes(t.head) && s.payload(&m.Payload) &&
@@ -361,22 +378,76 @@ func (s *envScanner) hostMessage(m *Message) bool {
 	}
 	s.i = start
 	var p0, p1, q0, q1 int // where the payload and seq start and end
-	ok := s.literal(`{"topic":`) && s.peek() == '"' && s.string(&m.Topic, &s.strs.topic) &&
-		s.literal(`,"payload":`) && s.mark(&p0) && s.payload(&m.Payload) && s.mark(&p1) &&
-		s.literal(`,"signature":null,"source_id":`) && s.peek() == '"' && s.string(&m.SourceID, &s.strs.source) &&
-		s.literal(`,"timestamp":`) && s.timestamp(&m.Timestamp) &&
-		s.literal(`,"seq":`) && s.mark(&q0) && s.uint(&m.Seq) && s.mark(&q1)
-	if ok && s.literal(`,"principal":`) {
-		ok = s.peek() == '"' && s.string(&m.Principal, &s.strs.principal)
-	}
-	if ok && s.literal("}") {
+	if k := &s.cache.tmpl; s.tmpl.head == nil && k.head != nil && s.literalBytes(k.head) && s.mark(&p0) &&
+		s.payload(&m.Payload) && s.mark(&p1) && s.literalBytes(k.mid) && s.timestamp(&m.Timestamp) &&
+		s.literal(`,"seq":`) && s.mark(&q0) && s.uint(&m.Seq) && s.mark(&q1) && s.literalBytes(k.tail) {
+		m.Topic, m.SourceID, m.Principal = k.topic, k.source, k.principal
 		s.tmpl = msgTemplate{head: s.b[start:p0], mid: s.b[p1:q0], tail: s.b[q1:s.i],
 			topic: m.Topic, source: m.SourceID, stamp: m.Timestamp, principal: m.Principal}
 		return true
 	}
 	s.i = start
+	var t0 int // where the timestamp starts
+	ok := s.literal(`{"topic":`) && s.peek() == '"' && s.string(&m.Topic, &s.cache.topic) &&
+		s.literal(`,"payload":`) && s.mark(&p0) && s.payload(&m.Payload) && s.mark(&p1) &&
+		s.literal(`,"signature":null,"source_id":`) && s.peek() == '"' && s.string(&m.SourceID, &s.cache.source) &&
+		s.literal(`,"timestamp":`) && s.mark(&t0) && s.timestamp(&m.Timestamp) &&
+		s.literal(`,"seq":`) && s.mark(&q0) && s.uint(&m.Seq) && s.mark(&q1)
+	if ok && s.literal(`,"principal":`) {
+		ok = s.peek() == '"' && s.string(&m.Principal, &s.cache.principal)
+	}
+	if ok && s.literal("}") {
+		s.tmpl = msgTemplate{head: s.b[start:p0], mid: s.b[p1:q0], tail: s.b[q1:s.i],
+			topic: m.Topic, source: m.SourceID, stamp: m.Timestamp, principal: m.Principal}
+		s.full = fullRead{s.b[start:p0], s.b[p1:t0], s.tmpl.tail}
+		return true
+	}
+	s.i = start
 	*m = Message{}
 	return false
+}
+
+// fullRead is the last message hostMessage read in full: views of the input of its bytes before
+// its payload, between its payload and its timestamp, and after its seq (its values are in
+// envScanner.tmpl).
+type fullRead struct{ head, mid, tail []byte }
+
+// keptTemplate is a message hostMessage read in full, kept for the envelopes
+// after: copies of its bytes before its payload (from its '{'), between its
+// payload and its timestamp, and after its seq (to its '}'), and what they
+// gave. head is nil when there is none.
+type keptTemplate struct {
+	head, mid, tail          []byte
+	topic, source, principal string
+	buf                      [maxKeptTemplate]byte // holds head, mid and tail
+}
+
+// maxKeptTemplate is the most bytes of a message a keptTemplate keeps; a
+// longer template is not kept. The host's messages of a 256-byte topic, a
+// source id and a short principal fit.
+const maxKeptTemplate = 512
+
+// keepTemplate keeps the last message read in full, if any, for the next envelope.
+func (s *envScanner) keepTemplate() {
+	if s.full.head != nil {
+		s.cache.tmpl.keep(&s.full, &s.tmpl)
+	}
+}
+
+// keep makes t a copy of the message f, read as m (an envelope's last one read in full: once an
+// envelope, not for each such message).
+func (t *keptTemplate) keep(f *fullRead, m *msgTemplate) {
+	if len(f.head)+len(f.mid)+len(f.tail) > len(t.buf) {
+		*t = keptTemplate{}
+		return
+	}
+	n := copy(t.buf[:], f.head)
+	t.head = t.buf[:n:n]
+	n += copy(t.buf[n:], f.mid)
+	t.mid = t.buf[len(t.head):n:n]
+	k := copy(t.buf[n:], f.tail)
+	t.tail = t.buf[n : n+k : n+k]
+	t.topic, t.source, t.principal = m.topic, m.source, m.principal
 }
 
 // msgTemplate is the last message hostMessage read in full: its bytes before

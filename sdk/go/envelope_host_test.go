@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestHostEnvelope: an envelope in the host's exact form is read by hostEnvelope; any other form
@@ -32,6 +33,8 @@ func TestHostEnvelope(t *testing.T) {
 		{"general message", `{"messages":[{"seq":1,"topic":"a"}],"dropped":0,"lagged":0}`, true, true},
 		{"lagged max", `{"messages":[],"dropped":0,"lagged":18446744073709551615}`, true, true},
 		{"lagged overflow", `{"messages":[],"dropped":0,"lagged":18446744073709551616}`, false, false},
+		{"lagged leading zero", `{"messages":[],"dropped":0,"lagged":00}`, false, false},
+		{"dropped leading zero", `{"messages":[],"dropped":00,"lagged":0}`, false, false},
 		{"lagged negative", `{"messages":[],"dropped":0,"lagged":-1}`, false, false},
 		{"lagged fraction", `{"messages":[],"dropped":0,"lagged":1.5}`, false, false},
 		{"duplicate messages", `{"messages":[` + m1 + `],"messages":[` + m2 + `],"dropped":0,"lagged":0}`, false, false},
@@ -42,7 +45,7 @@ func TestHostEnvelope(t *testing.T) {
 		{"two envelopes", `{"messages":[],"dropped":0,"lagged":0}{}`, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := envScanner{b: []byte(c.in), strs: new(envStrings), first: new([1]Message)}
+			s := envScanner{b: []byte(c.in), cache: new(envCache), first: new([1]Message)}
 			var env Envelope
 			if got := s.hostEnvelope(&env) && len(strings.TrimLeft(c.in[s.i:], " \n")) == 0; got != c.host {
 				t.Errorf("hostEnvelope = %v, want %v", got, c.host)
@@ -58,7 +61,7 @@ func TestHostEnvelope(t *testing.T) {
 	}
 }
 
-// TestDecodeEnvelopeKeptStrings: the strings kept from one envelope for the next (lastStrings)
+// TestDecodeEnvelopeKeptStrings: the strings kept from one envelope for the next (lastCache)
 // are the last ones decoded, except one longer than maxKeptString, which is not kept.
 func TestDecodeEnvelopeKeptStrings(t *testing.T) {
 	const src, stamp = "6f1c1e0a-9a6b-4f43-9d0e-2b7f7c1d2e3f", "2026-03-25T10:00:00Z"
@@ -68,7 +71,7 @@ func TestDecodeEnvelopeKeptStrings(t *testing.T) {
 		if !checkSameAsJSON(t, []byte(env)) {
 			t.Fatalf("fast path failed on %s", env)
 		}
-		kept := lastStrings.Load()
+		kept := lastCache.Load()
 		wantPrincipal := c.principal
 		if len(wantPrincipal) > maxKeptString {
 			wantPrincipal = ""
@@ -107,5 +110,48 @@ func TestDecodeEnvelopeConcurrent(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// TestKeptTemplate: the message hostMessage reads in full is kept (a copy) for the first message
+// of the next envelope, which, when its bytes but its payload, timestamp and seq are the same,
+// takes its strings from it; a template over maxKeptTemplate bytes is not kept.
+func TestKeptTemplate(t *testing.T) {
+	const src = "6f1c1e0a-9a6b-4f43-9d0e-2b7f7c1d2e3f"
+	c := new(envCache)
+	read := func(msg string) Message {
+		t.Helper()
+		s := envScanner{b: []byte(msg), cache: c}
+		var m Message
+		if !s.hostMessage(&m) || s.i != len(msg) {
+			t.Fatalf("hostMessage failed on %s", msg)
+		}
+		s.keepTemplate()
+		return m
+	}
+	read(hostMsg("a.b", `{"type":"custom","data":1}`, src, "2026-03-25T10:00:00Z", 7, "default"))
+	if string(c.tmpl.head) != `{"topic":"a.b","payload":` || string(c.tmpl.mid) != `,"signature":null,"source_id":"`+src+`","timestamp":` ||
+		string(c.tmpl.tail) != `,"principal":"default"}` {
+		t.Fatalf("kept %q, %q, %q", c.tmpl.head, c.tmpl.mid, c.tmpl.tail)
+	}
+	// Marked: a message read through the kept template has its strings.
+	c.tmpl.topic, c.tmpl.source, c.tmpl.principal = "T", "S", "P"
+	m := read(hostMsg("a.b", `{"type":"custom","data":[2]}`, src, "2026-03-25T10:00:01.5Z", 8, "default"))
+	if m.Topic != "T" || m.SourceID != "S" || m.Principal != "P" || m.Seq != 8 || string(m.Payload) != `{"type":"custom","data":[2]}` ||
+		m.Timestamp != time.Date(2026, 3, 25, 10, 0, 1, 5e8, time.UTC) {
+		t.Fatalf("through the kept template: %+v", m)
+	}
+	// Another topic: read in full, and kept in its turn.
+	if m := read(hostMsg("a.c", `{"type":"custom","data":1}`, src, "2026-03-25T10:00:00Z", 9, "default")); m.Topic != "a.c" || m.SourceID != src {
+		t.Fatalf("read in full: %+v", m)
+	}
+	if c.tmpl.topic != "a.c" || string(c.tmpl.head) != `{"topic":"a.c","payload":` {
+		t.Fatalf("kept %q for %q", c.tmpl.head, c.tmpl.topic)
+	}
+	// Too long to keep.
+	long := strings.Repeat("x", maxKeptTemplate)
+	read(hostMsg(long, `{"type":"custom","data":1}`, src, "2026-03-25T10:00:00Z", 10, "default"))
+	if c.tmpl.head != nil || c.tmpl.topic != "" {
+		t.Fatalf("kept a template of %d bytes", len(c.tmpl.head)+len(c.tmpl.mid)+len(c.tmpl.tail))
 	}
 }

@@ -288,6 +288,11 @@ func TestHostMessageTemplate(t *testing.T) {
 					t.Fatalf("fast path gave up on %q", b)
 				}
 			}
+			// One message an envelope: the first is matched against the template kept from
+			// the envelope before (envCache.tmpl).
+			for _, m := range []string{first, c.next, first, c.next, c.next} {
+				checkSameAsJSON(t, []byte(`{"messages":[`+m+`],"dropped":0,"lagged":0}`))
+			}
 		})
 	}
 }
@@ -638,7 +643,7 @@ func TestHostMessage(t *testing.T) {
 		{"custom with trailing space", `{"topic":"a","payload":{"type":"custom","data":1 },"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := envScanner{b: []byte(c.in), strs: new(envStrings)}
+			s := envScanner{b: []byte(c.in), cache: new(envCache)}
 			var m Message
 			if got := s.hostMessage(&m); got != c.fast {
 				t.Fatalf("hostMessage = %v, want %v", got, c.fast)
