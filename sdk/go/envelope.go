@@ -42,7 +42,9 @@ type envScanner struct {
 	stamp     time.Time
 
 	tmpl msgTemplate // see hostMessage
-	full fullRead    // the last message hostMessage read in full: kept at the end (envCache.tmpl)
+	// fresh: tmpl is a message of this envelope (views of b), to keep for the next
+	// (envCache.tmpl) at the end; otherwise it is the kept one, or none.
+	fresh bool
 
 	// first is where the envelope's first message goes: allocated with the
 	// Envelope, as most envelopes a busy round trip reads hold one message.
@@ -55,8 +57,8 @@ type envCache struct {
 	// them (a topic, a publisher, a principal usually do) to save an
 	// allocation and, when they were plain, the scan.
 	topic, source, principal prevString
-	// The last message hostMessage read in full, for the first message of
-	// the next envelope (see hostMessage).
+	// The last message hostMessage read in full, for the next envelope's
+	// (see hostMessage).
 	tmpl keptTemplate
 }
 
@@ -84,7 +86,7 @@ func decodeEnvelopeFast(b []byte) (*Envelope, bool) {
 		cache = new(envCache)
 	}
 	e := new(envelopeWithOne)
-	s := envScanner{b: b, cache: cache, first: &e.first}
+	s := envScanner{b: b, cache: cache, first: &e.first, tmpl: cache.tmpl.msgTemplate}
 	ok := s.hostEnvelope(&e.env)
 	if ok {
 		s.ws()
@@ -356,38 +358,32 @@ func (s *envScanner) message(m *Message) bool {
 // message it gives what message gives. For anything else it reports false
 // with the scanner back where it was, and message decides.
 //
-// A message whose bytes other than its payload and seq are those of the
-// last message read in full here (s.tmpl: one publisher's batch shares its
-// topic, source id, timestamp and principal) is matched against them in
-// three comparisons, and has that message's topic, source id, timestamp and
-// principal: the same bytes in the same place decode to the same values.
-// That saves each field's own call and scan, which in wasm cost more than
-// the comparisons.
-//
-// The first message of an envelope, which has no such message before it, is
-// matched the same way against the last message read in full in the
-// envelopes before (s.cache.tmpl, a copy), but for its timestamp, which is
-// read: a round trip's envelopes repeat their one message's topic, source id
-// and principal, with a new timestamp.
+// A message whose bytes other than its payload, timestamp and seq are those
+// of the last message read in full here (s.tmpl: one publisher's messages
+// share their topic, source id and principal), in this envelope or, copied,
+// in one before, is matched against them in three comparisons, and has that
+// message's topic, source id and principal: the same bytes in the same place
+// decode to the same values. That saves each field's own call and scan,
+// which in wasm cost more than the comparisons. Its timestamp is read
+// (timestamp: one batch's shared timestamp is not parsed again).
 func (s *envScanner) hostMessage(m *Message) bool {
 	start := s.i
-	if t := &s.tmpl; t.head != nil && s.literalBytes(t.head) && s.payload(&m.Payload) &&
-		s.literalBytes(t.mid) && s.uint(&m.Seq) && s.literalBytes(t.tail) {
-		m.Topic, m.SourceID, m.Timestamp, m.Principal = t.topic, t.source, t.stamp, t.principal
-		return true
+	if t := &s.tmpl; t.head != nil && s.literalBytes(t.head) && s.payload(&m.Payload) {
+		// mid and the timestamp: the template's last ones again (a batch's timestamp), in one
+		// comparison, or mid and a timestamp read.
+		ok := false
+		if p := s.i; t.midStamp != nil && s.literalBytes(t.midStamp) {
+			m.Timestamp, ok = t.stamp, true
+		} else if s.literalBytes(t.mid) && s.timestamp(&m.Timestamp) && s.literal(`,"seq":`) {
+			t.midStamp, t.stamp, ok = s.b[p:s.i], m.Timestamp, true
+		}
+		if ok && s.uint(&m.Seq) && s.literalBytes(t.tail) {
+			m.Topic, m.SourceID, m.Principal = t.topic, t.source, t.principal
+			return true
+		}
 	}
 	s.i = start
-	var p0, p1, q0, q1 int // where the payload and seq start and end
-	if k := &s.cache.tmpl; s.tmpl.head == nil && k.head != nil && s.literalBytes(k.head) && s.mark(&p0) &&
-		s.payload(&m.Payload) && s.mark(&p1) && s.literalBytes(k.mid) && s.timestamp(&m.Timestamp) &&
-		s.literal(`,"seq":`) && s.mark(&q0) && s.uint(&m.Seq) && s.mark(&q1) && s.literalBytes(k.tail) {
-		m.Topic, m.SourceID, m.Principal = k.topic, k.source, k.principal
-		s.tmpl = msgTemplate{head: s.b[start:p0], mid: s.b[p1:q0], tail: s.b[q1:s.i],
-			topic: m.Topic, source: m.SourceID, stamp: m.Timestamp, principal: m.Principal}
-		return true
-	}
-	s.i = start
-	var t0 int // where the timestamp starts
+	var p0, p1, t0, q0, q1 int // where the payload starts and ends, the timestamp starts, the seq starts and ends
 	ok := s.literal(`{"topic":`) && s.peek() == '"' && s.string(&m.Topic, &s.cache.topic) &&
 		s.literal(`,"payload":`) && s.mark(&p0) && s.payload(&m.Payload) && s.mark(&p1) &&
 		s.literal(`,"signature":null,"source_id":`) && s.peek() == '"' && s.string(&m.SourceID, &s.cache.source) &&
@@ -397,9 +393,9 @@ func (s *envScanner) hostMessage(m *Message) bool {
 		ok = s.peek() == '"' && s.string(&m.Principal, &s.cache.principal)
 	}
 	if ok && s.literal("}") {
-		s.tmpl = msgTemplate{head: s.b[start:p0], mid: s.b[p1:q0], tail: s.b[q1:s.i],
-			topic: m.Topic, source: m.SourceID, stamp: m.Timestamp, principal: m.Principal}
-		s.full = fullRead{s.b[start:p0], s.b[p1:t0], s.tmpl.tail}
+		s.tmpl = msgTemplate{head: s.b[start:p0], mid: s.b[p1:t0], tail: s.b[q1:s.i],
+			midStamp: s.b[p1:q0], stamp: m.Timestamp, topic: m.Topic, source: m.SourceID, principal: m.Principal}
+		s.fresh = true
 		return true
 	}
 	s.i = start
@@ -407,19 +403,23 @@ func (s *envScanner) hostMessage(m *Message) bool {
 	return false
 }
 
-// fullRead is the last message hostMessage read in full: views of the input of its bytes before
-// its payload, between its payload and its timestamp, and after its seq (its values are in
-// envScanner.tmpl).
-type fullRead struct{ head, mid, tail []byte }
-
-// keptTemplate is a message hostMessage read in full, kept for the envelopes
-// after: copies of its bytes before its payload (from its '{'), between its
-// payload and its timestamp, and after its seq (to its '}'), and what they
-// gave. head is nil when there is none.
-type keptTemplate struct {
+// msgTemplate is a message hostMessage read in full: its bytes before its
+// payload (from its '{'), between its payload and its timestamp, and after
+// its seq (to its '}'), and what they gave. head is nil when there is none.
+// midStamp is mid, the last timestamp read with it (a JSON string) and the
+// `,"seq":` after it, a view of the input (nil for none), and stamp its time.
+type msgTemplate struct {
 	head, mid, tail          []byte
+	midStamp                 []byte
+	stamp                    time.Time
 	topic, source, principal string
-	buf                      [maxKeptTemplate]byte // holds head, mid and tail
+}
+
+// keptTemplate is a msgTemplate kept for the envelopes after: its bytes are
+// copies, in buf.
+type keptTemplate struct {
+	msgTemplate
+	buf [maxKeptTemplate]byte
 }
 
 // maxKeptTemplate is the most bytes of a message a keptTemplate keeps; a
@@ -427,36 +427,29 @@ type keptTemplate struct {
 // source id and a short principal fit.
 const maxKeptTemplate = 512
 
-// keepTemplate keeps the last message read in full, if any, for the next envelope.
+// keepTemplate keeps the envelope's last message read in full, if any, for the next envelope:
+// once an envelope, not for each such message.
 func (s *envScanner) keepTemplate() {
-	if s.full.head != nil {
-		s.cache.tmpl.keep(&s.full, &s.tmpl)
+	if s.fresh {
+		s.cache.tmpl.keep(&s.tmpl)
+		s.fresh = false
 	}
 }
 
-// keep makes t a copy of the message f, read as m (an envelope's last one read in full: once an
-// envelope, not for each such message).
-func (t *keptTemplate) keep(f *fullRead, m *msgTemplate) {
-	if len(f.head)+len(f.mid)+len(f.tail) > len(t.buf) {
+// keep makes t a copy of m.
+func (t *keptTemplate) keep(m *msgTemplate) {
+	if len(m.head)+len(m.mid)+len(m.tail) > len(t.buf) {
 		*t = keptTemplate{}
 		return
 	}
-	n := copy(t.buf[:], f.head)
+	n := copy(t.buf[:], m.head)
 	t.head = t.buf[:n:n]
-	n += copy(t.buf[n:], f.mid)
+	n += copy(t.buf[n:], m.mid)
 	t.mid = t.buf[len(t.head):n:n]
-	k := copy(t.buf[n:], f.tail)
+	k := copy(t.buf[n:], m.tail)
 	t.tail = t.buf[n : n+k : n+k]
 	t.topic, t.source, t.principal = m.topic, m.source, m.principal
-}
-
-// msgTemplate is the last message hostMessage read in full: its bytes before
-// its payload (from its '{'), between its payload and its seq, and after its
-// seq (to its '}'), views of the input, and what they gave.
-type msgTemplate struct {
-	head, mid, tail          []byte
-	topic, source, principal string
-	stamp                    time.Time
+	t.midStamp, t.stamp = nil, time.Time{} // a view of the envelope, not kept
 }
 
 // mark records the scanner's offset in *at; it reports true, to sit in a

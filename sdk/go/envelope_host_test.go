@@ -121,7 +121,7 @@ func TestKeptTemplate(t *testing.T) {
 	c := new(envCache)
 	read := func(msg string) Message {
 		t.Helper()
-		s := envScanner{b: []byte(msg), cache: c}
+		s := envScanner{b: []byte(msg), cache: c, tmpl: c.tmpl.msgTemplate}
 		var m Message
 		if !s.hostMessage(&m) || s.i != len(msg) {
 			t.Fatalf("hostMessage failed on %s", msg)

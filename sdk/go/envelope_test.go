@@ -301,6 +301,8 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"messages":[{"topic":"a\"b","source_id":"s","timestamp":"2026-03-25T10:00:00Z"},` +
 		`{"topic":"a","source_id":"s","timestamp":"2026-03-25T10:00:00Z","seq":1}]}`))
 	f.Add([]byte(sampleEnvelope))
+	f.Add(benchEnvelope(4))     // distinct timestamps: the template with a timestamp read
+	f.Add(benchHostEnvelope(3)) // one shared timestamp
 	f.Add([]byte(`{"messages":[],"dropped":0,"lagged":0}`))
 	f.Add([]byte(`{"messages":[{"topic":"a\u00e9\ud83d\ude00","payload":{"s":"}\"{","a":[1,2.5e3,null]},"seq":18446744073709551615}]}`))
 	f.Add([]byte(`{"x":[{"y":"z"}],"messages":[{"Topic":"x","extra":true,"timestamp":"2026-01-02T03:04:05.5+01:00"}]}`))
