@@ -31,3 +31,18 @@ func BenchmarkRecv(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIPCHostCalls is the floor under BenchmarkPublishJSON and BenchmarkRecv: the host
+// calls alone (what the runner's host functions cost), for the guest's share by difference.
+func BenchmarkIPCHostCalls(b *testing.B) {
+	b.Run("publish", func(b *testing.B) {
+		for b.Loop() {
+			hostIPCPublish(0, 0)
+		}
+	})
+	b.Run("recv", func(b *testing.B) {
+		for b.Loop() {
+			FindMemory(hostIPCRecv(0, 0)).Free()
+		}
+	})
+}
