@@ -3,6 +3,7 @@ package astrid
 import (
 	"encoding/json"
 	"slices"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -31,10 +32,9 @@ type envScanner struct {
 	b []byte
 	i int
 
-	// The previous strings decoded, reused when the next message repeats
-	// them (a topic, a publisher, a principal usually do) to save an
-	// allocation and, when they were plain, the scan.
-	topic, source, principal prevString
+	// What is kept from one envelope to the next (lastCache): a subscriber's
+	// envelopes usually come from the same publishers.
+	cache *envCache
 	// The previous timestamp's text in the host's form and its time: the
 	// messages of one batch share their timestamp, whose parse (and
 	// time.Date) costs more in wasm than the comparison.
@@ -42,23 +42,86 @@ type envScanner struct {
 	stamp     time.Time
 
 	tmpl msgTemplate // see hostMessage
+	// fresh: tmpl is a message of this envelope (views of b), to keep for the next
+	// (envCache.tmpl) at the end; otherwise it is the kept one, or none.
+	fresh bool
+
+	// first is where the envelope's first message goes: allocated with the
+	// Envelope, as most envelopes a busy round trip reads hold one message.
+	first *[1]Message
+}
+
+// envCache is what an envScanner reuses from the envelopes before.
+type envCache struct {
+	// The previous strings decoded, reused when the next message repeats
+	// them (a topic, a publisher, a principal usually do) to save an
+	// allocation and, when they were plain, the scan.
+	topic, source, principal prevString
+	// The last message hostMessage read in full, for the next envelope's
+	// (see hostMessage).
+	tmpl keptTemplate
+}
+
+// lastCache holds the envCache of the last envelope decoded, for the next one. A decode takes it
+// (Swap), so that two decodes at once (goroutines of a capsule) never share one, and puts it back
+// at its end; strings over maxKeptString bytes are not kept.
+var lastCache atomic.Pointer[envCache]
+
+// maxKeptString is the longest string lastCache keeps from one envelope to the next: a topic's
+// longest (topics are at most 256 bytes); source ids and principals are shorter.
+const maxKeptString = 256
+
+// envelopeWithOne is an Envelope and room for its first message, allocated together.
+type envelopeWithOne struct {
+	env   Envelope
+	first [1]Message
 }
 
 // decodeEnvelopeFast decodes the envelope in b, or returns false if
 // json.Unmarshal must decide. The Payloads of the messages share memory with
 // b.
 func decodeEnvelopeFast(b []byte) (*Envelope, bool) {
-	s := envScanner{b: b}
-	env := new(Envelope)
-	s.ws()
-	if !s.envelope(env) {
+	cache := lastCache.Swap(nil)
+	if cache == nil {
+		cache = new(envCache)
+	}
+	e := new(envelopeWithOne)
+	s := envScanner{b: b, cache: cache, first: &e.first, tmpl: cache.tmpl.msgTemplate}
+	ok := s.hostEnvelope(&e.env)
+	if ok {
+		s.ws()
+	} else {
+		s.i, s.first, e.env = 0, &e.first, Envelope{}
+		s.ws()
+		ok = s.envelope(&e.env)
+		s.ws()
+	}
+	s.keepTemplate()
+	for _, p := range []*prevString{&cache.topic, &cache.source, &cache.principal} {
+		if len(p.s) > maxKeptString {
+			*p = prevString{}
+		}
+	}
+	lastCache.Store(cache)
+	if !ok || s.i != len(s.b) {
 		return nil, false
 	}
-	s.ws()
-	if s.i != len(s.b) {
-		return nil, false
+	return &e.env, true
+}
+
+// hostEnvelope reads an envelope written exactly as the host writes them
+// ({"messages":[…],"dropped":N,"lagged":N}, no whitespace), with literal
+// matches of its keys instead of envelope's general object walk. It gives
+// what envelope gives, or reports false, and decodeEnvelopeFast starts again
+// with envelope.
+func (s *envScanner) hostEnvelope(env *Envelope) bool {
+	if !s.literal(`{"messages":`) || !s.messages(env) {
+		return false
 	}
-	return env, true
+	if s.literal(`,"dropped":0,"lagged":0}`) { // the usual end, in one comparison
+		return true
+	}
+	return s.literal(`,"dropped":`) && s.uint(&env.Dropped) && s.literal(`,"lagged":`) && s.uint(&env.Lagged) && s.literal("}")
 }
 
 // ws skips JSON whitespace.
@@ -209,7 +272,10 @@ func (s *envScanner) messages(env *Envelope) bool {
 	if !s.next('[') {
 		return false
 	}
-	msgs := make([]Message, 0, 8)
+	var msgs []Message
+	if s.first != nil {
+		msgs, s.first = s.first[:0], nil
+	}
 	if !s.next(']') {
 		for {
 			s.ws()
@@ -218,10 +284,12 @@ func (s *envScanner) messages(env *Envelope) bool {
 			if m := &msgs[len(msgs)-1]; !s.hostMessage(m) && !s.message(m) {
 				return false
 			}
-			if len(msgs) == 1 {
+			if len(msgs) == 1 && s.peek() != ']' {
 				// Size the slice once, by the first message's length (the messages of an
 				// envelope are usually alike), rather than doubling it up to hundreds of
-				// messages: each doubling allocates, clears and copies.
+				// messages: each doubling allocates, clears and copies. An envelope of one
+				// message (its ']' next) keeps the room allocated with it, without the
+				// estimate's division.
 				if est := (len(s.b)-s.i)/(s.i-start+1) + 1; est > cap(msgs) {
 					msgs = slices.Grow(msgs, est+est/8)
 				}
@@ -268,17 +336,17 @@ func (s *envScanner) message(m *Message) bool {
 		seen |= bit
 		switch bit {
 		case 1:
-			return s.string(&m.Topic, &s.topic)
+			return s.string(&m.Topic, &s.cache.topic)
 		case 2:
 			return s.payload(&m.Payload)
 		case 4:
-			return s.string(&m.SourceID, &s.source)
+			return s.string(&m.SourceID, &s.cache.source)
 		case 8:
 			return s.timestamp(&m.Timestamp)
 		case 16:
 			return s.uint(&m.Seq)
 		default:
-			return s.string(&m.Principal, &s.principal)
+			return s.string(&m.Principal, &s.cache.principal)
 		}
 	})
 }
@@ -290,33 +358,44 @@ func (s *envScanner) message(m *Message) bool {
 // message it gives what message gives. For anything else it reports false
 // with the scanner back where it was, and message decides.
 //
-// A message whose bytes other than its payload and seq are those of the
-// last message read in full here (s.tmpl: one publisher's batch shares its
-// topic, source id, timestamp and principal) is matched against them in
-// three comparisons, and has that message's topic, source id, timestamp and
-// principal: the same bytes in the same place decode to the same values.
-// That saves each field's own call and scan, which in wasm cost more than
-// the comparisons.
+// A message whose bytes other than its payload, timestamp and seq are those
+// of the last message read in full here (s.tmpl: one publisher's messages
+// share their topic, source id and principal), in this envelope or, copied,
+// in one before, is matched against them in three comparisons, and has that
+// message's topic, source id and principal: the same bytes in the same place
+// decode to the same values. That saves each field's own call and scan,
+// which in wasm cost more than the comparisons. Its timestamp is read
+// (timestamp: one batch's shared timestamp is not parsed again).
 func (s *envScanner) hostMessage(m *Message) bool {
 	start := s.i
-	if t := &s.tmpl; t.head != nil && s.literalBytes(t.head) && s.payload(&m.Payload) &&
-		s.literalBytes(t.mid) && s.uint(&m.Seq) && s.literalBytes(t.tail) {
-		m.Topic, m.SourceID, m.Timestamp, m.Principal = t.topic, t.source, t.stamp, t.principal
-		return true
+	if t := &s.tmpl; t.head != nil && s.literalBytes(t.head) && s.payload(&m.Payload) {
+		// mid and the timestamp: the template's last ones again (a batch's timestamp), in one
+		// comparison, or mid and a timestamp read.
+		ok := false
+		if p := s.i; t.midStamp != nil && s.literalBytes(t.midStamp) {
+			m.Timestamp, ok = t.stamp, true
+		} else if s.literalBytes(t.mid) && s.timestamp(&m.Timestamp) && s.literal(`,"seq":`) {
+			t.midStamp, t.stamp, ok = s.b[p:s.i], m.Timestamp, true
+		}
+		if ok && s.uint(&m.Seq) && s.literalBytes(t.tail) {
+			m.Topic, m.SourceID, m.Principal = t.topic, t.source, t.principal
+			return true
+		}
 	}
 	s.i = start
-	var p0, p1, q0, q1 int // where the payload and seq start and end
-	ok := s.literal(`{"topic":`) && s.peek() == '"' && s.string(&m.Topic, &s.topic) &&
+	var p0, p1, t0, q0, q1 int // where the payload starts and ends, the timestamp starts, the seq starts and ends
+	ok := s.literal(`{"topic":`) && s.peek() == '"' && s.string(&m.Topic, &s.cache.topic) &&
 		s.literal(`,"payload":`) && s.mark(&p0) && s.payload(&m.Payload) && s.mark(&p1) &&
-		s.literal(`,"signature":null,"source_id":`) && s.peek() == '"' && s.string(&m.SourceID, &s.source) &&
-		s.literal(`,"timestamp":`) && s.timestamp(&m.Timestamp) &&
+		s.literal(`,"signature":null,"source_id":`) && s.peek() == '"' && s.string(&m.SourceID, &s.cache.source) &&
+		s.literal(`,"timestamp":`) && s.mark(&t0) && s.timestamp(&m.Timestamp) &&
 		s.literal(`,"seq":`) && s.mark(&q0) && s.uint(&m.Seq) && s.mark(&q1)
 	if ok && s.literal(`,"principal":`) {
-		ok = s.peek() == '"' && s.string(&m.Principal, &s.principal)
+		ok = s.peek() == '"' && s.string(&m.Principal, &s.cache.principal)
 	}
 	if ok && s.literal("}") {
-		s.tmpl = msgTemplate{head: s.b[start:p0], mid: s.b[p1:q0], tail: s.b[q1:s.i],
-			topic: m.Topic, source: m.SourceID, stamp: m.Timestamp, principal: m.Principal}
+		s.tmpl = msgTemplate{head: s.b[start:p0], mid: s.b[p1:t0], tail: s.b[q1:s.i],
+			midStamp: s.b[p1:q0], stamp: m.Timestamp, topic: m.Topic, source: m.SourceID, principal: m.Principal}
+		s.fresh = true
 		return true
 	}
 	s.i = start
@@ -324,13 +403,53 @@ func (s *envScanner) hostMessage(m *Message) bool {
 	return false
 }
 
-// msgTemplate is the last message hostMessage read in full: its bytes before
-// its payload (from its '{'), between its payload and its seq, and after its
-// seq (to its '}'), views of the input, and what they gave.
+// msgTemplate is a message hostMessage read in full: its bytes before its
+// payload (from its '{'), between its payload and its timestamp, and after
+// its seq (to its '}'), and what they gave. head is nil when there is none.
+// midStamp is mid, the last timestamp read with it (a JSON string) and the
+// `,"seq":` after it, a view of the input (nil for none), and stamp its time.
 type msgTemplate struct {
 	head, mid, tail          []byte
-	topic, source, principal string
+	midStamp                 []byte
 	stamp                    time.Time
+	topic, source, principal string
+}
+
+// keptTemplate is a msgTemplate kept for the envelopes after: its bytes are
+// copies, in buf.
+type keptTemplate struct {
+	msgTemplate
+	buf [maxKeptTemplate]byte
+}
+
+// maxKeptTemplate is the most bytes of a message a keptTemplate keeps; a
+// longer template is not kept. The host's messages of a 256-byte topic, a
+// source id and a short principal fit.
+const maxKeptTemplate = 512
+
+// keepTemplate keeps the envelope's last message read in full, if any, for the next envelope:
+// once an envelope, not for each such message.
+func (s *envScanner) keepTemplate() {
+	if s.fresh {
+		s.cache.tmpl.keep(&s.tmpl)
+		s.fresh = false
+	}
+}
+
+// keep makes t a copy of m.
+func (t *keptTemplate) keep(m *msgTemplate) {
+	if len(m.head)+len(m.mid)+len(m.tail) > len(t.buf) {
+		*t = keptTemplate{}
+		return
+	}
+	n := copy(t.buf[:], m.head)
+	t.head = t.buf[:n:n]
+	n += copy(t.buf[n:], m.mid)
+	t.mid = t.buf[len(t.head):n:n]
+	k := copy(t.buf[n:], m.tail)
+	t.tail = t.buf[n : n+k : n+k]
+	t.topic, t.source, t.principal = m.topic, m.source, m.principal
+	t.midStamp, t.stamp = nil, time.Time{} // a view of the envelope, not kept
 }
 
 // mark records the scanner's offset in *at; it reports true, to sit in a
@@ -479,63 +598,6 @@ func (s *envScanner) uint(dst *uint64) bool {
 	}
 	*dst = n
 	return true
-}
-
-// parseHostTimestamp parses the form in which the host writes timestamps,
-// "YYYY-MM-DDTHH:MM:SS[.F]Z" in UTC with 1 to 9 fraction digits, giving
-// exactly what time.Time's UnmarshalJSON gives for it (a time in time.UTC).
-// It reports false for anything else, including any date or time out of
-// range, which then goes through UnmarshalJSON: it is a fast path only, as
-// time.Parse costs about a microsecond a message in wasm.
-func parseHostTimestamp(b []byte) (time.Time, bool) {
-	if len(b) < 20 || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' || b[len(b)-1] != 'Z' {
-		return time.Time{}, false
-	}
-	num := func(i, n int) int {
-		v := 0
-		for _, c := range b[i : i+n] {
-			if c < '0' || c > '9' {
-				return -1
-			}
-			v = v*10 + int(c-'0')
-		}
-		return v
-	}
-	year, month, day := num(0, 4), num(5, 2), num(8, 2)
-	hour, minute, sec := num(11, 2), num(14, 2), num(17, 2)
-	if year < 0 || month < 1 || month > 12 || day < 1 || day > daysIn(time.Month(month), year) ||
-		hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
-		return time.Time{}, false
-	}
-	nsec := 0
-	if frac := b[19 : len(b)-1]; len(frac) > 0 {
-		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
-			return time.Time{}, false
-		}
-		f := num(20, len(frac)-1)
-		if f < 0 {
-			return time.Time{}, false
-		}
-		for range 10 - len(frac) {
-			f *= 10
-		}
-		nsec = f
-	}
-	return time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC), true
-}
-
-// daysIn returns the number of days of month m of year (proleptic Gregorian).
-func daysIn(m time.Month, year int) int {
-	switch m {
-	case time.February:
-		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
-			return 29
-		}
-		return 28
-	case time.April, time.June, time.September, time.November:
-		return 30
-	}
-	return 31
 }
 
 // customPrefix is how the host writes a custom payload:

@@ -213,6 +213,14 @@ func TestDecodeEnvelopeFastRepeatedStrings(t *testing.T) {
 			for n := range len(env) {
 				checkSameAsJSON(t, []byte(env[:n]))
 			}
+			// One message an envelope: the strings are kept from one envelope to the next.
+			fast := true
+			for _, m := range msgs {
+				fast = checkSameAsJSON(t, []byte(`{"messages":[`+m+`],"dropped":0,"lagged":0}`)) && fast
+			}
+			if fast != c.fast {
+				t.Errorf("fast path decoded the one-message envelopes = %v, want %v", fast, c.fast)
+			}
 		})
 	}
 }
@@ -280,6 +288,11 @@ func TestHostMessageTemplate(t *testing.T) {
 					t.Fatalf("fast path gave up on %q", b)
 				}
 			}
+			// One message an envelope: the first is matched against the template kept from
+			// the envelope before (envCache.tmpl).
+			for _, m := range []string{first, c.next, first, c.next, c.next} {
+				checkSameAsJSON(t, []byte(`{"messages":[`+m+`],"dropped":0,"lagged":0}`))
+			}
 		})
 	}
 }
@@ -288,6 +301,8 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	f.Add([]byte(`{"messages":[{"topic":"a\"b","source_id":"s","timestamp":"2026-03-25T10:00:00Z"},` +
 		`{"topic":"a","source_id":"s","timestamp":"2026-03-25T10:00:00Z","seq":1}]}`))
 	f.Add([]byte(sampleEnvelope))
+	f.Add(benchEnvelope(4))     // distinct timestamps: the template with a timestamp read
+	f.Add(benchHostEnvelope(3)) // one shared timestamp
 	f.Add([]byte(`{"messages":[],"dropped":0,"lagged":0}`))
 	f.Add([]byte(`{"messages":[{"topic":"a\u00e9\ud83d\ude00","payload":{"s":"}\"{","a":[1,2.5e3,null]},"seq":18446744073709551615}]}`))
 	f.Add([]byte(`{"x":[{"y":"z"}],"messages":[{"Topic":"x","extra":true,"timestamp":"2026-01-02T03:04:05.5+01:00"}]}`))
@@ -437,6 +452,30 @@ func TestParseHostTimestamp(t *testing.T) {
 				t.Errorf("fast path parsed = %v, want %v", got, c.fast)
 			}
 		})
+	}
+}
+
+// TestParseHostTimestampDays: every day of the years around the calendar's edges (year 0, the
+// century rules, the Unix epoch, year 9999) parses, at midnight and at the day's last
+// nanosecond, to exactly the time.Time of time.Date (==: the same instant and location).
+func TestParseHostTimestampDays(t *testing.T) {
+	for _, span := range [][2]int{{0, 4}, {99, 101}, {399, 401}, {1599, 1601}, {1899, 1901}, {1968, 2101}, {2399, 2401}, {9996, 9999}} {
+		for d := time.Date(span[0], 1, 1, 0, 0, 0, 0, time.UTC); d.Year() <= span[1]; d = d.AddDate(0, 0, 1) {
+			for _, c := range []struct {
+				t      time.Time
+				layout string
+			}{
+				{d, "2006-01-02T15:04:05Z"},
+				{d.Add(24*time.Hour - 1), "2006-01-02T15:04:05.000000000Z"},
+				{d.Add(12*time.Hour + 34*time.Minute + 56*time.Second + 789*time.Millisecond), "2006-01-02T15:04:05.000Z"},
+			} {
+				s := c.t.Format(c.layout)
+				got, ok := parseHostTimestamp([]byte(s))
+				if !ok || got != c.t {
+					t.Fatalf("parseHostTimestamp(%q) = %#v, %v; want %#v", s, got, ok, c.t)
+				}
+			}
+		}
 	}
 }
 
@@ -606,7 +645,7 @@ func TestHostMessage(t *testing.T) {
 		{"custom with trailing space", `{"topic":"a","payload":{"type":"custom","data":1 },"signature":null,"source_id":"s","timestamp":"2026-03-25T10:00:01Z","seq":1}`, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := envScanner{b: []byte(c.in)}
+			s := envScanner{b: []byte(c.in), cache: new(envCache)}
 			var m Message
 			if got := s.hostMessage(&m); got != c.fast {
 				t.Fatalf("hostMessage = %v, want %v", got, c.fast)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -85,6 +86,7 @@ func PublishJSON(topic string, raw []byte) error {
 // host allows 128 subscriptions per capsule instance.
 type Subscription struct {
 	handle  uint64
+	text    string // handle in decimal, the form host functions take it in: formatted once
 	pattern string
 	owned   bool // runtime-owned: an interceptor's handle, which cannot be unsubscribed
 	closed  bool
@@ -110,7 +112,7 @@ func Subscribe(pattern string) (*Subscription, error) {
 	if err != nil {
 		return nil, fmt.Errorf("astrid: Subscribe %s: the host returned %q, not a subscription handle", pattern, b)
 	}
-	return &Subscription{handle: id, pattern: pattern}, nil
+	return &Subscription{handle: id, text: strconv.FormatUint(id, 10), pattern: pattern}, nil
 }
 
 // Handle returns the subscription's handle, the number by which the host
@@ -169,11 +171,27 @@ func (s *Subscription) Recv(timeout time.Duration) (*Envelope, error) {
 		return nil, err
 	}
 	h := s.handleMemory()
-	t := AllocateString(strconv.FormatInt(recvMillis(timeout), 10))
+	ms := recvMillis(timeout)
+	tt := lastTimeout.Load()
+	if tt == nil || tt.ms != ms {
+		tt = &timeoutText{ms, strconv.FormatInt(ms, 10)}
+		lastTimeout.Store(tt)
+	}
+	t := AllocateString(tt.text)
 	env := FindMemory(hostIPCRecv(h.handle, t.handle))
 	t.Free()
 	h.Free()
 	return decodeEnvelope("Recv", env)
+}
+
+// lastTimeout is the timeout of the last Recv and its decimal text, for the next Recv, which
+// usually has the same: formatting it costs a Recv an allocation and a division a digit in wasm.
+var lastTimeout atomic.Pointer[timeoutText]
+
+// timeoutText is a Recv timeout in milliseconds and its decimal text.
+type timeoutText struct {
+	ms   int64
+	text string
 }
 
 // recvMillis returns the timeout of a Recv in whole milliseconds, rounded up,
@@ -202,7 +220,11 @@ func (s *Subscription) usable(op string) error {
 // handleMemory returns a new block holding the subscription's handle in
 // decimal, the form in which host functions take it.
 func (s *Subscription) handleMemory() Memory {
-	return AllocateString(strconv.FormatUint(s.handle, 10))
+	if s.text != "" {
+		return AllocateString(s.text)
+	}
+	var buf [20]byte // on the stack: FormatUint allocates from handle 100
+	return AllocateBytes(strconv.AppendUint(buf[:0], s.handle, 10))
 }
 
 // Envelope is what Poll and Recv return: the messages read from a
@@ -340,5 +362,5 @@ func InterceptorHandles() ([]InterceptorHandle, error) {
 // with Poll or Recv. It cannot be unsubscribed: the host keeps it for the life
 // of the capsule instance.
 func (ih InterceptorHandle) Subscription() *Subscription {
-	return &Subscription{handle: ih.HandleID, pattern: ih.Topic, owned: true}
+	return &Subscription{handle: ih.HandleID, text: strconv.FormatUint(ih.HandleID, 10), pattern: ih.Topic, owned: true}
 }

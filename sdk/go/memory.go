@@ -48,7 +48,9 @@ func AllocateBytes(b []byte) Memory {
 // AllocateString returns a new block holding the bytes of s (the zero Memory
 // if s is empty). It panics if the kernel memory is exhausted.
 func AllocateString(s string) Memory {
-	return AllocateBytes([]byte(s))
+	// Store only reads the bytes: s's own, without the copy (or, over 32 bytes, the
+	// allocation) of a conversion.
+	return AllocateBytes(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 // FindMemory returns the block with handle h, typically one returned by a
@@ -96,13 +98,25 @@ func (m Memory) Store(src []byte) {
 		runtime.KeepAlive(src)
 		return
 	}
-	i := 0
-	for ; i+8 <= n; i += 8 {
-		kernelStoreU64(m.handle+uint64(i), binary.LittleEndian.Uint64(src[i:]))
+	storeKernel(m.handle, src)
+}
+
+// storeKernel copies src, shorter than bulkCopyMin, to the kernel memory at addr, which must lie
+// inside one live block with room for len(src) bytes: 8 bytes per kernel call, the last 8 bytes
+// (overlapping the word before) in one call when there are at least 8, so that a topic or a
+// handle costs a call or two rather than one a byte.
+func storeKernel(addr uint64, src []byte) {
+	n := len(src)
+	if n < 8 {
+		for i := range n {
+			kernelStoreU8(addr+uint64(i), uint32(src[i]))
+		}
+		return
 	}
-	for ; i < n; i++ {
-		kernelStoreU8(m.handle+uint64(i), uint32(src[i]))
+	for i := 0; i+8 < n; i += 8 {
+		kernelStoreU64(addr+uint64(i), binary.LittleEndian.Uint64(src[i:]))
 	}
+	kernelStoreU64(addr+uint64(n-8), binary.LittleEndian.Uint64(src[n-8:]))
 }
 
 // bulkCopyMin is the size from which Load and Store copy with one
@@ -122,13 +136,17 @@ func loadKernel(addr uint64, dst []byte) {
 		runtime.KeepAlive(dst)
 		return
 	}
-	i := 0
-	for ; i+8 <= n; i += 8 {
+	if n < 8 {
+		for i := range n {
+			dst[i] = byte(kernelLoadU8(addr + uint64(i)))
+		}
+		return
+	}
+	// 8 bytes per kernel call, the last 8 (overlapping the word before) in one, as storeKernel.
+	for i := 0; i+8 < n; i += 8 {
 		binary.LittleEndian.PutUint64(dst[i:], kernelLoadU64(addr+uint64(i)))
 	}
-	for ; i < n; i++ {
-		dst[i] = byte(kernelLoadU8(addr + uint64(i)))
-	}
+	binary.LittleEndian.PutUint64(dst[n-8:], kernelLoadU64(addr+uint64(n-8)))
 }
 
 // linearAddr is the address of b's first byte in the capsule's linear memory,
