@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"strconv"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -84,8 +85,8 @@ func startRaw(b *testing.B, artefact ...*os.File) (*plugin.Client, *rawClient, i
 			b.Fatal(err)
 		}
 		defer shimEnd.Close()
+		cmd.Env = append(cmd.Env, shared.EnvShimArtefactSocket+"="+strconv.Itoa(3+len(cmd.ExtraFiles)))
 		cmd.ExtraFiles = append(cmd.ExtraFiles, shimEnd)
-		cmd.Env = append(cmd.Env, shared.EnvShimArtefactSocket+"=4")
 	}
 	cmd.SysProcAttr = sandbox.ProcessAttr()
 	client := plugin.NewClient(goplugin.ClientConfig(cmd, hclog.NewNullLogger()))
