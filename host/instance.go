@@ -257,12 +257,16 @@ func (i *Instance) setReason(reason string) {
 
 // fail marks the instance Failed unless it is being stopped deliberately.
 func (i *Instance) fail(reason string) {
-	i.mu.Lock()
-	stopping := i.stopping
-	i.mu.Unlock()
-	if !stopping {
+	if !i.isStopping() {
 		i.setState(StateFailed, reason)
 	}
+}
+
+// isStopping reports whether the instance is being stopped deliberately.
+func (i *Instance) isStopping() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.stopping
 }
 
 // watchExit marks the instance Failed as soon as its shim exits without being asked to, or its
@@ -273,23 +277,15 @@ func (i *Instance) watchExit() {
 	case <-i.proc.shim.Exited.Done():
 	case <-i.proc.grpc.Ended():
 		// A shim that died is reaped a moment after its connection ends: its exit then says how.
-		if !i.proc.waitExited(healthExitGrace) {
-			i.mu.Lock()
-			stopping := i.stopping
-			i.mu.Unlock()
-			if !stopping {
-				i.crashed(metrics.CrashConnectionLost, "the shim's gRPC connection to the host ended while it ran; it was killed")
-				i.proc.killGroup()
-				i.proc.kill()
-				return
-			}
-			<-i.proc.shim.Exited.Done()
+		if !i.proc.waitExited(healthExitGrace) && !i.isStopping() {
+			i.crashed(metrics.CrashConnectionLost, "the shim's gRPC connection to the host ended while it ran; it was killed")
+			i.proc.killGroup()
+			i.proc.kill()
+			return
 		}
+		<-i.proc.shim.Exited.Done()
 	}
-	i.mu.Lock()
-	stopping := i.stopping
-	i.mu.Unlock()
-	if !stopping {
+	if !i.isStopping() {
 		i.crashed(metrics.CrashShimExit, i.proc.exitReason())
 		// Release go-plugin's client, the broker's servers and the socket directory now rather
 		// than when the instance is finally stopped.

@@ -77,9 +77,8 @@ func (w *waiter) watch(ctx context.Context) {
 	}
 	if w.stopWatched != nil && !w.stopWatched() {
 		<-w.interrupted // the old context's interrupt has been started: let it write first
-		var b [8]byte
 		_ = w.wakeRC.Read(func(efd uintptr) bool {
-			_, _ = unix.Read(int(efd), b[:])
+			drainWake(efd)
 			return true
 		})
 	}
@@ -133,8 +132,7 @@ func (w *waiter) wait(ctx context.Context) error {
 				}
 			}
 			if fds[1].Revents != 0 {
-				var b [8]byte
-				_, _ = unix.Read(int(efd), b[:])
+				drainWake(efd)
 			}
 		})
 		if cerr != nil {
@@ -151,6 +149,12 @@ func (w *waiter) wait(ctx context.Context) error {
 		return fmt.Errorf("%w: %w", errInterrupted, err)
 	}
 	return nil
+}
+
+// drainWake reads the eventfd efd back to zero (non-blocking: nothing to read is fine).
+func drainWake(efd uintptr) {
+	var b [8]byte
+	_, _ = unix.Read(int(efd), b[:])
 }
 
 // pollRaw waits up to d for an event on fds in ppoll(2), made as a raw system call: the Go

@@ -494,6 +494,9 @@ var errInterrupted = errors.New("read interrupted")
 // ReadFrameContext is ReadFrame that returns early, with an error wrapping errInterrupted and
 // ctx's error, when ctx ends first. The part of a frame read by then is kept for the next read.
 func (c *Conn) ReadFrameContext(ctx context.Context, limit int) (kind Kind, id uint64, body []byte, err error) {
+	if ctx.Done() == nil {
+		return c.ReadFrame(limit)
+	}
 	r := c.readsUnder(ctx)
 	defer r.close()
 	return r.ReadFrame(limit)
