@@ -132,13 +132,16 @@ func BenchmarkBusThroughput(b *testing.B) {
 
 // BenchmarkPublishRecvLatency: the time from a guest's publish to another guest, blocked in
 // recv, receiving it (half of a measured round trip between two capsules), against the same
-// between two plain NATS clients in two processes through an embedded nats-server (natsPinger).
-// Reports p50 and p99 of both and their ratios (the targets: p50 ≤ 2×, p99 ≤ 4× NATS's).
+// between two plain NATS clients in two processes through an embedded nats-server in this one
+// (natsPinger): the same topology, two processes talking through a third. Reports p50 and p99 of
+// both and their ratios (the targets: p50 ≤ 2×, p99 ≤ 4× NATS's). For reference it also reports
+// NATS with its ping client in the server's process (nats-inproc-*), one process boundary fewer
+// a round trip.
 //
 // The b.N samples of each side are taken in latencyBlocks blocks that alternate with the other
-// side's (capsules, NATS, NATS, capsules, ...), so both see the same machine: taken one side
-// after the other, a change in the machine's other load between the two halves of a run moved
-// the ratio (NATS's own p50 varied 26–64 µs from run to run).
+// sides' (the order turns each block), so all see the same machine: taken one side after the
+// other, a change in the machine's other load between the halves of a run moved the ratio (NATS's
+// own p50 varied 26–64 µs from run to run).
 func BenchmarkPublishRecvLatency(b *testing.B) {
 	h := benchHost(b)
 	a, r := benchLoad(b, h, capsules["ipc"]), benchLoad(b, h, capsules["ipc"])
@@ -151,32 +154,36 @@ func BenchmarkPublishRecvLatency(b *testing.B) {
 	sw := newSwitchCounter(os.Getpid(), a.Pid(), r.Pid())
 
 	b.ResetTimer()
-	oneWay, natsLat := make([]int64, 0, b.N), make([]int64, 0, b.N)
-	capsuleBlock := func(n int) {
-		perfEnable(b)
-		sw.begin(b)
-		oneWay = append(oneWay, capsuleLatency(b, a, r, ha, hr, n)...)
-		sw.end(b)
-		perfDisable(b)
+	oneWay, natsLat, inProc := make([]int64, 0, b.N), make([]int64, 0, b.N), make([]int64, 0, b.N)
+	sides := []func(n int){
+		func(n int) {
+			perfEnable(b)
+			sw.begin(b)
+			oneWay = append(oneWay, capsuleLatency(b, a, r, ha, hr, n)...)
+			sw.end(b)
+			perfDisable(b)
+		},
+		func(n int) { natsLat = append(natsLat, nats.latency(b, n)...) },
+		func(n int) { inProc = append(inProc, nats.latencyInProcess(b, n)...) },
 	}
 	for i, n := range blockSizes(b.N, latencyBlocks) {
-		if i%2 == 0 {
-			capsuleBlock(n)
-			natsLat = append(natsLat, nats.latency(b, n)...)
-		} else {
-			natsLat = append(natsLat, nats.latency(b, n)...)
-			capsuleBlock(n)
+		for k := range sides {
+			sides[(i+k)%len(sides)](n)
 		}
 	}
 	b.StopTimer()
 	p50, p99 := percentiles(oneWay)
 	n50, n99 := percentiles(natsLat)
+	i50, i99 := percentiles(inProc)
 	b.ReportMetric(p50/1e3, "p50-µs")
 	b.ReportMetric(p99/1e3, "p99-µs")
 	b.ReportMetric(n50/1e3, "nats-p50-µs")
 	b.ReportMetric(n99/1e3, "nats-p99-µs")
 	b.ReportMetric(p50/n50, "ratio-p50")
 	b.ReportMetric(p99/n99, "ratio-p99")
+	b.ReportMetric(i50/1e3, "nats-inproc-p50-µs")
+	b.ReportMetric(i99/1e3, "nats-inproc-p99-µs")
+	b.ReportMetric(p50/i50, "ratio-inproc-p50")
 	hops := float64(2 * b.N) // a round trip is two hops
 	b.ReportMetric(float64(sw.vol[0])/hops, "host-sleeps/hop")
 	b.ReportMetric(float64(sw.vol[1]+sw.vol[2])/hops, "shim-sleeps/hop")

@@ -26,7 +26,9 @@ import (
 // natsPeerEnv, set to a NATS URL, makes the test binary a NATS peer (natsPeerMain) in the mode
 // of natsPeerModeEnv: "pub N" publishes N 256-byte messages on bench.tp when it reads a line on
 // stdin; "sub N" receives N messages on bench.tp and then writes "done" (natsCount); "echo"
-// answers every message on bench.ping with the same on bench.pong.
+// answers every message on bench.ping.NAME with the same on bench.pong.NAME (each pinger has a
+// NAME of its own, so none sees another's answers); "ping" measures round trips to the echo peer
+// (natsPingMain).
 const (
 	natsPeerEnv     = "ASTRID_TEST_NATS_PEER"
 	natsPeerModeEnv = "ASTRID_TEST_NATS_MODE"
@@ -42,13 +44,17 @@ func natsPeerMain() int {
 	mode := os.Getenv(natsPeerModeEnv)
 	in := bufio.NewReader(os.Stdin)
 	if mode == "echo" {
-		if _, err := nc.Subscribe("bench.ping", func(m *nats.Msg) { nc.Publish("bench.pong", m.Data) }); err != nil {
+		echo := func(m *nats.Msg) { nc.Publish("bench.pong."+m.Subject[len("bench.ping."):], m.Data) }
+		if _, err := nc.Subscribe("bench.ping.*", echo); err != nil {
 			return 1
 		}
 		nc.Flush()
 		fmt.Println("ready")
 		io.Copy(io.Discard, in) // until the parent closes stdin
 		return 0
+	}
+	if mode == "ping" {
+		return natsPingMain(nc, in)
 	}
 	if rest, ok := strings.CutPrefix(mode, "sub "); ok {
 		return natsCount(nc, rest)
@@ -195,7 +201,7 @@ func BenchmarkBusNATS(b *testing.B) {
 
 		natsLat = append(natsLat, capsuleLatency(b, pingA, reflB, hPingA, hReflB, samples)...)
 		localLat = append(localLat, capsuleLatency(b, pingL, reflL, hPingL, hReflL, samples)...)
-		pong, err := nc.SubscribeSync("bench.pong")
+		pong, err := nc.SubscribeSync("bench.pong.raw")
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -203,7 +209,7 @@ func BenchmarkBusNATS(b *testing.B) {
 		stdin, wait = natsPeer(b, srv.URL(), "echo")
 		for range samples {
 			t0 := time.Now()
-			nc.Publish("bench.ping", make([]byte, 16))
+			nc.Publish("bench.ping.raw", make([]byte, 16))
 			if _, err := pong.NextMsg(eventTimeout); err != nil {
 				b.Fatal(err)
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,28 +95,53 @@ func rawNATSThroughput(b *testing.B, url string, n int) time.Duration {
 	return time.Since(t0)
 }
 
-// natsPinger is the NATS side of BenchmarkPublishRecvLatency: this process's NATS client and an
-// echo client in another process, both connected once and kept for the benchmark's blocks.
+// natsPinger is the NATS side of BenchmarkPublishRecvLatency: the pair the issue's target is
+// held against, a ping client and an echo client in two child processes through the embedded
+// server in this one (the topology of two capsules through their host), and, for reference, a
+// ping client in this process, the server's, against the same echo client. All are connected
+// once and kept for the benchmark's blocks.
 type natsPinger struct {
-	nc   *nats.Conn
-	pong *nats.Subscription
-	wait func()
+	nc     *nats.Conn // the in-process ping client
+	pong   *nats.Subscription
+	ping   io.WriteCloser // the ping peer's stdin: a sample count a line
+	pinged *bufio.Reader  // its stdout: the samples, a line a count
+	wait   func()
 }
 
-// newNATSPinger connects a client to the server at url and starts the echo peer; close ends both.
+// newNATSPinger connects a client to the server at url and starts the echo and ping peers;
+// close ends them all.
 func newNATSPinger(b *testing.B, url string) *natsPinger {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		b.Fatal(err)
 	}
-	pong, err := nc.SubscribeSync("bench.pong")
+	pong, err := nc.SubscribeSync("bench.pong.inproc")
 	if err != nil {
 		nc.Close()
 		b.Fatal(err)
 	}
 	nc.Flush()
-	_, wait := natsPeer(b, url, "echo")
-	return &natsPinger{nc: nc, pong: pong, wait: wait}
+	_, waitEcho := natsPeer(b, url, "echo")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), natsPeerEnv+"="+url, natsPeerModeEnv+"=ping")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		waitEcho()
+		nc.Close()
+		b.Fatal(err)
+	}
+	p := &natsPinger{nc: nc, pong: pong, ping: stdin, pinged: bufio.NewReader(stdout)}
+	p.wait = func() {
+		stdin.Close()
+		cmd.Wait()
+		waitEcho()
+	}
+	if line, _ := p.pinged.ReadString('\n'); line != "ready\n" {
+		p.close()
+		b.Fatalf("NATS ping peer: %q", line)
+	}
+	return p
 }
 
 func (p *natsPinger) close() {
@@ -123,19 +149,88 @@ func (p *natsPinger) close() {
 	p.nc.Close()
 }
 
-// latency measures n publish→recv times between the client and the echo peer: half of each round
-// trip, in ns, as the capsules' latency export measures its own (publish, then wait for the
-// reply; the same 10-byte JSON payload).
+// latency measures n publish→recv times between the two peer processes (natsPingMain), in ns.
 func (p *natsPinger) latency(b *testing.B, n int) []int64 {
+	fmt.Fprintln(p.ping, n)
+	line, err := p.pinged.ReadString('\n')
+	if err != nil {
+		b.Fatalf("NATS ping peer: %v", err)
+	}
+	fields := strings.Fields(line)
+	if len(fields) != n {
+		b.Fatalf("NATS ping peer: %d samples, want %d: %.200q", len(fields), n, line)
+	}
+	lat := make([]int64, n)
+	for i, f := range fields {
+		if lat[i], err = strconv.ParseInt(f, 10, 64); err != nil {
+			b.Fatalf("NATS ping peer: %.200q", line)
+		}
+	}
+	return lat
+}
+
+// latencyInProcess measures n publish→recv times between this process's client and the echo
+// peer, in ns: one process boundary fewer a round trip than the pair's.
+func (p *natsPinger) latencyInProcess(b *testing.B, n int) []int64 {
+	lat, err := natsPings(p.nc, "bench.ping.inproc", p.pong, n)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return lat
+}
+
+// natsPings measures n publish→recv times through nc, in ns: half of each round trip to the echo
+// peer (a publish on ping, its answer on pong), as the capsules' latency export measures its own
+// (publish, then wait for the reply; the same 10-byte JSON payload).
+func natsPings(nc *nats.Conn, ping string, pong *nats.Subscription, n int) ([]int64, error) {
 	lat := make([]int64, 0, n)
 	msg := []byte(`{"ping":1}`)
 	for range n {
 		t0 := time.Now()
-		p.nc.Publish("bench.ping", msg)
-		if _, err := p.pong.NextMsg(eventTimeout); err != nil {
-			b.Fatal(err)
+		nc.Publish(ping, msg)
+		if _, err := pong.NextMsg(eventTimeout); err != nil {
+			return nil, fmt.Errorf("NATS pong: %w", err)
 		}
 		lat = append(lat, int64(time.Since(t0))/2)
 	}
-	return lat
+	return lat, nil
+}
+
+// natsPingMain is natsPeerMain's "ping" mode: for each sample count it reads on stdin, it
+// measures that many publish→recv times against the echo peer (natsPings) and writes them, in
+// ns, on one line of stdout.
+func natsPingMain(nc *nats.Conn, in *bufio.Reader) int {
+	pong, err := nc.SubscribeSync("bench.pong.pair")
+	if err != nil {
+		fmt.Println("subscribe:", err)
+		return 1
+	}
+	nc.Flush()
+	fmt.Println("ready")
+	out := bufio.NewWriter(os.Stdout)
+	defer out.Flush()
+	for {
+		line, err := in.ReadString('\n')
+		if err != nil {
+			return 0 // the parent closed stdin
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(line))
+		if err != nil {
+			fmt.Fprintln(out, "count:", err)
+			return 1
+		}
+		lat, err := natsPings(nc, "bench.ping.pair", pong, n)
+		if err != nil {
+			fmt.Fprintln(out, err)
+			return 1
+		}
+		for i, v := range lat {
+			if i > 0 {
+				out.WriteByte(' ')
+			}
+			out.WriteString(strconv.FormatInt(v, 10))
+		}
+		out.WriteByte('\n')
+		out.Flush()
+	}
 }
