@@ -127,8 +127,9 @@ func TestHostCallAfterPublish(t *testing.T) {
 	}
 }
 
-// TestResultOnly: the shim takes a large result-only HostResult body as a view of the frame,
-// giving what proto.Unmarshal gives, and leaves every other body to proto.Unmarshal.
+// TestResultOnly: the shim decodes a result-only HostResult body itself, giving what
+// proto.Unmarshal gives: a large result as a view of the frame, a small one as a copy. It leaves
+// every other body to proto.Unmarshal.
 func TestResultOnly(t *testing.T) {
 	big := bytes.Repeat([]byte{'r'}, takeResultBytes)
 	marshal := func(m *pb.HostCallResponse) []byte { b, _ := proto.Marshal(m); return b }
@@ -138,25 +139,37 @@ func TestResultOnly(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		body []byte
+		own  bool // decoded by resultOnly
 		view bool
 	}{
-		{"large result only", marshal(&pb.HostCallResponse{Result: big}), true},
-		{"small result", marshal(&pb.HostCallResponse{Result: []byte("small")}), false},
-		{"large result and failed", withFailed, false},
-		{"non-minimal length (proto.Unmarshal takes it too)", nonMinimal, true},
-		{"another field", otherField, false},
+		{"large result only", marshal(&pb.HostCallResponse{Result: big}), true, true},
+		{"small result", marshal(&pb.HostCallResponse{Result: []byte("small")}), true, false},
+		{"empty result", []byte{0x0a, 0x00}, true, false},
+		{"no fields", nil, false, false},
+		{"large result and failed", withFailed, false, false},
+		{"small result and failed", append(marshal(&pb.HostCallResponse{Result: []byte("small")}), 0x10, 0x01), false, false},
+		{"failed only", marshal(&pb.HostCallResponse{Failed: true, Error: "no"}), false, false},
+		{"non-minimal length (proto.Unmarshal takes it too)", nonMinimal, true, true},
+		{"another field", otherField, false, false},
+		{"length past the body", []byte{0x0a, 0x05, 'a', 'b'}, false, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			got, view := resultOnly(c.body)
+			if (got != nil) != c.own || view != c.view {
+				t.Fatalf("decoded: %v, as a view: %v; want %v, %v", got != nil, view, c.own, c.view)
+			}
 			var want pb.HostCallResponse
 			if err := proto.Unmarshal(c.body, &want); err != nil {
-				t.Fatal(err)
-			}
-			got := resultOnly(c.body)
-			if (got != nil) != c.view {
-				t.Fatalf("taken as a view: %v, want %v", got != nil, c.view)
+				if got != nil {
+					t.Fatalf("decoded a body proto.Unmarshal refuses (%v)", err)
+				}
+				return
 			}
 			if got != nil && !proto.Equal(got, &want) {
 				t.Fatalf("got a result of %d bytes, want %d", len(got.Result), len(want.Result))
+			}
+			if got != nil && !view && len(got.Result) > 0 && &got.Result[0] == &c.body[len(c.body)-len(got.Result)] {
+				t.Fatal("a small result is a view of the frame, which the next frame is read over")
 			}
 		})
 	}
@@ -209,7 +222,7 @@ func TestGiveBodyViewKeepsBuffer(t *testing.T) {
 		if werr := <-written; err != nil || werr != nil {
 			t.Fatal(err, werr)
 		}
-		resp := resultOnly(body)
+		resp, _ := resultOnly(body)
 		if resp == nil || len(resp.Result) != n || resp.Result[n-1] != byte('a'+i) {
 			t.Fatalf("frame %d: the result of %d bytes did not come whole", i, n)
 		}
@@ -254,4 +267,30 @@ func TestDeferredFramesBounded(t *testing.T) {
 			t.Fatalf("round %d: %d bytes still held back after the write", round, len(a.deferred))
 		}
 	}
+}
+
+// BenchmarkDecodeHostResult: the shim's decode of a small result-only answer (a recv's
+// one-message envelope), by resultOnly against proto.Unmarshal, its baseline in the same run.
+func BenchmarkDecodeHostResult(b *testing.B) {
+	env := []byte(`{"messages":[{"topic":"test.v1.ping","payload":{"ping":1},"source_id":"0f8e4c2a-5b1d-4e6f-9a3c-7d2b1e0f4a5c","timestamp":"2026-12-07T14:00:00.123456789Z"}],"dropped":0,"lagged":0}`)
+	body, err := proto.Marshal(&pb.HostCallResponse{Result: env})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("resultOnly", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if resp, _ := resultOnly(body); resp == nil {
+				b.Fatal("not decoded")
+			}
+		}
+	})
+	b.Run("proto.Unmarshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			if err := proto.Unmarshal(body, &pb.HostCallResponse{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

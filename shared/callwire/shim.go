@@ -1,6 +1,7 @@
 package callwire
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -280,10 +281,10 @@ func (e *ShimEnd) handle(kind Kind, id uint64, body []byte, call func(callFrame)
 	case HostResult, HostError:
 		var a answer[*pb.HostCallResponse]
 		if kind == HostResult {
-			a.resp = resultOnly(body)
-			if a.resp != nil {
+			var view bool
+			if a.resp, view = resultOnly(body); view {
 				e.c.TakeBody() // the result is a view of it
-			} else {
+			} else if a.resp == nil {
 				a.resp = &pb.HostCallResponse{}
 				if err := Decode(kind, body, a.resp); err != nil {
 					return false, err
@@ -331,21 +332,22 @@ func (e *ShimEnd) answer(f callFrame) {
 // costs less than a new buffer for the next frame.
 const takeResultBytes = 64 << 10
 
-// resultOnly decodes the body of a HostResult frame that holds only a result of at least
-// takeResultBytes, encoded as the host writes it (WriteBytesFieldFrame: the field's tag, its
-// length, the bytes, nothing else), with the result a view of body; nil for any other body,
-// which proto.Unmarshal then decodes (to the same message, for this one).
-func resultOnly(body []byte) *pb.HostCallResponse {
-	if len(body) < takeResultBytes {
-		return nil
-	}
+// resultOnly decodes the body of a HostResult frame that holds only a result, encoded as the host
+// writes it (WriteBytesFieldFrame: the field's tag, its length, the bytes, nothing else): the
+// form of nearly every answer, decoded here without proto.Unmarshal's reflection. A result of at
+// least takeResultBytes is a view of body (view), a smaller one a copy. It returns nil for any
+// other body, which proto.Unmarshal then decodes (to the same message, for this one).
+func resultOnly(body []byte) (resp *pb.HostCallResponse, view bool) {
 	num, typ, n := protowire.ConsumeTag(body)
 	if n < 0 || num != fieldHostCallResult || typ != protowire.BytesType {
-		return nil
+		return nil, false
 	}
 	v, m := protowire.ConsumeBytes(body[n:])
 	if m < 0 || n+m != len(body) {
-		return nil
+		return nil, false
 	}
-	return &pb.HostCallResponse{Result: v}
+	if len(body) < takeResultBytes {
+		return &pb.HostCallResponse{Result: bytes.Clone(v)}, false
+	}
+	return &pb.HostCallResponse{Result: v}, true
 }
