@@ -45,11 +45,14 @@ func (s *hostServices) recvOrPark(ctx context.Context, h uint64, timeout time.Du
 		return bus.Envelope{}, false, false
 	}
 	p := &parkedRecv{s: s, l: l, h: h, e: e, ctx: ctx, deadline: time.Now().Add(timeout), into: into}
-	p.onReady = p.ready
+	p.onReady, p.onEnd = p.ready, p.giveUp
 	p.mu.Lock() // claim waits until every way of ending the recv is set up
 	p.timer = time.AfterFunc(timeout, p.giveUp)
-	p.stopCtx = context.AfterFunc(ctx, p.giveUp)
-	p.stopDetach = context.AfterFunc(e.detach, p.giveUp)
+	l.OnCancel(p.giveUp)
+	e.onDetach.Store(&p.onEnd)
+	if e.detach.Err() != nil && e.onDetach.CompareAndSwap(&p.onEnd, nil) {
+		go p.giveUp() // lent before onDetach was set (lend runs what it finds there)
+	}
 	e.sub.OnReady(&p.onReady)
 	p.mu.Unlock()
 	if e.sub.Ready() && e.sub.CancelOnReady(&p.onReady) {
@@ -74,12 +77,11 @@ type parkedRecv struct {
 	deadline time.Time
 	into     []bus.Message
 
-	onReady    func() // ready, registered with the subscription (bus.Subscription.OnReady)
-	claimed    atomic.Bool
-	mu         sync.Mutex // held while the fields below are set up
-	timer      *time.Timer
-	stopCtx    func() bool
-	stopDetach func() bool
+	onReady func() // ready, registered with the subscription (bus.Subscription.OnReady)
+	onEnd   func() // giveUp, registered as the subscription's onDetach
+	claimed atomic.Bool
+	mu      sync.Mutex // held while the ways of ending the recv are set up
+	timer   *time.Timer
 }
 
 // claim reports whether the caller is the one to answer the recv, and if so stops the other
@@ -92,8 +94,8 @@ func (p *parkedRecv) claim() bool {
 	defer p.mu.Unlock()
 	p.e.sub.CancelOnReady(&p.onReady)
 	p.timer.Stop()
-	p.stopCtx()
-	p.stopDetach()
+	p.l.OnCancel(nil)
+	p.e.onDetach.CompareAndSwap(&p.onEnd, nil)
 	return true
 }
 
@@ -120,7 +122,7 @@ func (p *parkedRecv) ready() {
 	p.l.AnswerNoWait(resp)
 }
 
-// giveUp is the timeout's, the context's and the detach's way to end the recv: it goes on as a
+// giveUp is the timeout's, the cancel's (callwire.Late.OnCancel) and the detach's way to end the recv: it goes on as a
 // waiting recv with the time it has left (none, for the timeout).
 func (p *parkedRecv) giveUp() {
 	if p.claim() {

@@ -3,6 +3,7 @@ package host
 import (
 	"context"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/astrid-go/astrid/bus"
@@ -33,6 +34,11 @@ type ipcSub struct {
 	detach context.Context
 	cut    context.CancelFunc
 	back   chan struct{}
+	// onDetach is what a recv parked on the subscription (parkedRecv) runs when it is lent, set
+	// and taken back with each park: cheaper in every hop than context.AfterFunc on detach. A
+	// guest makes one host call at a time, so one slot is enough; a recv the shim cancelled that
+	// has not ended yet and is displaced here still ends through its cancel.
+	onDetach atomic.Pointer[func()]
 	// lentTo is the next instance's IPC state, which holds the subscription now (the lender's
 	// side of a hand-over); nil when this instance uses it.
 	lentTo *instanceIPC
@@ -90,6 +96,9 @@ func (s *instanceIPC) lend(to *instanceIPC, pattern string) (uint64, *bus.Subscr
 			e.lentTo = to
 			e.back = make(chan struct{})
 			e.cut()
+			if f := e.onDetach.Swap(nil); f != nil {
+				go (*f)()
+			}
 			return h, e.sub
 		}
 	}

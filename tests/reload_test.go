@@ -341,6 +341,41 @@ func TestReloadUnderLoad(t *testing.T) {
 	t.Logf("relayed by mode: %v; lagged: relay %d, subscriber %d", r.modes(), func() uint64 { l, _ := r.relayLagged(); return l }(), r.subLagged)
 }
 
+// TestReloadEndsParkedRecv: a run loop waiting in recv with nothing queued (a recv the host parks:
+// no goroutine waits with it) when the next instance takes its subscription over returns from
+// that recv at once, and the reload retires it as drained. Its recvs wait up to 10 minutes (mode
+// "patient"), far longer than ReloadDrainTimeout: a recv the hand-over did not end would hold
+// the replaced instance until the drain timed out, which the host logs as a warning.
+func TestReloadEndsParkedRecv(t *testing.T) {
+	checkLeaks(t)
+	var logs lockedBuffer
+	r := newRelayRig(t, func(c *host.Config) {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Name: "test-host", Output: io.MultiWriter(&logs, c.Logger.StandardWriter(&hclog.StandardLoggerOptions{})), Level: hclog.Debug})
+	})
+	r.setMode("patient")
+	for i, mode := range []string{"patient", "relay"} { // the first reload makes the relay patient
+		r.setMode(mode)
+		old := r.relay()
+		next, _, err := r.h.Reload(context.Background(), "relay")
+		if err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		if st, _ := old.State(); st != host.StateStopped {
+			t.Fatalf("reload %d: the replaced instance is %s, want stopped", i, st)
+		}
+		if next != r.relay() {
+			t.Fatalf("reload %d: the new instance is not the listed one", i)
+		}
+	}
+	if l := logs.String(); strings.Contains(l, "did not finish in time") {
+		t.Fatalf("a replaced instance was stopped after the drain timed out:\n%s", l)
+	}
+	r.drive(50, 50, nil)
+	if modes := r.modes(); modes["relay"] != 50 {
+		t.Errorf("relayed by mode: %v; want 50 by the last instance", modes)
+	}
+}
+
 // TestReloadBrokenReplacement: a replacement that cannot load, or that loads and fails before
 // it takes over (after it took over the subscription, in two of the cases), leaves the old
 // instance serving, with nothing lost of what was published meanwhile.

@@ -62,8 +62,8 @@ type HostEnd struct {
 	handedOff, serveTurns atomic.Int64
 
 	mu sync.Mutex
-	// hostCalls holds the cancel function of the host call in progress, by id.
-	hostCalls map[uint64]context.CancelFunc
+	// hostCalls holds the host call in progress, by id.
+	hostCalls map[uint64]*Late
 	done      chan struct{}
 }
 
@@ -94,7 +94,7 @@ func (e *HostEnd) HandleQuick(quick func(*pb.HostCallRequest) bool) { e.quick = 
 
 // NewHostEnd wraps the host's end of a call connection (from Pair).
 func NewHostEnd(c *Conn) *HostEnd {
-	e := &HostEnd{c: c, turn: newReadTurn(), hostCalls: map[uint64]context.CancelFunc{}, done: make(chan struct{})}
+	e := &HostEnd{c: c, turn: newReadTurn(), hostCalls: map[uint64]*Late{}, done: make(chan struct{})}
 	e.turn.ch <- struct{}{} // Serve's until it starts: no frame is read before Serve has its handlers
 	return e
 }
@@ -166,6 +166,15 @@ func (e *HostEnd) Serve(hostCall HostFunc, violation func(error) error) error {
 func (e *HostEnd) end(err error) {
 	if e.turn.end(err) {
 		e.cancelAll()
+		e.mu.Lock()
+		inProgress := make([]*Late, 0, len(e.hostCalls))
+		for _, l := range e.hostCalls {
+			inProgress = append(inProgress, l)
+		}
+		e.mu.Unlock()
+		for _, l := range inProgress {
+			l.cancelled()
+		}
 		e.calls.end(err)
 		e.pings.end(err)
 		e.c.Close()
@@ -195,17 +204,17 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(arm func()
 			return nil, false, false, e.violation(err)
 		}
 		hctx, cancel := context.WithCancel(e.ctx)
+		l := &Late{e: e, id: id, req: req, ctx: hctx, cancel: cancel}
 		e.mu.Lock()
 		busy := len(e.hostCalls) > 0
 		if !busy {
-			e.hostCalls[id] = cancel
+			e.hostCalls[id] = l
 		}
 		e.mu.Unlock()
 		if busy {
 			cancel()
 			return nil, false, false, e.violation(fmt.Errorf("host call %d while another is in progress (a guest makes one at a time)", id))
 		}
-		l := &Late{e: e, id: id, req: req, cancel: cancel}
 		return func(arm func()) {
 			l.arm = arm
 			e.runHostCall(context.WithValue(hctx, lateKey{}, l), l)
@@ -241,11 +250,12 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(arm func()
 		// The shim has stopped waiting: the next host call may come before this one's
 		// handler has noticed, so it no longer counts as in progress.
 		e.mu.Lock()
-		if cancel, ok := e.hostCalls[id]; ok {
-			cancel()
-			delete(e.hostCalls, id)
-		}
+		l := e.hostCalls[id]
+		delete(e.hostCalls, id)
 		e.mu.Unlock()
+		if l != nil {
+			l.cancelled()
+		}
 	default:
 		return nil, false, false, e.violation(fmt.Errorf("a %s frame, which only the host sends", kind))
 	}
@@ -280,10 +290,43 @@ type Late struct {
 	e      *HostEnd
 	id     uint64
 	req    *pb.HostCallRequest
+	ctx    context.Context // the call's (without the Late's value)
 	cancel context.CancelFunc
 	taken  atomic.Bool // LateAnswer handed it out
 	done   atomic.Bool // answered
 	arm    func()      // arms the takeover of the read turn (MayWait)
+
+	cancelMu sync.Mutex
+	onCancel func() // OnCancel's
+	ended    bool   // cancelled: by a Cancel frame or the connection's end
+}
+
+// OnCancel has f run, on a goroutine of its own, when the host call is cancelled (the shim's
+// Cancel frame, the connection's end), or at once if it was already; OnCancel(nil) takes f back.
+// It is context.AfterFunc on the call's context for a HostFunc that parks the call, without the
+// cost of registering with the context's parent and making its done channel in every hop.
+func (l *Late) OnCancel(f func()) {
+	l.cancelMu.Lock()
+	ended := l.ended || l.ctx.Err() != nil // (a call begun as the connection ended is cancelled)
+	if !ended {
+		l.onCancel = f
+	}
+	l.cancelMu.Unlock()
+	if ended && f != nil {
+		go f()
+	}
+}
+
+// cancelled cancels the host call: its context, and its OnCancel function.
+func (l *Late) cancelled() {
+	l.cancel()
+	l.cancelMu.Lock()
+	f := l.onCancel
+	l.onCancel, l.ended = nil, true
+	l.cancelMu.Unlock()
+	if f != nil {
+		go f()
+	}
 }
 
 // MayWait says that the host call whose context ctx is may run long (it is about to wait for
@@ -334,7 +377,7 @@ func (l *Late) finish(resp *pb.HostCallResponse, err error, noWait bool) {
 	e := l.e
 	defer l.cancel()
 	e.mu.Lock()
-	if e.hostCalls[l.id] != nil {
+	if e.hostCalls[l.id] == l {
 		delete(e.hostCalls, l.id) // unless a Cancel did already
 	}
 	e.mu.Unlock()

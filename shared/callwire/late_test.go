@@ -157,3 +157,57 @@ func TestLateAnswer(t *testing.T) {
 		c.l.Answer(nil, c.ctx.Err())
 	})
 }
+
+// TestLateOnCancel: the function a parked host call registers runs once the call is cancelled,
+// by the shim's Cancel frame or the connection's end, or at once when it was cancelled already;
+// the last registration is the one that runs.
+func TestLateOnCancel(t *testing.T) {
+	call := &pb.HostCallRequest{Op: pb.HostOp_HOST_OP_IPC_RECV}
+	ran := func() (func(), chan string) {
+		ch := make(chan string, 1)
+		return func() { ch <- "ran" }, ch
+	}
+	for _, tc := range []struct {
+		name   string
+		cancel func(t *testing.T, sc *Conn, c lateCall)
+		before bool // cancel before OnCancel
+	}{
+		{"Cancel frame", func(t *testing.T, sc *Conn, c lateCall) {
+			if err := sc.WriteFrame(Cancel, 1, nil); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+		{"connection's end", func(t *testing.T, sc *Conn, c lateCall) { sc.Close() }, false},
+		{"cancelled already", func(t *testing.T, sc *Conn, c lateCall) {
+			if err := sc.WriteFrame(Cancel, 1, nil); err != nil {
+				t.Fatal(err)
+			}
+			<-c.ctx.Done()
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc, calls, _ := lateHost(t)
+			if err := sc.WriteFrame(HostCall, 1, call); err != nil {
+				t.Fatal(err)
+			}
+			c := <-calls
+			if tc.before {
+				tc.cancel(t, sc, c)
+			}
+			f, fRan := ran()
+			g, gRan := ran()
+			c.l.OnCancel(f)
+			if !tc.before {
+				c.l.OnCancel(nil)
+				c.l.OnCancel(g) // replaces f
+				tc.cancel(t, sc, c)
+				<-gRan
+				if len(fRan) != 0 {
+					t.Fatal("a replaced function ran")
+				}
+				return
+			}
+			<-fRan
+		})
+	}
+}

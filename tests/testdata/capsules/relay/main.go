@@ -10,7 +10,9 @@
 //     times out;
 //   - "crash": it panics once subscribed, before it signals ready;
 //   - "gated": it signals ready only once a message arrives on relay.v1.gate, then relays as
-//     "gated", so a test holds a reload at the point where the new instance has taken over.
+//     "gated", so a test holds a reload at the point where the new instance has taken over;
+//   - "patient": it relays, but each of its recvs waits up to 10 minutes, longer than a reload
+//     drains the instance it replaces.
 package main
 
 import (
@@ -53,8 +55,12 @@ func run() int32 {
 			}
 		}
 		astrid.SignalReady()
+		wait := 5 * time.Second
+		if mode == "patient" {
+			wait = 10 * time.Minute // longer than a reload's drain (TestReloadEndsParkedRecv)
+		}
 		for {
-			env, err := sub.Recv(5 * time.Second)
+			env, err := sub.Recv(wait)
 			if err != nil {
 				return nil, err
 			}
