@@ -302,15 +302,19 @@ func (e *ShimEnd) handle(kind Kind, id uint64, body []byte, call func(callFrame)
 		}
 		resumed, _ = e.hostCalls.deliver(id, a) // nobody waits for the answer to a cancelled host call
 	case Published:
-		st := &spb.Status{}
-		if err := Decode(kind, body, st); err != nil {
-			return false, err
+		var took error // an empty body is status OK (nearly every batch's): nothing to decode
+		if len(body) > 0 {
+			st := &spb.Status{}
+			if err := Decode(kind, body, st); err != nil {
+				return false, err
+			}
+			took = status.FromProto(st).Err()
 		}
 		acks := e.publishAcks()
 		if acks == nil {
 			return false, fmt.Errorf("a published frame for publish %d, which this shim never sent", id)
 		}
-		acks.Published(id, status.FromProto(st).Err())
+		acks.Published(id, took)
 	case Ping:
 		if err := e.handlePing(id, body); err != nil {
 			return false, err
