@@ -25,7 +25,9 @@ var nsLayers = []Layer{LayerUserNS, LayerPIDNS, LayerNetNS, LayerIPCNS, LayerUTS
 // that runs HelperMain: astrid-host itself) in every namespace at once, and does what the helper
 // will do in them, so a layer is only reported available if the helper can really use it; only
 // when that fails does it try the namespaces one by one to say which is missing and why. The rest
-// is asked of the kernel directly. It takes a few milliseconds.
+// is asked of the kernel directly. It takes a few milliseconds; the first Probe of a process also
+// removes the cgroups that hosts killed before they could remove their own left behind (bounded
+// by cgroupSweepBudget).
 func Probe(helper string) *Support {
 	s := &Support{layers: map[Layer]layerStatus{}}
 	s.layers[LayerRlimits] = layerStatus{on: true, detail: "NOFILE, CORE=0, FSIZE"}
@@ -34,6 +36,8 @@ func Probe(helper string) *Support {
 	s.layers[LayerSeccomp] = probeSeccomp()
 	root, detail, why := probeCgroup()
 	s.cgroup = root
+	// The first use of the cgroup root in this process: remove what dead hosts left under it.
+	s.swept = root.sweepOnce()
 	s.layers[LayerCgroup] = layerStatus{on: root != nil, detail: detail, why: why}
 	return s
 }

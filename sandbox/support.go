@@ -15,6 +15,8 @@ type Support struct {
 	landlockABI int
 	// cgroup is where per-process cgroups are created when LayerCgroup is available.
 	cgroup *cgroupRoot
+	// swept is what the probe's sweep of dead hosts' cgroups did (see sweepOnce).
+	swept cgroupSweep
 }
 
 // layerStatus is one layer's probe result.
@@ -92,7 +94,7 @@ func (s *Support) Without(l Layer, why string) *Support {
 	c := &Support{layers: map[Layer]layerStatus{}}
 	if s != nil {
 		c.layers = maps.Clone(s.layers)
-		c.landlockABI, c.cgroup = s.landlockABI, s.cgroup
+		c.landlockABI, c.cgroup, c.swept = s.landlockABI, s.cgroup, s.swept
 	}
 	c.layers[l] = layerStatus{why: why}
 	if l == LayerLandlock {
@@ -105,13 +107,17 @@ func (s *Support) Without(l Layer, why string) *Support {
 }
 
 // Report is a human report of every layer, one line each: its name, on or off, what is there or
-// why it is missing, and what it protects against. astrid-host doctor prints it.
+// why it is missing, and what it protects against; the cgroup line also says what the probe's
+// sweep of dead hosts' cgroups did, if anything. astrid-host doctor prints it.
 func (s *Support) Report() string {
 	var b strings.Builder
 	for _, l := range allLayers {
 		state, text := "off", s.Reason(l)
 		if s.Available(l) {
 			state, text = "on", s.Detail(l)
+		}
+		if note := s.sweepNote(); l == LayerCgroup && note != "" {
+			text += " (" + note + ")"
 		}
 		fmt.Fprintf(&b, "%-8s %-3s  %s — %s\n", l, state, text, protects[l])
 	}
@@ -142,9 +148,12 @@ func (s *Support) CheckPolicy(p Policy) error {
 // Summary is a one-line account of layers for logs, e.g. "sandbox: cgroup=off userns=on pidns=on
 // netns=on ipcns=on utsns=on mountns=on rlimits=on landlock=v7 seccomp=on". Given layers (a
 // process's Cmd.Layers), those are on and every other is off; given none, it is what the machine
-// offers.
+// offers, followed by what the probe's sweep of dead hosts' cgroups did if it did anything
+// ("; removed 12 leftover cgroups of dead hosts").
 func (s *Support) Summary(layers ...Layer) string {
+	note := ""
 	if len(layers) == 0 {
+		note = s.sweepNote()
 		for _, l := range allLayers {
 			if s.Available(l) {
 				layers = append(layers, l)
@@ -166,5 +175,16 @@ func (s *Support) Summary(layers ...Layer) string {
 		}
 		parts = append(parts, string(l)+"="+v)
 	}
+	if note != "" {
+		return strings.Join(parts, " ") + "; " + note
+	}
 	return strings.Join(parts, " ")
+}
+
+// sweepNote is what the probe's sweep of dead hosts' cgroups did, "" if nothing.
+func (s *Support) sweepNote() string {
+	if s == nil {
+		return ""
+	}
+	return s.swept.String()
 }
