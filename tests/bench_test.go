@@ -165,20 +165,27 @@ func BenchmarkExportCall(b *testing.B) {
 	}
 	input := make([]byte, 64)
 	req := &pb.InvokeRequest{Export: "echo", Input: input}
+	// The sleeps of this process's threads and the other side's, over the socket blocks and over
+	// the call blocks: a round trip needs one of each; more is a thread woken for nothing.
+	sockSw := newSwitchCounter(os.Getpid(), peer.cmd.Process.Pid)
+	callSw := newSwitchCounter(os.Getpid(), inst.Pid())
 	var socketTime, rawTime, callTime time.Duration
 	b.ResetTimer()
 	for done := 0; done < b.N; done += callBlock {
 		n := min(callBlock, b.N-done)
+		sockSw.begin(b)
 		t0 := time.Now()
 		for range n {
 			peer.roundTrip()
 		}
 		t1 := time.Now()
+		sockSw.end(b)
 		for range n {
 			if _, err := raw.Invoke(ctx, req); err != nil {
 				b.Fatal(err)
 			}
 		}
+		callSw.begin(b)
 		t2 := time.Now()
 		for range n {
 			if _, err := inst.Call(ctx, "echo", input, 0); err != nil {
@@ -186,12 +193,18 @@ func BenchmarkExportCall(b *testing.B) {
 			}
 		}
 		t3 := time.Now()
+		callSw.end(b)
 		socketTime += t1.Sub(t0)
 		rawTime += t2.Sub(t1)
 		callTime += t3.Sub(t2)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(rawTime)/float64(b.N)/1e3, "raw-echo-µs")
+	per := func(v int64) float64 { return float64(v) / float64(b.N) }
+	b.ReportMetric(per(sockSw.vol[0]), "socket-own-sleeps/rtt")
+	b.ReportMetric(per(sockSw.vol[1]), "socket-peer-sleeps/rtt")
+	b.ReportMetric(per(callSw.vol[0]), "host-sleeps/call")
+	b.ReportMetric(per(callSw.vol[1]), "shim-sleeps/call")
 	report(b, "socket-rtt-µs", socketTime, "export-call-µs", callTime)
 }
 
