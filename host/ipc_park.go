@@ -122,8 +122,8 @@ func (p *parkedRecv) ready() {
 	p.l.AnswerNoWait(resp)
 }
 
-// giveUp is the timeout's, the cancel's (callwire.Late.OnCancel) and the detach's way to end the recv: it goes on as a
-// waiting recv with the time it has left (none, for the timeout).
+// giveUp is the timeout's, the cancel's (callwire.Late.OnCancel) and the detach's way to end the
+// recv: it goes on as a waiting recv with the time it has left (none, for the timeout).
 func (p *parkedRecv) giveUp() {
 	if p.claim() {
 		p.wait()

@@ -297,8 +297,7 @@ type Late struct {
 	arm    func()      // arms the takeover of the read turn (MayWait)
 
 	cancelMu sync.Mutex
-	onCancel func() // OnCancel's
-	ended    bool   // cancelled: by a Cancel frame or the connection's end
+	onCancel func() // OnCancel's, until the call's context ends
 }
 
 // OnCancel has f run, on a goroutine of its own, when the host call is cancelled (the shim's
@@ -307,7 +306,7 @@ type Late struct {
 // cost of registering with the context's parent and making its done channel in every hop.
 func (l *Late) OnCancel(f func()) {
 	l.cancelMu.Lock()
-	ended := l.ended || l.ctx.Err() != nil // (a call begun as the connection ended is cancelled)
+	ended := l.ctx.Err() != nil // (cancelled already, or begun as the connection ended)
 	if !ended {
 		l.onCancel = f
 	}
@@ -317,12 +316,13 @@ func (l *Late) OnCancel(f func()) {
 	}
 }
 
-// cancelled cancels the host call: its context, and its OnCancel function.
+// cancelled cancels the host call: its context, and its OnCancel function. The context ends
+// first, so an OnCancel that comes after this has taken f runs its own at once.
 func (l *Late) cancelled() {
 	l.cancel()
 	l.cancelMu.Lock()
 	f := l.onCancel
-	l.onCancel, l.ended = nil, true
+	l.onCancel = nil
 	l.cancelMu.Unlock()
 	if f != nil {
 		go f()
