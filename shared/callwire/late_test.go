@@ -156,6 +156,42 @@ func TestLateAnswer(t *testing.T) {
 		<-c.ctx.Done() // the connection's end cancels the waiting call
 		c.l.Answer(nil, c.ctx.Err())
 	})
+	t.Run("a cancelled call's id used again", func(t *testing.T) {
+		// A hostile shim cancels host call 1 and sends a new host call 1 before the old one is
+		// answered: the old one's answer must not end the new one, which still counts as in
+		// progress (a third call while it waits is a violation).
+		sc, calls, violations := lateHost(t)
+		if err := sc.WriteFrame(HostCall, 1, call); err != nil {
+			t.Fatal(err)
+		}
+		old := <-calls
+		if err := sc.WriteFrame(Cancel, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		<-old.ctx.Done()
+		if err := sc.WriteFrame(HostCall, 1, call); err != nil {
+			t.Fatal(err)
+		}
+		again := <-calls
+		old.l.Answer(nil, old.ctx.Err())
+		if got, _ := readFrames(t, sc, 1); got[0] != frameName(HostError, 1) {
+			t.Fatalf("%v, want the old call's HostError 1", got)
+		}
+		if err := sc.WriteFrame(HostCall, 2, call); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-violations:
+			if err == nil {
+				t.Fatal("a nil violation")
+			}
+		case c := <-calls:
+			c.l.Answer(nil, errors.New("refused"))
+			t.Fatal("host call 2 was run while the new host call 1 was in progress")
+		}
+		<-again.ctx.Done()
+		again.l.Answer(nil, again.ctx.Err())
+	})
 }
 
 // TestLateOnCancel: the function a parked host call registers runs once the call is cancelled,
