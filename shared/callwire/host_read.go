@@ -45,11 +45,7 @@ func (e *HostEnd) readHeld(ctx context.Context, own chan answer[*pb.InvokeRespon
 			// when a host call waits to be answered later).
 			_ = e.c.FlushDeferred()
 		}
-		if own != nil && e.shimRuns() {
-			e.c.sr.spin = spinBudget // the guest runs this call: its next frame comes soon
-		}
 		kind, id, body, err := reads.ReadFrame(MaxHostFrameBytes)
-		e.c.sr.spin = 0
 		switch {
 		case errors.Is(err, errInterrupted):
 			e.giveTurn() // the part read so far is kept for the next reader
@@ -89,17 +85,6 @@ func (e *HostEnd) readHeld(ctx context.Context, own chan answer[*pb.InvokeRespon
 			return
 		}
 	}
-}
-
-// shimRuns reports whether the shim is running the guest rather than waiting for the host: no
-// host call of its is in progress or waits to be answered.
-func (e *HostEnd) shimRuns() bool {
-	if e.late.Load() != 0 {
-		return false
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.hostCalls) == 0
 }
 
 // giveTurn gives the read turn back, sending first what was deferred unless a host call waits to

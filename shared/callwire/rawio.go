@@ -6,10 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
-	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -38,15 +35,6 @@ type sysReader struct {
 	// noWait makes a Read that finds nothing return errWouldBlock rather than wait (set by the
 	// reader, Conn.readFrameNoWait, around its reads).
 	noWait bool
-	// spin is how long the next read that finds nothing tries again before it waits in the
-	// netpoller (see spinBudget); the first such read uses it up. The reader sets it.
-	spin time.Duration
-	// stopSpin ends a spin at once: set by whatever would end a wait in the netpoller (the
-	// Conn's Close, an interrupted read's deadline), so that a spinning read sees it as soon.
-	stopSpin atomic.Bool
-	// polls counts the reads made while spinning that found nothing, and parks the waits in
-	// the netpoller (tests see from them whether a read found its bytes while it spun).
-	polls, parks atomic.Int64
 
 	// The Read in progress.
 	p   []byte
@@ -81,7 +69,6 @@ func (r *sysReader) Read(p []byte) (int, error) {
 
 // read is the function RawConn.Read calls with the descriptor: one raw read(2) into r.p.
 func (r *sysReader) read(fd uintptr) bool {
-	var spinUntil time.Time
 	for {
 		m, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&r.p[0])), uintptr(len(r.p)))
 		switch e {
@@ -92,18 +79,6 @@ func (r *sysReader) read(fd uintptr) bool {
 				r.err = errWouldBlock
 				return true
 			}
-			if r.spin > 0 {
-				if spinUntil.IsZero() {
-					spinUntil = time.Now().Add(r.spin)
-				}
-				if !r.stopSpin.Load() && time.Now().Before(spinUntil) {
-					r.polls.Add(1)
-					runtime.Gosched() // (the process's other goroutines run meanwhile)
-					continue
-				}
-				r.spin = 0
-			}
-			r.parks.Add(1)
 			return false // wait in the netpoller, then try again
 		case 0:
 			r.n, r.err = int(m), nil
@@ -223,22 +198,3 @@ func (w *sysWriter) write(fd uintptr) bool {
 	}
 	return true
 }
-
-// spinBudget is how long a read that is about to wait for an answer known to come soon first
-// polls the pipe, rather than wait in Go's netpoller at once: the host's Invoke for the shim's
-// answer while the guest runs (HostEnd.readHeld), and a shim for the host's next call just after
-// it answered one (ShimEnd.read: calls come in bursts, an event after an event).
-//
-// A thread that waits in the netpoller lets its CPU go idle, and on a virtual machine waking an
-// idle CPU is dear: the writer's write(2) pays for the wake-up (an inter-processor interrupt
-// through the hypervisor, ~13 µs of its CPU measured on the 2-vCPU VM the benchmarks run on) and
-// the woken thread starts ~10 µs later at the median, ~130 µs at the 99th percentile. Measured in
-// BenchmarkExportCall, a call whose two sides had both gone to sleep cost 2-3× one whose sides
-// were still awake, and which of the two a call was decided most of the benchmark's spread. While
-// a side polls, its CPU stays busy and the other side's write finds it awake.
-//
-// The price is CPU: at most spinBudget of it per wait that spins, for an answer that comes later
-// than that (a long export call, a guest that computes between host calls), and the process's
-// other goroutines run between polls. A read waits in the netpoller, as any other, after the
-// budget, or at once when the connection is closed or the read interrupted (stopSpin).
-const spinBudget = 50 * time.Microsecond

@@ -222,14 +222,9 @@ func (e *ShimEnd) read(handBack func() bool) {
 	if !e.turn.take() {
 		return
 	}
-	spin := false // a call was just answered: the next, if calls come in a burst, follows soon
 	for {
 		var call *callFrame
-		if spin {
-			e.c.sr.spin = spinBudget
-		}
 		kind, id, body, err := e.c.ReadFrame(MaxShimFrameBytes)
-		e.c.sr.spin, spin = 0, false
 		resumed := false
 		if err == nil {
 			resumed, err = e.handle(kind, id, body, func(f callFrame) { call = &f })
@@ -242,7 +237,6 @@ func (e *ShimEnd) read(handBack func() bool) {
 			if !e.turn.runRequest(func() { e.answer(*call) }, e.read) || !e.turn.take() {
 				return
 			}
-			spin = true
 			continue
 		}
 		if resumed {

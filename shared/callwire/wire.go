@@ -164,7 +164,6 @@ func newConn(in, out *os.File) (*Conn, error) {
 // Close closes the connection; a blocked ReadFrame returns an error, and the other end reads
 // the end of its stream.
 func (c *Conn) Close() error {
-	c.sr.stopSpin.Store(true)
 	c.waiter.close()
 	return errors.Join(c.in.Close(), c.out.Close())
 }
@@ -536,7 +535,6 @@ func (r *ctxReads) interrupt() {
 	if r.armed {
 		r.fired = true
 		r.c.in.SetReadDeadline(time.Unix(1, 0))
-		r.c.sr.stopSpin.Store(true)
 	}
 }
 
@@ -561,7 +559,6 @@ func (r *ctxReads) ReadFrame(limit int) (kind Kind, id uint64, body []byte, err 
 	if fired {
 		r.fired = false
 		r.c.in.SetReadDeadline(time.Time{})
-		r.c.sr.stopSpin.Store(false)
 	}
 	r.mu.Unlock()
 	if ended || fired && errors.Is(err, os.ErrDeadlineExceeded) {
