@@ -205,7 +205,7 @@ func BenchmarkExportCall(b *testing.B) {
 	b.ReportMetric(per(sockSw.vol[1]), "socket-peer-sleeps/rtt")
 	b.ReportMetric(per(callSw.vol[0]), "host-sleeps/call")
 	b.ReportMetric(per(callSw.vol[1]), "shim-sleeps/call")
-	// And their CPU: what the waits that poll before they sleep (callwire's spinBudget) cost.
+	// And their CPU a call: what a change to how either side waits costs or saves.
 	cpu := func(d time.Duration) float64 { return d.Seconds() * 1e6 / float64(b.N) }
 	b.ReportMetric(cpu(sockSw.ran[0]+sockSw.ran[1]), "socket-cpu-µs/rtt")
 	b.ReportMetric(cpu(callSw.ran[0]), "host-cpu-µs/call")
