@@ -43,6 +43,14 @@ func lateHost(t *testing.T) (*Conn, chan lateCall, chan error) {
 	return sc, calls, violations
 }
 
+// mustWrite writes one frame, as a shim would, failing the test if it cannot.
+func mustWrite(t *testing.T, c *Conn, kind Kind, id uint64, m proto.Message) {
+	t.Helper()
+	if err := c.WriteFrame(kind, id, m); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func frameName(kind Kind, id uint64) string { return fmt.Sprint(kind, " ", id) }
 
 type lateCall struct {
@@ -112,13 +120,9 @@ func TestLateAnswer(t *testing.T) {
 	})
 	t.Run("cancelled", func(t *testing.T) {
 		sc, calls, violations := lateHost(t)
-		if err := sc.WriteFrame(HostCall, 1, call); err != nil {
-			t.Fatal(err)
-		}
+		mustWrite(t, sc, HostCall, 1, call)
 		c := <-calls
-		if err := sc.WriteFrame(Cancel, 1, nil); err != nil {
-			t.Fatal(err)
-		}
+		mustWrite(t, sc, Cancel, 1, nil)
 		<-c.ctx.Done()
 		c.l.Answer(nil, c.ctx.Err())
 		got, body := readFrames(t, sc, 1)
@@ -127,9 +131,7 @@ func TestLateAnswer(t *testing.T) {
 			t.Fatalf("%v %v, want HostError 1", got, st)
 		}
 		// The next host call is no violation.
-		if err := sc.WriteFrame(HostCall, 2, call); err != nil {
-			t.Fatal(err)
-		}
+		mustWrite(t, sc, HostCall, 2, call)
 		c = <-calls
 		c.l.Answer(&pb.HostCallResponse{Result: []byte("x")}, nil)
 		if got, _ := readFrames(t, sc, 1); got[0] != frameName(HostResult, 2) {
@@ -143,13 +145,9 @@ func TestLateAnswer(t *testing.T) {
 	})
 	t.Run("a second host call while one waits", func(t *testing.T) {
 		sc, calls, violations := lateHost(t)
-		if err := sc.WriteFrame(HostCall, 1, call); err != nil {
-			t.Fatal(err)
-		}
+		mustWrite(t, sc, HostCall, 1, call)
 		c := <-calls
-		if err := sc.WriteFrame(HostCall, 2, call); err != nil {
-			t.Fatal(err)
-		}
+		mustWrite(t, sc, HostCall, 2, call)
 		if err := <-violations; err == nil {
 			t.Fatal("no violation")
 		}
@@ -161,25 +159,17 @@ func TestLateAnswer(t *testing.T) {
 		// answered: the old one's answer must not end the new one, which still counts as in
 		// progress (a third call while it waits is a violation).
 		sc, calls, violations := lateHost(t)
-		if err := sc.WriteFrame(HostCall, 1, call); err != nil {
-			t.Fatal(err)
-		}
+		mustWrite(t, sc, HostCall, 1, call)
 		old := <-calls
-		if err := sc.WriteFrame(Cancel, 1, nil); err != nil {
-			t.Fatal(err)
-		}
+		mustWrite(t, sc, Cancel, 1, nil)
 		<-old.ctx.Done()
-		if err := sc.WriteFrame(HostCall, 1, call); err != nil {
-			t.Fatal(err)
-		}
+		mustWrite(t, sc, HostCall, 1, call)
 		again := <-calls
 		old.l.Answer(nil, old.ctx.Err())
 		if got, _ := readFrames(t, sc, 1); got[0] != frameName(HostError, 1) {
 			t.Fatalf("%v, want the old call's HostError 1", got)
 		}
-		if err := sc.WriteFrame(HostCall, 2, call); err != nil {
-			t.Fatal(err)
-		}
+		mustWrite(t, sc, HostCall, 2, call)
 		select {
 		case err := <-violations:
 			if err == nil {
@@ -209,23 +199,17 @@ func TestLateOnCancel(t *testing.T) {
 		before bool // cancel before OnCancel
 	}{
 		{"Cancel frame", func(t *testing.T, sc *Conn, c lateCall) {
-			if err := sc.WriteFrame(Cancel, 1, nil); err != nil {
-				t.Fatal(err)
-			}
+			mustWrite(t, sc, Cancel, 1, nil)
 		}, false},
 		{"connection's end", func(t *testing.T, sc *Conn, c lateCall) { sc.Close() }, false},
 		{"cancelled already", func(t *testing.T, sc *Conn, c lateCall) {
-			if err := sc.WriteFrame(Cancel, 1, nil); err != nil {
-				t.Fatal(err)
-			}
+			mustWrite(t, sc, Cancel, 1, nil)
 			<-c.ctx.Done()
 		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sc, calls, _ := lateHost(t)
-			if err := sc.WriteFrame(HostCall, 1, call); err != nil {
-				t.Fatal(err)
-			}
+			mustWrite(t, sc, HostCall, 1, call)
 			c := <-calls
 			if tc.before {
 				tc.cancel(t, sc, c)
