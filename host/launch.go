@@ -234,7 +234,7 @@ func (h *Host) startShim(key shimKey, logger hclog.Logger) (p *shimProcess, err 
 			cfg.Cmd, cfg.RunnerFunc = nil, execRunnerFunc(cmd)
 		}
 		if sp := h.shimSpawner(); sp != nil {
-			p.spawned = &spawnRunner{sp: sp, cmd: cmd}
+			p.spawned = &spawnRunner{sp: sp, cmd: confined}
 			cfg.Cmd, cfg.RunnerFunc = nil, p.spawned.runnerFunc
 		}
 	}

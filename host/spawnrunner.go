@@ -110,7 +110,7 @@ type spawnRunner struct {
 	sameAddrs
 	logger hclog.Logger
 	sp     *sandbox.Spawner
-	cmd    *exec.Cmd
+	cmd    *sandbox.Cmd
 	stdout io.ReadCloser
 	stderr io.ReadCloser
 	proc   *sandbox.Spawned
@@ -148,7 +148,7 @@ func (r *spawnRunner) Start(context.Context) error {
 	}
 	r.cmd.Stdout, r.cmd.Stderr = outW, errW
 	r.logger.Debug("starting plugin", "path", r.cmd.Path, "args", r.cmd.Args)
-	p, err := r.sp.Start(r.cmd)
+	p, err := r.sp.StartCmd(r.cmd)
 	outW.Close() // the shim has its own
 	errW.Close()
 	if err != nil {

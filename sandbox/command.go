@@ -217,7 +217,8 @@ func (s *Sandbox) helperCommand(spec Spec) (*Cmd, error) {
 		identityMap(attr)
 	}
 	cmd.SysProcAttr = attr
-	return &Cmd{Cmd: cmd, Layers: layers, Exposed: exposed, status: &statusPipe{spec: w, cg: cg}}, nil
+	return &Cmd{Cmd: cmd, Layers: layers, Exposed: exposed, netShareable: netShareable(layers, s.support.LandlockABI()),
+		status: &statusPipe{spec: w, cg: cg}}, nil
 }
 
 // identityMap puts the process in a user namespace where it keeps its uid and gid. The identity

@@ -27,6 +27,7 @@ type escapeEnv struct {
 	outsideFile string // a file (mode 0644, the host user's) in outside
 	home        string // the host user's home directory, "" if unreadable anyway
 	tcp         string // a listener on 127.0.0.1 that says "hello"
+	udp         string // a UDP socket on 127.0.0.1
 	unixSock    string // a unix socket under /run, "" if the host cannot make one
 	hostPid     int
 	// The host's state directory inside the workspace (as when the host runs from $HOME, or
@@ -176,6 +177,20 @@ var escapeCases = []escapeCase{
 		exec:    true,
 	},
 	{
+		name:    "UDP to a socket of the host's",
+		attempt: func(e *escapeEnv) []string { return []string{"udp", e.udp} },
+		want: func(has func(Layer) bool, e *escapeEnv) string {
+			switch {
+			case has(LayerLandlock) && support.LandlockABI() >= 10:
+				return "EACCES"
+			case has(LayerNetNS):
+				return "ENETUNREACH" // only a loopback, and it is down
+			}
+			return ""
+		},
+		exec: true,
+	},
+	{
 		name:    "connect to a unix socket under /run",
 		attempt: func(e *escapeEnv) []string { return []string{"unix", e.unixSock} },
 		want: func(has func(Layer) bool, e *escapeEnv) string {
@@ -316,13 +331,22 @@ func TestEscape(t *testing.T) {
 		name string
 		sb   *Sandbox
 		exec bool
+		// spawner: started as the host starts its shims, through a spawner (StartCmd), which
+		// may share its empty network namespace with them.
+		spawner bool
 	}{
-		{"all layers", sb, false},
-		{"all layers/exec", sb, true},
-		{"without mount namespace", New(testBin, BestEffort, support.Without(LayerMountNS, "test")), false},
-		{"without landlock", New(testBin, BestEffort, support.Without(LayerLandlock, "test")), false},
+		{"all layers", sb, false, false},
+		{"all layers/exec", sb, true, false},
+		{"all layers/exec through the spawner", sb, true, true},
+		{"without mount namespace", New(testBin, BestEffort, support.Without(LayerMountNS, "test")), false, false},
+		{"without landlock", New(testBin, BestEffort, support.Without(LayerLandlock, "test")), false, false},
 	} {
 		t.Run(p.name, func(t *testing.T) {
+			run := runCmd
+			if p.spawner {
+				sp := startSpawner(t)
+				run = func(t *testing.T, cmd *Cmd) result { return spawnRun(t, sp, cmd) }
+			}
 			for _, c := range escapeCases {
 				if p.exec && !c.exec {
 					continue
@@ -345,7 +369,7 @@ func TestEscape(t *testing.T) {
 						cmd.Close()
 						t.Skipf("nothing in %v stops it", cmd.Layers)
 					}
-					r := runCmd(t, cmd)
+					r := run(t, cmd)
 					got := strings.TrimSpace(r.stdout)
 					if !strings.HasPrefix(got, want) || r.exit != (Exit{}) {
 						t.Errorf("%s: got %q (%v, stderr %q), want %q", c.name, got, r.exit, r.stderr, want)
@@ -418,6 +442,12 @@ func newEscapeEnv(t *testing.T) *escapeEnv {
 		ln.Close()
 		wg.Wait()
 	})
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	e.udp = pc.LocalAddr().String()
 	if dir, err := os.MkdirTemp("/run", "astrid-sandbox-test-"); err == nil {
 		t.Cleanup(func() { os.RemoveAll(dir) })
 		if ul, err := net.Listen("unix", filepath.Join(dir, "sock")); err == nil {
@@ -486,6 +516,7 @@ func TestEscapeControl(t *testing.T) {
 		{[]string{"read", e.outsideFile}, "ok 7"},
 		{[]string{"chmod", e.outsideFile}, "ok"},
 		{[]string{"tcp", e.tcp}, "ok hello"},
+		{[]string{"udp", e.udp}, "ok"},
 		{[]string{"clone", "0x10000000"}, "ok"},
 		{[]string{"clone3"}, "ok"},
 	} {

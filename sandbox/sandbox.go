@@ -155,6 +155,10 @@ type Cmd struct {
 	// mount namespace to hide them (policy BestEffort): the caller should warn.
 	Exposed []string
 
+	// netShareable: a Spawner with an empty network namespace may start it in that one rather
+	// than a new one (see sharednet.go).
+	netShareable bool
+
 	status  *statusPipe // the helper's status channel; nil for a process started without it
 	warm    *warmRun    // for a process run by a Pool's warm helper; nil otherwise
 	cleanup func()      // run once the process is waited for or closed (a Pool's private tmp)

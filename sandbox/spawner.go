@@ -23,9 +23,10 @@ import (
 // gets the same confinement; only the parent differs (the spawner, which dies with the host, and
 // so kills its children through their parent-death signal).
 //
-// The host and the spawner talk over a private socket pair (SOCK_SEQPACKET): a request is one
-// JSON message with the process's descriptors attached; the spawner answers it with the pid and
-// a pidfd (or an error), and later sends the exit status.
+// The host and the spawner talk over a private socket pair (SOCK_SEQPACKET). The spawner's first
+// message says whether it has an empty network namespace to share (sharednet.go). Then a request
+// is one JSON message with the process's descriptors attached; the spawner answers it with the
+// pid and a pidfd (or an error), and later sends the exit status.
 
 // SpawnArg, after HelperArg, makes the helper a spawner.
 const SpawnArg = "__sandbox-spawn"
@@ -54,22 +55,29 @@ type spawnRequest struct {
 	Setpgid     bool                   `json:"setpgid,omitempty"`
 	Pdeathsig   syscall.Signal         `json:"pdeathsig,omitempty"`
 	Files       int                    `json:"files"` // attached: stdin, stdout, stderr, ExtraFiles
+	// SharedNet forks the process inside the spawner's empty network namespace (Cloneflags
+	// then has no CLONE_NEWNET).
+	SharedNet bool `json:"sharednet,omitempty"`
 }
 
 // spawnReply is the spawner's answer to a request (Pid or Err, a pidfd attached with a Pid), or
-// later the process's exit (Exited).
+// later the process's exit (Exited); its first message, ID 0, is the hello (SharedNet).
 type spawnReply struct {
-	ID     uint64 `json:"id"`
-	Pid    int    `json:"pid,omitempty"`
-	Err    string `json:"err,omitempty"`
-	Exited bool   `json:"exited,omitempty"`
-	Status uint32 `json:"status,omitempty"` // a syscall.WaitStatus
+	ID        uint64 `json:"id"`
+	Pid       int    `json:"pid,omitempty"`
+	Err       string `json:"err,omitempty"`
+	Exited    bool   `json:"exited,omitempty"`
+	Status    uint32 `json:"status,omitempty"` // a syscall.WaitStatus
+	SharedNet bool   `json:"sharednet,omitempty"`
 }
 
 // Spawner is the host's handle on a spawner process. Its methods are safe for concurrent use.
 type Spawner struct {
 	proc *os.Process
 	sock *os.File
+	// sharedNet: the spawner has an empty network namespace that processes may share
+	// (StartCmd).
+	sharedNet bool
 
 	mu      sync.Mutex // one request at a time: send it, take its reply
 	replies chan spawnMessage
@@ -115,13 +123,14 @@ func (s *Sandbox) StartSpawner() (*Spawner, error) {
 		return nil, fmt.Errorf("sandbox: spawner socket: %w", err)
 	}
 	mine, theirs := os.NewFile(uintptr(fds[0]), "spawner"), os.NewFile(uintptr(fds[1]), "spawner")
-	defer theirs.Close()
 	cmd := exec.Command(s.helper, HelperArg, SpawnArg)
 	cmd.Env = []string{}
 	cmd.Stderr = os.Stderr
 	cmd.ExtraFiles = []*os.File{theirs} // fd 3: spawnFD
 	cmd.SysProcAttr = ProcessAttr()
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	theirs.Close() // the spawner has its own: a spawner that dies is EOF here
+	if err != nil {
 		mine.Close()
 		return nil, fmt.Errorf("sandbox: start the spawner: %w", err)
 	}
@@ -130,9 +139,35 @@ func (s *Sandbox) StartSpawner() (*Spawner, error) {
 		_ = cmd.Wait()
 		close(sp.waited)
 	}()
+	hello, err := sp.hello()
+	if err != nil {
+		mine.Close()
+		_ = sp.proc.Kill()
+		<-sp.waited
+		return nil, fmt.Errorf("sandbox: start the spawner: %w", err)
+	}
+	sp.sharedNet = hello.SharedNet
 	go sp.read()
 	return sp, nil
 }
+
+// hello reads the spawner's first message.
+func (sp *Spawner) hello() (spawnReply, error) {
+	buf := make([]byte, maxSpawnMessage)
+	data, fds, err := recvMsg(int(sp.sock.Fd()), buf, make([]byte, unix.CmsgSpace(4)))
+	if err != nil {
+		return spawnReply{}, fmt.Errorf("its hello: %w", err)
+	}
+	closeFDs(fds)
+	var r spawnReply
+	if err := json.Unmarshal(data, &r); err != nil || r.ID != 0 || r.Pid != 0 || r.Err != "" || r.Exited {
+		return spawnReply{}, fmt.Errorf("its hello: %q", data)
+	}
+	return r, nil
+}
+
+// SharesNet reports whether the spawner has an empty network namespace to share (see StartCmd).
+func (sp *Spawner) SharesNet() bool { return sp.sharedNet }
 
 // read takes the spawner's messages until it is gone: replies to the request under way go to
 // replies, exits to their process. Then every process still running is reported as lost.
@@ -185,6 +220,18 @@ func (sp *Spawner) read() {
 // the sandbox sets (namespaces, identity map, ambient capabilities, process group, parent-death
 // signal). cmd itself is not started: Wait and Signal go through the returned Spawned.
 func (sp *Spawner) Start(cmd *exec.Cmd) (*Spawned, error) {
+	return sp.start(cmd, false)
+}
+
+// StartCmd starts the sandbox's command c (prepared by Command, not started; an Exec-mode one,
+// as go-plugin's runner would) as Start does, with one difference: where the spawner has an
+// empty network namespace and c may share it (see sharednet.go), c is started in that namespace
+// rather than in a new one of its own, which is cheaper to start and to end and reaches no more.
+func (sp *Spawner) StartCmd(c *Cmd) (*Spawned, error) {
+	return sp.start(c.Cmd, sp.sharedNet && c.netShareable)
+}
+
+func (sp *Spawner) start(cmd *exec.Cmd, sharedNet bool) (*Spawned, error) {
 	req := spawnRequest{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Dir: cmd.Dir}
 	if req.Env == nil {
 		req.Env = []string{}
@@ -195,6 +242,10 @@ func (sp *Spawner) Start(cmd *exec.Cmd) (*Spawned, error) {
 		if a.GidMappingsEnableSetgroups || a.Unshareflags != 0 || a.Setsid || a.Setctty || a.Credential != nil || a.Chroot != "" {
 			return nil, errors.New("sandbox: the spawner does not take this SysProcAttr")
 		}
+	}
+	if sharedNet {
+		req.Cloneflags &^= syscall.CLONE_NEWNET
+		req.SharedNet = true
 	}
 	var files []int
 	for _, s := range []any{cmd.Stdin, cmd.Stdout, cmd.Stderr} {

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -33,6 +34,8 @@ func spawnMain() {
 		defer smu.Unlock()
 		_ = unix.Sendmsg(spawnFD, data, rights, nil, 0)
 	}
+	net := openSharedNet()
+	send(spawnReply{SharedNet: net != nil}, -1)
 	for {
 		data, fds, err := recvMsg(spawnFD, buf, oob)
 		if err != nil {
@@ -44,7 +47,7 @@ func spawnMain() {
 			send(spawnReply{ID: req.ID, Err: fmt.Sprintf("bad request (%d descriptors)", len(fds))}, -1)
 			continue
 		}
-		cmd, pidfd, err := spawnOne(req, fds)
+		cmd, pidfd, err := spawnOne(req, fds, net)
 		if err != nil {
 			send(spawnReply{ID: req.ID, Err: err.Error()}, -1)
 			continue
@@ -60,8 +63,9 @@ func spawnMain() {
 }
 
 // spawnOne starts req with the descriptors that came with it (closed here) and returns the
-// started command and a pidfd of its process.
-func spawnOne(req spawnRequest, fds []int) (*exec.Cmd, int, error) {
+// started command and a pidfd of its process. A request for the shared network namespace is
+// forked from inside net (nil: the spawner has none).
+func spawnOne(req spawnRequest, fds []int, net *sharedNet) (*exec.Cmd, int, error) {
 	files := make([]*os.File, len(fds))
 	for i, fd := range fds {
 		files[i] = os.NewFile(uintptr(fd), fmt.Sprintf("fd%d", i))
@@ -85,7 +89,14 @@ func spawnOne(req spawnRequest, fds []int) (*exec.Cmd, int, error) {
 			PidFD:       &pidfd,
 		},
 	}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if req.SharedNet {
+		if net == nil || req.Cloneflags&syscall.CLONE_NEWNET != 0 {
+			return nil, -1, errors.New("no shared network namespace to start the process in")
+		}
+		start = func() error { return net.inside(cmd.Start) }
+	}
+	if err := start(); err != nil {
 		return nil, -1, err
 	}
 	return cmd, pidfd, nil

@@ -1,10 +1,13 @@
 package sandbox
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -196,6 +199,173 @@ func TestSpawner(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.run(t, startSpawner(t))
+		})
+	}
+}
+
+// spawnRun starts c (an Exec-mode command) through sp with StartCmd, waits for it and returns
+// what it printed and how it ended.
+func spawnRun(t *testing.T, sp *Spawner, c *Cmd) result {
+	t.Helper()
+	defer c.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer errR.Close()
+	c.Cmd.Stdout, c.Cmd.Stderr = outW, errW
+	p, err := sp.StartCmd(c)
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		t.Fatalf("StartCmd: %v", err)
+	}
+	stderr := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(errR)
+		stderr <- b
+	}()
+	stdout, _ := io.ReadAll(outR)
+	r := result{stdout: string(stdout), stderr: string(<-stderr)}
+	st, err := p.Wait()
+	if err != nil {
+		t.Fatalf("Wait: %v (stderr: %s)", err, r.stderr)
+	}
+	r.exit = exitOf(st)
+	return r
+}
+
+// netNS is the network namespace of process pid ("self" for the test).
+func netNS(t *testing.T, pid string) string {
+	t.Helper()
+	ns, err := os.Readlink("/proc/" + pid + "/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// TestSpawnerSharedNetwork: the shims a spawner starts share its empty network namespace (a
+// namespace of their own costs each start more than anything else the kernel does for it), and
+// reach through it nothing they could not reach from one of their own: not each other's abstract
+// unix sockets (landlock's scope), not each other over UDP or TCP (the loopback is down), not
+// the host's abstract sockets (another namespace). A process with Network keeps the host's.
+func TestSpawnerSharedNetwork(t *testing.T) {
+	sb := requireSandbox(t)
+	if support.LandlockABI() < 6 {
+		t.Skipf("landlock ABI %d does not scope abstract unix sockets: each process gets a network namespace of its own", support.LandlockABI())
+	}
+	sp := startSpawner(t)
+	if !sp.SharesNet() {
+		if isRoot {
+			t.Fatal("a spawner run by root has no shared network namespace")
+		}
+		t.Skip("the spawner cannot make a network namespace without a user namespace (not root)")
+	}
+	command := func(spec Spec) *Cmd {
+		spec.Exec = true
+		c, err := sb.Command(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
+	// The peer: a shim-like process listening on an abstract socket and a UDP port.
+	name := fmt.Sprintf("astrid-test-%d", os.Getpid())
+	peer := command(program("__listen", name))
+	defer peer.Close()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outR.Close()
+	peer.Cmd.Stdout = outW
+	p, err := sp.StartCmd(peer)
+	outW.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Wait()
+	defer p.Signal(syscall.SIGKILL)
+	line, _ := bufio.NewReader(outR).ReadString('\n')
+	port, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
+	if !ok {
+		t.Fatalf("the peer said %q", line)
+	}
+	shared := netNS(t, strconv.Itoa(p.Pid))
+	if shared == netNS(t, "self") {
+		t.Fatalf("the peer is in the host's network namespace %s", shared)
+	}
+
+	// The host's own abstract socket, which no sandboxed process may reach.
+	hostName := "@" + name + "-host"
+	hl, err := net.Listen("unix", hostName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hl.Close()
+	go func() {
+		for {
+			c, err := hl.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+
+	for _, tc := range []struct {
+		name    string
+		attempt []string
+		want    string
+	}{
+		{"another shim's abstract socket", []string{"unix", "@" + name}, "EPERM"},  // landlock's scope
+		{"the host's abstract socket", []string{"unix", hostName}, "ECONNREFUSED"}, // not in this namespace
+		{"UDP to another shim", []string{"udp", "127.0.0.1:" + port}, "ENETUNREACH"},
+		{"TCP to another shim", []string{"tcp", "127.0.0.1:" + port}, "EACCES"}, // landlock, before the route
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := command(program("__escape", tc.attempt...))
+			if !c.netShareable {
+				t.Fatalf("a process with %v does not share the network namespace", c.Layers)
+			}
+			r := spawnRun(t, sp, c)
+			if got := strings.TrimSpace(r.stdout); got != tc.want || r.exit != (Exit{}) {
+				t.Errorf("got %q (%v, stderr %q), want %q", got, r.exit, r.stderr, tc.want)
+			}
+		})
+	}
+
+	// The namespace is the peer's, and a process with Network is started in the host's (the
+	// spawner returns to it after each shared start).
+	for _, tc := range []struct {
+		name    string
+		network bool
+		want    string
+	}{
+		{"without Network: the shared namespace", false, shared},
+		{"with Network: the host's", true, netNS(t, "self")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := program("__sleep")
+			spec.Network = tc.network
+			c := command(spec)
+			defer c.Close()
+			q, err := sp.StartCmd(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Wait()
+			defer q.Signal(syscall.SIGKILL)
+			if got := netNS(t, strconv.Itoa(q.Pid)); got != tc.want {
+				t.Errorf("network namespace %s, want %s", got, tc.want)
+			}
 		})
 	}
 }

@@ -103,6 +103,24 @@ func testProgram(name string, args []string) int {
 	case "__sleep":
 		time.Sleep(time.Hour)
 		return 0
+	case "__listen":
+		// Listens on the abstract unix socket @arg(0) and on a UDP port of 127.0.0.1, says
+		// "ready PORT" and waits: a peer for the attempts of another sandboxed process.
+		ul, err := net.Listen("unix", "@"+arg(0))
+		if err != nil {
+			fmt.Println("unix:", errnoName(err))
+			return 1
+		}
+		defer ul.Close()
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			fmt.Println("udp:", errnoName(err))
+			return 1
+		}
+		defer pc.Close()
+		fmt.Println("ready", pc.LocalAddr().(*net.UDPAddr).Port)
+		time.Sleep(time.Hour)
+		return 0
 	case "__ids":
 		// What the program is: its pid and its parent's, its uids and capabilities.
 		status, _ := os.ReadFile("/proc/self/status")
@@ -224,7 +242,16 @@ func escape(attempt string, args []string) string {
 		defer c.Close()
 		line, _ := bufio.NewReader(c).ReadString('\n')
 		return "ok " + strings.TrimSpace(line)
+	case "udp":
+		c, err := net.Dial("udp", arg(0))
+		if err != nil {
+			return errnoName(err)
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("hello\n"))
+		return errnoName(err)
 	case "unix":
+		// A name starting with @ is an abstract socket.
 		c, err := net.Dial("unix", arg(0))
 		if err != nil {
 			return errnoName(err)
