@@ -24,5 +24,6 @@
 // Command prepared, so that each start clones the spawner's few megabytes rather than the host's
 // address space (a clone that makes a user namespace cannot be a vfork). The host starts its
 // shims through one. The processes it starts have it as their parent: they end when it does, and
-// it ends with the host.
+// it ends with the host. Where it may, it makes one empty network namespace that the processes
+// it starts without Network share, instead of each getting its own (see sharednet.go).
 package sandbox

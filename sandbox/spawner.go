@@ -228,6 +228,9 @@ func (sp *Spawner) Start(cmd *exec.Cmd) (*Spawned, error) {
 // empty network namespace and c may share it (see sharednet.go), c is started in that namespace
 // rather than in a new one of its own, which is cheaper to start and to end and reaches no more.
 func (sp *Spawner) StartCmd(c *Cmd) (*Spawned, error) {
+	if c.status == nil || !c.status.spec.Exec || c.warm != nil {
+		return nil, errors.New("sandbox: StartCmd takes an Exec-mode command from Sandbox.Command")
+	}
 	return sp.start(c.Cmd, sp.sharedNet && c.netShareable)
 }
 

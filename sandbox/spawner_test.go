@@ -369,3 +369,20 @@ func TestSpawnerSharedNetwork(t *testing.T) {
 		})
 	}
 }
+
+// TestSpawnerStartCmdExecOnly: StartCmd refuses a fork-mode command, whose helper would wait for
+// a status pipe nobody reads.
+func TestSpawnerStartCmdExecOnly(t *testing.T) {
+	sb := requireSandbox(t)
+	sp := startSpawner(t)
+	c, err := sb.Command(program("__exit", "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if p, err := sp.StartCmd(c); err == nil {
+		p.Signal(syscall.SIGKILL)
+		p.Wait()
+		t.Fatal("StartCmd started a fork-mode command")
+	}
+}
