@@ -255,17 +255,13 @@ func netNS(t *testing.T, pid string) string {
 // reach through it nothing they could not reach from one of their own: not each other's abstract
 // unix sockets (landlock's scope), not each other over UDP or TCP (the loopback is down), not
 // the host's abstract sockets (another namespace). A process with Network keeps the host's.
+// Where the spawner may not share one (not root: TestUnprivileged runs it as nobody), or landlock
+// cannot scope abstract sockets, each process gets a namespace of its own.
 func TestSpawnerSharedNetwork(t *testing.T) {
 	sb := requireSandbox(t)
-	if support.LandlockABI() < 6 {
-		t.Skipf("landlock ABI %d does not scope abstract unix sockets: each process gets a network namespace of its own", support.LandlockABI())
-	}
 	sp := startSpawner(t)
-	if !sp.SharesNet() {
-		if isRoot {
-			t.Fatal("a spawner run by root has no shared network namespace")
-		}
-		t.Skip("the spawner cannot make a network namespace without a user namespace (not root)")
+	if isRoot && !sp.SharesNet() {
+		t.Fatal("a spawner run by root has no shared network namespace")
 	}
 	command := func(spec Spec) *Cmd {
 		spec.Exec = true
@@ -274,6 +270,27 @@ func TestSpawnerSharedNetwork(t *testing.T) {
 			t.Fatal(err)
 		}
 		return c
+	}
+	if !sp.SharesNet() || support.LandlockABI() < 6 {
+		// A spawner that may not make a namespace (not root), or a landlock that does not scope
+		// abstract unix sockets: each process gets a namespace of its own.
+		seen := map[string]bool{netNS(t, "self"): true}
+		for range 2 {
+			c := command(program("__sleep"))
+			defer c.Close()
+			q, err := sp.StartCmd(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer q.Wait()
+			defer q.Signal(syscall.SIGKILL)
+			ns := netNS(t, strconv.Itoa(q.Pid))
+			if seen[ns] {
+				t.Errorf("network namespace %s is shared (spawner shares: %v, landlock ABI %d)", ns, sp.SharesNet(), support.LandlockABI())
+			}
+			seen[ns] = true
+		}
+		return
 	}
 
 	// The peer: a shim-like process listening on an abstract socket and a UDP port.

@@ -35,7 +35,7 @@ func TestUnprivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(testBin, "-test.v", "-test.count=1",
-		"-test.run=^(TestProbeReport|TestRun|TestSetupFailure|TestPrivateTmp|TestKillTree|TestIdentity|TestEscape|TestEscapeControl|TestPoolReuse|TestPoolEscape|TestPoolKillAndSignal)$")
+		"-test.run=^(TestProbeReport|TestRun|TestSetupFailure|TestPrivateTmp|TestKillTree|TestIdentity|TestEscape|TestEscapeControl|TestPoolReuse|TestPoolEscape|TestPoolKillAndSignal|TestSpawnerSharedNetwork)$")
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "TMPDIR=" + tmp, unprivilegedEnv + "=1"}
 	cmd.Dir = tmp
 	cmd.SysProcAttr = ProcessAttr()
