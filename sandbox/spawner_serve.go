@@ -53,9 +53,9 @@ func spawnMain() {
 			continue
 		}
 		send(spawnReply{ID: req.ID, Pid: cmd.Process.Pid}, pidfd)
-		unix.Close(pidfd)
 		go func() {
-			_ = cmd.Wait()
+			awaitExit(pidfd)
+			_ = cmd.Wait() // at once, once awaitExit has seen the exit
 			send(spawnReply{ID: req.ID, Exited: true, Status: uint32(cmd.ProcessState.Sys().(syscall.WaitStatus))}, -1)
 		}()
 	}
@@ -100,4 +100,24 @@ func spawnOne(req spawnRequest, fds []int, net *sharedNet) (*exec.Cmd, int, erro
 		return nil, -1, err
 	}
 	return cmd, pidfd, nil
+}
+
+// awaitExit waits until the process of pidfd has exited, and closes pidfd. It waits in the
+// netpoller (a pidfd turns readable when its process exits): Cmd.Wait alone blocks in waitid,
+// which holds an OS thread for every process running, and a spawner serving fifty shims had
+// fifty-odd threads. Should the netpoller refuse the pidfd it returns at once, and Cmd.Wait
+// blocks as before.
+func awaitExit(pidfd int) {
+	if err := unix.SetNonblock(pidfd, true); err != nil {
+		unix.Close(pidfd)
+		return
+	}
+	f := os.NewFile(uintptr(pidfd), "pidfd")
+	defer f.Close()
+	if rc, err := f.SyscallConn(); err == nil {
+		_ = rc.Read(func(fd uintptr) bool {
+			n, _ := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 0)
+			return n > 0 // not yet (or EINTR): wait until the netpoller says it is readable
+		})
+	}
 }

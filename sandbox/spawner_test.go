@@ -387,6 +387,45 @@ func TestSpawnerSharedNetwork(t *testing.T) {
 	}
 }
 
+// TestSpawnerThreads: the spawner waits for the processes it started without an OS thread each
+// (a host with hundreds of shims would have the spawner hold hundreds of threads), and still
+// reports each one's exit.
+func TestSpawnerThreads(t *testing.T) {
+	sp := startSpawner(t)
+	const n = 24
+	var procs []*Spawned
+	for range n {
+		p, err := sp.Start(exec.Command(testBin, "__sleep"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs = append(procs, p)
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", sp.proc.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var threads int
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			threads, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	for _, p := range procs {
+		if err := p.Signal(syscall.SIGKILL); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, p := range procs {
+		if st, err := p.Wait(); err != nil || !st.Signaled() || st.Signal() != syscall.SIGKILL {
+			t.Errorf("status %v (%v), want killed by SIGKILL", st, err)
+		}
+	}
+	if threads == 0 || threads >= n {
+		t.Errorf("the spawner has %d threads with %d processes running", threads, n)
+	}
+}
+
 // TestSpawnerStartCmdExecOnly: StartCmd refuses a fork-mode command, whose helper would wait for
 // a status pipe nobody reads.
 func TestSpawnerStartCmdExecOnly(t *testing.T) {
