@@ -474,6 +474,15 @@ func outsideDir(t *testing.T) string {
 // and returns what it printed and how it ended.
 func runCmd(t *testing.T, cmd *Cmd) result {
 	t.Helper()
+	return runStarted(t, cmd, func() (func() (Exit, error), error) {
+		return cmd.Wait, cmd.Start()
+	})
+}
+
+// runStarted runs cmd with pipes on its stdout and stderr: start starts it and returns how to
+// wait for it. It returns what cmd printed and how it ended.
+func runStarted(t *testing.T, cmd *Cmd, start func() (wait func() (Exit, error), err error)) result {
+	t.Helper()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -485,7 +494,7 @@ func runCmd(t *testing.T, cmd *Cmd) result {
 	}
 	defer errR.Close()
 	cmd.Stdout, cmd.Stderr = outW, errW
-	err = cmd.Start()
+	wait, err := start()
 	outW.Close()
 	errW.Close()
 	if err != nil {
@@ -498,7 +507,7 @@ func runCmd(t *testing.T, cmd *Cmd) result {
 	}()
 	stdout, _ := io.ReadAll(outR)
 	r := result{stdout: string(stdout), stderr: string(<-stderr)}
-	if r.exit, err = cmd.Wait(); err != nil {
+	if r.exit, err = wait(); err != nil {
 		t.Fatalf("Wait: %v (stderr: %s)", err, r.stderr)
 	}
 	return r

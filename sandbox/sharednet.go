@@ -8,8 +8,8 @@ import (
 )
 
 // The spawner's shared network namespace. A network namespace of a process's own costs its start
-// more than anything else the kernel does for it (copy_net_ns at the clone, then cleanup_net in a
-// kworker at its end: ~10-25% of a 50-shim boot's CPU on a 2-core VM). What a process without
+// copy_net_ns at the clone, then cleanup_net in a kworker at its end (~3% of a 50-shim boot's
+// CPU on a 2-core VM, see docs/architecture.md). What a process without
 // Network needs from it is to reach nothing: no interface, no other process's abstract unix
 // socket. An empty namespace does that for every process in it at once:
 //

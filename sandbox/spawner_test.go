@@ -208,36 +208,32 @@ func TestSpawner(t *testing.T) {
 func spawnRun(t *testing.T, sp *Spawner, c *Cmd) result {
 	t.Helper()
 	defer c.Close()
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer outR.Close()
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer errR.Close()
-	c.Cmd.Stdout, c.Cmd.Stderr = outW, errW
+	return runStarted(t, c, func() (func() (Exit, error), error) {
+		p, err := sp.StartCmd(c)
+		if err != nil {
+			return nil, err
+		}
+		return func() (Exit, error) {
+			st, err := p.Wait()
+			return exitOf(st), err
+		}, nil
+	})
+}
+
+// spawnSleeper starts c (an Exec-mode command of __sleep) through sp with StartCmd; it is killed
+// when t ends.
+func spawnSleeper(t *testing.T, sp *Spawner, c *Cmd) *Spawned {
+	t.Helper()
+	t.Cleanup(func() { c.Close() })
 	p, err := sp.StartCmd(c)
-	outW.Close()
-	errW.Close()
 	if err != nil {
-		t.Fatalf("StartCmd: %v", err)
+		t.Fatal(err)
 	}
-	stderr := make(chan []byte, 1)
-	go func() {
-		b, _ := io.ReadAll(errR)
-		stderr <- b
-	}()
-	stdout, _ := io.ReadAll(outR)
-	r := result{stdout: string(stdout), stderr: string(<-stderr)}
-	st, err := p.Wait()
-	if err != nil {
-		t.Fatalf("Wait: %v (stderr: %s)", err, r.stderr)
-	}
-	r.exit = exitOf(st)
-	return r
+	t.Cleanup(func() {
+		p.Signal(syscall.SIGKILL)
+		p.Wait()
+	})
+	return p
 }
 
 // netNS is the network namespace of process pid ("self" for the test).
@@ -276,14 +272,7 @@ func TestSpawnerSharedNetwork(t *testing.T) {
 		// abstract unix sockets: each process gets a namespace of its own.
 		seen := map[string]bool{netNS(t, "self"): true}
 		for range 2 {
-			c := command(program("__sleep"))
-			defer c.Close()
-			q, err := sp.StartCmd(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer q.Wait()
-			defer q.Signal(syscall.SIGKILL)
+			q := spawnSleeper(t, sp, command(program("__sleep")))
 			ns := netNS(t, strconv.Itoa(q.Pid))
 			if seen[ns] {
 				t.Errorf("network namespace %s is shared (spawner shares: %v, landlock ABI %d)", ns, sp.SharesNet(), support.LandlockABI())
@@ -372,14 +361,7 @@ func TestSpawnerSharedNetwork(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := program("__sleep")
 			spec.Network = tc.network
-			c := command(spec)
-			defer c.Close()
-			q, err := sp.StartCmd(c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer q.Wait()
-			defer q.Signal(syscall.SIGKILL)
+			q := spawnSleeper(t, sp, command(spec))
 			if got := netNS(t, strconv.Itoa(q.Pid)); got != tc.want {
 				t.Errorf("network namespace %s, want %s", got, tc.want)
 			}
