@@ -1,7 +1,6 @@
 package host
 
 import (
-	"context"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -27,8 +26,9 @@ type hostServices struct {
 	batch []bus.Message
 }
 
-// Log writes the capsule's log lines to its logger, in order, escaped and rate-limited (guestLog).
-func (s *hostServices) Log(_ context.Context, req *pb.LogRequest) (*pb.LogResponse, error) {
+// logLines writes the lines of one Log frame to the capsule's logger, in order, escaped and
+// rate-limited (guestLog).
+func (s *hostServices) logLines(req *pb.LogRequest) {
 	g := s.inst.guestLog()
 	for _, e := range req.Entries {
 		level := hclog.Level(e.Level) + hclog.Trace
@@ -37,5 +37,4 @@ func (s *hostServices) Log(_ context.Context, req *pb.LogRequest) (*pb.LogRespon
 		}
 		g.line(level, e.Source, e.Message)
 	}
-	return &pb.LogResponse{}, nil
 }

@@ -300,6 +300,7 @@ func (p *shimProcess) serveHostServices(inst *Instance) uint32 {
 	// The call connection reaches only this shim, so what comes in on it is this instance's.
 	go func() {
 		p.calls.HandlePublishes(services.publishFrame) // before Serve reads a frame
+		p.calls.HandleLogs(services.logLines)
 		p.calls.HandleAnswered(services.answered)
 		p.calls.HandleQuick(quickHostCall)
 		err := p.calls.Serve(services.HostCall, inst.compromised)

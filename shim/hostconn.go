@@ -9,9 +9,10 @@ import (
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
-// hostConn is the shim's connection to the host's services. It is dialled in the background when
-// the capsule loads, so the broker round trip overlaps with loading the module instead of adding
-// to every capsule start; the first user waits for it.
+// hostConn is the shim's connection to the host's gRPC services (HTTP, processes). It is
+// dialled in the background when the capsule loads, so the wait for the broker's address overlaps
+// with loading the module; the first user waits for it. The connection itself is made at its
+// first call (Broker.DialWithOptions).
 type hostConn struct {
 	done   chan struct{} // closed when the dial has finished
 	client pb.HostServicesClient

@@ -1,23 +1,20 @@
 package shim
 
 import (
-	"context"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/astrid-go/astrid/shared/callwire"
 	"github.com/astrid-go/astrid/shared/logtext"
 	"github.com/astrid-go/astrid/shared/pb"
 )
 
-// Log batches are flushed when they reach either bound, and always at the end of a call, so a
-// chatty guest costs one RPC per batch rather than one per line.
-const (
-	logBatchEntries = 256
-	logBatchBytes   = 1 << 20
-	logFlushTimeout = 5 * time.Second
-)
+// Log batches are flushed when they reach either bound (callwire.MaxLogBatch lines, or
+// logBatchBytes: a line is at most MaxLogLineBytes, escaped at most four times that, so a batch
+// stays far below the call connection's frame limit), and always at the end of a call, so a
+// chatty guest costs one frame per batch rather than one per line.
+const logBatchBytes = 1 << 20
 
 // Bounds of a stderr block: consecutive stderr lines travel as one log entry (a Go runtime's
 // crash report is one readable block, not 60 log lines) of at most maxBlockLines lines and about
@@ -27,9 +24,11 @@ const (
 	maxBlockBytes = 64 << 10
 )
 
-// logSink forwards the capsule's log lines at or above its level to the host's Log service, in
-// order. Before the host is connected (and if the host cannot be reached), lines go to the shim's
-// own log, which go-plugin relays to the host as well.
+// logSink forwards the capsule's log lines at or above its level to the host, in order, in Log
+// frames on the call connection: after the publishes and host calls that came before them, before
+// the result of the call that logged them. Without the call connection (a shim started without
+// one, or once it has ended), lines go to the shim's own log, which go-plugin relays to the host
+// as well.
 //
 // Every line is escaped here (logtext.Escape), where the guest's bytes leave it; the host escapes
 // them again, as it cannot trust a shim. Consecutive stderr lines are gathered into one block:
@@ -38,7 +37,7 @@ const (
 // (takeStderr).
 type logSink struct {
 	local   hclog.Logger
-	host    *hostConn
+	calls   *callwire.ShimEnd
 	level   int32 // lines below it are dropped (see LogLevelOff)
 	pending []*pb.LogEntry
 	bytes   int
@@ -69,7 +68,7 @@ func (l *logSink) queue(level pb.LogEntry_Level, source, message string) {
 	}
 	l.pending = append(l.pending, &pb.LogEntry{Level: level, Source: source, Message: message})
 	l.bytes += len(message)
-	if len(l.pending) >= logBatchEntries || l.bytes >= logBatchBytes {
+	if len(l.pending) >= callwire.MaxLogBatch || l.bytes >= logBatchBytes {
 		l.send()
 	}
 }
@@ -107,17 +106,12 @@ func (l *logSink) send() {
 	}
 	entries := l.pending
 	l.pending, l.bytes = nil, 0
-	client, err := l.host.get()
+	err := l.calls.SendLog(&pb.LogRequest{Entries: entries})
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), logFlushTimeout)
-		_, err = client.Log(ctx, &pb.LogRequest{Entries: entries})
-		cancel()
-		if err == nil {
-			return
-		}
+		return
 	}
-	if l.host != nil {
-		l.local.Warn("cannot reach the host's log service; logging locally", "error", err)
+	if l.calls != nil {
+		l.local.Warn("cannot send log lines to the host; logging locally", "error", err)
 	}
 	for _, e := range entries {
 		l.local.Log(hclog.Level(e.Level)+hclog.Trace, e.Message, "source", e.Source)

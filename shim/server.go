@@ -63,7 +63,7 @@ type Server struct {
 // of its call connection (callwire.EnvShimCallsFD): ServeCalls serves it.
 func NewServer(log hclog.Logger, engine *Engine, broker shared.Broker, artefacts *os.File, calls *callwire.ShimEnd) *Server {
 	s := &Server{log: log, engine: engine, broker: broker, artefacts: artefacts, calls: calls, storeLock: make(chan struct{}, 1)}
-	logs := &logSink{local: log}
+	logs := &logSink{local: log, calls: calls}
 	s.env = &env{logs: logs, stdio: newStdio(logs.add), vars: newVarStore(), calls: calls}
 	s.unloading, s.unload = context.WithCancelCause(context.Background())
 	if calls != nil {
@@ -149,7 +149,6 @@ func (s *Server) Load(ctx context.Context, req *pb.LoadRequest) (*pb.LoadRespons
 	}
 	if s.env.host == nil {
 		s.env.host = dialHost(s.broker, req.HostServicesId)
-		s.env.logs.host = s.env.host
 	}
 	ipc, err := newIPCState(req, s.calls)
 	if err != nil {

@@ -37,6 +37,8 @@ type HostEnd struct {
 	publish PublishFunc
 	// pubs is the decoded batch of the Publish frame being handled, reused from frame to frame.
 	pubs []Publication
+	// log takes the shim's Log frames (HandleLogs); nil refuses them.
+	log LogFunc
 	// answered is told of each host call's result once it is sent (HandleAnswered); may be nil.
 	answered AnsweredFunc
 	// quick says which host calls an Invoke that reads may run itself (HandleQuick); may be nil.
@@ -242,6 +244,15 @@ func (e *HostEnd) handle(kind Kind, id uint64, body []byte) (run func(arm func()
 			break
 		}
 		_ = e.c.WriteFrame(Published, id, statusOf(err).Proto())
+	case Log:
+		if e.log == nil {
+			return nil, false, false, e.violation(errors.New("a log frame, but this connection takes no log lines"))
+		}
+		req, err := decodeLog(body)
+		if err != nil {
+			return nil, false, false, e.violation(err)
+		}
+		e.log(req) // before the next frame is read: the lines come before the call's result
 	case Pong:
 		if err := e.handlePong(id, body); err != nil {
 			return nil, false, false, err

@@ -67,6 +67,11 @@ const (
 	Ping Kind = 9
 	// Pong answers the Ping of the same id: pb.HealthResponse, at most maxPongBytes.
 	Pong Kind = 10
+	// Log carries a batch of the capsule's log lines, in the order they came (shim → host):
+	// pb.LogRequest, at most MaxLogBatch lines and MaxHostFrameBytes. No answer and no id: the
+	// host writes the lines before it reads the next frame, so they come before anything the shim
+	// sends after them (the result of the call that logged them).
+	Log Kind = 11
 )
 
 // MaxPublishesInFlight is the most Publish frames a shim sends without their answers; past it,
@@ -96,6 +101,8 @@ func (k Kind) String() string {
 		return "ping"
 	case Pong:
 		return "pong"
+	case Log:
+		return "log"
 	}
 	return fmt.Sprintf("kind %d", uint8(k))
 }

@@ -1127,6 +1127,8 @@ func (*ShutdownResponse) Descriptor() ([]byte, []int) {
 	return file_shared_pb_shim_proto_rawDescGZIP(), []int{10}
 }
 
+// LogRequest is the body of a Log frame on the call connection: a batch of the capsule's log
+// lines, at most callwire.MaxLogBatch of them.
 type LogRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Entries       []*LogEntry            `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
@@ -1232,42 +1234,6 @@ func (x *LogEntry) GetMessage() string {
 	return ""
 }
 
-type LogResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *LogResponse) Reset() {
-	*x = LogResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[13]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *LogResponse) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*LogResponse) ProtoMessage() {}
-
-func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[13]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
-func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{13}
-}
-
 type HttpRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Url   string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
@@ -1281,7 +1247,7 @@ type HttpRequest struct {
 
 func (x *HttpRequest) Reset() {
 	*x = HttpRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[14]
+	mi := &file_shared_pb_shim_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1259,7 @@ func (x *HttpRequest) String() string {
 func (*HttpRequest) ProtoMessage() {}
 
 func (x *HttpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[14]
+	mi := &file_shared_pb_shim_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1272,7 @@ func (x *HttpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpRequest.ProtoReflect.Descriptor instead.
 func (*HttpRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{14}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HttpRequest) GetUrl() string {
@@ -1349,7 +1315,7 @@ type HttpResponse struct {
 
 func (x *HttpResponse) Reset() {
 	*x = HttpResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[15]
+	mi := &file_shared_pb_shim_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1327,7 @@ func (x *HttpResponse) String() string {
 func (*HttpResponse) ProtoMessage() {}
 
 func (x *HttpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[15]
+	mi := &file_shared_pb_shim_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1340,7 @@ func (x *HttpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HttpResponse.ProtoReflect.Descriptor instead.
 func (*HttpResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{15}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *HttpResponse) GetStatus() int32 {
@@ -1409,7 +1375,7 @@ type IpcPublication struct {
 
 func (x *IpcPublication) Reset() {
 	*x = IpcPublication{}
-	mi := &file_shared_pb_shim_proto_msgTypes[16]
+	mi := &file_shared_pb_shim_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1421,7 +1387,7 @@ func (x *IpcPublication) String() string {
 func (*IpcPublication) ProtoMessage() {}
 
 func (x *IpcPublication) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[16]
+	mi := &file_shared_pb_shim_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1434,7 +1400,7 @@ func (x *IpcPublication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPublication.ProtoReflect.Descriptor instead.
 func (*IpcPublication) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{16}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *IpcPublication) GetTopic() string {
@@ -1460,7 +1426,7 @@ type IpcPublishRequest struct {
 
 func (x *IpcPublishRequest) Reset() {
 	*x = IpcPublishRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[17]
+	mi := &file_shared_pb_shim_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1472,7 +1438,7 @@ func (x *IpcPublishRequest) String() string {
 func (*IpcPublishRequest) ProtoMessage() {}
 
 func (x *IpcPublishRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[17]
+	mi := &file_shared_pb_shim_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1485,7 +1451,7 @@ func (x *IpcPublishRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IpcPublishRequest.ProtoReflect.Descriptor instead.
 func (*IpcPublishRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{17}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *IpcPublishRequest) GetMessages() []*IpcPublication {
@@ -1506,7 +1472,7 @@ type ProcessRequest struct {
 
 func (x *ProcessRequest) Reset() {
 	*x = ProcessRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[18]
+	mi := &file_shared_pb_shim_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1484,7 @@ func (x *ProcessRequest) String() string {
 func (*ProcessRequest) ProtoMessage() {}
 
 func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[18]
+	mi := &file_shared_pb_shim_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1497,7 @@ func (x *ProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessRequest.ProtoReflect.Descriptor instead.
 func (*ProcessRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{18}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ProcessRequest) GetOp() ProcessOp {
@@ -1558,7 +1524,7 @@ type ProcessResponse struct {
 
 func (x *ProcessResponse) Reset() {
 	*x = ProcessResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[19]
+	mi := &file_shared_pb_shim_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +1536,7 @@ func (x *ProcessResponse) String() string {
 func (*ProcessResponse) ProtoMessage() {}
 
 func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[19]
+	mi := &file_shared_pb_shim_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +1549,7 @@ func (x *ProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProcessResponse.ProtoReflect.Descriptor instead.
 func (*ProcessResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{19}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ProcessResponse) GetResult() []byte {
@@ -1605,7 +1571,7 @@ type HostCallRequest struct {
 
 func (x *HostCallRequest) Reset() {
 	*x = HostCallRequest{}
-	mi := &file_shared_pb_shim_proto_msgTypes[20]
+	mi := &file_shared_pb_shim_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1583,7 @@ func (x *HostCallRequest) String() string {
 func (*HostCallRequest) ProtoMessage() {}
 
 func (x *HostCallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[20]
+	mi := &file_shared_pb_shim_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1596,7 @@ func (x *HostCallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostCallRequest.ProtoReflect.Descriptor instead.
 func (*HostCallRequest) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{20}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HostCallRequest) GetOp() HostOp {
@@ -1662,7 +1628,7 @@ type HostCallResponse struct {
 
 func (x *HostCallResponse) Reset() {
 	*x = HostCallResponse{}
-	mi := &file_shared_pb_shim_proto_msgTypes[21]
+	mi := &file_shared_pb_shim_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1674,7 +1640,7 @@ func (x *HostCallResponse) String() string {
 func (*HostCallResponse) ProtoMessage() {}
 
 func (x *HostCallResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shared_pb_shim_proto_msgTypes[21]
+	mi := &file_shared_pb_shim_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1687,7 +1653,7 @@ func (x *HostCallResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostCallResponse.ProtoReflect.Descriptor instead.
 func (*HostCallResponse) Descriptor() ([]byte, []int) {
-	return file_shared_pb_shim_proto_rawDescGZIP(), []int{21}
+	return file_shared_pb_shim_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HostCallResponse) GetResult() []byte {
@@ -1799,8 +1765,7 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x05DEBUG\x10\x01\x12\b\n" +
 	"\x04INFO\x10\x02\x12\b\n" +
 	"\x04WARN\x10\x03\x12\t\n" +
-	"\x05ERROR\x10\x04\"\r\n" +
-	"\vLogResponse\"\xcb\x01\n" +
+	"\x05ERROR\x10\x04\"\xcb\x01\n" +
 	"\vHttpRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12B\n" +
@@ -1888,9 +1853,8 @@ const file_shared_pb_shim_proto_rawDesc = "" +
 	"\x04Info\x12\x1b.astrid.shim.v1.InfoRequest\x1a\x1c.astrid.shim.v1.InfoResponse\x12;\n" +
 	"\aCompile\x12\x15.astrid.shim.v1.Chunk\x1a\x15.astrid.shim.v1.Chunk(\x010\x01\x12A\n" +
 	"\x04Load\x12\x1b.astrid.shim.v1.LoadRequest\x1a\x1c.astrid.shim.v1.LoadResponse\x12M\n" +
-	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\xdd\x01\n" +
-	"\fHostServices\x12>\n" +
-	"\x03Log\x12\x1a.astrid.shim.v1.LogRequest\x1a\x1b.astrid.shim.v1.LogResponse\x12A\n" +
+	"\bShutdown\x12\x1f.astrid.shim.v1.ShutdownRequest\x1a .astrid.shim.v1.ShutdownResponse2\x9d\x01\n" +
+	"\fHostServices\x12A\n" +
 	"\x04Http\x12\x1b.astrid.shim.v1.HttpRequest\x1a\x1c.astrid.shim.v1.HttpResponse\x12J\n" +
 	"\aProcess\x12\x1e.astrid.shim.v1.ProcessRequest\x1a\x1f.astrid.shim.v1.ProcessResponseB'Z%github.com/astrid-go/astrid/shared/pbb\x06proto3"
 
@@ -1907,7 +1871,7 @@ func file_shared_pb_shim_proto_rawDescGZIP() []byte {
 }
 
 var file_shared_pb_shim_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_shared_pb_shim_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_shared_pb_shim_proto_goTypes = []any{
 	(ProcessOp)(0),            // 0: astrid.shim.v1.ProcessOp
 	(HostOp)(0),               // 1: astrid.shim.v1.HostOp
@@ -1926,46 +1890,43 @@ var file_shared_pb_shim_proto_goTypes = []any{
 	(*ShutdownResponse)(nil),  // 14: astrid.shim.v1.ShutdownResponse
 	(*LogRequest)(nil),        // 15: astrid.shim.v1.LogRequest
 	(*LogEntry)(nil),          // 16: astrid.shim.v1.LogEntry
-	(*LogResponse)(nil),       // 17: astrid.shim.v1.LogResponse
-	(*HttpRequest)(nil),       // 18: astrid.shim.v1.HttpRequest
-	(*HttpResponse)(nil),      // 19: astrid.shim.v1.HttpResponse
-	(*IpcPublication)(nil),    // 20: astrid.shim.v1.IpcPublication
-	(*IpcPublishRequest)(nil), // 21: astrid.shim.v1.IpcPublishRequest
-	(*ProcessRequest)(nil),    // 22: astrid.shim.v1.ProcessRequest
-	(*ProcessResponse)(nil),   // 23: astrid.shim.v1.ProcessResponse
-	(*HostCallRequest)(nil),   // 24: astrid.shim.v1.HostCallRequest
-	(*HostCallResponse)(nil),  // 25: astrid.shim.v1.HostCallResponse
-	nil,                       // 26: astrid.shim.v1.LoadRequest.ConfigEntry
-	nil,                       // 27: astrid.shim.v1.HttpRequest.HeadersEntry
-	nil,                       // 28: astrid.shim.v1.HttpResponse.HeadersEntry
+	(*HttpRequest)(nil),       // 17: astrid.shim.v1.HttpRequest
+	(*HttpResponse)(nil),      // 18: astrid.shim.v1.HttpResponse
+	(*IpcPublication)(nil),    // 19: astrid.shim.v1.IpcPublication
+	(*IpcPublishRequest)(nil), // 20: astrid.shim.v1.IpcPublishRequest
+	(*ProcessRequest)(nil),    // 21: astrid.shim.v1.ProcessRequest
+	(*ProcessResponse)(nil),   // 22: astrid.shim.v1.ProcessResponse
+	(*HostCallRequest)(nil),   // 23: astrid.shim.v1.HostCallRequest
+	(*HostCallResponse)(nil),  // 24: astrid.shim.v1.HostCallResponse
+	nil,                       // 25: astrid.shim.v1.LoadRequest.ConfigEntry
+	nil,                       // 26: astrid.shim.v1.HttpRequest.HeadersEntry
+	nil,                       // 27: astrid.shim.v1.HttpResponse.HeadersEntry
 }
 var file_shared_pb_shim_proto_depIdxs = []int32{
-	26, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
+	25, // 0: astrid.shim.v1.LoadRequest.config:type_name -> astrid.shim.v1.LoadRequest.ConfigEntry
 	11, // 1: astrid.shim.v1.InvokeResponse.error:type_name -> astrid.shim.v1.GuestError
 	2,  // 2: astrid.shim.v1.GuestError.kind:type_name -> astrid.shim.v1.GuestError.Kind
 	16, // 3: astrid.shim.v1.LogRequest.entries:type_name -> astrid.shim.v1.LogEntry
 	3,  // 4: astrid.shim.v1.LogEntry.level:type_name -> astrid.shim.v1.LogEntry.Level
-	27, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
-	28, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
-	20, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
+	26, // 5: astrid.shim.v1.HttpRequest.headers:type_name -> astrid.shim.v1.HttpRequest.HeadersEntry
+	27, // 6: astrid.shim.v1.HttpResponse.headers:type_name -> astrid.shim.v1.HttpResponse.HeadersEntry
+	19, // 7: astrid.shim.v1.IpcPublishRequest.messages:type_name -> astrid.shim.v1.IpcPublication
 	0,  // 8: astrid.shim.v1.ProcessRequest.op:type_name -> astrid.shim.v1.ProcessOp
 	1,  // 9: astrid.shim.v1.HostCallRequest.op:type_name -> astrid.shim.v1.HostOp
 	4,  // 10: astrid.shim.v1.Shim.Info:input_type -> astrid.shim.v1.InfoRequest
 	6,  // 11: astrid.shim.v1.Shim.Compile:input_type -> astrid.shim.v1.Chunk
 	7,  // 12: astrid.shim.v1.Shim.Load:input_type -> astrid.shim.v1.LoadRequest
 	13, // 13: astrid.shim.v1.Shim.Shutdown:input_type -> astrid.shim.v1.ShutdownRequest
-	15, // 14: astrid.shim.v1.HostServices.Log:input_type -> astrid.shim.v1.LogRequest
-	18, // 15: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
-	22, // 16: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
-	5,  // 17: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
-	6,  // 18: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
-	8,  // 19: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
-	14, // 20: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
-	17, // 21: astrid.shim.v1.HostServices.Log:output_type -> astrid.shim.v1.LogResponse
-	19, // 22: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
-	23, // 23: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
-	17, // [17:24] is the sub-list for method output_type
-	10, // [10:17] is the sub-list for method input_type
+	17, // 14: astrid.shim.v1.HostServices.Http:input_type -> astrid.shim.v1.HttpRequest
+	21, // 15: astrid.shim.v1.HostServices.Process:input_type -> astrid.shim.v1.ProcessRequest
+	5,  // 16: astrid.shim.v1.Shim.Info:output_type -> astrid.shim.v1.InfoResponse
+	6,  // 17: astrid.shim.v1.Shim.Compile:output_type -> astrid.shim.v1.Chunk
+	8,  // 18: astrid.shim.v1.Shim.Load:output_type -> astrid.shim.v1.LoadResponse
+	14, // 19: astrid.shim.v1.Shim.Shutdown:output_type -> astrid.shim.v1.ShutdownResponse
+	18, // 20: astrid.shim.v1.HostServices.Http:output_type -> astrid.shim.v1.HttpResponse
+	22, // 21: astrid.shim.v1.HostServices.Process:output_type -> astrid.shim.v1.ProcessResponse
+	16, // [16:22] is the sub-list for method output_type
+	10, // [10:16] is the sub-list for method input_type
 	10, // [10:10] is the sub-list for extension type_name
 	10, // [10:10] is the sub-list for extension extendee
 	0,  // [0:10] is the sub-list for field type_name
@@ -1982,7 +1943,7 @@ func file_shared_pb_shim_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shared_pb_shim_proto_rawDesc), len(file_shared_pb_shim_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   25,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

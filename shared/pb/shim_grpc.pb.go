@@ -265,7 +265,6 @@ var Shim_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	HostServices_Log_FullMethodName     = "/astrid.shim.v1.HostServices/Log"
 	HostServices_Http_FullMethodName    = "/astrid.shim.v1.HostServices/Http"
 	HostServices_Process_FullMethodName = "/astrid.shim.v1.HostServices/Process"
 )
@@ -276,8 +275,6 @@ const (
 //
 // HostServices is served by astrid-host for one shim connection: the host functions.
 type HostServicesClient interface {
-	// Log delivers a batch of the capsule's log lines (guest stdout/stderr and log calls), in order.
-	Log(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (*LogResponse, error)
 	// Http performs an HTTP request for the guest (extism:host/env http_request). The host decides
 	// whether the capsule may reach the URL ([capabilities] net, the SSRF rule) and enforces the
 	// time and size limits; a refusal or failure is an error status whose message the guest sees.
@@ -296,16 +293,6 @@ type hostServicesClient struct {
 
 func NewHostServicesClient(cc grpc.ClientConnInterface) HostServicesClient {
 	return &hostServicesClient{cc}
-}
-
-func (c *hostServicesClient) Log(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (*LogResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(LogResponse)
-	err := c.cc.Invoke(ctx, HostServices_Log_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 func (c *hostServicesClient) Http(ctx context.Context, in *HttpRequest, opts ...grpc.CallOption) (*HttpResponse, error) {
@@ -334,8 +321,6 @@ func (c *hostServicesClient) Process(ctx context.Context, in *ProcessRequest, op
 //
 // HostServices is served by astrid-host for one shim connection: the host functions.
 type HostServicesServer interface {
-	// Log delivers a batch of the capsule's log lines (guest stdout/stderr and log calls), in order.
-	Log(context.Context, *LogRequest) (*LogResponse, error)
 	// Http performs an HTTP request for the guest (extism:host/env http_request). The host decides
 	// whether the capsule may reach the URL ([capabilities] net, the SSRF rule) and enforces the
 	// time and size limits; a refusal or failure is an error status whose message the guest sees.
@@ -356,9 +341,6 @@ type HostServicesServer interface {
 // pointer dereference when methods are called.
 type UnimplementedHostServicesServer struct{}
 
-func (UnimplementedHostServicesServer) Log(context.Context, *LogRequest) (*LogResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method Log not implemented")
-}
 func (UnimplementedHostServicesServer) Http(context.Context, *HttpRequest) (*HttpResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Http not implemented")
 }
@@ -384,24 +366,6 @@ func RegisterHostServicesServer(s grpc.ServiceRegistrar, srv HostServicesServer)
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&HostServices_ServiceDesc, srv)
-}
-
-func _HostServices_Log_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(LogRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HostServicesServer).Log(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HostServices_Log_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HostServicesServer).Log(ctx, req.(*LogRequest))
-	}
-	return interceptor(ctx, in, info, handler)
 }
 
 func _HostServices_Http_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
@@ -447,10 +411,6 @@ var HostServices_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "astrid.shim.v1.HostServices",
 	HandlerType: (*HostServicesServer)(nil),
 	Methods: []grpc.MethodDesc{
-		{
-			MethodName: "Log",
-			Handler:    _HostServices_Log_Handler,
-		},
 		{
 			MethodName: "Http",
 			Handler:    _HostServices_Http_Handler,

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -59,7 +60,7 @@ func serveHealth(t *testing.T) string {
 }
 
 // TestBrokerDial: Dial takes the address the host sent for its id, whether it came before or
-// after Dial started waiting; a second address for the same id does not replace the first;
+// after Dial started waiting, and connects at the first call; a second address for the same id does not replace the first;
 // an address that is not a unix socket is refused.
 func TestBrokerDial(t *testing.T) {
 	addr := serveHealth(t)
@@ -69,6 +70,11 @@ func TestBrokerDial(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
+		// Connected at the first call, not before: a capsule that never calls the host's
+		// gRPC services costs the shim and the host no connection.
+		if st := conn.GetState(); st != connectivity.Idle {
+			t.Errorf("before its first call the connection is %v, want %v", st, connectivity.Idle)
+		}
 		if _, err := healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil {
 			t.Fatalf("a call on the dialled connection: %v", err)
 		}

@@ -199,8 +199,8 @@ func (s *rawServer) intrude(ctx context.Context, input []byte) ([]byte, error) {
 		}
 		host, shim := pb.NewHostServicesClient(conn), pb.NewShimClient(conn)
 		attempts := map[string]func(context.Context) error{
-			"log": func(ctx context.Context) error {
-				_, err := host.Log(ctx, &pb.LogRequest{})
+			"http": func(ctx context.Context) error {
+				_, err := host.Http(ctx, &pb.HttpRequest{})
 				return err
 			},
 			"spawn": func(ctx context.Context) error {
