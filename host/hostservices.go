@@ -1,7 +1,6 @@
 package host
 
 import (
-
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/astrid-go/astrid/bus"
